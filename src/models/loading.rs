@@ -1,0 +1,283 @@
+//! Loading a diffusers pipeline folder: `model_index.json`, each component's config and
+//! its safetensors weights (memory-mapped; fp16 variants upcast as they are read).
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device};
+use candle_nn::VarBuilder;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use crate::models::{Family, ModelDefaults};
+use crate::pipeline::generate::{describe_candle_error, ModelInfo, StableDiffusion, TextStage};
+use crate::pipeline::schedulers::SchedulerConfig;
+use crate::pipeline::text_encoder::{ClipTextConfig, ClipTextEncoder};
+use crate::pipeline::tokenizer::{ClipTokenizer, TokenizerError};
+use crate::pipeline::unet::{UNet2DConditionModel, UNetConfig};
+use crate::pipeline::vae::{AutoencoderKL, VaeConfig};
+
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub device: Device,
+    /// Compute dtype; weights stored in another precision are converted as they load.
+    pub dtype: DType,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            device: Device::Cpu,
+            dtype: DType::F32,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{path}: no such model folder or file")]
+    NotFound { path: PathBuf },
+    #[error("{path}: not a diffusers model folder (model_index.json is missing); pass a folder with model_index.json, unet/, vae/, text_encoder/ and tokenizer/")]
+    NotDiffusersFolder { path: PathBuf },
+    #[error("{path}: {message}")]
+    InvalidJson { path: PathBuf, message: String },
+    #[error("{path}: {message}")]
+    Unsupported { path: PathBuf, message: String },
+    #[error("{dir}: no safetensors weights found (looked for {looked_for}){hint}")]
+    MissingWeights {
+        dir: PathBuf,
+        looked_for: String,
+        hint: String,
+    },
+    #[error("{path}: cannot read weights: {message}")]
+    Weights { path: PathBuf, message: String },
+    #[error("{component} ({dir}): {message}")]
+    Build {
+        component: String,
+        dir: PathBuf,
+        message: String,
+    },
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+}
+
+#[derive(Debug, Deserialize)]
+struct ModelIndex {
+    #[serde(rename = "_class_name")]
+    class_name: String,
+    #[serde(default)]
+    force_zeros_for_empty_prompt: Option<bool>,
+    #[serde(default)]
+    text_encoder_2: Option<serde_json::Value>,
+}
+
+fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|err| {
+        if err.kind() == std::io::ErrorKind::NotFound {
+            LoadError::NotFound {
+                path: path.to_path_buf(),
+            }
+        } else {
+            LoadError::InvalidJson {
+                path: path.to_path_buf(),
+                message: err.to_string(),
+            }
+        }
+    })?;
+    serde_json::from_str(&text).map_err(|err| LoadError::InvalidJson {
+        path: path.to_path_buf(),
+        message: format!("invalid config: {err}"),
+    })
+}
+
+/// The weight files of one component, in diffusers' order of preference: the main file, a
+/// sharded index, then the fp16 variant.
+fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
+    const STEMS: [&str; 2] = ["diffusion_pytorch_model", "model"];
+    for variant in ["", ".fp16"] {
+        for stem in STEMS {
+            let single = dir.join(format!("{stem}{variant}.safetensors"));
+            if single.is_file() {
+                return Ok(vec![single]);
+            }
+            let index = dir.join(format!("{stem}{variant}.safetensors.index.json"));
+            if index.is_file() {
+                return shard_files(&index, dir);
+            }
+        }
+    }
+    let pickles: Vec<String> = ["diffusion_pytorch_model.bin", "pytorch_model.bin", "diffusion_pytorch_model.fp16.bin", "pytorch_model.fp16.bin"]
+        .iter()
+        .filter(|name| dir.join(name).is_file())
+        .map(|name| name.to_string())
+        .collect();
+    let hint = if pickles.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; only PyTorch pickle weights ({}) are here, which can run code when loaded — use a safetensors version of this model",
+            pickles.join(", ")
+        )
+    };
+    Err(LoadError::MissingWeights {
+        dir: dir.to_path_buf(),
+        looked_for: "diffusion_pytorch_model[.fp16].safetensors, model[.fp16].safetensors or a .safetensors.index.json".into(),
+        hint,
+    })
+}
+
+fn shard_files(index: &Path, dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
+    #[derive(Deserialize)]
+    struct ShardIndex {
+        weight_map: std::collections::BTreeMap<String, String>,
+    }
+    let parsed: ShardIndex = read_json(index)?;
+    let mut files: Vec<String> = parsed.weight_map.into_values().collect();
+    files.sort();
+    files.dedup();
+    let paths: Vec<PathBuf> = files.iter().map(|f| dir.join(f)).collect();
+    if let Some(missing) = paths.iter().find(|p| !p.is_file()) {
+        return Err(LoadError::NotFound {
+            path: missing.clone(),
+        });
+    }
+    Ok(paths)
+}
+
+fn var_builder(dir: &Path, options: &LoadOptions) -> Result<VarBuilder<'static>, LoadError> {
+    let files = weight_files(dir)?;
+    for file in &files {
+        // Validate each file on its own so the error names the broken one.
+        // SAFETY: the file is only read; if another process truncates it while mapped the
+        // process may fault, the same contract every mmap-based loader (diffusers included) has.
+        unsafe { candle_core::safetensors::MmapedSafetensors::new(file) }.map_err(|err| {
+            LoadError::Weights {
+                path: file.clone(),
+                message: format!("{} (is the file truncated or not safetensors?)", describe_candle_error(&err)),
+            }
+        })?;
+    }
+    // SAFETY: as above.
+    unsafe { VarBuilder::from_mmaped_safetensors(&files, options.dtype, &options.device) }.map_err(|err| {
+        LoadError::Weights {
+            path: files[0].clone(),
+            message: describe_candle_error(&err),
+        }
+    })
+}
+
+fn build_error(component: &str, dir: &Path, err: candle_core::Error) -> LoadError {
+    LoadError::Build {
+        component: component.to_string(),
+        dir: dir.to_path_buf(),
+        message: describe_candle_error(&err),
+    }
+}
+
+fn load_text_stage(root: &Path, encoder_dir: &str, tokenizer_dir: &str, options: &LoadOptions) -> Result<TextStage, LoadError> {
+    let tokenizer = ClipTokenizer::from_dir(&root.join(tokenizer_dir))?;
+    let dir = root.join(encoder_dir);
+    let config: ClipTextConfig = read_json(&dir.join("config.json"))?;
+    let vb = var_builder(&dir, options)?;
+    let encoder =
+        ClipTextEncoder::new(&config, tokenizer.eos_id(), vb).map_err(|err| build_error(encoder_dir, &dir, err))?;
+    Ok(TextStage { tokenizer, encoder })
+}
+
+/// Loads a diffusers pipeline folder (SD 1.x, SD 2.x, SDXL and their Turbo variants).
+pub fn load_model(path: &Path, options: &LoadOptions) -> Result<StableDiffusion, LoadError> {
+    if !path.exists() {
+        return Err(LoadError::NotFound {
+            path: path.to_path_buf(),
+        });
+    }
+    let index_path = path.join("model_index.json");
+    if !index_path.is_file() {
+        return Err(LoadError::NotDiffusersFolder {
+            path: path.to_path_buf(),
+        });
+    }
+    let index: ModelIndex = read_json(&index_path)?;
+    let is_xl = index.class_name.contains("XL") || index.text_encoder_2.as_ref().is_some_and(|v| v.as_array().is_some_and(|a| a.iter().all(|x| !x.is_null())));
+    let family = match index.class_name.as_str() {
+        name if name.starts_with("StableDiffusion") && !name.contains("Upscale") && !name.contains("3") => {
+            if is_xl {
+                Family::StableDiffusionXl
+            } else {
+                Family::StableDiffusion
+            }
+        }
+        other => {
+            return Err(LoadError::Unsupported {
+                path: index_path,
+                message: format!(
+                    "pipeline class \"{other}\" is not supported (supported: StableDiffusionPipeline, StableDiffusionXLPipeline and their img2img variants)"
+                ),
+            })
+        }
+    };
+
+    let scheduler_path = path.join("scheduler").join("scheduler_config.json");
+    let scheduler_config = SchedulerConfig::from_file(&scheduler_path).map_err(|err| LoadError::InvalidJson {
+        path: scheduler_path.clone(),
+        message: err.to_string(),
+    })?;
+
+    let mut text_stages = vec![load_text_stage(path, "text_encoder", "tokenizer", options)?];
+    if family == Family::StableDiffusionXl {
+        text_stages.push(load_text_stage(path, "text_encoder_2", "tokenizer_2", options)?);
+    }
+
+    let unet_dir = path.join("unet");
+    let unet_config: UNetConfig = read_json(&unet_dir.join("config.json"))?;
+    let unet = UNet2DConditionModel::new(&unet_config, var_builder(&unet_dir, options)?)
+        .map_err(|err| build_error("unet", &unet_dir, err))?;
+    if (family == Family::StableDiffusionXl) != unet.needs_added_conditions() {
+        return Err(LoadError::Unsupported {
+            path: unet_dir.join("config.json"),
+            message: format!(
+                "{} pipeline with a UNet {} text_time embedding",
+                index.class_name,
+                if unet.needs_added_conditions() { "that has a" } else { "without the" }
+            ),
+        });
+    }
+
+    let vae_dir = path.join("vae");
+    let vae_config: VaeConfig = read_json(&vae_dir.join("config.json"))?;
+    let vae = AutoencoderKL::new(&vae_config, var_builder(&vae_dir, options)?)
+        .map_err(|err| build_error("vae", &vae_dir, err))?;
+
+    let vae_scale_factor = vae_config.scale_factor();
+    let native_size = unet_config.sample_size.map(|s| s * vae_scale_factor).unwrap_or(match family {
+        Family::StableDiffusion => 512,
+        Family::StableDiffusionXl => 1024,
+    });
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string());
+    let distilled = name.to_lowercase().contains("turbo")
+        || scheduler_config.timestep_spacing.as_deref() == Some("trailing");
+    let cross_dim = match &unet_config.cross_attention_dim {
+        crate::pipeline::unet::PerBlock::One(d) => *d,
+        crate::pipeline::unet::PerBlock::Each(v) => v.first().copied().unwrap_or(0),
+    };
+    let info = ModelInfo {
+        name,
+        family,
+        label: family.label(cross_dim).to_string(),
+        distilled,
+        defaults: ModelDefaults::for_model(family, distilled, native_size),
+        vae_scale_factor,
+    };
+    Ok(StableDiffusion {
+        info,
+        text_stages,
+        unet,
+        vae,
+        scheduler_config,
+        force_zeros_for_empty_prompt: index.force_zeros_for_empty_prompt.unwrap_or(false),
+        device: options.device.clone(),
+        dtype: options.dtype,
+    })
+}

@@ -1,0 +1,7 @@
+//! Model families, diffusers folder layout and weight loading.
+
+mod family;
+mod loading;
+
+pub use family::{Family, ModelDefaults};
+pub use loading::{load_model, LoadError, LoadOptions};

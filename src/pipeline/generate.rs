@@ -1,0 +1,387 @@
+//! The sampling loop: StableDiffusionPipeline / StableDiffusionXLPipeline and their img2img
+//! variants, step for step as diffusers runs them.
+
+use candle_core::{DType, Device, Tensor};
+
+use crate::models::{Family, ModelDefaults};
+use crate::pipeline::noise::TorchRng;
+use crate::pipeline::schedulers::{
+    build_scheduler, img2img_start_index, SchedulerConfig, SchedulerConfigError, SchedulerKind,
+};
+use crate::pipeline::text_encoder::ClipTextEncoder;
+use crate::pipeline::tokenizer::ClipTokenizer;
+use crate::pipeline::unet::{AddedConditions, UNet2DConditionModel};
+use crate::pipeline::vae::AutoencoderKL;
+
+/// An 8-bit RGB image, row-major, 3 bytes per pixel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RgbImage {
+    pub width: usize,
+    pub height: usize,
+    pub pixels: Vec<u8>,
+}
+
+/// img2img input: the image to start from and how much of it to repaint (0..=1).
+#[derive(Debug, Clone)]
+pub struct InitImage {
+    pub image: RgbImage,
+    pub strength: f64,
+}
+
+/// Everything that decides the output image.
+#[derive(Debug, Clone)]
+pub struct GenerationRequest {
+    pub prompt: String,
+    /// `None` is diffusers' `negative_prompt=None`: SDXL then uses zeros when the model asks for it.
+    pub negative_prompt: Option<String>,
+    pub steps: usize,
+    pub guidance: f64,
+    pub seed: u64,
+    pub width: usize,
+    pub height: usize,
+    pub scheduler: SchedulerKind,
+    pub init_image: Option<InitImage>,
+}
+
+/// Progress of one denoising step, handed to the observer.
+pub struct StepProgress<'a> {
+    /// 1-based index of the step just finished.
+    pub step: usize,
+    pub total: usize,
+    /// The scheduler's estimate of the clean latents (or the current latents when it has none).
+    pub denoised: &'a Tensor,
+}
+
+/// What the observer wants after a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Cancel,
+}
+
+pub struct GeneratedImage {
+    pub image: RgbImage,
+    /// Final latents as the UNet sees them (before the VAE's 1/scaling_factor).
+    pub latents: Tensor,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("scheduler: {0}")]
+    Scheduler(#[from] SchedulerConfigError),
+    #[error("cancelled")]
+    Cancelled,
+    #[error("computation failed: {0}")]
+    Compute(String),
+}
+
+impl From<candle_core::Error> for GenerateError {
+    fn from(err: candle_core::Error) -> Self {
+        GenerateError::Compute(describe_candle_error(&err))
+    }
+}
+
+/// A candle error as one line, without the backtrace candle may attach.
+pub fn describe_candle_error(err: &candle_core::Error) -> String {
+    let text = match err {
+        candle_core::Error::WithBacktrace { inner, .. } => inner.to_string(),
+        other => other.to_string(),
+    };
+    text.lines().next().unwrap_or("unknown error").to_string()
+}
+
+/// One CLIP tokenizer with its encoder.
+pub struct TextStage {
+    pub tokenizer: ClipTokenizer,
+    pub encoder: ClipTextEncoder,
+}
+
+/// Descriptive facts about a loaded model.
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    pub name: String,
+    pub family: Family,
+    /// "SD 1.x", "SD 2.x", "SDXL" …
+    pub label: String,
+    /// Made for few steps without guidance (SD-Turbo, SDXL-Turbo).
+    pub distilled: bool,
+    pub defaults: ModelDefaults,
+    /// Pixels per latent along each axis.
+    pub vae_scale_factor: usize,
+}
+
+/// A loaded Stable Diffusion pipeline: tokenizers, encoders, UNet, VAE and scheduler config.
+pub struct StableDiffusion {
+    pub(crate) info: ModelInfo,
+    pub(crate) text_stages: Vec<TextStage>,
+    pub(crate) unet: UNet2DConditionModel,
+    pub(crate) vae: AutoencoderKL,
+    pub(crate) scheduler_config: SchedulerConfig,
+    pub(crate) force_zeros_for_empty_prompt: bool,
+    pub(crate) device: Device,
+    pub(crate) dtype: DType,
+}
+
+struct Conditioning {
+    /// `(batch, 77, dim)`: `[negative, positive]` with guidance, `[positive]` without.
+    context: Tensor,
+    added: Option<AddedConditions>,
+}
+
+impl StableDiffusion {
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    pub fn scheduler_config(&self) -> &SchedulerConfig {
+        &self.scheduler_config
+    }
+
+    pub fn tokenizer(&self) -> &ClipTokenizer {
+        &self.text_stages[0].tokenizer
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    fn validate(&self, request: &GenerationRequest) -> Result<(), GenerateError> {
+        let scale = self.info.vae_scale_factor;
+        for (name, value) in [("width", request.width), ("height", request.height)] {
+            if value == 0 || value % scale != 0 {
+                return Err(GenerateError::InvalidRequest(format!(
+                    "{name} {value} is not a positive multiple of {scale}"
+                )));
+            }
+        }
+        if request.steps == 0 {
+            return Err(GenerateError::InvalidRequest("steps must be at least 1".into()));
+        }
+        if !request.guidance.is_finite() || request.guidance < 0.0 {
+            return Err(GenerateError::InvalidRequest(format!(
+                "guidance {} must be a number ≥ 0",
+                request.guidance
+            )));
+        }
+        if let Some(init) = &request.init_image {
+            if !(init.strength > 0.0 && init.strength <= 1.0) {
+                return Err(GenerateError::InvalidRequest(format!(
+                    "strength {} must be in (0, 1]",
+                    init.strength
+                )));
+            }
+            let expected = init.image.width * init.image.height * 3;
+            if init.image.pixels.len() != expected {
+                return Err(GenerateError::InvalidRequest(
+                    "init image buffer does not match its size".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The conditional (and, with guidance, unconditional) text embeddings for a request.
+    fn encode_prompts(&self, request: &GenerationRequest, guided: bool) -> Result<Conditioning, GenerateError> {
+        let positive = self.encode_text(&request.prompt)?;
+        let (width, height) = (request.width as f32, request.height as f32);
+        let time_ids = |batch: usize| -> candle_core::Result<Tensor> {
+            let row = [height, width, 0.0, 0.0, height, width];
+            let values: Vec<f32> = (0..batch).flat_map(|_| row).collect();
+            Tensor::from_vec(values, (batch, 6), &self.device)?.to_dtype(self.dtype)
+        };
+        if !guided {
+            let added = match positive.pooled {
+                Some(pooled) => Some(AddedConditions {
+                    text_embeds: pooled,
+                    time_ids: time_ids(1)?,
+                }),
+                None => None,
+            };
+            return Ok(Conditioning {
+                context: positive.hidden,
+                added,
+            });
+        }
+        let zero_negative = self.info.family == Family::StableDiffusionXl
+            && request.negative_prompt.is_none()
+            && self.force_zeros_for_empty_prompt;
+        let negative = if zero_negative {
+            EncodedText {
+                hidden: positive.hidden.zeros_like()?,
+                pooled: positive.pooled.as_ref().map(Tensor::zeros_like).transpose()?,
+            }
+        } else {
+            self.encode_text(request.negative_prompt.as_deref().unwrap_or(""))?
+        };
+        let context = Tensor::cat(&[&negative.hidden, &positive.hidden], 0)?;
+        let added = match (negative.pooled, positive.pooled) {
+            (Some(neg), Some(pos)) => Some(AddedConditions {
+                text_embeds: Tensor::cat(&[&neg, &pos], 0)?,
+                time_ids: time_ids(2)?,
+            }),
+            _ => None,
+        };
+        Ok(Conditioning { context, added })
+    }
+
+    fn encode_text(&self, text: &str) -> Result<EncodedText, GenerateError> {
+        match self.info.family {
+            Family::StableDiffusion => {
+                let stage = &self.text_stages[0];
+                let out = stage.encoder.forward(&stage.tokenizer.encode_padded(text))?;
+                Ok(EncodedText {
+                    hidden: out.last_hidden_state,
+                    pooled: None,
+                })
+            }
+            Family::StableDiffusionXl => {
+                let mut hidden = Vec::with_capacity(self.text_stages.len());
+                let mut pooled = None;
+                for stage in &self.text_stages {
+                    let out = stage.encoder.forward(&stage.tokenizer.encode_padded(text))?;
+                    hidden.push(out.penultimate_hidden_state);
+                    if stage.encoder.has_projection() {
+                        pooled = Some(out.pooled);
+                    }
+                }
+                let Some(pooled) = pooled else {
+                    return Err(GenerateError::InvalidRequest(
+                        "SDXL model has no projected text encoder (text_encoder_2)".into(),
+                    ));
+                };
+                Ok(EncodedText {
+                    hidden: Tensor::cat(&hidden, 2)?,
+                    pooled: Some(pooled),
+                })
+            }
+        }
+    }
+
+    /// Runs one generation. `observer` sees every step and may cancel.
+    pub fn generate(
+        &self,
+        request: &GenerationRequest,
+        observer: &mut dyn FnMut(&StepProgress) -> Flow,
+    ) -> Result<GeneratedImage, GenerateError> {
+        self.validate(request)?;
+        let guided = request.guidance > 1.0;
+        let conditioning = self.encode_prompts(request, guided)?;
+        let mut scheduler = build_scheduler(request.scheduler, &self.scheduler_config, request.steps)?;
+        let mut rng = TorchRng::new(request.seed);
+        let scale = self.info.vae_scale_factor;
+        let latent_shape = [1, 4, request.height / scale, request.width / scale];
+
+        let (mut latents, first_step) = match &request.init_image {
+            None => {
+                let noise = rng.randn_tensor(&latent_shape, &self.device)?.to_dtype(self.dtype)?;
+                ((noise * scheduler.init_noise_sigma())?, 0)
+            }
+            Some(init) => {
+                let pixels = image_to_tensor(&init.image, request.width, request.height, &self.device)?
+                    .to_dtype(self.dtype)?;
+                let clean = self.vae.encode_sample(&pixels, &mut rng)?;
+                let start = img2img_start_index(request.steps, init.strength);
+                if start >= scheduler.timesteps().len() {
+                    return Err(GenerateError::InvalidRequest(format!(
+                        "strength {} leaves no denoising steps at {} steps",
+                        init.strength, request.steps
+                    )));
+                }
+                let noise = rng.randn_tensor(clean.dims(), &self.device)?.to_dtype(self.dtype)?;
+                (scheduler.add_noise(&clean, &noise, start)?, start)
+            }
+        };
+
+        let timesteps = scheduler.timesteps().to_vec();
+        let total = timesteps.len() - first_step;
+        for (index, &timestep) in timesteps.iter().enumerate().skip(first_step) {
+            let model_input = if guided {
+                Tensor::cat(&[&latents, &latents], 0)?
+            } else {
+                latents.clone()
+            };
+            let model_input = scheduler.scale_model_input(&model_input, index)?;
+            let prediction = self.unet.forward(
+                &model_input,
+                timestep,
+                &conditioning.context,
+                conditioning.added.as_ref(),
+            )?;
+            let prediction = if guided {
+                let uncond = prediction.narrow(0, 0, 1)?;
+                let cond = prediction.narrow(0, 1, 1)?;
+                (&uncond + ((cond - &uncond)? * request.guidance)?)?
+            } else {
+                prediction
+            };
+            let output = scheduler.step(&prediction, index, &latents, &mut rng)?;
+            latents = output.prev_sample;
+            let denoised = output.pred_original_sample.as_ref().unwrap_or(&latents);
+            let progress = StepProgress {
+                step: index - first_step + 1,
+                total,
+                denoised,
+            };
+            if observer(&progress) == Flow::Cancel {
+                return Err(GenerateError::Cancelled);
+            }
+        }
+
+        let image = self.decode(&latents)?;
+        Ok(GeneratedImage { image, latents })
+    }
+
+    /// Decodes latents with the VAE to 8-bit RGB, as diffusers' `postprocess` does
+    /// (`(x / 2 + 0.5).clamp(0, 1) * 255`, rounded).
+    pub fn decode(&self, latents: &Tensor) -> Result<RgbImage, GenerateError> {
+        let decoded = self.vae.decode(latents)?;
+        let (_, _, height, width) = decoded.dims4()?;
+        let pixels: Vec<u8> = ((decoded.to_dtype(DType::F32)? / 2.0)? + 0.5)?
+            .clamp(0f32, 1f32)?
+            .squeeze(0)?
+            .permute((1, 2, 0))?
+            .flatten_all()?
+            .to_vec1::<f32>()?
+            .into_iter()
+            .map(|v| (v * 255.0).round() as u8)
+            .collect();
+        Ok(RgbImage {
+            width,
+            height,
+            pixels,
+        })
+    }
+}
+
+struct EncodedText {
+    hidden: Tensor,
+    pooled: Option<Tensor>,
+}
+
+/// An RGB image as a `(1, 3, H, W)` tensor in [-1, 1], resized (Lanczos) when the requested
+/// size differs, as diffusers' `VaeImageProcessor.preprocess` does.
+fn image_to_tensor(image: &RgbImage, width: usize, height: usize, device: &Device) -> candle_core::Result<Tensor> {
+    let resized;
+    let source = if image.width == width && image.height == height {
+        image
+    } else {
+        let Some(buffer) = image::RgbImage::from_raw(image.width as u32, image.height as u32, image.pixels.clone())
+        else {
+            candle_core::bail!("init image buffer does not match its size");
+        };
+        let scaled = image::imageops::resize(&buffer, width as u32, height as u32, image::imageops::FilterType::Lanczos3);
+        resized = RgbImage {
+            width,
+            height,
+            pixels: scaled.into_raw(),
+        };
+        &resized
+    };
+    let values: Vec<f32> = source.pixels.iter().map(|&p| p as f32 / 255.0 * 2.0 - 1.0).collect();
+    Tensor::from_vec(values, (height, width, 3), device)?
+        .permute((2, 0, 1))?
+        .unsqueeze(0)?
+        .contiguous()
+}
