@@ -4,5 +4,14 @@
 //! - [`models`]: model families, diffusers folder configs and weight loading.
 //! - [`formats`]: images and their A1111-compatible `parameters` metadata.
 
+pub mod formats;
 pub mod models;
 pub mod pipeline;
+
+/// `latent-studio <version> (<git commit>)`, as written into image metadata.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("LATENT_STUDIO_GIT"),
+    ")"
+);

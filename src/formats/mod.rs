@@ -1,0 +1,7 @@
+//! Image files and their A1111-compatible `parameters` metadata.
+//!
+//! - [`parameters`]: the A1111 "infotext" (`Steps: 20, Sampler: …`) writer and parser.
+//! - [`png`]: PNGs carrying that text in a `parameters` text chunk.
+
+pub mod parameters;
+pub mod png;
