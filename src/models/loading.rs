@@ -105,11 +105,16 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
             }
         }
     }
-    let pickles: Vec<String> = ["diffusion_pytorch_model.bin", "pytorch_model.bin", "diffusion_pytorch_model.fp16.bin", "pytorch_model.fp16.bin"]
-        .iter()
-        .filter(|name| dir.join(name).is_file())
-        .map(|name| name.to_string())
-        .collect();
+    let pickles: Vec<String> = [
+        "diffusion_pytorch_model.bin",
+        "pytorch_model.bin",
+        "diffusion_pytorch_model.fp16.bin",
+        "pytorch_model.fp16.bin",
+    ]
+    .iter()
+    .filter(|name| dir.join(name).is_file())
+    .map(|name| name.to_string())
+    .collect();
     let hint = if pickles.is_empty() {
         String::new()
     } else {
@@ -152,17 +157,36 @@ fn var_builder(dir: &Path, options: &LoadOptions) -> Result<VarBuilder<'static>,
         unsafe { candle_core::safetensors::MmapedSafetensors::new(file) }.map_err(|err| {
             LoadError::Weights {
                 path: file.clone(),
-                message: format!("{} (is the file truncated or not safetensors?)", describe_candle_error(&err)),
+                message: format!(
+                    "{} (is the file truncated or not safetensors?)",
+                    describe_candle_error(&err)
+                ),
             }
         })?;
     }
     // SAFETY: as above.
-    unsafe { VarBuilder::from_mmaped_safetensors(&files, options.dtype, &options.device) }.map_err(|err| {
-        LoadError::Weights {
+    unsafe { VarBuilder::from_mmaped_safetensors(&files, options.dtype, &options.device) }.map_err(
+        |err| LoadError::Weights {
             path: files[0].clone(),
             message: describe_candle_error(&err),
+        },
+    )
+}
+
+/// Where component weights come from: the folder's safetensors, or fresh random values
+/// (for benchmarks of an architecture without its files).
+enum Weights<'a> {
+    Files,
+    Random(&'a candle_nn::VarMap),
+}
+
+impl Weights<'_> {
+    fn var_builder(&self, dir: &Path, options: &LoadOptions) -> Result<VarBuilder<'static>, LoadError> {
+        match self {
+            Weights::Files => var_builder(dir, options),
+            Weights::Random(map) => Ok(VarBuilder::from_varmap(map, options.dtype, &options.device)),
         }
-    })
+    }
 }
 
 fn build_error(component: &str, dir: &Path, err: candle_core::Error) -> LoadError {
@@ -173,18 +197,44 @@ fn build_error(component: &str, dir: &Path, err: candle_core::Error) -> LoadErro
     }
 }
 
-fn load_text_stage(root: &Path, encoder_dir: &str, tokenizer_dir: &str, options: &LoadOptions) -> Result<TextStage, LoadError> {
-    let tokenizer = ClipTokenizer::from_dir(&root.join(tokenizer_dir))?;
+fn load_text_stage(
+    root: &Path,
+    encoder_dir: &str,
+    tokenizer_dir: &Path,
+    options: &LoadOptions,
+    weights: &Weights,
+) -> Result<TextStage, LoadError> {
+    let tokenizer = ClipTokenizer::from_dir(tokenizer_dir)?;
     let dir = root.join(encoder_dir);
     let config: ClipTextConfig = read_json(&dir.join("config.json"))?;
-    let vb = var_builder(&dir, options)?;
-    let encoder =
-        ClipTextEncoder::new(&config, tokenizer.eos_id(), vb).map_err(|err| build_error(encoder_dir, &dir, err))?;
+    let vb = weights.var_builder(&dir, options)?;
+    let encoder = ClipTextEncoder::new(&config, tokenizer.eos_id(), vb)
+        .map_err(|err| build_error(encoder_dir, &dir, err))?;
     Ok(TextStage { tokenizer, encoder })
 }
 
 /// Loads a diffusers pipeline folder (SD 1.x, SD 2.x, SDXL and their Turbo variants).
 pub fn load_model(path: &Path, options: &LoadOptions) -> Result<StableDiffusion, LoadError> {
+    load(path, None, options, &Weights::Files)
+}
+
+/// Builds the architecture a diffusers folder's configs describe with random weights; the
+/// folder needs no weight files. `tokenizer_dir` replaces the folder's `tokenizer/`.
+pub fn load_model_with_random_weights(
+    config_dir: &Path,
+    tokenizer_dir: &Path,
+    options: &LoadOptions,
+) -> Result<StableDiffusion, LoadError> {
+    let map = candle_nn::VarMap::new();
+    load(config_dir, Some(tokenizer_dir), options, &Weights::Random(&map))
+}
+
+fn load(
+    path: &Path,
+    tokenizer_override: Option<&Path>,
+    options: &LoadOptions,
+    weights: &Weights,
+) -> Result<StableDiffusion, LoadError> {
     if !path.exists() {
         return Err(LoadError::NotFound {
             path: path.to_path_buf(),
@@ -197,7 +247,11 @@ pub fn load_model(path: &Path, options: &LoadOptions) -> Result<StableDiffusion,
         });
     }
     let index: ModelIndex = read_json(&index_path)?;
-    let is_xl = index.class_name.contains("XL") || index.text_encoder_2.as_ref().is_some_and(|v| v.as_array().is_some_and(|a| a.iter().all(|x| !x.is_null())));
+    let is_xl = index.class_name.contains("XL")
+        || index
+            .text_encoder_2
+            .as_ref()
+            .is_some_and(|v| v.as_array().is_some_and(|a| a.iter().all(|x| !x.is_null())));
     let family = match index.class_name.as_str() {
         name if name.starts_with("StableDiffusion") && !name.contains("Upscale") && !name.contains("3") => {
             if is_xl {
@@ -217,19 +271,37 @@ pub fn load_model(path: &Path, options: &LoadOptions) -> Result<StableDiffusion,
     };
 
     let scheduler_path = path.join("scheduler").join("scheduler_config.json");
-    let scheduler_config = SchedulerConfig::from_file(&scheduler_path).map_err(|err| LoadError::InvalidJson {
-        path: scheduler_path.clone(),
-        message: err.to_string(),
-    })?;
+    let scheduler_config =
+        SchedulerConfig::from_file(&scheduler_path).map_err(|err| LoadError::InvalidJson {
+            path: scheduler_path.clone(),
+            message: err.to_string(),
+        })?;
 
-    let mut text_stages = vec![load_text_stage(path, "text_encoder", "tokenizer", options)?];
+    let tokenizer_dir = |name: &str| {
+        tokenizer_override
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| path.join(name))
+    };
+    let mut text_stages = vec![load_text_stage(
+        path,
+        "text_encoder",
+        &tokenizer_dir("tokenizer"),
+        options,
+        weights,
+    )?];
     if family == Family::StableDiffusionXl {
-        text_stages.push(load_text_stage(path, "text_encoder_2", "tokenizer_2", options)?);
+        text_stages.push(load_text_stage(
+            path,
+            "text_encoder_2",
+            &tokenizer_dir("tokenizer_2"),
+            options,
+            weights,
+        )?);
     }
 
     let unet_dir = path.join("unet");
     let unet_config: UNetConfig = read_json(&unet_dir.join("config.json"))?;
-    let unet = UNet2DConditionModel::new(&unet_config, var_builder(&unet_dir, options)?)
+    let unet = UNet2DConditionModel::new(&unet_config, weights.var_builder(&unet_dir, options)?)
         .map_err(|err| build_error("unet", &unet_dir, err))?;
     if (family == Family::StableDiffusionXl) != unet.needs_added_conditions() {
         return Err(LoadError::Unsupported {
@@ -237,21 +309,28 @@ pub fn load_model(path: &Path, options: &LoadOptions) -> Result<StableDiffusion,
             message: format!(
                 "{} pipeline with a UNet {} text_time embedding",
                 index.class_name,
-                if unet.needs_added_conditions() { "that has a" } else { "without the" }
+                if unet.needs_added_conditions() {
+                    "that has a"
+                } else {
+                    "without the"
+                }
             ),
         });
     }
 
     let vae_dir = path.join("vae");
     let vae_config: VaeConfig = read_json(&vae_dir.join("config.json"))?;
-    let vae = AutoencoderKL::new(&vae_config, var_builder(&vae_dir, options)?)
+    let vae = AutoencoderKL::new(&vae_config, weights.var_builder(&vae_dir, options)?)
         .map_err(|err| build_error("vae", &vae_dir, err))?;
 
     let vae_scale_factor = vae_config.scale_factor();
-    let native_size = unet_config.sample_size.map(|s| s * vae_scale_factor).unwrap_or(match family {
-        Family::StableDiffusion => 512,
-        Family::StableDiffusionXl => 1024,
-    });
+    let native_size = unet_config
+        .sample_size
+        .map(|s| s * vae_scale_factor)
+        .unwrap_or(match family {
+            Family::StableDiffusion => 512,
+            Family::StableDiffusionXl => 1024,
+        });
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -147,6 +147,23 @@ impl StableDiffusion {
         &self.device
     }
 
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The components, for benchmarks and tools that time them one by one.
+    pub fn text_stages(&self) -> &[TextStage] {
+        &self.text_stages
+    }
+
+    pub fn unet(&self) -> &UNet2DConditionModel {
+        &self.unet
+    }
+
+    pub fn vae(&self) -> &AutoencoderKL {
+        &self.vae
+    }
+
     fn validate(&self, request: &GenerationRequest) -> Result<(), GenerateError> {
         let scale = self.info.vae_scale_factor;
         for (name, value) in [("width", request.width), ("height", request.height)] {
@@ -157,7 +174,9 @@ impl StableDiffusion {
             }
         }
         if request.steps == 0 {
-            return Err(GenerateError::InvalidRequest("steps must be at least 1".into()));
+            return Err(GenerateError::InvalidRequest(
+                "steps must be at least 1".into(),
+            ));
         }
         if !request.guidance.is_finite() || request.guidance < 0.0 {
             return Err(GenerateError::InvalidRequest(format!(
@@ -183,7 +202,11 @@ impl StableDiffusion {
     }
 
     /// The conditional (and, with guidance, unconditional) text embeddings for a request.
-    fn encode_prompts(&self, request: &GenerationRequest, guided: bool) -> Result<Conditioning, GenerateError> {
+    fn encode_prompts(
+        &self,
+        request: &GenerationRequest,
+        guided: bool,
+    ) -> Result<Conditioning, GenerateError> {
         let positive = self.encode_text(&request.prompt)?;
         let (width, height) = (request.width as f32, request.height as f32);
         let time_ids = |batch: usize| -> candle_core::Result<Tensor> {
@@ -210,7 +233,11 @@ impl StableDiffusion {
         let negative = if zero_negative {
             EncodedText {
                 hidden: positive.hidden.zeros_like()?,
-                pooled: positive.pooled.as_ref().map(Tensor::zeros_like).transpose()?,
+                pooled: positive
+                    .pooled
+                    .as_ref()
+                    .map(Tensor::zeros_like)
+                    .transpose()?,
             }
         } else {
             self.encode_text(request.negative_prompt.as_deref().unwrap_or(""))?
@@ -230,7 +257,9 @@ impl StableDiffusion {
         match self.info.family {
             Family::StableDiffusion => {
                 let stage = &self.text_stages[0];
-                let out = stage.encoder.forward(&stage.tokenizer.encode_padded(text))?;
+                let out = stage
+                    .encoder
+                    .forward(&stage.tokenizer.encode_padded(text))?;
                 Ok(EncodedText {
                     hidden: out.last_hidden_state,
                     pooled: None,
@@ -240,7 +269,9 @@ impl StableDiffusion {
                 let mut hidden = Vec::with_capacity(self.text_stages.len());
                 let mut pooled = None;
                 for stage in &self.text_stages {
-                    let out = stage.encoder.forward(&stage.tokenizer.encode_padded(text))?;
+                    let out = stage
+                        .encoder
+                        .forward(&stage.tokenizer.encode_padded(text))?;
                     hidden.push(out.penultimate_hidden_state);
                     if stage.encoder.has_projection() {
                         pooled = Some(out.pooled);
@@ -268,19 +299,23 @@ impl StableDiffusion {
         self.validate(request)?;
         let guided = request.guidance > 1.0;
         let conditioning = self.encode_prompts(request, guided)?;
-        let mut scheduler = build_scheduler(request.scheduler, &self.scheduler_config, request.steps)?;
+        let mut scheduler =
+            build_scheduler(request.scheduler, &self.scheduler_config, request.steps)?;
         let mut rng = TorchRng::new(request.seed);
         let scale = self.info.vae_scale_factor;
         let latent_shape = [1, 4, request.height / scale, request.width / scale];
 
         let (mut latents, first_step) = match &request.init_image {
             None => {
-                let noise = rng.randn_tensor(&latent_shape, &self.device)?.to_dtype(self.dtype)?;
+                let noise = rng
+                    .randn_tensor(&latent_shape, &self.device)?
+                    .to_dtype(self.dtype)?;
                 ((noise * scheduler.init_noise_sigma())?, 0)
             }
             Some(init) => {
-                let pixels = image_to_tensor(&init.image, request.width, request.height, &self.device)?
-                    .to_dtype(self.dtype)?;
+                let pixels =
+                    image_to_tensor(&init.image, request.width, request.height, &self.device)?
+                        .to_dtype(self.dtype)?;
                 let clean = self.vae.encode_sample(&pixels, &mut rng)?;
                 let start = img2img_start_index(request.steps, init.strength);
                 if start >= scheduler.timesteps().len() {
@@ -289,7 +324,9 @@ impl StableDiffusion {
                         init.strength, request.steps
                     )));
                 }
-                let noise = rng.randn_tensor(clean.dims(), &self.device)?.to_dtype(self.dtype)?;
+                let noise = rng
+                    .randn_tensor(clean.dims(), &self.device)?
+                    .to_dtype(self.dtype)?;
                 (scheduler.add_noise(&clean, &noise, start)?, start)
             }
         };
@@ -362,16 +399,29 @@ struct EncodedText {
 
 /// An RGB image as a `(1, 3, H, W)` tensor in [-1, 1], resized (Lanczos) when the requested
 /// size differs, as diffusers' `VaeImageProcessor.preprocess` does.
-fn image_to_tensor(image: &RgbImage, width: usize, height: usize, device: &Device) -> candle_core::Result<Tensor> {
+fn image_to_tensor(
+    image: &RgbImage,
+    width: usize,
+    height: usize,
+    device: &Device,
+) -> candle_core::Result<Tensor> {
     let resized;
     let source = if image.width == width && image.height == height {
         image
     } else {
-        let Some(buffer) = image::RgbImage::from_raw(image.width as u32, image.height as u32, image.pixels.clone())
-        else {
+        let Some(buffer) = image::RgbImage::from_raw(
+            image.width as u32,
+            image.height as u32,
+            image.pixels.clone(),
+        ) else {
             candle_core::bail!("init image buffer does not match its size");
         };
-        let scaled = image::imageops::resize(&buffer, width as u32, height as u32, image::imageops::FilterType::Lanczos3);
+        let scaled = image::imageops::resize(
+            &buffer,
+            width as u32,
+            height as u32,
+            image::imageops::FilterType::Lanczos3,
+        );
         resized = RgbImage {
             width,
             height,
@@ -379,7 +429,11 @@ fn image_to_tensor(image: &RgbImage, width: usize, height: usize, device: &Devic
         };
         &resized
     };
-    let values: Vec<f32> = source.pixels.iter().map(|&p| p as f32 / 255.0 * 2.0 - 1.0).collect();
+    let values: Vec<f32> = source
+        .pixels
+        .iter()
+        .map(|&p| p as f32 / 255.0 * 2.0 - 1.0)
+        .collect();
     Tensor::from_vec(values, (height, width, 3), device)?
         .permute((2, 0, 1))?
         .unsqueeze(0)?

@@ -1,7 +1,9 @@
 //! CLIP text encoder (`CLIPTextModel` / `CLIPTextModelWithProjection` of transformers).
 
 use candle_core::{DType, Device, IndexOp, Module, Result, Tensor};
-use candle_nn::{embedding, layer_norm, linear, linear_no_bias, Embedding, LayerNorm, Linear, VarBuilder};
+use candle_nn::{
+    embedding, layer_norm, linear, linear_no_bias, Embedding, LayerNorm, Linear, VarBuilder,
+};
 use serde::Deserialize;
 
 /// The fields of a transformers `CLIPTextConfig` (`text_encoder/config.json`) that shape the network.
@@ -168,7 +170,7 @@ impl ClipTextEncoder {
                 cfg.hidden_act
             ))
         })?;
-        if cfg.num_attention_heads == 0 || cfg.hidden_size % cfg.num_attention_heads != 0 {
+        if cfg.num_attention_heads == 0 || !cfg.hidden_size.is_multiple_of(cfg.num_attention_heads) {
             candle_core::bail!(
                 "hidden_size {} is not divisible by num_attention_heads {}",
                 cfg.hidden_size,
@@ -194,11 +196,20 @@ impl ClipTextEncoder {
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| EncoderLayer::new(cfg, activation, text.pp(format!("encoder.layers.{i}"))))
             .collect::<Result<Vec<_>>>()?;
-        let final_layer_norm =
-            layer_norm(cfg.hidden_size, cfg.layer_norm_eps, text.pp("final_layer_norm"))?;
+        let final_layer_norm = layer_norm(
+            cfg.hidden_size,
+            cfg.layer_norm_eps,
+            text.pp("final_layer_norm"),
+        )?;
         let text_projection = match (cfg.has_projection(), cfg.projection_dim) {
-            (true, Some(dim)) => Some(linear_no_bias(cfg.hidden_size, dim, vb.pp("text_projection"))?),
-            (true, None) => candle_core::bail!("CLIPTextModelWithProjection config has no projection_dim"),
+            (true, Some(dim)) => Some(linear_no_bias(
+                cfg.hidden_size,
+                dim,
+                vb.pp("text_projection"),
+            )?),
+            (true, None) => {
+                candle_core::bail!("CLIPTextModelWithProjection config has no projection_dim")
+            }
             _ => None,
         };
         Ok(Self {
@@ -227,7 +238,10 @@ impl ClipTextEncoder {
         }
         let ids = Tensor::new(token_ids, device)?.unsqueeze(0)?;
         let positions = self.position_embedding.narrow(0, 0, seq)?;
-        let mut xs = self.token_embedding.forward(&ids)?.broadcast_add(&positions)?;
+        let mut xs = self
+            .token_embedding
+            .forward(&ids)?
+            .broadcast_add(&positions)?;
         let mask = causal_mask(seq, xs.dtype(), device)?;
         let mut penultimate = xs.clone();
         let last_index = self.layers.len().saturating_sub(1);
@@ -268,7 +282,13 @@ mod tests {
     #[test]
     fn causal_mask_hides_future_tokens() {
         let mask = causal_mask(3, DType::F32, &Device::Cpu).unwrap();
-        let rows: Vec<Vec<f32>> = mask.squeeze(0).unwrap().squeeze(0).unwrap().to_vec2().unwrap();
+        let rows: Vec<Vec<f32>> = mask
+            .squeeze(0)
+            .unwrap()
+            .squeeze(0)
+            .unwrap()
+            .to_vec2()
+            .unwrap();
         assert_eq!(rows[0][0], 0.0);
         assert!(rows[0][1].is_infinite());
         assert_eq!(rows[2], vec![0.0, 0.0, 0.0]);

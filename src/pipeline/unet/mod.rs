@@ -282,7 +282,11 @@ impl UNetConfig {
         if self.center_input_sample {
             return Err(unsupported("center_input_sample", true, "false"));
         }
-        if self.reverse_transformer_layers_per_block.as_ref().is_some_and(|v| !v.is_null()) {
+        if self
+            .reverse_transformer_layers_per_block
+            .as_ref()
+            .is_some_and(|v| !v.is_null())
+        {
             return Err(unsupported(
                 "reverse_transformer_layers_per_block",
                 &self.reverse_transformer_layers_per_block,
@@ -291,12 +295,18 @@ impl UNetConfig {
         }
         if let Some(kind) = self.mid_block_type.as_deref() {
             if kind != "UNetMidBlock2DCrossAttn" {
-                return Err(unsupported("mid_block_type", kind, "UNetMidBlock2DCrossAttn"));
+                return Err(unsupported(
+                    "mid_block_type",
+                    kind,
+                    "UNetMidBlock2DCrossAttn",
+                ));
             }
         }
         match self.addition_embed_type.as_deref() {
             None | Some("text_time") => {}
-            Some(other) => return Err(unsupported("addition_embed_type", other, "null, text_time")),
+            Some(other) => {
+                return Err(unsupported("addition_embed_type", other, "null, text_time"))
+            }
         }
         if self.down_block_types.len() != self.block_out_channels.len()
             || self.up_block_types.len() != self.block_out_channels.len()
@@ -337,11 +347,16 @@ impl UNet2DConditionModel {
         };
         let layers_per_block = per_block(&cfg.layers_per_block, "layers_per_block")?;
         let cross_attention_dim = per_block(&cfg.cross_attention_dim, "cross_attention_dim")?;
-        let transformer_layers = per_block(&cfg.transformer_layers_per_block, "transformer_layers_per_block")?;
+        let transformer_layers = per_block(
+            &cfg.transformer_layers_per_block,
+            "transformer_layers_per_block",
+        )?;
         // diffusers' long-standing naming quirk: `attention_head_dim` holds the number of heads
         // unless `num_attention_heads` is given.
         let heads = per_block(
-            cfg.num_attention_heads.as_ref().unwrap_or(&cfg.attention_head_dim),
+            cfg.num_attention_heads
+                .as_ref()
+                .unwrap_or(&cfg.attention_head_dim),
             "num_attention_heads",
         )?;
         let channels = &cfg.block_out_channels;
@@ -351,19 +366,25 @@ impl UNet2DConditionModel {
         let time_embed_dim = channels[0] * 4;
 
         let conv_in = conv3x3(cfg.in_channels, channels[0], vb.pp("conv_in"))?;
-        let time_embedding = TimestepEmbedding::new(time_proj_dim, time_embed_dim, vb.pp("time_embedding"))?;
+        let time_embedding =
+            TimestepEmbedding::new(time_proj_dim, time_embed_dim, vb.pp("time_embedding"))?;
         let add_embedding = match cfg.addition_embed_type.as_deref() {
             Some("text_time") => {
-                let (Some(time_dim), Some(input_dim)) =
-                    (cfg.addition_time_embed_dim, cfg.projection_class_embeddings_input_dim)
-                else {
+                let (Some(time_dim), Some(input_dim)) = (
+                    cfg.addition_time_embed_dim,
+                    cfg.projection_class_embeddings_input_dim,
+                ) else {
                     candle_core::bail!(
                         "addition_embed_type text_time needs addition_time_embed_dim and projection_class_embeddings_input_dim"
                     );
                 };
                 Some(AdditionEmbedding {
                     time_proj_dim: time_dim,
-                    embedding: TimestepEmbedding::new(input_dim, time_embed_dim, vb.pp("add_embedding"))?,
+                    embedding: TimestepEmbedding::new(
+                        input_dim,
+                        time_embed_dim,
+                        vb.pp("add_embedding"),
+                    )?,
                 })
             }
             _ => None,
@@ -406,7 +427,12 @@ impl UNet2DConditionModel {
                 .map(|j| {
                     let resnet_in = if j == 0 { in_channels } else { out_channels };
                     Ok(Layer {
-                        resnet: resnet(resnet_in, out_channels, 1.0, vb_block.pp(format!("resnets.{j}")))?,
+                        resnet: resnet(
+                            resnet_in,
+                            out_channels,
+                            1.0,
+                            vb_block.pp(format!("resnets.{j}")),
+                        )?,
                         attention: if cross {
                             Some(transformer(
                                 out_channels,
@@ -421,21 +447,43 @@ impl UNet2DConditionModel {
                 })
                 .collect::<Result<Vec<_>>>()?;
             let downsampler = if i + 1 < blocks {
-                Some(Downsample2D::new(out_channels, cfg.downsample_padding, vb_block.pp("downsamplers.0"))?)
+                Some(Downsample2D::new(
+                    out_channels,
+                    cfg.downsample_padding,
+                    vb_block.pp("downsamplers.0"),
+                )?)
             } else {
                 None
             };
-            down_blocks.push(DownBlock { layers, downsampler });
+            down_blocks.push(DownBlock {
+                layers,
+                downsampler,
+            });
         }
 
         let last = blocks - 1;
         let mid_channels = channels[last];
         let vb_mid = vb.pp("mid_block");
         let mid_block = MidBlock {
-            first: resnet(mid_channels, mid_channels, cfg.mid_block_scale_factor, vb_mid.pp("resnets.0"))?,
+            first: resnet(
+                mid_channels,
+                mid_channels,
+                cfg.mid_block_scale_factor,
+                vb_mid.pp("resnets.0"),
+            )?,
             rest: vec![(
-                transformer(mid_channels, last, transformer_layers[last], vb_mid.pp("attentions.0"))?,
-                resnet(mid_channels, mid_channels, cfg.mid_block_scale_factor, vb_mid.pp("resnets.1"))?,
+                transformer(
+                    mid_channels,
+                    last,
+                    transformer_layers[last],
+                    vb_mid.pp("attentions.0"),
+                )?,
+                resnet(
+                    mid_channels,
+                    mid_channels,
+                    cfg.mid_block_scale_factor,
+                    vb_mid.pp("resnets.1"),
+                )?,
             )],
         };
 
@@ -451,8 +499,16 @@ impl UNet2DConditionModel {
             let vb_block = vb.pp(format!("up_blocks.{i}"));
             let layers = (0..num_layers)
                 .map(|j| {
-                    let skip_channels = if j == num_layers - 1 { in_channels } else { out_channels };
-                    let resnet_in = if j == 0 { prev_out_channels } else { out_channels };
+                    let skip_channels = if j == num_layers - 1 {
+                        in_channels
+                    } else {
+                        out_channels
+                    };
+                    let resnet_in = if j == 0 {
+                        prev_out_channels
+                    } else {
+                        out_channels
+                    };
                     Ok(Layer {
                         resnet: resnet(
                             resnet_in + skip_channels,
@@ -494,7 +550,13 @@ impl UNet2DConditionModel {
             mid_block,
             up_blocks,
             conv_norm_out: group_norm(groups, channels[0], eps, vb.pp("conv_norm_out"))?,
-            conv_out: conv2d(channels[0], cfg.out_channels, 3, conv_out_config, vb.pp("conv_out"))?,
+            conv_out: conv2d(
+                channels[0],
+                cfg.out_channels,
+                3,
+                conv_out_config,
+                vb.pp("conv_out"),
+            )?,
             flip_sin_to_cos: cfg.flip_sin_to_cos,
             freq_shift: cfg.freq_shift,
             dtype: vb.dtype(),
@@ -516,18 +578,37 @@ impl UNet2DConditionModel {
         let batch = sample.dim(0)?;
         let device = sample.device();
         let timesteps = vec![timestep as f32; batch];
-        let t_features = timestep_features(&timesteps, self.time_proj_dim, self.flip_sin_to_cos, self.freq_shift, device)?
-            .to_dtype(self.dtype)?;
+        let t_features = timestep_features(
+            &timesteps,
+            self.time_proj_dim,
+            self.flip_sin_to_cos,
+            self.freq_shift,
+            device,
+        )?
+        .to_dtype(self.dtype)?;
         let mut emb = self.time_embedding.forward(&t_features)?;
         if let Some(add) = &self.add_embedding {
             let Some(added) = added else {
                 candle_core::bail!("this UNet (SDXL) needs pooled text embeddings and time ids");
             };
-            let ids: Vec<f32> = added.time_ids.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-            let time_features = timestep_features(&ids, add.time_proj_dim, self.flip_sin_to_cos, self.freq_shift, device)?
-                .reshape((batch, ()))?
-                .to_dtype(self.dtype)?;
-            let add_input = Tensor::cat(&[&added.text_embeds.to_dtype(self.dtype)?, &time_features], 1)?;
+            let ids: Vec<f32> = added
+                .time_ids
+                .to_dtype(DType::F32)?
+                .flatten_all()?
+                .to_vec1()?;
+            let time_features = timestep_features(
+                &ids,
+                add.time_proj_dim,
+                self.flip_sin_to_cos,
+                self.freq_shift,
+                device,
+            )?
+            .reshape((batch, ()))?
+            .to_dtype(self.dtype)?;
+            let add_input = Tensor::cat(
+                &[&added.text_embeds.to_dtype(self.dtype)?, &time_features],
+                1,
+            )?;
             emb = (emb + add.embedding.forward(&add_input)?)?;
         }
         let temb = emb.silu()?;

@@ -1,7 +1,10 @@
 //! `Transformer2DModel` with `BasicTransformerBlock`s: the UNet's self- and cross-attention.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{group_norm, layer_norm, linear, linear_no_bias, Conv2d, GroupNorm, LayerNorm, Linear, VarBuilder};
+use candle_nn::{
+    group_norm, layer_norm, linear, linear_no_bias, Conv2d, GroupNorm, LayerNorm, Linear,
+    VarBuilder,
+};
 
 use crate::pipeline::attention::scaled_dot_product;
 use crate::pipeline::layers::conv1x1;
@@ -105,7 +108,10 @@ impl BasicTransformerBlock {
 
     fn forward(&self, xs: &Tensor, context: &Tensor) -> Result<Tensor> {
         let xs = (self.attn1.forward(&self.norm1.forward(xs)?, None)? + xs)?;
-        let xs = (self.attn2.forward(&self.norm2.forward(&xs)?, Some(context))? + xs)?;
+        let xs = (self
+            .attn2
+            .forward(&self.norm2.forward(&xs)?, Some(context))?
+            + xs)?;
         self.ff.forward(&self.norm3.forward(&xs)?)? + xs
     }
 }
@@ -134,7 +140,7 @@ pub struct Transformer2D {
 impl Transformer2D {
     pub fn new(cfg: &Transformer2DConfig, vb: VarBuilder) -> Result<Self> {
         let channels = cfg.channels;
-        if cfg.heads == 0 || channels % cfg.heads != 0 {
+        if cfg.heads == 0 || !channels.is_multiple_of(cfg.heads) {
             candle_core::bail!(
                 "{}: {channels} channels cannot be split into {} attention heads",
                 vb.prefix(),

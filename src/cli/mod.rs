@@ -1,0 +1,111 @@
+//! Command-line interface: `generate` and `bench`.
+
+mod bench;
+mod generate;
+
+use std::fmt;
+
+use candle_core::{DType, Device};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "latent-studio", version = latent_studio::VERSION, about = "Stable Diffusion on your own machine, numerically faithful to diffusers")]
+pub struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate images from a prompt without opening a window.
+    Generate(generate::GenerateArgs),
+    /// Time the full-size SD 1.5 architecture (random weights, no files needed).
+    Bench(bench::BenchArgs),
+}
+
+/// A failure the CLI reports as one line. Bad input exits with 2, anything else with 1.
+#[derive(Debug)]
+pub struct CliError {
+    message: String,
+    bad_input: bool,
+}
+
+impl CliError {
+    pub fn input(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            bad_input: true,
+        }
+    }
+
+    pub fn runtime(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            bad_input: false,
+        }
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        if self.bad_input {
+            2
+        } else {
+            1
+        }
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // One line, always: the message may quote file contents.
+        f.write_str(&self.message.replace('\n', " "))
+    }
+}
+
+pub fn run(args: Args) -> Result<(), CliError> {
+    match args.command {
+        Some(Command::Generate(args)) => generate::run(args),
+        Some(Command::Bench(args)) => bench::run(args),
+        None => Err(CliError::input(
+            "the window is not part of this build yet; use `latent-studio generate --help`",
+        )),
+    }
+}
+
+/// `--device` and `--dtype` as the user gave them, resolved against what this build supports.
+pub fn select_device(name: &str) -> Result<Device, CliError> {
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => {
+            if !cfg!(feature = "cuda") {
+                return Err(CliError::input(
+                    "--device cuda: this build has no CUDA support; rebuild with `cargo build --release --features cuda`",
+                ));
+            }
+            Device::new_cuda(0).map_err(|e| CliError::runtime(format!("--device cuda: {e}")))
+        }
+        "metal" => {
+            if !cfg!(feature = "metal") {
+                return Err(CliError::input(
+                    "--device metal: this build has no Metal support; rebuild with `cargo build --release --features metal`",
+                ));
+            }
+            Device::new_metal(0).map_err(|e| CliError::runtime(format!("--device metal: {e}")))
+        }
+        other => Err(CliError::input(format!(
+            "--device {other}: unknown device (valid: cpu, cuda, metal)"
+        ))),
+    }
+}
+
+pub fn select_dtype(name: Option<&str>, device: &Device) -> Result<DType, CliError> {
+    match name {
+        None if device.is_cpu() => Ok(DType::F32),
+        None => Ok(DType::F16),
+        Some("f32") => Ok(DType::F32),
+        Some("f16") => Ok(DType::F16),
+        Some("bf16") => Ok(DType::BF16),
+        Some(other) => Err(CliError::input(format!(
+            "--dtype {other}: unknown precision (valid: f32, f16, bf16)"
+        ))),
+    }
+}

@@ -1,0 +1,187 @@
+//! The `generate` command as scripts drive it: parity through the CLI, PNG metadata, and one
+//! clear line with exit code 2 for every kind of bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("latent-studio-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn generate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_latent-studio"))
+        .arg("generate")
+        .args(args)
+        .output()
+        .expect("run latent-studio")
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// A writable copy of a fixture model, to break on purpose.
+fn model_copy(name: &str, tag: &str) -> PathBuf {
+    let dir = scratch(tag).join(name);
+    copy_dir(&fixtures().join("models").join(name), &dir);
+    dir
+}
+
+fn assert_bad_input(output: &Output, expected_fragment: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    assert!(!stderr.contains("stack backtrace"), "backtrace: {stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one line, got: {stderr}");
+    assert!(
+        lines[0].contains(expected_fragment),
+        "expected {expected_fragment:?} in {:?}",
+        lines[0]
+    );
+}
+
+fn model_arg(name: &str) -> String {
+    fixtures().join("models").join(name).display().to_string()
+}
+
+#[test]
+fn generate_matches_diffusers_and_writes_parameters() {
+    let out = scratch("ok").join("cat.png");
+    let output = generate(&[
+        "--model", &model_arg("sd1"),
+        "--prompt", "A photo of an Astronaut riding a horse, on Mars!",
+        "--negative-prompt", "blurry, low quality",
+        "--steps", "5", "--guidance", "7.5", "--seed", "42",
+        "--width", "64", "--height", "64",
+        "--output", out.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // PLMS evaluates the UNet steps + 1 times (diffusers repeats its second timestep).
+    assert!(stderr.contains("step 6/6"), "progress missing: {stderr}");
+
+    let ours = image::open(&out).unwrap().to_rgb8();
+    let reference = candle_core::safetensors::load(fixtures().join("cases/sd1_default.safetensors"), &candle_core::Device::Cpu).unwrap();
+    let expected: Vec<u8> = reference["image"].flatten_all().unwrap().to_vec1().unwrap();
+    let max = ours.as_raw().iter().zip(&expected).map(|(&a, &b)| a.abs_diff(b)).max().unwrap();
+    assert!(max <= 2, "image differs from diffusers by {max}/255");
+
+    let text = latent_studio::formats::png::read_png_parameters(&out).unwrap().expect("parameters chunk");
+    assert!(text.starts_with("A photo of an Astronaut riding a horse, on Mars!\nNegative prompt: blurry, low quality\n"), "{text}");
+    assert!(text.contains("Steps: 5, Sampler: PLMS, CFG scale: 7.5, Seed: 42, Size: 64x64, Model: sd1"), "{text}");
+}
+
+#[test]
+fn batch_count_numbers_files_and_seeds() {
+    let dir = scratch("batch");
+    let out = dir.join("turbo.png");
+    let output = generate(&[
+        "--model", &model_arg("sd_turbo"), "--prompt", "a cat", "--seed", "7",
+        "--batch-count", "2", "--output", out.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    for (index, seed) in [(1, 7), (2, 8)] {
+        let path = dir.join(format!("turbo-{index}.png"));
+        let text = latent_studio::formats::png::read_png_parameters(&path).unwrap().unwrap();
+        assert!(text.contains(&format!("Seed: {seed},")), "{text}");
+        // Turbo defaults: one step, no guidance, the model's native size.
+        assert!(text.contains("Steps: 1,") && text.contains("CFG scale: 0,") && text.contains("Size: 64x64"), "{text}");
+    }
+}
+
+#[test]
+fn missing_model_folder_is_one_line() {
+    let out = scratch("missing").join("x.png");
+    let output = generate(&["--model", "/nonexistent/model", "--prompt", "x", "--output", out.to_str().unwrap()]);
+    assert_bad_input(&output, "/nonexistent/model");
+}
+
+#[test]
+fn truncated_weights_name_the_file() {
+    let model = model_copy("sd1", "truncated");
+    let weights = model.join("unet/diffusion_pytorch_model.safetensors");
+    let bytes = std::fs::read(&weights).unwrap();
+    std::fs::write(&weights, &bytes[..bytes.len() / 2]).unwrap();
+    let out = model.join("x.png");
+    let output = generate(&["--model", model.to_str().unwrap(), "--prompt", "x", "--output", out.to_str().unwrap()]);
+    assert_bad_input(&output, "diffusion_pytorch_model.safetensors");
+}
+
+#[test]
+fn garbage_weights_name_the_file() {
+    let model = model_copy("sd1", "garbage");
+    std::fs::write(model.join("vae/diffusion_pytorch_model.safetensors"), b"not a safetensors file").unwrap();
+    let out = model.join("x.png");
+    let output = generate(&["--model", model.to_str().unwrap(), "--prompt", "x", "--output", out.to_str().unwrap()]);
+    assert_bad_input(&output, "vae");
+}
+
+#[test]
+fn shape_mismatch_names_tensor_and_shapes() {
+    let model = model_copy("sd1", "shape");
+    let config_path = model.join("unet/config.json");
+    let config = std::fs::read_to_string(&config_path).unwrap();
+    let config = config.replace("\"cross_attention_dim\": 32", "\"cross_attention_dim\": 48");
+    std::fs::write(&config_path, config).unwrap();
+    let out = model.join("x.png");
+    let output = generate(&["--model", model.to_str().unwrap(), "--prompt", "x", "--output", out.to_str().unwrap()]);
+    assert_bad_input(&output, "attn2.to_k.weight");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("[32, 48]") && stderr.contains("[32, 32]"), "{stderr}");
+}
+
+#[test]
+fn unsupported_config_value_is_named() {
+    let model = model_copy("sd1", "unsupported");
+    let config_path = model.join("unet/config.json");
+    let config = std::fs::read_to_string(&config_path).unwrap();
+    let config = config.replace("\"act_fn\": \"silu\"", "\"act_fn\": \"mish\"");
+    std::fs::write(&config_path, config).unwrap();
+    let out = model.join("x.png");
+    let output = generate(&["--model", model.to_str().unwrap(), "--prompt", "x", "--output", out.to_str().unwrap()]);
+    assert_bad_input(&output, "act_fn");
+}
+
+#[test]
+fn size_must_be_a_multiple_of_8() {
+    let out = scratch("size").join("x.png");
+    let output = generate(&["--model", &model_arg("sd1"), "--prompt", "x", "--width", "100", "--output", out.to_str().unwrap()]);
+    assert_bad_input(&output, "--width 100");
+}
+
+#[test]
+fn unknown_scheduler_lists_valid_ones() {
+    let out = scratch("sched").join("x.png");
+    let output = generate(&["--model", &model_arg("sd1"), "--prompt", "x", "--scheduler", "heun", "--output", out.to_str().unwrap()]);
+    assert_bad_input(&output, "dpmpp-2m-karras");
+}
+
+#[test]
+fn unreadable_init_image_is_named() {
+    let dir = scratch("init");
+    let bad = dir.join("init.png");
+    std::fs::write(&bad, b"definitely not a png").unwrap();
+    let out = dir.join("x.png");
+    let output = generate(&[
+        "--model", &model_arg("sd1"), "--prompt", "x", "--init-image", bad.to_str().unwrap(),
+        "--strength", "0.5", "--output", out.to_str().unwrap(),
+    ]);
+    assert_bad_input(&output, "--init-image");
+}
