@@ -40,7 +40,11 @@ pub struct ResnetConfig {
 impl ResnetBlock2D {
     pub fn new(cfg: &ResnetConfig, vb: VarBuilder) -> Result<Self> {
         let conv_shortcut = if cfg.in_channels != cfg.out_channels {
-            Some(conv1x1(cfg.in_channels, cfg.out_channels, vb.pp("conv_shortcut"))?)
+            Some(conv1x1(
+                cfg.in_channels,
+                cfg.out_channels,
+                vb.pp("conv_shortcut"),
+            )?)
         } else {
             None
         };

@@ -5,7 +5,9 @@ use candle_nn::{group_norm, linear, Conv2d, GroupNorm, Linear, VarBuilder};
 use serde::Deserialize;
 
 use crate::pipeline::attention::scaled_dot_product;
-use crate::pipeline::layers::{conv1x1, conv3x3, Downsample2D, ResnetBlock2D, ResnetConfig, Upsample2D};
+use crate::pipeline::layers::{
+    conv1x1, conv3x3, Downsample2D, ResnetBlock2D, ResnetConfig, Upsample2D,
+};
 use crate::pipeline::noise::TorchRng;
 
 /// The fields of a diffusers `AutoencoderKL` config that shape the network.
@@ -100,7 +102,8 @@ impl SpatialAttention {
         let q = heads(self.to_q.forward(&tokens)?)?;
         let k = heads(self.to_k.forward(&tokens)?)?;
         let v = heads(self.to_v.forward(&tokens)?)?;
-        let attended = scaled_dot_product(&q, &k, &v, 1.0 / (channels as f64).sqrt())?.squeeze(1)?;
+        let attended =
+            scaled_dot_product(&q, &k, &v, 1.0 / (channels as f64).sqrt())?.squeeze(1)?;
         let out = self
             .to_out
             .forward(&attended)?
@@ -122,7 +125,11 @@ impl MidBlock {
         Ok(Self {
             resnet_in: ResnetBlock2D::new(&resnet_cfg, vb.pp("resnets.0"))?,
             attention: if cfg.mid_block_add_attention {
-                Some(SpatialAttention::new(channels, cfg.norm_num_groups, vb.pp("attentions.0"))?)
+                Some(SpatialAttention::new(
+                    channels,
+                    cfg.norm_num_groups,
+                    vb.pp("attentions.0"),
+                )?)
             } else {
                 None
             },
@@ -177,7 +184,11 @@ impl Encoder {
                 })
                 .collect::<Result<Vec<_>>>()?;
             let downsampler = if i + 1 < channels.len() {
-                Some(Downsample2D::new(out_channels, 0, vb_block.pp("downsamplers.0"))?)
+                Some(Downsample2D::new(
+                    out_channels,
+                    0,
+                    vb_block.pp("downsamplers.0"),
+                )?)
             } else {
                 None
             };
@@ -282,11 +293,17 @@ impl AutoencoderKL {
             candle_core::bail!("VAE config has no block_out_channels");
         }
         for (key, types, expected) in [
-            ("down_block_types", &cfg.down_block_types, "DownEncoderBlock2D"),
+            (
+                "down_block_types",
+                &cfg.down_block_types,
+                "DownEncoderBlock2D",
+            ),
             ("up_block_types", &cfg.up_block_types, "UpDecoderBlock2D"),
         ] {
             if let Some(other) = types.iter().find(|t| t.as_str() != expected) {
-                candle_core::bail!("unsupported VAE config value {key} entry \"{other}\" (supported: {expected})");
+                candle_core::bail!(
+                    "unsupported VAE config value {key} entry \"{other}\" (supported: {expected})"
+                );
             }
         }
         let latent = cfg.latent_channels;
