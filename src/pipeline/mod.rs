@@ -1,11 +1,11 @@
 //! Everything that turns a prompt into an image once the weights are loaded.
 
+pub mod attention;
+pub mod generate;
+pub mod layers;
 pub mod noise;
 pub mod schedulers;
-pub mod attention;
-pub mod layers;
 pub mod text_encoder;
+pub mod tokenizer;
 pub mod unet;
 pub mod vae;
-pub mod generate;
-pub mod tokenizer;
