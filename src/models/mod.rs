@@ -1,7 +1,13 @@
 //! Model families, diffusers folder layout and weight loading.
 
+mod catalog;
+mod download;
 mod family;
 mod loading;
 
+pub use catalog::{Catalog, CatalogEntry, CatalogError};
+pub use download::{
+    fetch_model, DownloadError, DownloadProgress, HubCache, HubClient, DEFAULT_ENDPOINT,
+};
 pub use family::{Family, ModelDefaults};
 pub use loading::{load_model, load_model_with_random_weights, LoadError, LoadOptions};
