@@ -4,6 +4,7 @@
 //! - [`models`]: model families, diffusers folder configs and weight loading.
 //! - [`formats`]: images and their A1111-compatible `parameters` metadata.
 
+pub mod engine;
 pub mod formats;
 pub mod models;
 pub mod pipeline;

@@ -65,27 +65,58 @@ fn model_arg(name: &str) -> String {
 fn generate_matches_diffusers_and_writes_parameters() {
     let out = scratch("ok").join("cat.png");
     let output = generate(&[
-        "--model", &model_arg("sd1"),
-        "--prompt", "A photo of an Astronaut riding a horse, on Mars!",
-        "--negative-prompt", "blurry, low quality",
-        "--steps", "5", "--guidance", "7.5", "--seed", "42",
-        "--width", "64", "--height", "64",
-        "--output", out.to_str().unwrap(),
+        "--model",
+        &model_arg("sd1"),
+        "--prompt",
+        "A photo of an Astronaut riding a horse, on Mars!",
+        "--negative-prompt",
+        "blurry, low quality",
+        "--steps",
+        "5",
+        "--guidance",
+        "7.5",
+        "--seed",
+        "42",
+        "--width",
+        "64",
+        "--height",
+        "64",
+        "--output",
+        out.to_str().unwrap(),
     ]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     // PLMS evaluates the UNet steps + 1 times (diffusers repeats its second timestep).
     assert!(stderr.contains("step 6/6"), "progress missing: {stderr}");
 
     let ours = image::open(&out).unwrap().to_rgb8();
-    let reference = candle_core::safetensors::load(fixtures().join("cases/sd1_default.safetensors"), &candle_core::Device::Cpu).unwrap();
+    let reference = candle_core::safetensors::load(
+        fixtures().join("cases/sd1_default.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
     let expected: Vec<u8> = reference["image"].flatten_all().unwrap().to_vec1().unwrap();
-    let max = ours.as_raw().iter().zip(&expected).map(|(&a, &b)| a.abs_diff(b)).max().unwrap();
+    let max = ours
+        .as_raw()
+        .iter()
+        .zip(&expected)
+        .map(|(&a, &b)| a.abs_diff(b))
+        .max()
+        .unwrap();
     assert!(max <= 2, "image differs from diffusers by {max}/255");
 
-    let text = latent_studio::formats::png::read_png_parameters(&out).unwrap().expect("parameters chunk");
+    let text = latent_studio::formats::png::read_png_parameters(&out)
+        .unwrap()
+        .expect("parameters chunk");
     assert!(text.starts_with("A photo of an Astronaut riding a horse, on Mars!\nNegative prompt: blurry, low quality\n"), "{text}");
-    assert!(text.contains("Steps: 5, Sampler: PLMS, CFG scale: 7.5, Seed: 42, Size: 64x64, Model: sd1"), "{text}");
+    assert!(
+        text.contains("Steps: 5, Sampler: PLMS, CFG scale: 7.5, Seed: 42, Size: 64x64, Model: sd1"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -93,23 +124,49 @@ fn batch_count_numbers_files_and_seeds() {
     let dir = scratch("batch");
     let out = dir.join("turbo.png");
     let output = generate(&[
-        "--model", &model_arg("sd_turbo"), "--prompt", "a cat", "--seed", "7",
-        "--batch-count", "2", "--output", out.to_str().unwrap(),
+        "--model",
+        &model_arg("sd_turbo"),
+        "--prompt",
+        "a cat",
+        "--seed",
+        "7",
+        "--batch-count",
+        "2",
+        "--output",
+        out.to_str().unwrap(),
     ]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     for (index, seed) in [(1, 7), (2, 8)] {
         let path = dir.join(format!("turbo-{index}.png"));
-        let text = latent_studio::formats::png::read_png_parameters(&path).unwrap().unwrap();
+        let text = latent_studio::formats::png::read_png_parameters(&path)
+            .unwrap()
+            .unwrap();
         assert!(text.contains(&format!("Seed: {seed},")), "{text}");
         // Turbo defaults: one step, no guidance, the model's native size.
-        assert!(text.contains("Steps: 1,") && text.contains("CFG scale: 0,") && text.contains("Size: 64x64"), "{text}");
+        assert!(
+            text.contains("Steps: 1,")
+                && text.contains("CFG scale: 0,")
+                && text.contains("Size: 64x64"),
+            "{text}"
+        );
     }
 }
 
 #[test]
 fn missing_model_folder_is_one_line() {
     let out = scratch("missing").join("x.png");
-    let output = generate(&["--model", "/nonexistent/model", "--prompt", "x", "--output", out.to_str().unwrap()]);
+    let output = generate(&[
+        "--model",
+        "/nonexistent/model",
+        "--prompt",
+        "x",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
     assert_bad_input(&output, "/nonexistent/model");
 }
 
@@ -120,16 +177,34 @@ fn truncated_weights_name_the_file() {
     let bytes = std::fs::read(&weights).unwrap();
     std::fs::write(&weights, &bytes[..bytes.len() / 2]).unwrap();
     let out = model.join("x.png");
-    let output = generate(&["--model", model.to_str().unwrap(), "--prompt", "x", "--output", out.to_str().unwrap()]);
+    let output = generate(&[
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt",
+        "x",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
     assert_bad_input(&output, "diffusion_pytorch_model.safetensors");
 }
 
 #[test]
 fn garbage_weights_name_the_file() {
     let model = model_copy("sd1", "garbage");
-    std::fs::write(model.join("vae/diffusion_pytorch_model.safetensors"), b"not a safetensors file").unwrap();
+    std::fs::write(
+        model.join("vae/diffusion_pytorch_model.safetensors"),
+        b"not a safetensors file",
+    )
+    .unwrap();
     let out = model.join("x.png");
-    let output = generate(&["--model", model.to_str().unwrap(), "--prompt", "x", "--output", out.to_str().unwrap()]);
+    let output = generate(&[
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt",
+        "x",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
     assert_bad_input(&output, "vae");
 }
 
@@ -141,10 +216,20 @@ fn shape_mismatch_names_tensor_and_shapes() {
     let config = config.replace("\"cross_attention_dim\": 32", "\"cross_attention_dim\": 48");
     std::fs::write(&config_path, config).unwrap();
     let out = model.join("x.png");
-    let output = generate(&["--model", model.to_str().unwrap(), "--prompt", "x", "--output", out.to_str().unwrap()]);
+    let output = generate(&[
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt",
+        "x",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
     assert_bad_input(&output, "attn2.to_k.weight");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("[32, 48]") && stderr.contains("[32, 32]"), "{stderr}");
+    assert!(
+        stderr.contains("[32, 48]") && stderr.contains("[32, 32]"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -155,21 +240,46 @@ fn unsupported_config_value_is_named() {
     let config = config.replace("\"act_fn\": \"silu\"", "\"act_fn\": \"mish\"");
     std::fs::write(&config_path, config).unwrap();
     let out = model.join("x.png");
-    let output = generate(&["--model", model.to_str().unwrap(), "--prompt", "x", "--output", out.to_str().unwrap()]);
+    let output = generate(&[
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt",
+        "x",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
     assert_bad_input(&output, "act_fn");
 }
 
 #[test]
 fn size_must_be_a_multiple_of_8() {
     let out = scratch("size").join("x.png");
-    let output = generate(&["--model", &model_arg("sd1"), "--prompt", "x", "--width", "100", "--output", out.to_str().unwrap()]);
+    let output = generate(&[
+        "--model",
+        &model_arg("sd1"),
+        "--prompt",
+        "x",
+        "--width",
+        "100",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
     assert_bad_input(&output, "--width 100");
 }
 
 #[test]
 fn unknown_scheduler_lists_valid_ones() {
     let out = scratch("sched").join("x.png");
-    let output = generate(&["--model", &model_arg("sd1"), "--prompt", "x", "--scheduler", "heun", "--output", out.to_str().unwrap()]);
+    let output = generate(&[
+        "--model",
+        &model_arg("sd1"),
+        "--prompt",
+        "x",
+        "--scheduler",
+        "heun",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
     assert_bad_input(&output, "dpmpp-2m-karras");
 }
 
@@ -180,8 +290,16 @@ fn unreadable_init_image_is_named() {
     std::fs::write(&bad, b"definitely not a png").unwrap();
     let out = dir.join("x.png");
     let output = generate(&[
-        "--model", &model_arg("sd1"), "--prompt", "x", "--init-image", bad.to_str().unwrap(),
-        "--strength", "0.5", "--output", out.to_str().unwrap(),
+        "--model",
+        &model_arg("sd1"),
+        "--prompt",
+        "x",
+        "--init-image",
+        bad.to_str().unwrap(),
+        "--strength",
+        "0.5",
+        "--output",
+        out.to_str().unwrap(),
     ]);
     assert_bad_input(&output, "--init-image");
 }

@@ -23,7 +23,8 @@ fn every_recorded_draw_matches_torch() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let fixtures: NoiseFixtures =
         serde_json::from_str(&std::fs::read_to_string(dir.join("noise.json")).unwrap()).unwrap();
-    let tensors = candle_core::safetensors::load(dir.join("noise.safetensors"), &Device::Cpu).unwrap();
+    let tensors =
+        candle_core::safetensors::load(dir.join("noise.safetensors"), &Device::Cpu).unwrap();
     let mut checked = 0;
     let mut failures = Vec::new();
     for entry in &fixtures.entries {
@@ -48,5 +49,8 @@ fn every_recorded_draw_matches_torch() {
         }
     }
     assert!(checked >= 40, "only {checked} draws checked");
-    assert!(failures.is_empty(), "noise differs from torch: {failures:?}");
+    assert!(
+        failures.is_empty(),
+        "noise differs from torch: {failures:?}"
+    );
 }

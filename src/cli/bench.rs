@@ -109,7 +109,9 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
     );
 
     let stage = &model.text_stages()[0];
-    let ids = stage.tokenizer.encode_padded("a photograph of an astronaut riding a horse");
+    let ids = stage
+        .tokenizer
+        .encode_padded("a photograph of an astronaut riding a horse");
     let empty = stage.tokenizer.encode_padded("");
     time("text encode (cond + uncond)", args.iters, || {
         stage.encoder.forward(&ids)?;
@@ -117,8 +119,16 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
     })?;
     let context = Tensor::cat(
         &[
-            &stage.encoder.forward(&empty).map_err(runtime)?.last_hidden_state,
-            &stage.encoder.forward(&ids).map_err(runtime)?.last_hidden_state,
+            &stage
+                .encoder
+                .forward(&empty)
+                .map_err(runtime)?
+                .last_hidden_state,
+            &stage
+                .encoder
+                .forward(&ids)
+                .map_err(runtime)?
+                .last_hidden_state,
         ],
         0,
     )
@@ -134,9 +144,11 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         let latents = Tensor::randn(0f32, 1.0, (2, 4, latent, latent), &device)
             .and_then(|t| t.to_dtype(dtype))
             .map_err(runtime)?;
-        time(&format!("unet step {size}x{size} (CFG, batch 2)"), args.iters, || {
-            model.unet().forward(&latents, 500.0, &context, None)
-        })?;
+        time(
+            &format!("unet step {size}x{size} (CFG, batch 2)"),
+            args.iters,
+            || model.unet().forward(&latents, 500.0, &context, None),
+        )?;
     }
     for &size in &args.sizes {
         let latent = size / 8;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Args;
-use latent_studio::formats::parameters::GenerationParameters;
+use latent_studio::engine::a1111_parameters;
 use latent_studio::formats::png::write_png_with_parameters;
 use latent_studio::models::{load_model, LoadOptions};
 use latent_studio::pipeline::generate::{Flow, GenerationRequest, InitImage, RgbImage};
@@ -164,9 +164,8 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
     let dtype = select_dtype(args.dtype.as_deref(), &device)?;
 
     let started = Instant::now();
-    let model = load_model(&args.model, &LoadOptions { device, dtype }).map_err(|err| {
-        CliError::input(format!("--model {}: {err}", args.model.display()))
-    })?;
+    let model = load_model(&args.model, &LoadOptions { device, dtype })
+        .map_err(|err| CliError::input(format!("--model {}: {err}", args.model.display())))?;
     let info = model.info().clone();
     eprintln!(
         "loaded {} ({}) in {:.1}s",
@@ -179,7 +178,10 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
         // diffusers' image processor rounds the image's own size down to the VAE grid.
         Some(init) if args.width.is_none() && args.height.is_none() => {
             let grid = info.vae_scale_factor;
-            (init.image.width / grid * grid, init.image.height / grid * grid)
+            (
+                init.image.width / grid * grid,
+                init.image.height / grid * grid,
+            )
         }
         _ => (
             args.width.unwrap_or(info.defaults.width),
@@ -193,7 +195,8 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
     }
     let steps = args.steps.unwrap_or(info.defaults.steps);
     let guidance = args.guidance.unwrap_or(info.defaults.guidance);
-    let label = scheduler
+    // Fail on a scheduler the model's config cannot drive before any work is done.
+    scheduler
         .a1111_label(model.scheduler_config())
         .map_err(|err| CliError::input(format!("--scheduler {}: {err}", args.scheduler)))?;
     let base_seed = args.seed.unwrap_or_else(random_seed);
@@ -233,22 +236,8 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
         if interactive {
             eprintln!();
         }
-        let parameters = GenerationParameters {
-            prompt: request.prompt.clone(),
-            negative_prompt: request.negative_prompt.clone().unwrap_or_default(),
-            steps,
-            sampler: label.sampler.to_string(),
-            schedule_type: label.schedule_type.map(str::to_string),
-            cfg_scale: guidance,
-            seed,
-            width,
-            height,
-            model: Some(info.name.clone()),
-            model_hash: None,
-            denoising_strength: request.init_image.as_ref().map(|i| i.strength),
-            version: Some(format!("latent-studio {}", latent_studio::VERSION)),
-            extra: Vec::new(),
-        };
+        let parameters = a1111_parameters(&model, &request)
+            .map_err(|err| CliError::input(format!("--scheduler {}: {err}", args.scheduler)))?;
         let path = output_path(&args.output, index, args.batch_count);
         write_png_with_parameters(
             &path,

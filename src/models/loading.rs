@@ -181,10 +181,16 @@ enum Weights<'a> {
 }
 
 impl Weights<'_> {
-    fn var_builder(&self, dir: &Path, options: &LoadOptions) -> Result<VarBuilder<'static>, LoadError> {
+    fn var_builder(
+        &self,
+        dir: &Path,
+        options: &LoadOptions,
+    ) -> Result<VarBuilder<'static>, LoadError> {
         match self {
             Weights::Files => var_builder(dir, options),
-            Weights::Random(map) => Ok(VarBuilder::from_varmap(map, options.dtype, &options.device)),
+            Weights::Random(map) => {
+                Ok(VarBuilder::from_varmap(map, options.dtype, &options.device))
+            }
         }
     }
 }
@@ -210,7 +216,10 @@ fn load_text_stage(
     let vb = weights.var_builder(&dir, options)?;
     let encoder = ClipTextEncoder::new(&config, tokenizer.eos_id(), vb)
         .map_err(|err| build_error(encoder_dir, &dir, err))?;
-    Ok(TextStage { tokenizer, encoder })
+    Ok(TextStage {
+        tokenizer: std::sync::Arc::new(tokenizer),
+        encoder,
+    })
 }
 
 /// Loads a diffusers pipeline folder (SD 1.x, SD 2.x, SDXL and their Turbo variants).
@@ -226,7 +235,12 @@ pub fn load_model_with_random_weights(
     options: &LoadOptions,
 ) -> Result<StableDiffusion, LoadError> {
     let map = candle_nn::VarMap::new();
-    load(config_dir, Some(tokenizer_dir), options, &Weights::Random(&map))
+    load(
+        config_dir,
+        Some(tokenizer_dir),
+        options,
+        &Weights::Random(&map),
+    )
 }
 
 fn load(
@@ -359,4 +373,69 @@ fn load(
         device: options.device.clone(),
         dtype: options.dtype,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "latent-studio-loading-{}-{name}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn main_file_wins_over_fp16_variant() {
+        let dir = scratch("variant");
+        std::fs::write(dir.join("diffusion_pytorch_model.fp16.safetensors"), b"").unwrap();
+        assert_eq!(
+            weight_files(&dir).unwrap(),
+            vec![dir.join("diffusion_pytorch_model.fp16.safetensors")]
+        );
+        std::fs::write(dir.join("diffusion_pytorch_model.safetensors"), b"").unwrap();
+        assert_eq!(
+            weight_files(&dir).unwrap(),
+            vec![dir.join("diffusion_pytorch_model.safetensors")]
+        );
+    }
+
+    #[test]
+    fn sharded_index_lists_each_shard_once() {
+        let dir = scratch("sharded");
+        for shard in [
+            "model-00001-of-00002.safetensors",
+            "model-00002-of-00002.safetensors",
+        ] {
+            std::fs::write(dir.join(shard), b"").unwrap();
+        }
+        std::fs::write(
+            dir.join("model.safetensors.index.json"),
+            r#"{"metadata": {}, "weight_map": {"a": "model-00002-of-00002.safetensors",
+                "b": "model-00001-of-00002.safetensors", "c": "model-00002-of-00002.safetensors"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            weight_files(&dir).unwrap(),
+            vec![
+                dir.join("model-00001-of-00002.safetensors"),
+                dir.join("model-00002-of-00002.safetensors")
+            ]
+        );
+    }
+
+    #[test]
+    fn pickle_only_folders_are_refused_with_a_reason() {
+        let dir = scratch("pickle");
+        std::fs::write(dir.join("diffusion_pytorch_model.bin"), b"").unwrap();
+        let message = weight_files(&dir).unwrap_err().to_string();
+        assert!(
+            message.contains("pickle") && message.contains("safetensors"),
+            "{message}"
+        );
+    }
 }

@@ -94,7 +94,7 @@ pub fn describe_candle_error(err: &candle_core::Error) -> String {
 
 /// One CLIP tokenizer with its encoder.
 pub struct TextStage {
-    pub tokenizer: ClipTokenizer,
+    pub tokenizer: std::sync::Arc<ClipTokenizer>,
     pub encoder: ClipTextEncoder,
 }
 
@@ -139,8 +139,21 @@ impl StableDiffusion {
         &self.scheduler_config
     }
 
-    pub fn tokenizer(&self) -> &ClipTokenizer {
+    /// The first (or only) tokenizer: what prompt-length counters should use.
+    pub fn tokenizer(&self) -> &std::sync::Arc<ClipTokenizer> {
         &self.text_stages[0].tokenizer
+    }
+
+    /// How many UNet evaluations `request` will take (PLMS takes one more than its steps;
+    /// img2img skips the first `1 - strength` of the schedule).
+    pub fn planned_steps(&self, request: &GenerationRequest) -> Result<usize, GenerateError> {
+        let scheduler = build_scheduler(request.scheduler, &self.scheduler_config, request.steps)?;
+        let total = scheduler.timesteps().len();
+        let start = match &request.init_image {
+            Some(init) => img2img_start_index(request.steps, init.strength),
+            None => 0,
+        };
+        Ok(total.saturating_sub(start))
     }
 
     pub fn device(&self) -> &Device {

@@ -170,7 +170,8 @@ impl ClipTextEncoder {
                 cfg.hidden_act
             ))
         })?;
-        if cfg.num_attention_heads == 0 || !cfg.hidden_size.is_multiple_of(cfg.num_attention_heads) {
+        if cfg.num_attention_heads == 0 || !cfg.hidden_size.is_multiple_of(cfg.num_attention_heads)
+        {
             candle_core::bail!(
                 "hidden_size {} is not divisible by num_attention_heads {}",
                 cfg.hidden_size,

@@ -1,0 +1,123 @@
+//! The worker: one background thread that owns the loaded model, takes [`Command`]s and
+//! answers with [`Event`]s. The UI never runs tensor code and never waits on it.
+
+mod parameters;
+mod preview;
+mod worker;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use parameters::a1111_parameters;
+pub use preview::{latent_preview, PreviewMode};
+pub use worker::{Worker, WorkerHandle};
+
+pub use crate::models::DownloadProgress;
+use crate::pipeline::generate::{GenerationRequest, ModelInfo, RgbImage};
+use crate::pipeline::tokenizer::ClipTokenizer;
+
+/// Where a model comes from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ModelSource {
+    /// A diffusers folder on disk.
+    Folder(PathBuf),
+    /// A Hugging Face hub repository id, fetched into the standard HF cache when needed.
+    Hub(String),
+}
+
+impl std::fmt::Display for ModelSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ModelSource::Folder(path) => write!(f, "{}", path.display()),
+            ModelSource::Hub(id) => f.write_str(id),
+        }
+    }
+}
+
+/// One press of "Generate": `batch_count` images with seeds `request.seed`, `+1`, …
+#[derive(Debug, Clone)]
+pub struct GenerateJob {
+    pub id: u64,
+    pub request: GenerationRequest,
+    pub batch_count: usize,
+    /// Where finished images are written (created if missing). `None`: not saved.
+    pub output_dir: Option<PathBuf>,
+    pub preview: PreviewMode,
+}
+
+#[derive(Debug)]
+pub enum Command {
+    LoadModel(ModelSource),
+    Generate(GenerateJob),
+    Shutdown,
+}
+
+/// A loaded model as the UI sees it.
+#[derive(Clone)]
+pub struct LoadedModel {
+    pub source: ModelSource,
+    pub info: ModelInfo,
+    /// For the prompt token counter.
+    pub tokenizer: Arc<ClipTokenizer>,
+}
+
+
+pub enum Event {
+    ModelLoading {
+        source: ModelSource,
+    },
+    Download {
+        source: ModelSource,
+        file: String,
+        progress: DownloadProgress,
+    },
+    ModelLoaded(LoadedModel),
+    ModelFailed {
+        source: ModelSource,
+        message: String,
+    },
+    /// Image `index` (0-based) of job `job` has started.
+    Started {
+        job: u64,
+        index: usize,
+        seed: u64,
+        total_steps: usize,
+    },
+    Step {
+        job: u64,
+        index: usize,
+        step: usize,
+        total: usize,
+        elapsed_secs: f64,
+        preview: Option<RgbImage>,
+    },
+    Finished {
+        job: u64,
+        index: usize,
+        image: FinishedImage,
+    },
+    Cancelled {
+        job: u64,
+    },
+    /// The job stopped with an error; the worker keeps serving.
+    Failed {
+        job: u64,
+        message: String,
+    },
+    /// Every image of the job is done.
+    JobDone {
+        job: u64,
+    },
+}
+
+/// A finished image with what made it.
+#[derive(Debug, Clone)]
+pub struct FinishedImage {
+    pub image: RgbImage,
+    pub seed: u64,
+    /// The A1111 `parameters` text written into the PNG.
+    pub parameters: String,
+    /// Where it was saved, when it was; `save_error` says why not.
+    pub path: Option<PathBuf>,
+    pub save_error: Option<String>,
+}

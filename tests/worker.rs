@@ -1,0 +1,245 @@
+//! The background worker: events in order, previews every step, cancel within a step,
+//! failures reported while the worker keeps serving.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use latent_studio::engine::{
+    Command, Event, GenerateJob, ModelSource, PreviewMode, Worker, WorkerHandle,
+};
+use latent_studio::pipeline::generate::GenerationRequest;
+use latent_studio::pipeline::schedulers::SchedulerKind;
+
+fn fixture_model(name: &str) -> ModelSource {
+    ModelSource::Folder(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/models")
+            .join(name),
+    )
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "latent-studio-worker-{}-{name}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn request(steps: usize) -> GenerationRequest {
+    GenerationRequest {
+        prompt: "A photo of an Astronaut riding a horse, on Mars!".into(),
+        negative_prompt: Some("blurry, low quality".into()),
+        steps,
+        guidance: 7.5,
+        seed: 42,
+        width: 64,
+        height: 64,
+        scheduler: SchedulerKind::Default,
+        init_image: None,
+    }
+}
+
+/// Collects events until `done` says so (or 60 s pass, which fails the test).
+fn collect_until(worker: &WorkerHandle, mut done: impl FnMut(&Event) -> bool) -> Vec<Event> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut events = Vec::new();
+    while Instant::now() < deadline {
+        if let Some(event) = worker.recv_timeout(Duration::from_millis(100)) {
+            let stop = done(&event);
+            events.push(event);
+            if stop {
+                return events;
+            }
+        }
+    }
+    panic!("timed out; events so far: {}", events.len());
+}
+
+fn load(worker: &WorkerHandle, source: ModelSource) -> Result<(), String> {
+    worker.send(Command::LoadModel(source));
+    let events = collect_until(worker, |e| {
+        matches!(e, Event::ModelLoaded(_) | Event::ModelFailed { .. })
+    });
+    match events.last() {
+        Some(Event::ModelLoaded(_)) => Ok(()),
+        Some(Event::ModelFailed { message, .. }) => Err(message.clone()),
+        _ => Err("no load outcome".into()),
+    }
+}
+
+#[test]
+fn batch_streams_previews_and_saves_pngs() {
+    let notified = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = notified.clone();
+    let worker = Worker::spawn(move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    });
+    load(&worker, fixture_model("sd1")).unwrap();
+    let output_dir = scratch("batch");
+    worker.send(Command::Generate(GenerateJob {
+        id: 1,
+        request: request(5),
+        batch_count: 2,
+        output_dir: Some(output_dir.clone()),
+        preview: PreviewMode::Fast,
+    }));
+    let events = collect_until(&worker, |e| matches!(e, Event::JobDone { job: 1 }));
+    let steps: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Step {
+                index,
+                step,
+                total,
+                preview,
+                ..
+            } => Some((*index, *step, *total, preview.is_some())),
+            _ => None,
+        })
+        .collect();
+    // PLMS: 5 steps are 6 UNet evaluations, each with a preview.
+    assert_eq!(steps.len(), 12);
+    assert!(steps
+        .iter()
+        .all(|&(_, _, total, has_preview)| total == 6 && has_preview));
+    let finished: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Finished { image, .. } => Some(image.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(finished.len(), 2);
+    assert_eq!(finished[0].seed, 42);
+    assert_eq!(finished[1].seed, 43);
+    for image in &finished {
+        let path = image.path.as_ref().expect("saved");
+        let text = latent_studio::formats::png::read_png_parameters(path)
+            .unwrap()
+            .unwrap();
+        assert_eq!(text, image.parameters);
+        assert!(text.contains(&format!("Seed: {}", image.seed)));
+    }
+    assert!(notified.load(std::sync::atomic::Ordering::SeqCst) >= events.len());
+
+    // The first image is the diffusers reference for this prompt and seed.
+    let reference = candle_core::safetensors::load(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cases/sd1_default.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let expected: Vec<u8> = reference["image"].flatten_all().unwrap().to_vec1().unwrap();
+    let max = finished[0]
+        .image
+        .pixels
+        .iter()
+        .zip(&expected)
+        .map(|(&a, &b)| a.abs_diff(b))
+        .max()
+        .unwrap();
+    assert!(max <= 2, "worker image differs from diffusers by {max}/255");
+    let _ = std::fs::remove_dir_all(&output_dir);
+}
+
+#[test]
+fn cancel_stops_within_a_step() {
+    let worker = Worker::spawn(|| {});
+    load(&worker, fixture_model("sd1")).unwrap();
+    worker.send(Command::Generate(GenerateJob {
+        id: 7,
+        request: request(40),
+        batch_count: 3,
+        output_dir: None,
+        preview: PreviewMode::Off,
+    }));
+    let mut cancelled_at = None;
+    let events = collect_until(&worker, |e| {
+        if let Event::Step { step: 2, .. } = e {
+            worker.cancel(7);
+            cancelled_at = Some(2);
+        }
+        matches!(e, Event::JobDone { job: 7 })
+    });
+    assert_eq!(cancelled_at, Some(2));
+    let last_step = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Step { step, .. } => Some(*step),
+            _ => None,
+        })
+        .max()
+        .unwrap();
+    assert!(
+        last_step <= 3,
+        "ran to step {last_step} after cancelling at 2"
+    );
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::Cancelled { job: 7 })));
+    assert!(!events.iter().any(|e| matches!(e, Event::Finished { .. })));
+}
+
+#[test]
+fn failures_are_reported_and_the_worker_keeps_serving() {
+    let worker = Worker::spawn(|| {});
+    // Generating with no model loaded.
+    worker.send(Command::Generate(GenerateJob {
+        id: 1,
+        request: request(2),
+        batch_count: 1,
+        output_dir: None,
+        preview: PreviewMode::Off,
+    }));
+    let events = collect_until(&worker, |e| matches!(e, Event::JobDone { job: 1 }));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::Failed { message, .. } if message.contains("no model"))));
+
+    // A folder that is not a model.
+    let broken = scratch("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    let err = load(&worker, ModelSource::Folder(broken.clone())).unwrap_err();
+    assert!(err.contains("model_index.json"), "{err}");
+
+    // An invalid request on a good model fails the job, not the worker.
+    load(&worker, fixture_model("sd_turbo")).unwrap();
+    let mut bad = request(1);
+    bad.width = 60;
+    worker.send(Command::Generate(GenerateJob {
+        id: 2,
+        request: bad,
+        batch_count: 1,
+        output_dir: None,
+        preview: PreviewMode::Off,
+    }));
+    let events = collect_until(&worker, |e| matches!(e, Event::JobDone { job: 2 }));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::Failed { message, .. } if message.contains("width 60"))));
+
+    let mut good = request(1);
+    good.guidance = 0.0;
+    worker.send(Command::Generate(GenerateJob {
+        id: 3,
+        request: good,
+        batch_count: 1,
+        output_dir: None,
+        preview: PreviewMode::Vae { every: 1 },
+    }));
+    let events = collect_until(&worker, |e| matches!(e, Event::JobDone { job: 3 }));
+    let preview = events.iter().find_map(|e| match e {
+        Event::Step {
+            preview: Some(p), ..
+        } => Some(p.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        preview.map(|p| (p.width, p.height)),
+        Some((64, 64)),
+        "VAE preview is full size"
+    );
+    assert!(events.iter().any(|e| matches!(e, Event::Finished { .. })));
+    let _ = std::fs::remove_dir_all(&broken);
+}
