@@ -61,7 +61,6 @@ pub struct LoadedModel {
     pub tokenizer: Arc<ClipTokenizer>,
 }
 
-
 pub enum Event {
     ModelLoading {
         source: ModelSource,

@@ -22,10 +22,11 @@ type Notify = Arc<dyn Fn() + Send + Sync>;
 pub struct Worker;
 
 impl Worker {
-    /// Starts the worker on the CPU in float32. `notify` runs after every event is sent
-    /// (the UI passes `request_repaint`).
+    /// Starts the worker on the best device of this build (GPU in f16 when compiled in and
+    /// present, else CPU in f32). `notify` runs after every event is sent (the UI passes
+    /// `request_repaint`).
     pub fn spawn(notify: impl Fn() + Send + Sync + 'static) -> WorkerHandle {
-        Self::spawn_with(LoadOptions::default(), notify)
+        Self::spawn_with(LoadOptions::best_available(), notify)
     }
 
     pub fn spawn_with(
@@ -219,7 +220,11 @@ impl WorkerState {
             ModelSource::Hub(id) => id,
         };
         let Some(entry) = Catalog::builtin().find(id) else {
-            let known: Vec<&str> = Catalog::builtin().entries().iter().map(|e| e.id.as_str()).collect();
+            let known: Vec<&str> = Catalog::builtin()
+                .entries()
+                .iter()
+                .map(|e| e.id.as_str())
+                .collect();
             return Err(format!(
                 "{id} is not in the model catalog ({}); for other models download the diffusers folder and use \"Open model…\"",
                 known.join(", ")

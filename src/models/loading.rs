@@ -23,6 +23,28 @@ pub struct LoadOptions {
     pub dtype: DType,
 }
 
+impl LoadOptions {
+    /// The fastest device this build and machine offer: CUDA or Metal in f16 when compiled in
+    /// and present, else the CPU in f32.
+    pub fn best_available() -> Self {
+        #[cfg(feature = "cuda")]
+        if let Ok(device) = Device::new_cuda(0) {
+            return Self {
+                device,
+                dtype: DType::F16,
+            };
+        }
+        #[cfg(feature = "metal")]
+        if let Ok(device) = Device::new_metal(0) {
+            return Self {
+                device,
+                dtype: DType::F16,
+            };
+        }
+        Self::default()
+    }
+}
+
 impl Default for LoadOptions {
     fn default() -> Self {
         Self {
