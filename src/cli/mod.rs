@@ -1,18 +1,27 @@
-//! Command-line interface: `generate` and `bench`.
+//! Command-line interface: the window (no subcommand), `generate` and `bench`.
 
 mod bench;
 mod generate;
 
 use std::fmt;
+use std::path::PathBuf;
 
 use candle_core::{DType, Device};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(name = "latent-studio", version = latent_studio::VERSION, about = "Stable Diffusion on your own machine, numerically faithful to diffusers")]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Args {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Open the window with this model: a diffusers folder, or a Hugging Face hub id
+    /// (e.g. stabilityai/sd-turbo).
+    #[arg(long, value_name = "PATH|HUB-ID")]
+    model: Option<String>,
+    /// Where the window saves finished images (default: Pictures/Latent Studio).
+    #[arg(long, value_name = "DIR")]
+    output_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -65,10 +74,18 @@ pub fn run(args: Args) -> Result<(), CliError> {
     match args.command {
         Some(Command::Generate(args)) => generate::run(args),
         Some(Command::Bench(args)) => bench::run(args),
-        None => Err(CliError::input(
-            "the window is not part of this build yet; use `latent-studio generate --help`",
-        )),
+        None => open_window(args.model.as_deref(), args.output_dir),
     }
+}
+
+fn open_window(model: Option<&str>, output_dir: Option<PathBuf>) -> Result<(), CliError> {
+    use latent_studio::app::{model_source_from_arg, run_window, AppConfig};
+    let model = model.map(model_source_from_arg);
+    run_window(AppConfig::new(model, output_dir)).map_err(|err| {
+        CliError::runtime(format!(
+            "cannot open the window: {err} (no display? `latent-studio generate --help` works without one)"
+        ))
+    })
 }
 
 /// `--device` and `--dtype` as the user gave them, resolved against what this build supports.
@@ -103,6 +120,9 @@ pub fn select_dtype(name: Option<&str>, device: &Device) -> Result<DType, CliErr
         None => Ok(DType::F16),
         Some("f32") => Ok(DType::F32),
         Some("f16") => Ok(DType::F16),
+        Some("bf16") if device.is_cpu() => Err(CliError::input(
+            "--dtype bf16: not available on the CPU (no bf16 matrix multiply there); use f32 or f16",
+        )),
         Some("bf16") => Ok(DType::BF16),
         Some(other) => Err(CliError::input(format!(
             "--dtype {other}: unknown precision (valid: f32, f16, bf16)"

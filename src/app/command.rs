@@ -1,0 +1,40 @@
+//! What the panels ask for. Drawing code only reads state (and edits plain settings fields
+//! in place); anything with consequences — talking to the worker, opening a dialog, touching
+//! the disk — comes back as a [`UiCommand`] and is applied once, after the frame is drawn.
+
+use std::path::PathBuf;
+
+use crate::engine::ModelSource;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum UiCommand {
+    /// Load this model (and use it from now on).
+    SelectModel(ModelSource),
+    /// Ask for a diffusers folder with the native dialog, then load it.
+    OpenModelFolder,
+    /// Load the current model again after a failure.
+    RetryModel,
+    Generate,
+    Cancel,
+    RandomizeSeed,
+    /// Take size, steps and CFG from the loaded model.
+    UseModelDefaults,
+    PickInitImage,
+    ClearInitImage,
+    /// Make the shown image the img2img start image.
+    UseShownAsInitImage,
+    /// Show a history entry in full.
+    ShowEntry(u64),
+    /// Go back to the running job's live preview.
+    ShowLive,
+    /// Copy the shown image's settings into the panels.
+    ReuseParameters,
+    CopySeed,
+    CopyImage,
+    /// Export the shown image with the native save dialog.
+    SaveAs,
+    ShowInFolder(PathBuf),
+    PickOutputFolder,
+    OpenOutputFolder,
+    DismissNotice(u64),
+}

@@ -1,0 +1,97 @@
+//! The app's only contact with the desktop outside its window: native file dialogs and the
+//! file manager. Behind a trait so tests script the answers and never open a real dialog.
+
+use std::path::{Path, PathBuf};
+
+/// Image extensions the init-image picker offers (what the `image` crate decodes here).
+pub const IMAGE_EXTENSIONS: [&str; 4] = ["png", "jpg", "jpeg", "webp"];
+
+pub trait Desktop {
+    /// A diffusers model folder (with `model_index.json`), or `None` when the user cancels.
+    fn pick_model_folder(&mut self) -> Option<PathBuf>;
+    /// An image to start img2img from.
+    fn pick_init_image(&mut self) -> Option<PathBuf>;
+    /// A folder for finished images, starting in `current`.
+    fn pick_output_folder(&mut self, current: &Path) -> Option<PathBuf>;
+    /// Where to export a PNG: `folder`/`file_name` is the suggestion.
+    fn save_png_as(&mut self, folder: &Path, file_name: &str) -> Option<PathBuf>;
+    /// Opens the system file manager at `path` (selecting it where the platform can).
+    fn show_in_folder(&mut self, path: &Path) -> Result<(), String>;
+}
+
+/// Native dialogs through `rfd` (XDG portal on Linux, the system panels on macOS and Windows).
+#[derive(Debug, Default)]
+pub struct NativeDesktop;
+
+impl Desktop for NativeDesktop {
+    fn pick_model_folder(&mut self) -> Option<PathBuf> {
+        rfd::FileDialog::new()
+            .set_title("Open a diffusers model folder")
+            .pick_folder()
+    }
+
+    fn pick_init_image(&mut self) -> Option<PathBuf> {
+        rfd::FileDialog::new()
+            .set_title("Start from an image")
+            .add_filter("Images", &IMAGE_EXTENSIONS)
+            .pick_file()
+    }
+
+    fn pick_output_folder(&mut self, current: &Path) -> Option<PathBuf> {
+        let mut dialog = rfd::FileDialog::new().set_title("Save finished images in");
+        if current.is_dir() {
+            dialog = dialog.set_directory(current);
+        }
+        dialog.pick_folder()
+    }
+
+    fn save_png_as(&mut self, folder: &Path, file_name: &str) -> Option<PathBuf> {
+        let mut dialog = rfd::FileDialog::new()
+            .set_title("Save image as")
+            .add_filter("PNG image", &["png"])
+            .set_file_name(file_name);
+        if folder.is_dir() {
+            dialog = dialog.set_directory(folder);
+        }
+        dialog.save_file().map(|path| {
+            // Some dialogs drop the extension when the user types a bare name.
+            if path
+                .extension()
+                .is_some_and(|ext| ext.eq_ignore_ascii_case("png"))
+            {
+                path
+            } else {
+                path.with_extension("png")
+            }
+        })
+    }
+
+    fn show_in_folder(&mut self, path: &Path) -> Result<(), String> {
+        reveal_in_file_manager(path)
+    }
+}
+
+/// Starts the platform's file manager without waiting for it.
+fn reveal_in_file_manager(path: &Path) -> Result<(), String> {
+    use std::process::Command;
+    let spawned = if cfg!(target_os = "macos") {
+        Command::new("open").arg("-R").arg(path).spawn()
+    } else if cfg!(target_os = "windows") {
+        let mut select = std::ffi::OsString::from("/select,");
+        select.push(path);
+        Command::new("explorer").arg(select).spawn()
+    } else {
+        // The freedesktop "select this file" call needs D-Bus plumbing; opening the folder
+        // works with every file manager.
+        let folder = if path.is_dir() {
+            path
+        } else {
+            path.parent().unwrap_or(path)
+        };
+        Command::new("xdg-open").arg(folder).spawn()
+    };
+    let mut child = spawned.map_err(|err| format!("cannot open the file manager: {err}"))?;
+    // Reap it when it exits so no zombie is left behind.
+    std::thread::spawn(move || child.wait());
+    Ok(())
+}

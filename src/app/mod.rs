@@ -1,0 +1,846 @@
+//! The desktop window: a prompt, a live denoising preview, the session's images.
+//!
+//! The window never runs tensor code and never waits on the disk. The [`crate::engine`]
+//! worker loads models and generates; a small file thread ([`files`]) lists, decodes and
+//! exports images. Each frame drains both, draws the panels, and applies the
+//! [`UiCommand`]s the panels returned.
+//!
+//! - [`state`]: the one serde [`State`] that persists between runs.
+//! - [`panels`]: one module per area of the window (controls, canvas, history strip).
+//! - [`desktop`]: native dialogs and the file manager, behind the [`Desktop`] trait.
+
+pub mod command;
+pub mod desktop;
+pub mod files;
+pub mod history;
+pub mod import;
+pub mod notices;
+pub mod panels;
+pub mod session;
+pub mod state;
+pub mod viewer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use egui::{Key, KeyboardShortcut, Modifiers, TextureHandle};
+
+use crate::engine::{
+    Command, Event, FinishedImage, GenerateJob, LoadedModel, ModelSource, Worker, WorkerHandle,
+};
+use crate::formats::parameters::GenerationParameters;
+use crate::models::Catalog;
+use crate::pipeline::generate::{GenerationRequest, InitImage, RgbImage};
+
+pub use command::UiCommand;
+pub use desktop::{Desktop, NativeDesktop};
+pub use state::State;
+
+use files::{FileRequest, FileResult, FileService, OpenPurpose};
+use history::History;
+use notices::{Notices, Severity, Topic};
+use panels::controls::TokenCounts;
+use session::{ModelStatus, Run};
+use viewer::{Showing, Viewer};
+
+pub const WINDOW_TITLE: &str = "Latent Studio";
+
+pub const GENERATE_SHORTCUT: KeyboardShortcut =
+    KeyboardShortcut::new(Modifiers::COMMAND, Key::Enter);
+pub const SAVE_SHORTCUT: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::S);
+
+/// How the window starts: from the command line, or from a test.
+pub struct AppConfig {
+    /// Overrides the remembered model (`--model`).
+    pub model: Option<ModelSource>,
+    /// Overrides the remembered output folder (`--output-dir`).
+    pub output_dir: Option<PathBuf>,
+    pub desktop: Box<dyn Desktop>,
+    /// Read the settings eframe stored last time (off in tests, which start clean).
+    pub restore_saved_state: bool,
+}
+
+impl AppConfig {
+    pub fn new(model: Option<ModelSource>, output_dir: Option<PathBuf>) -> Self {
+        Self {
+            model,
+            output_dir,
+            desktop: Box::new(NativeDesktop),
+            restore_saved_state: true,
+        }
+    }
+}
+
+/// `--model` as typed: an existing path is a local folder, anything else a hub id.
+pub fn model_source_from_arg(arg: &str) -> ModelSource {
+    let path = Path::new(arg);
+    if path.exists() {
+        // Absolute, so the remembered folder still works when started from elsewhere.
+        ModelSource::Folder(std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()))
+    } else {
+        ModelSource::Hub(arg.to_string())
+    }
+}
+
+/// Opens the window and runs until it is closed.
+pub fn run_window(config: AppConfig) -> Result<(), String> {
+    let options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title(WINDOW_TITLE)
+            .with_app_id("latent-studio")
+            .with_inner_size([1280.0, 820.0])
+            .with_min_inner_size([820.0, 560.0])
+            .with_drag_and_drop(true),
+        // Window size and position are remembered with the settings.
+        persist_window: true,
+        ..Default::default()
+    };
+    eframe::run_native(
+        WINDOW_TITLE,
+        options,
+        Box::new(|cc| Ok(Box::new(LatentStudioApp::new(cc, config)))),
+    )
+    .map_err(|err| err.to_string())
+}
+
+/// The img2img start image.
+pub struct InitImageSlot {
+    pub name: String,
+    pub image: Arc<RgbImage>,
+    pub texture: TextureHandle,
+}
+
+pub struct LatentStudioApp {
+    state: State,
+    worker: WorkerHandle,
+    files: FileService,
+    desktop: Box<dyn Desktop>,
+    catalog: &'static Catalog,
+    model: ModelStatus,
+    run: Option<Run>,
+    last_job: u64,
+    history: History,
+    viewer: Viewer,
+    init_image: Option<InitImageSlot>,
+    notices: Notices,
+    tokens: TokenCounts,
+    /// Tags folder scans, so results from a folder no longer shown are dropped.
+    scan_generation: u64,
+    /// Give the prompt keyboard focus on the first frame.
+    focus_prompt: bool,
+}
+
+impl LatentStudioApp {
+    pub fn new(cc: &eframe::CreationContext<'_>, config: AppConfig) -> Self {
+        let saved = if config.restore_saved_state {
+            cc.storage
+                .and_then(|storage| eframe::get_value::<State>(storage, eframe::APP_KEY))
+        } else {
+            None
+        };
+        let mut state = saved.unwrap_or_default().sanitized();
+        let catalog = Catalog::builtin();
+        if let Some(model) = config.model {
+            state.model = Some(model);
+        }
+        if state.model.is_none() {
+            state.model = Some(ModelSource::Hub(catalog.default_entry().id.clone()));
+        }
+        if let Some(dir) = config.output_dir {
+            state.output_dir = dir;
+        }
+        panels::style::apply(&cc.egui_ctx);
+
+        let repaint = cc.egui_ctx.clone();
+        let worker = Worker::spawn(move || repaint.request_repaint());
+        let repaint = cc.egui_ctx.clone();
+        let files = FileService::spawn(move || repaint.request_repaint());
+
+        let mut app = Self {
+            state,
+            worker,
+            files,
+            desktop: config.desktop,
+            catalog,
+            model: ModelStatus::NoModel,
+            run: None,
+            last_job: 0,
+            history: History::default(),
+            viewer: Viewer::default(),
+            init_image: None,
+            notices: Notices::default(),
+            tokens: TokenCounts::default(),
+            scan_generation: 0,
+            focus_prompt: true,
+        };
+        if let Some(model) = app.state.model.clone() {
+            app.load_model(model);
+        }
+        app.scan_output_folder();
+        app
+    }
+
+    // Read access for tests and embedding.
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    pub fn state_mut(&mut self) -> &mut State {
+        &mut self.state
+    }
+
+    pub fn model_status(&self) -> &ModelStatus {
+        &self.model
+    }
+
+    pub fn loaded_model(&self) -> Option<&LoadedModel> {
+        self.model.loaded()
+    }
+
+    pub fn run(&self) -> Option<&Run> {
+        self.run.as_ref()
+    }
+
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    pub fn showing(&self) -> Showing {
+        self.viewer.showing
+    }
+
+    /// Whether a step preview of the running job is on screen.
+    pub fn live_preview_shown(&self) -> bool {
+        self.viewer.showing == Showing::Live
+            && self.viewer.live.as_ref().is_some_and(|l| l.has_preview)
+    }
+
+    /// The full image on screen, once loaded.
+    pub fn shown_image(&self) -> Option<&RgbImage> {
+        self.viewer.shown_full().map(|full| full.image.as_ref())
+    }
+
+    pub fn init_image(&self) -> Option<&InitImageSlot> {
+        self.init_image.as_ref()
+    }
+
+    pub fn notices(&self) -> &Notices {
+        &self.notices
+    }
+
+    /// Applies one command as if a panel had returned it.
+    pub fn apply(&mut self, ctx: &egui::Context, command: UiCommand) {
+        match command {
+            UiCommand::SelectModel(source) => self.load_model(source),
+            UiCommand::OpenModelFolder => {
+                if let Some(folder) = self.desktop.pick_model_folder() {
+                    self.load_model(ModelSource::Folder(folder));
+                }
+            }
+            UiCommand::RetryModel => {
+                if let Some(model) = self.state.model.clone() {
+                    self.load_model(model);
+                }
+            }
+            UiCommand::Generate => self.generate(),
+            UiCommand::Cancel => {
+                if let Some(run) = &mut self.run {
+                    self.worker.cancel(run.job);
+                    run.cancelling = true;
+                }
+            }
+            UiCommand::RandomizeSeed => self.state.seed = state::random_seed(),
+            UiCommand::UseModelDefaults => {
+                if let Some(model) = self.model.loaded() {
+                    let (source, defaults) = (model.source.clone(), model.info.defaults);
+                    self.state.apply_model_defaults(&source, &defaults);
+                }
+            }
+            UiCommand::PickInitImage => {
+                if let Some(path) = self.desktop.pick_init_image() {
+                    self.files.send(FileRequest::Open {
+                        path,
+                        purpose: OpenPurpose::InitImage,
+                    });
+                }
+            }
+            UiCommand::ClearInitImage => self.init_image = None,
+            UiCommand::UseShownAsInitImage => {
+                if let Some(full) = self.viewer.shown_full() {
+                    let name = self
+                        .history
+                        .get(full.entry)
+                        .map_or_else(|| "image".to_string(), |e| e.suggested_file_name());
+                    let image = full.image.clone();
+                    self.set_init_image(ctx, name, image);
+                }
+            }
+            UiCommand::ShowEntry(id) => self.show_entry(ctx, id),
+            UiCommand::ShowLive => {
+                self.viewer.follow_run = true;
+                self.viewer.show_live();
+            }
+            UiCommand::ReuseParameters => self.reuse_shown_parameters(),
+            UiCommand::CopySeed => {
+                if let Some(seed) = self.shown_entry().and_then(|e| e.seed()) {
+                    ctx.copy_text(seed.to_string());
+                    self.notices.info(format!("Seed {seed} copied"));
+                }
+            }
+            UiCommand::CopyImage => {
+                if let Some(full) = self.viewer.shown_full() {
+                    ctx.copy_image(history::color_image(&full.image));
+                    self.notices.info("Image copied");
+                }
+            }
+            UiCommand::SaveAs => self.save_shown_as(),
+            UiCommand::ShowInFolder(path) => {
+                if let Err(message) = self.desktop.show_in_folder(&path) {
+                    self.notices.error("Cannot show the file", message, None);
+                }
+            }
+            UiCommand::PickOutputFolder => {
+                if let Some(folder) = self.desktop.pick_output_folder(&self.state.output_dir) {
+                    self.state.output_dir = folder;
+                    self.scan_output_folder();
+                }
+            }
+            UiCommand::OpenOutputFolder => {
+                let folder = self.state.output_dir.clone();
+                // The worker creates the folder with the first image; make it now so the
+                // file manager has something to open.
+                if let Err(err) = std::fs::create_dir_all(&folder) {
+                    self.notices.error(
+                        "Cannot create the output folder",
+                        format!("{}: {err}", folder.display()),
+                        Some("Choose another folder under Output.".into()),
+                    );
+                } else if let Err(message) = self.desktop.show_in_folder(&folder) {
+                    self.notices
+                        .error("Cannot open the output folder", message, None);
+                }
+            }
+            UiCommand::DismissNotice(id) => self.notices.dismiss(id),
+        }
+    }
+
+    fn load_model(&mut self, source: ModelSource) {
+        if let ModelSource::Folder(folder) = &source {
+            self.state.remember_folder(folder);
+        }
+        self.state.model = Some(source.clone());
+        self.model = ModelStatus::Loading {
+            source: source.clone(),
+            download: None,
+        };
+        self.worker.send(Command::LoadModel(source));
+    }
+
+    fn generate(&mut self) {
+        if self.run.is_some() {
+            return;
+        }
+        match &self.model {
+            ModelStatus::Ready(_) | ModelStatus::Loading { .. } => {}
+            ModelStatus::NoModel | ModelStatus::Failed { .. } => {
+                self.notices.error(
+                    "No model is loaded",
+                    String::new(),
+                    Some("Choose a model in the Model list, or use \"Open model…\" for a diffusers folder.".into()),
+                );
+                return;
+            }
+        }
+        if !self.state.seed_locked {
+            self.state.seed = state::random_seed();
+        }
+        let state = &self.state;
+        let negative = state.negative_prompt.trim();
+        let request = GenerationRequest {
+            prompt: state.prompt.clone(),
+            // Empty means diffusers' `negative_prompt=None` (SDXL then uses zeroed embeddings).
+            negative_prompt: (!negative.is_empty()).then(|| state.negative_prompt.clone()),
+            steps: state.steps,
+            guidance: state.guidance,
+            seed: state.seed,
+            width: state.width,
+            height: state.height,
+            scheduler: state.scheduler,
+            init_image: self.init_image.as_ref().map(|slot| InitImage {
+                image: slot.image.as_ref().clone(),
+                strength: state.strength,
+            }),
+        };
+        // Job 0 counts as cancelled in the worker; ids start at 1.
+        self.last_job += 1;
+        let job = self.last_job;
+        self.run = Some(Run {
+            job,
+            batch_count: state.batch_count,
+            image_index: 0,
+            seed: state.seed,
+            step: 0,
+            total_steps: 0,
+            elapsed_secs: 0.0,
+            width: state.width,
+            height: state.height,
+            cancelling: false,
+        });
+        self.worker.send(Command::Generate(GenerateJob {
+            id: job,
+            request,
+            batch_count: state.batch_count,
+            output_dir: Some(state.output_dir.clone()),
+            preview: state.preview,
+        }));
+        self.viewer.follow_run = true;
+        self.viewer.clear_preview();
+        self.viewer.show_live();
+    }
+
+    fn shown_entry(&self) -> Option<&history::HistoryEntry> {
+        self.viewer
+            .shown_entry()
+            .and_then(|id| self.history.get(id))
+    }
+
+    fn show_entry(&mut self, ctx: &egui::Context, id: u64) {
+        let Some(entry) = self.history.get(id) else {
+            return;
+        };
+        self.viewer.follow_run = false;
+        self.viewer.show_entry(id);
+        if self.viewer.shown_full().is_some() {
+            return;
+        }
+        match (&entry.unsaved, &entry.path) {
+            (Some(image), _) => {
+                let image = image.clone();
+                self.viewer.set_full(ctx, id, image);
+            }
+            (None, Some(path)) => self.files.send(FileRequest::Open {
+                path: path.clone(),
+                purpose: OpenPurpose::View { entry: id },
+            }),
+            (None, None) => {}
+        }
+    }
+
+    fn reuse_shown_parameters(&mut self) {
+        let Some(entry) = self.shown_entry() else {
+            return;
+        };
+        match entry.parsed.clone() {
+            Some(params) => self.restore_parameters(&params, "the shown image"),
+            None => self.notices.push(
+                Severity::Warning,
+                "This image carries no generation settings",
+                entry.caption(),
+                None,
+            ),
+        }
+    }
+
+    fn restore_parameters(&mut self, params: &GenerationParameters, from: &str) {
+        let skipped = import::apply_parameters(&mut self.state, params);
+        if skipped.is_empty() {
+            self.notices.info(format!("Settings restored from {from}"));
+        } else {
+            self.notices.push(
+                Severity::Warning,
+                format!("Settings restored from {from}, with changes"),
+                skipped.join(" "),
+                None,
+            );
+        }
+    }
+
+    fn save_shown_as(&mut self) {
+        let Some(full) = self.viewer.shown_full() else {
+            return;
+        };
+        let image = full.image.clone();
+        let (name, parameters) = match self.history.get(full.entry) {
+            Some(entry) => (entry.suggested_file_name(), entry.parameters.clone()),
+            None => ("latent-studio.png".to_string(), String::new()),
+        };
+        if let Some(path) = self.desktop.save_png_as(&self.state.output_dir, &name) {
+            self.files.send(FileRequest::Export {
+                path,
+                image,
+                parameters,
+            });
+        }
+    }
+
+    fn set_init_image(&mut self, ctx: &egui::Context, name: String, image: Arc<RgbImage>) {
+        let small = files::thumbnail(&image, files::THUMBNAIL_SIDE);
+        self.init_image = Some(InitImageSlot {
+            texture: history::load_texture(ctx, "init-image", &small),
+            name,
+            image,
+        });
+    }
+
+    fn scan_output_folder(&mut self) {
+        self.scan_generation += 1;
+        self.history.forget_listed();
+        self.files.send(FileRequest::ScanFolder {
+            folder: self.state.output_dir.clone(),
+            generation: self.scan_generation,
+        });
+    }
+
+    fn poll_worker(&mut self, ctx: &egui::Context) {
+        while let Some(event) = self.worker.try_recv() {
+            self.on_worker_event(ctx, event);
+        }
+    }
+
+    fn on_worker_event(&mut self, ctx: &egui::Context, event: Event) {
+        match event {
+            Event::ModelLoading { source } => {
+                self.model = ModelStatus::Loading {
+                    source,
+                    download: None,
+                };
+            }
+            Event::Download {
+                source,
+                file,
+                progress,
+            } => {
+                self.model = ModelStatus::Loading {
+                    source,
+                    download: Some((file, progress)),
+                };
+            }
+            Event::ModelLoaded(model) => {
+                let current = self.state.model.as_ref() == Some(&model.source);
+                if current && self.state.defaults_applied_for.as_ref() != Some(&model.source) {
+                    let defaults = model.info.defaults;
+                    self.state.apply_model_defaults(&model.source, &defaults);
+                }
+                self.notices.dismiss_topic(Topic::Model);
+                self.model = ModelStatus::Ready(model);
+            }
+            Event::ModelFailed { source, message } => {
+                self.notices.push_about(
+                    Topic::Model,
+                    Severity::Error,
+                    format!(
+                        "Could not load {}",
+                        panels::controls::model_display_name(self.catalog, &source)
+                    ),
+                    message.clone(),
+                    Some(notices::model_failure_hint(&message)),
+                );
+                self.model = ModelStatus::Failed { source, message };
+            }
+            Event::Started {
+                job,
+                index,
+                seed,
+                total_steps,
+            } => {
+                if let Some(run) = self.run.as_mut().filter(|r| r.job == job) {
+                    run.image_index = index;
+                    run.seed = seed;
+                    run.step = 0;
+                    run.total_steps = total_steps;
+                    run.elapsed_secs = 0.0;
+                    self.viewer.clear_preview();
+                    if self.viewer.follow_run {
+                        self.viewer.show_live();
+                    }
+                }
+            }
+            Event::Step {
+                job,
+                index,
+                step,
+                total,
+                elapsed_secs,
+                preview,
+            } => {
+                if let Some(run) = self.run.as_mut().filter(|r| r.job == job) {
+                    run.image_index = index;
+                    run.step = step;
+                    run.total_steps = total;
+                    run.elapsed_secs = elapsed_secs;
+                    if let Some(preview) = preview {
+                        self.viewer.set_preview(ctx, &preview);
+                    }
+                }
+            }
+            Event::Finished { image, .. } => self.on_finished(ctx, image),
+            Event::Cancelled { job } => {
+                if self.run.as_ref().is_some_and(|r| r.job == job) {
+                    self.notices
+                        .info("Generation cancelled; finished images are kept");
+                }
+            }
+            Event::Failed { job: _, message } => {
+                let hint = notices::generation_failure_hint(&message);
+                self.notices.error("Generation failed", message, Some(hint));
+            }
+            Event::JobDone { job } => {
+                if self.run.as_ref().is_some_and(|r| r.job == job) {
+                    self.run = None;
+                    // Nothing finished (cancelled or failed before the first image): show the
+                    // last real image rather than a half-denoised preview.
+                    if self.viewer.showing == Showing::Live {
+                        let latest = self.history.entries().first().map(|e| e.id);
+                        match latest {
+                            Some(id) => self.show_entry(ctx, id),
+                            None => self.viewer.showing = Showing::Nothing,
+                        }
+                        self.viewer.follow_run = true;
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_finished(&mut self, ctx: &egui::Context, finished: FinishedImage) {
+        let id = self.history.add_finished(ctx, &finished);
+        if let Some(message) = &finished.save_error {
+            self.notices.error(
+                "The image could not be saved",
+                message.clone(),
+                Some("It is kept in this session: use \"Save as…\" to write it elsewhere, or choose another output folder.".into()),
+            );
+        }
+        if self.viewer.follow_run {
+            self.viewer.show_entry(id);
+            self.viewer.set_full(ctx, id, Arc::new(finished.image));
+        }
+    }
+
+    fn poll_files(&mut self, ctx: &egui::Context) {
+        while let Some(result) = self.files.try_recv() {
+            self.on_file_result(ctx, result);
+        }
+    }
+
+    fn on_file_result(&mut self, ctx: &egui::Context, result: FileResult) {
+        match result {
+            FileResult::Scanned { generation, image } => {
+                if generation != self.scan_generation {
+                    return;
+                }
+                let added = self.history.add_scanned(ctx, image);
+                // At start, show the newest image instead of an empty canvas.
+                if let (Some(id), Showing::Nothing, None) = (added, self.viewer.showing, &self.run)
+                {
+                    self.show_entry(ctx, id);
+                    self.viewer.follow_run = true;
+                }
+            }
+            FileResult::ScanFailed {
+                generation,
+                folder,
+                message,
+            } => {
+                if generation == self.scan_generation {
+                    self.notices.push(
+                        Severity::Warning,
+                        "Earlier images could not be listed",
+                        message,
+                        Some(format!(
+                            "New images are still saved to {} when it becomes writable; or choose another output folder.",
+                            folder.display()
+                        )),
+                    );
+                }
+            }
+            FileResult::Opened {
+                path,
+                purpose,
+                outcome,
+            } => self.on_opened(ctx, &path, purpose, outcome),
+            FileResult::Exported { path, outcome } => match outcome {
+                Ok(()) => self.notices.info(format!("Saved {}", path.display())),
+                Err(message) => self.notices.error(
+                    "Save as… failed",
+                    message,
+                    Some("Choose another folder or file name and try again.".into()),
+                ),
+            },
+        }
+    }
+
+    fn on_opened(
+        &mut self,
+        ctx: &egui::Context,
+        path: &Path,
+        purpose: OpenPurpose,
+        outcome: Result<files::OpenedImage, String>,
+    ) {
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let opened = match outcome {
+            Ok(opened) => opened,
+            Err(message) => {
+                self.notices.error(
+                    format!("Cannot open {name}"),
+                    message,
+                    Some("Use a PNG, JPEG or WebP image.".into()),
+                );
+                return;
+            }
+        };
+        match purpose {
+            OpenPurpose::View { entry } => {
+                if self.viewer.shown_entry() == Some(entry) {
+                    self.viewer.set_full(ctx, entry, Arc::new(opened.image));
+                }
+            }
+            OpenPurpose::InitImage => {
+                self.set_init_image(ctx, name.clone(), Arc::new(opened.image));
+                self.notices.info(format!("Starting from {name}"));
+            }
+            OpenPurpose::Dropped => {
+                let params = opened
+                    .parameters
+                    .as_deref()
+                    .and_then(|text| GenerationParameters::parse_a1111(text).ok());
+                match params {
+                    Some(params) => self.restore_parameters(&params, &name),
+                    None => {
+                        self.set_init_image(ctx, name.clone(), Arc::new(opened.image));
+                        self.notices.info(format!(
+                            "{name} has no generation settings; starting from it (img2img)"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Files dropped on the window: PNGs with settings restore them, other images become the
+    /// init image. Decoding happens on the file thread.
+    fn take_dropped_files(&mut self, ctx: &egui::Context) {
+        let dropped = ctx.input(|i| i.raw.dropped_files.clone());
+        for file in dropped {
+            let path = file.path().to_path_buf();
+            let purpose = if files::is_png(&path) {
+                OpenPurpose::Dropped
+            } else {
+                OpenPurpose::InitImage
+            };
+            self.files.send(FileRequest::Open { path, purpose });
+        }
+    }
+
+    /// Shortcuts that work wherever the keyboard focus is. Consumed before the panels draw,
+    /// so the prompt field does not also get the Enter.
+    fn shortcuts(&self, ctx: &egui::Context, commands: &mut Vec<UiCommand>) {
+        if ctx.input_mut(|i| i.consume_shortcut(&GENERATE_SHORTCUT)) {
+            commands.push(UiCommand::Generate);
+        }
+        if ctx.input_mut(|i| i.consume_shortcut(&SAVE_SHORTCUT)) {
+            commands.push(UiCommand::SaveAs);
+        }
+        // Arrow keys browse the history while no text field has the keyboard.
+        if ctx.memory(|m| m.focused().is_none()) {
+            if let Some(id) = self.viewer.shown_entry() {
+                let step = ctx.input(|i| {
+                    if i.key_pressed(Key::ArrowLeft) {
+                        Some(false)
+                    } else if i.key_pressed(Key::ArrowRight) {
+                        Some(true)
+                    } else {
+                        None
+                    }
+                });
+                // Left is newer (the strip runs newest first from the left).
+                if let Some(next) = step.and_then(|forward| self.history.neighbour(id, forward)) {
+                    commands.push(UiCommand::ShowEntry(next));
+                }
+            }
+        }
+    }
+}
+
+impl eframe::App for LatentStudioApp {
+    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        self.poll_worker(ctx);
+        self.poll_files(ctx);
+        if let Some(at) = self.notices.expire(Instant::now()) {
+            ctx.request_repaint_after(at.saturating_duration_since(Instant::now()));
+        }
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        let ctx = ui.ctx().clone();
+        let mut commands = Vec::new();
+        // Here rather than in `logic`: while the window is hidden `logic` still runs, but
+        // sees the last shown frame's input, drops included.
+        self.take_dropped_files(&ctx);
+        self.shortcuts(&ctx, &mut commands);
+
+        let controls = panels::controls::ControlsView {
+            model: &self.model,
+            catalog: self.catalog,
+            run: self.run.as_ref(),
+            init_image: self.init_image.as_ref(),
+            focus_prompt: std::mem::take(&mut self.focus_prompt),
+        };
+        egui::Panel::left("controls")
+            .resizable(true)
+            .default_size(340.0)
+            .size_range(280.0..=520.0)
+            .show(ui, |ui| {
+                commands.extend(panels::controls::show(
+                    ui,
+                    &mut self.state,
+                    &mut self.tokens,
+                    &controls,
+                ));
+            });
+
+        egui::Panel::bottom("history")
+            .resizable(false)
+            .show(ui, |ui| {
+                commands.extend(panels::history_strip::show(
+                    ui,
+                    &self.history,
+                    self.viewer.shown_entry(),
+                ));
+            });
+
+        let canvas = panels::canvas::CanvasView {
+            model: &self.model,
+            catalog: self.catalog,
+            run: self.run.as_ref(),
+            history: &self.history,
+            notices: &self.notices,
+        };
+        egui::CentralPanel::default().show(ui, |ui| {
+            commands.extend(panels::canvas::show(ui, &mut self.viewer, &canvas));
+        });
+
+        panels::canvas::drop_overlay(&ctx);
+
+        for command in commands {
+            self.apply(&ctx, command);
+        }
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        eframe::set_value(storage, eframe::APP_KEY, &self.state);
+    }
+
+    fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
+        // Stop the running image at its next step instead of finishing the batch; every image
+        // finished so far is already on disk. Dropping the worker handle then joins it.
+        if let Some(run) = &self.run {
+            self.worker.cancel(run.job);
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! Messages for the user: errors with what to do about them, and short confirmations.
+
+use std::time::{Duration, Instant};
+
+/// How long a confirmation ("Saved to …") stays before it fades out by itself.
+pub const INFO_LIFETIME: Duration = Duration::from_secs(6);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Warning,
+    Info,
+}
+
+/// What a notice is about, so it can be withdrawn when that recovers (a model error goes
+/// once a model loads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topic {
+    Model,
+    Other,
+}
+
+#[derive(Debug, Clone)]
+pub struct Notice {
+    pub id: u64,
+    pub topic: Topic,
+    pub severity: Severity,
+    /// One line: what happened.
+    pub title: String,
+    /// The underlying message (file names, the engine's error text).
+    pub detail: String,
+    /// What the user can do about it.
+    pub hint: Option<String>,
+    pub shown_at: Instant,
+}
+
+impl Notice {
+    /// Errors and warnings stay until dismissed; confirmations expire.
+    pub fn expires_at(&self) -> Option<Instant> {
+        (self.severity == Severity::Info).then(|| self.shown_at + INFO_LIFETIME)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Notices {
+    items: Vec<Notice>,
+    next_id: u64,
+}
+
+/// At most this many notices are kept; a burst of errors does not push the image off screen.
+const MAX_NOTICES: usize = 4;
+
+impl Notices {
+    pub fn push(
+        &mut self,
+        severity: Severity,
+        title: impl Into<String>,
+        detail: impl Into<String>,
+        hint: Option<String>,
+    ) {
+        self.push_about(Topic::Other, severity, title, detail, hint);
+    }
+
+    pub fn push_about(
+        &mut self,
+        topic: Topic,
+        severity: Severity,
+        title: impl Into<String>,
+        detail: impl Into<String>,
+        hint: Option<String>,
+    ) {
+        let title = title.into();
+        let detail = detail.into();
+        // The same message twice in a row is shown once.
+        self.items
+            .retain(|n| !(n.title == title && n.detail == detail));
+        self.next_id += 1;
+        self.items.push(Notice {
+            id: self.next_id,
+            topic,
+            severity,
+            title,
+            detail,
+            hint,
+            shown_at: Instant::now(),
+        });
+        if self.items.len() > MAX_NOTICES {
+            let excess = self.items.len() - MAX_NOTICES;
+            self.items.drain(..excess);
+        }
+    }
+
+    pub fn error(
+        &mut self,
+        title: impl Into<String>,
+        detail: impl Into<String>,
+        hint: Option<String>,
+    ) {
+        self.push(Severity::Error, title, detail, hint);
+    }
+
+    pub fn info(&mut self, title: impl Into<String>) {
+        self.push(Severity::Info, title, String::new(), None);
+    }
+
+    pub fn dismiss(&mut self, id: u64) {
+        self.items.retain(|n| n.id != id);
+    }
+
+    /// Withdraws the notices about something that has since recovered.
+    pub fn dismiss_topic(&mut self, topic: Topic) {
+        self.items.retain(|n| n.topic != topic);
+    }
+
+    /// Removes expired confirmations; returns when the next one expires, to repaint then.
+    pub fn expire(&mut self, now: Instant) -> Option<Instant> {
+        self.items
+            .retain(|n| n.expires_at().is_none_or(|at| at > now));
+        self.items.iter().filter_map(Notice::expires_at).min()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Notice> {
+        self.items.iter()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+/// What to do when a model does not load, judged from the loader's message.
+pub fn model_failure_hint(message: &str) -> String {
+    let lower = message.to_lowercase();
+    if lower.contains("no such model folder") {
+        "The folder is gone or was moved. Pick another model from the list, or use \"Open model…\" to locate it.".into()
+    } else if lower.contains("model_index.json")
+        || lower.contains("no safetensors weights")
+        || lower.contains("not a diffusers")
+    {
+        "This is not a complete diffusers model. Choose a folder with model_index.json, unet/, vae/, text_encoder/ and tokenizer/ holding .safetensors weights.".into()
+    } else if lower.contains("download")
+        || lower.contains("network")
+        || lower.contains("connect")
+        || lower.contains("hub")
+    {
+        "Check the internet connection and choose the model again; finished files are kept and the download resumes.".into()
+    } else if is_out_of_memory(&lower) {
+        "Not enough memory for this model. Close other programs or choose a smaller model (SD-Turbo or SD 1.5).".into()
+    } else {
+        "Pick another model from the list, or use \"Open model…\" to choose a diffusers folder."
+            .into()
+    }
+}
+
+/// What to do when a generation fails.
+pub fn generation_failure_hint(message: &str) -> String {
+    let lower = message.to_lowercase();
+    if is_out_of_memory(&lower) {
+        "Out of memory: lower the width and height, or set the batch count to 1, then generate again.".into()
+    } else if lower.contains("no model") {
+        "Choose a model in the Model list first; it loads in the background.".into()
+    } else {
+        "Your prompt and settings are kept. Adjust them and press Generate again.".into()
+    }
+}
+
+fn is_out_of_memory(lower: &str) -> bool {
+    lower.contains("out of memory") || lower.contains("alloc") || lower.contains("oom")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confirmations_expire_and_errors_stay() {
+        let mut notices = Notices::default();
+        notices.error("Model failed", "x", None);
+        notices.info("Saved");
+        let later = Instant::now() + INFO_LIFETIME + Duration::from_secs(1);
+        assert_eq!(notices.expire(later), None);
+        assert_eq!(notices.iter().count(), 1);
+        assert_eq!(
+            notices.iter().next().map(|n| n.severity),
+            Some(Severity::Error)
+        );
+    }
+
+    #[test]
+    fn hints_follow_the_message() {
+        assert!(model_failure_hint("/x: no such model folder or file").contains("Open model"));
+        assert!(generation_failure_hint("CUDA out of memory").contains("width and height"));
+    }
+}

@@ -1,0 +1,504 @@
+//! The centre: messages, progress, the image (live preview or a history entry) with zoom, the
+//! shown image's actions and settings.
+
+use egui::{Align, Align2, Color32, FontId, Layout, Pos2, Rect, RichText, Sense, Stroke, Ui, Vec2};
+
+use crate::app::command::UiCommand;
+use crate::app::history::{shorten, History, HistoryEntry};
+use crate::app::notices::{Notices, Severity};
+use crate::app::session::{format_bytes, ModelStatus, Run};
+use crate::app::viewer::{Showing, Viewer, Zoom, MAX_SCALE, MIN_SCALE};
+use crate::models::Catalog;
+
+use super::controls::model_display_name;
+use super::style;
+
+pub struct CanvasView<'a> {
+    pub model: &'a ModelStatus,
+    pub catalog: &'a Catalog,
+    pub run: Option<&'a Run>,
+    pub history: &'a History,
+    pub notices: &'a Notices,
+}
+
+pub fn show(ui: &mut Ui, viewer: &mut Viewer, view: &CanvasView<'_>) -> Vec<UiCommand> {
+    let mut commands = Vec::new();
+    commands.extend(notices(ui, view.notices));
+    activity(ui, view);
+    let entry = viewer.shown_entry().and_then(|id| view.history.get(id));
+    commands.extend(toolbar(ui, viewer, view, entry));
+    // The settings line sits under the image; reserve its height first.
+    let info_height = if entry.is_some() { 44.0 } else { 0.0 };
+    let image_height = (ui.available_height() - info_height).max(80.0);
+    let (rect, response) = ui.allocate_exact_size(
+        Vec2::new(ui.available_width(), image_height),
+        Sense::click_and_drag(),
+    );
+    image_area(ui, rect, &response, viewer, view);
+    if viewer.showing != Showing::Nothing {
+        zoom_overlay(ui, rect, viewer);
+    }
+    if let Some(entry) = entry {
+        settings_line(ui, entry);
+    }
+    commands
+}
+
+// ---------------------------------------------------------------------------------------------
+
+fn notices(ui: &mut Ui, notices: &Notices) -> Option<UiCommand> {
+    let mut command = None;
+    for notice in notices.iter() {
+        let color = match notice.severity {
+            Severity::Error => style::ERROR,
+            Severity::Warning => style::WARNING,
+            Severity::Info => style::OK,
+        };
+        egui::Frame::new()
+            .fill(color.gamma_multiply(0.12))
+            .stroke(Stroke::new(1.0, color.gamma_multiply(0.6)))
+            .corner_radius(6.0)
+            .inner_margin(egui::Margin::symmetric(10, 6))
+            .show(ui, |ui| {
+                ui.set_width(ui.available_width());
+                ui.horizontal(|ui| {
+                    ui.label(RichText::new(&notice.title).strong().color(color));
+                    ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
+                        if ui
+                            .small_button("×")
+                            .accessible_name(format!("Dismiss: {}", notice.title))
+                            .on_hover_text("Dismiss")
+                            .clicked()
+                        {
+                            command = Some(UiCommand::DismissNotice(notice.id));
+                        }
+                    });
+                });
+                if !notice.detail.is_empty() {
+                    ui.add(egui::Label::new(RichText::new(&notice.detail).small()).wrap());
+                }
+                if let Some(hint) = &notice.hint {
+                    ui.add(egui::Label::new(RichText::new(hint).weak()).wrap());
+                }
+            });
+        ui.add_space(4.0);
+    }
+    command
+}
+
+/// Model loading or download progress, and the running job's progress bar.
+fn activity(ui: &mut Ui, view: &CanvasView<'_>) {
+    if let ModelStatus::Loading { source, download } = view.model {
+        let name = model_display_name(view.catalog, source);
+        match download {
+            None => {
+                ui.horizontal(|ui| {
+                    ui.spinner();
+                    ui.label(format!("Loading {name}…"));
+                });
+            }
+            Some((file, progress)) => {
+                let fraction = progress
+                    .bytes_total
+                    .filter(|&t| t > 0)
+                    .map_or(0.0, |t| progress.bytes_done as f32 / t as f32);
+                let total = progress
+                    .bytes_total
+                    .map_or_else(|| "?".to_string(), format_bytes);
+                let text = format!(
+                    "Downloading {name}: file {}/{} ({file}) · {} / {total} · {}/s",
+                    progress.file_index + 1,
+                    progress.file_count,
+                    format_bytes(progress.bytes_done),
+                    format_bytes(progress.bytes_per_second.max(0.0) as u64),
+                );
+                ui.add(egui::ProgressBar::new(fraction).text(text).animate(true));
+            }
+        }
+        ui.add_space(4.0);
+    }
+    if let Some(run) = view.run {
+        ui.add(
+            egui::ProgressBar::new(run.fraction())
+                .text(run.label())
+                .fill(style::ACCENT)
+                .animate(run.step == 0),
+        );
+        ui.add_space(4.0);
+    }
+}
+
+/// One button of the shown image's actions.
+#[derive(Clone)]
+struct Action {
+    label: &'static str,
+    enabled: bool,
+    hover: &'static str,
+    command: UiCommand,
+}
+
+/// What can be done with the shown history entry, in reading order.
+fn entry_actions(entry: &HistoryEntry, loaded: bool) -> Vec<Action> {
+    let mut actions = vec![
+        Action {
+            label: "Reuse parameters",
+            enabled: entry.parsed.is_some(),
+            hover: "Copy this image's prompt and settings into the panel",
+            command: UiCommand::ReuseParameters,
+        },
+        Action {
+            label: "Use as init image",
+            enabled: loaded,
+            hover: "Start the next image from this one (img2img)",
+            command: UiCommand::UseShownAsInitImage,
+        },
+        Action {
+            label: "Copy seed",
+            enabled: entry.seed().is_some(),
+            hover: "Copy the seed to the clipboard",
+            command: UiCommand::CopySeed,
+        },
+        Action {
+            label: "Copy image",
+            enabled: loaded,
+            hover: "Copy the image to the clipboard",
+            command: UiCommand::CopyImage,
+        },
+        Action {
+            label: "Save as…",
+            enabled: loaded,
+            hover: "Export a copy anywhere (Ctrl+S)",
+            command: UiCommand::SaveAs,
+        },
+    ];
+    if let Some(path) = &entry.path {
+        actions.push(Action {
+            label: "Show in folder",
+            enabled: true,
+            hover: "Open the folder that holds this file",
+            command: UiCommand::ShowInFolder(path.clone()),
+        });
+    }
+    actions
+}
+
+fn action_buttons(ui: &mut Ui, actions: impl Iterator<Item = Action>) -> Option<UiCommand> {
+    let mut command = None;
+    for action in actions {
+        if ui
+            .add_enabled(action.enabled, egui::Button::new(action.label))
+            .on_hover_text(action.hover)
+            .clicked()
+        {
+            command = Some(action.command);
+        }
+    }
+    command
+}
+
+/// Title and zoom of what is shown, and the actions for a history entry: on one row when the
+/// panel is wide enough, else the actions wrap onto their own row.
+fn toolbar(
+    ui: &mut Ui,
+    viewer: &mut Viewer,
+    view: &CanvasView<'_>,
+    entry: Option<&HistoryEntry>,
+) -> Vec<UiCommand> {
+    let mut commands = Vec::new();
+    let actions = entry.map(|e| entry_actions(e, viewer.shown_full().is_some()));
+    let one_row = ui.available_width() >= 860.0;
+    ui.horizontal(|ui| {
+        match (viewer.showing, entry) {
+            (Showing::Live, _) => {
+                ui.label(RichText::new("Live preview").strong());
+                if let Some(run) = view.run {
+                    ui.weak(format!("seed {}", run.seed));
+                }
+            }
+            (Showing::Entry(_), Some(entry)) => {
+                let name = entry
+                    .path
+                    .as_deref()
+                    .and_then(|p| p.file_name())
+                    .map_or_else(
+                        || "Not saved".to_string(),
+                        |n| n.to_string_lossy().into_owned(),
+                    );
+                ui.label(RichText::new(name).strong());
+                ui.weak(format!("{}×{}", entry.width, entry.height));
+            }
+            _ => {}
+        }
+        if viewer.showing != Showing::Live
+            && view.run.is_some()
+            && ui.button("Back to live").clicked()
+        {
+            commands.push(UiCommand::ShowLive);
+        }
+        ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
+            if let (true, Some(actions)) = (one_row, &actions) {
+                // Right-to-left: added last first.
+                let reversed = actions.iter().rev().cloned();
+                commands.extend(action_buttons(ui, reversed));
+            }
+        });
+    });
+    if let (false, Some(actions)) = (one_row, actions) {
+        ui.horizontal_wrapped(|ui| {
+            commands.extend(action_buttons(ui, actions.into_iter()));
+        });
+    }
+    ui.add_space(2.0);
+    commands
+}
+
+/// Zoom controls floating in the image's bottom-right corner.
+fn zoom_overlay(ui: &mut Ui, image_rect: Rect, viewer: &mut Viewer) {
+    let size = Vec2::new(170.0, 30.0);
+    let corner = image_rect.right_bottom() - Vec2::new(8.0, 8.0);
+    let bar = Rect::from_min_max(corner - size, corner);
+    let mut overlay = ui.new_child(
+        egui::UiBuilder::new()
+            .max_rect(bar)
+            .layout(Layout::right_to_left(Align::Center)),
+    );
+    egui::Frame::new()
+        .fill(Color32::from_black_alpha(150))
+        .corner_radius(6.0)
+        .inner_margin(egui::Margin::symmetric(4, 2))
+        .show(&mut overlay, |ui| {
+            zoom_buttons(ui, viewer);
+        });
+}
+
+fn zoom_buttons(ui: &mut Ui, viewer: &mut Viewer) {
+    // Right-to-left layout: added in reverse reading order.
+    if ui
+        .selectable_label(
+            !viewer.zoom.fit && (viewer.zoom.scale - 1.0).abs() < 1e-3,
+            "1:1",
+        )
+        .on_hover_text("Actual pixels")
+        .clicked()
+    {
+        viewer.zoom = Zoom {
+            fit: false,
+            scale: 1.0,
+            pan: Vec2::ZERO,
+        };
+    }
+    if ui
+        .selectable_label(viewer.zoom.fit, "Fit")
+        .on_hover_text("Fit to the window (double-click the image)")
+        .clicked()
+    {
+        viewer.zoom = Zoom::default();
+    }
+    if !viewer.zoom.fit {
+        ui.weak(format!("{:.0}%", viewer.zoom.scale * 100.0));
+    }
+}
+
+/// What to draw: a texture and the pixel size it stands for (a latent-sized preview is
+/// stretched to the size being generated).
+fn shown_texture(viewer: &Viewer, view: &CanvasView<'_>) -> Option<(egui::TextureId, Vec2)> {
+    match viewer.showing {
+        Showing::Live => {
+            let live = viewer.live.as_ref().filter(|l| l.has_preview)?;
+            let run = view.run?;
+            Some((
+                live.texture.id(),
+                Vec2::new(run.width as f32, run.height as f32),
+            ))
+        }
+        Showing::Entry(_) => {
+            let full = viewer.shown_full()?;
+            Some((
+                full.texture.id(),
+                Vec2::new(full.image.width as f32, full.image.height as f32),
+            ))
+        }
+        Showing::Nothing => None,
+    }
+}
+
+fn image_area(
+    ui: &mut Ui,
+    rect: Rect,
+    response: &egui::Response,
+    viewer: &mut Viewer,
+    view: &CanvasView<'_>,
+) {
+    let painter = ui.painter_at(rect);
+    painter.rect_filled(rect, 6.0, style::CANVAS);
+
+    let Some((texture, image_size)) = shown_texture(viewer, view) else {
+        placeholder(ui, rect, viewer, view);
+        return;
+    };
+    let fit_scale = (rect.width() / image_size.x)
+        .min(rect.height() / image_size.y)
+        .max(MIN_SCALE);
+
+    // Wheel zooms around the pointer, drag pans, double-click returns to fit.
+    if response.double_clicked() {
+        viewer.zoom = Zoom::default();
+    }
+    let scroll = if response.hovered() {
+        ui.input(|i| i.smooth_scroll_delta.y + (i.zoom_delta() - 1.0) * 200.0)
+    } else {
+        0.0
+    };
+    if scroll.abs() > 0.0 {
+        let old_scale = if viewer.zoom.fit {
+            fit_scale
+        } else {
+            viewer.zoom.scale
+        };
+        let new_scale = (old_scale * (scroll * 0.002).exp()).clamp(MIN_SCALE, MAX_SCALE);
+        let pointer = response.hover_pos().unwrap_or(rect.center());
+        let old_pan = if viewer.zoom.fit {
+            Vec2::ZERO
+        } else {
+            viewer.zoom.pan
+        };
+        // Keep the image point under the pointer where it is.
+        let from_centre = pointer - rect.center() - old_pan;
+        let pan = old_pan + from_centre - from_centre * (new_scale / old_scale);
+        viewer.zoom = Zoom {
+            fit: false,
+            scale: new_scale,
+            pan,
+        };
+    }
+    if response.dragged() {
+        if viewer.zoom.fit {
+            viewer.zoom = Zoom {
+                fit: false,
+                scale: fit_scale,
+                pan: Vec2::ZERO,
+            };
+        }
+        viewer.zoom.pan += response.drag_delta();
+    }
+
+    let scale = if viewer.zoom.fit {
+        fit_scale
+    } else {
+        viewer.zoom.scale
+    };
+    let pan = if viewer.zoom.fit {
+        Vec2::ZERO
+    } else {
+        viewer.zoom.pan
+    };
+    let image_rect = Rect::from_center_size(rect.center() + pan, image_size * scale);
+    painter.image(
+        texture,
+        image_rect,
+        Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0)),
+        Color32::WHITE,
+    );
+    if viewer.showing == Showing::Live {
+        painter.text(
+            image_rect.left_top() + Vec2::new(8.0, 8.0),
+            Align2::LEFT_TOP,
+            "preview",
+            FontId::proportional(12.0),
+            Color32::from_white_alpha(160),
+        );
+    }
+}
+
+fn placeholder(ui: &mut Ui, rect: Rect, viewer: &Viewer, view: &CanvasView<'_>) {
+    let painter = ui.painter_at(rect);
+    let weak = ui.visuals().weak_text_color();
+    let (title, subtitle) = match (viewer.showing, view.run, view.model) {
+        (Showing::Live, Some(run), _) if run.total_steps == 0 => ("Starting…", String::new()),
+        (Showing::Live, Some(_), _) => ("Denoising…", "The preview appears after the first step".to_string()),
+        (Showing::Entry(_), _, _) => ("Loading image…", String::new()),
+        (_, _, ModelStatus::Failed { .. }) => (
+            "The model did not load",
+            "Choose another model in the panel on the left".to_string(),
+        ),
+        _ => (
+            "Type a prompt and press Generate",
+            "Ctrl+Enter generates from anywhere · drop a PNG to reuse its settings, or any image to start from it"
+                .to_string(),
+        ),
+    };
+    painter.text(
+        rect.center() - Vec2::new(0.0, 12.0),
+        Align2::CENTER_CENTER,
+        title,
+        FontId::proportional(20.0),
+        weak,
+    );
+    painter.text(
+        rect.center() + Vec2::new(0.0, 16.0),
+        Align2::CENTER_CENTER,
+        subtitle,
+        FontId::proportional(13.0),
+        weak.gamma_multiply(0.8),
+    );
+}
+
+/// Prompt, negative prompt and the key settings of the shown image, selectable for copying.
+fn settings_line(ui: &mut Ui, entry: &HistoryEntry) {
+    ui.add_space(4.0);
+    match &entry.parsed {
+        Some(p) => {
+            let mut facts = vec![
+                format!("seed {}", p.seed),
+                format!("{} steps", p.steps),
+                format!("CFG {}", p.cfg_scale),
+                match &p.schedule_type {
+                    Some(schedule) => format!("{} {schedule}", p.sampler),
+                    None => p.sampler.clone(),
+                },
+            ];
+            if let Some(strength) = p.denoising_strength {
+                facts.push(format!("strength {strength}"));
+            }
+            if let Some(model) = &p.model {
+                facts.push(model.clone());
+            }
+            let prompt = if p.prompt.trim().is_empty() {
+                RichText::new("(empty prompt)").weak()
+            } else {
+                RichText::new(shorten(&p.prompt, 220))
+            };
+            ui.add(egui::Label::new(prompt).truncate())
+                .on_hover_text(&entry.parameters);
+            let mut line = facts.join(" · ");
+            if !p.negative_prompt.is_empty() {
+                line.push_str(&format!(" · not: {}", shorten(&p.negative_prompt, 80)));
+            }
+            ui.add(egui::Label::new(RichText::new(line).small().weak()).truncate());
+        }
+        None => {
+            ui.weak("No generation settings in this file");
+        }
+    }
+}
+
+/// While files are dragged over the window, say what dropping them does.
+pub fn drop_overlay(ctx: &egui::Context) {
+    let hovering = ctx.input(|i| !i.raw.hovered_files.is_empty());
+    if !hovering {
+        return;
+    }
+    let screen = ctx.content_rect();
+    let painter = ctx.layer_painter(egui::LayerId::new(
+        egui::Order::Foreground,
+        egui::Id::unique("drop-overlay"),
+    ));
+    painter.rect_filled(screen, 0.0, Color32::from_black_alpha(180));
+    painter.text(
+        screen.center(),
+        Align2::CENTER_CENTER,
+        "Drop a PNG to reuse its settings, or any image to start from it",
+        FontId::proportional(22.0),
+        Color32::WHITE,
+    );
+}

@@ -1,0 +1,702 @@
+//! The left panel: model, prompts, Generate, sampling settings, size, img2img, output.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use egui::{
+    Align, Button, Color32, ComboBox, DragValue, Layout, RichText, Slider, TextEdit, Ui, Vec2,
+};
+
+use crate::app::command::UiCommand;
+use crate::app::session::{format_bytes, ModelStatus, Run};
+use crate::app::state::{
+    snap_to_grid, State, MAX_BATCH, MAX_GUIDANCE, MAX_SIDE, MAX_STEPS, SIZE_STEP,
+};
+use crate::app::InitImageSlot;
+use crate::engine::{ModelSource, PreviewMode};
+use crate::models::Catalog;
+use crate::pipeline::schedulers::SchedulerKind;
+use crate::pipeline::tokenizer::ClipTokenizer;
+
+use super::style;
+
+pub struct ControlsView<'a> {
+    pub model: &'a ModelStatus,
+    pub catalog: &'a Catalog,
+    pub run: Option<&'a Run>,
+    pub init_image: Option<&'a InitImageSlot>,
+    /// Put the keyboard in the prompt field this frame.
+    pub focus_prompt: bool,
+}
+
+pub fn show(
+    ui: &mut Ui,
+    state: &mut State,
+    tokens: &mut TokenCounts,
+    view: &ControlsView<'_>,
+) -> Vec<UiCommand> {
+    let mut commands = Vec::new();
+    egui::ScrollArea::vertical()
+        .auto_shrink([false, false])
+        .show(ui, |ui| {
+            ui.add_space(6.0);
+            header(ui);
+            ui.add_space(6.0);
+            commands.extend(model_section(ui, state, view));
+            ui.add_space(4.0);
+            ui.separator();
+            prompt_section(ui, state, tokens, view);
+            commands.extend(generate_buttons(ui, view));
+            ui.add_space(2.0);
+            ui.separator();
+            commands.extend(sampling_section(ui, state, view));
+            ui.separator();
+            size_section(ui, state, view);
+            ui.separator();
+            commands.extend(img2img_section(ui, state, view));
+            commands.extend(output_section(ui, state));
+            ui.add_space(8.0);
+        });
+    commands
+}
+
+/// The app's name, for screenshots and window managers without title bars.
+fn header(ui: &mut Ui) {
+    ui.horizontal(|ui| {
+        ui.label(
+            RichText::new("Latent Studio")
+                .size(18.0)
+                .strong()
+                .color(Color32::WHITE),
+        );
+        ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
+            ui.label(
+                RichText::new(format!("v{}", env!("CARGO_PKG_VERSION")))
+                    .small()
+                    .weak(),
+            )
+            .on_hover_text(crate::VERSION);
+        });
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Model
+
+/// How a model is named in the picker: the catalog's name, a folder's own name, or the hub id.
+pub fn model_display_name(catalog: &Catalog, source: &ModelSource) -> String {
+    match source {
+        ModelSource::Hub(id) => catalog
+            .find(id)
+            .map_or_else(|| id.clone(), |entry| entry.name.clone()),
+        ModelSource::Folder(path) => folder_name(path),
+    }
+}
+
+fn folder_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+fn model_section(ui: &mut Ui, state: &State, view: &ControlsView<'_>) -> Option<UiCommand> {
+    let mut command = None;
+    let label = ui.strong("Model");
+    let selected = state.model.as_ref().map_or_else(
+        || "Choose a model…".to_string(),
+        |m| model_display_name(view.catalog, m),
+    );
+    let combo = ComboBox::from_id_salt("model-picker")
+        .selected_text(selected)
+        .width(ui.available_width())
+        .height(420.0)
+        .show_ui(ui, |ui| {
+            ui.weak("Download from Hugging Face");
+            for entry in view.catalog.entries() {
+                let source = ModelSource::Hub(entry.id.clone());
+                let is_current = state.model.as_ref() == Some(&source);
+                let text = format!(
+                    "{}  ·  {}",
+                    entry.name,
+                    format_bytes(entry.approx_size_bytes)
+                );
+                let response = ui.selectable_label(is_current, text).on_hover_text(format!(
+                    "{}\n{}\nLicense: {}",
+                    entry.id, entry.description, entry.license
+                ));
+                if response.clicked() {
+                    command = Some(UiCommand::SelectModel(source));
+                }
+            }
+            if !state.recent_folders.is_empty() {
+                ui.separator();
+                ui.weak("Local folders");
+                for folder in &state.recent_folders {
+                    let source = ModelSource::Folder(folder.clone());
+                    let is_current = state.model.as_ref() == Some(&source);
+                    let response = ui
+                        .selectable_label(is_current, folder_name(folder))
+                        .on_hover_text(folder.display().to_string());
+                    if response.clicked() {
+                        command = Some(UiCommand::SelectModel(source));
+                    }
+                }
+            }
+            ui.separator();
+            if ui
+                .button("Open model folder…")
+                .on_hover_text(
+                    "A diffusers folder: model_index.json, unet/, vae/, text_encoder/, tokenizer/",
+                )
+                .clicked()
+            {
+                command = Some(UiCommand::OpenModelFolder);
+            }
+        });
+    combo.response.labelled_by(label.id);
+
+    match view.model {
+        ModelStatus::NoModel => {
+            ui.weak("No model chosen");
+        }
+        ModelStatus::Loading { download: None, .. } => {
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.weak("Loading model…");
+            });
+        }
+        ModelStatus::Loading {
+            download: Some((file, progress)),
+            ..
+        } => {
+            let fraction = progress
+                .bytes_total
+                .filter(|&total| total > 0)
+                .map_or(0.0, |total| progress.bytes_done as f32 / total as f32);
+            let text = format!(
+                "Downloading {}/{} · {}",
+                progress.file_index + 1,
+                progress.file_count,
+                short_file_name(file)
+            );
+            ui.add(egui::ProgressBar::new(fraction).text(text).animate(true));
+        }
+        ModelStatus::Ready(model) => {
+            let info = &model.info;
+            let mut facts = format!(
+                "{} · {}×{}",
+                info.label, info.defaults.width, info.defaults.height
+            );
+            if info.distilled {
+                facts.push_str(" · few-step");
+            }
+            ui.horizontal(|ui| {
+                ui.colored_label(style::OK, "Ready");
+                ui.weak(facts);
+            });
+        }
+        ModelStatus::Failed { .. } => {
+            ui.horizontal(|ui| {
+                ui.colored_label(style::ERROR, "Not loaded");
+                if ui.small_button("Retry").clicked() {
+                    command = Some(UiCommand::RetryModel);
+                }
+                if ui.small_button("Open model folder…").clicked() {
+                    command = Some(UiCommand::OpenModelFolder);
+                }
+            });
+        }
+    }
+    command
+}
+
+fn short_file_name(file: &str) -> &str {
+    file.rsplit('/').next().unwrap_or(file)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prompts
+
+/// Token counts of the two prompts, recomputed only when the text or the tokenizer changes.
+#[derive(Default)]
+pub struct TokenCounts {
+    prompt: CachedCount,
+    negative: CachedCount,
+}
+
+#[derive(Default)]
+struct CachedCount {
+    text: String,
+    tokenizer: usize,
+    count: usize,
+}
+
+impl CachedCount {
+    fn get(&mut self, tokenizer: &Arc<ClipTokenizer>, text: &str) -> usize {
+        let identity = Arc::as_ptr(tokenizer) as usize;
+        if self.tokenizer != identity || self.text != text {
+            self.count = tokenizer.encode(text).len();
+            self.text = text.to_string();
+            self.tokenizer = identity;
+        }
+        self.count
+    }
+}
+
+fn prompt_section(
+    ui: &mut Ui,
+    state: &mut State,
+    tokens: &mut TokenCounts,
+    view: &ControlsView<'_>,
+) {
+    let tokenizer = view.model.loaded().map(|m| &m.tokenizer);
+    let prompt_count = tokenizer.map(|t| (tokens.prompt.get(t, &state.prompt), t.max_length()));
+    let negative_count = tokenizer.map(|t| {
+        (
+            tokens.negative.get(t, &state.negative_prompt),
+            t.max_length(),
+        )
+    });
+
+    let label = labelled_row(ui, "Prompt", prompt_count);
+    let prompt = ui
+        .add(
+            TextEdit::multiline(&mut state.prompt)
+                .hint_text("Describe the image… (Ctrl+Enter to generate)")
+                .desired_rows(5)
+                .desired_width(f32::INFINITY),
+        )
+        .labelled_by(label.id);
+    if view.focus_prompt {
+        prompt.request_focus();
+    }
+
+    let label = labelled_row(ui, "Negative prompt", negative_count);
+    ui.add(
+        TextEdit::multiline(&mut state.negative_prompt)
+            .hint_text("What to avoid (optional)")
+            .desired_rows(2)
+            .desired_width(f32::INFINITY),
+    )
+    .labelled_by(label.id);
+}
+
+/// A field title with the token counter ("23/75") on the right; returns the title's response.
+fn labelled_row(ui: &mut Ui, title: &str, count: Option<(usize, usize)>) -> egui::Response {
+    ui.horizontal(|ui| {
+        let label = ui.strong(title);
+        ui.with_layout(Layout::right_to_left(Align::Center), |ui| match count {
+            Some((count, max_length)) => {
+                // BOS and EOS take two of the encoder's positions.
+                let limit = max_length.saturating_sub(2);
+                let text = RichText::new(format!("{count}/{limit}")).small();
+                if count > limit {
+                    ui.label(text.color(style::WARNING)).on_hover_text(format!(
+                        "Only the first {limit} tokens reach the model; the rest is ignored."
+                    ));
+                } else {
+                    ui.label(text.weak())
+                        .on_hover_text("Tokens used of what the text encoder reads");
+                }
+            }
+            None => {
+                ui.label(RichText::new("–").small().weak())
+                    .on_hover_text("The token count appears once a model is loaded");
+            }
+        });
+        label
+    })
+    .inner
+}
+
+fn generate_buttons(ui: &mut Ui, view: &ControlsView<'_>) -> Option<UiCommand> {
+    let mut command = None;
+    let can_generate = view.run.is_none()
+        && matches!(
+            view.model,
+            ModelStatus::Ready(_) | ModelStatus::Loading { .. }
+        );
+    ui.add_space(4.0);
+    ui.horizontal(|ui| {
+        let height = 36.0;
+        let cancel_width = if view.run.is_some() { 96.0 } else { 0.0 };
+        let width = (ui.available_width() - cancel_width).max(80.0);
+        let generate = Button::new(
+            RichText::new("Generate")
+                .size(16.0)
+                .strong()
+                .color(Color32::WHITE),
+        )
+        .fill(style::ACCENT)
+        .min_size(Vec2::new(width, height));
+        let response = ui
+            .add_enabled(can_generate, generate)
+            .on_hover_text("Ctrl+Enter from anywhere")
+            .on_disabled_hover_text(match (view.run, view.model) {
+                (Some(_), _) => "Generating… (Cancel to stop)",
+                (None, ModelStatus::Failed { .. }) => {
+                    "The model did not load; choose another one above"
+                }
+                _ => "Choose a model first",
+            });
+        if response.clicked() {
+            command = Some(UiCommand::Generate);
+        }
+        if let Some(run) = view.run {
+            let cancel = Button::new(if run.cancelling {
+                "Stopping…"
+            } else {
+                "Cancel"
+            })
+            .min_size(Vec2::new(ui.available_width(), height));
+            if ui
+                .add_enabled(!run.cancelling, cancel)
+                .on_hover_text("Stop after the current step; finished images are kept")
+                .clicked()
+            {
+                command = Some(UiCommand::Cancel);
+            }
+        }
+    });
+    ui.add_space(4.0);
+    command
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sampling
+
+/// Names as A1111 users know them.
+pub fn scheduler_label(kind: SchedulerKind) -> &'static str {
+    match kind {
+        SchedulerKind::Default => "Model default",
+        SchedulerKind::Ddim => "DDIM",
+        SchedulerKind::Pndm => "PLMS",
+        SchedulerKind::Euler => "Euler",
+        SchedulerKind::EulerAncestral => "Euler a",
+        SchedulerKind::DpmPp2m => "DPM++ 2M",
+        SchedulerKind::DpmPp2mKarras => "DPM++ 2M Karras",
+        SchedulerKind::Lcm => "LCM",
+    }
+}
+
+fn sampling_section(ui: &mut Ui, state: &mut State, view: &ControlsView<'_>) -> Option<UiCommand> {
+    let mut command = None;
+    egui::Grid::new("sampling")
+        .num_columns(2)
+        .spacing([10.0, 8.0])
+        .show(ui, |ui| {
+            let label = ui.label("Sampler");
+            let combo = ComboBox::from_id_salt("scheduler")
+                .selected_text(scheduler_label(state.scheduler))
+                .width(ui.available_width())
+                .show_ui(ui, |ui| {
+                    for kind in SchedulerKind::ALL {
+                        ui.selectable_value(&mut state.scheduler, kind, scheduler_label(kind))
+                            .on_hover_text(format!("--scheduler {}", kind.name()));
+                    }
+                });
+            combo.response.labelled_by(label.id).on_hover_text(
+                "\"Model default\" is the scheduler the model ships with (the right one for Turbo models)",
+            );
+            ui.end_row();
+
+            let label = ui.label("Steps");
+            ui.add(Slider::new(&mut state.steps, 1..=MAX_STEPS).clamping(egui::SliderClamping::Always))
+                .labelled_by(label.id)
+                .on_hover_text("Denoising steps: more is slower and usually finer; Turbo models need 1–4");
+            ui.end_row();
+
+            let label = ui.label("CFG scale");
+            ui.add(
+                Slider::new(&mut state.guidance, 0.0..=MAX_GUIDANCE)
+                    .step_by(0.5)
+                    .clamping(egui::SliderClamping::Always),
+            )
+            .labelled_by(label.id)
+            .on_hover_text("How strictly to follow the prompt. 1 or less turns guidance off (Turbo models use 0)");
+            ui.end_row();
+
+            let label = ui.label("Seed");
+            ui.horizontal(|ui| {
+                let seed = ui
+                    .add(DragValue::new(&mut state.seed).speed(1.0).range(0..=u64::from(u32::MAX)))
+                    .labelled_by(label.id)
+                    .on_hover_text("The same seed and settings give the same image");
+                // Typing a seed means wanting that seed.
+                if seed.changed() {
+                    state.seed_locked = true;
+                }
+                if ui
+                    .button("Random")
+                    .on_hover_text("A new random seed")
+                    .clicked()
+                {
+                    command = Some(UiCommand::RandomizeSeed);
+                }
+                ui.checkbox(&mut state.seed_locked, "Keep")
+                    .on_hover_text("Keep this seed for the next run; off: a new random seed each run");
+            });
+            ui.end_row();
+
+            let label = ui.label("Batch");
+            let unit = if state.batch_count == 1 { " image" } else { " images" };
+            ui.add(DragValue::new(&mut state.batch_count).range(1..=MAX_BATCH).suffix(unit))
+                .labelled_by(label.id)
+                .on_hover_text("Images per Generate, with seeds seed, seed+1, …");
+            ui.end_row();
+        });
+    if let Some(model) = view.model.loaded() {
+        let d = model.info.defaults;
+        let differs = (d.steps, d.width, d.height) != (state.steps, state.width, state.height)
+            || (d.guidance - state.guidance).abs() > 1e-9;
+        if differs
+            && ui
+                .small_button("Use model defaults")
+                .on_hover_text(format!(
+                    "{} steps, CFG {}, {}×{}",
+                    d.steps, d.guidance, d.width, d.height
+                ))
+                .clicked()
+        {
+            command = Some(UiCommand::UseModelDefaults);
+        }
+    }
+    command
+}
+
+// ---------------------------------------------------------------------------------------------
+// Size
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Square,
+    Portrait,
+    Landscape,
+}
+
+/// The three standard shapes at about the model's native area: SD 1.x/2.x users expect
+/// 512×768 and 768×512; SDXL is trained on buckets like 832×1216.
+fn preset_size(native: usize, shape: Shape) -> (usize, usize) {
+    let (short, long) = if native >= 1024 {
+        let area = (native * native) as f64;
+        let short = (area / 1.5).sqrt();
+        let long = short * 1.5;
+        (
+            (short / 64.0).round() as usize * 64,
+            (long / 64.0).floor() as usize * 64,
+        )
+    } else {
+        (native, snap_to_grid(native * 3 / 2))
+    };
+    let (short, long) = (short.max(SIZE_STEP), long.max(SIZE_STEP));
+    match shape {
+        Shape::Square => (native, native),
+        Shape::Portrait => (short, long),
+        Shape::Landscape => (long, short),
+    }
+}
+
+fn size_section(ui: &mut Ui, state: &mut State, view: &ControlsView<'_>) {
+    let native = view
+        .model
+        .loaded()
+        .map_or(512, |m| m.info.defaults.width.max(m.info.defaults.height));
+    egui::Grid::new("size")
+        .num_columns(2)
+        .spacing([10.0, 8.0])
+        .show(ui, |ui| {
+            ui.label("Size");
+            ui.horizontal(|ui| {
+                let width = ui
+                    .add(
+                        DragValue::new(&mut state.width)
+                            .speed(SIZE_STEP as f64)
+                            .range(SIZE_STEP..=MAX_SIDE),
+                    )
+                    .accessible_name("Width")
+                    .on_hover_text("Width in pixels (a multiple of 8)");
+                ui.label("×");
+                let height = ui
+                    .add(
+                        DragValue::new(&mut state.height)
+                            .speed(SIZE_STEP as f64)
+                            .range(SIZE_STEP..=MAX_SIDE),
+                    )
+                    .accessible_name("Height")
+                    .on_hover_text("Height in pixels (a multiple of 8)");
+                // Snap once editing ends, so typing "5" on the way to "512" is not disturbed.
+                if width.lost_focus() || width.drag_stopped() {
+                    state.width = snap_to_grid(state.width);
+                }
+                if height.lost_focus() || height.drag_stopped() {
+                    state.height = snap_to_grid(state.height);
+                }
+                if ui
+                    .button("Swap")
+                    .on_hover_text("Swap width and height")
+                    .clicked()
+                {
+                    std::mem::swap(&mut state.width, &mut state.height);
+                }
+            });
+            ui.end_row();
+
+            ui.label("");
+            ui.horizontal(|ui| {
+                for (shape, name) in [
+                    (Shape::Square, "Square"),
+                    (Shape::Portrait, "Portrait"),
+                    (Shape::Landscape, "Landscape"),
+                ] {
+                    let (w, h) = preset_size(native, shape);
+                    let selected = (state.width, state.height) == (w, h);
+                    if ui
+                        .selectable_label(selected, name)
+                        .on_hover_text(format!("{w}×{h}"))
+                        .clicked()
+                    {
+                        state.width = w;
+                        state.height = h;
+                    }
+                }
+            });
+            ui.end_row();
+        });
+}
+
+// ---------------------------------------------------------------------------------------------
+// img2img
+
+fn img2img_section(ui: &mut Ui, state: &mut State, view: &ControlsView<'_>) -> Vec<UiCommand> {
+    let mut commands = Vec::new();
+    let header = egui::CollapsingHeader::new("Start from an image")
+        .id_salt("img2img")
+        .default_open(false)
+        .open(view.init_image.is_some().then_some(true));
+    header.show(ui, |ui| {
+        match view.init_image {
+            Some(slot) => {
+                ui.horizontal(|ui| {
+                    let size = fit_within(
+                        Vec2::new(slot.image.width as f32, slot.image.height as f32),
+                        Vec2::splat(72.0),
+                    );
+                    ui.add(egui::Image::new((slot.texture.id(), size)).corner_radius(4.0));
+                    ui.vertical(|ui| {
+                        ui.label(RichText::new(&slot.name).strong());
+                        ui.weak(format!("{}×{}", slot.image.width, slot.image.height));
+                        ui.horizontal(|ui| {
+                            if ui.small_button("Replace…").clicked() {
+                                commands.push(UiCommand::PickInitImage);
+                            }
+                            if ui.small_button("Remove").clicked() {
+                                commands.push(UiCommand::ClearInitImage);
+                            }
+                            if ui
+                                .small_button("Use its size")
+                                .on_hover_text(
+                                    "Set width and height to the image's, on the 8-pixel grid",
+                                )
+                                .clicked()
+                            {
+                                state.width = snap_to_grid(slot.image.width);
+                                state.height = snap_to_grid(slot.image.height);
+                            }
+                        });
+                    });
+                });
+            }
+            None => {
+                if ui.button("Choose image…").clicked() {
+                    commands.push(UiCommand::PickInitImage);
+                }
+                ui.weak("or drop an image on the window");
+            }
+        }
+        ui.horizontal(|ui| {
+            let label = ui.label("Strength");
+            ui.add_enabled(
+                view.init_image.is_some(),
+                Slider::new(&mut state.strength, 0.01..=1.0).fixed_decimals(2),
+            )
+            .labelled_by(label.id)
+            .on_hover_text("How much of the image is repainted: low keeps it, 1 replaces it");
+        });
+    });
+    commands
+}
+
+fn fit_within(size: Vec2, bounds: Vec2) -> Vec2 {
+    let scale = (bounds.x / size.x.max(1.0)).min(bounds.y / size.y.max(1.0));
+    size * scale
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output and preview
+
+fn output_section(ui: &mut Ui, state: &mut State) -> Vec<UiCommand> {
+    let mut commands = Vec::new();
+    egui::CollapsingHeader::new("Output and preview")
+        .id_salt("output")
+        .default_open(false)
+        .show(ui, |ui| {
+            ui.label("Finished images are saved to");
+            ui.add(
+                egui::Label::new(
+                    RichText::new(state.output_dir.display().to_string())
+                        .monospace()
+                        .small(),
+                )
+                .wrap(),
+            )
+            .on_hover_text("Each image is written as a PNG carrying its settings (A1111 format)");
+            ui.horizontal(|ui| {
+                if ui.button("Change…").clicked() {
+                    commands.push(UiCommand::PickOutputFolder);
+                }
+                if ui.button("Open folder").clicked() {
+                    commands.push(UiCommand::OpenOutputFolder);
+                }
+            });
+            ui.add_space(4.0);
+            ui.label("Live preview");
+            ui.horizontal_wrapped(|ui| {
+                ui.radio_value(&mut state.preview, PreviewMode::Off, "Off")
+                    .on_hover_text("Fastest: no preview while denoising");
+                ui.radio_value(&mut state.preview, PreviewMode::Fast, "Fast")
+                    .on_hover_text("An approximate colour preview every step, at almost no cost");
+                let vae = matches!(state.preview, PreviewMode::Vae { .. });
+                if ui
+                    .radio(vae, "Full (VAE)")
+                    .on_hover_text("The real decoder every few steps: exact, but costs time")
+                    .clicked()
+                    && !vae
+                {
+                    state.preview = PreviewMode::Vae { every: 5 };
+                }
+            });
+            if let PreviewMode::Vae { every } = &mut state.preview {
+                ui.horizontal(|ui| {
+                    let label = ui.label("Decode every");
+                    ui.add(DragValue::new(every).range(1..=50).suffix(" steps"))
+                        .labelled_by(label.id);
+                });
+            }
+        });
+    commands
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_follow_the_family_conventions() {
+        assert_eq!(preset_size(512, Shape::Portrait), (512, 768));
+        assert_eq!(preset_size(512, Shape::Landscape), (768, 512));
+        assert_eq!(preset_size(1024, Shape::Portrait), (832, 1216));
+        assert_eq!(preset_size(1024, Shape::Square), (1024, 1024));
+        assert_eq!(preset_size(64, Shape::Portrait), (64, 96));
+    }
+}

@@ -1,0 +1,8 @@
+//! One module per area of the window. Each `show` function draws its area from read-only
+//! views (editing plain settings fields in place) and returns the [`super::UiCommand`]s its
+//! buttons asked for.
+
+pub mod canvas;
+pub mod controls;
+pub mod history_strip;
+pub mod style;

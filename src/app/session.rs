@@ -1,0 +1,180 @@
+//! What the worker is doing right now, as the window shows it: the model's state and the
+//! progress of the running job.
+
+use crate::engine::{DownloadProgress, LoadedModel, ModelSource};
+
+pub enum ModelStatus {
+    /// Nothing chosen yet.
+    NoModel,
+    Loading {
+        source: ModelSource,
+        /// The file being fetched, while a hub model downloads.
+        download: Option<(String, DownloadProgress)>,
+    },
+    Ready(LoadedModel),
+    Failed {
+        source: ModelSource,
+        message: String,
+    },
+}
+
+impl ModelStatus {
+    pub fn loaded(&self) -> Option<&LoadedModel> {
+        match self {
+            ModelStatus::Ready(model) => Some(model),
+            _ => None,
+        }
+    }
+
+    pub fn is_loading(&self) -> bool {
+        matches!(self, ModelStatus::Loading { .. })
+    }
+}
+
+/// The job between "Generate" and its `JobDone`.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub job: u64,
+    pub batch_count: usize,
+    /// 0-based image of the batch being made.
+    pub image_index: usize,
+    pub seed: u64,
+    pub step: usize,
+    pub total_steps: usize,
+    /// Seconds since the current image started, as of the last step.
+    pub elapsed_secs: f64,
+    /// The size being generated, which the live preview is stretched to.
+    pub width: usize,
+    pub height: usize,
+    pub cancelling: bool,
+}
+
+impl Run {
+    pub fn iterations_per_second(&self) -> Option<f64> {
+        (self.step > 0 && self.elapsed_secs > 0.0).then(|| self.step as f64 / self.elapsed_secs)
+    }
+
+    /// Seconds left for the whole batch, at the current image's pace.
+    pub fn eta_secs(&self) -> Option<f64> {
+        let rate = self.iterations_per_second()?;
+        let images_after = self.batch_count.saturating_sub(self.image_index + 1);
+        let steps_left =
+            self.total_steps.saturating_sub(self.step) + images_after * self.total_steps;
+        Some(steps_left as f64 / rate)
+    }
+
+    /// Done fraction of the whole batch.
+    pub fn fraction(&self) -> f32 {
+        let per_image = self.total_steps.max(1) as f32;
+        let done = self.image_index as f32 * per_image + self.step as f32;
+        (done / (self.batch_count.max(1) as f32 * per_image)).clamp(0.0, 1.0)
+    }
+
+    /// "image 2/4 · step 7/20 · 1.9 it/s · ETA 0:07"
+    pub fn label(&self) -> String {
+        let mut parts = Vec::new();
+        if self.cancelling {
+            parts.push("cancelling…".to_string());
+        }
+        if self.batch_count > 1 {
+            parts.push(format!(
+                "image {}/{}",
+                self.image_index + 1,
+                self.batch_count
+            ));
+        }
+        if self.total_steps == 0 {
+            parts.push("preparing…".to_string());
+        } else {
+            parts.push(format!("step {}/{}", self.step, self.total_steps));
+        }
+        if let Some(rate) = self.iterations_per_second() {
+            // Slow machines do seconds per step; show that instead of "0.1 it/s".
+            if rate >= 1.0 {
+                parts.push(format!("{rate:.1} it/s"));
+            } else {
+                parts.push(format!("{:.1} s/it", 1.0 / rate));
+            }
+        }
+        if let Some(eta) = self.eta_secs() {
+            parts.push(format!("ETA {}", format_duration(eta)));
+        }
+        parts.join(" · ")
+    }
+}
+
+/// `0:07`, `12:30`, `1:02:03`.
+pub fn format_duration(secs: f64) -> String {
+    let total = if secs.is_finite() {
+        secs.max(0.0).round() as u64
+    } else {
+        0
+    };
+    let (hours, minutes, seconds) = (total / 3600, total / 60 % 60, total % 60);
+    if hours > 0 {
+        format!("{hours}:{minutes:02}:{seconds:02}")
+    } else {
+        format!("{minutes}:{seconds:02}")
+    }
+}
+
+/// `1.7 GB`, `340 MB`, `12 kB`.
+pub fn format_bytes(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b >= 1e9 {
+        format!("{:.1} GB", b / 1e9)
+    } else if b >= 1e6 {
+        format!("{:.0} MB", b / 1e6)
+    } else if b >= 1e3 {
+        format!("{:.0} kB", b / 1e3)
+    } else {
+        format!("{bytes} B")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run() -> Run {
+        Run {
+            job: 1,
+            batch_count: 1,
+            image_index: 0,
+            seed: 1,
+            step: 7,
+            total_steps: 20,
+            elapsed_secs: 3.5,
+            width: 512,
+            height: 512,
+            cancelling: false,
+        }
+    }
+
+    #[test]
+    fn progress_label_reads_like_the_issue_asks() {
+        assert_eq!(run().label(), "step 7/20 · 2.0 it/s · ETA 0:07");
+        let batch = Run {
+            batch_count: 3,
+            image_index: 1,
+            ..run()
+        };
+        assert_eq!(batch.label(), "image 2/3 · step 7/20 · 2.0 it/s · ETA 0:17");
+        assert!((batch.fraction() - 27.0 / 60.0).abs() < 1e-6);
+        let slow = Run {
+            step: 1,
+            elapsed_secs: 4.0,
+            ..run()
+        };
+        assert_eq!(slow.label(), "step 1/20 · 4.0 s/it · ETA 1:16");
+    }
+
+    #[test]
+    fn durations_and_sizes_format() {
+        assert_eq!(format_duration(7.4), "0:07");
+        assert_eq!(format_duration(3723.0), "1:02:03");
+        assert_eq!(format_duration(f64::NAN), "0:00");
+        assert_eq!(format_bytes(2_580_000_000), "2.6 GB");
+        assert_eq!(format_bytes(340_000_000), "340 MB");
+    }
+}
