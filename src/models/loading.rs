@@ -197,12 +197,43 @@ fn var_builder(dir: &Path, options: &LoadOptions) -> Result<VarBuilder<'static>,
 
 /// Where component weights come from: the folder's safetensors, or fresh random values
 /// (for benchmarks of an architecture without its files).
-enum Weights<'a> {
+enum Weights {
     Files,
-    Random(&'a candle_nn::VarMap),
+    Random,
 }
 
-impl Weights<'_> {
+/// Fresh tensors drawn from each parameter's default initialiser. They are plain tensors,
+/// not `Var`s: a `Var` makes every op record its inputs for backprop, which would keep all
+/// activations of a generation alive.
+struct RandomWeights;
+
+impl candle_nn::var_builder::SimpleBackend for RandomWeights {
+    fn get(
+        &self,
+        shape: candle_core::Shape,
+        _name: &str,
+        init: candle_nn::Init,
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<candle_core::Tensor> {
+        Ok(init.var(shape, dtype, device)?.as_detached_tensor())
+    }
+
+    fn get_unchecked(
+        &self,
+        name: &str,
+        _: DType,
+        _: &Device,
+    ) -> candle_core::Result<candle_core::Tensor> {
+        candle_core::bail!("random weights have no shape for {name}")
+    }
+
+    fn contains_tensor(&self, _name: &str) -> bool {
+        false
+    }
+}
+
+impl Weights {
     fn var_builder(
         &self,
         dir: &Path,
@@ -210,9 +241,11 @@ impl Weights<'_> {
     ) -> Result<VarBuilder<'static>, LoadError> {
         match self {
             Weights::Files => var_builder(dir, options),
-            Weights::Random(map) => {
-                Ok(VarBuilder::from_varmap(map, options.dtype, &options.device))
-            }
+            Weights::Random => Ok(VarBuilder::from_backend(
+                Box::new(RandomWeights),
+                options.dtype,
+                options.device.clone(),
+            )),
         }
     }
 }
@@ -256,13 +289,7 @@ pub fn load_model_with_random_weights(
     tokenizer_dir: &Path,
     options: &LoadOptions,
 ) -> Result<StableDiffusion, LoadError> {
-    let map = candle_nn::VarMap::new();
-    load(
-        config_dir,
-        Some(tokenizer_dir),
-        options,
-        &Weights::Random(&map),
-    )
+    load(config_dir, Some(tokenizer_dir), options, &Weights::Random)
 }
 
 fn load(
