@@ -64,10 +64,16 @@ pub struct StepOutput {
 pub trait Scheduler: Send {
     /// The timesteps the UNet is evaluated at, in order (possibly fractional).
     fn timesteps(&self) -> &[f64];
-    /// Multiplier for the initial Gaussian noise in txt2img.
-    fn init_noise_sigma(&self) -> f64;
-    /// The model input for step `step_index` (identity for DDPM-style schedulers).
-    fn scale_model_input(&self, sample: &Tensor, step_index: usize) -> candle_core::Result<Tensor>;
+    /// Multiplier for the initial Gaussian noise in txt2img (1 for DDPM-style schedulers).
+    fn init_noise_sigma(&self) -> f64 {
+        1.0
+    }
+    /// The model input for step `step_index` (identity for DDPM-style schedulers; the
+    /// sigma-based ones divide by `sqrt(sigma² + 1)`).
+    fn scale_model_input(&self, sample: &Tensor, step_index: usize) -> candle_core::Result<Tensor> {
+        let _ = step_index;
+        Ok(sample.clone())
+    }
     /// Advances `sample` by one step given the model output at `timesteps()[step_index]`.
     /// Ancestral and consistency schedulers draw their noise from `rng`.
     fn step(
