@@ -243,3 +243,32 @@ fn failures_are_reported_and_the_worker_keeps_serving() {
     assert!(events.iter().any(|e| matches!(e, Event::Finished { .. })));
     let _ = std::fs::remove_dir_all(&broken);
 }
+
+#[test]
+fn hub_models_fail_with_a_cause_the_window_can_explain() {
+    use latent_studio::engine::LoadFailure;
+    // Nothing listens on port 9 of the loopback: an unreachable hub. Only this test in this
+    // binary reads these variables.
+    std::env::set_var("HF_ENDPOINT", "http://127.0.0.1:9");
+    std::env::set_var("HF_HUB_CACHE", scratch("hub-cache"));
+    let worker = Worker::spawn(|| {});
+    let failure = |source: ModelSource| {
+        worker.send(Command::LoadModel(source));
+        let events = collect_until(&worker, |e| {
+            matches!(e, Event::ModelLoaded(_) | Event::ModelFailed { .. })
+        });
+        match events.last() {
+            Some(Event::ModelFailed { cause, message, .. }) => (*cause, message.clone()),
+            _ => panic!("expected a failure"),
+        }
+    };
+    let (cause, message) = failure(ModelSource::Hub("stabilityai/sd-turbo".into()));
+    assert_eq!(cause, LoadFailure::Offline, "{message}");
+    assert!(message.contains("Open model"), "{message}");
+    let (cause, message) = failure(ModelSource::Hub("someone/unknown-model".into()));
+    assert_eq!(cause, LoadFailure::NotAModel, "{message}");
+    assert!(
+        message.contains("stabilityai/sd-turbo"),
+        "lists the catalog: {message}"
+    );
+}

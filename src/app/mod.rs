@@ -526,7 +526,11 @@ impl LatentStudioApp {
                 self.notices.dismiss_topic(Topic::Model);
                 self.model = ModelStatus::Ready(model);
             }
-            Event::ModelFailed { source, message } => {
+            Event::ModelFailed {
+                source,
+                message,
+                cause,
+            } => {
                 self.notices.push_about(
                     Topic::Model,
                     Severity::Error,
@@ -535,7 +539,7 @@ impl LatentStudioApp {
                         panels::controls::model_display_name(self.catalog, &source)
                     ),
                     message.clone(),
-                    Some(notices::model_failure_hint(&message)),
+                    Some(notices::model_failure_hint(cause, &message)),
                 );
                 self.model = ModelStatus::Failed { source, message };
             }

@@ -2,6 +2,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::engine::LoadFailure;
+
 /// How long a confirmation ("Saved to …") stays before it fades out by itself.
 pub const INFO_LIFETIME: Duration = Duration::from_secs(6);
 
@@ -128,27 +130,21 @@ impl Notices {
     }
 }
 
-/// What to do when a model does not load, judged from the loader's message.
-pub fn model_failure_hint(message: &str) -> String {
-    let lower = message.to_lowercase();
-    if lower.contains("no such model folder") {
-        "The folder is gone or was moved. Pick another model from the list, or use \"Open model…\" to locate it.".into()
-    } else if lower.contains("model_index.json")
-        || lower.contains("no safetensors weights")
-        || lower.contains("not a diffusers")
-    {
-        "This is not a complete diffusers model. Choose a folder with model_index.json, unet/, vae/, text_encoder/ and tokenizer/ holding .safetensors weights.".into()
-    } else if lower.contains("download")
-        || lower.contains("network")
-        || lower.contains("connect")
-        || lower.contains("hub")
-    {
-        "Check the internet connection and choose the model again; finished files are kept and the download resumes.".into()
-    } else if is_out_of_memory(&lower) {
-        "Not enough memory for this model. Close other programs or choose a smaller model (SD-Turbo or SD 1.5).".into()
-    } else {
-        "Pick another model from the list, or use \"Open model…\" to choose a diffusers folder."
-            .into()
+/// What to do when a model does not load.
+pub fn model_failure_hint(cause: LoadFailure, message: &str) -> String {
+    match cause {
+        LoadFailure::Offline => "The Hugging Face hub cannot be reached. Connect to the internet and press Retry, or use \"Open model…\" for a diffusers folder you already have.".into(),
+        LoadFailure::Download => "The download stopped. Press Retry: finished files are kept and the download resumes.".into(),
+        LoadFailure::NotAModel if message.to_lowercase().contains("no such model folder") => {
+            "The folder is gone or was moved. Pick another model from the list, or use \"Open model…\" to locate it.".into()
+        }
+        LoadFailure::NotAModel => "This is not a complete diffusers model. Choose a folder with model_index.json, unet/, vae/, text_encoder/ and tokenizer/ holding .safetensors weights.".into(),
+        LoadFailure::Invalid if is_out_of_memory(&message.to_lowercase()) => {
+            "Not enough memory for this model. Close other programs or choose a smaller model (SD-Turbo or SD 1.5).".into()
+        }
+        LoadFailure::Invalid | LoadFailure::Internal => {
+            "Pick another model from the list, or use \"Open model…\" to choose a diffusers folder.".into()
+        }
     }
 }
 
@@ -188,7 +184,11 @@ mod tests {
 
     #[test]
     fn hints_follow_the_message() {
-        assert!(model_failure_hint("/x: no such model folder or file").contains("Open model"));
+        assert!(
+            model_failure_hint(LoadFailure::NotAModel, "/x: no such model folder or file")
+                .contains("Open model")
+        );
+        assert!(model_failure_hint(LoadFailure::Offline, "x/y: dns").contains("Retry"));
         assert!(generation_failure_hint("CUDA out of memory").contains("width and height"));
     }
 }

@@ -74,6 +74,7 @@ pub enum Event {
     ModelFailed {
         source: ModelSource,
         message: String,
+        cause: LoadFailure,
     },
     /// Image `index` (0-based) of job `job` has started.
     Started {
@@ -107,6 +108,21 @@ pub enum Event {
     JobDone {
         job: u64,
     },
+}
+
+/// Why a model did not load, so the UI can say what to do about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadFailure {
+    /// The hub could not be reached at all.
+    Offline,
+    /// The download started but failed; finished files are kept for a retry.
+    Download,
+    /// The source is not in the catalog, or the folder is missing or not a diffusers model.
+    NotAModel,
+    /// Configs or weights could not be used (unsupported, corrupt, mismatched).
+    Invalid,
+    /// A bug: the loader panicked.
+    Internal,
 }
 
 /// A finished image with what made it.

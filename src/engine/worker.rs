@@ -10,11 +10,11 @@ use std::time::Instant;
 use crossbeam_channel::{unbounded, Receiver, Sender};
 
 use super::{
-    a1111_parameters, latent_preview, Command, Event, FinishedImage, GenerateJob, LoadedModel,
-    ModelSource, PreviewMode,
+    a1111_parameters, latent_preview, Command, Event, FinishedImage, GenerateJob, LoadFailure,
+    LoadedModel, ModelSource, PreviewMode,
 };
 use crate::formats::png::write_png_with_parameters;
-use crate::models::{load_model, Catalog, HubCache, HubClient, LoadOptions};
+use crate::models::{load_model, Catalog, HubCache, HubClient, LoadError, LoadOptions};
 use crate::pipeline::generate::{Flow, GenerateError, RgbImage, StableDiffusion};
 
 type Notify = Arc<dyn Fn() + Send + Sync>;
@@ -149,6 +149,7 @@ impl WorkerState {
                                 "internal error while loading: {}",
                                 panic_message(panic)
                             ),
+                            cause: LoadFailure::Internal,
                         });
                     }
                 }
@@ -190,8 +191,12 @@ impl WorkerState {
         });
         let folder = match self.resolve(&source) {
             Ok(folder) => folder,
-            Err(message) => {
-                self.emit(Event::ModelFailed { source, message });
+            Err((cause, message)) => {
+                self.emit(Event::ModelFailed {
+                    source,
+                    message,
+                    cause,
+                });
                 return;
             }
         };
@@ -205,16 +210,25 @@ impl WorkerState {
                 self.model = Some((source, model));
                 self.emit(Event::ModelLoaded(loaded));
             }
-            Err(err) => self.emit(Event::ModelFailed {
-                source,
-                message: err.to_string(),
-            }),
+            Err(err) => {
+                let cause = match err {
+                    LoadError::NotFound { .. }
+                    | LoadError::NotDiffusersFolder { .. }
+                    | LoadError::MissingWeights { .. } => LoadFailure::NotAModel,
+                    _ => LoadFailure::Invalid,
+                };
+                self.emit(Event::ModelFailed {
+                    source,
+                    message: err.to_string(),
+                    cause,
+                })
+            }
         }
     }
 
     /// The local folder a model source stands for, downloading hub models that are not in
     /// the Hugging Face cache yet.
-    fn resolve(&self, source: &ModelSource) -> Result<PathBuf, String> {
+    fn resolve(&self, source: &ModelSource) -> Result<PathBuf, (LoadFailure, String)> {
         let id = match source {
             ModelSource::Folder(path) => return Ok(path.clone()),
             ModelSource::Hub(id) => id,
@@ -225,9 +239,12 @@ impl WorkerState {
                 .iter()
                 .map(|e| e.id.as_str())
                 .collect();
-            return Err(format!(
-                "{id} is not in the model catalog ({}); for other models download the diffusers folder and use \"Open model…\"",
-                known.join(", ")
+            return Err((
+                LoadFailure::NotAModel,
+                format!(
+                    "{id} is not in the model catalog ({}); for other models download the diffusers folder and use \"Open model…\"",
+                    known.join(", ")
+                ),
             ));
         };
         let cache = HubCache::from_env();
@@ -243,7 +260,14 @@ impl WorkerState {
             });
             !self.cancel_load.load(Ordering::SeqCst)
         });
-        result.map_err(|err| format!("{id}: {err}"))
+        result.map_err(|err| {
+            let cause = if err.is_offline() {
+                LoadFailure::Offline
+            } else {
+                LoadFailure::Download
+            };
+            (cause, format!("{id}: {err}"))
+        })
     }
 
     fn is_cancelled(&self, job: u64) -> bool {

@@ -714,14 +714,18 @@ fn is_unreachable(err: &ureq::Error) -> bool {
     match err {
         ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => true,
         ureq::Error::Timeout(t) => matches!(t, ureq::Timeout::Resolve | ureq::Timeout::Connect),
-        ureq::Error::Io(e) => matches!(
-            e.kind(),
-            io::ErrorKind::ConnectionRefused
-                | io::ErrorKind::NetworkUnreachable
-                | io::ErrorKind::HostUnreachable
-                | io::ErrorKind::NetworkDown
-                | io::ErrorKind::AddrNotAvailable
-        ),
+        ureq::Error::Io(e) => {
+            matches!(
+                e.kind(),
+                io::ErrorKind::ConnectionRefused
+                    | io::ErrorKind::NetworkUnreachable
+                    | io::ErrorKind::HostUnreachable
+                    | io::ErrorKind::NetworkDown
+                    | io::ErrorKind::AddrNotAvailable
+            )
+            // A failed DNS lookup has no ErrorKind of its own in std; its text is stable.
+            || e.to_string().contains("failed to lookup address")
+        }
         _ => false,
     }
 }
