@@ -303,3 +303,57 @@ fn unreadable_init_image_is_named() {
     ]);
     assert_bad_input(&output, "--init-image");
 }
+
+#[test]
+fn img2img_takes_the_init_image_size_and_matches_diffusers() {
+    let out = scratch("img2img").join("sunrise.png");
+    let init = fixtures().join("init_64.png");
+    let output = generate(&[
+        "--model",
+        &model_arg("sd1"),
+        "--prompt",
+        "A watercolor painting of a Sunrise",
+        "--init-image",
+        init.to_str().unwrap(),
+        "--strength",
+        "0.6",
+        "--scheduler",
+        "ddim",
+        "--steps",
+        "5",
+        "--guidance",
+        "7.5",
+        "--seed",
+        "60",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let ours = image::open(&out).unwrap().to_rgb8();
+    assert_eq!(ours.dimensions(), (64, 64));
+    let reference = candle_core::safetensors::load(
+        fixtures().join("cases/sd1_img2img_ddim.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let expected: Vec<u8> = reference["image"].flatten_all().unwrap().to_vec1().unwrap();
+    let max = ours
+        .as_raw()
+        .iter()
+        .zip(&expected)
+        .map(|(&a, &b)| a.abs_diff(b))
+        .max()
+        .unwrap();
+    assert!(max <= 2, "img2img differs from diffusers by {max}/255");
+    let text = latent_studio::formats::png::read_png_parameters(&out)
+        .unwrap()
+        .unwrap();
+    assert!(
+        text.contains("Sampler: DDIM") && text.contains("Denoising strength: 0.6"),
+        "{text}"
+    );
+}

@@ -174,20 +174,20 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
         started.elapsed().as_secs_f64()
     );
 
-    let (width, height) = match &init_image {
-        // diffusers' image processor rounds the image's own size down to the VAE grid.
-        Some(init) if args.width.is_none() && args.height.is_none() => {
+    // Each side not given takes the init image's (rounded down to the VAE grid, as diffusers'
+    // image processor does), or else the model's default.
+    let (default_width, default_height) = match &init_image {
+        Some(init) => {
             let grid = info.vae_scale_factor;
             (
                 init.image.width / grid * grid,
                 init.image.height / grid * grid,
             )
         }
-        _ => (
-            args.width.unwrap_or(info.defaults.width),
-            args.height.unwrap_or(info.defaults.height),
-        ),
+        None => (info.defaults.width, info.defaults.height),
     };
+    let width = args.width.unwrap_or(default_width);
+    let height = args.height.unwrap_or(default_height);
     if width == 0 || height == 0 {
         return Err(CliError::input(
             "--init-image is smaller than 8×8 pixels; give --width and --height",
