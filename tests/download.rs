@@ -596,7 +596,7 @@ fn an_unreachable_hub_gives_the_offline_error() {
         message.contains("could not reach the Hugging Face hub"),
         "{message}"
     );
-    assert!(message.contains("Open model…"), "{message}");
+    assert!(message.contains("Open model folder…"), "{message}");
     assert!(message.contains("--model PATH"), "{message}");
 
     let err = HubClient::new("http://127.0.0.1:1")

@@ -348,7 +348,7 @@ impl LatentStudioApp {
                 self.notices.error(
                     "No model is loaded",
                     String::new(),
-                    Some("Choose a model in the Model list, or use \"Open model…\" for a diffusers folder.".into()),
+                    Some("Choose a model in the Model list, or use \"Open model folder…\" for a diffusers folder.".into()),
                 );
                 return;
             }

@@ -133,17 +133,17 @@ impl Notices {
 /// What to do when a model does not load.
 pub fn model_failure_hint(cause: LoadFailure, message: &str) -> String {
     match cause {
-        LoadFailure::Offline => "The Hugging Face hub cannot be reached. Connect to the internet and press Retry, or use \"Open model…\" for a diffusers folder you already have.".into(),
+        LoadFailure::Offline => "The Hugging Face hub cannot be reached. Connect to the internet and press Retry, or use \"Open model folder…\" for a diffusers folder you already have.".into(),
         LoadFailure::Download => "The download stopped. Press Retry: finished files are kept and the download resumes.".into(),
         LoadFailure::NotAModel if message.to_lowercase().contains("no such model folder") => {
-            "The folder is gone or was moved. Pick another model from the list, or use \"Open model…\" to locate it.".into()
+            "The folder is gone or was moved. Pick another model from the list, or use \"Open model folder…\" to locate it.".into()
         }
         LoadFailure::NotAModel => "This is not a complete diffusers model. Choose a folder with model_index.json, unet/, vae/, text_encoder/ and tokenizer/ holding .safetensors weights.".into(),
         LoadFailure::Invalid if is_out_of_memory(&message.to_lowercase()) => {
             "Not enough memory for this model. Close other programs or choose a smaller model (SD-Turbo or SD 1.5).".into()
         }
         LoadFailure::Invalid | LoadFailure::Internal => {
-            "Pick another model from the list, or use \"Open model…\" to choose a diffusers folder.".into()
+            "Pick another model from the list, or use \"Open model folder…\" to choose a diffusers folder.".into()
         }
     }
 }

@@ -242,7 +242,7 @@ impl WorkerState {
             return Err((
                 LoadFailure::NotAModel,
                 format!(
-                    "{id} is not in the model catalog ({}); for other models download the diffusers folder and use \"Open model…\"",
+                    "{id} is not in the model catalog ({}); for other models download the diffusers folder and use \"Open model folder…\"",
                     known.join(", ")
                 ),
             ));

@@ -51,7 +51,7 @@ pub struct DownloadProgress {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DownloadError {
-    #[error("could not reach the Hugging Face hub at {endpoint} ({reason}). Check the internet connection and try again, or use a model you already have on disk: \"Open model…\" in the app, or `--model PATH` on the command line, with PATH a diffusers folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/)")]
+    #[error("could not reach the Hugging Face hub at {endpoint} ({reason}). Check the internet connection and try again, or use a model you already have on disk: \"Open model folder…\" in the app, or `--model PATH` on the command line, with PATH a diffusers folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/)")]
     Offline { endpoint: String, reason: String },
     #[error("{repo}: {file} does not exist on the hub (HTTP 404 from {url})")]
     NotFound {
