@@ -373,7 +373,6 @@ impl LatentStudioApp {
                 strength: state.strength,
             }),
         };
-        // Job 0 counts as cancelled in the worker; ids start at 1.
         self.last_job += 1;
         let job = self.last_job;
         self.run = Some(Run {

@@ -35,7 +35,7 @@ impl Worker {
     ) -> WorkerHandle {
         let (command_tx, command_rx) = unbounded();
         let (event_tx, event_rx) = unbounded();
-        let cancelled_up_to = Arc::new(AtomicU64::new(0));
+        let cancelled_below = Arc::new(AtomicU64::new(0));
         let cancel_load = Arc::new(AtomicBool::new(false));
         let state = WorkerState {
             cancel_load: cancel_load.clone(),
@@ -43,7 +43,7 @@ impl Worker {
             options,
             events: event_tx,
             notify: Arc::new(notify),
-            cancelled_up_to: cancelled_up_to.clone(),
+            cancelled_below: cancelled_below.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("latent-studio-worker".into())
@@ -53,7 +53,7 @@ impl Worker {
             cancel_load,
             commands: command_tx,
             events: event_rx,
-            cancelled_up_to,
+            cancelled_below,
             thread,
         }
     }
@@ -64,7 +64,7 @@ pub struct WorkerHandle {
     cancel_load: Arc<AtomicBool>,
     commands: Sender<Command>,
     events: Receiver<Event>,
-    cancelled_up_to: Arc<AtomicU64>,
+    cancelled_below: Arc<AtomicU64>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -85,7 +85,9 @@ impl WorkerHandle {
 
     /// Cancels job `job` and every earlier one; takes effect within one denoising step.
     pub fn cancel(&self, job: u64) {
-        self.cancelled_up_to.fetch_max(job, Ordering::SeqCst);
+        // Stored as one past the job, so that 0 means "nothing cancelled" and job 0 is valid.
+        self.cancelled_below
+            .fetch_max(job.saturating_add(1), Ordering::SeqCst);
     }
 
     /// Stops a model download in progress; what was fetched is kept and resumed next time.
@@ -101,7 +103,7 @@ impl WorkerHandle {
 
 impl Drop for WorkerHandle {
     fn drop(&mut self) {
-        self.cancelled_up_to.store(u64::MAX, Ordering::SeqCst);
+        self.cancelled_below.store(u64::MAX, Ordering::SeqCst);
         self.cancel_load.store(true, Ordering::SeqCst);
         let _ = self.commands.send(Command::Shutdown);
         if let Some(thread) = self.thread.take() {
@@ -116,7 +118,7 @@ struct WorkerState {
     options: LoadOptions,
     events: Sender<Event>,
     notify: Notify,
-    cancelled_up_to: Arc<AtomicU64>,
+    cancelled_below: Arc<AtomicU64>,
 }
 
 fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
@@ -271,7 +273,7 @@ impl WorkerState {
     }
 
     fn is_cancelled(&self, job: u64) -> bool {
-        self.cancelled_up_to.load(Ordering::SeqCst) >= job
+        self.cancelled_below.load(Ordering::SeqCst) > job
     }
 
     fn generate(&mut self, job: GenerateJob) {
