@@ -14,6 +14,8 @@ pub enum UiCommand {
     OpenModelFolder,
     /// Load the current model again after a failure.
     RetryModel,
+    /// Stop the model download in progress (it resumes on the next load).
+    CancelDownload,
     Generate,
     Cancel,
     RandomizeSeed,

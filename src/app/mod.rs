@@ -244,6 +244,7 @@ impl LatentStudioApp {
                     self.load_model(model);
                 }
             }
+            UiCommand::CancelDownload => self.worker.cancel_download(),
             UiCommand::Generate => self.generate(),
             UiCommand::Cancel => {
                 if let Some(run) = &mut self.run {

@@ -24,7 +24,7 @@ pub struct CanvasView<'a> {
 pub fn show(ui: &mut Ui, viewer: &mut Viewer, view: &CanvasView<'_>) -> Vec<UiCommand> {
     let mut commands = Vec::new();
     commands.extend(notices(ui, view.notices));
-    activity(ui, view);
+    commands.extend(activity(ui, view));
     let entry = viewer.shown_entry().and_then(|id| view.history.get(id));
     commands.extend(toolbar(ui, viewer, view, entry));
     // The settings line sits under the image; reserve its height first.
@@ -86,8 +86,9 @@ fn notices(ui: &mut Ui, notices: &Notices) -> Option<UiCommand> {
     command
 }
 
-/// Model loading or download progress, and the running job's progress bar.
-fn activity(ui: &mut Ui, view: &CanvasView<'_>) {
+/// Model loading or download progress (with its Cancel), and the running job's progress bar.
+fn activity(ui: &mut Ui, view: &CanvasView<'_>) -> Option<UiCommand> {
+    let mut command = None;
     if let ModelStatus::Loading { source, download } = view.model {
         let name = model_display_name(view.catalog, source);
         match download {
@@ -112,7 +113,18 @@ fn activity(ui: &mut Ui, view: &CanvasView<'_>) {
                     format_bytes(progress.bytes_done),
                     format_bytes(progress.bytes_per_second.max(0.0) as u64),
                 );
-                ui.add(egui::ProgressBar::new(fraction).text(text).animate(true));
+                ui.horizontal(|ui| {
+                    if ui
+                        .button("Cancel download")
+                        .on_hover_text(
+                            "Stop now; what was fetched is kept and the download resumes next time",
+                        )
+                        .clicked()
+                    {
+                        command = Some(UiCommand::CancelDownload);
+                    }
+                    ui.add(egui::ProgressBar::new(fraction).text(text).animate(true));
+                });
             }
         }
         ui.add_space(4.0);
@@ -126,6 +138,7 @@ fn activity(ui: &mut Ui, view: &CanvasView<'_>) {
         );
         ui.add_space(4.0);
     }
+    command
 }
 
 /// One button of the shown image's actions.
