@@ -357,3 +357,57 @@ fn img2img_takes_the_init_image_size_and_matches_diffusers() {
         "{text}"
     );
 }
+
+/// A catalog id given to `--model` is found in the Hugging Face cache without any network
+/// (the endpoint points at a closed port), and the image records the repository as the model.
+#[test]
+fn hub_id_is_served_from_the_hugging_face_cache() {
+    let cache = scratch("hf-cache");
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    let repo = cache.join("models--stabilityai--sd-turbo");
+    copy_dir(
+        &fixtures().join("models/sd_turbo"),
+        &repo.join("snapshots").join(commit),
+    );
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), commit).unwrap();
+    let out = cache.join("turbo.png");
+    let output = Command::new(env!("CARGO_BIN_EXE_latent-studio"))
+        .args([
+            "generate",
+            "--model",
+            "stabilityai/sd-turbo",
+            "--prompt",
+            "a cat",
+            "--seed",
+            "3",
+        ])
+        .args(["--output", out.to_str().unwrap()])
+        .env("HF_HUB_CACHE", &cache)
+        .env("HF_ENDPOINT", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = latent_studio::formats::png::read_png_parameters(&out)
+        .unwrap()
+        .unwrap();
+    assert!(text.contains("Model: stabilityai/sd-turbo"), "{text}");
+}
+
+#[test]
+fn unknown_hub_id_lists_the_catalog() {
+    let out = scratch("unknown-hub").join("x.png");
+    let output = generate(&[
+        "--model",
+        "someone/not-a-model",
+        "--prompt",
+        "x",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert_bad_input(&output, "stabilityai/sd-turbo");
+}

@@ -8,7 +8,7 @@ use std::time::Instant;
 use clap::Args;
 use latent_studio::engine::a1111_parameters;
 use latent_studio::formats::png::write_png_with_parameters;
-use latent_studio::models::{load_model, LoadOptions};
+use latent_studio::models::{fetch_model, load_model, Catalog, HubCache, LoadOptions};
 use latent_studio::pipeline::generate::{Flow, GenerationRequest, InitImage, RgbImage};
 use latent_studio::pipeline::schedulers::SchedulerKind;
 
@@ -16,7 +16,8 @@ use super::{select_device, select_dtype, CliError};
 
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
-    /// A diffusers model folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/ …).
+    /// A diffusers model folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/ …), or a
+    /// catalog hub id (e.g. stabilityai/sd-turbo) fetched into the Hugging Face cache.
     #[arg(long)]
     model: PathBuf,
     #[arg(long)]
@@ -71,6 +72,51 @@ fn read_init_image(path: &Path) -> Result<RgbImage, CliError> {
         height: rgb.height() as usize,
         pixels: rgb.into_raw(),
     })
+}
+
+/// `--model` as a folder: the path itself, or — for a catalog hub id such as
+/// `stabilityai/sd-turbo` that is not a path here — its snapshot in the Hugging Face cache,
+/// downloaded first if needed (progress on stderr).
+fn model_folder(model: &Path) -> Result<PathBuf, CliError> {
+    let text = model.to_string_lossy();
+    let looks_like_hub_id = text.split('/').count() == 2 && !text.starts_with(['.', '/', '~']);
+    if model.exists() || !looks_like_hub_id {
+        return Ok(model.to_path_buf());
+    }
+    let entry = Catalog::builtin()
+        .lookup(&text)
+        .map_err(|err| CliError::input(format!("--model {text}: no such folder, and {err}")))?;
+    let interactive = std::io::stderr().is_terminal();
+    let mut last_report = Instant::now();
+    let mut stderr = std::io::stderr();
+    let folder = fetch_model(entry, &HubCache::from_env(), |file, progress| {
+        let finished = progress.bytes_total == Some(progress.bytes_done);
+        if finished || last_report.elapsed().as_secs_f64() >= 1.0 {
+            last_report = Instant::now();
+            let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+            let line = format!(
+                "downloading {} {}/{} {file}: {:.1}/{} MiB, {:.1} MiB/s",
+                entry.id,
+                progress.file_index + 1,
+                progress.file_count,
+                mib(progress.bytes_done),
+                progress
+                    .bytes_total
+                    .map_or_else(|| "?".into(), |t| format!("{:.1}", mib(t))),
+                mib(progress.bytes_per_second as u64),
+            );
+            let _ = if interactive {
+                write!(stderr, "\r{line}   ")
+            } else {
+                writeln!(stderr, "{line}")
+            };
+        }
+        true
+    });
+    if interactive {
+        eprintln!();
+    }
+    folder.map_err(|err| CliError::runtime(format!("--model {text}: {err}")))
 }
 
 fn random_seed() -> u64 {
@@ -163,8 +209,9 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
     let device = select_device(&args.device)?;
     let dtype = select_dtype(args.dtype.as_deref(), &device)?;
 
+    let folder = model_folder(&args.model)?;
     let started = Instant::now();
-    let model = load_model(&args.model, &LoadOptions { device, dtype })
+    let model = load_model(&folder, &LoadOptions { device, dtype })
         .map_err(|err| CliError::input(format!("--model {}: {err}", args.model.display())))?;
     let info = model.info().clone();
     eprintln!(

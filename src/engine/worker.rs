@@ -235,24 +235,11 @@ impl WorkerState {
             ModelSource::Folder(path) => return Ok(path.clone()),
             ModelSource::Hub(id) => id,
         };
-        let Some(entry) = Catalog::builtin().find(id) else {
-            let known: Vec<&str> = Catalog::builtin()
-                .entries()
-                .iter()
-                .map(|e| e.id.as_str())
-                .collect();
-            return Err((
-                LoadFailure::NotAModel,
-                format!(
-                    "{id} is not in the model catalog ({}); for other models download the diffusers folder and use \"Open model folder…\"",
-                    known.join(", ")
-                ),
-            ));
-        };
+        let entry = Catalog::builtin()
+            .lookup(id)
+            .map_err(|err| (LoadFailure::NotAModel, err.to_string()))?;
+        // Returns at once, without network, when the HF cache already holds every file.
         let cache = HubCache::from_env();
-        if let Some(folder) = cache.snapshot_if_complete(entry) {
-            return Ok(folder);
-        }
         self.cancel_load.store(false, Ordering::SeqCst);
         let result = HubClient::from_env().fetch_model(entry, &cache, |file, progress| {
             self.emit(Event::Download {

@@ -18,6 +18,8 @@ pub enum CatalogError {
     Json(#[from] serde_json::Error),
     #[error("invalid model catalog: {0}")]
     Invalid(String),
+    #[error("{id} is not in the model catalog ({known}); for another model, download its diffusers folder and open that folder")]
+    UnknownModel { id: String, known: String },
 }
 
 /// One downloadable model.
@@ -96,6 +98,19 @@ impl Catalog {
     /// The entry with this repository id (hub ids are case-insensitive).
     pub fn find(&self, id: &str) -> Option<&CatalogEntry> {
         self.models.iter().find(|e| e.id.eq_ignore_ascii_case(id))
+    }
+
+    /// The entry for `id`, or an error that lists the ids the catalog has.
+    pub fn lookup(&self, id: &str) -> Result<&CatalogEntry, CatalogError> {
+        self.find(id).ok_or_else(|| CatalogError::UnknownModel {
+            id: id.to_string(),
+            known: self
+                .models
+                .iter()
+                .map(|e| e.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
     }
 
     /// The entry offered first.

@@ -277,6 +277,20 @@ fn load_text_stage(
     })
 }
 
+/// A model's name for people and image metadata: the hub id for a Hugging Face cache snapshot
+/// (`…/models--org--name/snapshots/<commit>` → `org/name`), else the folder's name.
+fn model_name(path: &Path) -> String {
+    let folder = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+    let parent = path.parent();
+    let repo = parent.and_then(Path::parent).and_then(folder);
+    if parent.and_then(folder).as_deref() == Some("snapshots") {
+        if let Some(id) = repo.as_deref().and_then(|r| r.strip_prefix("models--")) {
+            return id.replacen("--", "/", 1);
+        }
+    }
+    folder(path).unwrap_or_else(|| path.display().to_string())
+}
+
 /// Loads a diffusers pipeline folder (SD 1.x, SD 2.x, SDXL and their Turbo variants).
 pub fn load_model(path: &Path, options: &LoadOptions) -> Result<StableDiffusion, LoadError> {
     load(path, None, options, &Weights::Files)
@@ -394,10 +408,7 @@ fn load(
             Family::StableDiffusion => 512,
             Family::StableDiffusionXl => 1024,
         });
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path.display().to_string());
+    let name = model_name(path);
     let distilled = name.to_lowercase().contains("turbo")
         || scheduler_config.timestep_spacing.as_deref() == Some("trailing");
     let cross_dim = match &unet_config.cross_attention_dim {
@@ -436,6 +447,13 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    #[test]
+    fn hub_cache_snapshots_are_named_by_their_repository() {
+        let snapshot = Path::new("/cache/hub/models--stabilityai--sd-turbo/snapshots/0123abcd");
+        assert_eq!(model_name(snapshot), "stabilityai/sd-turbo");
+        assert_eq!(model_name(Path::new("/models/my-merge")), "my-merge");
     }
 
     #[test]
