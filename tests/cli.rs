@@ -61,6 +61,29 @@ fn model_arg(name: &str) -> String {
     fixtures().join("models").join(name).display().to_string()
 }
 
+/// `generate --model MODEL --prompt x --output DIR/x.png EXTRA…`, writing into `dir`.
+fn generate_quick(model: &Path, dir: &Path, extra: &[&str]) -> Output {
+    let out = dir.join("x.png");
+    let mut args = vec![
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt",
+        "x",
+        "--output",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    generate(&args)
+}
+
+/// Replaces `from` with `to` in a component's config.json of a model copy.
+fn edit_config(model: &Path, component: &str, from: &str, to: &str) {
+    let path = model.join(component).join("config.json");
+    let config = std::fs::read_to_string(&path).unwrap();
+    assert!(config.contains(from), "{from} not in {}", path.display());
+    std::fs::write(&path, config.replace(from, to)).unwrap();
+}
+
 #[test]
 fn generate_matches_diffusers_and_writes_parameters() {
     let out = scratch("ok").join("cat.png");
@@ -158,15 +181,7 @@ fn batch_count_numbers_files_and_seeds() {
 
 #[test]
 fn missing_model_folder_is_one_line() {
-    let out = scratch("missing").join("x.png");
-    let output = generate(&[
-        "--model",
-        "/nonexistent/model",
-        "--prompt",
-        "x",
-        "--output",
-        out.to_str().unwrap(),
-    ]);
+    let output = generate_quick(Path::new("/nonexistent/model"), &scratch("missing"), &[]);
     assert_bad_input(&output, "/nonexistent/model");
 }
 
@@ -176,15 +191,7 @@ fn truncated_weights_name_the_file() {
     let weights = model.join("unet/diffusion_pytorch_model.safetensors");
     let bytes = std::fs::read(&weights).unwrap();
     std::fs::write(&weights, &bytes[..bytes.len() / 2]).unwrap();
-    let out = model.join("x.png");
-    let output = generate(&[
-        "--model",
-        model.to_str().unwrap(),
-        "--prompt",
-        "x",
-        "--output",
-        out.to_str().unwrap(),
-    ]);
+    let output = generate_quick(&model, &model, &[]);
     assert_bad_input(&output, "diffusion_pytorch_model.safetensors");
 }
 
@@ -196,34 +203,20 @@ fn garbage_weights_name_the_file() {
         b"not a safetensors file",
     )
     .unwrap();
-    let out = model.join("x.png");
-    let output = generate(&[
-        "--model",
-        model.to_str().unwrap(),
-        "--prompt",
-        "x",
-        "--output",
-        out.to_str().unwrap(),
-    ]);
+    let output = generate_quick(&model, &model, &[]);
     assert_bad_input(&output, "vae");
 }
 
 #[test]
 fn shape_mismatch_names_tensor_and_shapes() {
     let model = model_copy("sd1", "shape");
-    let config_path = model.join("unet/config.json");
-    let config = std::fs::read_to_string(&config_path).unwrap();
-    let config = config.replace("\"cross_attention_dim\": 32", "\"cross_attention_dim\": 48");
-    std::fs::write(&config_path, config).unwrap();
-    let out = model.join("x.png");
-    let output = generate(&[
-        "--model",
-        model.to_str().unwrap(),
-        "--prompt",
-        "x",
-        "--output",
-        out.to_str().unwrap(),
-    ]);
+    edit_config(
+        &model,
+        "unet",
+        "\"cross_attention_dim\": 32",
+        "\"cross_attention_dim\": 48",
+    );
+    let output = generate_quick(&model, &model, &[]);
     assert_bad_input(&output, "attn2.to_k.weight");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -235,51 +228,27 @@ fn shape_mismatch_names_tensor_and_shapes() {
 #[test]
 fn unsupported_config_value_is_named() {
     let model = model_copy("sd1", "unsupported");
-    let config_path = model.join("unet/config.json");
-    let config = std::fs::read_to_string(&config_path).unwrap();
-    let config = config.replace("\"act_fn\": \"silu\"", "\"act_fn\": \"mish\"");
-    std::fs::write(&config_path, config).unwrap();
-    let out = model.join("x.png");
-    let output = generate(&[
-        "--model",
-        model.to_str().unwrap(),
-        "--prompt",
-        "x",
-        "--output",
-        out.to_str().unwrap(),
-    ]);
+    edit_config(
+        &model,
+        "unet",
+        "\"act_fn\": \"silu\"",
+        "\"act_fn\": \"mish\"",
+    );
+    let output = generate_quick(&model, &model, &[]);
     assert_bad_input(&output, "act_fn");
 }
 
 #[test]
 fn size_must_be_a_multiple_of_8() {
-    let out = scratch("size").join("x.png");
-    let output = generate(&[
-        "--model",
-        &model_arg("sd1"),
-        "--prompt",
-        "x",
-        "--width",
-        "100",
-        "--output",
-        out.to_str().unwrap(),
-    ]);
+    let model = fixtures().join("models/sd1");
+    let output = generate_quick(&model, &scratch("size"), &["--width", "100"]);
     assert_bad_input(&output, "--width 100");
 }
 
 #[test]
 fn unknown_scheduler_lists_valid_ones() {
-    let out = scratch("sched").join("x.png");
-    let output = generate(&[
-        "--model",
-        &model_arg("sd1"),
-        "--prompt",
-        "x",
-        "--scheduler",
-        "heun",
-        "--output",
-        out.to_str().unwrap(),
-    ]);
+    let model = fixtures().join("models/sd1");
+    let output = generate_quick(&model, &scratch("sched"), &["--scheduler", "heun"]);
     assert_bad_input(&output, "dpmpp-2m-karras");
 }
 
@@ -288,19 +257,12 @@ fn unreadable_init_image_is_named() {
     let dir = scratch("init");
     let bad = dir.join("init.png");
     std::fs::write(&bad, b"definitely not a png").unwrap();
-    let out = dir.join("x.png");
-    let output = generate(&[
-        "--model",
-        &model_arg("sd1"),
-        "--prompt",
-        "x",
-        "--init-image",
-        bad.to_str().unwrap(),
-        "--strength",
-        "0.5",
-        "--output",
-        out.to_str().unwrap(),
-    ]);
+    let model = fixtures().join("models/sd1");
+    let output = generate_quick(
+        &model,
+        &dir,
+        &["--init-image", bad.to_str().unwrap(), "--strength", "0.5"],
+    );
     assert_bad_input(&output, "--init-image");
 }
 
@@ -400,14 +362,10 @@ fn hub_id_is_served_from_the_hugging_face_cache() {
 
 #[test]
 fn unknown_hub_id_lists_the_catalog() {
-    let out = scratch("unknown-hub").join("x.png");
-    let output = generate(&[
-        "--model",
-        "someone/not-a-model",
-        "--prompt",
-        "x",
-        "--output",
-        out.to_str().unwrap(),
-    ]);
+    let output = generate_quick(
+        Path::new("someone/not-a-model"),
+        &scratch("unknown-hub"),
+        &[],
+    );
     assert_bad_input(&output, "stabilityai/sd-turbo");
 }
