@@ -171,20 +171,11 @@ impl WorkerState {
     }
 
     fn load(&mut self, source: ModelSource) {
-        if self
-            .model
-            .as_ref()
-            .is_some_and(|(loaded, _)| *loaded == source)
-        {
-            if let Some((source, model)) = &self.model {
-                let loaded = LoadedModel {
-                    source: source.clone(),
-                    info: model.info().clone(),
-                    tokenizer: model.tokenizer().clone(),
-                };
-                self.emit(Event::ModelLoaded(loaded));
+        if let Some((loaded, model)) = &self.model {
+            if *loaded == source {
+                self.emit(Event::ModelLoaded(describe(loaded, model)));
+                return;
             }
-            return;
         }
         // Free the old model before the new one claims its memory.
         self.model = None;
@@ -204,11 +195,7 @@ impl WorkerState {
         };
         match load_model(&folder, &self.options) {
             Ok(model) => {
-                let loaded = LoadedModel {
-                    source: source.clone(),
-                    info: model.info().clone(),
-                    tokenizer: model.tokenizer().clone(),
-                };
+                let loaded = describe(&source, &model);
                 self.model = Some((source, model));
                 self.emit(Event::ModelLoaded(loaded));
             }
@@ -350,6 +337,15 @@ impl WorkerState {
             }
         }
         self.emit(Event::JobDone { job: job.id });
+    }
+}
+
+/// A loaded model as the UI sees it.
+fn describe(source: &ModelSource, model: &StableDiffusion) -> LoadedModel {
+    LoadedModel {
+        source: source.clone(),
+        info: model.info().clone(),
+        tokenizer: model.tokenizer().clone(),
     }
 }
 
