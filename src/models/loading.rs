@@ -161,6 +161,20 @@ fn shard_files(index: &Path, dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
     let mut files: Vec<String> = parsed.weight_map.into_values().collect();
     files.sort();
     files.dedup();
+    let invalid = |message: String| LoadError::InvalidJson {
+        path: index.to_path_buf(),
+        message,
+    };
+    if files.is_empty() {
+        return Err(invalid("the weight_map lists no shard files".into()));
+    }
+    // Shards live next to the index; a name with a folder in it would read files elsewhere.
+    if let Some(bad) = files
+        .iter()
+        .find(|f| Path::new(f).file_name().map(|n| n.to_string_lossy()) != Some(f.as_str().into()))
+    {
+        return Err(invalid(format!("shard \"{bad}\" is not a plain file name")));
+    }
     let paths: Vec<PathBuf> = files.iter().map(|f| dir.join(f)).collect();
     if let Some(missing) = paths.iter().find(|p| !p.is_file()) {
         return Err(LoadError::NotFound {
@@ -493,6 +507,25 @@ mod tests {
                 dir.join("model-00002-of-00002.safetensors")
             ]
         );
+    }
+
+    #[test]
+    fn shard_indexes_must_list_plain_files() {
+        let dir = scratch("bad-index");
+        std::fs::write(
+            dir.join("model.safetensors.index.json"),
+            r#"{"weight_map": {}}"#,
+        )
+        .unwrap();
+        let message = weight_files(&dir).unwrap_err().to_string();
+        assert!(message.contains("no shard files"), "{message}");
+        std::fs::write(
+            dir.join("model.safetensors.index.json"),
+            r#"{"weight_map": {"a": "../elsewhere.safetensors"}}"#,
+        )
+        .unwrap();
+        let message = weight_files(&dir).unwrap_err().to_string();
+        assert!(message.contains("not a plain file name"), "{message}");
     }
 
     #[test]
