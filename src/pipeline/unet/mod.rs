@@ -308,6 +308,9 @@ impl UNetConfig {
                 return Err(unsupported("addition_embed_type", other, "null, text_time"))
             }
         }
+        if self.block_out_channels.is_empty() {
+            candle_core::bail!("UNet config has no block_out_channels");
+        }
         if self.down_block_types.len() != self.block_out_channels.len()
             || self.up_block_types.len() != self.block_out_channels.len()
         {
@@ -667,6 +670,19 @@ mod tests {
         let features = timestep_features(&[0.0], 4, true, 0.0, &Device::Cpu).unwrap();
         let values: Vec<f32> = features.flatten_all().unwrap().to_vec1().unwrap();
         assert_eq!(values, vec![1.0, 1.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn a_config_without_blocks_is_an_error_not_a_panic() {
+        let cfg: UNetConfig = serde_json::from_str(
+            r#"{"down_block_types": [], "up_block_types": [], "block_out_channels": [], "cross_attention_dim": 8}"#,
+        )
+        .unwrap();
+        let vb = VarBuilder::zeros(DType::F32, &Device::Cpu);
+        let err = UNet2DConditionModel::new(&cfg, vb)
+            .err()
+            .expect("must fail");
+        assert!(err.to_string().contains("block_out_channels"), "{err}");
     }
 
     #[test]
