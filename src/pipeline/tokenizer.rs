@@ -527,23 +527,6 @@ impl ClipTokenizer {
             });
         };
 
-        let mut merges = HashMap::with_capacity(merge_rules.len());
-        for (rank, (line, a, b)) in merge_rules.iter().enumerate() {
-            let bad = |what: &str| TokenizerError::BadMerge {
-                path: merges_source.clone(),
-                line: *line,
-                message: format!("{what} is not in the vocabulary (merge {a:?} {b:?})"),
-            };
-            let a_id = *vocab.get(a).ok_or_else(|| bad(&format!("{a:?}")))?;
-            let b_id = *vocab.get(b).ok_or_else(|| bad(&format!("{b:?}")))?;
-            let merged = format!("{a}{b}");
-            let new_id = *vocab
-                .get(&merged)
-                .ok_or_else(|| bad(&format!("{merged:?}")))?;
-            let rank = u32::try_from(rank).map_err(|_| bad("rank"))?;
-            merges.insert((a_id, b_id), (rank, new_id));
-        }
-
         let config_path = dir.join("tokenizer_config.json");
         let config = match read_json_if_exists(&config_path)? {
             Some(Value::Object(m)) => m,
@@ -558,6 +541,77 @@ impl ClipTokenizer {
         };
         let added_tokens_path = dir.join("added_tokens.json");
         let added_tokens_file = read_json_if_exists(&added_tokens_path)?;
+
+        Self::build(
+            vocab,
+            &merge_rules,
+            &merges_source,
+            config,
+            special_map,
+            added_tokens_file.as_ref(),
+            tokenizer_json.as_ref(),
+        )
+    }
+
+    /// The CLIP vocabulary shipped in `assets/clip-tokenizer/`, for single-file checkpoints
+    /// that carry no tokenizer. `pad` is `<|endoftext|>` (SD 1.x, SDXL's first encoder) or
+    /// `!` (SD 2.x, SDXL's second encoder).
+    pub fn embedded(pad: &str) -> Result<Self, TokenizerError> {
+        const VOCAB: &str = include_str!("../../assets/clip-tokenizer/vocab.json");
+        const MERGES: &str = include_str!("../../assets/clip-tokenizer/merges.txt");
+        const CONFIG: &str = include_str!("../../assets/clip-tokenizer/tokenizer_config.json");
+        let source = Path::new("assets/clip-tokenizer");
+        let parse = |text: &str, name: &str| -> Result<Value, TokenizerError> {
+            serde_json::from_str(text).map_err(|err| invalid(&source.join(name), err.to_string()))
+        };
+        let vocab = parse_vocab(&parse(VOCAB, "vocab.json")?, &source.join("vocab.json"))?;
+        let merge_rules = parse_merges_txt(MERGES, &source.join("merges.txt"))?;
+        let mut config = match parse(CONFIG, "tokenizer_config.json")? {
+            Value::Object(m) => m,
+            _ => {
+                return Err(invalid(
+                    &source.join("tokenizer_config.json"),
+                    "not a JSON object",
+                ))
+            }
+        };
+        config.insert("pad_token".into(), Value::String(pad.to_string()));
+        Self::build(
+            vocab,
+            &merge_rules,
+            &source.join("merges.txt"),
+            config,
+            None,
+            None,
+            None,
+        )
+    }
+
+    fn build(
+        vocab: HashMap<String, u32>,
+        merge_rules: &[MergeRule],
+        merges_source: &Path,
+        config: Map<String, Value>,
+        special_map: Option<Map<String, Value>>,
+        added_tokens_file: Option<&Value>,
+        tokenizer_json: Option<&Value>,
+    ) -> Result<Self, TokenizerError> {
+        let mut merges = HashMap::with_capacity(merge_rules.len());
+        for (rank, (line, a, b)) in merge_rules.iter().enumerate() {
+            let bad = |what: &str| TokenizerError::BadMerge {
+                path: merges_source.to_path_buf(),
+                line: *line,
+                message: format!("{what} is not in the vocabulary (merge {a:?} {b:?})"),
+            };
+            let a_id = *vocab.get(a).ok_or_else(|| bad(&format!("{a:?}")))?;
+            let b_id = *vocab.get(b).ok_or_else(|| bad(&format!("{b:?}")))?;
+            let merged = format!("{a}{b}");
+            let new_id = *vocab
+                .get(&merged)
+                .ok_or_else(|| bad(&format!("{merged:?}")))?;
+            let rank = u32::try_from(rank).map_err(|_| bad("rank"))?;
+            merges.insert((a_id, b_id), (rank, new_id));
+        }
 
         let mut tok = ClipTokenizer {
             vocab,
@@ -583,12 +637,8 @@ impl ClipTokenizer {
                 .unwrap_or(DEFAULT_MAX_LENGTH),
             cache: Mutex::new(HashMap::new()),
         };
-        let named = tok.register_special_tokens(
-            config,
-            special_map,
-            added_tokens_file.as_ref(),
-            tokenizer_json.as_ref(),
-        );
+        let named =
+            tok.register_special_tokens(config, special_map, added_tokens_file, tokenizer_json);
         let id_of = |key: &str, default: &str| -> u32 {
             let content = named.get(key).map_or(default, String::as_str);
             tok.token_to_id(content)
@@ -1394,6 +1444,22 @@ mod tests {
         for (text, want, _) in CASES {
             assert_eq!(tok.encode(text), *want, "SD1 (cached) {text:?}");
         }
+    }
+
+    #[test]
+    fn embedded_vocabulary_matches_the_shipped_folders() {
+        let sd1_embedded = ClipTokenizer::embedded("<|endoftext|>").expect("embedded SD1");
+        let sd2_embedded = ClipTokenizer::embedded("!").expect("embedded SD2");
+        for (text, sd1_ids, sd2_ids) in CASES {
+            assert_eq!(sd1_embedded.encode(text), *sd1_ids, "SD1 {text:?}");
+            assert_eq!(sd2_embedded.encode(text), *sd2_ids, "SD2 {text:?}");
+        }
+        assert_eq!(sd1_embedded.pad_id(), 49407);
+        assert_eq!(sd2_embedded.pad_id(), 0);
+        assert_eq!(
+            (sd2_embedded.bos_id(), sd2_embedded.eos_id()),
+            (49406, 49407)
+        );
     }
 
     #[test]
