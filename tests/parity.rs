@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use latent_studio::models::{load_model, LoadOptions};
 use latent_studio::pipeline::generate::{
-    Flow, GenerationRequest, InitImage, RgbImage, StableDiffusion,
+    Flow, GenerationRequest, InitImage, PromptSyntax, RgbImage, StableDiffusion,
 };
 use serde::Deserialize;
 
@@ -85,6 +85,9 @@ fn run_case(model: &StableDiffusion, case: &Case) -> Result<(), String> {
         height: case.height,
         scheduler: case.scheduler.parse().map_err(|e| format!("{e}"))?,
         init_image,
+        // These cases are literal diffusers calls (some prompts hold A1111-looking brackets).
+        prompt_syntax: PromptSyntax::Plain,
+        clip_skip: 1,
     };
     let mut steps_seen = 0;
     let output = model

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use latent_studio::engine::{
     Command, Event, GenerateJob, ModelSource, PreviewMode, Worker, WorkerHandle,
 };
-use latent_studio::pipeline::generate::GenerationRequest;
+use latent_studio::pipeline::generate::{GenerationRequest, PromptSyntax};
 use latent_studio::pipeline::schedulers::SchedulerKind;
 
 fn fixture_model(name: &str) -> ModelSource {
@@ -38,6 +38,8 @@ fn request(steps: usize) -> GenerationRequest {
         height: 64,
         scheduler: SchedulerKind::Default,
         init_image: None,
+        prompt_syntax: PromptSyntax::Plain,
+        clip_skip: 1,
     }
 }
 
@@ -84,6 +86,7 @@ fn batch_streams_previews_and_saves_pngs() {
         batch_count: 2,
         output_dir: Some(output_dir.clone()),
         preview: PreviewMode::Fast,
+        loras: Vec::new(),
     }));
     let events = collect_until(&worker, |e| matches!(e, Event::JobDone { job: 1 }));
     let steps: Vec<_> = events
@@ -153,6 +156,7 @@ fn cancel_stops_within_a_step() {
         batch_count: 3,
         output_dir: None,
         preview: PreviewMode::Off,
+        loras: Vec::new(),
     }));
     let mut cancelled_at = None;
     let events = collect_until(&worker, |e| {
@@ -191,6 +195,7 @@ fn failures_are_reported_and_the_worker_keeps_serving() {
         batch_count: 1,
         output_dir: None,
         preview: PreviewMode::Off,
+        loras: Vec::new(),
     }));
     let events = collect_until(&worker, |e| matches!(e, Event::JobDone { job: 1 }));
     assert!(events
@@ -213,6 +218,7 @@ fn failures_are_reported_and_the_worker_keeps_serving() {
         batch_count: 1,
         output_dir: None,
         preview: PreviewMode::Off,
+        loras: Vec::new(),
     }));
     let events = collect_until(&worker, |e| matches!(e, Event::JobDone { job: 2 }));
     assert!(events
@@ -227,6 +233,7 @@ fn failures_are_reported_and_the_worker_keeps_serving() {
         batch_count: 1,
         output_dir: None,
         preview: PreviewMode::Vae { every: 1 },
+        loras: Vec::new(),
     }));
     let events = collect_until(&worker, |e| matches!(e, Event::JobDone { job: 3 }));
     let preview = events.iter().find_map(|e| match e {

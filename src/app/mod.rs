@@ -31,7 +31,7 @@ use crate::engine::{
 };
 use crate::formats::parameters::GenerationParameters;
 use crate::models::Catalog;
-use crate::pipeline::generate::{GenerationRequest, InitImage, RgbImage};
+use crate::pipeline::generate::{GenerationRequest, InitImage, PromptSyntax, RgbImage};
 
 pub use command::UiCommand;
 pub use desktop::{Desktop, NativeDesktop};
@@ -373,6 +373,8 @@ impl LatentStudioApp {
                 image: slot.image.as_ref().clone(),
                 strength: state.strength,
             }),
+            prompt_syntax: PromptSyntax::A1111,
+            clip_skip: 1,
         };
         self.last_job += 1;
         let job = self.last_job;
@@ -394,6 +396,7 @@ impl LatentStudioApp {
             batch_count: state.batch_count,
             output_dir: Some(state.output_dir.clone()),
             preview: state.preview,
+            loras: Vec::new(),
         }));
         self.viewer.follow_run = true;
         self.viewer.clear_preview();
@@ -501,6 +504,9 @@ impl LatentStudioApp {
 
     fn on_worker_event(&mut self, ctx: &egui::Context, event: Event) {
         match event {
+            Event::Notice { message } => {
+                self.notices.push(Severity::Warning, "Note", message, None);
+            }
             Event::ModelLoading { source } => {
                 self.model = ModelStatus::Loading {
                     source,

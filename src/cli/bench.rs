@@ -10,7 +10,7 @@ use std::time::Instant;
 use candle_core::Tensor;
 use clap::Args;
 use latent_studio::models::{load_model, load_model_with_random_weights, LoadOptions};
-use latent_studio::pipeline::generate::{Flow, GenerationRequest, StableDiffusion};
+use latent_studio::pipeline::generate::{Flow, GenerationRequest, PromptSyntax, StableDiffusion};
 use latent_studio::pipeline::schedulers::SchedulerKind;
 
 use super::{select_device, select_dtype, CliError};
@@ -85,6 +85,7 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
     let options = LoadOptions {
         device: device.clone(),
         dtype,
+        ..LoadOptions::default()
     };
     let started = Instant::now();
     let model: StableDiffusion = match &args.weights {
@@ -171,6 +172,8 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         height: size,
         scheduler: SchedulerKind::Default,
         init_image: None,
+        prompt_syntax: PromptSyntax::Plain,
+        clip_skip: 1,
     };
     time(
         &format!("generate {size}x{size}, {} steps", args.steps),

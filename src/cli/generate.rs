@@ -6,20 +6,49 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Args;
-use latent_studio::engine::a1111_parameters;
+use latent_studio::engine::{a1111_parameters, FileRecord};
 use latent_studio::formats::png::write_png_with_parameters;
+use latent_studio::models::embeddings::{default_embeddings_dir, TextualInversion};
+use latent_studio::models::hashes::HashCache;
+use latent_studio::models::lora::{apply_loras, default_lora_dir, LoraLibrary};
 use latent_studio::models::{fetch_model, load_model, Catalog, HubCache, LoadOptions};
-use latent_studio::pipeline::generate::{Flow, GenerationRequest, InitImage, RgbImage};
+use latent_studio::pipeline::generate::{
+    Flow, GenerationRequest, InitImage, PromptSyntax, RgbImage,
+};
 use latent_studio::pipeline::schedulers::SchedulerKind;
 
 use super::{select_device, select_dtype, CliError};
 
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
-    /// A diffusers model folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/ …), or a
+    /// A diffusers model folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/ …), a
+    /// single-file .safetensors checkpoint (A1111 / civitai layout; SD 1.x, 2.x, SDXL), or a
     /// catalog hub id (e.g. stabilityai/sd-turbo) fetched into the Hugging Face cache.
     #[arg(long)]
     model: PathBuf,
+    /// A VAE .safetensors file to use instead of the model's own (e.g. vae-ft-mse, sdxl-vae-fp16-fix).
+    #[arg(long)]
+    vae: Option<PathBuf>,
+    /// For a single-file --model: a diffusers folder whose configs and tokenizers describe it
+    /// (default: the built-in ones for the detected family).
+    #[arg(long)]
+    model_config: Option<PathBuf>,
+    /// A LoRA .safetensors to merge, as FILE or FILE:MULTIPLIER (repeatable).
+    #[arg(long = "lora", value_name = "FILE[:MULTIPLIER]")]
+    loras: Vec<String>,
+    /// Where <lora:NAME:MULT> in the prompt finds NAME.safetensors (default: the app's LoRA folder).
+    #[arg(long)]
+    lora_dir: Option<PathBuf>,
+    /// Textual-inversion embeddings usable by file name in prompts (default: the app's folder).
+    #[arg(long)]
+    embeddings_dir: Option<PathBuf>,
+    /// A1111's clip skip: 1 uses the text encoder's last layer, 2 the one before …
+    #[arg(long, default_value_t = 1)]
+    clip_skip: usize,
+    /// a1111 ((emphasis:1.2), [less], BREAK, <lora:…>, no length limit) or plain (diffusers:
+    /// the text as written, cut at 75 tokens).
+    #[arg(long, default_value = "a1111")]
+    prompt_syntax: String,
     #[arg(long)]
     prompt: String,
     #[arg(long)]
@@ -145,6 +174,25 @@ fn output_path(base: &Path, index: usize, count: usize) -> PathBuf {
     base.with_file_name(format!("{stem}-{}.png", index + 1))
 }
 
+/// `FILE` or `FILE:MULTIPLIER` (the last `:` separates, so Windows drive letters survive).
+fn parse_lora_flag(text: &str) -> Result<(PathBuf, f64), CliError> {
+    let bad = |why: String| CliError::input(format!("--lora {text}: {why}"));
+    let (file, multiplier) = match text.rsplit_once(':') {
+        Some((file, number)) if !file.is_empty() && number.parse::<f64>().is_ok() => {
+            (file, number.parse::<f64>().unwrap_or(1.0))
+        }
+        _ => (text, 1.0),
+    };
+    if !multiplier.is_finite() {
+        return Err(bad("the multiplier must be a number".into()));
+    }
+    let path = PathBuf::from(file);
+    if !path.is_file() {
+        return Err(bad("no such file".into()));
+    }
+    Ok((path, multiplier))
+}
+
 fn check_size(flag: &str, value: Option<usize>) -> Result<(), CliError> {
     match value {
         Some(v) if v == 0 || v % 8 != 0 => Err(CliError::input(format!(
@@ -206,13 +254,76 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
         }
         (None, None) => None,
     };
+    let prompt_syntax: PromptSyntax = args
+        .prompt_syntax
+        .parse()
+        .map_err(|err| CliError::input(format!("--prompt-syntax: {err}")))?;
+    if args.clip_skip == 0 {
+        return Err(CliError::input(
+            "--clip-skip must be at least 1 (1 = the text encoder's last layer)",
+        ));
+    }
+    let listed_loras = args
+        .loras
+        .iter()
+        .map(|flag| parse_lora_flag(flag))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (flag, path) in [("--vae", &args.vae), ("--model-config", &args.model_config)] {
+        if let Some(path) = path {
+            if !path.exists() {
+                return Err(CliError::input(format!(
+                    "{flag} {}: no such file or folder",
+                    path.display()
+                )));
+            }
+        }
+    }
+    for (flag, dir) in [
+        ("--lora-dir", &args.lora_dir),
+        ("--embeddings-dir", &args.embeddings_dir),
+    ] {
+        if let Some(dir) = dir {
+            if !dir.is_dir() {
+                return Err(CliError::input(format!(
+                    "{flag} {}: no such folder",
+                    dir.display()
+                )));
+            }
+        }
+    }
     let device = select_device(&args.device)?;
     let dtype = select_dtype(args.dtype.as_deref(), &device)?;
 
     let folder = model_folder(&args.model)?;
     let started = Instant::now();
-    let model = load_model(&folder, &LoadOptions { device, dtype })
+    let options = LoadOptions {
+        device,
+        dtype,
+        vae: args.vae.clone(),
+        config: args.model_config.clone(),
+    };
+    let mut model = load_model(&folder, &options)
         .map_err(|err| CliError::input(format!("--model {}: {err}", args.model.display())))?;
+    let embeddings_dir = args.embeddings_dir.clone().or_else(default_embeddings_dir);
+    if let Some(dir) = &embeddings_dir {
+        let (found, errors) = TextualInversion::load_dir(dir);
+        for err in errors {
+            eprintln!("embedding skipped: {err}");
+        }
+        let skipped = model.set_embeddings(found.into_iter().map(std::sync::Arc::new).collect());
+        if !skipped.is_empty() {
+            eprintln!(
+                "embeddings for another model family skipped: {}",
+                skipped.join(", ")
+            );
+        }
+    }
+    let mut library = LoraLibrary::new(args.lora_dir.clone().or_else(default_lora_dir));
+    let loras = library
+        .for_request(&args.prompt, prompt_syntax, &listed_loras)
+        .map_err(|err| CliError::input(err.to_string()))?;
+    apply_loras(&mut model, loras).map_err(|err| CliError::input(err.to_string()))?;
+    let files = FileRecord::of(&model, args.vae.as_deref(), &HashCache::user_default());
     let info = model.info().clone();
     eprintln!(
         "loaded {} ({}) in {:.1}s",
@@ -264,6 +375,8 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
             height,
             scheduler,
             init_image: init_image.clone(),
+            prompt_syntax,
+            clip_skip: args.clip_skip,
         };
         let run_started = Instant::now();
         let mut stderr = std::io::stderr();
@@ -283,7 +396,7 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
         if interactive {
             eprintln!();
         }
-        let parameters = a1111_parameters(&model, &request)
+        let parameters = a1111_parameters(&model, &request, &files)
             .map_err(|err| CliError::input(format!("--scheduler {}: {err}", args.scheduler)))?;
         let path = output_path(&args.output, index, args.batch_count);
         write_png_with_parameters(

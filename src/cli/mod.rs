@@ -27,7 +27,7 @@ pub struct Args {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Generate images from a prompt without opening a window.
-    Generate(generate::GenerateArgs),
+    Generate(Box<generate::GenerateArgs>),
     /// Time the full-size SD 1.5 architecture (random weights, no files needed).
     Bench(bench::BenchArgs),
 }
@@ -72,7 +72,7 @@ impl fmt::Display for CliError {
 
 pub fn run(args: Args) -> Result<(), CliError> {
     match args.command {
-        Some(Command::Generate(args)) => generate::run(args),
+        Some(Command::Generate(args)) => generate::run(*args),
         Some(Command::Bench(args)) => bench::run(args),
         None => open_window(args.model.as_deref(), args.output_dir),
     }

@@ -8,7 +8,7 @@ mod worker;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use parameters::a1111_parameters;
+pub use parameters::{a1111_parameters, FileRecord};
 pub use preview::{latent_preview, PreviewMode};
 pub use worker::{Worker, WorkerHandle};
 
@@ -19,7 +19,7 @@ use crate::pipeline::tokenizer::ClipTokenizer;
 /// Where a model comes from.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ModelSource {
-    /// A diffusers folder on disk.
+    /// A diffusers folder, or a single-file `.safetensors` checkpoint, on disk.
     Folder(PathBuf),
     /// A Hugging Face hub repository id, fetched into the standard HF cache when needed.
     Hub(String),
@@ -43,11 +43,26 @@ pub struct GenerateJob {
     /// Where finished images are written (created if missing). `None`: not saved.
     pub output_dir: Option<PathBuf>,
     pub preview: PreviewMode,
+    /// LoRA files and multipliers to merge, besides the prompt's `<lora:…>` tags.
+    pub loras: Vec<(PathBuf, f64)>,
+}
+
+/// Folders the worker looks in for add-ons.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AddOnFolders {
+    /// Where `<lora:NAME:…>` finds `NAME.safetensors`.
+    pub loras: Option<PathBuf>,
+    /// Textual-inversion embeddings, usable by file name in prompts.
+    pub embeddings: Option<PathBuf>,
 }
 
 #[derive(Debug)]
 pub enum Command {
     LoadModel(ModelSource),
+    /// Use this VAE file instead of the model's own (`None`: the model's own), now and for
+    /// models loaded later.
+    SetVae(Option<PathBuf>),
+    SetFolders(AddOnFolders),
     Generate(GenerateJob),
     Shutdown,
 }
@@ -59,6 +74,8 @@ pub struct LoadedModel {
     pub info: ModelInfo,
     /// For the prompt token counter.
     pub tokenizer: Arc<ClipTokenizer>,
+    /// Textual-inversion embeddings usable in prompts with this model.
+    pub embeddings: Vec<String>,
 }
 
 pub enum Event {
@@ -107,6 +124,11 @@ pub enum Event {
     /// Every image of the job is done.
     JobDone {
         job: u64,
+    },
+    /// Something the user should know that stopped nothing (an embedding that does not fit
+    /// the model, a VAE file that could not be used, …).
+    Notice {
+        message: String,
     },
 }
 

@@ -10,11 +10,16 @@ use std::time::Instant;
 use crossbeam_channel::{unbounded, Receiver, Sender};
 
 use super::{
-    a1111_parameters, latent_preview, Command, Event, FinishedImage, GenerateJob, LoadFailure,
-    LoadedModel, ModelSource, PreviewMode,
+    a1111_parameters, latent_preview, AddOnFolders, Command, Event, FileRecord, FinishedImage,
+    GenerateJob, LoadFailure, LoadedModel, ModelSource, PreviewMode,
 };
 use crate::formats::png::write_png_with_parameters;
-use crate::models::{load_model, Catalog, HubCache, HubClient, LoadError, LoadOptions};
+use crate::models::embeddings::TextualInversion;
+use crate::models::hashes::HashCache;
+use crate::models::lora::{apply_loras, LoraLibrary};
+use crate::models::{
+    load_model, replace_vae, Catalog, HubCache, HubClient, LoadError, LoadOptions,
+};
 use crate::pipeline::generate::{Flow, GenerateError, RgbImage, StableDiffusion};
 
 type Notify = Arc<dyn Fn() + Send + Sync>;
@@ -41,6 +46,10 @@ impl Worker {
             cancel_load: cancel_load.clone(),
             model: None,
             options,
+            vae: None,
+            folders: AddOnFolders::default(),
+            loras: LoraLibrary::default(),
+            hashes: HashCache::user_default(),
             events: event_tx,
             notify: Arc::new(notify),
             cancelled_below: cancelled_below.clone(),
@@ -116,6 +125,10 @@ struct WorkerState {
     cancel_load: Arc<AtomicBool>,
     model: Option<(ModelSource, StableDiffusion)>,
     options: LoadOptions,
+    vae: Option<PathBuf>,
+    folders: AddOnFolders,
+    loras: LoraLibrary,
+    hashes: HashCache,
     events: Sender<Event>,
     notify: Notify,
     cancelled_below: Arc<AtomicU64>,
@@ -153,6 +166,29 @@ impl WorkerState {
                             ),
                             cause: LoadFailure::Internal,
                         });
+                    }
+                }
+                Command::SetVae(vae) => {
+                    self.vae = vae;
+                    if let Some((_, model)) = &mut self.model {
+                        if let Err(err) = replace_vae(model, self.vae.as_deref()) {
+                            self.vae = None;
+                            let _ = replace_vae(model, None);
+                            self.emit(Event::Notice {
+                                message: format!("VAE not changed: {err}"),
+                            });
+                        }
+                    }
+                }
+                Command::SetFolders(folders) => {
+                    self.loras.set_dir(folders.loras.clone());
+                    let embeddings_changed = folders.embeddings != self.folders.embeddings;
+                    self.folders = folders;
+                    if embeddings_changed {
+                        self.load_embeddings();
+                        if let Some((source, model)) = &self.model {
+                            self.emit(Event::ModelLoaded(describe(source, model)));
+                        }
                     }
                 }
                 Command::Generate(job) => {
@@ -194,10 +230,24 @@ impl WorkerState {
             }
         };
         match load_model(&folder, &self.options) {
-            Ok(model) => {
-                let loaded = describe(&source, &model);
+            Ok(mut model) => {
+                if let Some(vae) = self.vae.clone() {
+                    if let Err(err) = replace_vae(&mut model, Some(&vae)) {
+                        self.vae = None;
+                        self.emit(Event::Notice {
+                            message: format!("using the model's own VAE: {err}"),
+                        });
+                    }
+                }
                 self.model = Some((source, model));
-                self.emit(Event::ModelLoaded(loaded));
+                self.load_embeddings();
+                if let Some((source, model)) = &self.model {
+                    self.emit(Event::ModelLoaded(describe(source, model)));
+                    // A1111's model hash, remembered per file, so the first image need not wait.
+                    if let Some(file) = &model.info().file {
+                        let _ = self.hashes.model_hash(file);
+                    }
+                }
             }
             Err(err) => {
                 let cause = match err {
@@ -246,12 +296,37 @@ impl WorkerState {
         })
     }
 
+    /// Reads the embeddings folder and gives the loaded model the embeddings that fit it.
+    fn load_embeddings(&mut self) {
+        let Some((_, model)) = &mut self.model else {
+            return;
+        };
+        let (found, errors) = match &self.folders.embeddings {
+            Some(dir) => TextualInversion::load_dir(dir),
+            None => (Vec::new(), Vec::new()),
+        };
+        let skipped = model.set_embeddings(found.into_iter().map(Arc::new).collect());
+        let mut notices: Vec<String> = errors
+            .iter()
+            .map(|e| format!("embedding skipped: {e}"))
+            .collect();
+        if !skipped.is_empty() {
+            notices.push(format!(
+                "embeddings made for another model family skipped: {}",
+                skipped.join(", ")
+            ));
+        }
+        for message in notices {
+            self.emit(Event::Notice { message });
+        }
+    }
+
     fn is_cancelled(&self, job: u64) -> bool {
         self.cancelled_below.load(Ordering::SeqCst) > job
     }
 
     fn generate(&mut self, job: GenerateJob) {
-        let Some((_, model)) = &self.model else {
+        let Some((_, model)) = &mut self.model else {
             self.emit(Event::Failed {
                 job: job.id,
                 message: "no model is loaded; pick one in the model list first".into(),
@@ -259,6 +334,22 @@ impl WorkerState {
             self.emit(Event::JobDone { job: job.id });
             return;
         };
+        let loras = self
+            .loras
+            .for_request(&job.request.prompt, job.request.prompt_syntax, &job.loras)
+            .and_then(|loras| apply_loras(model, loras));
+        if let Err(err) = loras {
+            self.emit(Event::Failed {
+                job: job.id,
+                message: err.to_string(),
+            });
+            self.emit(Event::JobDone { job: job.id });
+            return;
+        }
+        let Some((_, model)) = &self.model else {
+            return;
+        };
+        let files = FileRecord::of(model, self.vae.as_deref(), &self.hashes);
         for index in 0..job.batch_count.max(1) {
             if self.is_cancelled(job.id) {
                 self.emit(Event::Cancelled { job: job.id });
@@ -301,7 +392,7 @@ impl WorkerState {
             });
             match result {
                 Ok(output) => {
-                    let parameters = a1111_parameters(model, &request)
+                    let parameters = a1111_parameters(model, &request, &files)
                         .map(|p| p.to_a1111_string())
                         .unwrap_or_default();
                     let (path, save_error) = match &job.output_dir {
@@ -346,6 +437,7 @@ fn describe(source: &ModelSource, model: &StableDiffusion) -> LoadedModel {
         source: source.clone(),
         info: model.info().clone(),
         tokenizer: model.tokenizer().clone(),
+        embeddings: model.embedding_names(),
     }
 }
 

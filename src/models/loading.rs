@@ -2,14 +2,19 @@
 //! its safetensors weights (memory-mapped; fp16 variants upcast as they are read).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+use crate::models::single_file::{Checkpoint, CheckpointError, CheckpointKind, Layout};
+use crate::models::weights::WeightMap;
 use crate::models::{Family, ModelDefaults};
-use crate::pipeline::generate::{describe_candle_error, ModelInfo, StableDiffusion, TextStage};
+use crate::pipeline::generate::{
+    describe_candle_error, BaseWeights, ModelInfo, StableDiffusion, TextStage,
+};
 use crate::pipeline::schedulers::SchedulerConfig;
 use crate::pipeline::text_encoder::{ClipTextConfig, ClipTextEncoder};
 use crate::pipeline::tokenizer::{ClipTokenizer, TokenizerError};
@@ -21,6 +26,11 @@ pub struct LoadOptions {
     pub device: Device,
     /// Compute dtype; weights stored in another precision are converted as they load.
     pub dtype: DType,
+    /// A VAE file (ldm or diffusers names) used instead of the model's own.
+    pub vae: Option<PathBuf>,
+    /// A diffusers folder whose configs and tokenizers describe a single-file checkpoint,
+    /// instead of the built-in ones for its family.
+    pub config: Option<PathBuf>,
 }
 
 impl LoadOptions {
@@ -32,6 +42,7 @@ impl LoadOptions {
             return Self {
                 device,
                 dtype: DType::F16,
+                ..Self::default()
             };
         }
         #[cfg(feature = "metal")]
@@ -39,6 +50,7 @@ impl LoadOptions {
             return Self {
                 device,
                 dtype: DType::F16,
+                ..Self::default()
             };
         }
         Self::default()
@@ -50,6 +62,8 @@ impl Default for LoadOptions {
         Self {
             device: Device::Cpu,
             dtype: DType::F32,
+            vae: None,
+            config: None,
         }
     }
 }
@@ -184,36 +198,22 @@ fn shard_files(index: &Path, dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
     Ok(paths)
 }
 
-fn var_builder(dir: &Path, options: &LoadOptions) -> Result<VarBuilder<'static>, LoadError> {
+/// A component's weights, read from its folder (validating each file on its own so an error
+/// names the broken one).
+fn read_weights(dir: &Path, options: &LoadOptions) -> Result<WeightMap, LoadError> {
     let files = weight_files(dir)?;
+    let mut map = WeightMap::default();
     for file in &files {
-        // Validate each file on its own so the error names the broken one.
-        // SAFETY: the file is only read; if another process truncates it while mapped the
-        // process may fault, the same contract every mmap-based loader (diffusers included) has.
-        unsafe { candle_core::safetensors::MmapedSafetensors::new(file) }.map_err(|err| {
-            LoadError::Weights {
+        map.read_safetensors(file, options.dtype, &options.device)
+            .map_err(|err| LoadError::Weights {
                 path: file.clone(),
                 message: format!(
                     "{} (is the file truncated or not safetensors?)",
                     describe_candle_error(&err)
                 ),
-            }
-        })?;
+            })?;
     }
-    // SAFETY: as above.
-    unsafe { VarBuilder::from_mmaped_safetensors(&files, options.dtype, &options.device) }.map_err(
-        |err| LoadError::Weights {
-            path: files[0].clone(),
-            message: describe_candle_error(&err),
-        },
-    )
-}
-
-/// Where component weights come from: the folder's safetensors, or fresh random values
-/// (for benchmarks of an architecture without its files).
-enum Weights {
-    Files,
-    Random,
+    Ok(map)
 }
 
 /// Fresh tensors drawn from each parameter's default initialiser. They are plain tensors,
@@ -247,54 +247,44 @@ impl candle_nn::var_builder::SimpleBackend for RandomWeights {
     }
 }
 
-impl Weights {
-    fn var_builder(
-        &self,
-        dir: &Path,
-        options: &LoadOptions,
-    ) -> Result<VarBuilder<'static>, LoadError> {
+/// Where a component's weights come from.
+enum Source {
+    Map(Arc<WeightMap>),
+    /// Fresh random values, for benchmarks of an architecture without its files.
+    Random,
+}
+
+impl Source {
+    fn var_builder(&self, options: &LoadOptions) -> VarBuilder<'static> {
         match self {
-            Weights::Files => var_builder(dir, options),
-            Weights::Random => Ok(VarBuilder::from_backend(
+            Source::Map(map) => map.var_builder(Arc::default(), options.dtype, &options.device),
+            Source::Random => VarBuilder::from_backend(
                 Box::new(RandomWeights),
                 options.dtype,
                 options.device.clone(),
-            )),
+            ),
         }
     }
 }
 
-fn build_error(component: &str, dir: &Path, err: candle_core::Error) -> LoadError {
+fn build_error(component: &str, origin: &Path, err: candle_core::Error) -> LoadError {
     LoadError::Build {
         component: component.to_string(),
-        dir: dir.to_path_buf(),
+        dir: origin.to_path_buf(),
         message: describe_candle_error(&err),
     }
 }
 
-fn load_text_stage(
-    root: &Path,
-    encoder_dir: &str,
-    tokenizer_dir: &Path,
-    options: &LoadOptions,
-    weights: &Weights,
-) -> Result<TextStage, LoadError> {
-    let tokenizer = ClipTokenizer::from_dir(tokenizer_dir)?;
-    let dir = root.join(encoder_dir);
-    let config: ClipTextConfig = read_json(&dir.join("config.json"))?;
-    let vb = weights.var_builder(&dir, options)?;
-    let encoder = ClipTextEncoder::new(&config, tokenizer.eos_id(), vb)
-        .map_err(|err| build_error(encoder_dir, &dir, err))?;
-    Ok(TextStage {
-        tokenizer: std::sync::Arc::new(tokenizer),
-        encoder,
-    })
-}
-
 /// A model's name for people and image metadata: the hub id for a Hugging Face cache snapshot
-/// (`…/models--org--name/snapshots/<commit>` → `org/name`), else the folder's name.
+/// (`…/models--org--name/snapshots/<commit>` → `org/name`), the file stem of a single-file
+/// checkpoint, else the folder's name.
 fn model_name(path: &Path) -> String {
     let folder = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+    if path.is_file() {
+        if let Some(stem) = path.file_stem() {
+            return stem.to_string_lossy().into_owned();
+        }
+    }
     let parent = path.parent();
     let repo = parent.and_then(Path::parent).and_then(folder);
     if parent.and_then(folder).as_deref() == Some("snapshots") {
@@ -305,9 +295,30 @@ fn model_name(path: &Path) -> String {
     folder(path).unwrap_or_else(|| path.display().to_string())
 }
 
-/// Loads a diffusers pipeline folder (SD 1.x, SD 2.x, SDXL and their Turbo variants).
+/// Loads a model: a diffusers pipeline folder (SD 1.x, SD 2.x, SDXL and their Turbo variants)
+/// or a single-file `.safetensors` checkpoint in the original layout.
 pub fn load_model(path: &Path, options: &LoadOptions) -> Result<StableDiffusion, LoadError> {
-    load(path, None, options, &Weights::Files)
+    if path.is_file() {
+        return load_single_file(path, options);
+    }
+    let configs = FolderConfigs::read(path, None)?;
+    let weights = |name: &str| -> Result<Source, LoadError> {
+        Ok(Source::Map(Arc::new(read_weights(
+            &path.join(name),
+            options,
+        )?)))
+    };
+    let text = configs
+        .text_components()
+        .iter()
+        .map(|name| weights(name))
+        .collect::<Result<Vec<_>, _>>()?;
+    let unet = weights("unet")?;
+    let vae = match &options.vae {
+        Some(file) => Source::Map(Arc::new(read_vae_file(file, &configs.vae, options)?)),
+        None => weights("vae")?,
+    };
+    assemble(configs, text, unet, vae, model_name(path), options)
 }
 
 /// Builds the architecture a diffusers folder's configs describe with random weights; the
@@ -317,90 +328,410 @@ pub fn load_model_with_random_weights(
     tokenizer_dir: &Path,
     options: &LoadOptions,
 ) -> Result<StableDiffusion, LoadError> {
-    load(config_dir, Some(tokenizer_dir), options, &Weights::Random)
+    let configs = FolderConfigs::read(config_dir, Some(tokenizer_dir))?;
+    let text = configs
+        .text_components()
+        .iter()
+        .map(|_| Source::Random)
+        .collect();
+    let name = model_name(config_dir);
+    assemble(configs, text, Source::Random, Source::Random, name, options)
 }
 
-fn load(
-    path: &Path,
-    tokenizer_override: Option<&Path>,
-    options: &LoadOptions,
-    weights: &Weights,
-) -> Result<StableDiffusion, LoadError> {
-    if !path.exists() {
-        return Err(LoadError::NotFound {
-            path: path.to_path_buf(),
-        });
+/// Everything but the weights: which pipeline, its configs and tokenizers.
+struct FolderConfigs {
+    /// Where the configs came from, for error messages.
+    origin: PathBuf,
+    class_name: String,
+    family: Family,
+    force_zeros_for_empty_prompt: bool,
+    scheduler: SchedulerConfig,
+    text: Vec<(ClipTokenizer, ClipTextConfig)>,
+    unet: UNetConfig,
+    vae: VaeConfig,
+}
+
+impl FolderConfigs {
+    fn read(path: &Path, tokenizer_override: Option<&Path>) -> Result<Self, LoadError> {
+        if !path.exists() {
+            return Err(LoadError::NotFound {
+                path: path.to_path_buf(),
+            });
+        }
+        let index_path = path.join("model_index.json");
+        if !index_path.is_file() {
+            return Err(LoadError::NotDiffusersFolder {
+                path: path.to_path_buf(),
+            });
+        }
+        let index: ModelIndex = read_json(&index_path)?;
+        let family = family_of(&index, &index_path)?;
+        let scheduler_path = path.join("scheduler").join("scheduler_config.json");
+        let scheduler =
+            SchedulerConfig::from_file(&scheduler_path).map_err(|err| LoadError::InvalidJson {
+                path: scheduler_path.clone(),
+                message: err.to_string(),
+            })?;
+        let mut text = Vec::new();
+        for (encoder, tokenizer) in text_folders(family) {
+            let tokenizer_dir = tokenizer_override
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| path.join(tokenizer));
+            let tokenizer = ClipTokenizer::from_dir(&tokenizer_dir)?;
+            let config: ClipTextConfig = read_json(&path.join(encoder).join("config.json"))?;
+            text.push((tokenizer, config));
+        }
+        Ok(Self {
+            origin: path.to_path_buf(),
+            class_name: index.class_name,
+            family,
+            force_zeros_for_empty_prompt: index.force_zeros_for_empty_prompt.unwrap_or(false),
+            scheduler,
+            text,
+            unet: read_json(&path.join("unet").join("config.json"))?,
+            vae: read_json(&path.join("vae").join("config.json"))?,
+        })
     }
-    let index_path = path.join("model_index.json");
-    if !index_path.is_file() {
-        return Err(LoadError::NotDiffusersFolder {
-            path: path.to_path_buf(),
-        });
+
+    /// The configs shipped for a single-file checkpoint's family (`assets/configs/`).
+    fn embedded(kind: CheckpointKind) -> Result<Self, LoadError> {
+        let (folder, files) = match kind {
+            CheckpointKind::Sd1 => ("sd15", &embedded::SD15),
+            CheckpointKind::Sd2 => ("sd2", &embedded::SD2),
+            CheckpointKind::Sdxl => ("sdxl", &embedded::SDXL),
+        };
+        let origin = PathBuf::from(format!("assets/configs/{folder}"));
+        fn parse<T: DeserializeOwned>(
+            origin: &Path,
+            file: &str,
+            text: &str,
+        ) -> Result<T, LoadError> {
+            serde_json::from_str(text).map_err(|err| LoadError::InvalidJson {
+                path: origin.join(file),
+                message: format!("invalid built-in config: {err}"),
+            })
+        }
+        let index: ModelIndex = parse(&origin, "model_index.json", files.model_index)?;
+        let family = family_of(&index, &origin.join("model_index.json"))?;
+        let scheduler = SchedulerConfig::from_json_str(files.scheduler).map_err(|err| {
+            LoadError::InvalidJson {
+                path: origin.join("scheduler/scheduler_config.json"),
+                message: err.to_string(),
+            }
+        })?;
+        let pads: &[&str] = match kind {
+            CheckpointKind::Sd1 => &["<|endoftext|>"],
+            CheckpointKind::Sd2 => &["!"],
+            CheckpointKind::Sdxl => &["<|endoftext|>", "!"],
+        };
+        let text = files
+            .text
+            .iter()
+            .zip(pads)
+            .map(|(config, pad)| -> Result<_, LoadError> {
+                Ok((
+                    ClipTokenizer::embedded(pad)?,
+                    parse(&origin, "text_encoder/config.json", config)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            origin: origin.clone(),
+            class_name: index.class_name,
+            family,
+            force_zeros_for_empty_prompt: index.force_zeros_for_empty_prompt.unwrap_or(false),
+            scheduler,
+            text,
+            unet: parse(&origin, "unet/config.json", files.unet)?,
+            vae: parse(&origin, "vae/config.json", files.vae)?,
+        })
     }
-    let index: ModelIndex = read_json(&index_path)?;
+
+    fn text_components(&self) -> &'static [&'static str] {
+        match self.family {
+            Family::StableDiffusion => &["text_encoder"],
+            Family::StableDiffusionXl => &["text_encoder", "text_encoder_2"],
+        }
+    }
+
+    fn layout(&self) -> Layout {
+        let unet_layers_per_block = match &self.unet.layers_per_block {
+            crate::pipeline::unet::PerBlock::One(n) => *n,
+            crate::pipeline::unet::PerBlock::Each(v) => v.first().copied().unwrap_or(2),
+        };
+        Layout {
+            unet_layers_per_block,
+            vae_blocks: self.vae.block_out_channels.len(),
+        }
+    }
+}
+
+/// The configs of `assets/configs/`, compiled in so a single file needs nothing on disk.
+mod embedded {
+    pub struct Files {
+        pub model_index: &'static str,
+        pub scheduler: &'static str,
+        pub text: &'static [&'static str],
+        pub unet: &'static str,
+        pub vae: &'static str,
+    }
+
+    macro_rules! config {
+        ($folder:literal, $file:literal) => {
+            include_str!(concat!("../../assets/configs/", $folder, "/", $file))
+        };
+    }
+
+    pub const SD15: Files = Files {
+        model_index: config!("sd15", "model_index.json"),
+        scheduler: config!("sd15", "scheduler/scheduler_config.json"),
+        text: &[config!("sd15", "text_encoder/config.json")],
+        unet: config!("sd15", "unet/config.json"),
+        vae: config!("sd15", "vae/config.json"),
+    };
+    pub const SD2: Files = Files {
+        model_index: config!("sd2", "model_index.json"),
+        scheduler: config!("sd2", "scheduler/scheduler_config.json"),
+        text: &[config!("sd2", "text_encoder/config.json")],
+        unet: config!("sd2", "unet/config.json"),
+        vae: config!("sd2", "vae/config.json"),
+    };
+    pub const SDXL: Files = Files {
+        model_index: config!("sdxl", "model_index.json"),
+        scheduler: config!("sdxl", "scheduler/scheduler_config.json"),
+        text: &[
+            config!("sdxl", "text_encoder/config.json"),
+            config!("sdxl", "text_encoder_2/config.json"),
+        ],
+        unet: config!("sdxl", "unet/config.json"),
+        vae: config!("sdxl", "vae/config.json"),
+    };
+}
+
+fn text_folders(family: Family) -> &'static [(&'static str, &'static str)] {
+    match family {
+        Family::StableDiffusion => &[("text_encoder", "tokenizer")],
+        Family::StableDiffusionXl => &[
+            ("text_encoder", "tokenizer"),
+            ("text_encoder_2", "tokenizer_2"),
+        ],
+    }
+}
+
+fn family_of(index: &ModelIndex, index_path: &Path) -> Result<Family, LoadError> {
     let is_xl = index.class_name.contains("XL")
         || index
             .text_encoder_2
             .as_ref()
             .is_some_and(|v| v.as_array().is_some_and(|a| a.iter().all(|x| !x.is_null())));
-    let family = match index.class_name.as_str() {
-        name if name.starts_with("StableDiffusion") && !name.contains("Upscale") && !name.contains("3") => {
-            if is_xl {
+    match index.class_name.as_str() {
+        name if name.starts_with("StableDiffusion")
+            && !name.contains("Upscale")
+            && !name.contains('3') =>
+        {
+            Ok(if is_xl {
                 Family::StableDiffusionXl
             } else {
                 Family::StableDiffusion
-            }
-        }
-        other => {
-            return Err(LoadError::Unsupported {
-                path: index_path,
-                message: format!(
-                    "pipeline class \"{other}\" is not supported (supported: StableDiffusionPipeline, StableDiffusionXLPipeline and their img2img variants)"
-                ),
             })
         }
-    };
+        other => Err(LoadError::Unsupported {
+            path: index_path.to_path_buf(),
+            message: format!(
+                "pipeline class \"{other}\" is not supported (supported: StableDiffusionPipeline, StableDiffusionXLPipeline and their img2img variants)"
+            ),
+        }),
+    }
+}
 
-    let scheduler_path = path.join("scheduler").join("scheduler_config.json");
-    let scheduler_config =
-        SchedulerConfig::from_file(&scheduler_path).map_err(|err| LoadError::InvalidJson {
-            path: scheduler_path.clone(),
-            message: err.to_string(),
-        })?;
+const PICKLE_EXTENSIONS: [&str; 4] = ["ckpt", "pt", "pth", "bin"];
 
-    let tokenizer_dir = |name: &str| {
-        tokenizer_override
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| path.join(name))
+fn pickle_refusal(path: &Path) -> Option<LoadError> {
+    let extension = path.extension()?.to_string_lossy().to_lowercase();
+    PICKLE_EXTENSIONS.contains(&extension.as_str()).then(|| LoadError::Unsupported {
+        path: path.to_path_buf(),
+        message: format!(
+            ".{extension} files are Python pickles, and loading one can run any code it contains; use a .safetensors version of this model (most model pages offer one)"
+        ),
+    })
+}
+
+fn open_checkpoint(path: &Path) -> Result<Checkpoint, LoadError> {
+    if let Some(refusal) = pickle_refusal(path) {
+        return Err(refusal);
+    }
+    Checkpoint::open(path).map_err(|err| LoadError::Weights {
+        path: path.to_path_buf(),
+        message: format!(
+            "{} (is the file truncated or not safetensors?)",
+            describe_candle_error(&err)
+        ),
+    })
+}
+
+fn checkpoint_error(path: &Path, err: CheckpointError) -> LoadError {
+    LoadError::Unsupported {
+        path: path.to_path_buf(),
+        message: err.to_string(),
+    }
+}
+
+/// A standalone VAE file (ldm or diffusers names) for a model whose VAE config is `config`.
+fn read_vae_file(
+    path: &Path,
+    config: &VaeConfig,
+    options: &LoadOptions,
+) -> Result<WeightMap, LoadError> {
+    open_checkpoint(path)?
+        .vae(
+            config.block_out_channels.len(),
+            options.dtype,
+            &options.device,
+        )
+        .map_err(|err| checkpoint_error(path, err))
+}
+
+/// A single-file checkpoint (A1111 / civitai layout). The family comes from the tensor names;
+/// configs and tokenizers from `options.config` when given, else the built-in ones. SD 2.x
+/// files are taken as v-prediction at 768², as diffusers' single-file loader does when the
+/// file carries no training step.
+fn load_single_file(path: &Path, options: &LoadOptions) -> Result<StableDiffusion, LoadError> {
+    let checkpoint = open_checkpoint(path)?;
+    let kind = checkpoint
+        .kind()
+        .map_err(|err| checkpoint_error(path, err))?;
+    let configs = match &options.config {
+        Some(dir) => FolderConfigs::read(dir, None)?,
+        None => FolderConfigs::embedded(kind)?,
     };
-    let mut text_stages = vec![load_text_stage(
-        path,
-        "text_encoder",
-        &tokenizer_dir("tokenizer"),
+    let expected = match kind {
+        CheckpointKind::Sdxl => Family::StableDiffusionXl,
+        _ => Family::StableDiffusion,
+    };
+    if configs.family != expected {
+        return Err(LoadError::Unsupported {
+            path: path.to_path_buf(),
+            message: format!(
+                "the file is a {} checkpoint but the configs in {} describe a {} pipeline",
+                expected.label(0),
+                configs.origin.display(),
+                configs.family.label(0)
+            ),
+        });
+    }
+    let parts = checkpoint
+        .components(kind, configs.layout(), options.dtype, &options.device)
+        .map_err(|err| checkpoint_error(path, err))?;
+    let vae = match &options.vae {
+        Some(file) => read_vae_file(file, &configs.vae, options)?,
+        None if parts.vae.is_empty() => {
+            return Err(LoadError::Unsupported {
+                path: path.to_path_buf(),
+                message: "the checkpoint has no VAE (no first_stage_model.* tensors); choose a VAE file with --vae or \"VAE…\"".into(),
+            })
+        }
+        None => parts.vae,
+    };
+    let mut text = vec![Source::Map(Arc::new(parts.text_encoder))];
+    if kind == CheckpointKind::Sdxl {
+        text.push(Source::Map(Arc::new(parts.text_encoder_2)));
+    }
+    let unet = Source::Map(Arc::new(parts.unet));
+    let mut model = assemble(
+        configs,
+        text,
+        unet,
+        Source::Map(Arc::new(vae)),
+        model_name(path),
         options,
-        weights,
-    )?];
-    if family == Family::StableDiffusionXl {
-        text_stages.push(load_text_stage(
-            path,
-            "text_encoder_2",
-            &tokenizer_dir("tokenizer_2"),
-            options,
-            weights,
-        )?);
+    )
+    .map_err(|err| match err {
+        // Name the file the tensors came from, not the config folder.
+        LoadError::Build {
+            component, message, ..
+        } => LoadError::Build {
+            component,
+            dir: path.to_path_buf(),
+            message,
+        },
+        other => other,
+    })?;
+    model.info.file = Some(path.to_path_buf());
+    Ok(model)
+}
+
+/// Swaps `model`'s VAE for the one in `file` (ldm or diffusers names), or back to the model's
+/// own with `None`, without reloading anything else.
+pub fn replace_vae(model: &mut StableDiffusion, file: Option<&Path>) -> Result<(), LoadError> {
+    let Some(base) = &model.base else {
+        return Err(LoadError::Unsupported {
+            path: file.map(Path::to_path_buf).unwrap_or_default(),
+            message: "this model was built without weight files and cannot change its VAE".into(),
+        });
+    };
+    let options = LoadOptions {
+        device: model.device.clone(),
+        dtype: model.dtype,
+        ..LoadOptions::default()
+    };
+    let weights = match file {
+        Some(file) => Arc::new(read_vae_file(file, &base.vae_config, &options)?),
+        None => Arc::clone(&base.vae),
+    };
+    let origin = file.map(Path::to_path_buf).unwrap_or_default();
+    let vae = AutoencoderKL::new(
+        &base.vae_config,
+        weights.var_builder(Arc::default(), options.dtype, &options.device),
+    )
+    .map_err(|err| build_error("vae", &origin, err))?;
+    model.vae = vae;
+    Ok(())
+}
+
+fn assemble(
+    configs: FolderConfigs,
+    text: Vec<Source>,
+    unet: Source,
+    vae: Source,
+    name: String,
+    options: &LoadOptions,
+) -> Result<StableDiffusion, LoadError> {
+    let FolderConfigs {
+        origin,
+        class_name,
+        family,
+        force_zeros_for_empty_prompt,
+        scheduler: scheduler_config,
+        text: text_configs,
+        unet: unet_config,
+        vae: vae_config,
+    } = configs;
+    let mut text_stages = Vec::new();
+    let mut text_bases = Vec::new();
+    for ((tokenizer, config), (source, component)) in text_configs.into_iter().zip(
+        text.iter()
+            .zip(text_folders(family).iter().map(|(c, _)| *c)),
+    ) {
+        let encoder =
+            ClipTextEncoder::new(&config, tokenizer.eos_id(), source.var_builder(options))
+                .map_err(|err| build_error(component, &origin.join(component), err))?;
+        text_stages.push(TextStage {
+            tokenizer: Arc::new(tokenizer),
+            encoder,
+        });
+        if let Source::Map(map) = source {
+            text_bases.push((config, Arc::clone(map)));
+        }
     }
 
-    let unet_dir = path.join("unet");
-    let unet_config: UNetConfig = read_json(&unet_dir.join("config.json"))?;
-    let unet = UNet2DConditionModel::new(&unet_config, weights.var_builder(&unet_dir, options)?)
-        .map_err(|err| build_error("unet", &unet_dir, err))?;
-    if (family == Family::StableDiffusionXl) != unet.needs_added_conditions() {
+    let unet_model = UNet2DConditionModel::new(&unet_config, unet.var_builder(options))
+        .map_err(|err| build_error("unet", &origin.join("unet"), err))?;
+    if (family == Family::StableDiffusionXl) != unet_model.needs_added_conditions() {
         return Err(LoadError::Unsupported {
-            path: unet_dir.join("config.json"),
+            path: origin.join("unet").join("config.json"),
             message: format!(
-                "{} pipeline with a UNet {} text_time embedding",
-                index.class_name,
-                if unet.needs_added_conditions() {
+                "{class_name} pipeline with a UNet {} text_time embedding",
+                if unet_model.needs_added_conditions() {
                     "that has a"
                 } else {
                     "without the"
@@ -408,11 +739,8 @@ fn load(
             ),
         });
     }
-
-    let vae_dir = path.join("vae");
-    let vae_config: VaeConfig = read_json(&vae_dir.join("config.json"))?;
-    let vae = AutoencoderKL::new(&vae_config, weights.var_builder(&vae_dir, options)?)
-        .map_err(|err| build_error("vae", &vae_dir, err))?;
+    let vae_model = AutoencoderKL::new(&vae_config, vae.var_builder(options))
+        .map_err(|err| build_error("vae", &origin.join("vae"), err))?;
 
     let vae_scale_factor = vae_config.scale_factor();
     let native_size = unet_config
@@ -422,7 +750,6 @@ fn load(
             Family::StableDiffusion => 512,
             Family::StableDiffusionXl => 1024,
         });
-    let name = model_name(path);
     let distilled = name.to_lowercase().contains("turbo")
         || scheduler_config.timestep_spacing.as_deref() == Some("trailing");
     let cross_dim = match &unet_config.cross_attention_dim {
@@ -436,16 +763,32 @@ fn load(
         distilled,
         defaults: ModelDefaults::for_model(family, distilled, native_size),
         vae_scale_factor,
+        file: None,
+    };
+    let base = match (unet, vae) {
+        (Source::Map(unet), Source::Map(vae)) if text_bases.len() == text_stages.len() => {
+            Some(BaseWeights {
+                unet_config: unet_config.clone(),
+                unet,
+                vae_config: vae_config.clone(),
+                vae,
+                text: text_bases,
+            })
+        }
+        _ => None,
     };
     Ok(StableDiffusion {
         info,
         text_stages,
-        unet,
-        vae,
+        unet: unet_model,
+        vae: vae_model,
         scheduler_config,
-        force_zeros_for_empty_prompt: index.force_zeros_for_empty_prompt.unwrap_or(false),
+        force_zeros_for_empty_prompt,
         device: options.device.clone(),
         dtype: options.dtype,
+        base,
+        loras: Vec::new(),
+        embeddings: Vec::new(),
     })
 }
 

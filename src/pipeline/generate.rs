@@ -4,6 +4,10 @@
 use candle_core::{DType, Device, Tensor};
 
 use crate::models::{Family, ModelDefaults};
+pub use crate::pipeline::conditioning::PromptSyntax;
+use crate::pipeline::conditioning::{
+    encode_prompt, pad_to_same_length, prompt_pieces, token_usage, EncodedPrompt,
+};
 use crate::pipeline::noise::TorchRng;
 use crate::pipeline::schedulers::{
     build_scheduler, img2img_start_index, SchedulerConfig, SchedulerConfigError, SchedulerKind,
@@ -41,6 +45,10 @@ pub struct GenerationRequest {
     pub height: usize,
     pub scheduler: SchedulerKind,
     pub init_image: Option<InitImage>,
+    pub prompt_syntax: PromptSyntax,
+    /// A1111's "Clip skip": 1 uses the text encoder's last layer, 2 the one before … (SDXL
+    /// counts from its usual penultimate layer).
+    pub clip_skip: usize,
 }
 
 /// Progress of one denoising step, handed to the observer.
@@ -110,6 +118,23 @@ pub struct ModelInfo {
     pub defaults: ModelDefaults,
     /// Pixels per latent along each axis.
     pub vae_scale_factor: usize,
+    /// The checkpoint file, for single-file models (what A1111's model hash is taken of).
+    pub file: Option<std::path::PathBuf>,
+}
+
+/// The weights a model was built from, kept so LoRAs can be merged in and taken out again
+/// without reading the model from disk.
+pub(crate) struct BaseWeights {
+    pub(crate) unet_config: crate::pipeline::unet::UNetConfig,
+    pub(crate) unet: std::sync::Arc<crate::models::weights::WeightMap>,
+    pub(crate) vae_config: crate::pipeline::vae::VaeConfig,
+    /// The model's own VAE, for going back from a VAE file.
+    pub(crate) vae: std::sync::Arc<crate::models::weights::WeightMap>,
+    /// One per text stage: config and weights.
+    pub(crate) text: Vec<(
+        crate::pipeline::text_encoder::ClipTextConfig,
+        std::sync::Arc<crate::models::weights::WeightMap>,
+    )>,
 }
 
 /// A loaded Stable Diffusion pipeline: tokenizers, encoders, UNet, VAE and scheduler config.
@@ -122,6 +147,11 @@ pub struct StableDiffusion {
     pub(crate) force_zeros_for_empty_prompt: bool,
     pub(crate) device: Device,
     pub(crate) dtype: DType,
+    /// `None` for random-weight models (benchmarks), which cannot take LoRAs.
+    pub(crate) base: Option<BaseWeights>,
+    /// LoRAs merged into the weights now, with their multipliers.
+    pub(crate) loras: Vec<crate::models::lora::ActiveLora>,
+    pub(crate) embeddings: Vec<std::sync::Arc<crate::models::embeddings::TextualInversion>>,
 }
 
 struct Conditioning {
@@ -137,6 +167,39 @@ impl StableDiffusion {
 
     pub fn scheduler_config(&self) -> &SchedulerConfig {
         &self.scheduler_config
+    }
+
+    /// Tokens used and room for them ("80/150"), as the first text encoder chunks `text`.
+    pub fn token_usage(&self, text: &str, syntax: PromptSyntax) -> (usize, usize) {
+        token_usage(&self.text_stages[0].tokenizer, text, syntax)
+    }
+
+    /// The LoRAs merged into the weights now.
+    pub fn loras(&self) -> &[crate::models::lora::ActiveLora] {
+        &self.loras
+    }
+
+    /// Textual-inversion embeddings usable by name in prompts from now on (replacing the
+    /// previous set); returns the names of those that don't fit this model's text encoders.
+    pub fn set_embeddings(
+        &mut self,
+        embeddings: Vec<std::sync::Arc<crate::models::embeddings::TextualInversion>>,
+    ) -> Vec<String> {
+        let encoders = self.text_stages.len();
+        let fits = |e: &crate::models::embeddings::TextualInversion| {
+            self.text_stages.iter().enumerate().all(|(i, stage)| {
+                e.vectors_for(i, encoders, stage.encoder.hidden_size())
+                    .is_some()
+            })
+        };
+        let (usable, skipped): (Vec<_>, Vec<_>) = embeddings.into_iter().partition(|e| fits(e));
+        self.embeddings = usable;
+        skipped.into_iter().map(|e| e.name.clone()).collect()
+    }
+
+    /// Names of the embeddings usable in prompts.
+    pub fn embedding_names(&self) -> Vec<String> {
+        self.embeddings.iter().map(|e| e.name.clone()).collect()
     }
 
     /// The first (or only) tokenizer: what prompt-length counters should use.
@@ -186,6 +249,20 @@ impl StableDiffusion {
                 )));
             }
         }
+        for (name, text) in [
+            ("prompt", Some(request.prompt.as_str())),
+            ("negative prompt", request.negative_prompt.as_deref()),
+        ] {
+            if let Some(text) = text {
+                prompt_pieces(text, request.prompt_syntax)
+                    .map_err(|err| GenerateError::InvalidRequest(format!("{name}: {err}")))?;
+            }
+        }
+        if request.clip_skip == 0 {
+            return Err(GenerateError::InvalidRequest(
+                "clip skip must be at least 1 (1 = use the last layer)".into(),
+            ));
+        }
         if request.steps == 0 {
             return Err(GenerateError::InvalidRequest(
                 "steps must be at least 1".into(),
@@ -220,7 +297,22 @@ impl StableDiffusion {
         request: &GenerationRequest,
         guided: bool,
     ) -> Result<Conditioning, GenerateError> {
-        let positive = self.encode_text(&request.prompt)?;
+        let encode = |text: &str| {
+            encode_prompt(
+                &self.text_stages,
+                self.info.family,
+                &self.embeddings,
+                text,
+                request.prompt_syntax,
+                request.clip_skip,
+            )
+        };
+        let positive = encode(&request.prompt)?;
+        if self.info.family == Family::StableDiffusionXl && positive.pooled.is_none() {
+            return Err(GenerateError::InvalidRequest(
+                "SDXL model has no projected text encoder (text_encoder_2)".into(),
+            ));
+        }
         let (width, height) = (request.width as f32, request.height as f32);
         let time_ids = |batch: usize| -> candle_core::Result<Tensor> {
             let row = [height, width, 0.0, 0.0, height, width];
@@ -243,8 +335,9 @@ impl StableDiffusion {
         let zero_negative = self.info.family == Family::StableDiffusionXl
             && request.negative_prompt.is_none()
             && self.force_zeros_for_empty_prompt;
-        let negative = if zero_negative {
-            EncodedText {
+        let mut positive = positive;
+        let mut negative = if zero_negative {
+            EncodedPrompt {
                 hidden: positive.hidden.zeros_like()?,
                 pooled: positive
                     .pooled
@@ -253,8 +346,12 @@ impl StableDiffusion {
                     .transpose()?,
             }
         } else {
-            self.encode_text(request.negative_prompt.as_deref().unwrap_or(""))?
+            encode(request.negative_prompt.as_deref().unwrap_or(""))?
         };
+        if negative.hidden.dim(1)? != positive.hidden.dim(1)? {
+            let empty = encode("")?;
+            pad_to_same_length(&mut negative.hidden, &mut positive.hidden, &empty.hidden)?;
+        }
         let context = Tensor::cat(&[&negative.hidden, &positive.hidden], 0)?;
         let added = match (negative.pooled, positive.pooled) {
             (Some(neg), Some(pos)) => Some(AddedConditions {
@@ -264,43 +361,6 @@ impl StableDiffusion {
             _ => None,
         };
         Ok(Conditioning { context, added })
-    }
-
-    fn encode_text(&self, text: &str) -> Result<EncodedText, GenerateError> {
-        match self.info.family {
-            Family::StableDiffusion => {
-                let stage = &self.text_stages[0];
-                let out = stage
-                    .encoder
-                    .forward(&stage.tokenizer.encode_padded(text))?;
-                Ok(EncodedText {
-                    hidden: out.last_hidden_state,
-                    pooled: None,
-                })
-            }
-            Family::StableDiffusionXl => {
-                let mut hidden = Vec::with_capacity(self.text_stages.len());
-                let mut pooled = None;
-                for stage in &self.text_stages {
-                    let out = stage
-                        .encoder
-                        .forward(&stage.tokenizer.encode_padded(text))?;
-                    hidden.push(out.penultimate_hidden_state);
-                    if stage.encoder.has_projection() {
-                        pooled = Some(out.pooled);
-                    }
-                }
-                let Some(pooled) = pooled else {
-                    return Err(GenerateError::InvalidRequest(
-                        "SDXL model has no projected text encoder (text_encoder_2)".into(),
-                    ));
-                };
-                Ok(EncodedText {
-                    hidden: Tensor::cat(&hidden, 2)?,
-                    pooled: Some(pooled),
-                })
-            }
-        }
     }
 
     /// Runs one generation. `observer` sees every step and may cancel.
@@ -403,11 +463,6 @@ impl StableDiffusion {
             pixels,
         })
     }
-}
-
-struct EncodedText {
-    hidden: Tensor,
-    pooled: Option<Tensor>,
 }
 
 /// An RGB image as a `(1, 3, H, W)` tensor in [-1, 1], resized (Lanczos) when the requested

@@ -1,9 +1,11 @@
 //! Everything that turns a prompt into an image once the weights are loaded.
 
 pub mod attention;
+pub mod conditioning;
 pub mod generate;
 pub mod layers;
 pub mod noise;
+pub mod prompt;
 pub mod schedulers;
 pub mod text_encoder;
 pub mod tokenizer;

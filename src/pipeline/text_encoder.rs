@@ -149,6 +149,24 @@ pub struct TextEncoderOutput {
     pub penultimate_hidden_state: Tensor,
     /// Final-norm state at the end-of-text token, through `text_projection` when present.
     pub pooled: Tensor,
+    /// transformers' `hidden_states`: the embeddings, then each layer's output (no final norm).
+    pub hidden_states: Vec<Tensor>,
+}
+
+impl TextEncoderOutput {
+    /// `hidden_states[-from_end]` (1 = the last layer's output, 2 = the penultimate …).
+    pub fn hidden_state_from_end(&self, from_end: usize) -> Result<&Tensor> {
+        self.hidden_states
+            .len()
+            .checked_sub(from_end)
+            .and_then(|i| self.hidden_states.get(i))
+            .ok_or_else(|| {
+                candle_core::Error::Msg(format!(
+                    "clip skip {from_end} is more than the text encoder's {} layers",
+                    self.hidden_states.len().saturating_sub(1)
+                ))
+            })
+    }
 }
 
 pub struct ClipTextEncoder {
@@ -227,8 +245,29 @@ impl ClipTextEncoder {
         self.text_projection.is_some()
     }
 
+    /// Width of the token embeddings.
+    pub fn hidden_size(&self) -> usize {
+        self.position_embedding.dims().get(1).copied().unwrap_or(0)
+    }
+
+    /// The final layer norm, for conditioning taken from an earlier layer (clip skip).
+    pub fn final_layer_norm(&self, xs: &Tensor) -> Result<Tensor> {
+        self.final_layer_norm.forward(xs)
+    }
+
     /// Encodes one padded token sequence (batch 1).
     pub fn forward(&self, token_ids: &[u32]) -> Result<TextEncoderOutput> {
+        self.forward_with_embeddings(token_ids, &[])
+    }
+
+    /// Like [`Self::forward`], with the token embeddings at some positions replaced:
+    /// `(position, vectors)` puts the `(n, hidden)` rows of `vectors` at `position..position + n`
+    /// (textual inversion).
+    pub fn forward_with_embeddings(
+        &self,
+        token_ids: &[u32],
+        replacements: &[(usize, &Tensor)],
+    ) -> Result<TextEncoderOutput> {
         let device = self.position_embedding.device();
         let seq = token_ids.len();
         if seq == 0 || seq > self.position_embedding.dim(0)? {
@@ -239,19 +278,34 @@ impl ClipTextEncoder {
         }
         let ids = Tensor::new(token_ids, device)?.unsqueeze(0)?;
         let positions = self.position_embedding.narrow(0, 0, seq)?;
-        let mut xs = self
-            .token_embedding
-            .forward(&ids)?
-            .broadcast_add(&positions)?;
-        let mask = causal_mask(seq, xs.dtype(), device)?;
-        let mut penultimate = xs.clone();
-        let last_index = self.layers.len().saturating_sub(1);
-        for (i, layer) in self.layers.iter().enumerate() {
-            if i == last_index {
-                penultimate = xs.clone();
+        let mut tokens = self.token_embedding.forward(&ids)?;
+        for (position, vectors) in replacements {
+            let vectors = vectors.to_dtype(tokens.dtype())?.to_device(device)?;
+            let count = vectors.dim(0)?;
+            if position + count > seq {
+                candle_core::bail!(
+                    "embedding at {position} ({count} vectors) overruns {seq} tokens"
+                );
             }
+            let mut parts = Vec::with_capacity(3);
+            if *position > 0 {
+                parts.push(tokens.narrow(1, 0, *position)?);
+            }
+            parts.push(vectors.unsqueeze(0)?);
+            if position + count < seq {
+                parts.push(tokens.narrow(1, position + count, seq - position - count)?);
+            }
+            tokens = Tensor::cat(&parts, 1)?;
+        }
+        let mut xs = tokens.broadcast_add(&positions)?;
+        let mask = causal_mask(seq, xs.dtype(), device)?;
+        let mut hidden_states = Vec::with_capacity(self.layers.len() + 1);
+        for layer in &self.layers {
+            hidden_states.push(xs.clone());
             xs = layer.forward(&xs, &mask)?;
         }
+        hidden_states.push(xs.clone());
+        let penultimate = hidden_states[hidden_states.len().saturating_sub(2)].clone();
         let last_hidden_state = self.final_layer_norm.forward(&xs)?;
         let eos_position = token_ids
             .iter()
@@ -265,6 +319,7 @@ impl ClipTextEncoder {
             last_hidden_state,
             penultimate_hidden_state: penultimate,
             pooled,
+            hidden_states,
         })
     }
 }

@@ -1015,6 +1015,13 @@ impl ClipTokenizer {
         self.pad_id
     }
 
+    /// Id of a stand-alone comma (`,</w>`, 267 for CLIP), the token A1111's prompt chunking
+    /// backtracks to; looked up the way A1111 does (`get_vocab()[",</w>"]`), so `None` for a
+    /// vocabulary without it.
+    pub fn comma_id(&self) -> Option<u32> {
+        self.token_to_id(",</w>")
+    }
+
     /// BPE of one pre-token, appended to `out`; results are cached per word.
     fn bpe_word(&self, word: &str, out: &mut Vec<u32>) {
         let mut mapped = String::with_capacity(word.len() * 2);
@@ -1470,6 +1477,16 @@ mod tests {
             assert_eq!(tok.encode(text), *want, "SD2 {text:?}");
         }
         assert_eq!(tok.pad_id(), 0);
+    }
+
+    #[test]
+    fn comma_id_is_the_id_of_a_lone_comma() {
+        let tok = sd1();
+        assert_eq!(tok.comma_id(), Some(267));
+        assert_eq!(tok.encode("a, b")[1], 267);
+        let dir = sd2_dir();
+        let sd2 = ClipTokenizer::from_dir(&dir.0).expect("load SD2 flavour");
+        assert_eq!(sd2.comma_id(), Some(267));
     }
 
     #[test]
