@@ -1,15 +1,16 @@
 //! End-to-end parity with diffusers on tiny random-weight pipelines of every family.
 //! References come from `tests/fixtures/make_fixtures.py`.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+mod support;
 
-use candle_core::{DType, Device, Tensor};
+use std::collections::HashMap;
+
 use latent_studio::models::{load_model, LoadOptions};
 use latent_studio::pipeline::generate::{
-    Flow, GenerationRequest, InitImage, PromptSyntax, RgbImage, StableDiffusion,
+    Flow, GenerationRequest, InitImage, PromptSyntax, StableDiffusion,
 };
 use serde::Deserialize;
+use support::{compare_with_reference, fixtures, load_png};
 
 #[derive(Debug, Deserialize)]
 struct Case {
@@ -28,40 +29,7 @@ struct Case {
     strength: Option<f64>,
 }
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-fn load_png(path: &Path) -> RgbImage {
-    let image = image::open(path).expect("init image").to_rgb8();
-    RgbImage {
-        width: image.width() as usize,
-        height: image.height() as usize,
-        pixels: image.into_raw(),
-    }
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    let a = a.to_dtype(DType::F32).unwrap();
-    let b = b.to_dtype(DType::F32).unwrap().reshape(a.shape()).unwrap();
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar()
-        .unwrap()
-}
-
 fn run_case(model: &StableDiffusion, case: &Case) -> Result<(), String> {
-    let reference = candle_core::safetensors::load(
-        fixtures()
-            .join("cases")
-            .join(format!("{}.safetensors", case.name)),
-        &Device::Cpu,
-    )
-    .map_err(|e| e.to_string())?;
     let init_image = match (&case.init_image, case.strength) {
         (Some(path), Some(strength)) => Some(InitImage {
             image: load_png(&fixtures().join(path)),
@@ -99,35 +67,13 @@ fn run_case(model: &StableDiffusion, case: &Case) -> Result<(), String> {
     if steps_seen == 0 {
         return Err("no step progress reported".into());
     }
-    let latent_diff = max_abs_diff(&output.latents, &reference["latents"]);
-    let expected: Vec<u8> = reference["image"].flatten_all().unwrap().to_vec1().unwrap();
-    if expected.len() != output.image.pixels.len() {
-        return Err(format!(
-            "image size {} vs {}",
-            output.image.pixels.len(),
-            expected.len()
-        ));
-    }
-    let diffs: Vec<f64> = output
-        .image
-        .pixels
-        .iter()
-        .zip(&expected)
-        .map(|(&a, &b)| (a as f64 - b as f64).abs())
-        .collect();
-    let mean = diffs.iter().sum::<f64>() / diffs.len() as f64;
-    let max = diffs.iter().cloned().fold(0.0, f64::max);
-    eprintln!(
-        "{:<24} latents max|Δ| {latent_diff:.2e}  image mean|Δ| {mean:.4}/255 max|Δ| {max}/255",
-        case.name
-    );
-    if latent_diff > 1e-3 || mean > 0.25 || max > 2.0 {
-        return Err(format!(
-            "{}: latents max diff {latent_diff}, image mean {mean}/255, max {max}/255",
-            case.name
-        ));
-    }
-    Ok(())
+    compare_with_reference(
+        &case.name,
+        &output,
+        &fixtures()
+            .join("cases")
+            .join(format!("{}.safetensors", case.name)),
+    )
 }
 
 #[test]

@@ -151,7 +151,7 @@ pub struct LoraFile {
 }
 
 /// A LoRA merged into a model, with its multiplier.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct ActiveLora {
     pub lora: Arc<LoraFile>,
     pub multiplier: f64,
@@ -454,14 +454,14 @@ impl ModuleIndex {
                 continue;
             };
             let underscored = module.replace('.', "_");
-            // transformers 5 saves text encoders without the `text_model.` prefix kohya uses.
-            if !module.starts_with("text_model.")
-                && weights
-                    .get("text_model.embeddings.token_embedding.weight")
-                    .is_none()
-            {
-                by_underscored.insert(format!("text_model_{underscored}"), name.to_string());
-            }
+            // Text encoders are saved with the `text_model.` prefix (transformers 4, single
+            // files, kohya's names) or without it (transformers 5, recent PEFT files); a LoRA
+            // of either kind must find a model of either kind.
+            let other_spelling = match underscored.strip_prefix("text_model_") {
+                Some(bare) => bare.to_string(),
+                None => format!("text_model_{underscored}"),
+            };
+            by_underscored.insert(other_spelling, name.to_string());
             by_underscored.insert(underscored, name.to_string());
         }
         Self { by_underscored }

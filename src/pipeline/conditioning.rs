@@ -11,8 +11,7 @@ use crate::models::Family;
 use crate::pipeline::generate::TextStage;
 pub use crate::pipeline::prompt::PromptSyntax;
 use crate::pipeline::prompt::{
-    chunk_prompt, extract_lora_tags, parse_emphasis, ChunkedPrompt, EmbeddingName, PromptChunk,
-    PromptError, PromptPiece, CHUNK_LENGTH,
+    chunk_text, ChunkedPrompt, EmbeddingName, PromptChunk, CHUNK_LENGTH,
 };
 use crate::pipeline::tokenizer::ClipTokenizer;
 
@@ -22,23 +21,6 @@ pub(crate) struct EncodedPrompt {
     pub pooled: Option<Tensor>,
 }
 
-/// The weighted pieces of a prompt, or why A1111 would refuse it.
-pub fn prompt_pieces(
-    text: &str,
-    syntax: PromptSyntax,
-) -> std::result::Result<Vec<PromptPiece>, PromptError> {
-    match syntax {
-        PromptSyntax::A1111 => {
-            let (text, _) = extract_lora_tags(text)?;
-            parse_emphasis(&text)
-        }
-        PromptSyntax::Plain => Ok(vec![PromptPiece::Text {
-            text: text.to_string(),
-            weight: 1.0,
-        }]),
-    }
-}
-
 /// How the text is tokenized for one encoder: content chunks of ≤ 75 tokens.
 fn chunks_for(
     tokenizer: &ClipTokenizer,
@@ -46,21 +28,8 @@ fn chunks_for(
     syntax: PromptSyntax,
     names: &[EmbeddingName],
 ) -> Result<ChunkedPrompt> {
-    let tokenize = |piece: &str| tokenizer.encode(piece);
-    let pieces =
-        prompt_pieces(text, syntax).map_err(|err| candle_core::Error::Msg(err.to_string()))?;
-    Ok(match syntax {
-        PromptSyntax::A1111 => {
-            let comma = tokenizer.encode(",").first().copied();
-            chunk_prompt(&pieces, &tokenize, comma, names)
-        }
-        PromptSyntax::Plain => {
-            // Without a comma id chunks break at exactly 75 tokens; diffusers keeps the first.
-            let mut chunked = chunk_prompt(&pieces, &tokenize, None, names);
-            chunked.chunks.truncate(1);
-            chunked
-        }
-    })
+    chunk_text(tokenizer, text, syntax, names)
+        .map_err(|err| candle_core::Error::Msg(err.to_string()))
 }
 
 /// Ids and weights of one chunk as the encoder sees it: BOS, content, EOS, pad to 77.
@@ -200,19 +169,6 @@ pub(crate) fn pad_to_same_length(a: &mut Tensor, b: &mut Tensor, empty: &Tensor)
         *b = pad(b, la - lb)?;
     }
     Ok(())
-}
-
-/// Tokens used and room in the chunks so far, for a prompt-length counter ("80/150").
-/// With plain syntax the count can exceed the capacity: diffusers drops the excess.
-pub fn token_usage(tokenizer: &ClipTokenizer, text: &str, syntax: PromptSyntax) -> (usize, usize) {
-    match syntax {
-        PromptSyntax::A1111 => match chunks_for(tokenizer, text, syntax, &[]) {
-            Ok(chunked) => chunked.counter(),
-            // An unparsable tag: count the raw text so the counter still moves.
-            Err(_) => (tokenizer.encode(text).len(), CHUNK_LENGTH),
-        },
-        PromptSyntax::Plain => (tokenizer.encode(text).len(), CHUNK_LENGTH),
-    }
 }
 
 #[cfg(test)]

@@ -5,10 +5,9 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::models::{Family, ModelDefaults};
 pub use crate::pipeline::conditioning::PromptSyntax;
-use crate::pipeline::conditioning::{
-    encode_prompt, pad_to_same_length, prompt_pieces, token_usage, EncodedPrompt,
-};
+use crate::pipeline::conditioning::{encode_prompt, pad_to_same_length, EncodedPrompt};
 use crate::pipeline::noise::TorchRng;
+use crate::pipeline::prompt::{prompt_pieces, token_usage};
 use crate::pipeline::schedulers::{
     build_scheduler, img2img_start_index, SchedulerConfig, SchedulerConfigError, SchedulerKind,
 };

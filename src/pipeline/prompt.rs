@@ -13,6 +13,7 @@
 //! Where Python and Rust differ on character classes or number parsing, the code below
 //! reproduces Python's behaviour, because that is what decides which prompts A1111 accepts.
 
+use crate::pipeline::tokenizer::ClipTokenizer;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
@@ -660,6 +661,56 @@ impl<'a> EmbeddingLookup<'a> {
             let name = &self.embeddings[index].tokens;
             tokens.get(position..position + name.len()) == Some(name.as_slice())
         })
+    }
+}
+
+/// The weighted pieces of a prompt, or why A1111 would refuse it.
+pub fn prompt_pieces(
+    text: &str,
+    syntax: PromptSyntax,
+) -> std::result::Result<Vec<PromptPiece>, PromptError> {
+    match syntax {
+        PromptSyntax::A1111 => {
+            let (text, _) = extract_lora_tags(text)?;
+            parse_emphasis(&text)
+        }
+        PromptSyntax::Plain => Ok(vec![PromptPiece::Text {
+            text: text.to_string(),
+            weight: 1.0,
+        }]),
+    }
+}
+
+/// A prompt's chunks for one tokenizer: A1111's layout, or diffusers' single truncated chunk.
+pub fn chunk_text(
+    tokenizer: &ClipTokenizer,
+    text: &str,
+    syntax: PromptSyntax,
+    names: &[EmbeddingName],
+) -> Result<ChunkedPrompt, PromptError> {
+    let tokenize = |piece: &str| tokenizer.encode(piece);
+    let pieces = prompt_pieces(text, syntax)?;
+    Ok(match syntax {
+        PromptSyntax::A1111 => chunk_prompt(&pieces, &tokenize, tokenizer.comma_id(), names),
+        PromptSyntax::Plain => {
+            // Without a comma id chunks break at exactly 75 tokens; diffusers keeps the first.
+            let mut chunked = chunk_prompt(&pieces, &tokenize, None, names);
+            chunked.chunks.truncate(1);
+            chunked
+        }
+    })
+}
+
+/// Tokens used and room in the chunks so far, for a prompt-length counter ("80/150").
+/// With plain syntax the count can exceed the capacity: diffusers drops the excess.
+pub fn token_usage(tokenizer: &ClipTokenizer, text: &str, syntax: PromptSyntax) -> (usize, usize) {
+    match syntax {
+        PromptSyntax::A1111 => match chunk_text(tokenizer, text, syntax, &[]) {
+            Ok(chunked) => chunked.counter(),
+            // An unparsable tag: count the raw text so the counter still moves.
+            Err(_) => (tokenizer.encode(text).len(), CHUNK_LENGTH),
+        },
+        PromptSyntax::Plain => (tokenizer.encode(text).len(), CHUNK_LENGTH),
     }
 }
 

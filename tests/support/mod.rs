@@ -1,0 +1,76 @@
+//! Shared by the parity tests: fixture paths and comparison with diffusers' references.
+// Each test binary includes this module and uses only part of it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use latent_studio::pipeline::generate::{GeneratedImage, RgbImage};
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+pub fn load_png(path: &Path) -> RgbImage {
+    let image = image::open(path).expect("init image").to_rgb8();
+    RgbImage {
+        width: image.width() as usize,
+        height: image.height() as usize,
+        pixels: image.into_raw(),
+    }
+}
+
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    let a = a.to_dtype(DType::F32).unwrap();
+    let b = b.to_dtype(DType::F32).unwrap().reshape(a.shape()).unwrap();
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap()
+}
+
+/// Compares a generation with a reference file holding diffusers' `latents` and `image`;
+/// prints the differences and fails past the limits every parity test uses.
+pub fn compare_with_reference(
+    name: &str,
+    output: &GeneratedImage,
+    reference: &Path,
+) -> Result<(), String> {
+    let reference = candle_core::safetensors::load(reference, &Device::Cpu)
+        .map_err(|e| format!("{}: {e}", reference.display()))?;
+    let latent_diff = max_abs_diff(&output.latents, &reference["latents"]);
+    let expected: Vec<u8> = reference["image"].flatten_all().unwrap().to_vec1().unwrap();
+    if expected.len() != output.image.pixels.len() {
+        return Err(format!(
+            "image size {} vs {}",
+            output.image.pixels.len(),
+            expected.len()
+        ));
+    }
+    let (mean, max) = image_diff(&output.image.pixels, &expected);
+    eprintln!(
+        "{name:<24} latents max|Δ| {latent_diff:.2e}  image mean|Δ| {mean:.4}/255 max|Δ| {max}/255"
+    );
+    if latent_diff > 1e-3 || mean > 0.25 || max > 2.0 {
+        return Err(format!(
+            "{name}: latents max diff {latent_diff}, image mean {mean}/255, max {max}/255"
+        ));
+    }
+    Ok(())
+}
+
+/// Mean and max absolute difference of two 8-bit buffers.
+pub fn image_diff(a: &[u8], b: &[u8]) -> (f64, f64) {
+    let diffs: Vec<f64> = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| (x as f64 - y as f64).abs())
+        .collect();
+    let mean = diffs.iter().sum::<f64>() / diffs.len().max(1) as f64;
+    let max = diffs.iter().cloned().fold(0.0, f64::max);
+    (mean, max)
+}
