@@ -67,6 +67,18 @@ impl Desktop for ScriptedDesktop {
     fn pick_model_folder(&mut self) -> Option<PathBuf> {
         self.next()
     }
+    fn pick_model_file(&mut self) -> Option<PathBuf> {
+        self.next()
+    }
+    fn pick_vae_file(&mut self) -> Option<PathBuf> {
+        self.next()
+    }
+    fn pick_lora_folder(&mut self, _current: &Path) -> Option<PathBuf> {
+        self.next()
+    }
+    fn pick_embeddings_folder(&mut self, _current: &Path) -> Option<PathBuf> {
+        self.next()
+    }
     fn pick_init_image(&mut self) -> Option<PathBuf> {
         self.next()
     }
@@ -360,7 +372,7 @@ fn a_broken_model_shows_an_error_and_another_model_still_works() {
         !text_shown(&harness, "Could not load"),
         "the error goes once a model loads"
     );
-    assert_eq!(harness.state().state().recent_folders.first(), Some(&good));
+    assert_eq!(harness.state().state().recent_models.first(), Some(&good));
 
     harness.get_by_label("Prompt").focus();
     harness.run_steps(1);
@@ -450,11 +462,15 @@ fn every_control_has_an_accessible_name() {
     let mut harness = open_app(fixture_model("sd_turbo"), &output.0, &desktop);
     wait_for_model(&mut harness);
     // Tall enough for every section of the left panel to be open at once.
-    harness.set_size(egui::Vec2::new(1280.0, 1200.0));
+    harness.set_size(egui::Vec2::new(1280.0, 1600.0));
     harness.run_steps(2);
     harness.get_by_label("Start from an image").click();
     harness.run_steps(2);
     harness.get_by_label("Output and preview").click();
+    harness.run_steps(3);
+    harness.get_by_label("LoRA").click();
+    harness.run_steps(2);
+    harness.get_by_label("Advanced").click();
     harness.run_steps(3);
     harness.get_by_label("Full (VAE)").click();
     harness.run_steps(3);
@@ -474,6 +490,9 @@ fn every_control_has_an_accessible_name() {
         "Height",
         "Strength",
         "Decode every",
+        "VAE",
+        "Clip skip",
+        "Prompt syntax",
     ] {
         assert!(
             harness.query_all_by_label(name).next().is_some(),
@@ -545,5 +564,217 @@ fn settings_survive_a_restart() {
     assert_eq!(
         reopened.get_by_label("Prompt").value().as_deref(),
         Some("a quiet harbour")
+    );
+}
+
+fn format_fixture(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/formats")
+        .join(path)
+}
+
+#[test]
+fn the_lora_list_reads_its_folder_and_enabled_loras_reach_the_image() {
+    let output = Scratch::new("lora-out");
+    let lora_folder = Scratch::new("lora-folder");
+    std::fs::copy(
+        format_fixture("loras/sd1_kohya.safetensors"),
+        lora_folder.0.join("sd1_kohya.safetensors"),
+    )
+    .expect("copy lora");
+    std::fs::write(lora_folder.0.join("another.safetensors"), b"not used").expect("write");
+    std::fs::write(lora_folder.0.join("readme.txt"), b"not listed").expect("write");
+
+    let desktop = ScriptedDesktop::default();
+    let mut harness = open_app(fixture_model("sd1"), &output.0, &desktop);
+    wait_for_model(&mut harness);
+    harness.set_size(egui::Vec2::new(1280.0, 1400.0));
+    harness.get_by_label("LoRA").click();
+    harness.run_steps(2);
+    desktop.answer(&lora_folder.0);
+    harness.get_by_label("Change…").click();
+    step_until(&mut harness, "the LoRA folder listing", |app| {
+        app.lora_listing().files.len() == 2
+    });
+    harness.run_steps(2);
+    assert_eq!(
+        harness.state().lora_listing().files,
+        ["another.safetensors", "sd1_kohya.safetensors"]
+    );
+    assert_eq!(
+        harness.state().state().lora_folder.as_ref(),
+        Some(&lora_folder.0)
+    );
+
+    // Switch one on in the list and lower its strength.
+    harness.get_by_label("sd1_kohya").click();
+    harness.run_steps(2);
+    assert!(
+        harness
+            .state()
+            .state()
+            .lora_choice("sd1_kohya.safetensors")
+            .enabled
+    );
+    harness
+        .state_mut()
+        .state_mut()
+        .loras
+        .entry("sd1_kohya.safetensors".into())
+        .or_default()
+        .multiplier = 0.5;
+    assert_eq!(
+        harness.state().listed_loras_for_job(),
+        vec![(lora_folder.0.join("sd1_kohya.safetensors"), 0.5)]
+    );
+
+    {
+        let state = harness.state_mut().state_mut();
+        state.steps = 2;
+        state.prompt = "a lighthouse".into();
+    }
+    harness.get_by_label("Generate").click();
+    step_until(&mut harness, "the image with the LoRA", |app| {
+        app.run().is_none() && app.history().len() == 1
+    });
+    let files = pngs_in(&output.0);
+    assert_eq!(
+        files.len(),
+        1,
+        "{:?}",
+        harness
+            .state()
+            .notices()
+            .iter()
+            .map(|n| (&n.title, &n.detail))
+            .collect::<Vec<_>>()
+    );
+    let parameters = read_png_parameters(&files[0])
+        .expect("read")
+        .expect("a parameters chunk");
+    // The worker records a list LoRA as a prompt tag plus its hash, as A1111 does.
+    assert!(
+        parameters.starts_with("a lighthouse <lora:sd1_kohya:0.5>\n"),
+        "{parameters}"
+    );
+    assert!(
+        parameters.contains("Lora hashes: \"sd1_kohya: "),
+        "{parameters}"
+    );
+
+    // "Tag" puts the first entry's tag in the prompt instead.
+    harness.state_mut().state_mut().prompt = "a cat".into();
+    harness.run_steps(1);
+    harness
+        .query_all_by_label("Tag")
+        .next()
+        .expect("a Tag button per LoRA")
+        .click();
+    harness.run_steps(2);
+    assert_eq!(harness.state().state().prompt, "a cat, <lora:another:1>");
+}
+
+#[test]
+fn the_token_counter_counts_a1111_chunks() {
+    use latent_studio::pipeline::prompt::PromptSyntax;
+
+    let output = Scratch::new("tokens");
+    let desktop = ScriptedDesktop::default();
+    let mut harness = open_app(fixture_model("sd_turbo"), &output.0, &desktop);
+    wait_for_model(&mut harness);
+    harness.state_mut().state_mut().prompt = "a small red boat on a calm lake, ".repeat(12);
+    harness.run_steps(2);
+    assert!(
+        text_shown(&harness, "/150"),
+        "a prompt past 75 tokens takes a second chunk"
+    );
+    harness.state_mut().state_mut().prompt_syntax = PromptSyntax::Plain;
+    harness.run_steps(2);
+    assert!(
+        !text_shown(&harness, "/150"),
+        "plain syntax reads one sequence"
+    );
+}
+
+#[test]
+fn importing_a_png_restores_clip_skip_syntax_model_and_loras() {
+    use latent_studio::pipeline::prompt::PromptSyntax;
+
+    let output = Scratch::new("import-out");
+    let files = Scratch::new("import-files");
+    let desktop = ScriptedDesktop::default();
+    let mut harness = open_app(fixture_model("sd_turbo"), &output.0, &desktop);
+    wait_for_model(&mut harness);
+    let ModelSource::Folder(sd1) = fixture_model("sd1") else {
+        unreachable!()
+    };
+    // sd1 was opened before; the PNG names it by its folder name.
+    harness.state_mut().state_mut().remember_model(&sd1);
+
+    let png = files.0.join("clip-skip.png");
+    let parameters = "a fox in snow\nSteps: 12, Sampler: Euler a, CFG scale: 5, Seed: 4242, Size: 64x64, Model: sd1, Clip skip: 2, Lora hashes: \"faraway: 0123456789ab\", Prompt syntax: plain, Version: latent-studio 0.1.0";
+    write_png_with_parameters(&png, &[10; 4 * 4 * 3], 4, 4, parameters).expect("write png");
+    drop_file(&mut harness, &png);
+    step_until(&mut harness, "the settings to be restored", |app| {
+        app.state().seed == 4242
+    });
+    let state = harness.state().state();
+    assert_eq!(state.clip_skip, 2);
+    assert_eq!(state.prompt_syntax, PromptSyntax::Plain);
+    assert_eq!(state.model, Some(ModelSource::Folder(sd1.clone())));
+    let notes: Vec<String> = harness
+        .state()
+        .notices()
+        .iter()
+        .map(|n| format!("{}: {}", n.title, n.detail))
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("LoRA faraway not found in")),
+        "{notes:?}"
+    );
+    wait_for_model(&mut harness);
+
+    // An image without those keys goes back to A1111 syntax and no clip skip.
+    let plain = files.0.join("plain.png");
+    let parameters =
+        "a fox\nSteps: 12, Sampler: Euler a, CFG scale: 5, Seed: 777, Size: 64x64, Model: sd1";
+    write_png_with_parameters(&plain, &[10; 4 * 4 * 3], 4, 4, parameters).expect("write png");
+    drop_file(&mut harness, &plain);
+    step_until(&mut harness, "the second restore", |app| {
+        app.state().seed == 777
+    });
+    assert_eq!(harness.state().state().clip_skip, 1);
+    assert_eq!(harness.state().state().prompt_syntax, PromptSyntax::A1111);
+
+    // A renamed checkpoint is found by its hash among the recent model files.
+    let checkpoint = format_fixture("single/sd1.safetensors");
+    let hash = latent_studio::models::hashes::sha256_file(&checkpoint).expect("hash");
+    harness.state_mut().state_mut().remember_model(&checkpoint);
+    let by_hash = files.0.join("by-hash.png");
+    let parameters = format!(
+        "a fox\nSteps: 12, Sampler: Euler a, CFG scale: 5, Seed: 778, Size: 64x64, Model hash: {}, Model: renamed-checkpoint",
+        &hash[..10]
+    );
+    write_png_with_parameters(&by_hash, &[10; 4 * 4 * 3], 4, 4, &parameters).expect("write png");
+    drop_file(&mut harness, &by_hash);
+    step_until(&mut harness, "the model found by its hash", |app| {
+        app.state().model == Some(ModelSource::Folder(checkpoint.clone()))
+    });
+
+    // A model that is nowhere here is named in a notice and the current one is kept.
+    let missing = files.0.join("missing.png");
+    let parameters = "a fox\nSteps: 12, Sampler: Euler a, CFG scale: 5, Seed: 779, Size: 64x64, Model hash: 0123456789, Model: some-model-we-lack";
+    write_png_with_parameters(&missing, &[10; 4 * 4 * 3], 4, 4, parameters).expect("write png");
+    drop_file(&mut harness, &missing);
+    step_until(&mut harness, "the missing-model notice", |app| {
+        app.notices()
+            .iter()
+            .any(|n| n.title.contains("some-model-we-lack"))
+    });
+    assert_eq!(
+        harness.state().state().model,
+        Some(ModelSource::Folder(checkpoint.clone()))
     );
 }

@@ -369,3 +369,125 @@ fn unknown_hub_id_lists_the_catalog() {
     );
     assert_bad_input(&output, "stabilityai/sd-turbo");
 }
+
+#[test]
+fn single_file_with_lora_matches_diffusers_and_records_hashes() {
+    let dir = scratch("single-lora");
+    let out = dir.join("fox.png");
+    let single = fixtures().join("formats/single/sd1.safetensors");
+    let lora = fixtures().join("formats/loras/sd1_peft.safetensors");
+    let lora_flag = format!("{}:1.0", lora.display());
+    let output = Command::new(env!("CARGO_BIN_EXE_latent-studio"))
+        .env("XDG_CACHE_HOME", dir.join("cache"))
+        .args([
+            "generate",
+            "--model",
+            single.to_str().unwrap(),
+            "--model-config",
+            &model_arg("sd1"),
+            "--lora",
+            &lora_flag,
+            "--prompt",
+            "a red fox in the snow, photo",
+            "--negative-prompt",
+            "blurry",
+            "--steps",
+            "4",
+            "--guidance",
+            "7.5",
+            "--seed",
+            "102",
+            "--width",
+            "64",
+            "--height",
+            "64",
+            "--clip-skip",
+            "1",
+            "--output",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let ours = image::open(&out).unwrap().to_rgb8();
+    let reference = candle_core::safetensors::load(
+        fixtures().join("formats/cases/lora_sd1_peft_single.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let expected: Vec<u8> = reference["image"].flatten_all().unwrap().to_vec1().unwrap();
+    let max = ours
+        .as_raw()
+        .iter()
+        .zip(&expected)
+        .map(|(&a, &b)| a.abs_diff(b))
+        .max()
+        .unwrap();
+    assert!(max <= 2, "image differs from diffusers by {max}/255");
+
+    let text = latent_studio::formats::png::read_png_parameters(&out)
+        .unwrap()
+        .expect("parameters chunk");
+    let sha = |path: &Path| latent_studio::models::hashes::sha256_file(path).unwrap();
+    let model_hash = format!("Model hash: {}, Model: sd1,", &sha(&single)[..10]);
+    let lora_hashes = format!("Lora hashes: \"sd1_peft: {}\"", &sha(&lora)[..12]);
+    // The LoRA came from --lora, so the record carries it as a prompt tag A1111 understands.
+    assert!(
+        text.starts_with("a red fox in the snow, photo <lora:sd1_peft:1>\n"),
+        "{text}"
+    );
+    assert!(text.contains(&model_hash), "{text}");
+    assert!(text.contains(&lora_hashes), "{text}");
+}
+
+#[test]
+fn pickle_checkpoints_are_refused_with_the_reason() {
+    let dir = scratch("pickle");
+    let ckpt = dir.join("model.ckpt");
+    std::fs::write(&ckpt, b"not really a pickle").unwrap();
+    let output = generate_quick(&ckpt, &dir, &[]);
+    assert_bad_input(&output, "pickle");
+    let lora = format!("{}:0.7", ckpt.display());
+    let output = generate_quick(&fixtures().join("models/sd1"), &dir, &["--lora", &lora]);
+    assert_bad_input(&output, "pickle");
+}
+
+#[test]
+fn lora_problems_are_one_line() {
+    let dir = scratch("lora-bad");
+    let model = fixtures().join("models/sd1");
+    let output = generate_quick(&model, &dir, &["--lora", "/nowhere/x.safetensors:0.5"]);
+    assert_bad_input(&output, "--lora /nowhere/x.safetensors:0.5: no such file");
+    let lora_dir = fixtures().join("formats/loras");
+    let out = dir.join("x.png");
+    let output = generate(&[
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt",
+        "a fox <lora:no_such_lora:0.8>",
+        "--lora-dir",
+        lora_dir.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert_bad_input(&output, "no LoRA named \"no_such_lora\"");
+    let output = generate_quick(&model, &dir, &["--clip-skip", "0"]);
+    assert_bad_input(&output, "--clip-skip");
+    let output = generate_quick(&model, &dir, &["--prompt-syntax", "comfy"]);
+    assert_bad_input(&output, "--prompt-syntax");
+}
+
+#[test]
+fn a_lora_file_given_as_the_model_is_explained() {
+    let dir = scratch("lora-as-model");
+    let output = generate_quick(
+        &fixtures().join("formats/loras/sd1_kohya.safetensors"),
+        &dir,
+        &[],
+    );
+    assert_bad_input(&output, "this is a LoRA");
+}

@@ -12,6 +12,23 @@ pub enum UiCommand {
     SelectModel(ModelSource),
     /// Ask for a diffusers folder with the native dialog, then load it.
     OpenModelFolder,
+    /// Ask for a single-file checkpoint with the native dialog, then load it.
+    OpenModelFile,
+    /// Use this VAE file (`None`: the model's own) from now on.
+    ChooseVae(Option<PathBuf>),
+    /// Ask for a VAE file with the native dialog, then use it.
+    PickVaeFile,
+    /// Ask for the LoRA folder; `UseDefaultLoraFolder` goes back to the default one.
+    PickLoraFolder,
+    UseDefaultLoraFolder,
+    /// List the LoRA folder again (after files were added or removed).
+    RefreshLoras,
+    /// Ask for the embeddings folder; `UseDefaultEmbeddingsFolder` goes back to the default.
+    PickEmbeddingsFolder,
+    UseDefaultEmbeddingsFolder,
+    /// Open an add-on folder in the file manager, creating it first so there is somewhere
+    /// to put files.
+    OpenFolder(PathBuf),
     /// Load the current model again after a failure.
     RetryModel,
     /// Stop the model download in progress (it resumes on the next load).

@@ -9,6 +9,15 @@ pub const IMAGE_EXTENSIONS: [&str; 4] = ["png", "jpg", "jpeg", "webp"];
 pub trait Desktop {
     /// A diffusers model folder (with `model_index.json`), or `None` when the user cancels.
     fn pick_model_folder(&mut self) -> Option<PathBuf>;
+    /// A single-file checkpoint (`.safetensors`; `.ckpt` can be picked too, so the loader
+    /// can say why it is refused).
+    fn pick_model_file(&mut self) -> Option<PathBuf>;
+    /// A VAE file to use instead of the model's own.
+    fn pick_vae_file(&mut self) -> Option<PathBuf>;
+    /// The folder LoRA files are kept in, starting in `current`.
+    fn pick_lora_folder(&mut self, current: &Path) -> Option<PathBuf>;
+    /// The folder textual-inversion embeddings are kept in, starting in `current`.
+    fn pick_embeddings_folder(&mut self, current: &Path) -> Option<PathBuf>;
     /// An image to start img2img from.
     fn pick_init_image(&mut self) -> Option<PathBuf>;
     /// A folder for finished images, starting in `current`.
@@ -30,6 +39,29 @@ impl Desktop for NativeDesktop {
             .pick_folder()
     }
 
+    fn pick_model_file(&mut self) -> Option<PathBuf> {
+        rfd::FileDialog::new()
+            .set_title("Open a checkpoint file")
+            .add_filter("Checkpoints", &["safetensors", "ckpt", "pt"])
+            .add_filter("Safetensors", &["safetensors"])
+            .pick_file()
+    }
+
+    fn pick_vae_file(&mut self) -> Option<PathBuf> {
+        rfd::FileDialog::new()
+            .set_title("Use a VAE file")
+            .add_filter("VAE", &["safetensors", "ckpt", "pt"])
+            .pick_file()
+    }
+
+    fn pick_lora_folder(&mut self, current: &Path) -> Option<PathBuf> {
+        folder_dialog("LoRA folder", current)
+    }
+
+    fn pick_embeddings_folder(&mut self, current: &Path) -> Option<PathBuf> {
+        folder_dialog("Embeddings folder", current)
+    }
+
     fn pick_init_image(&mut self) -> Option<PathBuf> {
         rfd::FileDialog::new()
             .set_title("Start from an image")
@@ -38,11 +70,7 @@ impl Desktop for NativeDesktop {
     }
 
     fn pick_output_folder(&mut self, current: &Path) -> Option<PathBuf> {
-        let mut dialog = rfd::FileDialog::new().set_title("Save finished images in");
-        if current.is_dir() {
-            dialog = dialog.set_directory(current);
-        }
-        dialog.pick_folder()
+        folder_dialog("Save finished images in", current)
     }
 
     fn save_png_as(&mut self, folder: &Path, file_name: &str) -> Option<PathBuf> {
@@ -69,6 +97,15 @@ impl Desktop for NativeDesktop {
     fn show_in_folder(&mut self, path: &Path) -> Result<(), String> {
         reveal_in_file_manager(path)
     }
+}
+
+/// A folder dialog that starts in `current` when it exists.
+fn folder_dialog(title: &str, current: &Path) -> Option<PathBuf> {
+    let mut dialog = rfd::FileDialog::new().set_title(title);
+    if current.is_dir() {
+        dialog = dialog.set_directory(current);
+    }
+    dialog.pick_folder()
 }
 
 /// Starts the platform's file manager without waiting for it.

@@ -1,5 +1,5 @@
 //! Disk work the window must not wait for: listing the output folder, decoding thumbnails and
-//! full images, reading `parameters` chunks, exporting PNGs. One small thread does it; the UI
+//! full images, reading `parameters` chunks, exporting PNGs, listing the LoRA folder. One small thread does it; the UI
 //! sends [`FileRequest`]s and picks up [`FileResult`]s each frame.
 
 use std::collections::VecDeque;
@@ -31,6 +31,8 @@ pub enum FileRequest {
         image: Arc<RgbImage>,
         parameters: String,
     },
+    /// List the `.safetensors` files of the LoRA folder.
+    ListLoras { folder: PathBuf },
 }
 
 /// Why an image is being opened, which decides what happens with it.
@@ -76,6 +78,10 @@ pub enum FileResult {
     Exported {
         path: PathBuf,
         outcome: Result<(), String>,
+    },
+    LorasListed {
+        folder: PathBuf,
+        outcome: Result<Vec<String>, String>,
     },
 }
 
@@ -173,6 +179,10 @@ fn serve(requests: &Receiver<FileRequest>, results: &Sender<FileResult>, notify:
                 )
                 .map_err(|err| err.to_string());
                 Some(FileResult::Exported { path, outcome })
+            }
+            Some(FileRequest::ListLoras { folder }) => {
+                let outcome = super::loras::list_lora_files(&folder);
+                Some(FileResult::LorasListed { folder, outcome })
             }
             None => next_scanned(&mut scan),
         };

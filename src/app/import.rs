@@ -1,10 +1,26 @@
 //! Settings from an A1111 `parameters` text (a PNG made by us, A1111, Forge or civitai)
 //! back into the panels.
 
+use std::path::{Path, PathBuf};
+
+use crate::engine::ModelSource;
 use crate::formats::parameters::GenerationParameters;
+use crate::models::Catalog;
+use crate::pipeline::prompt::PromptSyntax;
 use crate::pipeline::schedulers::SchedulerKind;
 
-use super::state::{snap_to_grid, State, MAX_BATCH, MAX_GUIDANCE, MAX_STEPS};
+use super::loras::{lora_name, tagged_lora_names, LoraListing};
+use super::state::{snap_to_grid, State, MAX_BATCH, MAX_CLIP_SKIP, MAX_GUIDANCE, MAX_STEPS};
+
+/// The value of an extra `Key: value` pair (`Clip skip`, `VAE`, …), keys compared without
+/// regard to case as tools differ in capitalisation.
+pub fn extra_value<'a>(params: &'a GenerationParameters, key: &str) -> Option<&'a str> {
+    params
+        .extra
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        .map(|(_, v)| v.trim())
+}
 
 /// The scheduler A1111's `Sampler` (+ `Schedule type`) label stands for, when we have it.
 ///
@@ -31,8 +47,9 @@ pub fn scheduler_from_a1111(sampler: &str, schedule_type: Option<&str>) -> Optio
 }
 
 /// Copies prompt, negative prompt, steps, CFG, seed (locked, since the point is to get the
-/// same image again), size, sampler and denoising strength into `state`. Returns what could
-/// not be taken over, one sentence each, for the user to see.
+/// same image again), size, sampler, denoising strength, clip skip, prompt syntax and the
+/// VAE (when it is a file used here before) into `state`. Returns what could not be taken
+/// over, one sentence each, for the user to see.
 pub fn apply_parameters(state: &mut State, params: &GenerationParameters) -> Vec<String> {
     let mut skipped = Vec::new();
     state.prompt = params.prompt.clone();
@@ -72,7 +89,172 @@ pub fn apply_parameters(state: &mut State, params: &GenerationParameters) -> Vec
         }
     }
     state.batch_count = state.batch_count.clamp(1, MAX_BATCH);
+
+    // A1111 writes `Clip skip` only above 1, so its absence means 1.
+    state.clip_skip = match extra_value(params, "Clip skip") {
+        None => 1,
+        Some(text) => match text.parse::<usize>() {
+            Ok(skip) if (1..=MAX_CLIP_SKIP).contains(&skip) => skip,
+            _ => {
+                skipped.push(format!(
+                    "Clip skip \"{text}\" is not 1 to {MAX_CLIP_SKIP}; using 1."
+                ));
+                1
+            }
+        },
+    };
+    state.prompt_syntax = match extra_value(params, "Prompt syntax") {
+        Some(name) if name.eq_ignore_ascii_case(PromptSyntax::Plain.name()) => PromptSyntax::Plain,
+        _ => PromptSyntax::A1111,
+    };
+    // No `VAE` key means the model's own VAE or one the tool did not record, so the VAE in
+    // use is kept (A1111 does the same when pasting parameters).
+    if let Some(wanted) = extra_value(params, "VAE") {
+        match known_vae(state, wanted) {
+            Some(path) => state.vae = Some(path),
+            None => skipped.push(format!(
+                "VAE \"{wanted}\" is not among the VAE files chosen here; kept {}. Choose it under VAE to use it.",
+                state.vae.as_deref().map_or_else(|| "the model's own".to_string(), file_label)
+            )),
+        }
+    }
     skipped
+}
+
+/// The current or a recent VAE file named `wanted` (with or without its extension).
+fn known_vae(state: &State, wanted: &str) -> Option<PathBuf> {
+    let matches = |path: &&PathBuf| {
+        let name = path.file_name().map(|n| n.to_string_lossy());
+        let stem = path.file_stem().map(|n| n.to_string_lossy());
+        name.is_some_and(|n| n.eq_ignore_ascii_case(wanted))
+            || stem.is_some_and(|s| s.eq_ignore_ascii_case(wanted))
+    };
+    state
+        .vae
+        .iter()
+        .chain(&state.recent_vaes)
+        .find(matches)
+        .cloned()
+}
+
+fn file_label(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+/// `Lora hashes: "detail: 0123456789ab, style: …"` as `(name, hash)` pairs.
+pub fn lora_hashes(params: &GenerationParameters) -> Vec<(String, String)> {
+    let Some(list) = extra_value(params, "Lora hashes") else {
+        return Vec::new();
+    };
+    list.split(',')
+        .filter_map(|pair| {
+            // The hash has no colon; a name may (A1111 does not forbid it).
+            let (name, hash) = pair.rsplit_once(':')?;
+            let name = name.trim();
+            (!name.is_empty()).then(|| (name.to_string(), hash.trim().to_string()))
+        })
+        .collect()
+}
+
+/// Sets the LoRA list to what made the image: the prompt's own tags bring their LoRAs, so
+/// the list switches off every entry except the LoRAs `Lora hashes` names without a tag
+/// (merged from another tool's list). Returns a sentence per LoRA that is not in the folder
+/// and per list entry switched off.
+pub fn restore_lora_choices(
+    state: &mut State,
+    params: &GenerationParameters,
+    listing: &LoraListing,
+) -> Vec<String> {
+    let mut notes = Vec::new();
+    let tagged: Vec<String> = tagged_lora_names(&params.prompt, state.prompt_syntax)
+        .into_iter()
+        .map(|name| name.to_lowercase())
+        .collect();
+    let wanted: Vec<String> = lora_hashes(params)
+        .into_iter()
+        .map(|(name, _)| name)
+        .filter(|name| !tagged.contains(&name.to_lowercase()))
+        .collect();
+    let mut wanted_files = Vec::new();
+    for name in &wanted {
+        match listing.file_named(name) {
+            Some(file) => wanted_files.push(file.to_string()),
+            None => notes.push(format!(
+                "LoRA {name} not found in {}.",
+                listing.folder.as_deref().map_or_else(
+                    || "the LoRA folder".to_string(),
+                    |f| f.display().to_string()
+                )
+            )),
+        }
+    }
+    let mut switched_off = Vec::new();
+    for (file, choice) in &mut state.loras {
+        if choice.enabled && !wanted_files.contains(file) {
+            choice.enabled = false;
+            switched_off.push(lora_name(file).to_string());
+        }
+    }
+    for file in wanted_files {
+        state.loras.entry(file).or_default().enabled = true;
+    }
+    if !switched_off.is_empty() {
+        notes.push(format!(
+            "Switched off in the LoRA list (the image did not use them): {}.",
+            switched_off.join(", ")
+        ));
+    }
+    notes
+}
+
+/// The model a `Model` name stands for: the current model, a recent model folder or file
+/// (by folder name or file stem, which is how the worker names them), or a catalog hub id.
+pub fn model_by_name(
+    name: &str,
+    current: Option<&ModelSource>,
+    recent: &[PathBuf],
+    catalog: &Catalog,
+) -> Option<ModelSource> {
+    let name = name.trim();
+    let local_name = |path: &Path| {
+        let stem = if super::loras::is_safetensors(path) {
+            path.file_stem()
+        } else {
+            path.file_name()
+        };
+        stem.map(|s| s.to_string_lossy().into_owned())
+    };
+    let named = |source: &ModelSource| match source {
+        ModelSource::Hub(id) => id.eq_ignore_ascii_case(name),
+        ModelSource::Folder(path) => local_name(path).is_some_and(|n| n.eq_ignore_ascii_case(name)),
+    };
+    if let Some(current) = current.filter(|c| named(c)) {
+        return Some(current.clone());
+    }
+    if let Some(path) = recent
+        .iter()
+        .find(|path| named(&ModelSource::Folder(path.to_path_buf())))
+    {
+        return Some(ModelSource::Folder(path.clone()));
+    }
+    catalog
+        .entries()
+        .iter()
+        .find(|entry| entry.id.eq_ignore_ascii_case(name))
+        .map(|entry| ModelSource::Hub(entry.id.clone()))
+}
+
+/// Whether A1111's short `Model hash` (the first 10 hex digits of the file's SHA-256) is
+/// that of `sha256`. Older 8-digit hashes used another algorithm and never match.
+pub fn hash_matches(short: &str, sha256: &str) -> bool {
+    let short = short.trim();
+    short.len() >= 10
+        && sha256
+            .get(..short.len())
+            .is_some_and(|prefix| prefix.eq_ignore_ascii_case(short))
 }
 
 #[cfg(test)]
@@ -122,5 +304,124 @@ mod tests {
         assert_eq!((state.width, state.height), (520, 640));
         assert_eq!(state.scheduler, SchedulerKind::Default);
         assert_eq!(skipped.len(), 2, "{skipped:?}");
+        assert_eq!(state.clip_skip, 1);
+        assert_eq!(state.prompt_syntax, PromptSyntax::A1111);
+    }
+
+    #[test]
+    fn clip_skip_syntax_and_known_vaes_are_restored() {
+        let text = "a cat\nSteps: 20, Sampler: Euler, CFG scale: 7, Seed: 1, Size: 512x512, VAE: kl-f8.safetensors, Clip skip: 2, Prompt syntax: plain";
+        let params = GenerationParameters::parse_a1111(text).expect("parse");
+        let mut state = State {
+            recent_vaes: vec![
+                "/vaes/other.safetensors".into(),
+                "/vaes/kl-f8.safetensors".into(),
+            ],
+            ..State::default()
+        };
+        let skipped = apply_parameters(&mut state, &params);
+        assert!(skipped.is_empty(), "{skipped:?}");
+        assert_eq!(state.clip_skip, 2);
+        assert_eq!(state.prompt_syntax, PromptSyntax::Plain);
+        assert_eq!(state.vae, Some(PathBuf::from("/vaes/kl-f8.safetensors")));
+
+        let unknown = text
+            .replace("kl-f8", "mystery")
+            .replace("Clip skip: 2", "Clip skip: 99");
+        let params = GenerationParameters::parse_a1111(&unknown).expect("parse");
+        let skipped = apply_parameters(&mut state, &params);
+        assert_eq!(skipped.len(), 2, "{skipped:?}");
+        assert!(skipped[1].contains("mystery"), "{skipped:?}");
+        assert_eq!(
+            state.vae,
+            Some(PathBuf::from("/vaes/kl-f8.safetensors")),
+            "kept"
+        );
+        assert_eq!(state.clip_skip, 1);
+    }
+
+    #[test]
+    fn lora_hashes_enable_untagged_list_entries_and_name_missing_ones() {
+        use super::super::loras::ListingStatus;
+        use super::super::state::LoraChoice;
+
+        let text = "a cat <lora:tagged:0.5>\nSteps: 20, Sampler: Euler, CFG scale: 7, Seed: 1, Size: 512x512, Lora hashes: \"tagged: 111111111111, Listed: 222222222222, missing: 333333333333\"";
+        let params = GenerationParameters::parse_a1111(text).expect("parse");
+        assert_eq!(
+            lora_hashes(&params),
+            vec![
+                ("tagged".to_string(), "111111111111".to_string()),
+                ("Listed".to_string(), "222222222222".to_string()),
+                ("missing".to_string(), "333333333333".to_string()),
+            ]
+        );
+        let listing = LoraListing {
+            folder: Some("/loras".into()),
+            files: vec![
+                "listed.safetensors".into(),
+                "tagged.safetensors".into(),
+                "unrelated.safetensors".into(),
+            ],
+            status: ListingStatus::Ready,
+        };
+        let mut state = State::default();
+        state.loras.insert(
+            "unrelated.safetensors".into(),
+            LoraChoice {
+                enabled: true,
+                multiplier: 0.3,
+            },
+        );
+        let notes = restore_lora_choices(&mut state, &params, &listing);
+        assert!(state.lora_choice("listed.safetensors").enabled);
+        assert!(
+            !state.lora_choice("tagged.safetensors").enabled,
+            "the tag applies it"
+        );
+        assert_eq!(
+            state.lora_choice("unrelated.safetensors"),
+            LoraChoice {
+                enabled: false,
+                multiplier: 0.3
+            }
+        );
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert_eq!(notes[0], "LoRA missing not found in /loras.");
+        assert!(notes[1].contains("unrelated"), "{notes:?}");
+    }
+
+    #[test]
+    fn models_are_found_by_name_and_hash() {
+        let catalog = Catalog::builtin();
+        let recent = vec![
+            PathBuf::from("/models/dreamshaper_8.safetensors"),
+            PathBuf::from("/models/my-diffusers-folder"),
+        ];
+        let hub = ModelSource::Hub(catalog.default_entry().id.clone());
+        assert_eq!(
+            model_by_name("dreamshaper_8", Some(&hub), &recent, catalog),
+            Some(ModelSource::Folder(recent[0].clone()))
+        );
+        assert_eq!(
+            model_by_name("my-diffusers-folder", None, &recent, catalog),
+            Some(ModelSource::Folder(recent[1].clone()))
+        );
+        assert_eq!(
+            model_by_name(&catalog.default_entry().id, None, &recent, catalog),
+            Some(hub.clone())
+        );
+        assert_eq!(
+            model_by_name("v1-5-pruned-emaonly", Some(&hub), &recent, catalog),
+            None
+        );
+
+        let sha = "6ce0161689b3853acaa03779ec93eafe75a02f4ced659bee03f50797806fa2fa";
+        assert!(hash_matches("6ce0161689", sha));
+        assert!(hash_matches("6CE0161689", sha));
+        assert!(
+            !hash_matches("6ce01616", sha),
+            "8-digit legacy hashes are another algorithm"
+        );
+        assert!(!hash_matches("0000000000", sha));
     }
 }

@@ -14,6 +14,8 @@ pub mod desktop;
 pub mod files;
 pub mod history;
 pub mod import;
+pub mod loras;
+pub mod model_lookup;
 pub mod notices;
 pub mod panels;
 pub mod session;
@@ -31,7 +33,7 @@ use crate::engine::{
 };
 use crate::formats::parameters::GenerationParameters;
 use crate::models::Catalog;
-use crate::pipeline::generate::{GenerationRequest, InitImage, PromptSyntax, RgbImage};
+use crate::pipeline::generate::{GenerationRequest, InitImage, RgbImage};
 
 pub use command::UiCommand;
 pub use desktop::{Desktop, NativeDesktop};
@@ -39,6 +41,8 @@ pub use state::State;
 
 use files::{FileRequest, FileResult, FileService, OpenPurpose};
 use history::History;
+use loras::{ListingStatus, LoraListing};
+use model_lookup::{HashSearch, HashSearchResult, ModelLookup};
 use notices::{Notices, Severity, Topic};
 use panels::controls::TokenCounts;
 use session::{ModelStatus, Run};
@@ -125,6 +129,12 @@ pub struct LatentStudioApp {
     init_image: Option<InitImageSlot>,
     notices: Notices,
     tokens: TokenCounts,
+    /// The LoRA folder's files, listed by the file thread.
+    loras: LoraListing,
+    /// Searches of recent model files for an imported image's `Model hash`.
+    model_lookup: ModelLookup,
+    /// The latest of those searches; answers to older ones are dropped.
+    last_hash_search: u64,
     /// Tags folder scans, so results from a folder no longer shown are dropped.
     scan_generation: u64,
     /// Give the prompt keyboard focus on the first frame.
@@ -156,6 +166,8 @@ impl LatentStudioApp {
         let worker = Worker::spawn(move || repaint.request_repaint());
         let repaint = cc.egui_ctx.clone();
         let files = FileService::spawn(move || repaint.request_repaint());
+        let repaint = cc.egui_ctx.clone();
+        let model_lookup = ModelLookup::new(move || repaint.request_repaint());
 
         let mut app = Self {
             state,
@@ -171,9 +183,17 @@ impl LatentStudioApp {
             init_image: None,
             notices: Notices::default(),
             tokens: TokenCounts::default(),
+            loras: LoraListing::default(),
+            model_lookup,
+            last_hash_search: 0,
             scan_generation: 0,
             focus_prompt: true,
         };
+        // VAE and folders first, so the first model loads with them.
+        app.worker.send(Command::SetVae(app.state.vae.clone()));
+        app.worker
+            .send(Command::SetFolders(app.state.add_on_folders()));
+        app.list_loras();
         if let Some(model) = app.state.model.clone() {
             app.load_model(model);
         }
@@ -230,6 +250,21 @@ impl LatentStudioApp {
         &self.notices
     }
 
+    /// The LoRA folder's files as last listed.
+    pub fn lora_listing(&self) -> &LoraListing {
+        &self.loras
+    }
+
+    /// The LoRA files and strengths the next Generate merges from the LoRA list.
+    pub fn listed_loras_for_job(&self) -> Vec<(PathBuf, f64)> {
+        loras::job_loras(
+            &self.loras,
+            &self.state.loras,
+            &self.state.prompt,
+            self.state.prompt_syntax,
+        )
+    }
+
     /// Applies one command as if a panel had returned it.
     pub fn apply(&mut self, ctx: &egui::Context, command: UiCommand) {
         match command {
@@ -239,6 +274,41 @@ impl LatentStudioApp {
                     self.load_model(ModelSource::Folder(folder));
                 }
             }
+            UiCommand::OpenModelFile => {
+                if let Some(file) = self.desktop.pick_model_file() {
+                    self.load_model(ModelSource::Folder(file));
+                }
+            }
+            UiCommand::ChooseVae(vae) => self.set_vae(vae),
+            UiCommand::PickVaeFile => {
+                if let Some(file) = self.desktop.pick_vae_file() {
+                    self.set_vae(Some(file));
+                }
+            }
+            UiCommand::PickLoraFolder => {
+                let current = self.state.lora_folder_in_use().unwrap_or_default();
+                if let Some(folder) = self.desktop.pick_lora_folder(&current) {
+                    self.state.lora_folder = Some(folder);
+                    self.folders_changed();
+                }
+            }
+            UiCommand::UseDefaultLoraFolder => {
+                self.state.lora_folder = None;
+                self.folders_changed();
+            }
+            UiCommand::RefreshLoras => self.list_loras(),
+            UiCommand::PickEmbeddingsFolder => {
+                let current = self.state.embeddings_folder_in_use().unwrap_or_default();
+                if let Some(folder) = self.desktop.pick_embeddings_folder(&current) {
+                    self.state.embeddings_folder = Some(folder);
+                    self.folders_changed();
+                }
+            }
+            UiCommand::UseDefaultEmbeddingsFolder => {
+                self.state.embeddings_folder = None;
+                self.folders_changed();
+            }
+            UiCommand::OpenFolder(folder) => self.open_folder(&folder, "folder"),
             UiCommand::RetryModel => {
                 if let Some(model) = self.state.model.clone() {
                     self.load_model(model);
@@ -309,27 +379,60 @@ impl LatentStudioApp {
                 }
             }
             UiCommand::OpenOutputFolder => {
-                let folder = self.state.output_dir.clone();
                 // The worker creates the folder with the first image; make it now so the
                 // file manager has something to open.
-                if let Err(err) = std::fs::create_dir_all(&folder) {
-                    self.notices.error(
-                        "Cannot create the output folder",
-                        format!("{}: {err}", folder.display()),
-                        Some("Choose another folder under Output.".into()),
-                    );
-                } else if let Err(message) = self.desktop.show_in_folder(&folder) {
-                    self.notices
-                        .error("Cannot open the output folder", message, None);
-                }
+                let folder = self.state.output_dir.clone();
+                self.open_folder(&folder, "output folder");
             }
             UiCommand::DismissNotice(id) => self.notices.dismiss(id),
         }
     }
 
+    /// Creates `folder` if needed and shows it in the file manager; `what` names it in errors.
+    fn open_folder(&mut self, folder: &Path, what: &str) {
+        if let Err(err) = std::fs::create_dir_all(folder) {
+            self.notices.error(
+                format!("Cannot create the {what}"),
+                format!("{}: {err}", folder.display()),
+                Some("Choose another folder.".into()),
+            );
+        } else if let Err(message) = self.desktop.show_in_folder(folder) {
+            self.notices
+                .error(format!("Cannot open the {what}"), message, None);
+        }
+    }
+
+    fn set_vae(&mut self, vae: Option<PathBuf>) {
+        if let Some(file) = &vae {
+            self.state.remember_vae(file);
+        }
+        self.state.vae = vae.clone();
+        self.worker.send(Command::SetVae(vae));
+    }
+
+    /// Tells the worker about the LoRA and embeddings folders and lists the LoRA folder.
+    fn folders_changed(&mut self) {
+        self.worker
+            .send(Command::SetFolders(self.state.add_on_folders()));
+        self.list_loras();
+    }
+
+    fn list_loras(&mut self) {
+        let folder = self.state.lora_folder_in_use();
+        self.loras = LoraListing {
+            folder: folder.clone(),
+            files: Vec::new(),
+            status: ListingStatus::Reading,
+        };
+        match folder {
+            Some(folder) => self.files.send(FileRequest::ListLoras { folder }),
+            None => self.loras.status = ListingStatus::Ready,
+        }
+    }
+
     fn load_model(&mut self, source: ModelSource) {
-        if let ModelSource::Folder(folder) = &source {
-            self.state.remember_folder(folder);
+        if let ModelSource::Folder(path) = &source {
+            self.state.remember_model(path);
         }
         self.state.model = Some(source.clone());
         self.model = ModelStatus::Loading {
@@ -349,7 +452,7 @@ impl LatentStudioApp {
                 self.notices.error(
                     "No model is loaded",
                     String::new(),
-                    Some("Choose a model in the Model list, or use \"Open model folder…\" for a diffusers folder.".into()),
+                    Some("Choose a model in the Model list, or use \"Open model file…\" for a .safetensors checkpoint.".into()),
                 );
                 return;
             }
@@ -357,6 +460,7 @@ impl LatentStudioApp {
         if !self.state.seed_locked {
             self.state.seed = state::random_seed();
         }
+        let loras = self.listed_loras_for_job();
         let state = &self.state;
         let negative = state.negative_prompt.trim();
         let request = GenerationRequest {
@@ -373,8 +477,8 @@ impl LatentStudioApp {
                 image: slot.image.as_ref().clone(),
                 strength: state.strength,
             }),
-            prompt_syntax: PromptSyntax::A1111,
-            clip_skip: 1,
+            prompt_syntax: state.prompt_syntax,
+            clip_skip: state.clip_skip,
         };
         self.last_job += 1;
         let job = self.last_job;
@@ -396,7 +500,7 @@ impl LatentStudioApp {
             batch_count: state.batch_count,
             output_dir: Some(state.output_dir.clone()),
             preview: state.preview,
-            loras: Vec::new(),
+            loras,
         }));
         self.viewer.follow_run = true;
         self.viewer.clear_preview();
@@ -447,7 +551,17 @@ impl LatentStudioApp {
     }
 
     fn restore_parameters(&mut self, params: &GenerationParameters, from: &str) {
-        let skipped = import::apply_parameters(&mut self.state, params);
+        let vae_before = self.state.vae.clone();
+        let mut skipped = import::apply_parameters(&mut self.state, params);
+        if self.state.vae != vae_before {
+            self.worker.send(Command::SetVae(self.state.vae.clone()));
+        }
+        skipped.extend(import::restore_lora_choices(
+            &mut self.state,
+            params,
+            &self.loras,
+        ));
+        skipped.extend(self.restore_model(params));
         if skipped.is_empty() {
             self.notices.info(format!("Settings restored from {from}"));
         } else {
@@ -457,6 +571,81 @@ impl LatentStudioApp {
                 skipped.join(" "),
                 None,
             );
+        }
+    }
+
+    /// Switches to the model that made the image: by name among the current, recent and
+    /// catalog models, else by `Model hash` among the recent model files (hashed in the
+    /// background; the answer comes later). Returns a sentence when the model is missing.
+    fn restore_model(&mut self, params: &GenerationParameters) -> Option<String> {
+        let name = params
+            .model
+            .as_deref()
+            .or(params.model_hash.as_deref())?
+            .to_string();
+        let current = self.state.model.clone();
+        match import::model_by_name(
+            &name,
+            current.as_ref(),
+            &self.state.recent_models,
+            self.catalog,
+        ) {
+            Some(found) if Some(&found) == current.as_ref() => return None,
+            Some(found) => {
+                self.load_model(found);
+                return None;
+            }
+            None => {}
+        }
+        let candidates: Vec<PathBuf> = self
+            .state
+            .recent_models
+            .iter()
+            .filter(|path| loras::is_safetensors(path))
+            .cloned()
+            .collect();
+        match &params.model_hash {
+            Some(hash) if !candidates.is_empty() => {
+                self.last_hash_search += 1;
+                self.model_lookup.start(HashSearch {
+                    id: self.last_hash_search,
+                    model_name: name,
+                    hash: hash.clone(),
+                    candidates,
+                });
+                None
+            }
+            _ => Some(missing_model_sentence(&name)),
+        }
+    }
+
+    fn poll_model_lookup(&mut self) {
+        while let Some(result) = self.model_lookup.try_recv() {
+            self.on_hash_search(result);
+        }
+    }
+
+    fn on_hash_search(&mut self, result: HashSearchResult) {
+        if result.search.id != self.last_hash_search {
+            return;
+        }
+        match result.found {
+            Some(file) => {
+                let source = ModelSource::Folder(file);
+                if self.state.model.as_ref() != Some(&source) {
+                    self.notices.info(format!(
+                        "Loading {}, whose hash matches the image's model",
+                        panels::controls::model_display_name(self.catalog, &source)
+                    ));
+                    self.load_model(source);
+                }
+            }
+            None => self.notices.push(
+                Severity::Warning,
+                format!("Model {} not found", result.search.model_name),
+                missing_model_sentence(&result.search.model_name),
+                None,
+            ),
         }
     }
 
@@ -505,6 +694,11 @@ impl LatentStudioApp {
     fn on_worker_event(&mut self, ctx: &egui::Context, event: Event) {
         match event {
             Event::Notice { message } => {
+                self.notices.push(Severity::Warning, "Note", message, None);
+            }
+            Event::VaeRejected { message } => {
+                // The worker went back to the model's own VAE; the picker must say so too.
+                self.state.vae = None;
                 self.notices.push(Severity::Warning, "Note", message, None);
             }
             Event::ModelLoading { source } => {
@@ -671,6 +865,18 @@ impl LatentStudioApp {
                 purpose,
                 outcome,
             } => self.on_opened(ctx, &path, purpose, outcome),
+            FileResult::LorasListed { folder, outcome } => {
+                // A listing of a folder no longer in use is dropped.
+                if self.loras.folder.as_ref() == Some(&folder) {
+                    match outcome {
+                        Ok(files) => {
+                            self.loras.files = files;
+                            self.loras.status = ListingStatus::Ready;
+                        }
+                        Err(message) => self.loras.status = ListingStatus::Failed(message),
+                    }
+                }
+            }
             FileResult::Exported { path, outcome } => match outcome {
                 Ok(()) => self.notices.info(format!("Saved {}", path.display())),
                 Err(message) => self.notices.error(
@@ -781,6 +987,7 @@ impl eframe::App for LatentStudioApp {
     fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
         self.poll_worker(ctx);
         self.poll_files(ctx);
+        self.poll_model_lookup();
         if let Some(at) = self.notices.expire(Instant::now()) {
             ctx.request_repaint_after(at.saturating_duration_since(Instant::now()));
         }
@@ -799,6 +1006,7 @@ impl eframe::App for LatentStudioApp {
             catalog: self.catalog,
             run: self.run.as_ref(),
             init_image: self.init_image.as_ref(),
+            loras: &self.loras,
             focus_prompt: std::mem::take(&mut self.focus_prompt),
         };
         egui::Panel::left("controls")
@@ -853,4 +1061,11 @@ impl eframe::App for LatentStudioApp {
             self.worker.cancel(run.job);
         }
     }
+}
+
+/// What to tell the user when an image's model is not one of theirs.
+fn missing_model_sentence(name: &str) -> String {
+    format!(
+        "The image was made with model {name}, which is not among the models opened here; the current model is kept. Use \"Open model file…\" to load it."
+    )
 }

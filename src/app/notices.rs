@@ -138,12 +138,12 @@ pub fn model_failure_hint(cause: LoadFailure, message: &str) -> String {
         LoadFailure::NotAModel if message.to_lowercase().contains("no such model folder") => {
             "The folder is gone or was moved. Pick another model from the list, or use \"Open model folder…\" to locate it.".into()
         }
-        LoadFailure::NotAModel => "This is not a complete diffusers model. Choose a folder with model_index.json, unet/, vae/, text_encoder/ and tokenizer/ holding .safetensors weights.".into(),
+        LoadFailure::NotAModel => "This is not a model this app can read. Use \"Open model file…\" for a single-file .safetensors checkpoint, or \"Open model folder…\" for a diffusers folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/).".into(),
         LoadFailure::Invalid if is_out_of_memory(&message.to_lowercase()) => {
             "Not enough memory for this model. Close other programs or choose a smaller model (SD-Turbo or SD 1.5).".into()
         }
         LoadFailure::Invalid | LoadFailure::Internal => {
-            "Pick another model from the list, or use \"Open model folder…\" to choose a diffusers folder.".into()
+            "Pick another model from the list, or use \"Open model file…\" or \"Open model folder…\" to choose another.".into()
         }
     }
 }

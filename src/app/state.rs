@@ -3,16 +3,24 @@
 //! eframe stores it (as RON) under [`eframe::APP_KEY`] when the window closes and every 30 s;
 //! the window's own size and position are stored by eframe itself (`persist_window`).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{ModelSource, PreviewMode};
+use crate::engine::{AddOnFolders, ModelSource, PreviewMode};
 use crate::models::ModelDefaults;
+use crate::pipeline::prompt::PromptSyntax;
 use crate::pipeline::schedulers::SchedulerKind;
 
-/// How many local model folders the picker remembers.
-pub const RECENT_FOLDERS_KEPT: usize = 8;
+/// How many local models (folders and checkpoint files) the picker remembers.
+pub const RECENT_MODELS_KEPT: usize = 8;
+/// How many VAE files the VAE picker remembers.
+pub const RECENT_VAES_KEPT: usize = 6;
+/// A1111's clip-skip slider goes to 12, the depth of SD 1.x's text encoder.
+pub const MAX_CLIP_SKIP: usize = 12;
+/// The LoRA strength slider's range; A1111 allows more in tags, rarely useful.
+pub const MAX_LORA_MULTIPLIER: f64 = 2.0;
 
 /// Sizes are kept on the VAE's 8-pixel grid (every SD family uses a scale factor of 8).
 pub const SIZE_STEP: usize = 8;
@@ -27,8 +35,14 @@ pub const MAX_GUIDANCE: f64 = 30.0;
 pub struct State {
     /// The model to load at start and to generate with.
     pub model: Option<ModelSource>,
-    /// Local diffusers folders opened before, most recent first.
-    pub recent_folders: Vec<PathBuf>,
+    /// Local models opened before (diffusers folders and single-file checkpoints), most
+    /// recent first. Older versions stored only folders, as `recent_folders`.
+    #[serde(alias = "recent_folders")]
+    pub recent_models: Vec<PathBuf>,
+    /// A VAE file used instead of the model's own; `None`: the model's own.
+    pub vae: Option<PathBuf>,
+    /// VAE files chosen before, most recent first.
+    pub recent_vaes: Vec<PathBuf>,
     /// The model whose defaults (size, steps, CFG) were last applied to the settings, so that
     /// reopening the app with the same model keeps the user's own adjustments.
     pub defaults_applied_for: Option<ModelSource>,
@@ -49,6 +63,19 @@ pub struct State {
     pub batch_count: usize,
     /// img2img: how much of the init image is repainted, 0 < strength ≤ 1.
     pub strength: f64,
+    /// A1111 numbering: 1 uses the text encoder's last layer, 2 the one before, …
+    pub clip_skip: usize,
+    /// How prompt text is read (A1111 weights and tags, or literal as diffusers).
+    #[serde(with = "syntax_by_name")]
+    pub prompt_syntax: PromptSyntax,
+
+    /// Where `<lora:NAME:…>` and the LoRA list look; `None`: the default folder.
+    pub lora_folder: Option<PathBuf>,
+    /// Textual-inversion embeddings; `None`: the default folder.
+    pub embeddings_folder: Option<PathBuf>,
+    /// The LoRA list's settings, by file name. Entries stay when a file goes away, so
+    /// putting it back restores its setting.
+    pub loras: BTreeMap<String, LoraChoice>,
 
     /// Where the worker writes finished images.
     pub output_dir: PathBuf,
@@ -59,7 +86,9 @@ impl Default for State {
     fn default() -> Self {
         Self {
             model: None,
-            recent_folders: Vec::new(),
+            recent_models: Vec::new(),
+            vae: None,
+            recent_vaes: Vec::new(),
             defaults_applied_for: None,
             prompt: String::new(),
             negative_prompt: String::new(),
@@ -72,6 +101,11 @@ impl Default for State {
             height: 512,
             batch_count: 1,
             strength: 0.6,
+            clip_skip: 1,
+            prompt_syntax: PromptSyntax::A1111,
+            lora_folder: None,
+            embeddings_folder: None,
+            loras: BTreeMap::new(),
             output_dir: default_output_dir(),
             preview: PreviewMode::Fast,
         }
@@ -88,11 +122,41 @@ impl State {
         self.defaults_applied_for = Some(source.clone());
     }
 
-    /// Puts a folder at the front of the recent list (once).
-    pub fn remember_folder(&mut self, folder: &Path) {
-        self.recent_folders.retain(|known| known != folder);
-        self.recent_folders.insert(0, folder.to_path_buf());
-        self.recent_folders.truncate(RECENT_FOLDERS_KEPT);
+    /// Puts a model folder or file at the front of the recent list (once).
+    pub fn remember_model(&mut self, path: &Path) {
+        remember(&mut self.recent_models, path, RECENT_MODELS_KEPT);
+    }
+
+    /// Puts a VAE file at the front of the recent list (once).
+    pub fn remember_vae(&mut self, path: &Path) {
+        remember(&mut self.recent_vaes, path, RECENT_VAES_KEPT);
+    }
+
+    /// The LoRA folder in use: the chosen one, else the default (which may not exist yet).
+    pub fn lora_folder_in_use(&self) -> Option<PathBuf> {
+        self.lora_folder
+            .clone()
+            .or_else(crate::models::lora::default_lora_dir)
+    }
+
+    /// The embeddings folder in use: the chosen one, else the default.
+    pub fn embeddings_folder_in_use(&self) -> Option<PathBuf> {
+        self.embeddings_folder
+            .clone()
+            .or_else(crate::models::embeddings::default_embeddings_dir)
+    }
+
+    /// What the worker is told with [`crate::engine::Command::SetFolders`].
+    pub fn add_on_folders(&self) -> AddOnFolders {
+        AddOnFolders {
+            loras: self.lora_folder_in_use(),
+            embeddings: self.embeddings_folder_in_use(),
+        }
+    }
+
+    /// The list setting of LoRA file `file_name` (off at strength 1 until touched).
+    pub fn lora_choice(&self, file_name: &str) -> LoraChoice {
+        self.loras.get(file_name).copied().unwrap_or_default()
     }
 
     /// Repairs values a hand-edited or corrupt settings file may carry, so that every value
@@ -115,8 +179,47 @@ impl State {
         if let PreviewMode::Vae { every } = &mut self.preview {
             *every = (*every).max(1);
         }
+        self.clip_skip = self.clip_skip.clamp(1, MAX_CLIP_SKIP);
+        for choice in self.loras.values_mut() {
+            choice.multiplier = sane_lora_multiplier(choice.multiplier);
+        }
+        self.recent_models.truncate(RECENT_MODELS_KEPT);
+        self.recent_vaes.truncate(RECENT_VAES_KEPT);
         self
     }
+}
+
+/// One row of the LoRA list: merged into every generation while `enabled`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LoraChoice {
+    pub enabled: bool,
+    pub multiplier: f64,
+}
+
+impl Default for LoraChoice {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            multiplier: 1.0,
+        }
+    }
+}
+
+/// A multiplier the slider can show: finite and within ±[`MAX_LORA_MULTIPLIER`].
+pub fn sane_lora_multiplier(multiplier: f64) -> f64 {
+    if multiplier.is_finite() {
+        multiplier.clamp(-MAX_LORA_MULTIPLIER, MAX_LORA_MULTIPLIER)
+    } else {
+        1.0
+    }
+}
+
+/// Moves `path` to the front of `list` (once), keeping at most `kept` entries.
+fn remember(list: &mut Vec<PathBuf>, path: &Path, kept: usize) {
+    list.retain(|known| known != path);
+    list.insert(0, path.to_path_buf());
+    list.truncate(kept);
 }
 
 /// The nearest size on the 8-pixel grid within `SIZE_STEP..=MAX_SIDE`.
@@ -169,6 +272,28 @@ mod scheduler_by_name {
     }
 }
 
+/// The prompt syntax is stored by name, like the scheduler, so a name from a newer version
+/// falls back to A1111 syntax instead of failing the whole settings file.
+mod syntax_by_name {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::pipeline::prompt::PromptSyntax;
+
+    pub fn serialize<S: Serializer>(
+        syntax: &PromptSyntax,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(syntax.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<PromptSyntax, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Ok(name.parse().unwrap_or_default())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,21 +330,60 @@ mod tests {
     }
 
     #[test]
-    fn recent_folders_are_unique_and_bounded() {
+    fn recent_models_are_unique_and_bounded() {
         let mut state = State::default();
         for i in 0..20 {
-            state.remember_folder(Path::new(&format!("/models/{i}")));
+            state.remember_model(Path::new(&format!("/models/{i}")));
         }
-        state.remember_folder(Path::new("/models/5"));
-        assert_eq!(state.recent_folders.len(), RECENT_FOLDERS_KEPT);
-        assert_eq!(state.recent_folders[0], Path::new("/models/5"));
+        state.remember_model(Path::new("/models/5"));
+        assert_eq!(state.recent_models.len(), RECENT_MODELS_KEPT);
+        assert_eq!(state.recent_models[0], Path::new("/models/5"));
         assert_eq!(
             state
-                .recent_folders
+                .recent_models
                 .iter()
                 .filter(|p| p.as_path() == Path::new("/models/5"))
                 .count(),
             1
         );
+    }
+
+    #[test]
+    fn older_settings_load_and_new_fields_survive_odd_values() {
+        let old: State =
+            serde_json::from_str(r#"{"recent_folders": ["/models/a"]}"#).expect("old settings");
+        assert_eq!(old.recent_models, vec![PathBuf::from("/models/a")]);
+        assert_eq!(old.clip_skip, 1);
+        assert_eq!(old.prompt_syntax, PromptSyntax::A1111);
+        assert_eq!(old.vae, None);
+
+        let state = State {
+            prompt_syntax: PromptSyntax::Plain,
+            clip_skip: 2,
+            vae: Some("/vae/x.safetensors".into()),
+            ..State::default()
+        };
+        let text = serde_json::to_string(&state).expect("serialize");
+        assert!(text.contains(r#""prompt_syntax":"plain""#), "{text}");
+        let back: State = serde_json::from_str(&text).expect("deserialize");
+        assert_eq!(back, state);
+        let future = text.replace(r#""plain""#, r#""some-future-syntax""#);
+        let back: State = serde_json::from_str(&future).expect("deserialize");
+        assert_eq!(back.prompt_syntax, PromptSyntax::A1111);
+
+        let odd: State = serde_json::from_str(
+            r#"{"clip_skip": 40, "loras": {"a.safetensors": {"enabled": true, "multiplier": 9.0}}}"#,
+        )
+        .expect("odd values");
+        let odd = odd.sanitized();
+        assert_eq!(odd.clip_skip, MAX_CLIP_SKIP);
+        assert_eq!(
+            odd.lora_choice("a.safetensors"),
+            LoraChoice {
+                enabled: true,
+                multiplier: MAX_LORA_MULTIPLIER
+            }
+        );
+        assert_eq!(odd.lora_choice("other.safetensors"), LoraChoice::default());
     }
 }

@@ -130,6 +130,10 @@ pub enum Event {
     Notice {
         message: String,
     },
+    /// The chosen VAE file could not be used; the model's own VAE is in use.
+    VaeRejected {
+        message: String,
+    },
 }
 
 /// Why a model did not load, so the UI can say what to do about it.

@@ -174,7 +174,7 @@ impl WorkerState {
                         if let Err(err) = replace_vae(model, self.vae.as_deref()) {
                             self.vae = None;
                             let _ = replace_vae(model, None);
-                            self.emit(Event::Notice {
+                            self.emit(Event::VaeRejected {
                                 message: format!("VAE not changed: {err}"),
                             });
                         }
@@ -234,7 +234,7 @@ impl WorkerState {
                 if let Some(vae) = self.vae.clone() {
                     if let Err(err) = replace_vae(&mut model, Some(&vae)) {
                         self.vae = None;
-                        self.emit(Event::Notice {
+                        self.emit(Event::VaeRejected {
                             message: format!("using the model's own VAE: {err}"),
                         });
                     }

@@ -1,4 +1,5 @@
-//! The left panel: model, prompts, Generate, sampling settings, size, img2img, output.
+//! The left panel: model and VAE, prompts, Generate, sampling settings, size, LoRAs,
+//! img2img, advanced settings, output.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -8,13 +9,16 @@ use egui::{
 };
 
 use crate::app::command::UiCommand;
+use crate::app::loras::{append_to_prompt, lora_name, lora_tag, ListingStatus, LoraListing};
 use crate::app::session::{format_bytes, ModelStatus, Run};
 use crate::app::state::{
-    snap_to_grid, State, MAX_BATCH, MAX_GUIDANCE, MAX_SIDE, MAX_STEPS, SIZE_STEP,
+    snap_to_grid, State, MAX_BATCH, MAX_CLIP_SKIP, MAX_GUIDANCE, MAX_LORA_MULTIPLIER, MAX_SIDE,
+    MAX_STEPS, SIZE_STEP,
 };
 use crate::app::InitImageSlot;
 use crate::engine::{ModelSource, PreviewMode};
 use crate::models::Catalog;
+use crate::pipeline::prompt::{token_usage, PromptSyntax};
 use crate::pipeline::schedulers::SchedulerKind;
 use crate::pipeline::tokenizer::ClipTokenizer;
 
@@ -25,6 +29,8 @@ pub struct ControlsView<'a> {
     pub catalog: &'a Catalog,
     pub run: Option<&'a Run>,
     pub init_image: Option<&'a InitImageSlot>,
+    /// The LoRA folder's files, as last listed.
+    pub loras: &'a LoraListing,
     /// Put the keyboard in the prompt field this frame.
     pub focus_prompt: bool,
 }
@@ -43,9 +49,11 @@ pub fn show(
             header(ui);
             ui.add_space(6.0);
             commands.extend(model_section(ui, state, view));
+            commands.extend(vae_row(ui, state));
             ui.add_space(4.0);
             ui.separator();
             prompt_section(ui, state, tokens, view);
+            embedding_chips(ui, state, view);
             commands.extend(generate_buttons(ui, view));
             ui.add_space(2.0);
             ui.separator();
@@ -53,7 +61,9 @@ pub fn show(
             ui.separator();
             size_section(ui, state, view);
             ui.separator();
+            commands.extend(lora_section(ui, state, view));
             commands.extend(img2img_section(ui, state, view));
+            commands.extend(advanced_section(ui, state));
             commands.extend(output_section(ui, state));
             ui.add_space(8.0);
         });
@@ -83,7 +93,8 @@ fn header(ui: &mut Ui) {
 // ---------------------------------------------------------------------------------------------
 // Model
 
-/// How a model is named in the picker: the catalog's name, a folder's own name, or the hub id.
+/// How a model is named in the picker: the catalog's name, a folder's or checkpoint file's
+/// own name, or the hub id.
 pub fn model_display_name(catalog: &Catalog, source: &ModelSource) -> String {
     match source {
         ModelSource::Hub(id) => catalog
@@ -129,30 +140,24 @@ fn model_section(ui: &mut Ui, state: &State, view: &ControlsView<'_>) -> Option<
                     command = Some(UiCommand::SelectModel(source));
                 }
             }
-            if !state.recent_folders.is_empty() {
+            if !state.recent_models.is_empty() {
                 ui.separator();
-                ui.weak("Local folders");
-                for folder in &state.recent_folders {
-                    let source = ModelSource::Folder(folder.clone());
+                ui.weak("On this computer");
+                for path in &state.recent_models {
+                    let source = ModelSource::Folder(path.clone());
                     let is_current = state.model.as_ref() == Some(&source);
                     let response = ui
-                        .selectable_label(is_current, folder_name(folder))
-                        .on_hover_text(folder.display().to_string());
+                        .selectable_label(is_current, folder_name(path))
+                        .on_hover_text(path.display().to_string());
                     if response.clicked() {
                         command = Some(UiCommand::SelectModel(source));
                     }
                 }
             }
             ui.separator();
-            if ui
-                .button("Open model folder…")
-                .on_hover_text(
-                    "A diffusers folder: model_index.json, unet/, vae/, text_encoder/, tokenizer/",
-                )
-                .clicked()
-            {
-                command = Some(UiCommand::OpenModelFolder);
-            }
+            ui.horizontal(|ui| {
+                command = command.take().or(open_model_buttons(ui));
+            });
         });
     combo.response.labelled_by(label.id);
 
@@ -202,12 +207,75 @@ fn model_section(ui: &mut Ui, state: &State, view: &ControlsView<'_>) -> Option<
                 if ui.small_button("Retry").clicked() {
                     command = Some(UiCommand::RetryModel);
                 }
-                if ui.small_button("Open model folder…").clicked() {
-                    command = Some(UiCommand::OpenModelFolder);
-                }
+                command = command.take().or(open_model_buttons(ui));
             });
         }
     }
+    command
+}
+
+/// "Open model file…" and "Open model folder…", in the picker and after a failed load.
+fn open_model_buttons(ui: &mut Ui) -> Option<UiCommand> {
+    let mut command = None;
+    if ui
+        .small_button("Open model file…")
+        .on_hover_text("A single-file .safetensors checkpoint (SD 1.x, SD 2.x or SDXL), as A1111 and civitai use")
+        .clicked()
+    {
+        command = Some(UiCommand::OpenModelFile);
+    }
+    if ui
+        .small_button("Open model folder…")
+        .on_hover_text(
+            "A diffusers folder: model_index.json, unet/, vae/, text_encoder/, tokenizer/",
+        )
+        .clicked()
+    {
+        command = Some(UiCommand::OpenModelFolder);
+    }
+    command
+}
+
+/// The VAE in use: the model's own, or a file that replaces it (for models whose own VAE
+/// washes colours out, or single-file checkpoints saved without one).
+fn vae_row(ui: &mut Ui, state: &State) -> Option<UiCommand> {
+    let mut command = None;
+    ui.horizontal(|ui| {
+        let label = ui.label("VAE");
+        let selected = state
+            .vae
+            .as_deref()
+            .map_or_else(|| "Model's own".to_string(), folder_name);
+        let combo = ComboBox::from_id_salt("vae-picker")
+            .selected_text(selected)
+            .width(ui.available_width())
+            .show_ui(ui, |ui| {
+                if ui
+                    .selectable_label(state.vae.is_none(), "Model's own")
+                    .clicked()
+                {
+                    command = Some(UiCommand::ChooseVae(None));
+                }
+                for path in &state.recent_vaes {
+                    let is_current = state.vae.as_ref() == Some(path);
+                    if ui
+                        .selectable_label(is_current, folder_name(path))
+                        .on_hover_text(path.display().to_string())
+                        .clicked()
+                    {
+                        command = Some(UiCommand::ChooseVae(Some(path.clone())));
+                    }
+                }
+                ui.separator();
+                if ui.button("Choose VAE file…").clicked() {
+                    command = Some(UiCommand::PickVaeFile);
+                }
+            });
+        combo
+            .response
+            .labelled_by(label.id)
+            .on_hover_text("Decodes the final image; applies to every model until changed");
+    });
     command
 }
 
@@ -218,7 +286,8 @@ fn short_file_name(file: &str) -> &str {
 // ---------------------------------------------------------------------------------------------
 // Prompts
 
-/// Token counts of the two prompts, recomputed only when the text or the tokenizer changes.
+/// Token counts of the two prompts, recomputed only when the text, the syntax or the
+/// tokenizer changes.
 #[derive(Default)]
 pub struct TokenCounts {
     prompt: CachedCount,
@@ -228,19 +297,27 @@ pub struct TokenCounts {
 #[derive(Default)]
 struct CachedCount {
     text: String,
+    syntax: PromptSyntax,
     tokenizer: usize,
-    count: usize,
+    /// Tokens used and room in the chunks so far (A1111's "80/150").
+    usage: (usize, usize),
 }
 
 impl CachedCount {
-    fn get(&mut self, tokenizer: &Arc<ClipTokenizer>, text: &str) -> usize {
+    fn get(
+        &mut self,
+        tokenizer: &Arc<ClipTokenizer>,
+        text: &str,
+        syntax: PromptSyntax,
+    ) -> (usize, usize) {
         let identity = Arc::as_ptr(tokenizer) as usize;
-        if self.tokenizer != identity || self.text != text {
-            self.count = tokenizer.encode(text).len();
+        if self.tokenizer != identity || self.syntax != syntax || self.text != text {
+            self.usage = token_usage(tokenizer, text, syntax);
             self.text = text.to_string();
+            self.syntax = syntax;
             self.tokenizer = identity;
         }
-        self.count
+        self.usage
     }
 }
 
@@ -251,13 +328,9 @@ fn prompt_section(
     view: &ControlsView<'_>,
 ) {
     let tokenizer = view.model.loaded().map(|m| &m.tokenizer);
-    let prompt_count = tokenizer.map(|t| (tokens.prompt.get(t, &state.prompt), t.max_length()));
-    let negative_count = tokenizer.map(|t| {
-        (
-            tokens.negative.get(t, &state.negative_prompt),
-            t.max_length(),
-        )
-    });
+    let syntax = state.prompt_syntax;
+    let prompt_count = tokenizer.map(|t| tokens.prompt.get(t, &state.prompt, syntax));
+    let negative_count = tokenizer.map(|t| tokens.negative.get(t, &state.negative_prompt, syntax));
 
     let label = labelled_row(ui, "Prompt", prompt_count);
     let prompt = ui
@@ -282,22 +355,23 @@ fn prompt_section(
     .labelled_by(label.id);
 }
 
-/// A field title with the token counter ("23/75") on the right; returns the title's response.
+/// A field title with the token counter ("23/75", "80/150") on the right; returns the
+/// title's response.
 fn labelled_row(ui: &mut Ui, title: &str, count: Option<(usize, usize)>) -> egui::Response {
     ui.horizontal(|ui| {
         let label = ui.strong(title);
         ui.with_layout(Layout::right_to_left(Align::Center), |ui| match count {
-            Some((count, max_length)) => {
-                // BOS and EOS take two of the encoder's positions.
-                let limit = max_length.saturating_sub(2);
-                let text = RichText::new(format!("{count}/{limit}")).small();
-                if count > limit {
+            Some((count, capacity)) => {
+                let text = RichText::new(format!("{count}/{capacity}")).small();
+                // Only plain syntax has a limit: A1111 syntax opens another 75-token chunk.
+                if count > capacity {
                     ui.label(text.color(style::WARNING)).on_hover_text(format!(
-                        "Only the first {limit} tokens reach the model; the rest is ignored."
+                        "Only the first {capacity} tokens reach the model; the rest is ignored. A1111 syntax (under Advanced) reads longer prompts in 75-token chunks."
                     ));
                 } else {
-                    ui.label(text.weak())
-                        .on_hover_text("Tokens used of what the text encoder reads");
+                    ui.label(text.weak()).on_hover_text(
+                        "Tokens used / room in the text encoder's 75-token chunks so far",
+                    );
                 }
             }
             None => {
@@ -308,6 +382,31 @@ fn labelled_row(ui: &mut Ui, title: &str, count: Option<(usize, usize)>) -> egui
         label
     })
     .inner
+}
+
+/// The loaded model's textual-inversion embeddings, as chips: a click adds the name to the
+/// prompt, a right click to the negative prompt (where most negative embeddings go).
+fn embedding_chips(ui: &mut Ui, state: &mut State, view: &ControlsView<'_>) {
+    let Some(model) = view.model.loaded() else {
+        return;
+    };
+    if model.embeddings.is_empty() {
+        return;
+    }
+    ui.horizontal_wrapped(|ui| {
+        ui.weak("Embeddings");
+        for name in &model.embeddings {
+            let chip = ui.small_button(name).on_hover_text(
+                "Click: add to the prompt · Right click: add to the negative prompt",
+            );
+            if chip.clicked() {
+                append_to_prompt(&mut state.prompt, name);
+            }
+            if chip.secondary_clicked() {
+                append_to_prompt(&mut state.negative_prompt, name);
+            }
+        }
+    });
 }
 
 fn generate_buttons(ui: &mut Ui, view: &ControlsView<'_>) -> Option<UiCommand> {
@@ -563,6 +662,190 @@ fn size_section(ui: &mut Ui, state: &mut State, view: &ControlsView<'_>) {
             });
             ui.end_row();
         });
+}
+
+// ---------------------------------------------------------------------------------------------
+// LoRA
+
+/// The LoRA folder's files, each with a switch and a strength, like A1111's extra-networks
+/// tab; "Tag" puts `<lora:NAME:MULT>` in the prompt instead of using the switch.
+fn lora_section(ui: &mut Ui, state: &mut State, view: &ControlsView<'_>) -> Vec<UiCommand> {
+    let mut commands = Vec::new();
+    let enabled = state.loras.values().filter(|c| c.enabled).count();
+    let title = if enabled > 0 {
+        format!("LoRA ({enabled} on)")
+    } else {
+        "LoRA".to_string()
+    };
+    egui::CollapsingHeader::new(title)
+        .id_salt("loras")
+        .default_open(false)
+        .show(ui, |ui| {
+            commands.extend(folder_row(
+                ui,
+                state.lora_folder_in_use().as_deref(),
+                state.lora_folder.is_some(),
+                UiCommand::PickLoraFolder,
+                UiCommand::UseDefaultLoraFolder,
+            ));
+            ui.horizontal(|ui| {
+                match &view.loras.status {
+                    ListingStatus::Reading => {
+                        ui.spinner();
+                        ui.weak("Reading the folder…");
+                    }
+                    ListingStatus::Failed(message) => {
+                        ui.colored_label(style::ERROR, message);
+                    }
+                    ListingStatus::Ready if view.loras.files.is_empty() => {
+                        ui.weak("No .safetensors files here yet");
+                    }
+                    ListingStatus::Ready => {}
+                }
+                if ui
+                    .small_button("Refresh")
+                    .on_hover_text("List the folder again")
+                    .clicked()
+                {
+                    commands.push(UiCommand::RefreshLoras);
+                }
+            });
+            for file in &view.loras.files {
+                lora_row(ui, state, file);
+            }
+        });
+    commands
+}
+
+/// A LoRA's switch and "Tag" on one line; its strength below while it is switched on, so a
+/// folder of many LoRAs stays a short list.
+fn lora_row(ui: &mut Ui, state: &mut State, file: &str) {
+    let name = lora_name(file);
+    let mut choice = state.lora_choice(file);
+    ui.horizontal(|ui| {
+        ui.checkbox(&mut choice.enabled, name)
+            .on_hover_text(format!("Merge {file} into every generation"));
+        ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
+            let tag = lora_tag(name, choice.multiplier);
+            if ui
+                .small_button("Tag")
+                .on_hover_text(format!("Add {tag} to the prompt"))
+                .clicked()
+            {
+                append_to_prompt(&mut state.prompt, &tag);
+            }
+        });
+    });
+    if choice.enabled {
+        ui.horizontal(|ui| {
+            ui.add_space(ui.spacing().icon_width + ui.spacing().icon_spacing);
+            ui.spacing_mut().slider_width = (ui.available_width() - 70.0).max(60.0);
+            ui.add(
+                Slider::new(
+                    &mut choice.multiplier,
+                    -MAX_LORA_MULTIPLIER..=MAX_LORA_MULTIPLIER,
+                )
+                .step_by(0.05)
+                .fixed_decimals(2),
+            )
+            .accessible_name(format!("{name} strength"))
+            .on_hover_text("Strength: 1 as trained, 0 off, negative reverses it");
+        });
+    }
+    // Stored only once touched, so the settings file lists just the LoRAs the user set.
+    if choice != state.lora_choice(file) {
+        state.loras.insert(file.to_string(), choice);
+    }
+}
+
+/// A folder's path with "Change…", "Default" (when another one is chosen) and "Open".
+fn folder_row(
+    ui: &mut Ui,
+    folder: Option<&Path>,
+    is_custom: bool,
+    change: UiCommand,
+    use_default: UiCommand,
+) -> Vec<UiCommand> {
+    let mut commands = Vec::new();
+    let shown = folder.map_or_else(
+        || "(no data folder on this system; choose one)".to_string(),
+        |f| f.display().to_string(),
+    );
+    ui.add(egui::Label::new(RichText::new(shown).monospace().small()).wrap());
+    ui.horizontal(|ui| {
+        if ui.small_button("Change…").clicked() {
+            commands.push(change);
+        }
+        if is_custom && ui.small_button("Default").clicked() {
+            commands.push(use_default);
+        }
+        if let Some(folder) = folder {
+            if ui
+                .small_button("Open")
+                .on_hover_text("Open in the file manager (creates the folder if needed)")
+                .clicked()
+            {
+                commands.push(UiCommand::OpenFolder(folder.to_path_buf()));
+            }
+        }
+    });
+    commands
+}
+
+// ---------------------------------------------------------------------------------------------
+// Advanced
+
+fn advanced_section(ui: &mut Ui, state: &mut State) -> Vec<UiCommand> {
+    let mut commands = Vec::new();
+    egui::CollapsingHeader::new("Advanced")
+        .id_salt("advanced")
+        .default_open(false)
+        .show(ui, |ui| {
+            egui::Grid::new("advanced-grid")
+                .num_columns(2)
+                .spacing([10.0, 8.0])
+                .show(ui, |ui| {
+                    let label = ui.label("Clip skip");
+                    ui.add(DragValue::new(&mut state.clip_skip).range(1..=MAX_CLIP_SKIP))
+                        .labelled_by(label.id)
+                        .on_hover_text("A1111 numbering: 1 uses the text encoder's last layer; 2 is what most anime models expect");
+                    ui.end_row();
+
+                    let label = ui.label("Prompt syntax");
+                    let combo = ComboBox::from_id_salt("prompt-syntax")
+                        .selected_text(prompt_syntax_label(state.prompt_syntax))
+                        .show_ui(ui, |ui| {
+                            for syntax in PromptSyntax::ALL {
+                                ui.selectable_value(
+                                    &mut state.prompt_syntax,
+                                    syntax,
+                                    prompt_syntax_label(syntax),
+                                );
+                            }
+                        });
+                    combo.response.labelled_by(label.id).on_hover_text(
+                        "A1111: (word:1.2) weights, [word], BREAK, <lora:…> tags, any length. Plain: the text as written, first 75 tokens (as diffusers)",
+                    );
+                    ui.end_row();
+                });
+            ui.add_space(4.0);
+            ui.label("Embeddings folder");
+            commands.extend(folder_row(
+                ui,
+                state.embeddings_folder_in_use().as_deref(),
+                state.embeddings_folder.is_some(),
+                UiCommand::PickEmbeddingsFolder,
+                UiCommand::UseDefaultEmbeddingsFolder,
+            ));
+        });
+    commands
+}
+
+pub fn prompt_syntax_label(syntax: PromptSyntax) -> &'static str {
+    match syntax {
+        PromptSyntax::A1111 => "A1111",
+        PromptSyntax::Plain => "Plain (diffusers)",
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
