@@ -872,6 +872,43 @@ mod tests {
     }
 
     #[test]
+    fn built_in_configs_describe_each_single_file_family() {
+        let sd1 = FolderConfigs::embedded(CheckpointKind::Sd1).unwrap();
+        assert_eq!(sd1.family, Family::StableDiffusion);
+        assert_eq!(sd1.text[0].0.pad_id(), 49407);
+        assert_eq!(sd1.layout().unet_layers_per_block, 2);
+        let sd2 = FolderConfigs::embedded(CheckpointKind::Sd2).unwrap();
+        assert_eq!(sd2.text[0].0.pad_id(), 0);
+        assert_eq!(sd2.text[0].1.num_hidden_layers, 23);
+        assert_eq!(
+            sd2.scheduler.prediction_type.as_deref(),
+            Some("v_prediction")
+        );
+        let xl = FolderConfigs::embedded(CheckpointKind::Sdxl).unwrap();
+        assert_eq!(xl.family, Family::StableDiffusionXl);
+        assert!(xl.force_zeros_for_empty_prompt);
+        let pads: Vec<u32> = xl.text.iter().map(|(t, _)| t.pad_id()).collect();
+        assert_eq!(pads, vec![49407, 0]);
+        assert!(xl.text[1].1.has_projection());
+        assert_eq!(xl.vae.scale_factor(), 8);
+    }
+
+    #[test]
+    fn pickle_checkpoints_are_refused_before_reading() {
+        let dir = scratch("ckpt");
+        let file = dir.join("model.ckpt");
+        std::fs::write(&file, b"\x80\x02").unwrap();
+        let message = load_model(&file, &LoadOptions::default())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            message.contains("pickle") && message.contains(".safetensors"),
+            "{message}"
+        );
+    }
+
+    #[test]
     fn pickle_only_folders_are_refused_with_a_reason() {
         let dir = scratch("pickle");
         std::fs::write(dir.join("diffusion_pytorch_model.bin"), b"").unwrap();
