@@ -57,6 +57,22 @@ fn assert_bad_input(output: &Output, expected_fragment: &str) {
     );
 }
 
+/// Largest per-channel difference between a written PNG and a fixture reference's `image`.
+fn max_diff_from_reference(png: &Path, reference: &str) -> u8 {
+    let ours = image::open(png).unwrap().to_rgb8();
+    let reference =
+        candle_core::safetensors::load(fixtures().join(reference), &candle_core::Device::Cpu)
+            .unwrap();
+    let expected: Vec<u8> = reference["image"].flatten_all().unwrap().to_vec1().unwrap();
+    assert_eq!(expected.len(), ours.as_raw().len());
+    ours.as_raw()
+        .iter()
+        .zip(&expected)
+        .map(|(&a, &b)| a.abs_diff(b))
+        .max()
+        .unwrap()
+}
+
 fn model_arg(name: &str) -> String {
     fixtures().join("models").join(name).display().to_string()
 }
@@ -116,20 +132,7 @@ fn generate_matches_diffusers_and_writes_parameters() {
     // PLMS evaluates the UNet steps + 1 times (diffusers repeats its second timestep).
     assert!(stderr.contains("step 6/6"), "progress missing: {stderr}");
 
-    let ours = image::open(&out).unwrap().to_rgb8();
-    let reference = candle_core::safetensors::load(
-        fixtures().join("cases/sd1_default.safetensors"),
-        &candle_core::Device::Cpu,
-    )
-    .unwrap();
-    let expected: Vec<u8> = reference["image"].flatten_all().unwrap().to_vec1().unwrap();
-    let max = ours
-        .as_raw()
-        .iter()
-        .zip(&expected)
-        .map(|(&a, &b)| a.abs_diff(b))
-        .max()
-        .unwrap();
+    let max = max_diff_from_reference(&out, "cases/sd1_default.safetensors");
     assert!(max <= 2, "image differs from diffusers by {max}/255");
 
     let text = latent_studio::formats::png::read_png_parameters(&out)
@@ -295,21 +298,8 @@ fn img2img_takes_the_init_image_size_and_matches_diffusers() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let ours = image::open(&out).unwrap().to_rgb8();
-    assert_eq!(ours.dimensions(), (64, 64));
-    let reference = candle_core::safetensors::load(
-        fixtures().join("cases/sd1_img2img_ddim.safetensors"),
-        &candle_core::Device::Cpu,
-    )
-    .unwrap();
-    let expected: Vec<u8> = reference["image"].flatten_all().unwrap().to_vec1().unwrap();
-    let max = ours
-        .as_raw()
-        .iter()
-        .zip(&expected)
-        .map(|(&a, &b)| a.abs_diff(b))
-        .max()
-        .unwrap();
+    assert_eq!(image::open(&out).unwrap().to_rgb8().dimensions(), (64, 64));
+    let max = max_diff_from_reference(&out, "cases/sd1_img2img_ddim.safetensors");
     assert!(max <= 2, "img2img differs from diffusers by {max}/255");
     let text = latent_studio::formats::png::read_png_parameters(&out)
         .unwrap()
@@ -413,20 +403,7 @@ fn single_file_with_lora_matches_diffusers_and_records_hashes() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let ours = image::open(&out).unwrap().to_rgb8();
-    let reference = candle_core::safetensors::load(
-        fixtures().join("formats/cases/lora_sd1_peft_single.safetensors"),
-        &candle_core::Device::Cpu,
-    )
-    .unwrap();
-    let expected: Vec<u8> = reference["image"].flatten_all().unwrap().to_vec1().unwrap();
-    let max = ours
-        .as_raw()
-        .iter()
-        .zip(&expected)
-        .map(|(&a, &b)| a.abs_diff(b))
-        .max()
-        .unwrap();
+    let max = max_diff_from_reference(&out, "formats/cases/lora_sd1_peft_single.safetensors");
     assert!(max <= 2, "image differs from diffusers by {max}/255");
 
     let text = latent_studio::formats::png::read_png_parameters(&out)

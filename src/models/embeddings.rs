@@ -38,11 +38,7 @@ enum Vectors {
 
 impl TextualInversion {
     pub fn load(path: &Path) -> Result<Self, EmbeddingError> {
-        let extension = path
-            .extension()
-            .map(|e| e.to_string_lossy().to_lowercase())
-            .unwrap_or_default();
-        if ["pt", "bin", "ckpt", "pth"].contains(&extension.as_str()) {
+        if let Some(extension) = crate::models::pickle_extension(path) {
             return Err(EmbeddingError::Unsupported {
                 path: path.to_path_buf(),
                 message: format!(

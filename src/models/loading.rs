@@ -544,11 +544,9 @@ fn family_of(index: &ModelIndex, index_path: &Path) -> Result<Family, LoadError>
     }
 }
 
-const PICKLE_EXTENSIONS: [&str; 4] = ["ckpt", "pt", "pth", "bin"];
-
 fn pickle_refusal(path: &Path) -> Option<LoadError> {
-    let extension = path.extension()?.to_string_lossy().to_lowercase();
-    PICKLE_EXTENSIONS.contains(&extension.as_str()).then(|| LoadError::Unsupported {
+    let extension = crate::models::pickle_extension(path)?;
+    Some(LoadError::Unsupported {
         path: path.to_path_buf(),
         message: format!(
             ".{extension} files are Python pickles, and loading one can run any code it contains; use a .safetensors version of this model (most model pages offer one)"

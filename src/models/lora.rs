@@ -232,11 +232,7 @@ impl PeftScaling {
 
 impl LoraFile {
     pub fn load(path: &Path) -> Result<Self, LoraError> {
-        let extension = path
-            .extension()
-            .map(|e| e.to_string_lossy().to_lowercase())
-            .unwrap_or_default();
-        if ["ckpt", "pt", "pth", "bin"].contains(&extension.as_str()) {
+        if let Some(extension) = crate::models::pickle_extension(path) {
             return Err(LoraError::Pickle {
                 path: path.to_path_buf(),
                 extension,

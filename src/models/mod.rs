@@ -18,3 +18,12 @@ pub use family::{Family, ModelDefaults};
 pub use loading::{
     load_model, load_model_with_random_weights, replace_vae, LoadError, LoadOptions,
 };
+
+/// The extension of a Python pickle file (`.ckpt`, `.pt`, `.pth`, `.bin`), which we never
+/// open: unpickling can run any code the file contains.
+pub(crate) fn pickle_extension(path: &std::path::Path) -> Option<String> {
+    let extension = path.extension()?.to_string_lossy().to_lowercase();
+    ["ckpt", "pt", "pth", "bin"]
+        .contains(&extension.as_str())
+        .then_some(extension)
+}

@@ -63,94 +63,104 @@ fn apply_weights(hidden: &Tensor, weights: &[f32]) -> Result<Tensor> {
     (weighted * f64::from(original_mean / new_mean))?.to_dtype(dtype)
 }
 
-/// Encodes `text` for every text encoder; returns the per-stage chunk hidden states and the
-/// pooled output of the first chunk of the projecting encoder.
-fn encode_stages(
-    stages: &[TextStage],
-    family: Family,
-    embeddings: &[Arc<TextualInversion>],
-    text: &str,
-    syntax: PromptSyntax,
-    clip_skip: usize,
-) -> Result<(Vec<Vec<Tensor>>, Option<Tensor>)> {
-    let mut per_stage = Vec::with_capacity(stages.len());
-    let mut pooled = None;
-    for (index, stage) in stages.iter().enumerate() {
-        let width = stage.encoder.hidden_size();
-        let usable: Vec<&Tensor> = embeddings
-            .iter()
-            .filter_map(|e| e.vectors_for(index, stages.len(), width))
-            .collect();
-        let names: Vec<EmbeddingName> = embeddings
-            .iter()
-            .filter(|e| e.vectors_for(index, stages.len(), width).is_some())
-            .map(|e| EmbeddingName {
-                tokens: stage.tokenizer.encode(&e.name),
-                vectors: e.vector_count(),
-            })
-            .collect();
-        let chunked = chunks_for(&stage.tokenizer, text, syntax, &names)?;
-        let mut hidden_chunks = Vec::with_capacity(chunked.chunks.len());
-        for (chunk_index, chunk) in chunked.chunks.iter().enumerate() {
-            let (ids, weights) = chunk_layout(stage, chunk);
-            let replacements: Vec<(usize, &Tensor)> = chunk
-                .embeddings
-                .iter()
-                .map(|slot| (slot.offset + 1, usable[slot.embedding]))
-                .collect();
-            let out = stage.encoder.forward_with_embeddings(&ids, &replacements)?;
-            let hidden = match family {
-                Family::StableDiffusion if clip_skip <= 1 => out.last_hidden_state.clone(),
-                Family::StableDiffusion => stage
-                    .encoder
-                    .final_layer_norm(out.hidden_state_from_end(clip_skip)?)?,
-                Family::StableDiffusionXl => {
-                    out.hidden_state_from_end(clip_skip.max(1) + 1)?.clone()
-                }
-            };
-            hidden_chunks.push(apply_weights(&hidden, &weights)?);
-            if chunk_index == 0 && stage.encoder.has_projection() {
-                pooled = Some(out.pooled);
-            }
-        }
-        per_stage.push(hidden_chunks);
-    }
-    Ok((per_stage, pooled))
+/// A model's text encoders with what decides how they read prompts.
+#[derive(Clone, Copy)]
+pub(crate) struct PromptEncoder<'a> {
+    pub stages: &'a [TextStage],
+    pub family: Family,
+    pub embeddings: &'a [Arc<TextualInversion>],
+    pub syntax: PromptSyntax,
+    /// A1111 numbering: 1 = the last layer.
+    pub clip_skip: usize,
 }
 
-/// The conditioning for one prompt. SD: the encoder's chunks along the sequence axis. SDXL:
-/// per chunk, both encoders along the feature axis.
-pub(crate) fn encode_prompt(
-    stages: &[TextStage],
-    family: Family,
-    embeddings: &[Arc<TextualInversion>],
-    text: &str,
-    syntax: PromptSyntax,
-    clip_skip: usize,
-) -> Result<EncodedPrompt> {
-    let (mut per_stage, pooled) =
-        encode_stages(stages, family, embeddings, text, syntax, clip_skip)?;
-    // Tokenizers can disagree on length (SDXL's second turns every "!" into a pad token), so
-    // a stage that came out shorter gets the empty prompt's chunk appended, as A1111 pads.
-    let chunks = per_stage.iter().map(Vec::len).max().unwrap_or(1);
-    if per_stage.iter().any(|s| s.len() != chunks) {
-        let (empty, _) = encode_stages(stages, family, &[], "", PromptSyntax::Plain, clip_skip)?;
-        for (stage, empty) in per_stage.iter_mut().zip(empty) {
-            while stage.len() < chunks {
-                stage.push(empty[0].clone());
+impl PromptEncoder<'_> {
+    /// Encodes `text` for every text encoder; returns the per-stage chunk hidden states and the
+    /// pooled output of the first chunk of the projecting encoder.
+    fn encode_stages(&self, text: &str) -> Result<(Vec<Vec<Tensor>>, Option<Tensor>)> {
+        let PromptEncoder {
+            stages,
+            family,
+            embeddings,
+            syntax,
+            clip_skip,
+        } = *self;
+        let mut per_stage = Vec::with_capacity(stages.len());
+        let mut pooled = None;
+        for (index, stage) in stages.iter().enumerate() {
+            let width = stage.encoder.hidden_size();
+            let usable: Vec<&Tensor> = embeddings
+                .iter()
+                .filter_map(|e| e.vectors_for(index, stages.len(), width))
+                .collect();
+            let names: Vec<EmbeddingName> = embeddings
+                .iter()
+                .filter(|e| e.vectors_for(index, stages.len(), width).is_some())
+                .map(|e| EmbeddingName {
+                    tokens: stage.tokenizer.encode(&e.name),
+                    vectors: e.vector_count(),
+                })
+                .collect();
+            let chunked = chunks_for(&stage.tokenizer, text, syntax, &names)?;
+            let mut hidden_chunks = Vec::with_capacity(chunked.chunks.len());
+            for (chunk_index, chunk) in chunked.chunks.iter().enumerate() {
+                let (ids, weights) = chunk_layout(stage, chunk);
+                let replacements: Vec<(usize, &Tensor)> = chunk
+                    .embeddings
+                    .iter()
+                    .map(|slot| (slot.offset + 1, usable[slot.embedding]))
+                    .collect();
+                let out = stage.encoder.forward_with_embeddings(&ids, &replacements)?;
+                let hidden = match family {
+                    Family::StableDiffusion if clip_skip <= 1 => out.last_hidden_state.clone(),
+                    Family::StableDiffusion => stage
+                        .encoder
+                        .final_layer_norm(out.hidden_state_from_end(clip_skip)?)?,
+                    Family::StableDiffusionXl => {
+                        out.hidden_state_from_end(clip_skip.max(1) + 1)?.clone()
+                    }
+                };
+                hidden_chunks.push(apply_weights(&hidden, &weights)?);
+                if chunk_index == 0 && stage.encoder.has_projection() {
+                    pooled = Some(out.pooled);
+                }
+            }
+            per_stage.push(hidden_chunks);
+        }
+        Ok((per_stage, pooled))
+    }
+
+    /// The conditioning for one prompt. SD: the encoder's chunks along the sequence axis. SDXL:
+    /// per chunk, both encoders along the feature axis.
+    pub(crate) fn encode(&self, text: &str) -> Result<EncodedPrompt> {
+        let (mut per_stage, pooled) = self.encode_stages(text)?;
+        // Tokenizers can disagree on length (SDXL's second turns every "!" into a pad token), so
+        // a stage that came out shorter gets the empty prompt's chunk appended, as A1111 pads.
+        let chunks = per_stage.iter().map(Vec::len).max().unwrap_or(1);
+        if per_stage.iter().any(|s| s.len() != chunks) {
+            let plain = PromptEncoder {
+                embeddings: &[],
+                syntax: PromptSyntax::Plain,
+                ..*self
+            };
+            let (empty, _) = plain.encode_stages("")?;
+            for (stage, empty) in per_stage.iter_mut().zip(empty) {
+                while stage.len() < chunks {
+                    stage.push(empty[0].clone());
+                }
             }
         }
-    }
-    let per_chunk: Vec<Tensor> = (0..chunks)
-        .map(|i| {
-            let features: Vec<&Tensor> = per_stage.iter().map(|s| &s[i]).collect();
-            Tensor::cat(&features, 2)
+        let per_chunk: Vec<Tensor> = (0..chunks)
+            .map(|i| {
+                let features: Vec<&Tensor> = per_stage.iter().map(|s| &s[i]).collect();
+                Tensor::cat(&features, 2)
+            })
+            .collect::<Result<_>>()?;
+        Ok(EncodedPrompt {
+            hidden: Tensor::cat(&per_chunk, 1)?,
+            pooled,
         })
-        .collect::<Result<_>>()?;
-    Ok(EncodedPrompt {
-        hidden: Tensor::cat(&per_chunk, 1)?,
-        pooled,
-    })
+    }
 }
 
 /// Extends the shorter of two conditionings with `empty` (the empty prompt's one chunk) until

@@ -5,7 +5,7 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::models::{Family, ModelDefaults};
 pub use crate::pipeline::conditioning::PromptSyntax;
-use crate::pipeline::conditioning::{encode_prompt, pad_to_same_length, EncodedPrompt};
+use crate::pipeline::conditioning::{pad_to_same_length, EncodedPrompt, PromptEncoder};
 use crate::pipeline::noise::TorchRng;
 use crate::pipeline::prompt::{prompt_pieces, token_usage};
 use crate::pipeline::schedulers::{
@@ -296,16 +296,14 @@ impl StableDiffusion {
         request: &GenerationRequest,
         guided: bool,
     ) -> Result<Conditioning, GenerateError> {
-        let encode = |text: &str| {
-            encode_prompt(
-                &self.text_stages,
-                self.info.family,
-                &self.embeddings,
-                text,
-                request.prompt_syntax,
-                request.clip_skip,
-            )
+        let encoder = PromptEncoder {
+            stages: &self.text_stages,
+            family: self.info.family,
+            embeddings: &self.embeddings,
+            syntax: request.prompt_syntax,
+            clip_skip: request.clip_skip,
         };
+        let encode = |text: &str| encoder.encode(text);
         let positive = encode(&request.prompt)?;
         if self.info.family == Family::StableDiffusionXl && positive.pooled.is_none() {
             return Err(GenerateError::InvalidRequest(
