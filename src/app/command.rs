@@ -18,6 +18,8 @@ pub enum UiCommand {
     ChooseVae(Option<PathBuf>),
     /// Ask for a VAE file with the native dialog, then use it.
     PickVaeFile,
+    /// Decode in overlapping tiles (or not) from now on.
+    SetVaeTiling(bool),
     /// Ask for the LoRA folder; `UseDefaultLoraFolder` goes back to the default one.
     PickLoraFolder,
     UseDefaultLoraFolder,

@@ -191,6 +191,7 @@ impl LatentStudioApp {
         };
         // VAE and folders first, so the first model loads with them.
         app.worker.send(Command::SetVae(app.state.vae.clone()));
+        app.worker.send(Command::SetVaeTiling(app.state.vae_tiling));
         app.worker
             .send(Command::SetFolders(app.state.add_on_folders()));
         app.list_loras();
@@ -280,6 +281,9 @@ impl LatentStudioApp {
                 }
             }
             UiCommand::ChooseVae(vae) => self.set_vae(vae),
+            UiCommand::SetVaeTiling(enabled) => {
+                self.worker.send(Command::SetVaeTiling(enabled));
+            }
             UiCommand::PickVaeFile => {
                 if let Some(file) = self.desktop.pick_vae_file() {
                     self.set_vae(Some(file));

@@ -43,6 +43,8 @@ pub struct State {
     pub vae: Option<PathBuf>,
     /// VAE files chosen before, most recent first.
     pub recent_vaes: Vec<PathBuf>,
+    /// Decode in overlapping tiles (less memory for large images).
+    pub vae_tiling: bool,
     /// The model whose defaults (size, steps, CFG) were last applied to the settings, so that
     /// reopening the app with the same model keeps the user's own adjustments.
     pub defaults_applied_for: Option<ModelSource>,
@@ -89,6 +91,7 @@ impl Default for State {
             recent_models: Vec::new(),
             vae: None,
             recent_vaes: Vec::new(),
+            vae_tiling: false,
             defaults_applied_for: None,
             prompt: String::new(),
             negative_prompt: String::new(),

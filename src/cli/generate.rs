@@ -42,6 +42,10 @@ pub struct GenerateArgs {
     /// Textual-inversion embeddings usable by file name in prompts (default: the app's folder).
     #[arg(long)]
     embeddings_dir: Option<PathBuf>,
+    /// Decode in overlapping tiles as diffusers' enable_vae_tiling() does: far less memory for
+    /// large images, a slightly different result.
+    #[arg(long)]
+    vae_tiling: bool,
     /// A1111's clip skip: 1 uses the text encoder's last layer, 2 the one before …
     #[arg(long, default_value_t = 1)]
     clip_skip: usize,
@@ -304,6 +308,7 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
     };
     let mut model = load_model(&folder, &options)
         .map_err(|err| CliError::input(format!("--model {}: {err}", args.model.display())))?;
+    model.set_vae_tiling(args.vae_tiling);
     let embeddings_dir = args.embeddings_dir.clone().or_else(default_embeddings_dir);
     if let Some(dir) = &embeddings_dir {
         let (found, errors) = TextualInversion::load_dir(dir);

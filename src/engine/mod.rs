@@ -63,6 +63,8 @@ pub enum Command {
     /// models loaded later.
     SetVae(Option<PathBuf>),
     SetFolders(AddOnFolders),
+    /// Decode in overlapping tiles (less memory for large images), now and for later models.
+    SetVaeTiling(bool),
     Generate(GenerateJob),
     Shutdown,
 }

@@ -47,6 +47,7 @@ impl Worker {
             model: None,
             options,
             vae: None,
+            vae_tiling: false,
             folders: AddOnFolders::default(),
             loras: LoraLibrary::default(),
             hashes: HashCache::user_default(),
@@ -126,6 +127,7 @@ struct WorkerState {
     model: Option<(ModelSource, StableDiffusion)>,
     options: LoadOptions,
     vae: Option<PathBuf>,
+    vae_tiling: bool,
     folders: AddOnFolders,
     loras: LoraLibrary,
     hashes: HashCache,
@@ -180,6 +182,12 @@ impl WorkerState {
                         }
                     }
                 }
+                Command::SetVaeTiling(enabled) => {
+                    self.vae_tiling = enabled;
+                    if let Some((_, model)) = &mut self.model {
+                        model.set_vae_tiling(enabled);
+                    }
+                }
                 Command::SetFolders(folders) => {
                     self.loras.set_dir(folders.loras.clone());
                     let embeddings_changed = folders.embeddings != self.folders.embeddings;
@@ -231,6 +239,7 @@ impl WorkerState {
         };
         match load_model(&folder, &self.options) {
             Ok(mut model) => {
+                model.set_vae_tiling(self.vae_tiling);
                 if let Some(vae) = self.vae.clone() {
                     if let Err(err) = replace_vae(&mut model, Some(&vae)) {
                         self.vae = None;

@@ -787,6 +787,7 @@ fn assemble(
         base,
         loras: Vec::new(),
         embeddings: Vec::new(),
+        vae_tiling: false,
     })
 }
 

@@ -151,6 +151,8 @@ pub struct StableDiffusion {
     /// LoRAs merged into the weights now, with their multipliers.
     pub(crate) loras: Vec<crate::models::lora::ActiveLora>,
     pub(crate) embeddings: Vec<std::sync::Arc<crate::models::embeddings::TextualInversion>>,
+    /// Decode in overlapping tiles (diffusers' `enable_vae_tiling()`).
+    pub(crate) vae_tiling: bool,
 }
 
 struct Conditioning {
@@ -194,6 +196,17 @@ impl StableDiffusion {
         let (usable, skipped): (Vec<_>, Vec<_>) = embeddings.into_iter().partition(|e| fits(e));
         self.embeddings = usable;
         skipped.into_iter().map(|e| e.name.clone()).collect()
+    }
+
+    /// Decode images in overlapping tiles, as diffusers' `enable_vae_tiling()` does: memory
+    /// then follows the tile size instead of the image size, at the price of a result that
+    /// differs slightly from an untiled decode. Off by default, as in diffusers.
+    pub fn set_vae_tiling(&mut self, enabled: bool) {
+        self.vae_tiling = enabled;
+    }
+
+    pub fn vae_tiling(&self) -> bool {
+        self.vae_tiling
     }
 
     /// Names of the embeddings usable in prompts.
@@ -443,7 +456,11 @@ impl StableDiffusion {
     /// Decodes latents with the VAE to 8-bit RGB, as diffusers' `postprocess` does
     /// (`(x / 2 + 0.5).clamp(0, 1) * 255`, rounded).
     pub fn decode(&self, latents: &Tensor) -> Result<RgbImage, GenerateError> {
-        let decoded = self.vae.decode(latents)?;
+        let decoded = if self.vae_tiling {
+            self.vae.decode_tiled(latents)?
+        } else {
+            self.vae.decode(latents)?
+        };
         let (_, _, height, width) = decoded.dims4()?;
         let pixels: Vec<u8> = ((decoded.to_dtype(DType::F32)? / 2.0)? + 0.5)?
             .clamp(0f32, 1f32)?

@@ -63,6 +63,37 @@ fn default_true() -> bool {
 
 const VAE_EPS: f64 = 1e-6;
 
+/// diffusers' `tile_overlap_factor`.
+const TILE_OVERLAP: f64 = 0.25;
+
+/// diffusers' `blend_v` (`axis` 2) / `blend_h` (`axis` 3): the first `extent` rows (columns)
+/// of `next` fade in from the last `extent` of `previous`: `prev·(1 − k/extent) + next·k/extent`.
+fn blend_edge(previous: &Tensor, next: &Tensor, extent: usize, axis: usize) -> Result<Tensor> {
+    let extent = extent.min(previous.dim(axis)?).min(next.dim(axis)?);
+    if extent == 0 {
+        return Ok(next.clone());
+    }
+    let mut shape = [1usize; 4];
+    shape[axis] = extent;
+    let ramp: Vec<f32> = (0..extent)
+        .map(|k| (k as f64 / extent as f64) as f32)
+        .collect();
+    let fade: Vec<f32> = (0..extent)
+        .map(|k| (1.0 - k as f64 / extent as f64) as f32)
+        .collect();
+    let device = next.device();
+    let ramp = Tensor::from_vec(ramp, &shape, device)?.to_dtype(next.dtype())?;
+    let fade = Tensor::from_vec(fade, &shape, device)?.to_dtype(next.dtype())?;
+    let tail = previous.narrow(axis, previous.dim(axis)? - extent, extent)?;
+    let head = next.narrow(axis, 0, extent)?;
+    let mixed = (tail.broadcast_mul(&fade)? + head.broadcast_mul(&ramp)?)?;
+    let rest = next.dim(axis)? - extent;
+    if rest == 0 {
+        return Ok(mixed);
+    }
+    Tensor::cat(&[&mixed, &next.narrow(axis, extent, rest)?], axis)
+}
+
 impl VaeConfig {
     /// How many pixels one latent covers along each axis (8 for every Stable Diffusion VAE).
     pub fn scale_factor(&self) -> usize {
@@ -330,14 +361,84 @@ impl AutoencoderKL {
 
     /// Decodes *scaled* latents (as the UNet sees them) to an image in [-1, 1].
     pub fn decode(&self, latents: &Tensor) -> Result<Tensor> {
-        let mut z = (latents / self.config.scaling_factor)?;
-        if let Some(shift) = self.config.shift_factor {
-            z = (z + shift)?;
+        self.decode_unscaled(&self.unscale(latents)?)
+    }
+
+    fn unscale(&self, latents: &Tensor) -> Result<Tensor> {
+        let z = (latents / self.config.scaling_factor)?;
+        match self.config.shift_factor {
+            Some(shift) => z + shift,
+            None => Ok(z),
         }
-        if let Some(conv) = &self.post_quant_conv {
-            z = conv.forward(&z)?;
+    }
+
+    fn decode_unscaled(&self, z: &Tensor) -> Result<Tensor> {
+        match &self.post_quant_conv {
+            Some(conv) => self.decoder.forward(&conv.forward(z)?),
+            None => self.decoder.forward(z),
         }
-        self.decoder.forward(&z)
+    }
+
+    /// Pixels per side of one decoded tile: the VAE's `sample_size` (512 for SD 1.x).
+    fn tile_pixels(&self) -> usize {
+        self.config.sample_size.unwrap_or(512)
+    }
+
+    /// Decodes like [`Self::decode`] in overlapping tiles, as diffusers' `enable_vae_tiling()`
+    /// does: tiles of `sample_size` pixels that overlap by a quarter, blended linearly across
+    /// the overlap. Peak memory then follows the tile, not the image; the result differs a
+    /// little from an untiled decode (the decoder's group norms see one tile at a time), so it
+    /// is used only when asked for. Latents that fit in one tile decode untiled.
+    pub fn decode_tiled(&self, latents: &Tensor) -> Result<Tensor> {
+        let z = self.unscale(latents)?;
+        let (_, _, height, width) = z.dims4()?;
+        let tile_pixels = self.tile_pixels();
+        let tile_latents = tile_pixels / self.config.scale_factor();
+        if tile_latents == 0 || (height <= tile_latents && width <= tile_latents) {
+            return self.decode_unscaled(&z);
+        }
+        // diffusers' integer arithmetic: int(64 * 0.75), int(512 * 0.25).
+        let stride = (tile_latents as f64 * (1.0 - TILE_OVERLAP)) as usize;
+        let blend = (tile_pixels as f64 * TILE_OVERLAP) as usize;
+        let keep = tile_pixels - blend;
+        let starts = |size: usize| (0..size).step_by(stride.max(1)).collect::<Vec<_>>();
+        let (row_starts, column_starts) = (starts(height), starts(width));
+        // Each tile is blended with its upper and left neighbours *after* they were blended
+        // with theirs, as diffusers' in-place loop does.
+        let mut blended: Vec<Vec<Tensor>> = Vec::with_capacity(row_starts.len());
+        let mut rows = Vec::with_capacity(row_starts.len());
+        for (i, &top) in row_starts.iter().enumerate() {
+            let mut row_tiles: Vec<Tensor> = Vec::with_capacity(column_starts.len());
+            let mut cropped = Vec::with_capacity(column_starts.len());
+            for (j, &left) in column_starts.iter().enumerate() {
+                let tile = z.narrow(2, top, tile_latents.min(height - top))?.narrow(
+                    3,
+                    left,
+                    tile_latents.min(width - left),
+                )?;
+                let mut tile = self.decode_unscaled(&tile)?;
+                if i > 0 {
+                    tile = blend_edge(&blended[i - 1][j], &tile, blend, 2)?;
+                }
+                if j > 0 {
+                    tile = blend_edge(&row_tiles[j - 1], &tile, blend, 3)?;
+                }
+                let (_, _, tile_height, tile_width) = tile.dims4()?;
+                cropped.push(tile.narrow(2, 0, keep.min(tile_height))?.narrow(
+                    3,
+                    0,
+                    keep.min(tile_width),
+                )?);
+                row_tiles.push(tile);
+            }
+            rows.push(Tensor::cat(&cropped, 3)?);
+            blended.push(row_tiles);
+            // Only the previous row is needed for blending.
+            if i >= 1 {
+                blended[i - 1].clear();
+            }
+        }
+        Tensor::cat(&rows, 2)
     }
 
     /// Encodes an image in [-1, 1] and samples the posterior with `rng`, returning scaled

@@ -966,6 +966,17 @@ fn output_section(ui: &mut Ui, state: &mut State) -> Vec<UiCommand> {
                         .labelled_by(label.id);
                 });
             }
+            ui.add_space(4.0);
+            if ui
+                .checkbox(&mut state.vae_tiling, "Tiled VAE decode")
+                .on_hover_text(
+                    "Decode large images in overlapping tiles (as diffusers' enable_vae_tiling): \
+                     far less memory at 1024² and up, a slightly different result",
+                )
+                .changed()
+            {
+                commands.push(UiCommand::SetVaeTiling(state.vae_tiling));
+            }
         });
     commands
 }
