@@ -2,7 +2,9 @@
 //! `downsampling.py`, `upsampling.py`).
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{conv2d, group_norm, linear, Conv2d, Conv2dConfig, GroupNorm, Linear, VarBuilder};
+use candle_nn::{group_norm, linear, Conv2dConfig, GroupNorm, Linear, VarBuilder};
+
+use crate::pipeline::conv::{conv2d, Conv2d};
 
 pub fn conv3x3(in_channels: usize, out_channels: usize, vb: VarBuilder) -> Result<Conv2d> {
     let config = Conv2dConfig {

@@ -2,6 +2,7 @@
 
 pub mod attention;
 pub mod conditioning;
+pub mod conv;
 pub mod generate;
 pub mod layers;
 pub mod noise;

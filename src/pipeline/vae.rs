@@ -1,7 +1,9 @@
 //! `AutoencoderKL`: latents ↔ images, built from a diffusers `vae/config.json`.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{group_norm, linear, Conv2d, GroupNorm, Linear, VarBuilder};
+use candle_nn::{group_norm, linear, GroupNorm, Linear, VarBuilder};
+
+use crate::pipeline::conv::Conv2d;
 use serde::Deserialize;
 
 use crate::pipeline::attention::scaled_dot_product;

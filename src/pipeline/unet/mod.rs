@@ -3,7 +3,9 @@
 mod transformer;
 
 use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::{conv2d, group_norm, linear, Conv2d, Conv2dConfig, GroupNorm, Linear, VarBuilder};
+use candle_nn::{group_norm, linear, Conv2dConfig, GroupNorm, Linear, VarBuilder};
+
+use crate::pipeline::conv::{conv2d, Conv2d};
 use serde::Deserialize;
 
 use crate::pipeline::layers::{conv3x3, Downsample2D, ResnetBlock2D, ResnetConfig, Upsample2D};

@@ -2,11 +2,11 @@
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{
-    group_norm, layer_norm, linear, linear_no_bias, Conv2d, GroupNorm, LayerNorm, Linear,
-    VarBuilder,
+    group_norm, layer_norm, linear, linear_no_bias, GroupNorm, LayerNorm, Linear, VarBuilder,
 };
 
 use crate::pipeline::attention::scaled_dot_product;
+use crate::pipeline::conv::Conv2d;
 use crate::pipeline::layers::conv1x1;
 
 /// diffusers' `Attention` with the default processor, without bias on q/k/v.
