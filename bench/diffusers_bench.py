@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""CPU/GPU reference timings of diffusers on the full-size SD 1.5 architecture.
+"""CPU/GPU reference timings of diffusers on the full-size SD 1.5 (or SDXL) architecture.
 
 Builds UNet2DConditionModel / AutoencoderKL / CLIPTextModel with Stable
-Diffusion 1.5's real configs and random weights (fp32 by default), then times
+Diffusion 1.5's real configs (--arch sdxl: SDXL's, read from assets/configs/sdxl, two
+text encoders) and random weights (fp32 by default), then times
 
   * text encode        CLIP text encoder forward, batch 2 (cond + uncond), 77 tokens
   * unet step (CFG)    one UNet forward at batch 2, for each size (256, 512)
@@ -18,6 +19,8 @@ a small CPU; use --sizes 256 to skip them.
   python bench/diffusers_bench.py --save-weights DIR    # also write the random weights as a
                                                         # diffusers folder (for the Rust bench)
   python bench/diffusers_bench.py --save-weights DIR --no-bench
+  python bench/diffusers_bench.py --device cuda --dtype fp16 --sizes 512 --pipeline-size 512 --pipeline-steps 20
+  python bench/diffusers_bench.py --arch sdxl --device cuda --dtype fp16 --sizes 1024 --pipeline-size 1024 --pipeline-steps 20
 
 Tokenizer for the pipeline / saved folder: tests/fixtures/models/sd1/tokenizer
 (CLIP BPE vocab), override with --tokenizer.
@@ -128,10 +131,42 @@ def timeit(fn, device, warmup, iters):
     return times
 
 
+def sdxl_config(component):
+    name = "scheduler_config.json" if component == "scheduler" else "config.json"
+    with open(os.path.join(ROOT, "assets", "configs", "sdxl", component, name)) as f:
+        cfg = json.load(f)
+    return {k: v for k, v in cfg.items() if not k.startswith("_") and k != "architectures"}
+
+
+def build_sdxl(args, dtype):
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    scheduler = EulerDiscreteScheduler.from_config(sdxl_config("scheduler"))
+    t0 = time.perf_counter()
+    # Built directly on the device: initializing 3.5B random parameters on the CPU is slow.
+    with torch.device(args.device):
+        torch.manual_seed(args.seed)
+        unet = UNet2DConditionModel(**sdxl_config("unet"))
+        torch.manual_seed(args.seed + 1)
+        vae = AutoencoderKL(**sdxl_config("vae"))
+        torch.manual_seed(args.seed + 2)
+        text = CLIPTextModel(CLIPTextConfig(**sdxl_config("text_encoder")))
+        text_2 = CLIPTextModelWithProjection(CLIPTextConfig(**sdxl_config("text_encoder_2")))
+    for m in (unet, vae, text, text_2):
+        m.eval().to(device=args.device, dtype=dtype)
+    build_s = time.perf_counter() - t0
+    n = {k: sum(p.numel() for p in m.parameters())
+         for k, m in (("unet", unet), ("vae", vae), ("text", text), ("text_2", text_2))}
+    return unet, vae, (text, text_2), scheduler, build_s, n
+
+
 def build(args, dtype):
     from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
+    if args.arch == "sdxl":
+        return build_sdxl(args, dtype)
     unet_cfg, vae_cfg, text_cfg = (TINY_UNET, TINY_VAE, TINY_TEXT) if args.tiny else (SD15_UNET, SD15_VAE, SD15_TEXT)
     t0 = time.perf_counter()
     torch.manual_seed(args.seed)
@@ -149,10 +184,16 @@ def build(args, dtype):
 
 
 def make_pipeline(args, unet, vae, text, scheduler):
-    from diffusers import StableDiffusionPipeline
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
     from transformers import CLIPTokenizer
 
     tok = CLIPTokenizer.from_pretrained(args.tokenizer)
+    if args.arch == "sdxl":
+        pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=text[0], text_encoder_2=text[1], tokenizer=tok,
+                                         tokenizer_2=tok, unet=unet, scheduler=scheduler,
+                                         force_zeros_for_empty_prompt=True, add_watermarker=False)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tok, unet=unet, scheduler=scheduler,
                                    safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
@@ -161,6 +202,7 @@ def make_pipeline(args, unet, vae, text, scheduler):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--arch", default="sd15", choices=["sd15", "sdxl"])
     ap.add_argument("--sizes", default="256,512", help="comma list of square image sizes for unet/vae parts")
     ap.add_argument("--pipeline-size", type=int, default=256)
     ap.add_argument("--pipeline-steps", type=int, default=4)
@@ -177,6 +219,8 @@ def main():
     ap.add_argument("--no-bench", action="store_true", help="with --save-weights: only save")
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = ap.parse_args()
+    if args.arch == "sdxl" and (args.tiny or args.save_weights):
+        ap.error("--arch sdxl supports neither --tiny nor --save-weights")
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -189,7 +233,7 @@ def main():
 
     unet, vae, text, scheduler, build_s, nparams = build(args, dtype)
     info = dict(torch=torch.__version__, diffusers=diffusers.__version__, transformers=transformers.__version__,
-                device=args.device, dtype=args.dtype, threads=torch.get_num_threads(), cpu=platform.processor(),
+                arch=args.arch, device=args.device, dtype=args.dtype, threads=torch.get_num_threads(), cpu=platform.processor(),
                 tiny=args.tiny, build_s=round(build_s, 3), params=nparams)
     print(json.dumps(info))
 
@@ -218,7 +262,9 @@ def main():
     with torch.inference_mode():
         if "text" in parts:
             ids = torch.randint(0, 49406, (2, 77), generator=torch.Generator().manual_seed(0)).to(dev)
-            report("text encode (batch 2)", timeit(lambda: text(ids)[0], dev, args.warmup, args.iters))
+            encoders = text if isinstance(text, tuple) else (text,)
+            report("text encode (batch 2)",
+                   timeit(lambda: [enc(ids)[0] for enc in encoders], dev, args.warmup, args.iters))
         for size in sizes:
             lat = size // 8
             if "unet" in parts:
@@ -226,8 +272,15 @@ def main():
                 ctx = torch.randn(2, 77, unet.config.cross_attention_dim,
                                   generator=torch.Generator().manual_seed(2)).to(dev, dtype)
                 t = torch.tensor(500, device=dev)
+                added = None
+                if args.arch == "sdxl":
+                    pooled = unet.config.projection_class_embeddings_input_dim - 6 * unet.config.addition_time_embed_dim
+                    added = dict(text_embeds=torch.randn(2, pooled, generator=torch.Generator().manual_seed(4))
+                                 .to(dev, dtype),
+                                 time_ids=torch.tensor([[size, size, 0, 0, size, size]] * 2, device=dev, dtype=dtype))
                 report(f"unet step CFG b2 {size}x{size}",
-                       timeit(lambda: unet(x, t, encoder_hidden_states=ctx).sample, dev, args.warmup, args.iters),
+                       timeit(lambda: unet(x, t, encoder_hidden_states=ctx, added_cond_kwargs=added).sample,
+                              dev, args.warmup, args.iters),
                        size=size)
             if "vae" in parts:
                 z = torch.randn(1, 4, lat, lat, generator=torch.Generator().manual_seed(3)).to(dev, dtype)

@@ -1,4 +1,5 @@
-//! `latent-studio bench`: speed and memory of the full-size SD 1.5 architecture.
+//! `latent-studio bench`: speed and memory of the full-size SD 1.5 (or, with `--arch sdxl`,
+//! SDXL) architecture.
 //!
 //! Random weights by default (nothing to download); `--weights DIR` loads a diffusers folder
 //! instead, e.g. the one `bench/diffusers_bench.py --save-weights DIR` writes, so both
@@ -7,16 +8,26 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use candle_core::Tensor;
-use clap::Args;
+use candle_core::{Device, Tensor};
+use clap::{Args, ValueEnum};
 use latent_studio::models::{load_model, load_model_with_random_weights, LoadOptions};
 use latent_studio::pipeline::generate::{Flow, GenerationRequest, PromptSyntax, StableDiffusion};
 use latent_studio::pipeline::schedulers::SchedulerKind;
+use latent_studio::pipeline::unet::AddedConditions;
 
 use super::{select_device, select_dtype, CliError};
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Arch {
+    Sd15,
+    Sdxl,
+}
+
 #[derive(Debug, Args)]
 pub struct BenchArgs {
+    /// Which architecture to build with random weights (ignored with --weights).
+    #[arg(long, value_enum, default_value = "sd15")]
+    arch: Arch,
     /// Image sizes to time the UNet and VAE at (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "256,512")]
     sizes: Vec<usize>,
@@ -48,18 +59,21 @@ fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
+/// Times `run` after one warm-up. GPU work is queued asynchronously, so each run ends with a
+/// device synchronization before the clock stops.
 fn time<T>(
     name: &str,
+    device: &Device,
     iters: usize,
     mut run: impl FnMut() -> candle_core::Result<T>,
 ) -> Result<(), CliError> {
     reset_peak_rss();
     let fail = |e: candle_core::Error| CliError::runtime(format!("{name}: {e}"));
-    run().map_err(fail)?;
+    run().and_then(|_| device.synchronize()).map_err(fail)?;
     let mut times = Vec::with_capacity(iters);
     for _ in 0..iters.max(1) {
         let started = Instant::now();
-        run().map_err(fail)?;
+        run().and_then(|_| device.synchronize()).map_err(fail)?;
         times.push(started.elapsed().as_secs_f64());
     }
     let mean = times.iter().sum::<f64>() / times.len() as f64;
@@ -75,8 +89,15 @@ fn time<T>(
     Ok(())
 }
 
+/// The source tree's `assets/`, or `./assets` when the binary runs away from the tree it was
+/// built in (e.g. a CUDA build copied to a GPU machine and run from a checkout there).
 fn assets() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets")
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
+    if built.is_dir() {
+        built
+    } else {
+        PathBuf::from("assets")
+    }
 }
 
 pub fn run(args: BenchArgs) -> Result<(), CliError> {
@@ -92,15 +113,19 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         Some(dir) => load_model(dir, &options)
             .map_err(|e| CliError::input(format!("--weights {}: {e}", dir.display())))?,
         None => load_model_with_random_weights(
-            &assets().join("configs/sd15"),
+            &assets().join(match args.arch {
+                Arch::Sd15 => "configs/sd15",
+                Arch::Sdxl => "configs/sdxl",
+            }),
             &assets().join("clip-tokenizer"),
             &options,
         )
         .map_err(|e| CliError::runtime(e.to_string()))?,
     };
     println!(
-        "latent-studio {} bench: SD 1.5 architecture, {} weights, {:?} on {:?}, {} threads; built in {:.1}s, RSS {:.0} MiB",
+        "latent-studio {} bench: {} architecture, {} weights, {:?} on {:?}, {} threads; built in {:.1}s, RSS {:.0} MiB",
         latent_studio::VERSION,
+        model.info().label,
         if args.weights.is_some() { "loaded" } else { "random" },
         dtype,
         device,
@@ -109,15 +134,24 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         peak_rss_mib().unwrap_or(f64::NAN)
     );
 
-    let stage = &model.text_stages()[0];
+    let stages = model.text_stages();
+    time("text encode (cond + uncond)", &device, args.iters, || {
+        let mut last = None;
+        for stage in stages {
+            let ids = stage
+                .tokenizer
+                .encode_padded("a photograph of an astronaut riding a horse");
+            let empty = stage.tokenizer.encode_padded("");
+            stage.encoder.forward(&ids)?;
+            last = Some(stage.encoder.forward(&empty)?);
+        }
+        Ok(last)
+    })?;
+    let stage = &stages[0];
     let ids = stage
         .tokenizer
         .encode_padded("a photograph of an astronaut riding a horse");
     let empty = stage.tokenizer.encode_padded("");
-    time("text encode (cond + uncond)", args.iters, || {
-        stage.encoder.forward(&ids)?;
-        stage.encoder.forward(&empty)
-    })?;
     let context = Tensor::cat(
         &[
             &stage
@@ -134,6 +168,26 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         0,
     )
     .map_err(runtime)?;
+    // SDXL's UNet reads both encoders' states (2048 wide) and pooled embeddings + size ids:
+    // random stand-ins of the right shapes are as good as real ones for timing.
+    let sdxl = model.unet().needs_added_conditions();
+    let (context, added) = if sdxl {
+        let width: usize = stages.iter().map(|s| s.encoder.hidden_size()).sum();
+        let pooled = stages.last().map_or(0, |s| s.encoder.hidden_size());
+        let random = |shape: &[usize]| {
+            Tensor::randn(0f32, 1.0, shape, &device).and_then(|t| t.to_dtype(dtype))
+        };
+        let context = random(&[2, 77, width]).map_err(runtime)?;
+        let added = AddedConditions {
+            text_embeds: random(&[2, pooled]).map_err(runtime)?,
+            time_ids: Tensor::new(&[[1024f32, 1024., 0., 0., 1024., 1024.]; 2], &device)
+                .and_then(|t| t.to_dtype(dtype))
+                .map_err(runtime)?,
+        };
+        (context, Some(added))
+    } else {
+        (context, None)
+    };
 
     for &size in &args.sizes {
         if size == 0 || size % 8 != 0 {
@@ -147,8 +201,13 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
             .map_err(runtime)?;
         time(
             &format!("unet step {size}x{size} (CFG, batch 2)"),
+            &device,
             args.iters,
-            || model.unet().forward(&latents, 500.0, &context, None),
+            || {
+                model
+                    .unet()
+                    .forward(&latents, 500.0, &context, added.as_ref())
+            },
         )?;
     }
     for &size in &args.sizes {
@@ -156,9 +215,12 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         let latents = Tensor::randn(0f32, 1.0, (1, 4, latent, latent), &device)
             .and_then(|t| t.to_dtype(dtype))
             .map_err(runtime)?;
-        time(&format!("vae decode {size}x{size}"), args.iters, || {
-            model.vae().decode(&latents)
-        })?;
+        time(
+            &format!("vae decode {size}x{size}"),
+            &device,
+            args.iters,
+            || model.vae().decode(&latents),
+        )?;
     }
 
     let size = args.sizes.iter().copied().min().unwrap_or(256);
@@ -177,6 +239,7 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
     };
     time(
         &format!("generate {size}x{size}, {} steps", args.steps),
+        &device,
         1,
         || {
             model

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use candle_core::{DType, Device};
 use clap::{Parser, Subcommand};
+use latent_studio::pipeline::generate::describe_candle_error;
 
 #[derive(Debug, Parser)]
 #[command(name = "latent-studio", version = latent_studio::VERSION, about = "Stable Diffusion on your own machine, numerically faithful to diffusers")]
@@ -98,7 +99,12 @@ pub fn select_device(name: &str) -> Result<Device, CliError> {
                     "--device cuda: this build has no CUDA support; rebuild with `cargo build --release --features cuda`",
                 ));
             }
-            Device::new_cuda(0).map_err(|e| CliError::runtime(format!("--device cuda: {e}")))
+            Device::new_cuda(0).map_err(|e| {
+                CliError::runtime(format!(
+                    "--device cuda: no usable CUDA GPU: {}",
+                    describe_candle_error(&e)
+                ))
+            })
         }
         "metal" => {
             if !cfg!(feature = "metal") {
@@ -106,7 +112,12 @@ pub fn select_device(name: &str) -> Result<Device, CliError> {
                     "--device metal: this build has no Metal support; rebuild with `cargo build --release --features metal`",
                 ));
             }
-            Device::new_metal(0).map_err(|e| CliError::runtime(format!("--device metal: {e}")))
+            Device::new_metal(0).map_err(|e| {
+                CliError::runtime(format!(
+                    "--device metal: no usable Metal GPU: {}",
+                    describe_candle_error(&e)
+                ))
+            })
         }
         other => Err(CliError::input(format!(
             "--device {other}: unknown device (valid: cpu, cuda, metal)"

@@ -230,7 +230,14 @@ impl candle_nn::var_builder::SimpleBackend for RandomWeights {
         dtype: DType,
         device: &Device,
     ) -> candle_core::Result<candle_core::Tensor> {
-        Ok(init.var(shape, dtype, device)?.as_detached_tensor())
+        // candle's CUDA backend draws random numbers in f32/f64 only: draw f16/bf16 weights
+        // in f32 there and convert.
+        if device.is_cpu() || matches!(dtype, DType::F32 | DType::F64) {
+            return Ok(init.var(shape, dtype, device)?.as_detached_tensor());
+        }
+        init.var(shape, DType::F32, device)?
+            .as_detached_tensor()
+            .to_dtype(dtype)
     }
 
     fn get_unchecked(
