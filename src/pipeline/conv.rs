@@ -52,7 +52,12 @@ impl Conv2d {
     }
 
     fn fast_path_applies(&self, xs: &Tensor) -> bool {
-        matches!(xs.device(), Device::Cpu)
+        // `LATENT_STUDIO_CANDLE_CONV=1` keeps candle's convolution, for A/B measurements.
+        static CANDLE_ONLY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        let candle_only = *CANDLE_ONLY
+            .get_or_init(|| std::env::var("LATENT_STUDIO_CANDLE_CONV").is_ok_and(|v| v == "1"));
+        !candle_only
+            && matches!(xs.device(), Device::Cpu)
             && xs.dtype() == DType::F32
             && self.weight.dtype() == DType::F32
             && self.config.groups == 1
