@@ -272,12 +272,7 @@ fn decode(path: &Path) -> Result<RgbImage, String> {
             path.display()
         )
     })?;
-    let rgb = decoded.to_rgb8();
-    Ok(RgbImage {
-        width: rgb.width() as usize,
-        height: rgb.height() as usize,
-        pixels: rgb.into_raw(),
-    })
+    Ok(RgbImage::from(decoded.to_rgb8()))
 }
 
 /// A copy no larger than `max_side` on either side, aspect kept.

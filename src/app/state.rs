@@ -239,19 +239,7 @@ pub fn default_output_dir() -> PathBuf {
         .join("Latent Studio")
 }
 
-/// A fresh seed in 0..2³², the range torch, A1111 and the CLI use, so a seed means the same
-/// image in all of them.
-pub fn random_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default(),
-    );
-    hasher.finish() & 0xffff_ffff
-}
+pub use crate::pipeline::noise::random_seed;
 
 /// The scheduler is stored by its CLI name, so the file stays readable and an unknown name
 /// (from a newer version) falls back to the model's own scheduler instead of failing the load.

@@ -15,6 +15,7 @@ use latent_studio::models::{fetch_model, load_model, Catalog, HubCache, LoadOpti
 use latent_studio::pipeline::generate::{
     Flow, GenerationRequest, InitImage, PromptSyntax, RgbImage,
 };
+use latent_studio::pipeline::noise::random_seed;
 use latent_studio::pipeline::schedulers::SchedulerKind;
 
 use super::{select_device, select_dtype, CliError};
@@ -99,12 +100,7 @@ fn read_init_image(path: &Path) -> Result<RgbImage, CliError> {
             path.display()
         ))
     })?;
-    let rgb = image.to_rgb8();
-    Ok(RgbImage {
-        width: rgb.width() as usize,
-        height: rgb.height() as usize,
-        pixels: rgb.into_raw(),
-    })
+    Ok(RgbImage::from(image.to_rgb8()))
 }
 
 /// `--model` as a folder: the path itself, or — for a catalog hub id such as
@@ -150,20 +146,6 @@ fn model_folder(model: &Path) -> Result<PathBuf, CliError> {
         eprintln!();
     }
     folder.map_err(|err| CliError::runtime(format!("--model {text}: {err}")))
-}
-
-fn random_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default(),
-    );
-    // torch seeds its generator with the low 32 bits; keep seeds in that range so they
-    // mean the same thing everywhere (A1111 does the same).
-    hasher.finish() & 0xffff_ffff
 }
 
 /// FILE.png for a single image, FILE-1.png, FILE-2.png … for a batch.

@@ -56,14 +56,7 @@ mod tests {
                 .matmul(&v)
                 .unwrap()
         };
-        let diff: f32 = (in_slices - manual)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap();
+        let diff = crate::pipeline::max_abs_diff(&in_slices, &manual);
         assert!(diff < 1e-5);
     }
 }

@@ -222,14 +222,7 @@ mod tests {
         let ours = conv.cpu_forward(&xs, block_values).unwrap();
         let reference = conv.candle_forward(&xs).unwrap();
         assert_eq!(ours.dims(), reference.dims());
-        let diff: f32 = (ours - reference)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap();
+        let diff = crate::pipeline::max_abs_diff(&ours, &reference);
         assert!(diff < 1e-3, "max diff {diff} for k{kernel} {config:?}");
     }
 

@@ -24,6 +24,16 @@ pub struct RgbImage {
     pub pixels: Vec<u8>,
 }
 
+impl From<image::RgbImage> for RgbImage {
+    fn from(image: image::RgbImage) -> Self {
+        Self {
+            width: image.width() as usize,
+            height: image.height() as usize,
+            pixels: image.into_raw(),
+        }
+    }
+}
+
 /// img2img input: the image to start from and how much of it to repaint (0..=1).
 #[derive(Debug, Clone)]
 pub struct InitImage {

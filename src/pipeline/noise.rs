@@ -147,6 +147,20 @@ impl TorchRng {
     }
 }
 
+/// A fresh seed in 0..2³²: torch seeds its generator with the low 32 bits, and A1111 keeps
+/// seeds in that range too, so a seed means the same image in every tool.
+pub fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    hasher.finish() & 0xffff_ffff
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
