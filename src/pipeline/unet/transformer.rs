@@ -42,10 +42,10 @@ impl Attention {
         let context = context.unwrap_or(xs);
         let (batch, queries, _) = xs.dims3()?;
         let keys = context.dim(1)?;
+        // A (B, H, N, D) view, no copy: the attention reads strided rows.
         let split = |t: Tensor, len: usize| {
             t.reshape((batch, len, self.heads, self.head_dim))?
-                .transpose(1, 2)?
-                .contiguous()
+                .transpose(1, 2)
         };
         let q = split(self.to_q.forward(xs)?, queries)?;
         let k = split(self.to_k.forward(context)?, keys)?;

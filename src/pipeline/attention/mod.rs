@@ -1,0 +1,208 @@
+//! Scaled dot-product attention shared by the UNet's transformers and the VAE's mid block.
+//! On x86-64 CPUs with AVX2 it runs fused ([`online_softmax`]); elsewhere as matrix products
+//! over slices of queries.
+
+#[cfg(target_arch = "x86_64")]
+mod online_softmax;
+
+use candle_core::{DType, Device, Result, Tensor};
+
+/// Largest attention-score block materialised at once, in elements (64 MiB of f32).
+const SCORE_BLOCK_ELEMENTS: usize = 16 * 1024 * 1024;
+
+/// `softmax(q·kᵀ·scale)·v` for `q: (B, H, N, D)`, `k, v: (B, H, M, D)`.
+///
+/// The inputs may be strided views (e.g. `(B, N, H, D)` transposed); only the last dimension
+/// must be contiguous for the fused path. The `N×M` score matrix of a large image never exists
+/// whole: either it is computed block by block with a running softmax, or queries are
+/// processed in slices (each slice is exact, so the result equals the unsliced computation).
+pub fn scaled_dot_product(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tensor> {
+    #[cfg(target_arch = "x86_64")]
+    if fused_applies(q, k, v)? {
+        return fused(q, k, v, scale);
+    }
+    sliced(q, k, v, scale, SCORE_BLOCK_ELEMENTS)
+}
+
+#[cfg(target_arch = "x86_64")]
+fn fused_applies(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<bool> {
+    // `LATENT_STUDIO_UNFUSED_ATTENTION=1` keeps the sliced matrix products, for A/B measurements.
+    static UNFUSED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let unfused = *UNFUSED.get_or_init(|| {
+        std::env::var("LATENT_STUDIO_UNFUSED_ATTENTION").is_ok_and(|value| value == "1")
+    });
+    let cpu_f32 = |t: &Tensor| matches!(t.device(), Device::Cpu) && t.dtype() == DType::F32;
+    Ok(!unfused
+        && cpu_f32(q)
+        && cpu_f32(k)
+        && cpu_f32(v)
+        && q.rank() == 4
+        && online_softmax::available(q.dim(3)?))
+}
+
+/// The fused path; returns a `(B, H, N, D)` view of a `(B, N, H, D)` buffer, so that callers
+/// merging heads back into channels need no copy.
+#[cfg(target_arch = "x86_64")]
+fn fused(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tensor> {
+    use online_softmax::{HeadsView, Shape};
+    let (batch, heads, queries, head_dim) = q.dims4()?;
+    let (k_batch, k_heads, keys, k_dim) = k.dims4()?;
+    if (k_batch, k_heads, k_dim) != (batch, heads, head_dim) || v.dims() != k.dims() {
+        candle_core::bail!(
+            "attention: q {:?}, k {:?} and v {:?} do not fit together",
+            q.dims(),
+            k.dims(),
+            v.dims()
+        );
+    }
+    // The kernels read whole head rows; a view whose rows are not contiguous is copied first.
+    let rows_contiguous = |t: &Tensor| -> Result<Tensor> {
+        if t.stride()[3] == 1 {
+            Ok(t.clone())
+        } else {
+            t.contiguous()
+        }
+    };
+    let (q, k, v) = (
+        rows_contiguous(q)?,
+        rows_contiguous(k)?,
+        rows_contiguous(v)?,
+    );
+    let view = |t: &Tensor| {
+        let stride = t.stride();
+        HeadsView {
+            offset: t.layout().start_offset(),
+            batch_stride: stride[0],
+            head_stride: stride[1],
+            token_stride: stride[2],
+        }
+    };
+    let (q_view, k_view, v_view) = (view(&q), view(&k), view(&v));
+    let (q_storage, _) = q.storage_and_layout();
+    let (k_storage, _) = k.storage_and_layout();
+    let (v_storage, _) = v.storage_and_layout();
+    let (
+        candle_core::Storage::Cpu(q_cpu),
+        candle_core::Storage::Cpu(k_cpu),
+        candle_core::Storage::Cpu(v_cpu),
+    ) = (&*q_storage, &*k_storage, &*v_storage)
+    else {
+        candle_core::bail!("attention: fused path on a non-CPU tensor");
+    };
+    let mut out = vec![0f32; batch * queries * heads * head_dim];
+    online_softmax::attend(
+        Shape {
+            batch,
+            heads,
+            queries,
+            keys,
+            head_dim,
+        },
+        scale as f32,
+        (q_cpu.as_slice::<f32>()?, q_view),
+        (k_cpu.as_slice::<f32>()?, k_view),
+        (v_cpu.as_slice::<f32>()?, v_view),
+        &mut out,
+    );
+    Tensor::from_vec(out, (batch, queries, heads, head_dim), q.device())?.transpose(1, 2)
+}
+
+fn sliced(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, block_elements: usize) -> Result<Tensor> {
+    let (q, k, v) = (&q.contiguous()?, &k.contiguous()?, &v.contiguous()?);
+    let (batch, heads, queries, _) = q.dims4()?;
+    let keys = k.dim(2)?;
+    let k_t = k.t()?.contiguous()?;
+    let per_query = (batch * heads * keys).max(1);
+    let slice = (block_elements / per_query).clamp(1, queries.max(1));
+    let q = (q * scale)?;
+    if slice >= queries {
+        let probs = candle_nn::ops::softmax_last_dim(&q.matmul(&k_t)?)?;
+        return probs.matmul(v);
+    }
+    let mut outputs = Vec::with_capacity(queries.div_ceil(slice));
+    let mut start = 0;
+    while start < queries {
+        let len = slice.min(queries - start);
+        let q_slice = q.narrow(2, start, len)?.contiguous()?;
+        let probs = candle_nn::ops::softmax_last_dim(&q_slice.matmul(&k_t)?)?;
+        outputs.push(probs.matmul(v)?);
+        start += len;
+    }
+    Tensor::cat(&outputs, 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn sliced_equals_whole() {
+        let device = Device::Cpu;
+        let q = Tensor::randn(0f32, 1.0, (1, 1, 7, 4), &device).unwrap();
+        let k = Tensor::randn(0f32, 1.0, (1, 1, 6, 4), &device).unwrap();
+        let v = Tensor::randn(0f32, 1.0, (1, 1, 6, 4), &device).unwrap();
+        // A block of 12 scores forces slices of 2 queries (and a short last one for 7 queries).
+        let in_slices = sliced(&q, &k, &v, 0.5, 12).unwrap();
+        let manual = {
+            let scores = (q.matmul(&k.t().unwrap()).unwrap() * 0.5).unwrap();
+            candle_nn::ops::softmax_last_dim(&scores)
+                .unwrap()
+                .matmul(&v)
+                .unwrap()
+        };
+        let diff = crate::pipeline::max_abs_diff(&in_slices, &manual);
+        assert!(diff < 1e-5);
+    }
+
+    /// `(B, N, H·D)` projections seen as `(B, H, N, D)`, as the UNet's attention passes them.
+    fn heads_view(
+        batch: usize,
+        tokens: usize,
+        heads: usize,
+        head_dim: usize,
+        scale: f32,
+    ) -> Tensor {
+        let t =
+            Tensor::randn(0f32, scale, (batch, tokens, heads * head_dim), &Device::Cpu).unwrap();
+        t.reshape((batch, tokens, heads, head_dim))
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap()
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn fused_equals_sliced_products() {
+        if !online_softmax::available(8) {
+            return;
+        }
+        // (batch, heads, queries, keys, head_dim): SD 1.x self- and cross-attention shapes in
+        // small, keys spanning several blocks with a partial tile, the VAE's single wide head,
+        // and query counts that leave partial register tiles and blocks.
+        let cases = [
+            (2, 3, 70, 77, 40),
+            (1, 2, 131, 1300, 40),
+            (2, 1, 67, 64, 512),
+            (1, 4, 5, 9, 64),
+            (1, 2, 64, 700, 160),
+            (1, 1, 1, 1, 8),
+        ];
+        for (batch, heads, queries, keys, head_dim) in cases {
+            // A large spread of scores checks the running maximum across key blocks.
+            let q = heads_view(batch, queries, heads, head_dim, 3.0);
+            let k = heads_view(batch, keys, heads, head_dim, 1.0);
+            let v = heads_view(batch, keys, heads, head_dim, 1.0);
+            let scale = 1.0 / (head_dim as f64).sqrt();
+            let fused = fused(&q, &k, &v, scale).unwrap();
+            let reference = sliced(&q, &k, &v, scale, SCORE_BLOCK_ELEMENTS).unwrap();
+            assert_eq!(fused.dims(), reference.dims());
+            let diff = crate::pipeline::max_abs_diff(&fused, &reference);
+            assert!(
+                diff < 2e-5,
+                "max diff {diff} for {:?}",
+                (batch, heads, queries, keys, head_dim)
+            );
+        }
+    }
+}
