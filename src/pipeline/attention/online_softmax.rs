@@ -50,7 +50,7 @@ pub struct Shape {
 /// a whole number of registers (every Stable Diffusion model's is).
 pub fn available(head_dim: usize) -> bool {
     head_dim > 0
-        && head_dim % LANES == 0
+        && head_dim.is_multiple_of(LANES)
         && is_x86_feature_detected!("avx2")
         && is_x86_feature_detected!("fma")
 }
@@ -257,7 +257,7 @@ unsafe fn scores_tile<const R: usize>(
     width: usize,
 ) {
     assert!(q.len() >= R * head_dim && s.len() >= (R - 1) * width + width);
-    assert!(panel.len() >= head_dim * width && width % KEY_TILE == 0);
+    assert!(panel.len() >= head_dim * width && width.is_multiple_of(KEY_TILE));
     let (q, panel, s) = (q.as_ptr(), panel.as_ptr(), s.as_mut_ptr());
     for column in (0..width).step_by(KEY_TILE) {
         let mut acc = [[_mm256_setzero_ps(); 2]; R];
