@@ -1,9 +1,11 @@
 //! Our CPU convolution against candle's on the layer shapes of SD 1.5's UNet (batch 2 = CFG)
-//! and VAE decoder, f32: `cargo run --release --example conv_bench`.
+//! and VAE decoder, f32 (and, on CPUs with AVX-512 BF16, bf16 arithmetic):
+//! `cargo run --release --example conv_bench`.
 
 use candle_core::{Device, Module, Tensor};
 use candle_nn::Conv2dConfig;
 use latent_studio::pipeline::conv::Conv2d;
+use latent_studio::pipeline::precision::{bf16_available, set_cpu_arithmetic, CpuArithmetic};
 use std::time::Instant;
 fn time(f: &dyn Fn() -> Tensor) -> f64 {
     let _ = f();
@@ -36,7 +38,18 @@ fn main() -> candle_core::Result<()> {
         let ours = time(&|| conv.forward(&x).unwrap());
         let candle = time(&|| conv.forward_with_candle(&x).unwrap());
         let flops = 2.0 * (b * hw * hw * co * c * k * k) as f64;
-        println!("conv b{b} {c}->{co} {hw}² k{k}: ours {:.0} ms ({:.0} GFLOP/s), candle {:.0} ms ({:.0} GFLOP/s)", ours * 1e3, flops / ours / 1e9, candle * 1e3, flops / candle / 1e9);
+        print!("conv b{b} {c}->{co} {hw}² k{k}: ours {:.0} ms ({:.0} GFLOP/s), candle {:.0} ms ({:.0} GFLOP/s)", ours * 1e3, flops / ours / 1e9, candle * 1e3, flops / candle / 1e9);
+        if bf16_available() {
+            set_cpu_arithmetic(CpuArithmetic::Bf16).expect("checked");
+            let bf16 = time(&|| conv.forward(&x).unwrap());
+            set_cpu_arithmetic(CpuArithmetic::F32).expect("f32 is always there");
+            print!(
+                ", bf16 {:.0} ms ({:.0} GFLOP/s)",
+                bf16 * 1e3,
+                flops / bf16 / 1e9
+            );
+        }
+        println!();
     }
     Ok(())
 }

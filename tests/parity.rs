@@ -6,67 +6,11 @@ mod support;
 use std::collections::HashMap;
 
 use latent_studio::models::{load_model, LoadOptions};
-use latent_studio::pipeline::generate::{
-    Flow, GenerationRequest, InitImage, PromptSyntax, StableDiffusion,
-};
-use serde::Deserialize;
-use support::{compare_with_reference, fixtures, load_png};
-
-#[derive(Debug, Deserialize)]
-struct Case {
-    name: String,
-    model: String,
-    mode: String,
-    prompt: String,
-    negative_prompt: Option<String>,
-    steps: usize,
-    guidance: f64,
-    seed: u64,
-    width: usize,
-    height: usize,
-    scheduler: String,
-    init_image: Option<String>,
-    strength: Option<f64>,
-}
+use latent_studio::pipeline::generate::StableDiffusion;
+use support::{compare_with_reference, fixtures, generate_case, parity_cases, Case};
 
 fn run_case(model: &StableDiffusion, case: &Case) -> Result<(), String> {
-    let init_image = match (&case.init_image, case.strength) {
-        (Some(path), Some(strength)) => Some(InitImage {
-            image: load_png(&fixtures().join(path)),
-            strength,
-        }),
-        _ => None,
-    };
-    assert_eq!(
-        init_image.is_some(),
-        case.mode == "img2img",
-        "{}",
-        case.name
-    );
-    let request = GenerationRequest {
-        prompt: case.prompt.clone(),
-        negative_prompt: case.negative_prompt.clone(),
-        steps: case.steps,
-        guidance: case.guidance,
-        seed: case.seed,
-        width: case.width,
-        height: case.height,
-        scheduler: case.scheduler.parse().map_err(|e| format!("{e}"))?,
-        init_image,
-        // These cases are literal diffusers calls (some prompts hold A1111-looking brackets).
-        prompt_syntax: PromptSyntax::Plain,
-        clip_skip: 1,
-    };
-    let mut steps_seen = 0;
-    let output = model
-        .generate(&request, &mut |_| {
-            steps_seen += 1;
-            Flow::Continue
-        })
-        .map_err(|e| e.to_string())?;
-    if steps_seen == 0 {
-        return Err("no step progress reported".into());
-    }
+    let output = generate_case(model, case)?;
     compare_with_reference(
         &case.name,
         &output,
@@ -78,9 +22,7 @@ fn run_case(model: &StableDiffusion, case: &Case) -> Result<(), String> {
 
 #[test]
 fn every_case_matches_diffusers() {
-    let cases: Vec<Case> =
-        serde_json::from_str(&std::fs::read_to_string(fixtures().join("cases.json")).unwrap())
-            .unwrap();
+    let cases = parity_cases();
     assert!(cases.len() >= 20);
     let mut models: HashMap<String, StableDiffusion> = HashMap::new();
     let mut failures = Vec::new();

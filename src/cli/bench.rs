@@ -12,6 +12,7 @@ use candle_core::{Device, Tensor};
 use clap::{Args, ValueEnum};
 use latent_studio::models::{load_model, load_model_with_random_weights, LoadOptions};
 use latent_studio::pipeline::generate::{Flow, GenerationRequest, PromptSyntax, StableDiffusion};
+use latent_studio::pipeline::precision::cpu_arithmetic;
 use latent_studio::pipeline::schedulers::SchedulerKind;
 use latent_studio::pipeline::unet::AddedConditions;
 
@@ -123,11 +124,12 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::runtime(e.to_string()))?,
     };
     println!(
-        "latent-studio {} bench: {} architecture, {} weights, {:?} on {:?}, {} threads; built in {:.1}s, RSS {:.0} MiB",
+        "latent-studio {} bench: {} architecture, {} weights, {:?} ({:?} products) on {:?}, {} threads; built in {:.1}s, RSS {:.0} MiB",
         latent_studio::VERSION,
         model.info().label,
         if args.weights.is_some() { "loaded" } else { "random" },
         dtype,
+        cpu_arithmetic(),
         device,
         candle_core::utils::get_num_threads(),
         started.elapsed().as_secs_f64(),

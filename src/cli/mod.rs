@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use candle_core::{DType, Device};
 use clap::{Parser, Subcommand};
 use latent_studio::pipeline::generate::describe_candle_error;
+use latent_studio::pipeline::precision::{set_cpu_arithmetic, CpuArithmetic};
 
 #[derive(Debug, Parser)]
 #[command(name = "latent-studio", version = latent_studio::VERSION, about = "Stable Diffusion on your own machine, numerically faithful to diffusers")]
@@ -125,15 +126,20 @@ pub fn select_device(name: &str) -> Result<Device, CliError> {
     }
 }
 
+/// On the CPU, `bf16` switches the matrix products to bf16 arithmetic (process-wide) and
+/// returns f32 for everything else.
 pub fn select_dtype(name: Option<&str>, device: &Device) -> Result<DType, CliError> {
     match name {
         None if device.is_cpu() => Ok(DType::F32),
         None => Ok(DType::F16),
         Some("f32") => Ok(DType::F32),
         Some("f16") => Ok(DType::F16),
-        Some("bf16") if device.is_cpu() => Err(CliError::input(
-            "--dtype bf16: not available on the CPU (no bf16 matrix multiply there); use f32 or f16",
-        )),
+        // On the CPU, bf16 means f32 weights and activations with bf16 matrix products.
+        Some("bf16") if device.is_cpu() => {
+            set_cpu_arithmetic(CpuArithmetic::Bf16)
+                .map_err(|e| CliError::input(format!("--dtype bf16: {e}")))?;
+            Ok(DType::F32)
+        }
         Some("bf16") => Ok(DType::BF16),
         Some(other) => Err(CliError::input(format!(
             "--dtype {other}: unknown precision (valid: f32, f16, bf16)"

@@ -4,9 +4,17 @@
 //! product lands in NCHW with no transpose; 1×1 convolutions skip the unfolding entirely;
 //! and unfolding a block of rows at a time bounds the scratch memory (candle's own CPU
 //! convolution unfolds the whole image first: 1.2 GB for one 512² VAE layer). Everything
-//! else (GPU, f16, grouped or dilated convolutions) uses candle's convolution.
+//! else (GPU, f16, grouped or dilated convolutions) uses candle's convolution. With bf16 CPU
+//! arithmetic ([`crate::pipeline::precision`]) the same unfolded blocks go through
+//! [`crate::pipeline::matmul_bf16`] instead.
 
 use candle_core::{DType, Device, Module, Result, Tensor};
+#[cfg(target_arch = "x86_64")]
+use std::sync::{Arc, OnceLock};
+
+#[cfg(target_arch = "x86_64")]
+use crate::pipeline::matmul_bf16::{self, ColumnTiles, PairedRows};
+use crate::pipeline::precision::{cpu_arithmetic, CpuArithmetic};
 use candle_nn::{Conv2dConfig, VarBuilder};
 use rayon::prelude::*;
 
@@ -18,6 +26,9 @@ pub struct Conv2d {
     weight: Tensor,
     bias: Option<Tensor>,
     config: Conv2dConfig,
+    /// The weight rounded to bf16, made on first use in bf16 arithmetic.
+    #[cfg(target_arch = "x86_64")]
+    bf16_weight: Arc<OnceLock<PairedRows>>,
 }
 
 /// A convolution with a `kernel × kernel` window and a bias, read from `vb` (`weight`, `bias`),
@@ -30,11 +41,11 @@ pub fn conv2d(
     vb: VarBuilder,
 ) -> Result<Conv2d> {
     let inner = candle_nn::conv2d(in_channels, out_channels, kernel, config, vb)?;
-    Ok(Conv2d {
-        weight: inner.weight().clone(),
-        bias: inner.bias().cloned(),
+    Ok(Conv2d::new(
+        inner.weight().clone(),
+        inner.bias().cloned(),
         config,
-    })
+    ))
 }
 
 impl Conv2d {
@@ -43,6 +54,8 @@ impl Conv2d {
             weight,
             bias,
             config,
+            #[cfg(target_arch = "x86_64")]
+            bf16_weight: Arc::default(),
         }
     }
 
@@ -79,7 +92,12 @@ impl Conv2d {
     }
 
     /// `block_values`: how many values one block of unfolded input may hold.
-    fn cpu_forward(&self, xs: &Tensor, block_values: usize) -> Result<Tensor> {
+    fn cpu_forward(
+        &self,
+        xs: &Tensor,
+        block_values: usize,
+        arithmetic: CpuArithmetic,
+    ) -> Result<Tensor> {
         let (batch, channels, height, width) = xs.dims4()?;
         let (out_channels, in_channels, kernel_h, kernel_w) = self.weight.dims4()?;
         if channels != in_channels {
@@ -96,7 +114,8 @@ impl Conv2d {
         let depth = in_channels * kernel_h * kernel_w;
         let weight = self.weight.reshape((out_channels, depth))?;
 
-        if kernel_h == 1 && kernel_w == 1 && pad == 0 && stride == 1 {
+        let pointwise = kernel_h == 1 && kernel_w == 1 && pad == 0 && stride == 1;
+        if pointwise && arithmetic == CpuArithmetic::F32 {
             let flat = xs.reshape((batch, channels, height * width))?;
             let out = weight.broadcast_matmul(&flat)?;
             return self.add_bias(out.reshape((batch, out_channels, out_h, out_w))?);
@@ -118,18 +137,60 @@ impl Conv2d {
             out_w,
         };
         let rows_per_block = (block_values / (depth * out_w).max(1)).clamp(1, out_h);
+        let image_len = channels * height * width;
+        let unfold_block = |image: &[f32], first_row: usize, rows: usize| {
+            let columns = rows * out_w;
+            let mut cols = vec![0f32; depth * columns];
+            cols.par_chunks_mut(columns)
+                .enumerate()
+                .for_each(|(tap, row)| geometry.unfold(image, tap, first_row, rows, row));
+            cols
+        };
+
+        if arithmetic == CpuArithmetic::Bf16 {
+            #[cfg(target_arch = "x86_64")]
+            {
+                let paired = match self.bf16_weight.get() {
+                    Some(paired) => paired,
+                    None => {
+                        let values = weight.flatten_all()?.to_vec1::<f32>()?;
+                        self.bf16_weight
+                            .get_or_init(|| PairedRows::new(&values, out_channels, depth))
+                    }
+                };
+                let plane = out_h * out_w;
+                let mut out = vec![0f32; batch * out_channels * plane];
+                for (item, target) in out.chunks_exact_mut(out_channels * plane).enumerate() {
+                    let image = &input[item * image_len..][..image_len];
+                    if pointwise {
+                        let tiles = ColumnTiles::new(image, depth, plane);
+                        matmul_bf16::multiply(paired, &tiles, target, plane);
+                        continue;
+                    }
+                    for first_row in (0..out_h).step_by(rows_per_block) {
+                        let rows = rows_per_block.min(out_h - first_row);
+                        let cols = unfold_block(image, first_row, rows);
+                        let tiles = ColumnTiles::new(&cols, depth, rows * out_w);
+                        let target = &mut target[first_row * out_w..];
+                        matmul_bf16::multiply(paired, &tiles, target, plane);
+                    }
+                }
+                drop(storage);
+                let out = Tensor::from_vec(out, (batch, out_channels, out_h, out_w), &Device::Cpu)?;
+                return self.add_bias(out);
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            candle_core::bail!("conv2d: bf16 arithmetic on a CPU without it");
+        }
+
         let mut outputs = Vec::with_capacity(batch);
         for item in 0..batch {
-            let image = &input[item * channels * height * width..][..channels * height * width];
+            let image = &input[item * image_len..][..image_len];
             let mut blocks = Vec::new();
             for first_row in (0..out_h).step_by(rows_per_block) {
                 let rows = rows_per_block.min(out_h - first_row);
-                let columns = rows * out_w;
-                let mut cols = vec![0f32; depth * columns];
-                cols.par_chunks_mut(columns)
-                    .enumerate()
-                    .for_each(|(tap, row)| geometry.unfold(image, tap, first_row, rows, row));
-                let cols = Tensor::from_vec(cols, (depth, columns), &Device::Cpu)?;
+                let cols = unfold_block(image, first_row, rows);
+                let cols = Tensor::from_vec(cols, (depth, rows * out_w), &Device::Cpu)?;
                 blocks.push(weight.matmul(&cols)?);
             }
             outputs.push(Tensor::cat(&blocks, 1)?);
@@ -190,7 +251,7 @@ impl Geometry {
 impl Module for Conv2d {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         if self.fast_path_applies(xs) {
-            self.cpu_forward(xs, COLUMN_BLOCK_VALUES)
+            self.cpu_forward(xs, COLUMN_BLOCK_VALUES, cpu_arithmetic())
         } else {
             self.candle_forward(xs)
         }
@@ -214,16 +275,27 @@ mod tests {
         let xs = Tensor::randn(0f32, 1.0, (batch, channels, size.0, size.1), &device).unwrap();
         let weight = Tensor::randn(0f32, 1.0, (out, channels, kernel, kernel), &device).unwrap();
         let bias = Tensor::randn(0f32, 1.0, out, &device).unwrap();
-        let conv = Conv2d {
-            weight,
-            bias: Some(bias),
-            config,
-        };
-        let ours = conv.cpu_forward(&xs, block_values).unwrap();
+        let conv = Conv2d::new(weight, Some(bias), config);
+        let ours = conv
+            .cpu_forward(&xs, block_values, CpuArithmetic::F32)
+            .unwrap();
         let reference = conv.candle_forward(&xs).unwrap();
         assert_eq!(ours.dims(), reference.dims());
         let diff = crate::pipeline::max_abs_diff(&ours, &reference);
         assert!(diff < 1e-3, "max diff {diff} for k{kernel} {config:?}");
+        if crate::pipeline::precision::bf16_available() {
+            // bf16 keeps 8 bits of mantissa: sums of `depth` products of N(0,1) values are off
+            // by about 2⁻⁸·√depth; an error in the unfolding would be of the order of the sums.
+            let ours = conv
+                .cpu_forward(&xs, block_values, CpuArithmetic::Bf16)
+                .unwrap();
+            let diff = crate::pipeline::max_abs_diff(&ours, &reference);
+            let depth = (channels * kernel * kernel) as f32;
+            assert!(
+                diff < 0.03 * depth.sqrt(),
+                "bf16 max diff {diff} for k{kernel} {config:?}"
+            );
+        }
     }
 
     #[test]

@@ -5,7 +5,11 @@ pub mod conditioning;
 pub mod conv;
 pub mod generate;
 pub mod layers;
+pub mod linear;
+#[cfg(target_arch = "x86_64")]
+mod matmul_bf16;
 pub mod noise;
+pub mod precision;
 pub mod prompt;
 pub mod schedulers;
 pub mod text_encoder;

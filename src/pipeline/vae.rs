@@ -1,9 +1,10 @@
 //! `AutoencoderKL`: latents ↔ images, built from a diffusers `vae/config.json`.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{group_norm, linear, GroupNorm, Linear, VarBuilder};
+use candle_nn::{group_norm, GroupNorm, VarBuilder};
 
 use crate::pipeline::conv::Conv2d;
+use crate::pipeline::linear::{linear, Linear};
 use serde::Deserialize;
 
 use crate::pipeline::attention::scaled_dot_product;

@@ -5,7 +5,74 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use latent_studio::pipeline::generate::{GeneratedImage, RgbImage};
+use latent_studio::pipeline::generate::{
+    Flow, GeneratedImage, GenerationRequest, InitImage, PromptSyntax, RgbImage, StableDiffusion,
+};
+use serde::Deserialize;
+
+/// One generation of `tests/fixtures/cases.json`, as `make_fixtures.py` ran it in diffusers.
+#[derive(Debug, Deserialize)]
+pub struct Case {
+    pub name: String,
+    pub model: String,
+    mode: String,
+    prompt: String,
+    negative_prompt: Option<String>,
+    steps: usize,
+    guidance: f64,
+    seed: u64,
+    width: usize,
+    height: usize,
+    scheduler: String,
+    init_image: Option<String>,
+    strength: Option<f64>,
+}
+
+pub fn parity_cases() -> Vec<Case> {
+    serde_json::from_str(&std::fs::read_to_string(fixtures().join("cases.json")).unwrap()).unwrap()
+}
+
+/// Runs a case through our pipeline; fails if no step progress was reported.
+pub fn generate_case(model: &StableDiffusion, case: &Case) -> Result<GeneratedImage, String> {
+    let init_image = match (&case.init_image, case.strength) {
+        (Some(path), Some(strength)) => Some(InitImage {
+            image: load_png(&fixtures().join(path)),
+            strength,
+        }),
+        _ => None,
+    };
+    assert_eq!(
+        init_image.is_some(),
+        case.mode == "img2img",
+        "{}",
+        case.name
+    );
+    let request = GenerationRequest {
+        prompt: case.prompt.clone(),
+        negative_prompt: case.negative_prompt.clone(),
+        steps: case.steps,
+        guidance: case.guidance,
+        seed: case.seed,
+        width: case.width,
+        height: case.height,
+        scheduler: case.scheduler.parse().map_err(|e| format!("{e}"))?,
+        init_image,
+        // These cases are literal diffusers calls (some prompts hold A1111-looking brackets).
+        prompt_syntax: PromptSyntax::Plain,
+        clip_skip: 1,
+    };
+    let mut steps_seen = 0;
+    let output = model
+        .generate(&request, &mut |_| {
+            steps_seen += 1;
+            Flow::Continue
+        })
+        .map_err(|e| e.to_string())?;
+    if steps_seen == 0 {
+        return Err("no step progress reported".into());
+    }
+    Ok(output)
+}
 
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")

@@ -1,0 +1,117 @@
+//! Linear layers: candle's, except with bf16 CPU arithmetic ([`crate::pipeline::precision`]),
+//! where `x · Wᵀ` goes through [`crate::pipeline::matmul_bf16`].
+
+use candle_core::{Module, Result, Tensor};
+use candle_nn::VarBuilder;
+#[cfg(target_arch = "x86_64")]
+use std::sync::{Arc, OnceLock};
+
+#[cfg(target_arch = "x86_64")]
+use crate::pipeline::matmul_bf16::{self, ColumnTiles, PairedRows};
+use crate::pipeline::precision::{cpu_arithmetic, CpuArithmetic};
+
+#[derive(Debug, Clone)]
+pub struct Linear {
+    inner: candle_nn::Linear,
+    /// `Wᵀ` rounded to bf16, made on first use in bf16 arithmetic.
+    #[cfg(target_arch = "x86_64")]
+    bf16_weight: Arc<OnceLock<ColumnTiles>>,
+}
+
+pub fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Linear> {
+    Ok(Linear::new(candle_nn::linear(in_dim, out_dim, vb)?))
+}
+
+pub fn linear_no_bias(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Linear> {
+    Ok(Linear::new(candle_nn::linear_no_bias(in_dim, out_dim, vb)?))
+}
+
+impl Linear {
+    fn new(inner: candle_nn::Linear) -> Self {
+        Self {
+            inner,
+            #[cfg(target_arch = "x86_64")]
+            bf16_weight: Arc::default(),
+        }
+    }
+
+    /// `xs · Wᵀ + b` with bf16 inputs and f32 sums, for f32 tensors on the CPU.
+    #[cfg(target_arch = "x86_64")]
+    fn bf16_forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let weight = self.inner.weight();
+        let (out_dim, in_dim) = weight.dims2()?;
+        let tiles = match self.bf16_weight.get() {
+            Some(tiles) => tiles,
+            None => {
+                let transposed = weight.t()?.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+                self.bf16_weight
+                    .get_or_init(|| ColumnTiles::new(&transposed, in_dim, out_dim))
+            }
+        };
+        let mut dims = xs.dims().to_vec();
+        let Some(last) = dims.last_mut() else {
+            candle_core::bail!("linear: a scalar input");
+        };
+        if *last != in_dim {
+            candle_core::bail!("linear: input has {last} features, the weight expects {in_dim}");
+        }
+        *last = out_dim;
+        let tokens = xs.elem_count() / in_dim;
+        let values = xs.flatten_all()?.to_vec1::<f32>()?;
+        let rows = PairedRows::new(&values, tokens, in_dim);
+        let mut out = vec![0f32; tokens * out_dim];
+        matmul_bf16::multiply(&rows, tiles, &mut out, out_dim);
+        let out = Tensor::from_vec(out, dims, xs.device())?;
+        match self.inner.bias() {
+            Some(bias) => out.broadcast_add(bias),
+            None => Ok(out),
+        }
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let on_cpu_in_f32 = xs.device().is_cpu()
+            && xs.dtype() == candle_core::DType::F32
+            && self.inner.weight().dtype() == candle_core::DType::F32;
+        if on_cpu_in_f32 && cpu_arithmetic() == CpuArithmetic::Bf16 && xs.elem_count() > 0 {
+            #[cfg(target_arch = "x86_64")]
+            return self.bf16_forward(xs);
+        }
+        self.inner.forward(xs)
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+
+    #[test]
+    fn bf16_product_is_close_to_candles() {
+        if !crate::pipeline::precision::bf16_available() {
+            return;
+        }
+        let device = Device::Cpu;
+        let weights = candle_nn::VarMap::new();
+        let vb = VarBuilder::from_varmap(&weights, DType::F32, &device);
+        let layer = linear(40, 70, vb.pp("layer")).unwrap();
+        let xs = Tensor::randn(0f32, 1.0, (2, 67, 40), &device).unwrap();
+        let reference = layer.inner.forward(&xs).unwrap();
+        let ours = layer.bf16_forward(&xs).unwrap();
+        assert_eq!(ours.dims(), reference.dims());
+        let scale = reference
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let diff = crate::pipeline::max_abs_diff(&ours, &reference);
+        // Rounding the inputs to 8 bits of mantissa moves each sum by well under 2 %.
+        assert!(
+            diff > 0.0 && diff < 0.02 * scale,
+            "max diff {diff} of {scale}"
+        );
+    }
+}
