@@ -20,6 +20,8 @@ pub enum UiCommand {
     PickVaeFile,
     /// Decode in overlapping tiles (or not) from now on.
     SetVaeTiling(bool),
+    /// bf16 (or f32) matrix products on the CPU from now on.
+    SetBf16Arithmetic(bool),
     /// Ask for the LoRA folder; `UseDefaultLoraFolder` goes back to the default one.
     PickLoraFolder,
     UseDefaultLoraFolder,

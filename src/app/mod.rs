@@ -29,7 +29,8 @@ use std::time::Instant;
 use egui::{Key, KeyboardShortcut, Modifiers, TextureHandle};
 
 use crate::engine::{
-    Command, Event, FinishedImage, GenerateJob, LoadedModel, ModelSource, Worker, WorkerHandle,
+    bf16_available, Command, CpuArithmetic, Event, FinishedImage, GenerateJob, LoadedModel,
+    ModelSource, Worker, WorkerHandle,
 };
 use crate::formats::parameters::GenerationParameters;
 use crate::models::Catalog;
@@ -192,6 +193,12 @@ impl LatentStudioApp {
         // VAE and folders first, so the first model loads with them.
         app.worker.send(Command::SetVae(app.state.vae.clone()));
         app.worker.send(Command::SetVaeTiling(app.state.vae_tiling));
+        // A setting saved on another machine must not ask this CPU for what it lacks.
+        app.state.bf16_arithmetic &= bf16_available();
+        if app.state.bf16_arithmetic {
+            app.worker
+                .send(Command::SetCpuArithmetic(CpuArithmetic::Bf16));
+        }
         app.worker
             .send(Command::SetFolders(app.state.add_on_folders()));
         app.list_loras();
@@ -283,6 +290,14 @@ impl LatentStudioApp {
             UiCommand::ChooseVae(vae) => self.set_vae(vae),
             UiCommand::SetVaeTiling(enabled) => {
                 self.worker.send(Command::SetVaeTiling(enabled));
+            }
+            UiCommand::SetBf16Arithmetic(enabled) => {
+                let arithmetic = if enabled {
+                    CpuArithmetic::Bf16
+                } else {
+                    CpuArithmetic::F32
+                };
+                self.worker.send(Command::SetCpuArithmetic(arithmetic));
             }
             UiCommand::PickVaeFile => {
                 if let Some(file) = self.desktop.pick_vae_file() {

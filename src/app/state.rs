@@ -45,6 +45,8 @@ pub struct State {
     pub recent_vaes: Vec<PathBuf>,
     /// Decode in overlapping tiles (less memory for large images).
     pub vae_tiling: bool,
+    /// bf16 matrix products on CPUs that have them (faster, slightly different images).
+    pub bf16_arithmetic: bool,
     /// The model whose defaults (size, steps, CFG) were last applied to the settings, so that
     /// reopening the app with the same model keeps the user's own adjustments.
     pub defaults_applied_for: Option<ModelSource>,
@@ -92,6 +94,7 @@ impl Default for State {
             vae: None,
             recent_vaes: Vec::new(),
             vae_tiling: false,
+            bf16_arithmetic: false,
             defaults_applied_for: None,
             prompt: String::new(),
             negative_prompt: String::new(),

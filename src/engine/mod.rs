@@ -14,6 +14,7 @@ pub use worker::{Worker, WorkerHandle};
 
 pub use crate::models::DownloadProgress;
 use crate::pipeline::generate::{GenerationRequest, ModelInfo, RgbImage};
+pub use crate::pipeline::precision::{bf16_available, CpuArithmetic};
 use crate::pipeline::tokenizer::ClipTokenizer;
 
 /// Where a model comes from.
@@ -65,6 +66,8 @@ pub enum Command {
     SetFolders(AddOnFolders),
     /// Decode in overlapping tiles (less memory for large images), now and for later models.
     SetVaeTiling(bool),
+    /// f32 or bf16 matrix products on the CPU, from now on (a notice if the CPU lacks bf16).
+    SetCpuArithmetic(CpuArithmetic),
     Generate(GenerateJob),
     Shutdown,
 }

@@ -21,6 +21,7 @@ use crate::models::{
     load_model, replace_vae, Catalog, HubCache, HubClient, LoadError, LoadOptions,
 };
 use crate::pipeline::generate::{Flow, GenerateError, RgbImage, StableDiffusion};
+use crate::pipeline::precision::set_cpu_arithmetic;
 
 type Notify = Arc<dyn Fn() + Send + Sync>;
 
@@ -180,6 +181,13 @@ impl WorkerState {
                                 message: format!("VAE not changed: {err}"),
                             });
                         }
+                    }
+                }
+                Command::SetCpuArithmetic(arithmetic) => {
+                    if let Err(err) = set_cpu_arithmetic(arithmetic) {
+                        self.emit(Event::Notice {
+                            message: err.to_string(),
+                        });
                     }
                 }
                 Command::SetVaeTiling(enabled) => {

@@ -16,7 +16,7 @@ use crate::app::state::{
     MAX_STEPS, SIZE_STEP,
 };
 use crate::app::InitImageSlot;
-use crate::engine::{ModelSource, PreviewMode};
+use crate::engine::{bf16_available, ModelSource, PreviewMode};
 use crate::models::Catalog;
 use crate::pipeline::prompt::{token_usage, PromptSyntax};
 use crate::pipeline::schedulers::SchedulerKind;
@@ -828,6 +828,25 @@ fn advanced_section(ui: &mut Ui, state: &mut State) -> Vec<UiCommand> {
                     );
                     ui.end_row();
                 });
+            ui.add_space(4.0);
+            let available = bf16_available();
+            let checkbox = ui.add_enabled(
+                available,
+                egui::Checkbox::new(&mut state.bf16_arithmetic, "Faster bf16 arithmetic (CPU)"),
+            );
+            let checkbox = if available {
+                checkbox.on_hover_text(
+                    "Convolutions and linear layers with bf16 inputs and f32 sums: ~1.2–1.5× faster \
+                     here, images differ from f32 by about a level of 255 on average",
+                )
+            } else {
+                checkbox.on_disabled_hover_text(
+                    "Needs a CPU with AVX-512 BF16 (AMD Zen 4, Intel Sapphire Rapids or newer)",
+                )
+            };
+            if checkbox.changed() {
+                commands.push(UiCommand::SetBf16Arithmetic(state.bf16_arithmetic));
+            }
             ui.add_space(4.0);
             ui.label("Embeddings folder");
             commands.extend(folder_row(
