@@ -7,6 +7,7 @@ mod family;
 pub mod hashes;
 mod loading;
 pub mod lora;
+mod safetensors_file;
 pub mod single_file;
 pub mod weights;
 

@@ -374,30 +374,24 @@ fn apply(conversion: Conversion, tensor: Tensor, out: &mut WeightMap) -> candle_
 
 /// An open single file: its tensor names, without reading the data yet.
 pub struct Checkpoint {
-    mapped: candle_core::safetensors::MmapedSafetensors,
-    names: Vec<String>,
+    file: super::safetensors_file::SafetensorsFile,
 }
 
 impl Checkpoint {
     pub fn open(path: &Path) -> candle_core::Result<Self> {
-        // SAFETY: the file is only read; if another process truncates it while mapped the
-        // process may fault, the same contract every mmap-based loader has.
-        let mapped = unsafe { candle_core::safetensors::MmapedSafetensors::new(path) }?;
-        let names = mapped.tensors().into_iter().map(|(name, _)| name).collect();
-        Ok(Self { mapped, names })
+        Ok(Self {
+            file: super::safetensors_file::SafetensorsFile::open(path)?,
+        })
     }
 
     pub fn names(&self) -> Vec<&str> {
-        self.names.iter().map(String::as_str).collect()
+        self.file.names().collect()
     }
 
     /// The UNet's input channels, from the first conv's weight shape.
     pub fn unet_in_channels(&self) -> Option<usize> {
-        let view = self
-            .mapped
-            .get(&format!("{UNET}input_blocks.0.0.weight"))
-            .ok()?;
-        view.shape().get(1).copied()
+        let shape = self.file.shape(&format!("{UNET}input_blocks.0.0.weight"))?;
+        shape.get(1).copied()
     }
 
     pub fn kind(&self) -> Result<CheckpointKind, CheckpointError> {
@@ -405,7 +399,7 @@ impl Checkpoint {
     }
 
     fn load(&self, name: &str, dtype: DType, device: &Device) -> Result<Tensor, CheckpointError> {
-        self.mapped
+        self.file
             .load(name, device)
             .and_then(|t| t.to_dtype(dtype))
             .map_err(|err| CheckpointError::Tensor {
@@ -429,7 +423,7 @@ impl Checkpoint {
             text_encoder: WeightMap::default(),
             text_encoder_2: WeightMap::default(),
         };
-        for name in &self.names {
+        for name in self.file.names() {
             let Some((component, conversion)) = convert_name(kind, name, layout) else {
                 continue;
             };
@@ -441,7 +435,7 @@ impl Checkpoint {
                 Component::TextEncoder2 => &mut components.text_encoder_2,
             };
             apply(conversion, tensor, out).map_err(|err| CheckpointError::Tensor {
-                name: name.clone(),
+                name: name.to_string(),
                 message: crate::pipeline::generate::describe_candle_error(&err),
             })?;
         }
@@ -456,9 +450,9 @@ impl Checkpoint {
         dtype: DType,
         device: &Device,
     ) -> Result<WeightMap, CheckpointError> {
-        let diffusers_layout = self.names.iter().any(|n| n.contains("up_blocks."));
+        let diffusers_layout = self.file.names().any(|n| n.contains("up_blocks."));
         let mut vae = WeightMap::default();
-        for name in &self.names {
+        for name in self.file.names() {
             let bare = name.strip_prefix(VAE).unwrap_or(name);
             let conversion = if diffusers_layout {
                 Some(Conversion::Rename(bare.to_string()))
@@ -470,7 +464,7 @@ impl Checkpoint {
             };
             let tensor = self.load(name, dtype, device)?;
             apply(conversion, tensor, &mut vae).map_err(|err| CheckpointError::Tensor {
-                name: name.clone(),
+                name: name.to_string(),
                 message: crate::pipeline::generate::describe_candle_error(&err),
             })?;
         }

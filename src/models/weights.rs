@@ -39,12 +39,10 @@ impl WeightMap {
         dtype: DType,
         device: &Device,
     ) -> candle_core::Result<()> {
-        // SAFETY: the file is only read; if another process truncates it while mapped the
-        // process may fault, the same contract every mmap-based loader has.
-        let mapped = unsafe { candle_core::safetensors::MmapedSafetensors::new(file) }?;
-        for (name, _) in mapped.tensors() {
-            let tensor = mapped.load(&name, device)?.to_dtype(dtype)?;
-            self.insert(name, tensor);
+        let file = super::safetensors_file::SafetensorsFile::open(file)?;
+        for name in file.names() {
+            let tensor = file.load(name, device)?.to_dtype(dtype)?;
+            self.insert(name.to_string(), tensor);
         }
         Ok(())
     }
