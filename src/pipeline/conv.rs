@@ -143,7 +143,7 @@ impl Conv2d {
             let mut cols = vec![0f32; depth * columns];
             cols.par_chunks_mut(columns)
                 .enumerate()
-                .for_each(|(tap, row)| geometry.unfold(image, tap, first_row, rows, row));
+                .for_each(|(tap, row)| geometry.unfold_range(image, tap, first_row * out_w, row));
             cols
         };
 
@@ -167,10 +167,15 @@ impl Conv2d {
                         matmul_bf16::multiply(paired, &tiles, target, plane);
                         continue;
                     }
+                    // Unfolded straight from a bf16 copy of the image into the product's
+                    // tiles: no f32 matrix of columns in between.
+                    let image = matmul_bf16::round_to_bf16(image);
                     for first_row in (0..out_h).step_by(rows_per_block) {
                         let rows = rows_per_block.min(out_h - first_row);
-                        let cols = unfold_block(image, first_row, rows);
-                        let tiles = ColumnTiles::new(&cols, depth, rows * out_w);
+                        let tiles =
+                            ColumnTiles::from_fn(depth, rows * out_w, |tap, column, out| {
+                                geometry.unfold_range(&image, tap, first_row * out_w + column, out)
+                            });
                         let target = &mut target[first_row * out_w..];
                         matmul_bf16::multiply(paired, &tiles, target, plane);
                     }
@@ -213,35 +218,55 @@ struct Geometry {
 }
 
 impl Geometry {
-    /// Fills one row of the unfolded matrix: kernel tap `tap` = (channel, ky, kx), output
-    /// rows `first_row..first_row + rows`. `row` arrives zeroed (the padding).
-    fn unfold(&self, image: &[f32], tap: usize, first_row: usize, rows: usize, row: &mut [f32]) {
+    /// Fills `out` with the input under kernel tap `tap` = (channel, ky, kx) for the output
+    /// positions `first..first + out.len()` (row-major over the output image); 0 where the
+    /// tap falls on the padding.
+    fn unfold_range<T: Copy + Default>(
+        &self,
+        image: &[T],
+        tap: usize,
+        first: usize,
+        out: &mut [T],
+    ) {
         let taps_per_channel = self.kernel_h * self.kernel_w;
         let channel = tap / taps_per_channel;
         let ky = (tap % taps_per_channel) / self.kernel_w;
         let kx = tap % self.kernel_w;
         let plane = &image[channel * self.height * self.width..][..self.height * self.width];
-        for r in 0..rows {
-            let iy = (first_row + r) * self.stride + ky;
+        let mut written = 0;
+        while written < out.len() {
+            let position = first + written;
+            let (oy, first_x) = (position / self.out_w, position % self.out_w);
+            let len = (self.out_w - first_x).min(out.len() - written);
+            let target = &mut out[written..written + len];
+            written += len;
+            let iy = oy * self.stride + ky;
             if iy < self.pad || iy - self.pad >= self.height {
+                target.fill(T::default());
                 continue;
             }
             let source = &plane[(iy - self.pad) * self.width..][..self.width];
-            let target = &mut row[r * self.out_w..][..self.out_w];
             if self.stride == 1 {
                 // Output columns whose input column ox + kx - pad lies inside the image.
-                let first = self.pad.saturating_sub(kx);
-                let last = (self.width + self.pad).saturating_sub(kx).min(self.out_w);
-                if first < last {
-                    let start = first + kx - self.pad;
-                    target[first..last].copy_from_slice(&source[start..start + last - first]);
-                }
+                let inside_from = self.pad.saturating_sub(kx).max(first_x);
+                let inside_to = (self.width + self.pad)
+                    .saturating_sub(kx)
+                    .min(first_x + len)
+                    .max(inside_from);
+                let (before, rest) = target.split_at_mut(inside_from - first_x);
+                let (inside, after) = rest.split_at_mut(inside_to - inside_from);
+                before.fill(T::default());
+                after.fill(T::default());
+                let start = inside_from + kx - self.pad;
+                inside.copy_from_slice(&source[start..start + inside.len()]);
             } else {
-                for (ox, value) in target.iter_mut().enumerate() {
-                    let ix = ox * self.stride + kx;
-                    if ix >= self.pad && ix - self.pad < self.width {
-                        *value = source[ix - self.pad];
-                    }
+                for (i, value) in target.iter_mut().enumerate() {
+                    let ix = (first_x + i) * self.stride + kx;
+                    *value = if ix >= self.pad && ix - self.pad < self.width {
+                        source[ix - self.pad]
+                    } else {
+                        T::default()
+                    };
                 }
             }
         }

@@ -126,6 +126,73 @@ impl ColumnTiles {
     }
 }
 
+impl ColumnTiles {
+    /// From a function that writes `out[i]` = `B[row][first_column + i]`, already in bf16
+    /// bits, for one row and up to 64 consecutive columns at a time.
+    pub fn from_fn(
+        depth: usize,
+        columns: usize,
+        fill: impl Fn(usize, usize, &mut [u16]) + Sync,
+    ) -> Self {
+        let pairs = depth.div_ceil(2);
+        let tiles = columns.div_ceil(TILE);
+        let mut data = vec![0u32; tiles * pairs * TILE];
+        data.par_chunks_mut(pairs * TILE)
+            .enumerate()
+            .for_each(|(tile, packed)| {
+                let first = tile * TILE;
+                let width = TILE.min(columns - first);
+                let (mut even, mut odd) = ([0u16; TILE], [0u16; TILE]);
+                for (p, target) in packed.chunks_exact_mut(TILE).enumerate() {
+                    fill(2 * p, first, &mut even[..width]);
+                    if 2 * p + 1 < depth {
+                        fill(2 * p + 1, first, &mut odd[..width]);
+                    } else {
+                        odd.fill(0);
+                    }
+                    for ((pair, &low), &high) in target.iter_mut().zip(&even).zip(&odd) {
+                        *pair = u32::from(low) | (u32::from(high) << 16);
+                    }
+                }
+            });
+        Self {
+            pairs,
+            columns,
+            data,
+        }
+    }
+}
+
+/// `values` rounded to bf16 (bits), nearest even. The caller checks [`available`].
+pub fn round_to_bf16(values: &[f32]) -> Vec<u16> {
+    assert!(available(), "matmul_bf16 without AVX-512 BF16");
+    const CHUNK: usize = 1 << 15;
+    let mut rounded = vec![0u16; values.len()];
+    rounded
+        .par_chunks_mut(CHUNK)
+        .zip(values.par_chunks(CHUNK))
+        .for_each(|(target, values)| {
+            // SAFETY: `round_to_bf16` asserted AVX-512 BF16.
+            unsafe { round_chunk(values, target) }
+        });
+    rounded
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn round_chunk(values: &[f32], target: &mut [u16]) {
+    assert_eq!(values.len(), target.len());
+    let mut sources = values.chunks_exact(16);
+    let mut targets = target.chunks_exact_mut(16);
+    for (source, target) in (&mut sources).zip(&mut targets) {
+        let rounded: __m256i =
+            std::mem::transmute(_mm512_cvtneps_pbh(_mm512_loadu_ps(source.as_ptr())));
+        _mm256_storeu_si256(target.as_mut_ptr().cast(), rounded);
+    }
+    for (value, target) in sources.remainder().iter().zip(targets.into_remainder()) {
+        *target = bf16_bits(*value);
+    }
+}
+
 /// Rounds to the nearest bf16, ties to even (what `vcvtneps2bf16` does).
 fn bf16_bits(value: f32) -> u16 {
     half::bf16::from_f32(value).to_bits()
