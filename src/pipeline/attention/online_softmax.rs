@@ -234,13 +234,19 @@ unsafe fn attend_block(context: &HeadContext, rows: usize, scratch: &mut Scratch
         let mut r = 0;
         while r < rows {
             let tile = (rows - r).min(4);
-            let p = &scores[r * width..];
+            let block = ValuesBlock {
+                p: &scores[r * width..],
+                p_stride: width,
+                v,
+                v_stride: context.v_stride,
+                valid,
+            };
             let o = &mut scratch.out[r * d..];
             match tile {
-                4 => values_tile::<4>(p, width, v, context.v_stride, valid, o, d),
-                3 => values_tile::<3>(p, width, v, context.v_stride, valid, o, d),
-                2 => values_tile::<2>(p, width, v, context.v_stride, valid, o, d),
-                _ => values_tile::<1>(p, width, v, context.v_stride, valid, o, d),
+                4 => values_tile::<4>(&block, o, d),
+                3 => values_tile::<3>(&block, o, d),
+                2 => values_tile::<2>(&block, o, d),
+                _ => values_tile::<1>(&block, o, d),
             }
             r += tile;
         }
@@ -277,52 +283,61 @@ unsafe fn scores_tile<const R: usize>(
     }
 }
 
-/// `o[r] += Σ_j p[r][j]·v[j]` over the `valid` keys of the block, for `R` query rows.
-#[target_feature(enable = "avx2,fma")]
-unsafe fn values_tile<const R: usize>(
-    p: &[f32],
+/// `R` rows of probabilities against one key block's values.
+#[derive(Clone, Copy)]
+struct ValuesBlock<'a> {
+    /// Probabilities, `p_stride` apart per row.
+    p: &'a [f32],
     p_stride: usize,
-    v: &[f32],
+    /// Value rows, `v_stride` apart.
+    v: &'a [f32],
     v_stride: usize,
+    /// Keys of the block that exist (the rest of the tile is padding).
     valid: usize,
-    o: &mut [f32],
-    head_dim: usize,
-) {
+}
+
+/// `o[r] += Σ_j p[r][j]·v[j]` over the block's valid keys, for `R` query rows.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn values_tile<const R: usize>(block: &ValuesBlock, o: &mut [f32], head_dim: usize) {
+    let ValuesBlock {
+        p,
+        p_stride,
+        v,
+        v_stride,
+        valid,
+    } = *block;
     assert!(p.len() >= (R - 1) * p_stride + valid && o.len() >= R * head_dim);
     assert!(valid == 0 || v.len() >= (valid - 1) * v_stride + head_dim);
     let mut column = 0;
     while column < head_dim {
-        match (head_dim - column) / LANES {
-            1 => values_columns::<R, 1>(p, p_stride, v, v_stride, valid, o, head_dim, column),
-            2 => values_columns::<R, 2>(p, p_stride, v, v_stride, valid, o, head_dim, column),
-            _ => values_columns::<R, 3>(p, p_stride, v, v_stride, valid, o, head_dim, column),
+        let registers = ((head_dim - column) / LANES).min(3);
+        match registers {
+            1 => values_columns::<R, 1>(block, o, head_dim, column),
+            2 => values_columns::<R, 2>(block, o, head_dim, column),
+            _ => values_columns::<R, 3>(block, o, head_dim, column),
         }
-        column += ((head_dim - column) / LANES).min(3) * LANES;
+        column += registers * LANES;
     }
 }
 
 /// One `R × C` register tile of [`values_tile`]: `C` registers of output columns from `column`.
-#[allow(clippy::too_many_arguments)]
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn values_columns<const R: usize, const C: usize>(
-    p: &[f32],
-    p_stride: usize,
-    v: &[f32],
-    v_stride: usize,
-    valid: usize,
+    block: &ValuesBlock,
     o: &mut [f32],
     head_dim: usize,
     column: usize,
 ) {
-    let (p, v, o) = (p.as_ptr(), v.as_ptr(), o.as_mut_ptr());
+    let (p, v, o) = (block.p.as_ptr(), block.v.as_ptr(), o.as_mut_ptr());
+    let (p_stride, v_stride) = (block.p_stride, block.v_stride);
     let mut acc = [[_mm256_setzero_ps(); C]; R];
     for (r, acc) in acc.iter_mut().enumerate() {
         for (c, acc) in acc.iter_mut().enumerate() {
             *acc = _mm256_loadu_ps(o.add(r * head_dim + column + c * LANES));
         }
     }
-    for j in 0..valid {
+    for j in 0..block.valid {
         let mut values = [_mm256_setzero_ps(); C];
         for (c, value) in values.iter_mut().enumerate() {
             *value = _mm256_loadu_ps(v.add(j * v_stride + column + c * LANES));
