@@ -2,9 +2,10 @@
 //! `downsampling.py`, `upsampling.py`).
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{group_norm, linear, Conv2dConfig, GroupNorm, Linear, VarBuilder};
+use candle_nn::{linear, Conv2dConfig, Linear, VarBuilder};
 
 use crate::pipeline::conv::{conv2d, Conv2d};
+use crate::pipeline::group_norm::{group_norm, GroupNorm};
 
 pub fn conv3x3(in_channels: usize, out_channels: usize, vb: VarBuilder) -> Result<Conv2d> {
     let config = Conv2dConfig {
@@ -67,12 +68,12 @@ impl ResnetBlock2D {
 
     /// `temb` is the already-activated time embedding (`silu(emb)`), shared by every block.
     pub fn forward(&self, xs: &Tensor, temb: Option<&Tensor>) -> Result<Tensor> {
-        let mut hidden = self.conv1.forward(&self.norm1.forward(xs)?.silu()?)?;
+        let mut hidden = self.conv1.forward(&self.norm1.forward_silu(xs)?)?;
         if let (Some(proj), Some(temb)) = (&self.time_emb_proj, temb) {
             let temb = proj.forward(temb)?.unsqueeze(2)?.unsqueeze(3)?;
             hidden = hidden.broadcast_add(&temb)?;
         }
-        let hidden = self.conv2.forward(&self.norm2.forward(&hidden)?.silu()?)?;
+        let hidden = self.conv2.forward(&self.norm2.forward_silu(&hidden)?)?;
         let shortcut = match &self.conv_shortcut {
             Some(conv) => conv.forward(xs)?,
             None => xs.clone(),

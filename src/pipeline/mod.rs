@@ -4,6 +4,7 @@ pub mod attention;
 pub mod conditioning;
 pub mod conv;
 pub mod generate;
+pub mod group_norm;
 pub mod layers;
 pub mod linear;
 #[cfg(target_arch = "x86_64")]
@@ -12,6 +13,8 @@ pub mod noise;
 pub mod precision;
 pub mod prompt;
 pub mod schedulers;
+#[cfg(target_arch = "x86_64")]
+mod simd;
 pub mod text_encoder;
 pub mod tokenizer;
 pub mod unet;

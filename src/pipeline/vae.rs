@@ -1,9 +1,10 @@
 //! `AutoencoderKL`: latents ↔ images, built from a diffusers `vae/config.json`.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{group_norm, GroupNorm, VarBuilder};
+use candle_nn::VarBuilder;
 
 use crate::pipeline::conv::Conv2d;
+use crate::pipeline::group_norm::{group_norm, GroupNorm};
 use crate::pipeline::linear::{linear, Linear};
 use serde::Deserialize;
 
@@ -250,7 +251,7 @@ impl Encoder {
         }
         let xs = self.mid_block.forward(&xs)?;
         self.conv_out
-            .forward(&self.conv_norm_out.forward(&xs)?.silu()?)
+            .forward(&self.conv_norm_out.forward_silu(&xs)?)
     }
 }
 
@@ -309,7 +310,7 @@ impl Decoder {
             }
         }
         self.conv_out
-            .forward(&self.conv_norm_out.forward(&xs)?.silu()?)
+            .forward(&self.conv_norm_out.forward_silu(&xs)?)
     }
 }
 

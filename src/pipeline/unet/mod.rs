@@ -3,9 +3,10 @@
 mod transformer;
 
 use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::{group_norm, linear, Conv2dConfig, GroupNorm, Linear, VarBuilder};
+use candle_nn::{linear, Conv2dConfig, Linear, VarBuilder};
 
 use crate::pipeline::conv::{conv2d, Conv2d};
+use crate::pipeline::group_norm::{group_norm, GroupNorm};
 use serde::Deserialize;
 
 use crate::pipeline::layers::{conv3x3, Downsample2D, ResnetBlock2D, ResnetConfig, Upsample2D};
@@ -658,7 +659,7 @@ impl UNet2DConditionModel {
             }
         }
 
-        let xs = self.conv_norm_out.forward(&xs)?.silu()?;
+        let xs = self.conv_norm_out.forward_silu(&xs)?;
         self.conv_out.forward(&xs)
     }
 }

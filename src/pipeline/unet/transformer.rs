@@ -1,10 +1,11 @@
 //! `Transformer2DModel` with `BasicTransformerBlock`s: the UNet's self- and cross-attention.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{group_norm, layer_norm, GroupNorm, LayerNorm, VarBuilder};
+use candle_nn::{layer_norm, LayerNorm, VarBuilder};
 
 use crate::pipeline::attention::scaled_dot_product;
 use crate::pipeline::conv::Conv2d;
+use crate::pipeline::group_norm::{group_norm, GroupNorm};
 use crate::pipeline::layers::conv1x1;
 use crate::pipeline::linear::{linear, linear_no_bias, Linear};
 
