@@ -3,6 +3,7 @@
 pub mod attention;
 pub mod conditioning;
 pub mod conv;
+mod geglu;
 pub mod generate;
 pub mod group_norm;
 pub mod layers;

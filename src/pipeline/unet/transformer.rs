@@ -5,6 +5,7 @@ use candle_nn::{layer_norm, LayerNorm, VarBuilder};
 
 use crate::pipeline::attention::scaled_dot_product;
 use crate::pipeline::conv::Conv2d;
+use crate::pipeline::geglu::geglu;
 use crate::pipeline::group_norm::{group_norm, GroupNorm};
 use crate::pipeline::layers::conv1x1;
 use crate::pipeline::linear::{linear, linear_no_bias, Linear};
@@ -77,10 +78,7 @@ impl FeedForward {
 
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let projected = self.proj_in.forward(xs)?;
-        let last = projected.rank() - 1;
-        let value = projected.narrow(last, 0, self.inner)?;
-        let gate = projected.narrow(last, self.inner, self.inner)?;
-        self.proj_out.forward(&(value * gate.gelu_erf()?)?)
+        self.proj_out.forward(&geglu(&projected, self.inner)?)
     }
 }
 
