@@ -103,27 +103,30 @@ impl Module for GroupNorm {
 /// large mean does not cancel the variance away. Sums run in 8 f32 lanes per block of 512
 /// values and in f64 across blocks.
 fn mean_and_variance(values: &[f32]) -> (f64, f64) {
-    let total = |term: &dyn Fn(f32) -> f32| -> f64 {
-        values
-            .chunks(512)
-            .map(|block| {
-                let mut lanes = [0f32; 8];
-                let mut chunks = block.chunks_exact(8);
-                for chunk in &mut chunks {
-                    for (lane, &value) in lanes.iter_mut().zip(chunk) {
-                        *lane += term(value);
-                    }
-                }
-                let tail: f32 = chunks.remainder().iter().map(|&v| term(v)).sum();
-                lanes.iter().map(|&l| l as f64).sum::<f64>() + tail as f64
-            })
-            .sum()
-    };
     let count = values.len().max(1) as f64;
-    let mean = total(&|v| v) / count;
+    let mean = total(values, |v| v) / count;
     let mean_f32 = mean as f32;
-    let variance = total(&|v| (v - mean_f32) * (v - mean_f32)) / count;
+    let variance = total(values, |v| (v - mean_f32) * (v - mean_f32)) / count;
     (mean, variance)
+}
+
+/// `Σ term(v)`: 8 f32 lanes per block of 512 values, f64 across blocks. Generic, so that
+/// `term` is inlined into the vectorised loop.
+fn total(values: &[f32], term: impl Fn(f32) -> f32) -> f64 {
+    values
+        .chunks(512)
+        .map(|block| {
+            let mut lanes = [0f32; 8];
+            let mut chunks = block.chunks_exact(8);
+            for chunk in &mut chunks {
+                for (lane, &value) in lanes.iter_mut().zip(chunk) {
+                    *lane += term(value);
+                }
+            }
+            let tail: f32 = chunks.remainder().iter().map(|&v| term(v)).sum();
+            lanes.iter().map(|&l| l as f64).sum::<f64>() + tail as f64
+        })
+        .sum()
 }
 
 /// `out = input·scale + shift`, then SiLU if asked.
