@@ -15,6 +15,7 @@ use std::sync::{Arc, OnceLock};
 #[cfg(target_arch = "x86_64")]
 use crate::pipeline::matmul_bf16::{self, ColumnTiles, PairedRows};
 use crate::pipeline::precision::{cpu_arithmetic, CpuArithmetic};
+use crate::pipeline::with_cpu_f32;
 use candle_nn::{Conv2dConfig, VarBuilder};
 use rayon::prelude::*;
 
@@ -122,11 +123,6 @@ impl Conv2d {
         }
 
         let xs = xs.contiguous()?;
-        let (storage, layout) = xs.storage_and_layout();
-        let candle_core::Storage::Cpu(cpu) = &*storage else {
-            candle_core::bail!("conv2d: CPU path on a non-CPU tensor");
-        };
-        let input = &cpu.as_slice::<f32>()?[layout.start_offset()..];
         let geometry = Geometry {
             height,
             width,
@@ -138,49 +134,36 @@ impl Conv2d {
         };
         let rows_per_block = (block_values / (depth * out_w).max(1)).clamp(1, out_h);
         let image_len = channels * height * width;
-        let unfold_block = |image: &[f32], first_row: usize, rows: usize| {
-            let columns = rows * out_w;
-            let mut cols = vec![0f32; depth * columns];
-            cols.par_chunks_mut(columns)
-                .enumerate()
-                .for_each(|(tap, row)| geometry.unfold_range(image, tap, first_row * out_w, row));
-            cols
-        };
+        let plane = out_h * out_w;
 
         if arithmetic == CpuArithmetic::Bf16 {
             #[cfg(target_arch = "x86_64")]
             {
-                let paired = match self.bf16_weight.get() {
-                    Some(paired) => paired,
-                    None => {
-                        let values = weight.flatten_all()?.to_vec1::<f32>()?;
-                        self.bf16_weight
-                            .get_or_init(|| PairedRows::new(&values, out_channels, depth))
-                    }
-                };
-                let plane = out_h * out_w;
+                let paired = self.bf16_weight(&weight, out_channels, depth)?;
                 let mut out = vec![0f32; batch * out_channels * plane];
-                for (item, target) in out.chunks_exact_mut(out_channels * plane).enumerate() {
-                    let image = &input[item * image_len..][..image_len];
-                    if pointwise {
-                        let tiles = ColumnTiles::new(image, depth, plane);
-                        matmul_bf16::multiply(paired, &tiles, target, plane);
-                        continue;
+                with_cpu_f32(&xs, |input| {
+                    for (item, target) in out.chunks_exact_mut(out_channels * plane).enumerate() {
+                        let image = &input[item * image_len..][..image_len];
+                        if pointwise {
+                            let tiles = ColumnTiles::new(image, depth, plane);
+                            matmul_bf16::multiply(paired, &tiles, target, plane);
+                            continue;
+                        }
+                        // Unfolded straight from a bf16 copy of the image into the product's
+                        // tiles: no f32 matrix of columns in between.
+                        let image = matmul_bf16::round_to_bf16(image);
+                        for first_row in (0..out_h).step_by(rows_per_block) {
+                            let rows = rows_per_block.min(out_h - first_row);
+                            let tiles =
+                                ColumnTiles::from_fn(depth, rows * out_w, |tap, column, out| {
+                                    let first = first_row * out_w + column;
+                                    geometry.unfold_range(&image, tap, first, out)
+                                });
+                            let target = &mut target[first_row * out_w..];
+                            matmul_bf16::multiply(paired, &tiles, target, plane);
+                        }
                     }
-                    // Unfolded straight from a bf16 copy of the image into the product's
-                    // tiles: no f32 matrix of columns in between.
-                    let image = matmul_bf16::round_to_bf16(image);
-                    for first_row in (0..out_h).step_by(rows_per_block) {
-                        let rows = rows_per_block.min(out_h - first_row);
-                        let tiles =
-                            ColumnTiles::from_fn(depth, rows * out_w, |tap, column, out| {
-                                geometry.unfold_range(&image, tap, first_row * out_w + column, out)
-                            });
-                        let target = &mut target[first_row * out_w..];
-                        matmul_bf16::multiply(paired, &tiles, target, plane);
-                    }
-                }
-                drop(storage);
+                })?;
                 let out = Tensor::from_vec(out, (batch, out_channels, out_h, out_w), &Device::Cpu)?;
                 return self.add_bias(out);
             }
@@ -188,21 +171,40 @@ impl Conv2d {
             candle_core::bail!("conv2d: bf16 arithmetic on a CPU without it");
         }
 
-        let mut outputs = Vec::with_capacity(batch);
-        for item in 0..batch {
-            let image = &input[item * image_len..][..image_len];
-            let mut blocks = Vec::new();
-            for first_row in (0..out_h).step_by(rows_per_block) {
-                let rows = rows_per_block.min(out_h - first_row);
-                let cols = unfold_block(image, first_row, rows);
-                let cols = Tensor::from_vec(cols, (depth, rows * out_w), &Device::Cpu)?;
-                blocks.push(weight.matmul(&cols)?);
-            }
-            outputs.push(Tensor::cat(&blocks, 1)?);
-        }
-        drop(storage);
+        let outputs = with_cpu_f32(&xs, |input| {
+            (0..batch)
+                .map(|item| {
+                    let image = &input[item * image_len..][..image_len];
+                    let mut blocks = Vec::new();
+                    for first_row in (0..out_h).step_by(rows_per_block) {
+                        let columns = rows_per_block.min(out_h - first_row) * out_w;
+                        let mut cols = vec![0f32; depth * columns];
+                        cols.par_chunks_mut(columns)
+                            .enumerate()
+                            .for_each(|(tap, row)| {
+                                geometry.unfold_range(image, tap, first_row * out_w, row)
+                            });
+                        let cols = Tensor::from_vec(cols, (depth, columns), &Device::Cpu)?;
+                        blocks.push(weight.matmul(&cols)?);
+                    }
+                    Tensor::cat(&blocks, 1)
+                })
+                .collect::<Result<Vec<_>>>()
+        })??;
         let out = Tensor::stack(&outputs, 0)?.reshape((batch, out_channels, out_h, out_w))?;
         self.add_bias(out)
+    }
+
+    /// The weight rounded to bf16 and paired, made on first use.
+    #[cfg(target_arch = "x86_64")]
+    fn bf16_weight(&self, weight: &Tensor, rows: usize, depth: usize) -> Result<&PairedRows> {
+        if let Some(paired) = self.bf16_weight.get() {
+            return Ok(paired);
+        }
+        let values = weight.flatten_all()?.to_vec1::<f32>()?;
+        Ok(self
+            .bf16_weight
+            .get_or_init(|| PairedRows::new(&values, rows, depth)))
     }
 }
 

@@ -26,20 +26,16 @@ pub fn geglu(projected: &Tensor, inner: usize) -> Result<Tensor> {
 #[cfg(target_arch = "x86_64")]
 fn fused(projected: &Tensor, inner: usize) -> Result<Tensor> {
     let projected = projected.contiguous()?;
-    let (storage, layout) = projected.storage_and_layout();
-    let candle_core::Storage::Cpu(cpu) = &*storage else {
-        candle_core::bail!("geglu: CPU path on a non-CPU tensor");
-    };
-    let input = &cpu.as_slice::<f32>()?[layout.start_offset()..][..projected.elem_count()];
-    let mut out = vec![0f32; input.len() / 2];
-    out.par_chunks_mut(inner)
-        .zip(input.par_chunks(2 * inner))
-        .for_each(|(out, row)| {
-            let (value, gate) = row.split_at(inner);
-            // SAFETY: `geglu` checked AVX2 and FMA.
-            unsafe { gate_row(value, gate, out) };
-        });
-    drop(storage);
+    let mut out = vec![0f32; projected.elem_count() / 2];
+    crate::pipeline::with_cpu_f32(&projected, |input| {
+        out.par_chunks_mut(inner)
+            .zip(input[..projected.elem_count()].par_chunks(2 * inner))
+            .for_each(|(out, row)| {
+                let (value, gate) = row.split_at(inner);
+                // SAFETY: `geglu` checked AVX2 and FMA.
+                unsafe { gate_row(value, gate, out) };
+            })
+    })?;
     let mut dims = projected.dims().to_vec();
     if let Some(last) = dims.last_mut() {
         *last = inner;

@@ -58,33 +58,29 @@ impl GroupNorm {
         let per_group = channels / self.groups;
         let gamma = self.weight.to_vec1::<f32>()?;
         let beta = self.bias.to_vec1::<f32>()?;
-        let (storage, layout) = xs.storage_and_layout();
-        let candle_core::Storage::Cpu(cpu) = &*storage else {
-            candle_core::bail!("group_norm: CPU path on a non-CPU tensor");
-        };
-        let input = &cpu.as_slice::<f32>()?[layout.start_offset()..][..xs.elem_count()];
         let group_len = per_group * spatial;
-        let mut out = vec![0f32; input.len()];
+        let mut out = vec![0f32; xs.elem_count()];
         if group_len > 0 {
-            out.par_chunks_mut(group_len)
-                .zip(input.par_chunks(group_len))
-                .enumerate()
-                .for_each(|(index, (out, input))| {
-                    let first_channel = (index % self.groups) * per_group;
-                    let (mean, variance) = mean_and_variance(input);
-                    let inverse_std = 1.0 / (variance + self.eps).sqrt();
-                    for (c, (out, input)) in out
-                        .chunks_exact_mut(spatial)
-                        .zip(input.chunks_exact(spatial))
-                        .enumerate()
-                    {
-                        let scale = inverse_std * gamma[first_channel + c] as f64;
-                        let shift = beta[first_channel + c] as f64 - mean * scale;
-                        scale_shift(input, out, scale as f32, shift as f32, silu);
-                    }
-                });
+            crate::pipeline::with_cpu_f32(&xs, |input| {
+                out.par_chunks_mut(group_len)
+                    .zip(input[..xs.elem_count()].par_chunks(group_len))
+                    .enumerate()
+                    .for_each(|(index, (out, input))| {
+                        let first_channel = (index % self.groups) * per_group;
+                        let (mean, variance) = mean_and_variance(input);
+                        let inverse_std = 1.0 / (variance + self.eps).sqrt();
+                        for (c, (out, input)) in out
+                            .chunks_exact_mut(spatial)
+                            .zip(input.chunks_exact(spatial))
+                            .enumerate()
+                        {
+                            let scale = inverse_std * gamma[first_channel + c] as f64;
+                            let shift = beta[first_channel + c] as f64 - mean * scale;
+                            scale_shift(input, out, scale as f32, shift as f32, silu);
+                        }
+                    })
+            })?;
         }
-        drop(storage);
         Tensor::from_vec(out, xs.shape(), xs.device())
     }
 }

@@ -35,19 +35,24 @@ impl Linear {
         }
     }
 
+    /// `Wᵀ` rounded to bf16 in column tiles, made on first use.
+    #[cfg(target_arch = "x86_64")]
+    fn bf16_weight(&self, weight: &Tensor, in_dim: usize, out_dim: usize) -> Result<&ColumnTiles> {
+        if let Some(tiles) = self.bf16_weight.get() {
+            return Ok(tiles);
+        }
+        let transposed = weight.t()?.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        Ok(self
+            .bf16_weight
+            .get_or_init(|| ColumnTiles::new(&transposed, in_dim, out_dim)))
+    }
+
     /// `xs · Wᵀ + b` with bf16 inputs and f32 sums, for f32 tensors on the CPU.
     #[cfg(target_arch = "x86_64")]
     fn bf16_forward(&self, xs: &Tensor) -> Result<Tensor> {
         let weight = self.inner.weight();
         let (out_dim, in_dim) = weight.dims2()?;
-        let tiles = match self.bf16_weight.get() {
-            Some(tiles) => tiles,
-            None => {
-                let transposed = weight.t()?.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-                self.bf16_weight
-                    .get_or_init(|| ColumnTiles::new(&transposed, in_dim, out_dim))
-            }
-        };
+        let tiles = self.bf16_weight(weight, in_dim, out_dim)?;
         let mut dims = xs.dims().to_vec();
         let Some(last) = dims.last_mut() else {
             candle_core::bail!("linear: a scalar input");
@@ -57,8 +62,10 @@ impl Linear {
         }
         *last = out_dim;
         let tokens = xs.elem_count() / in_dim;
-        let values = xs.flatten_all()?.to_vec1::<f32>()?;
-        let rows = PairedRows::new(&values, tokens, in_dim);
+        let xs = xs.contiguous()?;
+        let rows = crate::pipeline::with_cpu_f32(&xs, |values| {
+            PairedRows::new(&values[..tokens * in_dim], tokens, in_dim)
+        })?;
         let mut out = vec![0f32; tokens * out_dim];
         matmul_bf16::multiply(&rows, tiles, &mut out, out_dim);
         let out = Tensor::from_vec(out, dims, xs.device())?;

@@ -21,6 +21,20 @@ pub mod tokenizer;
 pub mod unet;
 pub mod vae;
 
+/// Runs `read` on a CPU f32 tensor's data from its first element on: a contiguous tensor's
+/// values are the first `elem_count()`, a strided view's lie where its layout's strides say.
+/// The CPU kernels read candle's buffer in place through this instead of copying it out.
+pub(crate) fn with_cpu_f32<R>(
+    tensor: &candle_core::Tensor,
+    read: impl FnOnce(&[f32]) -> R,
+) -> candle_core::Result<R> {
+    let (storage, layout) = tensor.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else {
+        candle_core::bail!("a CPU kernel was given a tensor on {:?}", tensor.device());
+    };
+    Ok(read(&cpu.as_slice::<f32>()?[layout.start_offset()..]))
+}
+
 /// Largest absolute difference between two tensors of the same shape, for tests.
 #[cfg(test)]
 pub(crate) fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {

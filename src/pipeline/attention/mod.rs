@@ -7,6 +7,9 @@ mod online_softmax;
 
 use candle_core::{DType, Device, Result, Tensor};
 
+#[cfg(target_arch = "x86_64")]
+use crate::pipeline::with_cpu_f32;
+
 /// Largest attention-score block materialised at once, in elements (64 MiB of f32).
 const SCORE_BLOCK_ELEMENTS: usize = 16 * 1024 * 1024;
 
@@ -71,39 +74,33 @@ fn fused(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tensor> {
     let view = |t: &Tensor| {
         let stride = t.stride();
         HeadsView {
-            offset: t.layout().start_offset(),
             batch_stride: stride[0],
             head_stride: stride[1],
             token_stride: stride[2],
         }
     };
-    let (q_view, k_view, v_view) = (view(&q), view(&k), view(&v));
-    let (q_storage, _) = q.storage_and_layout();
-    let (k_storage, _) = k.storage_and_layout();
-    let (v_storage, _) = v.storage_and_layout();
-    let (
-        candle_core::Storage::Cpu(q_cpu),
-        candle_core::Storage::Cpu(k_cpu),
-        candle_core::Storage::Cpu(v_cpu),
-    ) = (&*q_storage, &*k_storage, &*v_storage)
-    else {
-        candle_core::bail!("attention: fused path on a non-CPU tensor");
+    let shape = Shape {
+        batch,
+        heads,
+        queries,
+        keys,
+        head_dim,
     };
     let mut out = vec![0f32; batch * queries * heads * head_dim];
-    online_softmax::attend(
-        Shape {
-            batch,
-            heads,
-            queries,
-            keys,
-            head_dim,
-        },
-        scale as f32,
-        (q_cpu.as_slice::<f32>()?, q_view),
-        (k_cpu.as_slice::<f32>()?, k_view),
-        (v_cpu.as_slice::<f32>()?, v_view),
-        &mut out,
-    );
+    with_cpu_f32(&q, |q_data| {
+        with_cpu_f32(&k, |k_data| {
+            with_cpu_f32(&v, |v_data| {
+                online_softmax::attend(
+                    shape,
+                    scale as f32,
+                    (q_data, view(&q)),
+                    (k_data, view(&k)),
+                    (v_data, view(&v)),
+                    &mut out,
+                )
+            })
+        })
+    })???;
     Tensor::from_vec(out, (batch, queries, heads, head_dim), q.device())?.transpose(1, 2)
 }
 

@@ -20,10 +20,10 @@ const LANES: usize = 8;
 /// Key-block columns are computed 16 at a time (two registers).
 const KEY_TILE: usize = 2 * LANES;
 
-/// A `(batch, heads, tokens, head_dim)` view of an f32 buffer; the last dimension is contiguous.
+/// A `(batch, heads, tokens, head_dim)` view of an f32 buffer that starts at its first
+/// element; the last dimension is contiguous.
 #[derive(Debug, Clone, Copy)]
 pub struct HeadsView {
-    pub offset: usize,
     pub batch_stride: usize,
     pub head_stride: usize,
     pub token_stride: usize,
@@ -31,10 +31,7 @@ pub struct HeadsView {
 
 impl HeadsView {
     fn row(&self, batch: usize, head: usize, token: usize) -> usize {
-        self.offset
-            + batch * self.batch_stride
-            + head * self.head_stride
-            + token * self.token_stride
+        batch * self.batch_stride + head * self.head_stride + token * self.token_stride
     }
 }
 
