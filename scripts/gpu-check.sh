@@ -7,21 +7,26 @@
 #   scripts/build-cuda.sh --carry      # CUDA build + gpu-carry/{latent-studio.xz,wheels/}
 #
 # Then call the device tool, from the repository root:
-#   run(command="bash scripts/gpu-check.sh", carry=["gpu-carry"], timeout_s=600)
+#   run(command="bash scripts/gpu-check.sh", carry=["gpu-carry"], timeout_s=480)
 # Caveat: the tool sends every tracked file too, and it refuses trees over 64 MiB; the tracked
-# tree is ~105 MiB today (tests/fixtures), so the call needs a smaller tree first (the check
-# itself needs only scripts/, bench/, assets/, tests/fixtures/models/sd1 and
-# tests/fixtures/cases/sd1_default.safetensors).
-# It takes about 5–8 minutes on an H100 (each stage below has its own timeout). Everything
-# goes to stdout; $OUT/gpu-check.log (when $OUT is set), the four bench logs and the two parity PNGs come back.
+# tree is ~105 MiB today (tests/fixtures), so call it from a throw-away branch without the
+# fixtures the check doesn't read (it reads scripts/, bench/, assets/, tests/fixtures/cases*,
+# tests/fixtures/init_64.png and tests/fixtures/models/{sd1,sdxl}):
+#   git switch -c gpu-tree && git rm -rq --cached tests/fixtures/formats \
+#       tests/fixtures/models/{sd2v,sd_turbo,sdxl_turbo} && git commit -qm "GPU tree" &&
+#   printf '%s\n' /tests/fixtures/formats/ /tests/fixtures/models/sd2v/ \
+#       /tests/fixtures/models/sd_turbo/ /tests/fixtures/models/sdxl_turbo/ >>.git/info/exclude
+# and afterwards `git switch -f main && git branch -D gpu-tree` (and drop those exclude lines).
+# Each stage below has its own timeout (about 10 minutes in all, if every one ran out). Everything
+# goes to stdout; $OUT/gpu-check.log (when $OUT is set) and the four bench logs come back.
 #
 # gpu-carry/ (git-ignored) holds:
 #   latent-studio.xz  the stripped `--features cuda` release binary (CUDA 13.0, sm_90)
 #   wheels/*.whl      diffusers 0.42.1 and the pure-Python packages it needs beyond the image's
 #
-# Stages: (a) nvidia-smi; (b) parity on the tiny fixture (tests/cli.rs
-# generate_matches_diffusers_and_writes_parameters) in f32 (must be within 2/255 of the stored
-# diffusers image) and f16 (reported); (c) `latent-studio bench` and bench/diffusers_bench.py
+# Stages: (a) nvidia-smi; (b) parity on six fixture cases (scripts/gpu_parity.py) in f32 (each
+# within 2/255 of the stored diffusers image, as on the CPU) and two in f16 (reported);
+# (c) `latent-studio bench` and bench/diffusers_bench.py
 # for SD 1.5 512² (20 steps) and SDXL 1024² (20 steps), random weights, fp16, then a table.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -39,7 +44,7 @@ fail() {
 section() { printf '\n=== %s (%ss)\n' "$*" "$SECONDS"; }
 
 section "(a) GPU"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || fail "nvidia-smi"
+nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used --format=csv,noheader || fail "nvidia-smi"
 if [[ -f $CARRY/latent-studio.xz ]]; then
     $PY -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
         "$CARRY/latent-studio.xz" "$BIN"
@@ -84,51 +89,35 @@ if ldd "$BIN" | grep 'not found'; then
 fi
 ldd "$BIN" | grep -E 'libcu|libnvrtc' | sed 's/^\s*/  /'
 
-section "(b) parity with diffusers, tests/fixtures/models/sd1 (sd1_default case)"
-parity_args=(generate --model tests/fixtures/models/sd1
-    --prompt "A photo of an Astronaut riding a horse, on Mars!"
-    --negative-prompt "blurry, low quality" --steps 5 --guidance 7.5 --seed 42
-    --width 64 --height 64 --device cuda)
-for dtype in f32 f16; do
-    timeout 180 "$BIN" "${parity_args[@]}" --dtype "$dtype" --output "$OUT/parity_$dtype.png" ||
-        fail "generate --device cuda --dtype $dtype"
-done
-$PY - "$OUT" <<'EOF' || fail "parity"
-import os, sys
-import numpy as np
-from PIL import Image
-from safetensors.numpy import load_file
-out = sys.argv[1]
-ref = load_file("tests/fixtures/cases/sd1_default.safetensors")["image"].astype(np.int16)
-ok = True
-for dtype, limit in (("f32", 2), ("f16", None)):
-    path = os.path.join(out, f"parity_{dtype}.png")
-    if not os.path.exists(path):
-        print(f"{dtype}: no image"); ok = False; continue
-    img = np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
-    d = np.abs(img - ref)
-    verdict = "" if limit is None else ("  OK (<= %d/255)" % limit if d.max() <= limit else "  FAIL (> %d/255)" % limit)
-    print(f"cuda {dtype}: max |diff| {d.max()}/255, mean {d.mean():.3f}/255{verdict}")
-    if limit is not None and d.max() > limit:
-        ok = False
-sys.exit(0 if ok else 1)
-EOF
+section "(b) parity with diffusers on the fixture cases (tests/fixtures/models/{sd1,sdxl})"
+# f32 must stay within the CPU parity tests' 2/255 of diffusers' float32 image; f16 is reported.
+timeout 100 $PY scripts/gpu_parity.py --bin "$BIN" --out "$WORK" --timeout 40 \
+    --cases sd1_default,sd1_euler_a,sd1_dpmpp_2m_karras,sd1_img2img_ddim,sdxl_neg_text,sdxl_img2img \
+    --dtype f32:2 || fail "parity (f32)"
+timeout 45 $PY scripts/gpu_parity.py --bin "$BIN" --out "$WORK" --timeout 40 \
+    --cases sd1_default,sdxl_neg_text --dtype f16 || fail "generate --dtype f16"
 
 section "(c) timings, random weights, fp16"
 bench() { # name timeout command...
     local name=$1 limit=$2
     shift 2
     echo "--- $name"
+    # Peak GPU memory while it runs, sampled every 100 ms (process-wide, CUDA context included).
+    nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 >"$WORK/$name.mem" 2>/dev/null &
+    local sampler=$!
     timeout "$limit" "$@" 2>&1 | tee "$WORK/$name.log" | grep -v '^\s*$'
     local rc=${PIPESTATUS[0]}
+    kill $sampler 2>/dev/null
+    wait $sampler 2>/dev/null
+    echo "peak GPU memory used: $(sort -n "$WORK/$name.mem" | tail -1) MiB" | tee -a "$WORK/$name.log"
     ((rc == 0)) || fail "$name exited with $rc"
     cp "$WORK/$name.log" "$OUT/" 2>/dev/null
 }
-bench ours_sd15 150 "$BIN" bench --device cuda --dtype f16 --sizes 512 --iters 3 --steps 20
-bench diffusers_sd15 150 $PY bench/diffusers_bench.py --device cuda --dtype fp16 --sizes 512 \
+bench ours_sd15 100 "$BIN" bench --device cuda --dtype f16 --sizes 512 --iters 3 --steps 20
+bench diffusers_sd15 100 $PY bench/diffusers_bench.py --device cuda --dtype fp16 --sizes 512 \
     --pipeline-size 512 --pipeline-steps 20 --iters 3 --warmup 1
-bench ours_sdxl 200 "$BIN" bench --arch sdxl --device cuda --dtype f16 --sizes 1024 --iters 3 --steps 20
-bench diffusers_sdxl 200 $PY bench/diffusers_bench.py --arch sdxl --device cuda --dtype fp16 --sizes 1024 \
+bench ours_sdxl 130 "$BIN" bench --arch sdxl --device cuda --dtype f16 --sizes 1024 --iters 3 --steps 20
+bench diffusers_sdxl 130 $PY bench/diffusers_bench.py --arch sdxl --device cuda --dtype fp16 --sizes 1024 \
     --pipeline-size 1024 --pipeline-steps 20 --iters 2 --warmup 1
 
 section "summary"
@@ -152,6 +141,15 @@ def read(name):
     except FileNotFoundError:
         pass
     return rows
+def peak_memory(name):
+    try:
+        for l in open(os.path.join(work, name + ".log")):
+            m = re.match(r"peak GPU memory used: (\d+) MiB", l.strip())
+            if m:
+                return int(m[1])
+    except FileNotFoundError:
+        pass
+    return None
 print(f"{'arch':6} {'part (min ms)':18} {'ours f16':>10} {'diffusers':>10} {'ours/diffusers':>15}")
 for arch, label in (("sd15", "SD 1.5 512², 20 steps"), ("sdxl", "SDXL 1024², 20 steps")):
     ours, ref = read("ours_" + arch), read("diffusers_" + arch)
@@ -160,6 +158,8 @@ for arch, label in (("sd15", "SD 1.5 512², 20 steps"), ("sdxl", "SDXL 1024², 2
         ratio = f"{o / r:.2f}x" if o and r else "-"
         fmt = lambda v: f"{v:10.1f}" if v else f"{'-':>10}"
         print(f"{arch:6} {key:18} {fmt(o)} {fmt(r)} {ratio:>15}")
+    mem = [peak_memory("ours_" + arch), peak_memory("diffusers_" + arch)]
+    print(f"{arch:6} {'peak GPU MiB':18} " + " ".join(f"{m:10d}" if m else f"{'-':>10}" for m in mem))
 print("(text: ours encodes cond and uncond as two batch-1 passes; unet: one CFG step at batch 2;\n"
       " whole generation: prompt to decoded image, ours at its default scheduler = PNDM / Euler like diffusers)")
 EOF
