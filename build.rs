@@ -1,5 +1,8 @@
-//! Bakes the git commit into the binary so images record exactly which build made them.
+//! Bakes the git commit into the binary so images record exactly which build made them, and
+//! with the `cuda` feature compiles our CUDA kernels to PTX (nvcc is there: candle's own
+//! kernels need it too).
 
+use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
@@ -15,4 +18,45 @@ fn main() {
     println!("cargo:rustc-env=LATENT_STUDIO_GIT={commit}");
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/refs/heads");
+
+    if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
+        compile_ptx("src/pipeline/gpu/group_norm.cu", "group_norm.ptx");
+        compile_ptx("src/pipeline/gpu/softmax.cu", "softmax.ptx");
+    }
+}
+
+/// `nvcc --ptx` for the GPU architecture candle's kernels are built for (`CUDA_COMPUTE_CAP`,
+/// else the first GPU's, else 7.5); the driver compiles PTX for newer GPUs as it loads it.
+fn compile_ptx(source: &str, ptx_name: &str) {
+    println!("cargo:rerun-if-changed={source}");
+    println!("cargo:rerun-if-env-changed=CUDA_COMPUTE_CAP");
+    println!("cargo:rerun-if-env-changed=NVCC");
+    let compute_cap = std::env::var("CUDA_COMPUTE_CAP")
+        .ok()
+        .or_else(|| {
+            let out = Command::new("nvidia-smi")
+                .args(["--query-gpu=compute_cap", "--format=csv,noheader"])
+                .output()
+                .ok()?;
+            let text = String::from_utf8(out.stdout).ok()?;
+            Some(text.lines().next()?.trim().replace('.', ""))
+        })
+        .filter(|cap| !cap.is_empty() && cap.chars().all(|c| c.is_ascii_digit()))
+        .unwrap_or_else(|| "75".to_string());
+    let nvcc = std::env::var("NVCC").unwrap_or_else(|_| "nvcc".to_string());
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join(ptx_name);
+    let status = Command::new(&nvcc)
+        .args(["--ptx", "-O3", "-std=c++17"])
+        .arg(format!("-arch=compute_{compute_cap}"))
+        .arg("-o")
+        .arg(&out)
+        .arg(source)
+        .status();
+    match status {
+        Ok(status) if status.success() => {}
+        Ok(status) => panic!("{nvcc} failed on {source} ({status})"),
+        Err(err) => panic!(
+            "the cuda feature needs CUDA's nvcc (set NVCC or put it on PATH): running {nvcc}: {err}"
+        ),
+    }
 }

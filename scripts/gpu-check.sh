@@ -4,7 +4,7 @@
 # has nvcc, PyTorch (with NVIDIA's CUDA 13 wheels) and a GPU, but no Rust and no network.
 #
 # Prepare here (a machine with Rust, no GPU needed):
-#   scripts/build-cuda.sh --carry      # CUDA build + gpu-carry/{latent-studio.xz,wheels/}
+#   scripts/build-cuda.sh --carry --features cudnn   # + gpu-carry/{latent-studio.xz,wheels/}
 #
 # Then call the device tool, from the repository root:
 #   run(command="bash scripts/gpu-check.sh", carry=["gpu-carry"], timeout_s=480)
@@ -21,13 +21,14 @@
 # goes to stdout; $OUT/gpu-check.log (when $OUT is set) and the four bench logs come back.
 #
 # gpu-carry/ (git-ignored) holds:
-#   latent-studio.xz  the stripped `--features cuda` release binary (CUDA 13.0, sm_90)
+#   latent-studio.xz  the stripped `--features cudnn` release binary (CUDA 13.0, sm_90)
 #   wheels/*.whl      diffusers 0.42.1 and the pure-Python packages it needs beyond the image's
 #
 # Stages: (a) nvidia-smi; (b) parity on six fixture cases (scripts/gpu_parity.py) in f32 (each
 # within 2/255 of the stored diffusers image, as on the CPU) and two in f16 (reported);
-# (c) `latent-studio bench` and bench/diffusers_bench.py
-# for SD 1.5 512² (20 steps) and SDXL 1024² (20 steps), random weights, fp16, then a table.
+# (c) `latent-studio bench` and bench/diffusers_bench.py for SD 1.5 512² (20 steps; ours also
+# with every convolution through cuDNN and with candle's softmax, and a profile by layer) and
+# SDXL 1024² (20 steps), random weights, fp16, then a table.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 CARRY=${GPU_CARRY:-gpu-carry}
@@ -96,6 +97,9 @@ timeout 100 $PY scripts/gpu_parity.py --bin "$BIN" --out "$WORK" --timeout 40 \
     --dtype f32:2 || fail "parity (f32)"
 timeout 45 $PY scripts/gpu_parity.py --bin "$BIN" --out "$WORK" --timeout 40 \
     --cases sd1_default,sdxl_neg_text --dtype f16 || fail "generate --dtype f16"
+# Every convolution through cuDNN (the default races it against im2col per shape).
+LATENT_STUDIO_CUDA_CONV=cudnn timeout 45 $PY scripts/gpu_parity.py --bin "$BIN" --out "$WORK" \
+    --timeout 40 --cases sd1_euler_a,sdxl_img2img --dtype f32:2 || fail "parity (f32, cuDNN)"
 
 section "(c) timings, random weights, fp16"
 bench() { # name timeout command...
@@ -113,10 +117,19 @@ bench() { # name timeout command...
     ((rc == 0)) || fail "$name exited with $rc"
     cp "$WORK/$name.log" "$OUT/" 2>/dev/null
 }
-bench ours_sd15 100 "$BIN" bench --device cuda --dtype f16 --sizes 512 --iters 3 --steps 20
+# A first, untimed run: the first process on a fresh machine ran ~30% slower throughout.
+timeout 60 "$BIN" bench --device cuda --dtype f16 --sizes 512 --iters 1 --steps 1 >/dev/null 2>&1
+LATENT_STUDIO_CONV_LOG=1 bench ours_sd15 100 \
+    "$BIN" bench --device cuda --dtype f16 --sizes 512 --iters 3 --steps 20 --profile
+# A/B: every convolution through cuDNN (no race with im2col); candle's softmax for attention.
+LATENT_STUDIO_CUDA_CONV=cudnn bench ours_sd15_cudnn 100 \
+    "$BIN" bench --device cuda --dtype f16 --sizes 512 --iters 3 --steps 20
+LATENT_STUDIO_CANDLE_SOFTMAX=1 bench ours_sd15_candle_softmax 100 \
+    "$BIN" bench --device cuda --dtype f16 --sizes 512 --iters 3 --steps 20
 bench diffusers_sd15 100 $PY bench/diffusers_bench.py --device cuda --dtype fp16 --sizes 512 \
     --pipeline-size 512 --pipeline-steps 20 --iters 3 --warmup 1
-bench ours_sdxl 130 "$BIN" bench --arch sdxl --device cuda --dtype f16 --sizes 1024 --iters 3 --steps 20
+LATENT_STUDIO_CONV_LOG=1 bench ours_sdxl 130 \
+    "$BIN" bench --arch sdxl --device cuda --dtype f16 --sizes 1024 --iters 3 --steps 20 --profile
 bench diffusers_sdxl 130 $PY bench/diffusers_bench.py --arch sdxl --device cuda --dtype fp16 --sizes 1024 \
     --pipeline-size 1024 --pipeline-steps 20 --iters 2 --warmup 1
 
@@ -150,16 +163,19 @@ def peak_memory(name):
     except FileNotFoundError:
         pass
     return None
-print(f"{'arch':6} {'part (min ms)':18} {'ours f16':>10} {'diffusers':>10} {'ours/diffusers':>15}")
-for arch, label in (("sd15", "SD 1.5 512², 20 steps"), ("sdxl", "SDXL 1024², 20 steps")):
-    ours, ref = read("ours_" + arch), read("diffusers_" + arch)
+columns = [("ours", "ours_{}"), ("all cuDNN", "ours_{}_cudnn"),
+           ("candle smax", "ours_{}_candle_softmax"), ("diffusers", "diffusers_{}")]
+print(f"{'arch':6} {'part (min ms)':18}" + "".join(f"{c:>12}" for c, _ in columns) + f"{'ours/diffusers':>16}")
+for arch in ("sd15", "sdxl"):
+    runs = [read(log.format(arch)) for _, log in columns]
+    fmt = lambda v: f"{v:12.1f}" if v else f"{'-':>12}"
     for key in ("text", "unet", "vae", "whole generation"):
-        o, r = ours.get(key), ref.get(key)
+        values = [run.get(key) for run in runs]
+        o, r = values[0], values[-1]
         ratio = f"{o / r:.2f}x" if o and r else "-"
-        fmt = lambda v: f"{v:10.1f}" if v else f"{'-':>10}"
-        print(f"{arch:6} {key:18} {fmt(o)} {fmt(r)} {ratio:>15}")
-    mem = [peak_memory("ours_" + arch), peak_memory("diffusers_" + arch)]
-    print(f"{arch:6} {'peak GPU MiB':18} " + " ".join(f"{m:10d}" if m else f"{'-':>10}" for m in mem))
+        print(f"{arch:6} {key:18}" + "".join(fmt(v) for v in values) + f"{ratio:>16}")
+    mem = [peak_memory(log.format(arch)) for _, log in columns]
+    print(f"{arch:6} {'peak GPU MiB':18}" + "".join(f"{m:12d}" if m else f"{'-':>12}" for m in mem))
 print("(text: ours encodes cond and uncond as two batch-1 passes; unet: one CFG step at batch 2;\n"
       " whole generation: prompt to decoded image, ours at its default scheduler = PNDM / Euler like diffusers)")
 EOF

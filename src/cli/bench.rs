@@ -13,6 +13,7 @@ use clap::{Args, ValueEnum};
 use latent_studio::models::{load_model, load_model_with_random_weights, LoadOptions};
 use latent_studio::pipeline::generate::{Flow, GenerationRequest, PromptSyntax, StableDiffusion};
 use latent_studio::pipeline::precision::cpu_arithmetic;
+use latent_studio::pipeline::profile;
 use latent_studio::pipeline::schedulers::SchedulerKind;
 use latent_studio::pipeline::unet::AddedConditions;
 
@@ -45,6 +46,10 @@ pub struct BenchArgs {
     device: String,
     #[arg(long)]
     dtype: Option<String>,
+    /// After each UNet and VAE timing, one more run that reports its time per kind of layer
+    /// (each layer waits for the device, so the run is slower than the timed ones).
+    #[arg(long)]
+    profile: bool,
 }
 
 /// Peak resident memory since the last reset, in MiB (Linux; `None` elsewhere).
@@ -90,6 +95,41 @@ fn time<T>(
     Ok(())
 }
 
+/// One run of `run` with [`profile`] measuring, printed as time per kind of layer; what no
+/// measured layer covers (element-wise arithmetic, reshapes, copies, the step's embeddings) is
+/// the rest.
+fn profile_run<T>(
+    name: &str,
+    device: &Device,
+    run: impl FnOnce() -> candle_core::Result<T>,
+) -> Result<(), CliError> {
+    let fail = |e: candle_core::Error| CliError::runtime(format!("{name} (profiled): {e}"));
+    device.synchronize().map_err(fail)?;
+    profile::set_enabled(true);
+    let started = Instant::now();
+    let outcome = run().and_then(|_| device.synchronize());
+    let total = started.elapsed().as_secs_f64() * 1000.0;
+    profile::set_enabled(false);
+    outcome.map_err(fail)?;
+    println!("  profile of one {name}: {total:.1} ms");
+    let mut covered = 0.0;
+    for (kind, time, calls) in profile::totals() {
+        let ms = time.as_secs_f64() * 1000.0;
+        covered += ms;
+        println!(
+            "    {kind:30} {ms:9.1} ms {:5.1}%  ({calls} calls)",
+            100.0 * ms / total
+        );
+    }
+    let rest = (total - covered).max(0.0);
+    println!(
+        "    {:30} {rest:9.1} ms {:5.1}%",
+        "rest",
+        100.0 * rest / total
+    );
+    Ok(())
+}
+
 /// The source tree's `assets/`, or `./assets` when the binary runs away from the tree it was
 /// built in (e.g. a CUDA build copied to a GPU machine and run from a checkout there).
 fn assets() -> PathBuf {
@@ -124,12 +164,16 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::runtime(e.to_string()))?,
     };
     println!(
-        "latent-studio {} bench: {} architecture, {} weights, {:?} ({:?} products) on {:?}, {} threads; built in {:.1}s, RSS {:.0} MiB",
+        "latent-studio {} bench: {} architecture, {} weights, {:?}{} on {:?}, {} threads; built in {:.1}s, RSS {:.0} MiB",
         latent_studio::VERSION,
         model.info().label,
         if args.weights.is_some() { "loaded" } else { "random" },
         dtype,
-        cpu_arithmetic(),
+        if device.is_cpu() {
+            format!(" ({:?} products)", cpu_arithmetic())
+        } else {
+            String::new()
+        },
         device,
         candle_core::utils::get_num_threads(),
         started.elapsed().as_secs_f64(),
@@ -211,6 +255,13 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
                     .forward(&latents, 500.0, &context, added.as_ref())
             },
         )?;
+        if args.profile {
+            profile_run(&format!("unet step {size}x{size}"), &device, || {
+                model
+                    .unet()
+                    .forward(&latents, 500.0, &context, added.as_ref())
+            })?;
+        }
     }
     for &size in &args.sizes {
         let latent = size / 8;
@@ -223,6 +274,11 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
             args.iters,
             || model.vae().decode(&latents),
         )?;
+        if args.profile {
+            profile_run(&format!("vae decode {size}x{size}"), &device, || {
+                model.vae().decode(&latents)
+            })?;
+        }
     }
 
     let size = args.sizes.iter().copied().min().unwrap_or(256);

@@ -100,7 +100,7 @@ pub fn select_device(name: &str) -> Result<Device, CliError> {
                     "--device cuda: this build has no CUDA support; rebuild with `cargo build --release --features cuda`",
                 ));
             }
-            Device::new_cuda(0).map_err(|e| {
+            latent_studio::pipeline::new_cuda_device().map_err(|e| {
                 CliError::runtime(format!(
                     "--device cuda: no usable CUDA GPU: {}",
                     describe_candle_error(&e)

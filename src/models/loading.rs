@@ -38,7 +38,7 @@ impl LoadOptions {
     /// and present, else the CPU in f32.
     pub fn best_available() -> Self {
         #[cfg(feature = "cuda")]
-        if let Ok(device) = Device::new_cuda(0) {
+        if let Ok(device) = crate::pipeline::new_cuda_device() {
             return Self {
                 device,
                 dtype: DType::F16,

@@ -4,7 +4,9 @@
 //! product lands in NCHW with no transpose; 1×1 convolutions skip the unfolding entirely;
 //! and unfolding a block of rows at a time bounds the scratch memory (candle's own CPU
 //! convolution unfolds the whole image first: 1.2 GB for one 512² VAE layer). Everything
-//! else (GPU, f16, grouped or dilated convolutions) uses candle's convolution. With bf16 CPU
+//! else (f16 on the CPU, grouped or dilated convolutions, the GPU without the `cudnn` feature)
+//! uses candle's convolution; with it, CUDA convolutions go through cuDNN
+//! ([`crate::pipeline::gpu::cudnn_conv`]). With bf16 CPU
 //! arithmetic ([`crate::pipeline::precision`]) the same unfolded blocks go through
 //! [`crate::pipeline::matmul_bf16`] instead.
 
@@ -21,6 +23,12 @@ use rayon::prelude::*;
 
 /// How many f32 values one block of unfolded input may hold (32 MB).
 const COLUMN_BLOCK_VALUES: usize = 8 << 20;
+
+/// `LATENT_STUDIO_CANDLE_CONV=1` keeps candle's convolution everywhere, for A/B measurements.
+fn candle_only() -> bool {
+    static CANDLE_ONLY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *CANDLE_ONLY.get_or_init(|| std::env::var("LATENT_STUDIO_CANDLE_CONV").is_ok_and(|v| v == "1"))
+}
 
 #[derive(Debug, Clone)]
 pub struct Conv2d {
@@ -66,17 +74,113 @@ impl Conv2d {
     }
 
     fn fast_path_applies(&self, xs: &Tensor) -> bool {
-        // `LATENT_STUDIO_CANDLE_CONV=1` keeps candle's convolution, for A/B measurements.
-        static CANDLE_ONLY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        let candle_only = *CANDLE_ONLY
-            .get_or_init(|| std::env::var("LATENT_STUDIO_CANDLE_CONV").is_ok_and(|v| v == "1"));
-        !candle_only
+        !candle_only()
             && matches!(xs.device(), Device::Cpu)
             && xs.dtype() == DType::F32
             && self.weight.dtype() == DType::F32
             && self.config.groups == 1
             && self.config.dilation == 1
             && xs.rank() == 4
+    }
+
+    /// With the `cudnn` feature, CUDA tensors may go through [`crate::pipeline::gpu::cudnn_conv`].
+    #[cfg(feature = "cudnn")]
+    fn cudnn_applies(&self, xs: &Tensor) -> bool {
+        !candle_only()
+            && xs.device().is_cuda()
+            && self.config.groups == 1
+            && self.config.dilation == 1
+            && xs.rank() == 4
+    }
+
+    /// cuDNN or candle's im2col convolution, whichever ran this shape faster the first time
+    /// it came (three back-to-back runs each, after one untimed run that lets cuDNN search its
+    /// algorithms). Neither wins everywhere: on an H200 cuDNN made the VAE decode 4× faster
+    /// and the SD 1.5 UNet step 1.35× slower. `LATENT_STUDIO_CUDA_CONV=cudnn` skips the race;
+    /// `LATENT_STUDIO_CONV_LOG=1` prints each shape's times and choice.
+    #[cfg(feature = "cudnn")]
+    fn cuda_forward(&self, xs: &Tensor) -> Result<Tensor> {
+        use std::collections::HashMap;
+        use std::sync::{Mutex, OnceLock};
+        use std::time::{Duration, Instant};
+
+        type Key = (
+            (usize, usize, usize, usize),
+            (usize, usize, usize, usize),
+            usize,
+            usize,
+            DType,
+        );
+        static CHOICES: OnceLock<Mutex<HashMap<Key, bool>>> = OnceLock::new();
+        let env_is = |name: &str, value: &str| std::env::var(name).is_ok_and(|v| v == value);
+        if env_is("LATENT_STUDIO_CUDA_CONV", "cudnn") {
+            return self.cudnn_forward(xs);
+        }
+        let key = (
+            xs.dims4()?,
+            self.weight.dims4()?,
+            self.config.padding,
+            self.config.stride,
+            xs.dtype(),
+        );
+        let choices = CHOICES.get_or_init(Mutex::default);
+        let known = choices
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .copied();
+        let use_cudnn = match known {
+            Some(choice) => choice,
+            None => {
+                let device = xs.device();
+                let time = |run: &dyn Fn() -> Result<Tensor>| -> Result<Duration> {
+                    run()?;
+                    device.synchronize()?;
+                    let started = Instant::now();
+                    for _ in 0..3 {
+                        run()?;
+                    }
+                    device.synchronize()?;
+                    Ok(started.elapsed())
+                };
+                let cudnn = time(&|| self.cudnn_forward(xs));
+                let candle = time(&|| self.candle_forward(xs))?;
+                let choice = cudnn.as_ref().is_ok_and(|cudnn| *cudnn <= candle);
+                if env_is("LATENT_STUDIO_CONV_LOG", "1") {
+                    let cudnn = match &cudnn {
+                        Ok(time) => format!("{:.3} ms", time.as_secs_f64() * 1000.0 / 3.0),
+                        Err(err) => format!("failed ({err})"),
+                    };
+                    eprintln!(
+                        "conv {:?} * {:?} pad {} stride {} {:?}: cudnn {cudnn}, im2col {:.3} ms -> {}",
+                        key.0,
+                        key.1,
+                        key.2,
+                        key.3,
+                        key.4,
+                        candle.as_secs_f64() * 1000.0 / 3.0,
+                        if choice { "cudnn" } else { "im2col" }
+                    );
+                }
+                choices
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(key, choice);
+                choice
+            }
+        };
+        if use_cudnn {
+            self.cudnn_forward(xs)
+        } else {
+            self.candle_forward(xs)
+        }
+    }
+
+    #[cfg(feature = "cudnn")]
+    fn cudnn_forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let c = &self.config;
+        let out = crate::pipeline::gpu::cudnn_conv::conv2d(xs, &self.weight, c.padding, c.stride)?;
+        self.add_bias(out)
     }
 
     fn candle_forward(&self, xs: &Tensor) -> Result<Tensor> {
@@ -277,11 +381,20 @@ impl Geometry {
 
 impl Module for Conv2d {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        crate::pipeline::profile::measure("convolution", xs.device(), || self.dispatch(xs))
+    }
+}
+
+impl Conv2d {
+    fn dispatch(&self, xs: &Tensor) -> Result<Tensor> {
         if self.fast_path_applies(xs) {
-            self.cpu_forward(xs, COLUMN_BLOCK_VALUES, cpu_arithmetic())
-        } else {
-            self.candle_forward(xs)
+            return self.cpu_forward(xs, COLUMN_BLOCK_VALUES, cpu_arithmetic());
         }
+        #[cfg(feature = "cudnn")]
+        if self.cudnn_applies(xs) {
+            return self.cuda_forward(xs);
+        }
+        self.candle_forward(xs)
     }
 }
 

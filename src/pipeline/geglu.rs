@@ -8,6 +8,10 @@ use rayon::prelude::*;
 
 /// `projected[..., :inner] · gelu(projected[..., inner:])`.
 pub fn geglu(projected: &Tensor, inner: usize) -> Result<Tensor> {
+    crate::pipeline::profile::measure("GEGLU gate", projected.device(), || gate(projected, inner))
+}
+
+fn gate(projected: &Tensor, inner: usize) -> Result<Tensor> {
     let last = projected.rank().saturating_sub(1);
     #[cfg(target_arch = "x86_64")]
     if matches!(projected.device(), Device::Cpu)

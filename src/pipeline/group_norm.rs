@@ -4,7 +4,8 @@
 //! NCHW — that reads the group twice for its mean and variance and writes the normalised,
 //! scaled, shifted and activated values in a third pass. candle's GroupNorm followed by its
 //! SiLU makes about eight passes over the tensor and a scalar `expf` per element, which at
-//! 128 channels × 512² (the VAE) is pure memory traffic. Elsewhere candle's modules run.
+//! 128 channels × 512² (the VAE) is pure memory traffic. On CUDA devices two kernels of our own
+//! do the same ([`crate::pipeline::gpu::group_norm`]); elsewhere candle's modules run.
 
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::VarBuilder;
@@ -36,11 +37,45 @@ pub fn group_norm(groups: usize, channels: usize, eps: f64, vb: VarBuilder) -> R
 impl GroupNorm {
     /// `silu(group_norm(xs))`.
     pub fn forward_silu(&self, xs: &Tensor) -> Result<Tensor> {
+        crate::pipeline::profile::measure("group norm", xs.device(), || self.dispatch(xs, true))
+    }
+
+    fn dispatch(&self, xs: &Tensor, silu: bool) -> Result<Tensor> {
         if self.fast_path_applies(xs) {
-            self.cpu_forward(xs, true)
-        } else {
-            self.inner.forward(xs)?.silu()
+            return self.cpu_forward(xs, silu);
         }
+        #[cfg(feature = "cuda")]
+        if self.cuda_applies(xs) {
+            return self.cuda_forward(xs, silu);
+        }
+        let normed = self.inner.forward(xs)?;
+        if silu {
+            normed.silu()
+        } else {
+            Ok(normed)
+        }
+    }
+
+    /// `LATENT_STUDIO_CANDLE_GROUP_NORM=1` keeps candle-nn's GroupNorm on GPUs, for A/B runs.
+    #[cfg(feature = "cuda")]
+    fn cuda_applies(&self, xs: &Tensor) -> bool {
+        static CANDLE_ONLY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        let candle_only = *CANDLE_ONLY.get_or_init(|| {
+            std::env::var("LATENT_STUDIO_CANDLE_GROUP_NORM").is_ok_and(|v| v == "1")
+        });
+        !candle_only && crate::pipeline::gpu::group_norm::applies(xs, &self.weight, self.groups)
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_forward(&self, xs: &Tensor, silu: bool) -> Result<Tensor> {
+        crate::pipeline::gpu::group_norm::forward(
+            xs,
+            &self.weight,
+            &self.bias,
+            self.groups,
+            self.eps,
+            silu,
+        )
     }
 
     fn fast_path_applies(&self, xs: &Tensor) -> bool {
@@ -87,11 +122,7 @@ impl GroupNorm {
 
 impl Module for GroupNorm {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        if self.fast_path_applies(xs) {
-            self.cpu_forward(xs, false)
-        } else {
-            self.inner.forward(xs)
-        }
+        crate::pipeline::profile::measure("group norm", xs.device(), || self.dispatch(xs, false))
     }
 }
 

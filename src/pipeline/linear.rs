@@ -78,6 +78,12 @@ impl Linear {
 
 impl Module for Linear {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        crate::pipeline::profile::measure("linear", xs.device(), || self.dispatch(xs))
+    }
+}
+
+impl Linear {
+    fn dispatch(&self, xs: &Tensor) -> Result<Tensor> {
         let on_cpu_in_f32 = xs.device().is_cpu()
             && xs.dtype() == candle_core::DType::F32
             && self.inner.weight().dtype() == candle_core::DType::F32;

@@ -5,6 +5,8 @@ pub mod conditioning;
 pub mod conv;
 mod geglu;
 pub mod generate;
+#[cfg(feature = "cuda")]
+mod gpu;
 pub mod group_norm;
 pub mod layers;
 pub mod linear;
@@ -12,6 +14,7 @@ pub mod linear;
 mod matmul_bf16;
 pub mod noise;
 pub mod precision;
+pub mod profile;
 pub mod prompt;
 pub mod schedulers;
 #[cfg(target_arch = "x86_64")]
@@ -20,6 +23,23 @@ pub mod text_encoder;
 pub mod tokenizer;
 pub mod unet;
 pub mod vae;
+
+/// The first CUDA GPU, with candle's per-tensor CUDA event tracking off. That tracking is
+/// for tensors shared between streams; everything here runs on the device's one stream, and
+/// the events it records and waits on around every kernel launch cost CPU time between the
+/// GPU's many short kernels. `LATENT_STUDIO_CUDA_EVENTS=1` keeps it, for A/B runs.
+pub fn new_cuda_device() -> candle_core::Result<candle_core::Device> {
+    let device = candle_core::Device::new_cuda(0)?;
+    #[cfg(feature = "cuda")]
+    if let candle_core::Device::Cuda(cuda) = &device {
+        if !std::env::var("LATENT_STUDIO_CUDA_EVENTS").is_ok_and(|v| v == "1") {
+            // SAFETY: no tensor of this device is used on another stream (see above); the
+            // switch affects only tensors created after it, and none exist yet.
+            unsafe { cuda.disable_event_tracking() };
+        }
+    }
+    Ok(device)
+}
 
 /// Runs `read` on a CPU f32 tensor's data from its first element on: a contiguous tensor's
 /// values are the first `elem_count()`, a strided view's lie where its layout's strides say.

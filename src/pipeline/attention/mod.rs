@@ -10,8 +10,11 @@ use candle_core::{DType, Device, Result, Tensor};
 #[cfg(target_arch = "x86_64")]
 use crate::pipeline::with_cpu_f32;
 
-/// Largest attention-score block materialised at once, in elements (64 MiB of f32).
+/// Largest attention-score block materialised at once on the CPU, in elements (64 MiB of f32).
 const SCORE_BLOCK_ELEMENTS: usize = 16 * 1024 * 1024;
+/// The same on a GPU (512 MiB of f16), where each slice costs kernel launches and copies
+/// more than memory: SDXL at 1024² (20 × 4096² scores) runs in two slices, not twenty-one.
+const GPU_SCORE_BLOCK_ELEMENTS: usize = 256 * 1024 * 1024;
 
 /// `softmax(q·kᵀ·scale)·v` for `q: (B, H, N, D)`, `k, v: (B, H, M, D)`.
 ///
@@ -20,11 +23,22 @@ const SCORE_BLOCK_ELEMENTS: usize = 16 * 1024 * 1024;
 /// whole: either it is computed block by block with a running softmax, or queries are
 /// processed in slices (each slice is exact, so the result equals the unsliced computation).
 pub fn scaled_dot_product(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tensor> {
+    crate::pipeline::profile::measure("attention (softmax(q·kᵀ)·v)", q.device(), || {
+        dispatch(q, k, v, scale)
+    })
+}
+
+fn dispatch(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tensor> {
     #[cfg(target_arch = "x86_64")]
     if fused_applies(q, k, v)? {
         return fused(q, k, v, scale);
     }
-    sliced(q, k, v, scale, SCORE_BLOCK_ELEMENTS)
+    let block = if q.device().is_cpu() {
+        SCORE_BLOCK_ELEMENTS
+    } else {
+        GPU_SCORE_BLOCK_ELEMENTS
+    };
+    sliced(q, k, v, scale, block)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -111,21 +125,64 @@ fn sliced(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, block_elements: usize)
     let k_t = k.t()?.contiguous()?;
     let per_query = (batch * heads * keys).max(1);
     let slice = (block_elements / per_query).clamp(1, queries.max(1));
-    let q = (q * scale)?;
+    let probabilities = ScaledSoftmax::for_device(q, scale);
+    let q = probabilities.prescaled(q)?;
     if slice >= queries {
-        let probs = candle_nn::ops::softmax_last_dim(&q.matmul(&k_t)?)?;
-        return probs.matmul(v);
+        return probabilities.of(&q.matmul(&k_t)?)?.matmul(v);
     }
     let mut outputs = Vec::with_capacity(queries.div_ceil(slice));
     let mut start = 0;
     while start < queries {
         let len = slice.min(queries - start);
         let q_slice = q.narrow(2, start, len)?.contiguous()?;
-        let probs = candle_nn::ops::softmax_last_dim(&q_slice.matmul(&k_t)?)?;
-        outputs.push(probs.matmul(v)?);
+        outputs.push(probabilities.of(&q_slice.matmul(&k_t)?)?.matmul(v)?);
         start += len;
     }
     Tensor::cat(&outputs, 2)
+}
+
+/// Where the `scale` of `softmax(q·kᵀ·scale)` goes: into q before the product (candle's
+/// softmax), or into our CUDA softmax, which saves a pass over q and rounds once.
+/// `LATENT_STUDIO_CANDLE_SOFTMAX=1` keeps candle's on GPUs, for A/B runs.
+enum ScaledSoftmax {
+    ScaleQueries(f64),
+    #[cfg(feature = "cuda")]
+    Fused(f64),
+}
+
+impl ScaledSoftmax {
+    #[cfg_attr(not(feature = "cuda"), allow(unused_variables))]
+    fn for_device(q: &Tensor, scale: f64) -> Self {
+        #[cfg(feature = "cuda")]
+        {
+            static CANDLE_ONLY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+            let candle_only = *CANDLE_ONLY.get_or_init(|| {
+                std::env::var("LATENT_STUDIO_CANDLE_SOFTMAX").is_ok_and(|v| v == "1")
+            });
+            if !candle_only && scale > 0.0 && crate::pipeline::gpu::softmax::applies(q) {
+                return Self::Fused(scale);
+            }
+        }
+        Self::ScaleQueries(scale)
+    }
+
+    fn prescaled(&self, q: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::ScaleQueries(scale) => q * *scale,
+            #[cfg(feature = "cuda")]
+            Self::Fused(_) => Ok(q.clone()),
+        }
+    }
+
+    fn of(&self, scores: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::ScaleQueries(_) => candle_nn::ops::softmax_last_dim(scores),
+            #[cfg(feature = "cuda")]
+            Self::Fused(scale) => {
+                crate::pipeline::gpu::softmax::scaled_softmax_last_dim(scores, *scale)
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -105,12 +105,12 @@ impl BasicTransformerBlock {
     }
 
     fn forward(&self, xs: &Tensor, context: &Tensor) -> Result<Tensor> {
-        let xs = (self.attn1.forward(&self.norm1.forward(xs)?, None)? + xs)?;
+        let xs = (self.attn1.forward(&normalise(&self.norm1, xs)?, None)? + xs)?;
         let xs = (self
             .attn2
-            .forward(&self.norm2.forward(&xs)?, Some(context))?
+            .forward(&normalise(&self.norm2, &xs)?, Some(context))?
             + xs)?;
-        self.ff.forward(&self.norm3.forward(&xs)?)? + xs
+        self.ff.forward(&normalise(&self.norm3, &xs)?)? + xs
     }
 }
 
@@ -195,4 +195,9 @@ impl Transformer2D {
         };
         out + xs
     }
+}
+
+/// A LayerNorm, measured under its own name when profiling.
+fn normalise(norm: &LayerNorm, xs: &Tensor) -> Result<Tensor> {
+    crate::pipeline::profile::measure("layer norm", xs.device(), || norm.forward(xs))
 }

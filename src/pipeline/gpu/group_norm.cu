@@ -1,0 +1,112 @@
+// GroupNorm (+ SiLU) for NCHW tensors in one statistics pass and one normalising pass, as
+// PyTorch computes it: f32 statistics (Welford, merged with Chan's formula), the affine
+// transform in f32, one rounding to the output type. Compiled to PTX by build.rs.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+__device__ __forceinline__ float to_float(float v) { return v; }
+__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
+__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+template <typename T> __device__ __forceinline__ T from_float(float v);
+template <> __device__ __forceinline__ float from_float<float>(float v) { return v; }
+template <> __device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) {
+    return __float2bfloat16_rn(v);
+}
+
+// Adds the moments (count, mean, M2) of a second set of values to the first.
+__device__ __forceinline__ void merge(float &n, float &mean, float &m2, float n_b, float mean_b,
+                                      float m2_b) {
+    if (n_b == 0.f) return;
+    const float n_ab = n + n_b;
+    const float delta = mean_b - mean;
+    mean += delta * (n_b / n_ab);
+    m2 += m2_b + delta * delta * (n * (n_b / n_ab));
+    n = n_ab;
+}
+
+constexpr int THREADS = 256;
+
+// grid (splits, batch * groups): block (s, g) writes the moments of the s-th slice of group g
+// to partials[(g * splits + s) * 3 ..].
+template <typename T>
+__device__ void statistics(const T *x, float *partials, unsigned int group_len) {
+    const unsigned int g = blockIdx.y, split = blockIdx.x, splits = gridDim.x;
+    const T *group = x + (size_t)g * group_len;
+    const unsigned int chunk = (group_len + splits - 1) / splits;
+    const unsigned int begin = split * chunk;
+    const unsigned int end = min(group_len, begin + chunk);
+    float n = 0.f, mean = 0.f, m2 = 0.f;
+    for (unsigned int i = begin + threadIdx.x; i < end; i += THREADS) {
+        const float v = to_float(group[i]);
+        n += 1.f;
+        const float delta = v - mean;
+        mean += delta / n;
+        m2 += delta * (v - mean);
+    }
+    __shared__ float s_n[THREADS], s_mean[THREADS], s_m2[THREADS];
+    const unsigned int t = threadIdx.x;
+    s_n[t] = n;
+    s_mean[t] = mean;
+    s_m2[t] = m2;
+    __syncthreads();
+    for (unsigned int half_width = THREADS / 2; half_width > 0; half_width >>= 1) {
+        if (t < half_width) {
+            merge(s_n[t], s_mean[t], s_m2[t], s_n[t + half_width], s_mean[t + half_width],
+                  s_m2[t + half_width]);
+        }
+        __syncthreads();
+    }
+    if (t == 0) {
+        float *out = partials + ((size_t)g * splits + split) * 3;
+        out[0] = s_n[0];
+        out[1] = s_mean[0];
+        out[2] = s_m2[0];
+    }
+}
+
+// grid (blocks, batch * groups): normalises group g with the merged moments of its slices.
+template <typename T>
+__device__ void normalise(const T *x, T *y, const float *partials, const T *gamma, const T *beta,
+                          unsigned int group_len, unsigned int spatial,
+                          unsigned int channels_per_group, unsigned int groups,
+                          unsigned int splits, float eps, int silu) {
+    const unsigned int g = blockIdx.y;
+    __shared__ float s_mean, s_rstd;
+    if (threadIdx.x == 0) {
+        float n = 0.f, mean = 0.f, m2 = 0.f;
+        const float *p = partials + (size_t)g * splits * 3;
+        for (unsigned int s = 0; s < splits; ++s) merge(n, mean, m2, p[3 * s], p[3 * s + 1], p[3 * s + 2]);
+        s_mean = mean;
+        s_rstd = rsqrtf(m2 / n + eps);
+    }
+    __syncthreads();
+    const float mean = s_mean, rstd = s_rstd;
+    const unsigned int first_channel = (g % groups) * channels_per_group;
+    const T *in = x + (size_t)g * group_len;
+    T *out = y + (size_t)g * group_len;
+    for (unsigned int i = blockIdx.x * THREADS + threadIdx.x; i < group_len; i += gridDim.x * THREADS) {
+        const unsigned int c = first_channel + i / spatial;
+        float v = (to_float(in[i]) - mean) * rstd * to_float(gamma[c]) + to_float(beta[c]);
+        if (silu) v = v / (1.f + expf(-v));
+        out[i] = from_float<T>(v);
+    }
+}
+
+#define GROUP_NORM(SUFFIX, T)                                                                      \
+    extern "C" __global__ void __launch_bounds__(THREADS)                                         \
+        group_norm_statistics_##SUFFIX(const T *x, float *partials, unsigned int group_len) {      \
+        statistics<T>(x, partials, group_len);                                                     \
+    }                                                                                              \
+    extern "C" __global__ void __launch_bounds__(THREADS) group_norm_normalise_##SUFFIX(          \
+        const T *x, T *y, const float *partials, const T *gamma, const T *beta,                    \
+        unsigned int group_len, unsigned int spatial, unsigned int channels_per_group,             \
+        unsigned int groups, unsigned int splits, float eps, int silu) {                           \
+        normalise<T>(x, y, partials, gamma, beta, group_len, spatial, channels_per_group, groups,  \
+                     splits, eps, silu);                                                           \
+    }
+
+GROUP_NORM(f32, float)
+GROUP_NORM(f16, __half)
+GROUP_NORM(bf16, __nv_bfloat16)
