@@ -46,6 +46,10 @@ pub struct BenchArgs {
     device: String,
     #[arg(long)]
     dtype: Option<String>,
+    /// Draw the random weights of convolutions and linear layers in f16, as most published
+    /// models are distributed, and keep them so as `generate` does (CPU only)
+    #[arg(long)]
+    f16_weights: bool,
     /// After each UNet and VAE timing, one more run that reports its time per kind of layer
     /// (each layer waits for the device, so the run is slower than the timed ones).
     #[arg(long)]
@@ -144,9 +148,15 @@ fn assets() -> PathBuf {
 pub fn run(args: BenchArgs) -> Result<(), CliError> {
     let device = select_device(&args.device)?;
     let dtype = select_dtype(args.dtype.as_deref(), &device)?;
+    if args.f16_weights && !device.is_cpu() {
+        return Err(CliError::input(
+            "--f16-weights applies to the CPU only (on a GPU the weights are f16 already); drop it or use --device cpu",
+        ));
+    }
     let options = LoadOptions {
         device: device.clone(),
         dtype,
+        keep_f16_weights: args.f16_weights,
         ..LoadOptions::default()
     };
     let started = Instant::now();

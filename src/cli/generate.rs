@@ -90,6 +90,10 @@ pub struct GenerateArgs {
     /// of convolutions and linear layers to bf16 (AVX-512 BF16 CPUs only; ~1.5x faster).
     #[arg(long)]
     dtype: Option<String>,
+    /// On the CPU, widen fp16/bf16 weights to f32 as the model loads (by default they stay
+    /// as stored and are widened per use: the same images in ~40% less memory)
+    #[arg(long)]
+    f32_weights: bool,
     #[arg(long)]
     output: PathBuf,
 }
@@ -288,6 +292,7 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
         dtype,
         vae: args.vae.clone(),
         config: args.model_config.clone(),
+        keep_f16_weights: !args.f32_weights,
     };
     let mut model = load_model(&folder, &options)
         .map_err(|err| CliError::input(format!("--model {}: {err}", args.model.display())))?;

@@ -28,12 +28,23 @@ pub struct LoadOptions {
     pub dtype: DType,
     /// A VAE file (ldm or diffusers names) used instead of the model's own.
     pub vae: Option<PathBuf>,
+    /// On the CPU in f32: keep convolution and linear weights that the files store in f16 or
+    /// bf16 in that precision, widening them to f32 per use. The images are the same (f16 →
+    /// f32 is exact) and the UNet's weights take half the memory; the widening cost no
+    /// measurable time (docs/performance-log.md). On by default.
+    pub keep_f16_weights: bool,
     /// A diffusers folder whose configs and tokenizers describe a single-file checkpoint,
     /// instead of the built-in ones for its family.
     pub config: Option<PathBuf>,
 }
 
 impl LoadOptions {
+    /// Whether f16/bf16 weights stay in that precision ([`LoadOptions::keep_f16_weights`],
+    /// which only applies to f32 arithmetic on the CPU).
+    pub(crate) fn keeps_half_weights(&self) -> bool {
+        self.keep_f16_weights && self.device.is_cpu() && self.dtype == DType::F32
+    }
+
     /// The fastest device this build and machine offer: CUDA or Metal in f16 when compiled in
     /// and present, else the CPU in f32.
     pub fn best_available() -> Self {
@@ -64,6 +75,7 @@ impl Default for LoadOptions {
             dtype: DType::F32,
             vae: None,
             config: None,
+            keep_f16_weights: true,
         }
     }
 }
@@ -204,14 +216,19 @@ fn read_weights(dir: &Path, options: &LoadOptions) -> Result<WeightMap, LoadErro
     let files = weight_files(dir)?;
     let mut map = WeightMap::default();
     for file in &files {
-        map.read_safetensors(file, options.dtype, &options.device)
-            .map_err(|err| LoadError::Weights {
-                path: file.clone(),
-                message: format!(
-                    "{} (is the file truncated or not safetensors?)",
-                    describe_candle_error(&err)
-                ),
-            })?;
+        map.read_safetensors(
+            file,
+            options.dtype,
+            &options.device,
+            options.keeps_half_weights(),
+        )
+        .map_err(|err| LoadError::Weights {
+            path: file.clone(),
+            message: format!(
+                "{} (is the file truncated or not safetensors?)",
+                describe_candle_error(&err)
+            ),
+        })?;
     }
     Ok(map)
 }
@@ -219,7 +236,11 @@ fn read_weights(dir: &Path, options: &LoadOptions) -> Result<WeightMap, LoadErro
 /// Fresh tensors drawn from each parameter's default initialiser. They are plain tensors,
 /// not `Var`s: a `Var` makes every op record its inputs for backprop, which would keep all
 /// activations of a generation alive.
-struct RandomWeights;
+/// Random weights; with `keep_half`, convolution and linear weights are drawn as f16, as
+/// fp16-distributed weights load with [`LoadOptions::keep_f16_weights`].
+struct RandomWeights {
+    keep_half: bool,
+}
 
 impl candle_nn::var_builder::SimpleBackend for RandomWeights {
     fn get(
@@ -230,6 +251,16 @@ impl candle_nn::var_builder::SimpleBackend for RandomWeights {
         dtype: DType,
         device: &Device,
     ) -> candle_core::Result<candle_core::Tensor> {
+        if self.keep_half
+            && dtype == DType::F32
+            && shape.rank() >= 2
+            && crate::pipeline::precision::stored_weight_precision_allowed()
+        {
+            return init
+                .var(shape, DType::F32, device)?
+                .as_detached_tensor()
+                .to_dtype(DType::F16);
+        }
         // candle's CUDA backend draws random numbers in f32/f64 only: draw f16/bf16 weights
         // in f32 there and convert.
         if device.is_cpu() || matches!(dtype, DType::F32 | DType::F64) {
@@ -266,7 +297,9 @@ impl Source {
         match self {
             Source::Map(map) => map.var_builder(Arc::default(), options.dtype, &options.device),
             Source::Random => VarBuilder::from_backend(
-                Box::new(RandomWeights),
+                Box::new(RandomWeights {
+                    keep_half: options.keeps_half_weights(),
+                }),
                 options.dtype,
                 options.device.clone(),
             ),
@@ -592,6 +625,7 @@ fn read_vae_file(
             config.block_out_channels.len(),
             options.dtype,
             &options.device,
+            options.keeps_half_weights(),
         )
         .map_err(|err| checkpoint_error(path, err))
 }
@@ -625,7 +659,13 @@ fn load_single_file(path: &Path, options: &LoadOptions) -> Result<StableDiffusio
         });
     }
     let parts = checkpoint
-        .components(kind, configs.layout(), options.dtype, &options.device)
+        .components(
+            kind,
+            configs.layout(),
+            options.dtype,
+            &options.device,
+            options.keeps_half_weights(),
+        )
         .map_err(|err| checkpoint_error(path, err))?;
     let vae = match &options.vae {
         Some(file) => read_vae_file(file, &configs.vae, options)?,
@@ -923,5 +963,89 @@ mod tests {
             message.contains("pickle") && message.contains("safetensors"),
             "{message}"
         );
+    }
+
+    /// The sd1 fixture with every weight file rewritten in f16, as most published models are.
+    fn f16_copy_of_sd1_fixture() -> PathBuf {
+        fn copy(from: &Path, to: &Path) {
+            std::fs::create_dir_all(to).unwrap();
+            for entry in std::fs::read_dir(from).unwrap() {
+                let path = entry.unwrap().path();
+                let target = to.join(path.file_name().unwrap());
+                if path.is_dir() {
+                    copy(&path, &target);
+                } else if path.extension().is_some_and(|e| e == "safetensors") {
+                    let tensors = candle_core::safetensors::load(&path, &Device::Cpu).unwrap();
+                    let halved: std::collections::HashMap<String, candle_core::Tensor> = tensors
+                        .into_iter()
+                        .map(|(name, t)| {
+                            let t = if t.dtype() == DType::F32 {
+                                t.to_dtype(DType::F16).unwrap()
+                            } else {
+                                t
+                            };
+                            (name, t)
+                        })
+                        .collect();
+                    candle_core::safetensors::save(&halved, &target).unwrap();
+                } else {
+                    std::fs::copy(&path, &target).unwrap();
+                }
+            }
+        }
+        let dir = scratch("f16-sd1");
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/sd1");
+        copy(&fixture, &dir);
+        dir
+    }
+
+    #[test]
+    fn f16_weights_kept_as_f16_give_the_same_numbers_as_widened_at_load() {
+        let dir = f16_copy_of_sd1_fixture();
+        let widened = load_model(
+            &dir,
+            &LoadOptions {
+                keep_f16_weights: false,
+                ..LoadOptions::default()
+            },
+        )
+        .unwrap();
+        let kept = load_model(&dir, &LoadOptions::default()).unwrap();
+        let stored = |model: &StableDiffusion, name: &str| {
+            let base = model.base.as_ref().unwrap();
+            base.unet.get(name).unwrap().dtype()
+        };
+        // The option takes effect (the map the layers share holds f16)...
+        assert_eq!(stored(&widened, "conv_in.weight"), DType::F32);
+        assert_eq!(stored(&kept, "conv_in.weight"), DType::F16);
+
+        // ... and changes no number: UNet and VAE outputs are bit for bit the same.
+        let device = Device::Cpu;
+        let latents = candle_core::Tensor::randn(0f32, 1.0, (2, 4, 8, 8), &device).unwrap();
+        let hidden = widened.text_stages()[0].encoder.hidden_size();
+        let context = candle_core::Tensor::randn(0f32, 1.0, (2, 77, hidden), &device).unwrap();
+        let unet = |model: &StableDiffusion| {
+            model
+                .unet()
+                .forward(&latents, 500.0, &context, None)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        };
+        assert_eq!(unet(&widened), unet(&kept));
+        let decode = |model: &StableDiffusion| {
+            model
+                .vae()
+                .decode(&latents.narrow(0, 0, 1).unwrap())
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        };
+        assert_eq!(decode(&widened), decode(&kept));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -398,10 +398,24 @@ impl Checkpoint {
         detect_kind(&self.names(), self.unet_in_channels())
     }
 
-    fn load(&self, name: &str, dtype: DType, device: &Device) -> Result<Tensor, CheckpointError> {
+    /// A tensor in `dtype`, or as stored when `keep_half` and it is stored in f16/bf16 (see
+    /// `LoadOptions::keep_f16_weights`).
+    fn load(
+        &self,
+        name: &str,
+        dtype: DType,
+        device: &Device,
+        keep_half: bool,
+    ) -> Result<Tensor, CheckpointError> {
         self.file
             .load(name, device)
-            .and_then(|t| t.to_dtype(dtype))
+            .and_then(|t| {
+                if keep_half && matches!(t.dtype(), DType::F16 | DType::BF16) {
+                    Ok(t)
+                } else {
+                    t.to_dtype(dtype)
+                }
+            })
             .map_err(|err| CheckpointError::Tensor {
                 name: name.to_string(),
                 message: crate::pipeline::generate::describe_candle_error(&err),
@@ -416,6 +430,7 @@ impl Checkpoint {
         layout: Layout,
         dtype: DType,
         device: &Device,
+        keep_half: bool,
     ) -> Result<Components, CheckpointError> {
         let mut components = Components {
             unet: WeightMap::default(),
@@ -427,7 +442,7 @@ impl Checkpoint {
             let Some((component, conversion)) = convert_name(kind, name, layout) else {
                 continue;
             };
-            let tensor = self.load(name, dtype, device)?;
+            let tensor = self.load(name, dtype, device, keep_half)?;
             let out = match component {
                 Component::Unet => &mut components.unet,
                 Component::Vae => &mut components.vae,
@@ -449,6 +464,7 @@ impl Checkpoint {
         blocks: usize,
         dtype: DType,
         device: &Device,
+        keep_half: bool,
     ) -> Result<WeightMap, CheckpointError> {
         let diffusers_layout = self.file.names().any(|n| n.contains("up_blocks."));
         let mut vae = WeightMap::default();
@@ -462,7 +478,7 @@ impl Checkpoint {
             let Some(conversion) = conversion else {
                 continue;
             };
-            let tensor = self.load(name, dtype, device)?;
+            let tensor = self.load(name, dtype, device, keep_half)?;
             apply(conversion, tensor, &mut vae).map_err(|err| CheckpointError::Tensor {
                 name: name.to_string(),
                 message: crate::pipeline::generate::describe_candle_error(&err),

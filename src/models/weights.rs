@@ -32,16 +32,23 @@ impl WeightMap {
         self.tensors.is_empty()
     }
 
-    /// Adds every tensor of a safetensors file, converted to `dtype` on `device`.
+    /// Adds every tensor of a safetensors file, converted to `dtype` on `device` — except,
+    /// with `keep_half`, tensors stored in f16/bf16, which stay so (`LoadOptions::keep_f16_weights`).
     pub fn read_safetensors(
         &mut self,
         file: &Path,
         dtype: DType,
         device: &Device,
+        keep_half: bool,
     ) -> candle_core::Result<()> {
         let file = super::safetensors_file::SafetensorsFile::open(file)?;
         for name in file.names() {
-            let tensor = file.load(name, device)?.to_dtype(dtype)?;
+            let tensor = file.load(name, device)?;
+            let tensor = if keep_half && matches!(tensor.dtype(), DType::F16 | DType::BF16) {
+                tensor
+            } else {
+                tensor.to_dtype(dtype)?
+            };
             self.insert(name.to_string(), tensor);
         }
         Ok(())
@@ -81,6 +88,15 @@ impl MergedBackend {
         let merged = match self.deltas.get(name) {
             // Summed in f32 so an f16 model loses no more than one rounding.
             Some(delta) => (base.to_dtype(DType::F32)? + delta.to_dtype(DType::F32)?)?,
+            // A convolution's or linear layer's weight kept in f16 (the map holds f16 for f32
+            // arithmetic only with `LoadOptions::keep_f16_weights`): the layer widens it per use.
+            None if dtype == DType::F32
+                && matches!(base.dtype(), DType::F16 | DType::BF16)
+                && base.rank() >= 2
+                && crate::pipeline::precision::stored_weight_precision_allowed() =>
+            {
+                return base.to_device(device);
+            }
             None => base.clone(),
         };
         merged.to_dtype(dtype)?.to_device(device)

@@ -16,7 +16,9 @@ use std::sync::{Arc, OnceLock};
 
 #[cfg(target_arch = "x86_64")]
 use crate::pipeline::matmul_bf16::{self, ColumnTiles, PairedRows};
-use crate::pipeline::precision::{cpu_arithmetic, CpuArithmetic};
+use crate::pipeline::precision::{
+    cpu_arithmetic, weight_in_f32, with_stored_weight_precision, CpuArithmetic,
+};
 use crate::pipeline::with_cpu_f32;
 use candle_nn::{Conv2dConfig, VarBuilder};
 use rayon::prelude::*;
@@ -49,7 +51,9 @@ pub fn conv2d(
     config: Conv2dConfig,
     vb: VarBuilder,
 ) -> Result<Conv2d> {
-    let inner = candle_nn::conv2d(in_channels, out_channels, kernel, config, vb)?;
+    let inner = with_stored_weight_precision(|| {
+        candle_nn::conv2d(in_channels, out_channels, kernel, config, vb)
+    })?;
     Ok(Conv2d::new(
         inner.weight().clone(),
         inner.bias().cloned(),
@@ -77,7 +81,7 @@ impl Conv2d {
         !candle_only()
             && matches!(xs.device(), Device::Cpu)
             && xs.dtype() == DType::F32
-            && self.weight.dtype() == DType::F32
+            && matches!(self.weight.dtype(), DType::F32 | DType::F16 | DType::BF16)
             && self.config.groups == 1
             && self.config.dilation == 1
             && xs.rank() == 4
@@ -185,7 +189,12 @@ impl Conv2d {
 
     fn candle_forward(&self, xs: &Tensor) -> Result<Tensor> {
         let c = &self.config;
-        let out = xs.conv2d(&self.weight, c.padding, c.stride, c.dilation, c.groups)?;
+        let weight = if xs.dtype() == DType::F32 {
+            weight_in_f32(&self.weight)?
+        } else {
+            self.weight.clone()
+        };
+        let out = xs.conv2d(&weight, c.padding, c.stride, c.dilation, c.groups)?;
         self.add_bias(out)
     }
 
@@ -217,10 +226,13 @@ impl Conv2d {
         let out_h = (height + 2 * pad - kernel_h) / stride + 1;
         let out_w = (width + 2 * pad - kernel_w) / stride + 1;
         let depth = in_channels * kernel_h * kernel_w;
-        let weight = self.weight.reshape((out_channels, depth))?;
+        // Weights kept in f16 are widened here, for this call only (bf16 arithmetic caches its
+        // own rounded copy instead).
+        let f32_weight = || weight_in_f32(&self.weight)?.reshape((out_channels, depth));
 
         let pointwise = kernel_h == 1 && kernel_w == 1 && pad == 0 && stride == 1;
         if pointwise && arithmetic == CpuArithmetic::F32 {
+            let weight = f32_weight()?;
             let flat = xs.reshape((batch, channels, height * width))?;
             let out = weight.broadcast_matmul(&flat)?;
             return self.add_bias(out.reshape((batch, out_channels, out_h, out_w))?);
@@ -243,7 +255,7 @@ impl Conv2d {
         if arithmetic == CpuArithmetic::Bf16 {
             #[cfg(target_arch = "x86_64")]
             {
-                let paired = self.bf16_weight(&weight, out_channels, depth)?;
+                let paired = self.bf16_weight(out_channels, depth)?;
                 let mut out = vec![0f32; batch * out_channels * plane];
                 with_cpu_f32(&xs, |input| {
                     for (item, target) in out.chunks_exact_mut(out_channels * plane).enumerate() {
@@ -275,6 +287,7 @@ impl Conv2d {
             candle_core::bail!("conv2d: bf16 arithmetic on a CPU without it");
         }
 
+        let weight = f32_weight()?;
         let outputs = with_cpu_f32(&xs, |input| {
             (0..batch)
                 .map(|item| {
@@ -301,11 +314,13 @@ impl Conv2d {
 
     /// The weight rounded to bf16 and paired, made on first use.
     #[cfg(target_arch = "x86_64")]
-    fn bf16_weight(&self, weight: &Tensor, rows: usize, depth: usize) -> Result<&PairedRows> {
+    fn bf16_weight(&self, rows: usize, depth: usize) -> Result<&PairedRows> {
         if let Some(paired) = self.bf16_weight.get() {
             return Ok(paired);
         }
-        let values = weight.flatten_all()?.to_vec1::<f32>()?;
+        let values = weight_in_f32(&self.weight)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
         Ok(self
             .bf16_weight
             .get_or_init(|| PairedRows::new(&values, rows, depth)))

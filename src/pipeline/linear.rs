@@ -8,7 +8,9 @@ use std::sync::{Arc, OnceLock};
 
 #[cfg(target_arch = "x86_64")]
 use crate::pipeline::matmul_bf16::{self, ColumnTiles, PairedRows};
-use crate::pipeline::precision::{cpu_arithmetic, CpuArithmetic};
+use crate::pipeline::precision::{
+    cpu_arithmetic, weight_in_f32, with_stored_weight_precision, CpuArithmetic,
+};
 
 #[derive(Debug, Clone)]
 pub struct Linear {
@@ -19,11 +21,13 @@ pub struct Linear {
 }
 
 pub fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Linear> {
-    Ok(Linear::new(candle_nn::linear(in_dim, out_dim, vb)?))
+    let inner = with_stored_weight_precision(|| candle_nn::linear(in_dim, out_dim, vb))?;
+    Ok(Linear::new(inner))
 }
 
 pub fn linear_no_bias(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Linear> {
-    Ok(Linear::new(candle_nn::linear_no_bias(in_dim, out_dim, vb)?))
+    let inner = with_stored_weight_precision(|| candle_nn::linear_no_bias(in_dim, out_dim, vb))?;
+    Ok(Linear::new(inner))
 }
 
 impl Linear {
@@ -41,7 +45,11 @@ impl Linear {
         if let Some(tiles) = self.bf16_weight.get() {
             return Ok(tiles);
         }
-        let transposed = weight.t()?.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let transposed = weight_in_f32(weight)?
+            .t()?
+            .contiguous()?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
         Ok(self
             .bf16_weight
             .get_or_init(|| ColumnTiles::new(&transposed, in_dim, out_dim)))
@@ -84,12 +92,19 @@ impl Module for Linear {
 
 impl Linear {
     fn dispatch(&self, xs: &Tensor) -> Result<Tensor> {
+        use candle_core::DType;
+        let weight_dtype = self.inner.weight().dtype();
         let on_cpu_in_f32 = xs.device().is_cpu()
-            && xs.dtype() == candle_core::DType::F32
-            && self.inner.weight().dtype() == candle_core::DType::F32;
+            && xs.dtype() == DType::F32
+            && matches!(weight_dtype, DType::F32 | DType::F16 | DType::BF16);
         if on_cpu_in_f32 && cpu_arithmetic() == CpuArithmetic::Bf16 && xs.elem_count() > 0 {
             #[cfg(target_arch = "x86_64")]
             return self.bf16_forward(xs);
+        }
+        if on_cpu_in_f32 && weight_dtype != DType::F32 {
+            // A weight kept in f16: widened for this call only.
+            let weight = weight_in_f32(self.inner.weight())?;
+            return candle_nn::Linear::new(weight, self.inner.bias().cloned()).forward(xs);
         }
         self.inner.forward(xs)
     }

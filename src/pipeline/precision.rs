@@ -1,8 +1,11 @@
 //! The arithmetic of the CPU's large matrix products (convolutions, linear layers): float32,
 //! or bfloat16 inputs with float32 sums on CPUs with AVX-512 BF16 — about twice the
 //! arithmetic per instruction, for images that differ slightly from float32 (measured in
-//! docs/performance-log.md). Process-wide, like the kernels it selects; weights stay f32 and
-//! every other operation (norms, softmax, schedulers) stays f32 either way.
+//! docs/performance-log.md). Process-wide, like the kernels it selects; every other operation
+//! (norms, softmax, schedulers) stays f32 either way.
+//!
+//! Also here: how convolution and linear weights may stay in the f16/bf16 their file stores
+//! them in and be widened to f32 per use, which halves their memory without changing a result.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -44,4 +47,67 @@ pub fn cpu_arithmetic() -> CpuArithmetic {
     } else {
         CpuArithmetic::F32
     }
+}
+
+thread_local! {
+    static STORED_WEIGHT_PRECISION: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `build`, a convolution's or linear layer's constructor, letting the weight loader hand
+/// out its weight matrix in the precision the file stores it in when the model is loaded with
+/// `LoadOptions::keep_f16_weights`; the layer converts it to f32 for each use
+/// ([`weight_in_f32`]). f16 → f32 is exact, so results are those of f32 weights.
+pub(crate) fn with_stored_weight_precision<R>(build: impl FnOnce() -> R) -> R {
+    let previous = STORED_WEIGHT_PRECISION.with(|flag| flag.replace(true));
+    let out = build();
+    STORED_WEIGHT_PRECISION.with(|flag| flag.set(previous));
+    out
+}
+
+/// Whether a layer being built takes its weight matrix in stored precision (for loaders).
+pub(crate) fn stored_weight_precision_allowed() -> bool {
+    STORED_WEIGHT_PRECISION.with(|flag| flag.get())
+}
+
+/// `weight` as f32: itself when it is f32, else converted with the CPU's conversion
+/// instructions on all cores (candle's element-by-element conversion takes ~10× longer).
+pub(crate) fn weight_in_f32(
+    weight: &candle_core::Tensor,
+) -> candle_core::Result<candle_core::Tensor> {
+    use candle_core::{DType, Storage, Tensor};
+    use half::slice::HalfFloatSliceExt;
+    use rayon::prelude::*;
+
+    const CHUNK: usize = 1 << 16;
+    if weight.dtype() == DType::F32 {
+        return Ok(weight.clone());
+    }
+    if !weight.device().is_cpu() || !matches!(weight.dtype(), DType::F16 | DType::BF16) {
+        return weight.to_dtype(DType::F32);
+    }
+    let weight = weight.contiguous()?;
+    let count = weight.elem_count();
+    let mut out = vec![0f32; count];
+    {
+        let (storage, layout) = weight.storage_and_layout();
+        let Storage::Cpu(cpu) = &*storage else {
+            candle_core::bail!("weight_in_f32: not a CPU tensor");
+        };
+        let start = layout.start_offset();
+        match weight.dtype() {
+            DType::F16 => {
+                let values = &cpu.as_slice::<half::f16>()?[start..start + count];
+                out.par_chunks_mut(CHUNK)
+                    .zip(values.par_chunks(CHUNK))
+                    .for_each(|(out, values)| values.convert_to_f32_slice(out));
+            }
+            _ => {
+                let values = &cpu.as_slice::<half::bf16>()?[start..start + count];
+                out.par_chunks_mut(CHUNK)
+                    .zip(values.par_chunks(CHUNK))
+                    .for_each(|(out, values)| values.convert_to_f32_slice(out));
+            }
+        }
+    }
+    Tensor::from_vec(out, weight.shape(), weight.device())
 }
