@@ -20,6 +20,7 @@ fn main() {
     println!("cargo:rerun-if-changed=.git/refs/heads");
 
     if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
+        println!("cargo:rerun-if-changed=src/pipeline/gpu/convert.cuh");
         compile_ptx("src/pipeline/gpu/group_norm.cu", "group_norm.ptx");
         compile_ptx("src/pipeline/gpu/softmax.cu", "softmax.ptx");
     }

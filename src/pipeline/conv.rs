@@ -116,8 +116,10 @@ impl Conv2d {
             DType,
         );
         static CHOICES: OnceLock<Mutex<HashMap<Key, bool>>> = OnceLock::new();
+        static ALWAYS_CUDNN: OnceLock<bool> = OnceLock::new();
+        static LOG: OnceLock<bool> = OnceLock::new();
         let env_is = |name: &str, value: &str| std::env::var(name).is_ok_and(|v| v == value);
-        if env_is("LATENT_STUDIO_CUDA_CONV", "cudnn") {
+        if *ALWAYS_CUDNN.get_or_init(|| env_is("LATENT_STUDIO_CUDA_CONV", "cudnn")) {
             return self.cudnn_forward(xs);
         }
         let key = (
@@ -150,7 +152,7 @@ impl Conv2d {
                 let cudnn = time(&|| self.cudnn_forward(xs));
                 let candle = time(&|| self.candle_forward(xs))?;
                 let choice = cudnn.as_ref().is_ok_and(|cudnn| *cudnn <= candle);
-                if env_is("LATENT_STUDIO_CONV_LOG", "1") {
+                if *LOG.get_or_init(|| env_is("LATENT_STUDIO_CONV_LOG", "1")) {
                     let cudnn = match &cudnn {
                         Ok(time) => format!("{:.3} ms", time.as_secs_f64() * 1000.0 / 3.0),
                         Err(err) => format!("failed ({err})"),

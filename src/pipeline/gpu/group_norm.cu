@@ -1,19 +1,7 @@
 // GroupNorm (+ SiLU) for NCHW tensors in one statistics pass and one normalising pass, as
 // PyTorch computes it: f32 statistics (Welford, merged with Chan's formula), the affine
 // transform in f32, one rounding to the output type. Compiled to PTX by build.rs.
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
-__device__ __forceinline__ float to_float(float v) { return v; }
-__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
-__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
-
-template <typename T> __device__ __forceinline__ T from_float(float v);
-template <> __device__ __forceinline__ float from_float<float>(float v) { return v; }
-template <> __device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
-template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) {
-    return __float2bfloat16_rn(v);
-}
+#include "convert.cuh"
 
 // Adds the moments (count, mean, M2) of a second set of values to the first.
 __device__ __forceinline__ void merge(float &n, float &mean, float &m2, float n_b, float mean_b,
