@@ -16,9 +16,11 @@
 #       tests/fixtures/models/{sd2v,sd_turbo,sdxl_turbo} && git commit -qm "GPU tree" &&
 #   printf '%s\n' /tests/fixtures/formats/ /tests/fixtures/models/sd2v/ \
 #       /tests/fixtures/models/sd_turbo/ /tests/fixtures/models/sdxl_turbo/ >>.git/info/exclude
-# and afterwards `git switch -f main && git branch -D gpu-tree` (and drop those exclude lines).
-# Each stage below has its own timeout (about 10 minutes in all, if every one ran out). Everything
-# goes to stdout; $OUT/gpu-check.log (when $OUT is set) and the four bench logs come back.
+# and afterwards `git switch main && git branch -D gpu-tree` (git overwrites the ignored fixtures it
+# restores; drop those exclude lines).
+# It took about 160 s on an H200 (runs 3 and 4 of 2026-11-26), plus ~35 s to start the machine; each
+# stage below has its own timeout (about 10 minutes in all, if every one ran out). Everything
+# goes to stdout; $OUT/gpu-check.log (when $OUT is set) and the bench logs come back.
 #
 # gpu-carry/ (git-ignored) holds:
 #   latent-studio.xz  the stripped `--features cudnn` release binary (CUDA 13.0, sm_90)

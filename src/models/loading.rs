@@ -1046,6 +1046,20 @@ mod tests {
                 .unwrap()
         };
         assert_eq!(decode(&widened), decode(&kept));
+        let encode = |model: &StableDiffusion| {
+            let stage = &model.text_stages()[0];
+            let ids = stage.tokenizer.encode_padded("a photo of a cat");
+            stage
+                .encoder
+                .forward(&ids)
+                .unwrap()
+                .last_hidden_state
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        };
+        assert_eq!(encode(&widened), encode(&kept));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

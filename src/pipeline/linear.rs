@@ -15,6 +15,8 @@ use crate::pipeline::precision::{
 #[derive(Debug, Clone)]
 pub struct Linear {
     inner: candle_nn::Linear,
+    /// Whether bf16 CPU arithmetic applies (the text encoders stay f32 in bf16 mode).
+    bf16_allowed: bool,
     /// `Wᵀ` rounded to bf16, made on first use in bf16 arithmetic.
     #[cfg(target_arch = "x86_64")]
     bf16_weight: Arc<OnceLock<ColumnTiles>>,
@@ -34,8 +36,17 @@ impl Linear {
     fn new(inner: candle_nn::Linear) -> Self {
         Self {
             inner,
+            bf16_allowed: true,
             #[cfg(target_arch = "x86_64")]
             bf16_weight: Arc::default(),
+        }
+    }
+
+    /// This layer in f32 arithmetic even when the CPU's is bf16.
+    pub fn always_f32(self) -> Self {
+        Self {
+            bf16_allowed: false,
+            ..self
         }
     }
 
@@ -97,7 +108,11 @@ impl Linear {
         let on_cpu_in_f32 = xs.device().is_cpu()
             && xs.dtype() == DType::F32
             && matches!(weight_dtype, DType::F32 | DType::F16 | DType::BF16);
-        if on_cpu_in_f32 && cpu_arithmetic() == CpuArithmetic::Bf16 && xs.elem_count() > 0 {
+        if on_cpu_in_f32
+            && self.bf16_allowed
+            && cpu_arithmetic() == CpuArithmetic::Bf16
+            && xs.elem_count() > 0
+        {
             #[cfg(target_arch = "x86_64")]
             return self.bf16_forward(xs);
         }

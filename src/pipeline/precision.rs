@@ -58,10 +58,15 @@ thread_local! {
 /// `LoadOptions::keep_f16_weights`; the layer converts it to f32 for each use
 /// ([`weight_in_f32`]). f16 → f32 is exact, so results are those of f32 weights.
 pub(crate) fn with_stored_weight_precision<R>(build: impl FnOnce() -> R) -> R {
-    let previous = STORED_WEIGHT_PRECISION.with(|flag| flag.replace(true));
-    let out = build();
-    STORED_WEIGHT_PRECISION.with(|flag| flag.set(previous));
-    out
+    /// Puts the flag back even if `build` panics (the worker survives panics while loading).
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            STORED_WEIGHT_PRECISION.with(|flag| flag.set(self.0));
+        }
+    }
+    let _restore = Restore(STORED_WEIGHT_PRECISION.with(|flag| flag.replace(true)));
+    build()
 }
 
 /// Whether a layer being built takes its weight matrix in stored precision (for loaders).
@@ -110,4 +115,40 @@ pub(crate) fn weight_in_f32(
         }
     }
     Tensor::from_vec(out, weight.shape(), weight.device())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_precision_scope_ends_even_when_the_build_panics() {
+        assert!(!stored_weight_precision_allowed());
+        assert!(with_stored_weight_precision(
+            stored_weight_precision_allowed
+        ));
+        let panicked = std::panic::catch_unwind(|| {
+            with_stored_weight_precision(|| panic!("a layer failed to build"))
+        });
+        assert!(panicked.is_err());
+        assert!(!stored_weight_precision_allowed());
+    }
+
+    #[test]
+    fn f16_weights_widen_exactly() {
+        let values: Vec<half::f16> = (0..70_000)
+            .map(|i| half::f16::from_f32((i as f32 - 35_000.0) * 0.37))
+            .collect();
+        let tensor =
+            candle_core::Tensor::from_vec(values.clone(), (700, 100), &candle_core::Device::Cpu)
+                .unwrap();
+        let widened = weight_in_f32(&tensor).unwrap();
+        assert_eq!(widened.dtype(), candle_core::DType::F32);
+        assert_eq!(widened.dims(), &[700, 100]);
+        let expected: Vec<f32> = values.iter().map(|v| v.to_f32()).collect();
+        assert_eq!(
+            widened.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            expected
+        );
+    }
 }

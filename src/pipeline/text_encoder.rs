@@ -1,9 +1,19 @@
 //! CLIP text encoder (`CLIPTextModel` / `CLIPTextModelWithProjection` of transformers).
 
 use candle_core::{DType, Device, IndexOp, Module, Result, Tensor};
-use candle_nn::{
-    embedding, layer_norm, linear, linear_no_bias, Embedding, LayerNorm, Linear, VarBuilder,
-};
+use candle_nn::{embedding, layer_norm, Embedding, LayerNorm, VarBuilder};
+
+use crate::pipeline::linear::Linear;
+
+/// The encoders' linear layers keep f32 arithmetic in bf16 mode (their output conditions every
+/// step); their weights stay f16 when the file has them so, like the UNet's.
+fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Linear> {
+    Ok(crate::pipeline::linear::linear(in_dim, out_dim, vb)?.always_f32())
+}
+
+fn linear_no_bias(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Linear> {
+    Ok(crate::pipeline::linear::linear_no_bias(in_dim, out_dim, vb)?.always_f32())
+}
 use serde::Deserialize;
 
 /// The fields of a transformers `CLIPTextConfig` (`text_encoder/config.json`) that shape the network.
