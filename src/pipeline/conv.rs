@@ -97,89 +97,15 @@ impl Conv2d {
             && xs.rank() == 4
     }
 
-    /// cuDNN or candle's im2col convolution, whichever ran this shape faster the first time
-    /// it came (three back-to-back runs each, after one untimed run that lets cuDNN search its
-    /// algorithms). Neither wins everywhere: on an H200 cuDNN made the VAE decode 4× faster
-    /// and the SD 1.5 UNet step 1.35× slower. `LATENT_STUDIO_CUDA_CONV=cudnn` skips the race;
-    /// `LATENT_STUDIO_CONV_LOG=1` prints each shape's times and choice.
+    /// cuDNN or candle's im2col, whichever ran this shape faster ([`crate::pipeline::gpu::conv_race`]).
     #[cfg(feature = "cudnn")]
     fn cuda_forward(&self, xs: &Tensor) -> Result<Tensor> {
-        use std::collections::HashMap;
-        use std::sync::{Mutex, OnceLock};
-        use std::time::{Duration, Instant};
-
-        type Key = (
-            (usize, usize, usize, usize),
-            (usize, usize, usize, usize),
-            usize,
-            usize,
-            DType,
-        );
-        static CHOICES: OnceLock<Mutex<HashMap<Key, bool>>> = OnceLock::new();
-        static ALWAYS_CUDNN: OnceLock<bool> = OnceLock::new();
-        static LOG: OnceLock<bool> = OnceLock::new();
-        let env_is = |name: &str, value: &str| std::env::var(name).is_ok_and(|v| v == value);
-        if *ALWAYS_CUDNN.get_or_init(|| env_is("LATENT_STUDIO_CUDA_CONV", "cudnn")) {
-            return self.cudnn_forward(xs);
-        }
-        let key = (
-            xs.dims4()?,
-            self.weight.dims4()?,
-            self.config.padding,
-            self.config.stride,
-            xs.dtype(),
-        );
-        let choices = CHOICES.get_or_init(Mutex::default);
-        let known = choices
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-            .copied();
-        let use_cudnn = match known {
-            Some(choice) => choice,
-            None => {
-                let device = xs.device();
-                let time = |run: &dyn Fn() -> Result<Tensor>| -> Result<Duration> {
-                    run()?;
-                    device.synchronize()?;
-                    let started = Instant::now();
-                    for _ in 0..3 {
-                        run()?;
-                    }
-                    device.synchronize()?;
-                    Ok(started.elapsed())
-                };
-                let cudnn = time(&|| self.cudnn_forward(xs));
-                let candle = time(&|| self.candle_forward(xs))?;
-                let choice = cudnn.as_ref().is_ok_and(|cudnn| *cudnn <= candle);
-                if *LOG.get_or_init(|| env_is("LATENT_STUDIO_CONV_LOG", "1")) {
-                    let cudnn = match &cudnn {
-                        Ok(time) => format!("{:.3} ms", time.as_secs_f64() * 1000.0 / 3.0),
-                        Err(err) => format!("failed ({err})"),
-                    };
-                    eprintln!(
-                        "conv {:?} * {:?} pad {} stride {} {:?}: cudnn {cudnn}, im2col {:.3} ms -> {}",
-                        key.0,
-                        key.1,
-                        key.2,
-                        key.3,
-                        key.4,
-                        candle.as_secs_f64() * 1000.0 / 3.0,
-                        if choice { "cudnn" } else { "im2col" }
-                    );
-                }
-                choices
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(key, choice);
-                choice
-            }
-        };
-        if use_cudnn {
-            self.cudnn_forward(xs)
-        } else {
-            self.candle_forward(xs)
-        }
+        let c = &self.config;
+        crate::pipeline::gpu::conv_race::run(
+            (xs, &self.weight, c.padding, c.stride),
+            || self.cudnn_forward(xs),
+            || self.candle_forward(xs),
+        )
     }
 
     #[cfg(feature = "cudnn")]

@@ -3,6 +3,8 @@
 //! softmax for attention scores.
 
 #[cfg(feature = "cudnn")]
+pub(crate) mod conv_race;
+#[cfg(feature = "cudnn")]
 pub(crate) mod cudnn_conv;
 pub(crate) mod group_norm;
 pub(crate) mod softmax;
