@@ -30,8 +30,8 @@ pub struct LoadOptions {
     pub vae: Option<PathBuf>,
     /// On the CPU in f32: keep convolution and linear weights that the files store in f16 or
     /// bf16 in that precision, widening them to f32 per use. The images are the same (f16 →
-    /// f32 is exact) and the UNet's weights take half the memory; the widening cost no
-    /// measurable time (docs/performance-log.md). On by default.
+    /// f32 is exact) and the UNet's weights take half the memory, for 0–9 % more time
+    /// (docs/performance-log.md). On by default.
     pub keep_f16_weights: bool,
     /// A diffusers folder whose configs and tokenizers describe a single-file checkpoint,
     /// instead of the built-in ones for its family.
