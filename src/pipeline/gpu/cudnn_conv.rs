@@ -5,9 +5,9 @@
 //! before a matrix product and a transposing copy.
 //!
 //! The algorithm for each shape is the fastest that cuDNN measures on first use
-//! (`cudnnFindConvolutionForwardAlgorithmEx`, what PyTorch's `cudnn.benchmark` does): its
-//! heuristic pick made the SD 1.5 UNet step 1.5× slower than im2col on an H200 while making
-//! the VAE 2.2× faster. `LATENT_STUDIO_CUDNN_HEURISTIC=1` takes the heuristic pick instead.
+//! (`cudnnFindConvolutionForwardAlgorithmEx`, what PyTorch's `cudnn.benchmark` does): on an
+//! H200 cuDNN's heuristic pick made the SD 1.5 UNet step 82 ms against 69 ms with the
+//! measured one in the same run (docs/performance-log.md, run 3).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -78,12 +78,6 @@ fn dims4(layout: &Layout, what: &str) -> Result<[i32; 4]> {
         i32::try_from(v).map_err(|_| candle_core::Error::msg(format!("conv2d: {what} too large")))
     };
     Ok([narrow(a)?, narrow(b)?, narrow(c)?, narrow(d)?])
-}
-
-fn heuristic_only() -> bool {
-    static HEURISTIC: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *HEURISTIC
-        .get_or_init(|| std::env::var("LATENT_STUDIO_CUDNN_HEURISTIC").is_ok_and(|v| v == "1"))
 }
 
 /// One convolution's shapes, for [`fastest_algorithm`].
@@ -309,39 +303,24 @@ impl CudnnConv2d {
         let chosen = match cached {
             Some(chosen) => chosen,
             None => {
-                let chosen = if heuristic_only() {
-                    let forward = ConvForward {
-                        conv: &conv,
-                        x: &x,
-                        w: &w,
-                        y: &y,
-                    };
-                    Algorithm {
-                        algorithm: forward
-                            .pick_algorithm()
-                            .map_err(|e| cudnn_error("algorithm choice", e))?,
-                        math,
-                    }
-                } else {
-                    let shapes = Shapes {
-                        data_type: T::DATA_TYPE,
-                        input,
-                        filter,
-                        output,
-                        padding,
-                        stride,
-                    };
-                    let stream = device.cuda_stream();
-                    let (x_ptr, _x_guard) = xs_slice.device_ptr(&stream);
-                    let (w_ptr, _w_guard) = weight_slice.device_ptr(&stream);
-                    let (y_ptr, _y_guard) = out.device_ptr_mut(&stream);
-                    let buffers = Buffers {
-                        x: x_ptr,
-                        w: w_ptr,
-                        y: y_ptr,
-                    };
-                    fastest_algorithm(&device, &shapes, &buffers, math)?
+                let shapes = Shapes {
+                    data_type: T::DATA_TYPE,
+                    input,
+                    filter,
+                    output,
+                    padding,
+                    stride,
                 };
+                let stream = device.cuda_stream();
+                let (x_ptr, _x_guard) = xs_slice.device_ptr(&stream);
+                let (w_ptr, _w_guard) = weight_slice.device_ptr(&stream);
+                let (y_ptr, _y_guard) = out.device_ptr_mut(&stream);
+                let buffers = Buffers {
+                    x: x_ptr,
+                    w: w_ptr,
+                    y: y_ptr,
+                };
+                let chosen = fastest_algorithm(&device, &shapes, &buffers, math)?;
                 ALGORITHMS.with(|algorithms| algorithms.borrow_mut().insert(key, chosen));
                 chosen
             }
