@@ -23,6 +23,8 @@ fn main() {
         println!("cargo:rerun-if-changed=src/pipeline/gpu/convert.cuh");
         compile_ptx("src/pipeline/gpu/group_norm.cu", "group_norm.ptx");
         compile_ptx("src/pipeline/gpu/softmax.cu", "softmax.ptx");
+        compile_ptx("src/pipeline/gpu/geglu.cu", "geglu.ptx");
+        compile_ptx("src/pipeline/gpu/flash_attention.cu", "flash_attention.ptx");
     }
 }
 

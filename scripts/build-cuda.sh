@@ -6,7 +6,8 @@
 #   scripts/build-cuda.sh [--carry] [extra cargo args, e.g. --features cudnn]
 #
 #   --carry   afterwards, fill gpu-carry/ for scripts/gpu-check.sh (the stripped binary as
-#             latent-studio.xz, and the diffusers wheels that the GPU machine lacks).
+#             latent-studio.xz, the library's unit tests as latent-studio-tests.xz — the GPU
+#             kernels' tests run there — and the diffusers wheels that the GPU machine lacks).
 #
 # Environment (all optional):
 #   CUDA_VENV         venv holding the NVIDIA wheels       (default /work/cudaenv)
@@ -129,6 +130,17 @@ if ((CARRY)); then
     rm -f gpu-carry/latent-studio gpu-carry/latent-studio.xz
     strip -o gpu-carry/latent-studio "$CARGO_TARGET_DIR/release/latent-studio"
     nice -n 19 xz -6 gpu-carry/latent-studio
+    # The library's unit tests, built with the same features (the kernels' tests need a GPU).
+    tests=$(nice -n 19 cargo test --release "${features[@]}" "$@" --lib --no-run --message-format=json |
+        python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["lib"]:
+        print(m["executable"])' | tail -1)
+    [[ -x $tests ]] || { echo "no unit-test binary from cargo test --no-run" >&2; exit 1; }
+    rm -f gpu-carry/latent-studio-tests gpu-carry/latent-studio-tests.xz
+    strip -o gpu-carry/latent-studio-tests "$tests"
+    nice -n 19 xz -6 gpu-carry/latent-studio-tests
     # The GPU image has torch, transformers, safetensors, huggingface_hub, numpy, Pillow,
     # regex and requests but not diffusers; diffusers 0.42.1 also needs importlib_metadata
     # (which needs zipp and lazy-importer), all pure Python.

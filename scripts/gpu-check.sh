@@ -24,13 +24,15 @@
 #
 # gpu-carry/ (git-ignored) holds:
 #   latent-studio.xz  the stripped `--features cudnn` release binary (CUDA 13.0, sm_90)
+#   latent-studio-tests.xz  the library's unit tests from the same build (the GPU kernels' own)
 #   wheels/*.whl      diffusers 0.42.1 and the pure-Python packages it needs beyond the image's
 #
-# Stages: (a) nvidia-smi; (b) parity on six fixture cases (scripts/gpu_parity.py) in f32 (each
+# Stages: (a) nvidia-smi, then the unit tests whose names start with gpu_ (our kernels against
+# candle's f32 arithmetic; if flash attention fails there, the rest runs without it); (b) parity on six fixture cases (scripts/gpu_parity.py) in f32 (each
 # within 2/255 of the stored diffusers image, as on the CPU) and two in f16 (reported);
-# (c) `latent-studio bench` and bench/diffusers_bench.py for SD 1.5 512² (20 steps; ours also
-# with every convolution through cuDNN and with candle's softmax, and a profile by layer) and
-# SDXL 1024² (20 steps), random weights, fp16, then a table.
+# (c) `latent-studio bench` and bench/diffusers_bench.py for SD 1.5 512² and SDXL 1024² (20
+# steps; ours also with attention unfused, and a profile by layer), random weights, fp16, then
+# a table.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 CARRY=${GPU_CARRY:-gpu-carry}
@@ -92,6 +94,17 @@ if ldd "$BIN" | grep 'not found'; then
 fi
 ldd "$BIN" | grep -E 'libcu|libnvrtc' | sed 's/^\s*/  /'
 
+if [[ -f $CARRY/latent-studio-tests.xz ]]; then
+    $PY -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
+        "$CARRY/latent-studio-tests.xz" "$WORK/latent-studio-tests" && chmod +x "$WORK/latent-studio-tests"
+    echo "--- GPU kernel unit tests"
+    timeout 120 "$WORK/latent-studio-tests" --test-threads 1 --nocapture gpu_ 2>&1 | tail -25
+    if ! timeout 60 "$WORK/latent-studio-tests" --test-threads 1 -q gpu_flash_attention >/dev/null 2>&1; then
+        fail "flash attention kernel test: the rest runs with LATENT_STUDIO_UNFUSED_ATTENTION=1"
+        export LATENT_STUDIO_UNFUSED_ATTENTION=1
+    fi
+fi
+
 section "(b) parity with diffusers on the fixture cases (tests/fixtures/models/{sd1,sdxl})"
 # f32 must stay within the CPU parity tests' 2/255 of diffusers' float32 image; f16 is reported.
 timeout 100 $PY scripts/gpu_parity.py --bin "$BIN" --out "$WORK" --timeout 40 \
@@ -123,15 +136,15 @@ bench() { # name timeout command...
 timeout 60 "$BIN" bench --device cuda --dtype f16 --sizes 512 --iters 1 --steps 1 >/dev/null 2>&1
 LATENT_STUDIO_CONV_LOG=1 bench ours_sd15 100 \
     "$BIN" bench --device cuda --dtype f16 --sizes 512 --iters 3 --steps 20 --profile
-# A/B: every convolution through cuDNN (no race with im2col); candle's softmax for attention.
-LATENT_STUDIO_CUDA_CONV=cudnn bench ours_sd15_cudnn 100 \
-    "$BIN" bench --device cuda --dtype f16 --sizes 512 --iters 3 --steps 20
-LATENT_STUDIO_CANDLE_SOFTMAX=1 bench ours_sd15_candle_softmax 100 \
+# A/B: attention as sliced matrix products with our softmax instead of the flash kernel.
+LATENT_STUDIO_UNFUSED_ATTENTION=1 bench ours_sd15_unfused 100 \
     "$BIN" bench --device cuda --dtype f16 --sizes 512 --iters 3 --steps 20
 bench diffusers_sd15 100 $PY bench/diffusers_bench.py --device cuda --dtype fp16 --sizes 512 \
     --pipeline-size 512 --pipeline-steps 20 --iters 3 --warmup 1
 LATENT_STUDIO_CONV_LOG=1 bench ours_sdxl 130 \
     "$BIN" bench --arch sdxl --device cuda --dtype f16 --sizes 1024 --iters 3 --steps 20 --profile
+LATENT_STUDIO_UNFUSED_ATTENTION=1 bench ours_sdxl_unfused 130 \
+    "$BIN" bench --arch sdxl --device cuda --dtype f16 --sizes 1024 --iters 2 --steps 20
 bench diffusers_sdxl 130 $PY bench/diffusers_bench.py --arch sdxl --device cuda --dtype fp16 --sizes 1024 \
     --pipeline-size 1024 --pipeline-steps 20 --iters 2 --warmup 1
 
@@ -165,8 +178,7 @@ def peak_memory(name):
     except FileNotFoundError:
         pass
     return None
-columns = [("ours", "ours_{}"), ("all cuDNN", "ours_{}_cudnn"),
-           ("candle smax", "ours_{}_candle_softmax"), ("diffusers", "diffusers_{}")]
+columns = [("ours", "ours_{}"), ("unfused attn", "ours_{}_unfused"), ("diffusers", "diffusers_{}")]
 print(f"{'arch':6} {'part (min ms)':18}" + "".join(f"{c:>12}" for c, _ in columns) + f"{'ours/diffusers':>16}")
 for arch in ("sd15", "sdxl"):
     runs = [read(log.format(arch)) for _, log in columns]

@@ -1,7 +1,8 @@
 //! GEGLU's gating, `value · gelu(gate)` with `value, gate` the two halves of the last
 //! dimension (diffusers' `GEGLU`: exact, erf-based GELU). On x86-64 CPUs with AVX2 it is one
 //! pass over the projection with a vectorised erf, instead of two strided halves, a scalar
-//! erf per element and a product as separate tensors.
+//! erf per element and a product as separate tensors; on CUDA devices one kernel
+//! (`gpu::geglu`).
 
 use candle_core::{DType, Device, Result, Tensor};
 use rayon::prelude::*;
@@ -13,6 +14,10 @@ pub fn geglu(projected: &Tensor, inner: usize) -> Result<Tensor> {
 
 fn gate(projected: &Tensor, inner: usize) -> Result<Tensor> {
     let last = projected.rank().saturating_sub(1);
+    #[cfg(feature = "cuda")]
+    if crate::pipeline::gpu::geglu::applies(projected, inner) {
+        return crate::pipeline::gpu::geglu::geglu(projected, inner);
+    }
     #[cfg(target_arch = "x86_64")]
     if matches!(projected.device(), Device::Cpu)
         && projected.dtype() == DType::F32

@@ -1,6 +1,7 @@
 //! Scaled dot-product attention shared by the UNet's transformers and the VAE's mid block.
-//! On x86-64 CPUs with AVX2 it runs fused ([`online_softmax`]); elsewhere as matrix products
-//! over slices of queries.
+//! On x86-64 CPUs with AVX2 it runs fused ([`online_softmax`]), in f16/bf16 on NVIDIA GPUs
+//! with tensor cores too (`gpu::flash_attention`); elsewhere as matrix products over slices
+//! of queries.
 
 #[cfg(target_arch = "x86_64")]
 mod online_softmax;
@@ -29,6 +30,10 @@ pub fn scaled_dot_product(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Res
 }
 
 fn dispatch(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if crate::pipeline::gpu::flash_attention::applies(q, k, v) {
+        return crate::pipeline::gpu::flash_attention::attention(q, k, v, scale);
+    }
     #[cfg(target_arch = "x86_64")]
     if fused_applies(q, k, v)? {
         return fused(q, k, v, scale);

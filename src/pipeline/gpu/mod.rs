@@ -1,10 +1,12 @@
 //! Kernels of our own for NVIDIA GPUs, where candle's generic ones cost most: cuDNN
-//! convolutions with PyTorch's precision settings, a fused GroupNorm(+SiLU) and a scaled
-//! softmax for attention scores.
+//! convolutions with PyTorch's precision settings, a fused GroupNorm(+SiLU), fused
+//! (flash) attention with a scaled softmax for where it does not apply, and GEGLU's gate.
 
 #[cfg(feature = "cudnn")]
 pub(crate) mod conv_race;
 #[cfg(feature = "cudnn")]
 pub(crate) mod cudnn_conv;
+pub(crate) mod flash_attention;
+pub(crate) mod geglu;
 pub(crate) mod group_norm;
 pub(crate) mod softmax;
