@@ -131,6 +131,48 @@ def timeit(fn, device, warmup, iters):
     return times
 
 
+def profile_step(fn, device, label):
+    """GPU (or CPU) time of one call by kernel group, to set beside `latent-studio bench --profile`."""
+    from torch.profiler import ProfilerActivity, profile
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
+    fn()
+    sync(device)
+    with profile(activities=activities) as prof:
+        fn()
+        sync(device)
+    groups = {}
+    total = 0.0
+    for event in prof.key_averages():
+        if device.startswith("cuda"):
+            # Device kernels only (their CPU-side operator rows would count the same time twice).
+            if getattr(event, "device_type", None) is None or "CUDA" not in str(event.device_type):
+                continue
+            us = event.self_device_time_total
+        else:
+            us = event.self_cpu_time_total
+        name = event.key.lower()
+        if any(k in name for k in ("flash", "fmha", "attention", "sdpa")):
+            group = "attention"
+        elif any(k in name for k in ("conv", "implicit", "winograd", "xmma_fprop", "fprop", "dgrad", "nhwc", "nchw")):
+            group = "convolution"
+        elif any(k in name for k in ("gemm", "cutlass", "sm90_xmma", "cublas", "matmul", "addmm", "nvjet")):
+            group = "matrix products (linear)"
+        elif "norm" in name:
+            group = "norms"
+        else:
+            group = "element-wise and the rest"
+        groups[group] = groups.get(group, 0.0) + us
+        total += us
+    kind = "GPU kernel" if device.startswith("cuda") else "CPU"
+    print(f"  profile of one {label} ({kind} time): {total / 1000:.1f} ms")
+    for group, us in sorted(groups.items(), key=lambda kv: -kv[1]):
+        print(f"    {group:34s} {us / 1000:8.1f} ms  {100 * us / max(total, 1e-9):5.1f}%")
+    if device.startswith("cuda"):
+        top = sorted(prof.key_averages(), key=lambda e: -e.self_device_time_total)[:12]
+        for event in top:
+            print(f"      {event.self_device_time_total / 1000:8.2f} ms  x{event.count:<4d} {event.key[:110]}")
+
+
 def sdxl_config(component):
     name = "scheduler_config.json" if component == "scheduler" else "config.json"
     with open(os.path.join(ROOT, "assets", "configs", "sdxl", component, name)) as f:
@@ -218,6 +260,8 @@ def main():
     ap.add_argument("--save-weights", metavar="DIR", help="save the random-weight pipeline as a diffusers folder")
     ap.add_argument("--no-bench", action="store_true", help="with --save-weights: only save")
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    ap.add_argument("--profile", action="store_true",
+                    help="after each timed UNet step, one more under torch.profiler: GPU time by kernel group")
     args = ap.parse_args()
     if args.arch == "sdxl" and (args.tiny or args.save_weights):
         ap.error("--arch sdxl supports neither --tiny nor --save-weights")
@@ -282,6 +326,9 @@ def main():
                        timeit(lambda: unet(x, t, encoder_hidden_states=ctx, added_cond_kwargs=added).sample,
                               dev, args.warmup, args.iters),
                        size=size)
+                if args.profile:
+                    profile_step(lambda: unet(x, t, encoder_hidden_states=ctx, added_cond_kwargs=added).sample,
+                                 dev, f"unet step {size}x{size}")
             if "vae" in parts:
                 z = torch.randn(1, 4, lat, lat, generator=torch.Generator().manual_seed(3)).to(dev, dtype)
                 report(f"vae decode {size}x{size}", timeit(lambda: vae.decode(z).sample, dev, args.warmup, args.iters),

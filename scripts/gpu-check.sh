@@ -31,8 +31,8 @@
 # candle's f32 arithmetic; if flash attention fails there, the rest runs without it); (b) parity on six fixture cases (scripts/gpu_parity.py) in f32 (each
 # within 2/255 of the stored diffusers image, as on the CPU) and two in f16 (reported);
 # (c) `latent-studio bench` and bench/diffusers_bench.py for SD 1.5 512² and SDXL 1024² (20
-# steps; ours also with attention unfused, and a profile by layer), random weights, fp16, then
-# a table.
+# steps; ours also with candle's linear layers, both with a profile by layer), random
+# weights, fp16, then a table.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 CARRY=${GPU_CARRY:-gpu-carry}
@@ -103,6 +103,10 @@ if [[ -f $CARRY/latent-studio-tests.xz ]]; then
         fail "flash attention kernel test: the rest runs with LATENT_STUDIO_UNFUSED_ATTENTION=1"
         export LATENT_STUDIO_UNFUSED_ATTENTION=1
     fi
+    if ! timeout 60 "$WORK/latent-studio-tests" --test-threads 1 -q gpu_cublaslt_linear >/dev/null 2>&1; then
+        fail "cuBLASLt linear test: the rest runs with LATENT_STUDIO_CANDLE_LINEAR=1"
+        export LATENT_STUDIO_CANDLE_LINEAR=1
+    fi
 fi
 
 section "(b) parity with diffusers on the fixture cases (tests/fixtures/models/{sd1,sdxl})"
@@ -136,17 +140,17 @@ bench() { # name timeout command...
 timeout 60 "$BIN" bench --device cuda --dtype f16 --sizes 512 --iters 1 --steps 1 >/dev/null 2>&1
 LATENT_STUDIO_CONV_LOG=1 bench ours_sd15 100 \
     "$BIN" bench --device cuda --dtype f16 --sizes 512 --iters 3 --steps 20 --profile
-# A/B: attention as sliced matrix products with our softmax instead of the flash kernel.
-LATENT_STUDIO_UNFUSED_ATTENTION=1 bench ours_sd15_unfused 100 \
+# A/B: linear layers through candle's cuBLAS product and a separate bias pass.
+LATENT_STUDIO_CANDLE_LINEAR=1 bench ours_sd15_candle_linear 100 \
     "$BIN" bench --device cuda --dtype f16 --sizes 512 --iters 3 --steps 20
 bench diffusers_sd15 100 $PY bench/diffusers_bench.py --device cuda --dtype fp16 --sizes 512 \
-    --pipeline-size 512 --pipeline-steps 20 --iters 3 --warmup 1
+    --pipeline-size 512 --pipeline-steps 20 --iters 3 --warmup 1 --profile
 LATENT_STUDIO_CONV_LOG=1 bench ours_sdxl 130 \
     "$BIN" bench --arch sdxl --device cuda --dtype f16 --sizes 1024 --iters 3 --steps 20 --profile
-LATENT_STUDIO_UNFUSED_ATTENTION=1 bench ours_sdxl_unfused 130 \
+LATENT_STUDIO_CANDLE_LINEAR=1 bench ours_sdxl_candle_linear 130 \
     "$BIN" bench --arch sdxl --device cuda --dtype f16 --sizes 1024 --iters 2 --steps 20
 bench diffusers_sdxl 130 $PY bench/diffusers_bench.py --arch sdxl --device cuda --dtype fp16 --sizes 1024 \
-    --pipeline-size 1024 --pipeline-steps 20 --iters 2 --warmup 1
+    --pipeline-size 1024 --pipeline-steps 20 --iters 2 --warmup 1 --profile
 
 section "summary"
 $PY - "$WORK" <<'EOF'
@@ -178,18 +182,18 @@ def peak_memory(name):
     except FileNotFoundError:
         pass
     return None
-columns = [("ours", "ours_{}"), ("unfused attn", "ours_{}_unfused"), ("diffusers", "diffusers_{}")]
-print(f"{'arch':6} {'part (min ms)':18}" + "".join(f"{c:>12}" for c, _ in columns) + f"{'ours/diffusers':>16}")
+columns = [("ours", "ours_{}"), ("candle linear", "ours_{}_candle_linear"), ("diffusers", "diffusers_{}")]
+print(f"{'arch':6} {'part (min ms)':18}" + "".join(f"{c:>14}" for c, _ in columns) + f"{'ours/diffusers':>16}")
 for arch in ("sd15", "sdxl"):
     runs = [read(log.format(arch)) for _, log in columns]
-    fmt = lambda v: f"{v:12.1f}" if v else f"{'-':>12}"
+    fmt = lambda v: f"{v:14.1f}" if v else f"{'-':>14}"
     for key in ("text", "unet", "vae", "whole generation"):
         values = [run.get(key) for run in runs]
         o, r = values[0], values[-1]
         ratio = f"{o / r:.2f}x" if o and r else "-"
         print(f"{arch:6} {key:18}" + "".join(fmt(v) for v in values) + f"{ratio:>16}")
     mem = [peak_memory(log.format(arch)) for _, log in columns]
-    print(f"{arch:6} {'peak GPU MiB':18}" + "".join(f"{m:12d}" if m else f"{'-':>12}" for m in mem))
+    print(f"{arch:6} {'peak GPU MiB':18}" + "".join(f"{m:14d}" if m else f"{'-':>14}" for m in mem))
 print("(text: ours encodes cond and uncond as two batch-1 passes; unet: one CFG step at batch 2;\n"
       " whole generation: prompt to decoded image, ours at its default scheduler = PNDM / Euler like diffusers)")
 EOF

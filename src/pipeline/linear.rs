@@ -1,5 +1,6 @@
 //! Linear layers: candle's, except with bf16 CPU arithmetic ([`crate::pipeline::precision`]),
-//! where `x · Wᵀ` goes through [`crate::pipeline::matmul_bf16`].
+//! where `x · Wᵀ` goes through [`crate::pipeline::matmul_bf16`], and in f16/bf16 on CUDA devices,
+//! where it goes through cuBLASLt with the bias fused (`gpu::linear`).
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
@@ -120,6 +121,14 @@ impl Linear {
             // A weight kept in f16: widened for this call only.
             let weight = weight_in_f32(self.inner.weight())?;
             return candle_nn::Linear::new(weight, self.inner.bias().cloned()).forward(xs);
+        }
+        #[cfg(feature = "cuda")]
+        if crate::pipeline::gpu::linear::applies(xs, self.inner.weight(), self.inner.bias()) {
+            return crate::pipeline::gpu::linear::forward(
+                xs,
+                self.inner.weight(),
+                self.inner.bias(),
+            );
         }
         self.inner.forward(xs)
     }
