@@ -168,7 +168,8 @@ def profile_step(fn, device, label):
     for group, us in sorted(groups.items(), key=lambda kv: -kv[1]):
         print(f"    {group:34s} {us / 1000:8.1f} ms  {100 * us / max(total, 1e-9):5.1f}%")
     if device.startswith("cuda"):
-        top = sorted(prof.key_averages(), key=lambda e: -e.self_device_time_total)[:12]
+        kernels = [e for e in prof.key_averages() if "CUDA" in str(getattr(e, "device_type", ""))]
+        top = sorted(kernels, key=lambda e: -e.self_device_time_total)[:12]
         for event in top:
             print(f"      {event.self_device_time_total / 1000:8.2f} ms  x{event.count:<4d} {event.key[:110]}")
 

@@ -30,7 +30,7 @@ pub struct HeadsView {
 }
 
 impl HeadsView {
-    fn row(&self, batch: usize, head: usize, token: usize) -> usize {
+    pub(super) fn row(&self, batch: usize, head: usize, token: usize) -> usize {
         batch * self.batch_stride + head * self.head_stride + token * self.token_stride
     }
 }
@@ -54,15 +54,51 @@ pub fn available(head_dim: usize) -> bool {
         && is_x86_feature_detected!("fma")
 }
 
-/// Keys per block: the block's keys and values stay in the L2 cache together.
-fn key_block(head_dim: usize) -> usize {
-    let keys = (32 * 1024 / head_dim).clamp(KEY_TILE, 512);
-    keys / KEY_TILE * KEY_TILE
+/// Keys per block: the block's keys and values stay in the L2 cache together; a multiple of
+/// `tile`, the products' column granularity.
+pub(super) fn key_block(head_dim: usize, tile: usize) -> usize {
+    let keys = (32 * 1024 / head_dim).clamp(tile, 512);
+    keys / tile * tile
+}
+
+/// The arithmetic of the two products: f32 (exact to the reference's rounding) or, in bf16
+/// mode on CPUs with AVX-512 BF16, bf16 inputs with f32 sums (`online_softmax_bf16`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arithmetic {
+    F32,
+    Bf16,
+}
+
+/// The two matrix products of attention over one block of keys, for one (batch, head) pair;
+/// [`attend`] runs the online softmax between them.
+pub(super) trait Products: Sync {
+    /// Key blocks are a whole number of these columns wide (keys beyond the last are padding).
+    fn key_tile(&self) -> usize;
+    /// Row stride of the output accumulators: the head size, padded as the kernel needs.
+    fn out_stride(&self) -> usize;
+    /// Scores `s[r][j] = q[r]·k[block_start + j]` of `rows` (scaled) queries against `width`
+    /// keys, `width` apart per row. `work` is the task's scratch for repacked inputs.
+    fn scores(&self, at: Block, q: &[f32], rows: usize, scores: &mut [f32], work: &mut Vec<u32>);
+    /// `out[r] += Σ_j p[r][j]·v[block_start + j]` over the block's `valid` keys; `p` rows are
+    /// `width` apart, `out` rows `out_stride()` apart.
+    fn values(&self, at: Block, p: &[f32], rows: usize, out: &mut [f32], work: &mut Vec<u32>);
+}
+
+/// Where a key block lies: its (batch, head) pair, first key, keys that exist, padded width.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Block {
+    pub batch: usize,
+    pub head: usize,
+    pub start: usize,
+    pub valid: usize,
+    pub width: usize,
 }
 
 /// Writes attention for every (batch, head) into `out`, laid out `(batch, queries, heads,
-/// head_dim)`. The caller checks [`available`] and that every view lies inside its buffer.
+/// head_dim)`. The caller checks [`available`] (and `online_softmax_bf16::available` for bf16)
+/// and that every view lies inside its buffer.
 pub fn attend(
+    arithmetic: Arithmetic,
     shape: Shape,
     scale: f32,
     (q, q_view): (&[f32], HeadsView),
@@ -70,44 +106,46 @@ pub fn attend(
     (v, v_view): (&[f32], HeadsView),
     out: &mut [f32],
 ) {
+    assert!(
+        available(shape.head_dim),
+        "online_softmax::attend without AVX2/FMA"
+    );
+    assert_eq!(
+        out.len(),
+        shape.batch * shape.queries * shape.heads * shape.head_dim
+    );
+    match arithmetic {
+        Arithmetic::F32 => {
+            let products = F32Products::new(shape, (k, k_view), (v, v_view));
+            run(&products, shape, scale, (q, q_view), out);
+        }
+        Arithmetic::Bf16 => {
+            let products =
+                super::online_softmax_bf16::Bf16Products::new(shape, (k, k_view), (v, v_view));
+            run(&products, shape, scale, (q, q_view), out);
+        }
+    }
+}
+
+/// One task per (batch, block of queries); each walks the heads and, per head, the key blocks.
+fn run(
+    products: &impl Products,
+    shape: Shape,
+    scale: f32,
+    (q, q_view): (&[f32], HeadsView),
+    out: &mut [f32],
+) {
     let Shape {
-        batch,
         heads,
         queries,
         keys,
         head_dim,
+        ..
     } = shape;
-    assert!(
-        available(head_dim),
-        "online_softmax::attend without AVX2/FMA"
-    );
-    assert_eq!(out.len(), batch * queries * heads * head_dim);
-    let key_block = key_block(head_dim);
-    let padded_keys = keys.div_ceil(KEY_TILE) * KEY_TILE;
-
-    // kᵀ per (batch, head), one (head_dim × block width) panel per key block, zero-padded to
-    // whole tiles: the score kernel then reads 16 consecutive keys per head_dim step.
-    let panel_len = head_dim * padded_keys;
-    let mut k_panels = vec![0f32; batch * heads * panel_len];
-    k_panels
-        .par_chunks_mut(panel_len)
-        .enumerate()
-        .for_each(|(pair, panels)| {
-            let (b, h) = (pair / heads, pair % heads);
-            for block_start in (0..keys).step_by(key_block) {
-                let valid = key_block.min(keys - block_start);
-                let width = valid.div_ceil(KEY_TILE) * KEY_TILE;
-                let panel = &mut panels[head_dim * block_start..][..head_dim * width];
-                for j in 0..valid {
-                    let row = &k[k_view.row(b, h, block_start + j)..][..head_dim];
-                    for (d, &value) in row.iter().enumerate() {
-                        panel[d * width + j] = value;
-                    }
-                }
-            }
-        });
-
     let row_len = heads * head_dim;
+    let tile = products.key_tile();
+    let key_block = key_block(head_dim, tile);
+    let out_stride = products.out_stride();
     out.par_chunks_mut(queries * row_len)
         .enumerate()
         .for_each(|(b, out_batch)| {
@@ -117,17 +155,8 @@ pub fn attend(
                 .for_each(|(block, out_rows)| {
                     let first_query = block * QUERY_BLOCK;
                     let rows = out_rows.len() / row_len;
-                    let mut scratch = Scratch::new(rows, head_dim, key_block);
+                    let mut scratch = Scratch::new(rows, head_dim, key_block, out_stride);
                     for h in 0..heads {
-                        let context = HeadContext {
-                            head_dim,
-                            keys,
-                            key_block,
-                            k_panels: &k_panels[(b * heads + h) * panel_len..][..panel_len],
-                            v,
-                            v_first_row: v_view.row(b, h, 0),
-                            v_stride: v_view.token_stride,
-                        };
                         for r in 0..rows {
                             let source = &q[q_view.row(b, h, first_query + r)..][..head_dim];
                             for (target, &value) in
@@ -136,12 +165,24 @@ pub fn attend(
                                 *target = value * scale;
                             }
                         }
-                        // SAFETY: `attend` asserted AVX2 and FMA.
-                        unsafe { attend_block(&context, rows, &mut scratch) };
+                        scratch.maxima.fill(f32::NEG_INFINITY);
+                        scratch.sums.fill(0.0);
+                        scratch.out.fill(0.0);
+                        for start in (0..keys).step_by(key_block) {
+                            let valid = key_block.min(keys - start);
+                            let at = Block {
+                                batch: b,
+                                head: h,
+                                start,
+                                valid,
+                                width: valid.div_ceil(tile) * tile,
+                            };
+                            attend_block(products, at, rows, &mut scratch);
+                        }
                         for r in 0..rows {
                             let target = &mut out_rows[r * row_len + h * head_dim..][..head_dim];
                             let inverse = 1.0 / scratch.sums[r];
-                            for (t, &o) in target.iter_mut().zip(&scratch.out[r * head_dim..]) {
+                            for (t, &o) in target.iter_mut().zip(&scratch.out[r * out_stride..]) {
                                 *t = o * inverse;
                             }
                         }
@@ -150,102 +191,169 @@ pub fn attend(
         });
 }
 
-/// What one (batch, head) pair's keys and values look like to a query block.
-struct HeadContext<'a> {
-    head_dim: usize,
-    keys: usize,
-    key_block: usize,
-    k_panels: &'a [f32],
-    v: &'a [f32],
-    v_first_row: usize,
-    v_stride: usize,
-}
-
-/// Per-task buffers: scaled queries, one block of scores, running max/sum and the output.
+/// Per-task buffers: scaled queries, one block of scores, running max/sum, the output
+/// accumulators and the products' repacking scratch.
 struct Scratch {
     q: Vec<f32>,
     scores: Vec<f32>,
     maxima: Vec<f32>,
     sums: Vec<f32>,
     out: Vec<f32>,
+    work: Vec<u32>,
 }
 
 impl Scratch {
-    fn new(rows: usize, head_dim: usize, key_block: usize) -> Self {
+    fn new(rows: usize, head_dim: usize, key_block: usize, out_stride: usize) -> Self {
         Self {
             q: vec![0.0; rows * head_dim],
             scores: vec![0.0; rows * key_block],
             maxima: vec![0.0; rows],
             sums: vec![0.0; rows],
-            out: vec![0.0; rows * head_dim],
+            out: vec![0.0; rows * out_stride],
+            work: Vec::new(),
         }
     }
 }
 
-/// Unnormalised attention of `rows` queries over all keys: leaves `Σ exp(s − max)·v` in
-/// `scratch.out` and `Σ exp(s − max)` in `scratch.sums`.
-#[target_feature(enable = "avx2,fma")]
-unsafe fn attend_block(context: &HeadContext, rows: usize, scratch: &mut Scratch) {
-    let d = context.head_dim;
-    scratch.maxima.fill(f32::NEG_INFINITY);
-    scratch.sums.fill(0.0);
-    scratch.out.fill(0.0);
-    for block_start in (0..context.keys).step_by(context.key_block) {
-        let valid = context.key_block.min(context.keys - block_start);
-        let width = valid.div_ceil(KEY_TILE) * KEY_TILE;
-        let panel = &context.k_panels[d * block_start..][..d * width];
-        let scores = &mut scratch.scores[..rows * width];
+/// One key block of the online softmax: scores, then per row the new running maximum, the
+/// rescaling of what was summed so far and `exp(s − max)`, then the values.
+fn attend_block(products: &impl Products, at: Block, rows: usize, scratch: &mut Scratch) {
+    let width = at.width;
+    let scores = &mut scratch.scores[..rows * width];
+    products.scores(at, &scratch.q, rows, scores, &mut scratch.work);
+    let stride = products.out_stride();
+    for r in 0..rows {
+        let row = &mut scores[r * width..][..width];
+        row[at.valid..].fill(f32::NEG_INFINITY);
+        // SAFETY: `attend` asserted AVX2 and FMA; widths are whole tiles of 8 lanes.
+        let block_max = unsafe { max_of(row) };
+        let old_max = scratch.maxima[r];
+        let new_max = old_max.max(block_max);
+        // SAFETY: as above.
+        let block_sum = unsafe { exp_minus_in_place(row, new_max) };
+        let rescale = (old_max - new_max).exp();
+        scratch.sums[r] = scratch.sums[r] * rescale + block_sum;
+        scratch.maxima[r] = new_max;
+        if rescale != 1.0 {
+            for o in &mut scratch.out[r * stride..][..stride] {
+                *o *= rescale;
+            }
+        }
+    }
+    products.values(at, scores, rows, &mut scratch.out, &mut scratch.work);
+}
 
+/// The f32 products: kᵀ per (batch, head), one (head_dim × block width) panel per key block,
+/// zero-padded to whole tiles, so the score kernel reads 16 consecutive keys per head_dim
+/// step; values are read in place through their strides.
+struct F32Products<'a> {
+    heads: usize,
+    head_dim: usize,
+    panel_len: usize,
+    k_panels: Vec<f32>,
+    v: &'a [f32],
+    v_view: HeadsView,
+}
+
+impl<'a> F32Products<'a> {
+    fn new(
+        shape: Shape,
+        (k, k_view): (&[f32], HeadsView),
+        (v, v_view): (&'a [f32], HeadsView),
+    ) -> Self {
+        let Shape {
+            batch,
+            heads,
+            keys,
+            head_dim,
+            ..
+        } = shape;
+        let key_block = key_block(head_dim, KEY_TILE);
+        let padded_keys = keys.div_ceil(KEY_TILE) * KEY_TILE;
+        let panel_len = head_dim * padded_keys;
+        let mut k_panels = vec![0f32; batch * heads * panel_len];
+        k_panels
+            .par_chunks_mut(panel_len)
+            .enumerate()
+            .for_each(|(pair, panels)| {
+                let (b, h) = (pair / heads, pair % heads);
+                for block_start in (0..keys).step_by(key_block) {
+                    let valid = key_block.min(keys - block_start);
+                    let width = valid.div_ceil(KEY_TILE) * KEY_TILE;
+                    let panel = &mut panels[head_dim * block_start..][..head_dim * width];
+                    for j in 0..valid {
+                        let row = &k[k_view.row(b, h, block_start + j)..][..head_dim];
+                        for (d, &value) in row.iter().enumerate() {
+                            panel[d * width + j] = value;
+                        }
+                    }
+                }
+            });
+        Self {
+            heads,
+            head_dim,
+            panel_len,
+            k_panels,
+            v,
+            v_view,
+        }
+    }
+}
+
+impl Products for F32Products<'_> {
+    fn key_tile(&self) -> usize {
+        KEY_TILE
+    }
+
+    fn out_stride(&self) -> usize {
+        self.head_dim
+    }
+
+    fn scores(&self, at: Block, q: &[f32], rows: usize, scores: &mut [f32], _: &mut Vec<u32>) {
+        let d = self.head_dim;
+        let panels = &self.k_panels[(at.batch * self.heads + at.head) * self.panel_len..];
+        let panel = &panels[d * at.start..][..d * at.width];
         let mut r = 0;
         while r < rows {
             let tile = (rows - r).min(6);
-            let q = &scratch.q[r * d..];
-            let s = &mut scores[r * width..];
-            match tile {
-                6 => scores_tile::<6>(q, panel, s, d, width),
-                5 => scores_tile::<5>(q, panel, s, d, width),
-                4 => scores_tile::<4>(q, panel, s, d, width),
-                3 => scores_tile::<3>(q, panel, s, d, width),
-                2 => scores_tile::<2>(q, panel, s, d, width),
-                _ => scores_tile::<1>(q, panel, s, d, width),
+            let (q, s) = (&q[r * d..], &mut scores[r * at.width..]);
+            // SAFETY: `attend` asserted AVX2 and FMA; the kernels check their slices.
+            unsafe {
+                match tile {
+                    6 => scores_tile::<6>(q, panel, s, d, at.width),
+                    5 => scores_tile::<5>(q, panel, s, d, at.width),
+                    4 => scores_tile::<4>(q, panel, s, d, at.width),
+                    3 => scores_tile::<3>(q, panel, s, d, at.width),
+                    2 => scores_tile::<2>(q, panel, s, d, at.width),
+                    _ => scores_tile::<1>(q, panel, s, d, at.width),
+                }
             }
             r += tile;
         }
+    }
 
-        for r in 0..rows {
-            let row = &mut scores[r * width..][..width];
-            row[valid..].fill(f32::NEG_INFINITY);
-            let block_max = max_of(row);
-            let old_max = scratch.maxima[r];
-            let new_max = old_max.max(block_max);
-            let block_sum = exp_minus_in_place(row, new_max);
-            let rescale = (old_max - new_max).exp();
-            scratch.sums[r] = scratch.sums[r] * rescale + block_sum;
-            scratch.maxima[r] = new_max;
-            if rescale != 1.0 {
-                for o in &mut scratch.out[r * d..][..d] {
-                    *o *= rescale;
-                }
-            }
-        }
-
-        let v = &context.v[context.v_first_row + block_start * context.v_stride..];
+    fn values(&self, at: Block, p: &[f32], rows: usize, out: &mut [f32], _: &mut Vec<u32>) {
+        let d = self.head_dim;
+        let v = &self.v[self.v_view.row(at.batch, at.head, at.start)..];
         let mut r = 0;
         while r < rows {
             let tile = (rows - r).min(4);
             let block = ValuesBlock {
-                p: &scores[r * width..],
-                p_stride: width,
+                p: &p[r * at.width..],
+                p_stride: at.width,
                 v,
-                v_stride: context.v_stride,
-                valid,
+                v_stride: self.v_view.token_stride,
+                valid: at.valid,
             };
-            let o = &mut scratch.out[r * d..];
-            match tile {
-                4 => values_tile::<4>(&block, o, d),
-                3 => values_tile::<3>(&block, o, d),
-                2 => values_tile::<2>(&block, o, d),
-                _ => values_tile::<1>(&block, o, d),
+            let o = &mut out[r * d..];
+            // SAFETY: as in `scores`.
+            unsafe {
+                match tile {
+                    4 => values_tile::<4>(&block, o, d),
+                    3 => values_tile::<3>(&block, o, d),
+                    2 => values_tile::<2>(&block, o, d),
+                    _ => values_tile::<1>(&block, o, d),
+                }
             }
             r += tile;
         }

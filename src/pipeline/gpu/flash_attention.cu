@@ -71,16 +71,25 @@ __device__ __forceinline__ float group_sum(float v) {
 }
 
 // Copies `rows` rows of `dim` values (row r at `src + r * row_stride`) into a BLOCK_KEYS ×
-// (DIM + PAD) tile, zero beyond `rows` and `dim`. 16-byte pieces: the host checked alignment.
+// (DIM + PAD) tile, zero beyond `rows` and `dim`, in 16-byte pieces (the host checked
+// alignment) with asynchronous copies (cp.async, sm_80+) that the caller waits for: a piece
+// with a source size of 0 is filled with zeros.
 template <typename T, int DIM>
 __device__ __forceinline__ void load_tile(T (*tile)[DIM + PAD], const T *src, long long row_stride, int rows, int dim) {
     constexpr int PIECES = DIM / 8;
     for (int i = threadIdx.x; i < BLOCK_KEYS * PIECES; i += WARPS * 32) {
         const int row = i / PIECES, col = (i % PIECES) * 8;
-        uint4 value = make_uint4(0, 0, 0, 0);
-        if (row < rows && col < dim) value = *reinterpret_cast<const uint4 *>(src + row * row_stride + col);
-        *reinterpret_cast<uint4 *>(&tile[row][col]) = value;
+        const bool inside = row < rows && col < dim;
+        const T *from = inside ? src + row * row_stride + col : src;
+        const uint32_t to = static_cast<uint32_t>(__cvta_generic_to_shared(&tile[row][col]));
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(to), "l"(from), "r"(inside ? 16 : 0));
     }
+    asm volatile("cp.async.commit_group;\n" ::);
+}
+
+// Waits until at most `PENDING` of this thread's copy groups are in flight.
+template <int PENDING> __device__ __forceinline__ void wait_for_copies() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(PENDING));
 }
 
 struct Strides {
@@ -89,13 +98,16 @@ struct Strides {
 
 // q: (B, H, N, D) and k, v: (B, H, M, D) given by strides; out: (B, N, H, D) contiguous.
 // Grid: (ceil(N / 64), B·H), WARPS·32 threads. DIM: head size padded to a multiple of 16.
-template <typename T, int DIM>
+// STAGES: key/value tiles in shared memory; with 2 the next tile's copy overlaps this one's
+// products (double buffering), as long as both fit the 48 KiB of static shared memory.
+template <typename T, int DIM, int STAGES>
 __device__ void attend(const T *__restrict__ q, const T *__restrict__ k, const T *__restrict__ v, T *__restrict__ out,
                        Strides qs, Strides ks, Strides vs, int heads, int queries, int keys, int dim,
                        float scale_log2) {
     static_assert(DIM % 16 == 0, "head size padded to whole k-steps");
-    __shared__ __align__(16) T k_tile[BLOCK_KEYS][DIM + PAD];
-    __shared__ __align__(16) T v_tile[BLOCK_KEYS][DIM + PAD];
+    static_assert(STAGES == 1 || STAGES == 2, "single or double buffering");
+    __shared__ __align__(16) T k_tiles[STAGES][BLOCK_KEYS][DIM + PAD];
+    __shared__ __align__(16) T v_tiles[STAGES][BLOCK_KEYS][DIM + PAD];
 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g = lane >> 2, t = lane & 3;
@@ -125,12 +137,30 @@ __device__ void attend(const T *__restrict__ q, const T *__restrict__ k, const T
     for (int j = 0; j < DIM / 8; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
     float max0 = -INFINITY, max1 = -INFINITY, sum0 = 0.f, sum1 = 0.f;
 
-    for (int key0 = 0; key0 < keys; key0 += BLOCK_KEYS) {
+    const auto load_keys = [&](int key0, int stage) {
         const int tile_keys = min(BLOCK_KEYS, keys - key0);
-        __syncthreads(); // every warp is done with the previous tiles
-        load_tile<T, DIM>(k_tile, k + key0 * ks.token, ks.token, tile_keys, dim);
-        load_tile<T, DIM>(v_tile, v + key0 * vs.token, vs.token, tile_keys, dim);
-        __syncthreads();
+        load_tile<T, DIM>(k_tiles[stage], k + key0 * ks.token, ks.token, tile_keys, dim);
+        load_tile<T, DIM>(v_tiles[stage], v + key0 * vs.token, vs.token, tile_keys, dim);
+    };
+    if (STAGES == 2) load_keys(0, 0);
+    for (int key0 = 0, tile = 0; key0 < keys; key0 += BLOCK_KEYS, ++tile) {
+        const int tile_keys = min(BLOCK_KEYS, keys - key0);
+        const int stage = STAGES == 2 ? tile & 1 : 0;
+        if (STAGES == 2) {
+            // The other buffer was released by the barrier that ended the previous tile.
+            if (key0 + BLOCK_KEYS < keys) {
+                load_keys(key0 + BLOCK_KEYS, stage ^ 1);
+                wait_for_copies<2>(); // this tile's two groups are done, the next two may fly
+            } else {
+                wait_for_copies<0>();
+            }
+        } else {
+            load_keys(key0, 0);
+            wait_for_copies<0>();
+        }
+        __syncthreads(); // the tile is in shared memory for every warp
+        T(*k_tile)[DIM + PAD] = k_tiles[stage];
+        T(*v_tile)[DIM + PAD] = v_tiles[stage];
 
         // Scores for 64 keys: eight 16×8 tiles, scaled to base 2.
         float s[BLOCK_KEYS / 8][4];
@@ -204,6 +234,7 @@ __device__ void attend(const T *__restrict__ q, const T *__restrict__ k, const T
                 Pack<T>::mma(acc[j + 1], p_frag, b[2], b[3]);
             }
         }
+        __syncthreads(); // every warp is done with this tile's buffer
     }
 
     const float inverse0 = 1.f / group_sum(sum0), inverse1 = 1.f / group_sum(sum1);
@@ -224,14 +255,26 @@ __device__ void attend(const T *__restrict__ q, const T *__restrict__ k, const T
 
 } // namespace
 
-#define FLASH_ATTENTION(SUFFIX, T, DIM)                                                                               \
-    extern "C" __global__ void __launch_bounds__(WARPS * 32) flash_attention_##SUFFIX##_##DIM(                        \
+#define FLASH_ATTENTION_STAGES(SUFFIX, T, DIM, STAGES)                                                                \
+    extern "C" __global__ void __launch_bounds__(WARPS * 32) flash_attention_##SUFFIX##_##DIM##_##STAGES(             \
         const T *q, const T *k, const T *v, T *out, long long q_batch, long long q_head, long long q_token,           \
         long long k_batch, long long k_head, long long k_token, long long v_batch, long long v_head,                  \
         long long v_token, int heads, int queries, int keys, int dim, float scale_log2) {                             \
-        attend<T, DIM>(q, k, v, out, Strides{q_batch, q_head, q_token}, Strides{k_batch, k_head, k_token},          \
-                       Strides{v_batch, v_head, v_token}, heads, queries, keys, dim, scale_log2);                     \
+        attend<T, DIM, STAGES>(q, k, v, out, Strides{q_batch, q_head, q_token}, Strides{k_batch, k_head, k_token},  \
+                               Strides{v_batch, v_head, v_token}, heads, queries, keys, dim, scale_log2);             \
     }
+
+// Every size single-buffered; double-buffered where two stages fit 48 KiB (head sizes ≤ 80).
+#define FLASH_ATTENTION(SUFFIX, T, DIM)                                                                               \
+    FLASH_ATTENTION_STAGES(SUFFIX, T, DIM, 1)                                                                         \
+    FLASH_ATTENTION_STAGES_2_##DIM(SUFFIX, T)
+#define FLASH_ATTENTION_STAGES_2_32(SUFFIX, T) FLASH_ATTENTION_STAGES(SUFFIX, T, 32, 2)
+#define FLASH_ATTENTION_STAGES_2_48(SUFFIX, T) FLASH_ATTENTION_STAGES(SUFFIX, T, 48, 2)
+#define FLASH_ATTENTION_STAGES_2_64(SUFFIX, T) FLASH_ATTENTION_STAGES(SUFFIX, T, 64, 2)
+#define FLASH_ATTENTION_STAGES_2_80(SUFFIX, T) FLASH_ATTENTION_STAGES(SUFFIX, T, 80, 2)
+#define FLASH_ATTENTION_STAGES_2_96(SUFFIX, T)
+#define FLASH_ATTENTION_STAGES_2_128(SUFFIX, T)
+#define FLASH_ATTENTION_STAGES_2_160(SUFFIX, T)
 
 #define FLASH_ATTENTION_SIZES(SUFFIX, T)                                                                              \
     FLASH_ATTENTION(SUFFIX, T, 32)                                                                                    \

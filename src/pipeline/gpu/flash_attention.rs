@@ -91,6 +91,21 @@ fn has_tensor_cores(device: &candle_core::CudaDevice) -> bool {
     })
 }
 
+/// Key/value tiles in flight: two (the next tile's copy overlapping this one's products)
+/// where both fit the kernel's 48 KiB of static shared memory, i.e. padded head sizes ≤ 80.
+/// `LATENT_STUDIO_FLASH_STAGES=1` keeps one, for A/B runs.
+fn stages(padded_head: usize) -> usize {
+    static SINGLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let single = *SINGLE.get_or_init(|| {
+        std::env::var("LATENT_STUDIO_FLASH_STAGES").is_ok_and(|value| value == "1")
+    });
+    if single || padded_head > 80 {
+        1
+    } else {
+        2
+    }
+}
+
 struct FlashAttention {
     scale_log2: f32,
 }
@@ -124,7 +139,7 @@ impl FlashAttention {
         // SAFETY: every (query, head) row of the output is written by exactly one warp.
         let mut out = unsafe { device.alloc::<T>(elements)? };
         let function = device.get_or_load_custom_func(
-            &format!("flash_attention_{suffix}_{padded}"),
+            &format!("flash_attention_{suffix}_{padded}_{}", stages(*padded)),
             MODULE,
             PTX,
         )?;
@@ -157,7 +172,7 @@ impl FlashAttention {
             block_dim: (THREADS, 1, 1),
             shared_mem_bytes: 0,
         };
-        // SAFETY: arguments match `flash_attention_<suffix>_<padded>` in flash_attention.cu;
+        // SAFETY: arguments match `flash_attention_<suffix>_<padded>_<stages>` in the .cu file;
         // `applies` checked the strides, alignment and index ranges the kernel relies on.
         unsafe { launch.launch(config) }.w()?;
         Ok((
