@@ -61,9 +61,9 @@ impl PairedRows {
     }
 }
 
-/// `values` (even length) rounded to bf16, two to a `u32`.
+/// `values` (even length) rounded to bf16, two to a `u32`. The caller checks [`available`].
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-unsafe fn round_in_pairs(values: &[f32], pairs: &mut [u32]) {
+pub(crate) unsafe fn round_in_pairs(values: &[f32], pairs: &mut [u32]) {
     assert_eq!(values.len(), 2 * pairs.len());
     let mut chunks = values.chunks_exact(32);
     let mut targets = pairs.chunks_exact_mut(16);

@@ -11,6 +11,7 @@ use rayon::prelude::*;
 use std::arch::x86_64::*;
 
 use super::online_softmax::{key_block, Block, HeadsView, Products, Shape};
+use crate::pipeline::matmul_bf16::round_in_pairs;
 
 /// Keys per register tile of the score kernel (two registers of 16 sums).
 const KEY_TILE: usize = 32;
@@ -208,28 +209,6 @@ impl Products for Bf16Products {
             }
             r += tile;
         }
-    }
-}
-
-/// `values` (even length) rounded to bf16, nearest even, as `values.len() / 2` pairs.
-#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-unsafe fn round_in_pairs(values: &[f32], pairs: &mut [u32]) {
-    assert!(values.len() == 2 * pairs.len());
-    let mut sources = values.chunks_exact(2 * LANES);
-    let mut targets = pairs.chunks_exact_mut(LANES);
-    for (source, target) in (&mut sources).zip(&mut targets) {
-        let low = _mm512_loadu_ps(source.as_ptr());
-        let high = _mm512_loadu_ps(source.as_ptr().add(LANES));
-        // The second operand fills the low half of the result.
-        let packed: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(high, low));
-        _mm512_storeu_si512(target.as_mut_ptr().cast(), packed);
-    }
-    for (source, target) in sources
-        .remainder()
-        .chunks_exact(2)
-        .zip(targets.into_remainder())
-    {
-        *target = pair(source[0], source[1]);
     }
 }
 
