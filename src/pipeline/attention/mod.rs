@@ -6,7 +6,7 @@
 #[cfg(target_arch = "x86_64")]
 mod online_softmax;
 #[cfg(target_arch = "x86_64")]
-mod online_softmax_bf16;
+mod online_softmax_avx512;
 
 use candle_core::{DType, Device, Result, Tensor};
 
@@ -41,9 +41,11 @@ fn dispatch(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tensor> {
         // bf16 mode computes the products in bf16 too, where the CPU has the instructions.
         use crate::pipeline::precision::{cpu_arithmetic, CpuArithmetic};
         let arithmetic = if cpu_arithmetic() == CpuArithmetic::Bf16
-            && online_softmax_bf16::available(q.dim(3)?)
+            && online_softmax_avx512::available::<online_softmax_avx512::Bf16>(q.dim(3)?)
         {
             online_softmax::Arithmetic::Bf16
+        } else if avx2_only() {
+            online_softmax::Arithmetic::F32Avx2
         } else {
             online_softmax::Arithmetic::F32
         };
@@ -55,6 +57,13 @@ fn dispatch(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tensor> {
         GPU_SCORE_BLOCK_ELEMENTS
     };
     sliced(q, k, v, scale, block)
+}
+
+/// `LATENT_STUDIO_AVX2_ATTENTION=1` keeps the AVX2 f32 kernels on AVX-512 CPUs, for A/B runs.
+#[cfg(target_arch = "x86_64")]
+fn avx2_only() -> bool {
+    static AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVX2.get_or_init(|| std::env::var("LATENT_STUDIO_AVX2_ATTENTION").is_ok_and(|v| v == "1"))
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -263,6 +272,7 @@ mod tests {
             (2, 1, 67, 64, 512),
             (1, 4, 5, 9, 64),
             (1, 2, 64, 700, 160),
+            (1, 2, 100, 333, 80),
             (1, 1, 1, 1, 8),
         ];
         for (batch, heads, queries, keys, head_dim) in cases {
@@ -271,22 +281,30 @@ mod tests {
             let k = heads_view(batch, keys, heads, head_dim, 1.0);
             let v = heads_view(batch, keys, heads, head_dim, 1.0);
             let scale = 1.0 / (head_dim as f64).sqrt();
-            let fused = fused(online_softmax::Arithmetic::F32, &q, &k, &v, scale).unwrap();
             let reference = sliced(&q, &k, &v, scale, SCORE_BLOCK_ELEMENTS).unwrap();
-            assert_eq!(fused.dims(), reference.dims());
-            let diff = crate::pipeline::max_abs_diff(&fused, &reference);
-            assert!(
-                diff < 2e-5,
-                "max diff {diff} for {:?}",
-                (batch, heads, queries, keys, head_dim)
-            );
+            // The AVX-512 kernels where this CPU has them, and the AVX2 ones in any case.
+            for arithmetic in [
+                online_softmax::Arithmetic::F32,
+                online_softmax::Arithmetic::F32Avx2,
+            ] {
+                let fused = fused(arithmetic, &q, &k, &v, scale).unwrap();
+                assert_eq!(fused.dims(), reference.dims());
+                let diff = crate::pipeline::max_abs_diff(&fused, &reference);
+                assert!(
+                    diff < 2e-5,
+                    "max diff {diff} for {arithmetic:?} {:?}",
+                    (batch, heads, queries, keys, head_dim)
+                );
+            }
         }
     }
 
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn fused_bf16_is_close_to_f32() {
-        if !online_softmax::available(8) || !online_softmax_bf16::available(8) {
+        if !online_softmax::available(8)
+            || !online_softmax_avx512::available::<online_softmax_avx512::Bf16>(8)
+        {
             return;
         }
         // As above, plus an odd number of keys in a partial tile and the VAE's 512-wide head.

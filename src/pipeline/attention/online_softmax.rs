@@ -61,11 +61,13 @@ pub(super) fn key_block(head_dim: usize, tile: usize) -> usize {
     keys / tile * tile
 }
 
-/// The arithmetic of the two products: f32 (exact to the reference's rounding) or, in bf16
-/// mode on CPUs with AVX-512 BF16, bf16 inputs with f32 sums (`online_softmax_bf16`).
+/// The arithmetic of the two products: f32 (AVX-512 kernels where the CPU has them, else
+/// AVX2), or, in bf16 mode on CPUs with AVX-512 BF16, bf16 inputs with f32 sums
+/// (`online_softmax_avx512`). `F32Avx2` keeps the AVX2 kernels even on AVX-512 CPUs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arithmetic {
     F32,
+    F32Avx2,
     Bf16,
 }
 
@@ -95,7 +97,7 @@ pub(super) struct Block {
 }
 
 /// Writes attention for every (batch, head) into `out`, laid out `(batch, queries, heads,
-/// head_dim)`. The caller checks [`available`] (and `online_softmax_bf16::available` for bf16)
+/// head_dim)`. The caller checks [`available`] (and `online_softmax_avx512::available` for bf16)
 /// and that every view lies inside its buffer.
 pub fn attend(
     arithmetic: Arithmetic,
@@ -114,14 +116,18 @@ pub fn attend(
         out.len(),
         shape.batch * shape.queries * shape.heads * shape.head_dim
     );
+    use super::online_softmax_avx512::{self as avx512, Avx512Products};
     match arithmetic {
-        Arithmetic::F32 => {
+        Arithmetic::F32 if avx512::available::<avx512::F32>(shape.head_dim) => {
+            let products = Avx512Products::<avx512::F32>::new(shape, (k, k_view), (v, v_view));
+            run(&products, shape, scale, (q, q_view), out);
+        }
+        Arithmetic::F32 | Arithmetic::F32Avx2 => {
             let products = F32Products::new(shape, (k, k_view), (v, v_view));
             run(&products, shape, scale, (q, q_view), out);
         }
         Arithmetic::Bf16 => {
-            let products =
-                super::online_softmax_bf16::Bf16Products::new(shape, (k, k_view), (v, v_view));
+            let products = Avx512Products::<avx512::Bf16>::new(shape, (k, k_view), (v, v_view));
             run(&products, shape, scale, (q, q_view), out);
         }
     }
