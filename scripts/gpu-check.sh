@@ -13,12 +13,14 @@
 # fixtures the check doesn't read (it reads scripts/, bench/, assets/, tests/fixtures/cases*,
 # tests/fixtures/init_64.png and tests/fixtures/models/{sd1,sdxl}):
 #   git switch -c gpu-tree && git rm -rq --cached tests/fixtures/formats \
-#       tests/fixtures/models/{sd2v,sd_turbo,sdxl_turbo} && git commit -qm "GPU tree" &&
+#       tests/fixtures/models/{sd2v,sd_turbo,sdxl_turbo} \
+#       tests/fixtures/{schedulers,noise,vae_tiling}.safetensors && git commit -qm "GPU tree" &&
 #   printf '%s\n' /tests/fixtures/formats/ /tests/fixtures/models/sd2v/ \
-#       /tests/fixtures/models/sd_turbo/ /tests/fixtures/models/sdxl_turbo/ >>.git/info/exclude
+#       /tests/fixtures/models/sd_turbo/ /tests/fixtures/models/sdxl_turbo/ \
+#       /tests/fixtures/{schedulers,noise,vae_tiling}.safetensors >>.git/info/exclude
 # and afterwards `git switch main && git branch -D gpu-tree` (git overwrites the ignored fixtures it
 # restores; drop those exclude lines).
-# It took about 160 s on an H200 (runs 3 and 4 of 2026-11-26), plus ~35 s to start the machine; each
+# It took 140–180 s on an H100/H200 (runs 3–7 of 2026-11-26), plus ~35 s to start the machine; each
 # stage below has its own timeout (about 10 minutes in all, if every one ran out). Everything
 # goes to stdout; $OUT/gpu-check.log (when $OUT is set) and the bench logs come back.
 #
