@@ -33,8 +33,8 @@
 # candle's f32 arithmetic; if flash attention fails there, the rest runs without it); (b) parity on six fixture cases (scripts/gpu_parity.py) in f32 (each
 # within 2/255 of the stored diffusers image, as on the CPU) and two in f16 (reported);
 # (c) `latent-studio bench` and bench/diffusers_bench.py for SD 1.5 512² and SDXL 1024² (20
-# steps; ours also with single-buffered flash attention, both with a profile by layer),
-# random weights, fp16, then a table.
+# steps; ours also with the one-value-at-a-time GroupNorm kernels, both with a profile by
+# layer), random weights, fp16, then a table.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 CARRY=${GPU_CARRY:-gpu-carry}
@@ -109,6 +109,10 @@ if [[ -f $CARRY/latent-studio-tests.xz ]]; then
         fail "cuBLASLt linear test: the rest runs with LATENT_STUDIO_CANDLE_LINEAR=1"
         export LATENT_STUDIO_CANDLE_LINEAR=1
     fi
+    if ! timeout 60 "$WORK/latent-studio-tests" --test-threads 1 -q gpu_group_norm >/dev/null 2>&1; then
+        fail "group norm test: the rest runs with LATENT_STUDIO_SCALAR_GROUP_NORM=1"
+        export LATENT_STUDIO_SCALAR_GROUP_NORM=1
+    fi
 fi
 
 section "(b) parity with diffusers on the fixture cases (tests/fixtures/models/{sd1,sdxl})"
@@ -142,14 +146,14 @@ bench() { # name timeout command...
 timeout 60 "$BIN" bench --device cuda --dtype f16 --sizes 512 --iters 1 --steps 1 >/dev/null 2>&1
 LATENT_STUDIO_CONV_LOG=1 bench ours_sd15 100 \
     "$BIN" bench --device cuda --dtype f16 --sizes 512 --iters 3 --steps 20 --profile
-# A/B: flash attention with one key/value tile in shared memory instead of two (cp.async).
-LATENT_STUDIO_FLASH_STAGES=1 bench ours_sd15_single_stage 100 \
+# A/B: GroupNorm one value at a time instead of in 16-byte pieces.
+LATENT_STUDIO_SCALAR_GROUP_NORM=1 bench ours_sd15_scalar_gn 100 \
     "$BIN" bench --device cuda --dtype f16 --sizes 512 --iters 3 --steps 20
 bench diffusers_sd15 100 $PY bench/diffusers_bench.py --device cuda --dtype fp16 --sizes 512 \
     --pipeline-size 512 --pipeline-steps 20 --iters 3 --warmup 1 --profile
 LATENT_STUDIO_CONV_LOG=1 bench ours_sdxl 130 \
     "$BIN" bench --arch sdxl --device cuda --dtype f16 --sizes 1024 --iters 3 --steps 20 --profile
-LATENT_STUDIO_FLASH_STAGES=1 bench ours_sdxl_single_stage 130 \
+LATENT_STUDIO_SCALAR_GROUP_NORM=1 bench ours_sdxl_scalar_gn 130 \
     "$BIN" bench --arch sdxl --device cuda --dtype f16 --sizes 1024 --iters 2 --steps 20
 bench diffusers_sdxl 130 $PY bench/diffusers_bench.py --arch sdxl --device cuda --dtype fp16 --sizes 1024 \
     --pipeline-size 1024 --pipeline-steps 20 --iters 2 --warmup 1 --profile
@@ -184,7 +188,7 @@ def peak_memory(name):
     except FileNotFoundError:
         pass
     return None
-columns = [("ours", "ours_{}"), ("1-stage flash", "ours_{}_single_stage"), ("diffusers", "diffusers_{}")]
+columns = [("ours", "ours_{}"), ("scalar GN", "ours_{}_scalar_gn"), ("diffusers", "diffusers_{}")]
 print(f"{'arch':6} {'part (min ms)':18}" + "".join(f"{c:>14}" for c, _ in columns) + f"{'ours/diffusers':>16}")
 for arch in ("sd15", "sdxl"):
     runs = [read(log.format(arch)) for _, log in columns]

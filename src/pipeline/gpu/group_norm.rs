@@ -48,6 +48,14 @@ pub fn applies(xs: &Tensor, gamma: &Tensor, groups: usize) -> bool {
         && xs.elem_count() / (dims[0] * groups).max(1) < u32::MAX as usize / 2
 }
 
+/// `LATENT_STUDIO_SCALAR_GROUP_NORM=1` keeps the one-value-at-a-time kernels, for A/B runs.
+fn scalar_only() -> bool {
+    static SCALAR: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SCALAR.get_or_init(|| {
+        std::env::var("LATENT_STUDIO_SCALAR_GROUP_NORM").is_ok_and(|value| value == "1")
+    })
+}
+
 struct GroupNormOp {
     groups: usize,
     eps: f32,
@@ -74,9 +82,21 @@ impl GroupNormOp {
         let group_len = (elements / (batch * self.groups)) as u32;
         let channels_per_group = (channels / self.groups) as u32;
         let spatial = group_len / channels_per_group.max(1);
+        // 16-byte pieces where the layout allows (every Stable Diffusion shape does), else
+        // one value at a time.
+        let piece = (16 / std::mem::size_of::<T>()) as u32;
+        let in_pieces = !scalar_only()
+            && group_len.is_multiple_of(piece)
+            && spatial.is_multiple_of(piece)
+            && xs_layout.start_offset().is_multiple_of(piece as usize);
+        let (units, kind) = if in_pieces {
+            (group_len / piece, "_pieces")
+        } else {
+            (group_len, "")
+        };
         // Enough blocks for the whole GPU even at batch 1 and 32 groups.
-        let splits = group_len.div_ceil(THREADS * 16).clamp(1, 64);
-        let normalise_blocks = group_len.div_ceil(THREADS * 4).clamp(1, 4096);
+        let splits = units.div_ceil(THREADS * 16).clamp(1, 64);
+        let normalise_blocks = units.div_ceil(THREADS * 4).clamp(1, 4096);
 
         let device = xs.device().clone();
         let input = xs.as_cuda_slice::<T>()?.slice(xs_layout.start_offset()..);
@@ -92,7 +112,7 @@ impl GroupNormOp {
         let mut out = unsafe { device.alloc::<T>(elements)? };
 
         let statistics = device.get_or_load_custom_func(
-            &format!("group_norm_statistics_{suffix}"),
+            &format!("group_norm_statistics{kind}_{suffix}"),
             MODULE,
             PTX,
         )?;
@@ -109,7 +129,7 @@ impl GroupNormOp {
         unsafe { launch.launch(config) }.w()?;
 
         let normalise = device.get_or_load_custom_func(
-            &format!("group_norm_normalise_{suffix}"),
+            &format!("group_norm_normalise{kind}_{suffix}"),
             MODULE,
             PTX,
         )?;
@@ -180,6 +200,55 @@ impl CustomOp3 for GroupNormOp {
             DType::F16 => self.run::<half::f16>("f16", xs, gamma, beta),
             DType::BF16 => self.run::<half::bf16>("bf16", xs, gamma, beta),
             other => candle_core::bail!("group norm: no {other:?} kernel"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Needs a CUDA GPU (`scripts/gpu-check.sh` runs it there); elsewhere it returns at once.
+    #[test]
+    fn gpu_group_norm_matches_candle() {
+        let Ok(device) = crate::pipeline::new_cuda_device() else {
+            eprintln!("no CUDA device: group norm not tested");
+            return;
+        };
+        // VAE- and UNet-like shapes (16-byte pieces), and one whose planes are not a whole
+        // number of pieces (3×3), which takes the one-value kernels.
+        for (dims, groups) in [
+            ((1, 128, 64, 64), 32),
+            ((2, 320, 16, 16), 32),
+            ((2, 64, 3, 3), 8),
+        ] {
+            let channels = dims.1;
+            let xs = (Tensor::randn(0f32, 2.0, dims, &device).unwrap() + 0.5).unwrap();
+            let gamma = Tensor::randn(1f32, 0.2, channels, &device).unwrap();
+            let beta = Tensor::randn(0f32, 0.2, channels, &device).unwrap();
+            let reference_norm =
+                candle_nn::GroupNorm::new(gamma.clone(), beta.clone(), channels, groups, 1e-6)
+                    .unwrap();
+            for dtype in [DType::F32, DType::F16] {
+                for silu in [false, true] {
+                    let cast = |t: &Tensor| t.to_dtype(dtype).unwrap();
+                    let ours = forward(&cast(&xs), &cast(&gamma), &cast(&beta), groups, 1e-6, silu)
+                        .unwrap()
+                        .to_dtype(DType::F32)
+                        .unwrap();
+                    let mut reference = candle_core::Module::forward(&reference_norm, &xs).unwrap();
+                    if silu {
+                        reference = candle_nn::ops::silu(&reference).unwrap();
+                    }
+                    let diff = crate::pipeline::max_abs_diff(&ours, &reference);
+                    // f16: inputs and outputs rounded (half an ulp of values up to ~8).
+                    let limit = if dtype == DType::F32 { 1e-4 } else { 2e-2 };
+                    assert!(
+                        diff < limit,
+                        "max diff {diff} for {dims:?} {dtype:?} silu {silu}"
+                    );
+                }
+            }
         }
     }
 }
