@@ -358,6 +358,23 @@ mod tests {
     }
 
     #[test]
+    fn tiles_from_a_function_equal_tiles_from_a_matrix() {
+        if !available() {
+            return;
+        }
+        // Odd depth, a whole tile and a partial one.
+        let (depth, width) = (7, 100);
+        let b = values(depth * width, 3);
+        let from_matrix = ColumnTiles::new(&b, depth, width);
+        let from_fn = ColumnTiles::from_fn(depth, width, |row, first, out| {
+            for (i, target) in out.iter_mut().enumerate() {
+                *target = bf16_bits(b[row * width + first + i]);
+            }
+        });
+        assert_eq!(from_matrix.data, from_fn.data);
+    }
+
+    #[test]
     fn equals_an_f32_product_of_the_rounded_inputs() {
         if !available() {
             return;
