@@ -16,6 +16,45 @@ __device__ __forceinline__ void merge(float &n, float &mean, float &m2, float n_
 
 constexpr int THREADS = 256;
 
+// Merges the block's per-thread moments (all THREADS threads call it) and has thread 0 write
+// them, as (count, mean, M2), to `out`.
+__device__ __forceinline__ void write_block_moments(float n, float mean, float m2, float *out) {
+    __shared__ float s_n[THREADS], s_mean[THREADS], s_m2[THREADS];
+    const unsigned int t = threadIdx.x;
+    s_n[t] = n;
+    s_mean[t] = mean;
+    s_m2[t] = m2;
+    __syncthreads();
+    for (unsigned int half_width = THREADS / 2; half_width > 0; half_width >>= 1) {
+        if (t < half_width) {
+            merge(s_n[t], s_mean[t], s_m2[t], s_n[t + half_width], s_mean[t + half_width],
+                  s_m2[t + half_width]);
+        }
+        __syncthreads();
+    }
+    if (t == 0) {
+        out[0] = s_n[0];
+        out[1] = s_mean[0];
+        out[2] = s_m2[0];
+    }
+}
+
+// The mean and 1/sqrt(variance + eps) of a group from the moments of its `splits` slices
+// (all threads of the block call it; thread 0 merges, every thread gets the result).
+__device__ __forceinline__ void group_moments(const float *slices, unsigned int splits, float eps, float &mean,
+                                              float &rstd) {
+    __shared__ float s_mean, s_rstd;
+    if (threadIdx.x == 0) {
+        float n = 0.f, m = 0.f, m2 = 0.f;
+        for (unsigned int s = 0; s < splits; ++s) merge(n, m, m2, slices[3 * s], slices[3 * s + 1], slices[3 * s + 2]);
+        s_mean = m;
+        s_rstd = rsqrtf(m2 / n + eps);
+    }
+    __syncthreads();
+    mean = s_mean;
+    rstd = s_rstd;
+}
+
 // grid (splits, batch * groups): block (s, g) writes the moments of the s-th slice of group g
 // to partials[(g * splits + s) * 3 ..].
 template <typename T>
@@ -33,25 +72,7 @@ __device__ void statistics(const T *x, float *partials, unsigned int group_len) 
         mean += delta / n;
         m2 += delta * (v - mean);
     }
-    __shared__ float s_n[THREADS], s_mean[THREADS], s_m2[THREADS];
-    const unsigned int t = threadIdx.x;
-    s_n[t] = n;
-    s_mean[t] = mean;
-    s_m2[t] = m2;
-    __syncthreads();
-    for (unsigned int half_width = THREADS / 2; half_width > 0; half_width >>= 1) {
-        if (t < half_width) {
-            merge(s_n[t], s_mean[t], s_m2[t], s_n[t + half_width], s_mean[t + half_width],
-                  s_m2[t + half_width]);
-        }
-        __syncthreads();
-    }
-    if (t == 0) {
-        float *out = partials + ((size_t)g * splits + split) * 3;
-        out[0] = s_n[0];
-        out[1] = s_mean[0];
-        out[2] = s_m2[0];
-    }
+    write_block_moments(n, mean, m2, partials + ((size_t)g * splits + split) * 3);
 }
 
 // grid (blocks, batch * groups): normalises group g with the merged moments of its slices.
@@ -61,16 +82,8 @@ __device__ void normalise(const T *x, T *y, const float *partials, const T *gamm
                           unsigned int channels_per_group, unsigned int groups,
                           unsigned int splits, float eps, int silu) {
     const unsigned int g = blockIdx.y;
-    __shared__ float s_mean, s_rstd;
-    if (threadIdx.x == 0) {
-        float n = 0.f, mean = 0.f, m2 = 0.f;
-        const float *p = partials + (size_t)g * splits * 3;
-        for (unsigned int s = 0; s < splits; ++s) merge(n, mean, m2, p[3 * s], p[3 * s + 1], p[3 * s + 2]);
-        s_mean = mean;
-        s_rstd = rsqrtf(m2 / n + eps);
-    }
-    __syncthreads();
-    const float mean = s_mean, rstd = s_rstd;
+    float mean, rstd;
+    group_moments(partials + (size_t)g * splits * 3, splits, eps, mean, rstd);
     const unsigned int first_channel = (g % groups) * channels_per_group;
     const T *in = x + (size_t)g * group_len;
     T *out = y + (size_t)g * group_len;
@@ -125,25 +138,7 @@ __device__ void statistics_pieces(const T *x, float *partials, unsigned int grou
         for (int k = 0; k < VEC; ++k) piece_m2 += (piece.v[k] - piece_mean) * (piece.v[k] - piece_mean);
         merge(n, mean, m2, (float)VEC, piece_mean, piece_m2);
     }
-    __shared__ float s_n[THREADS], s_mean[THREADS], s_m2[THREADS];
-    const unsigned int t = threadIdx.x;
-    s_n[t] = n;
-    s_mean[t] = mean;
-    s_m2[t] = m2;
-    __syncthreads();
-    for (unsigned int half_width = THREADS / 2; half_width > 0; half_width >>= 1) {
-        if (t < half_width) {
-            merge(s_n[t], s_mean[t], s_m2[t], s_n[t + half_width], s_mean[t + half_width],
-                  s_m2[t + half_width]);
-        }
-        __syncthreads();
-    }
-    if (t == 0) {
-        float *out = partials + ((size_t)g * splits + split) * 3;
-        out[0] = s_n[0];
-        out[1] = s_mean[0];
-        out[2] = s_m2[0];
-    }
+    write_block_moments(n, mean, m2, partials + ((size_t)g * splits + split) * 3);
 }
 
 template <typename T, int VEC>
@@ -152,16 +147,8 @@ __device__ void normalise_pieces(const T *x, T *y, const float *partials, const 
                                  unsigned int channels_per_group, unsigned int groups,
                                  unsigned int splits, float eps, int silu) {
     const unsigned int g = blockIdx.y;
-    __shared__ float s_mean, s_rstd;
-    if (threadIdx.x == 0) {
-        float n = 0.f, mean = 0.f, m2 = 0.f;
-        const float *p = partials + (size_t)g * splits * 3;
-        for (unsigned int s = 0; s < splits; ++s) merge(n, mean, m2, p[3 * s], p[3 * s + 1], p[3 * s + 2]);
-        s_mean = mean;
-        s_rstd = rsqrtf(m2 / n + eps);
-    }
-    __syncthreads();
-    const float mean = s_mean, rstd = s_rstd;
+    float mean, rstd;
+    group_moments(partials + (size_t)g * splits * 3, splits, eps, mean, rstd);
     const unsigned int first_channel = (g % groups) * channels_per_group;
     const T *in = x + (size_t)g * group_len;
     T *out = y + (size_t)g * group_len;

@@ -36,8 +36,8 @@ pub fn applies(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> bool {
         && xs.device().is_cuda()
         && matches!(xs.dtype(), DType::F16 | DType::BF16)
         && weight.dtype() == xs.dtype()
-        && bias.is_none_or(|b| b.dtype() == xs.dtype() && b.dims() == [dims[0]])
         && dims.len() == 2
+        && bias.is_none_or(|b| b.dtype() == xs.dtype() && b.dims() == [dims[0]])
         && xs.dims().last() == Some(&dims[1])
         && xs.elem_count() > 0
 }
