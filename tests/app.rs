@@ -239,7 +239,13 @@ fn prompt_to_saved_image_with_live_previews() {
     std::fs::create_dir_all(export.parent().expect("parent")).expect("mkdir");
     desktop.answer(&export);
     harness.key_press_modifiers(Modifiers::COMMAND, Key::S);
-    step_until(&mut harness, "the export", |_| export.exists());
+    // The file appears before the app hears back; wait for the confirmation, whose notice
+    // moves the toolbar down, so the next click lands where the buttons are drawn.
+    step_until(&mut harness, "the export's confirmation", |app| {
+        app.notices().iter().any(|n| n.title.starts_with("Saved "))
+    });
+    harness.run_steps(2);
+    assert!(export.exists());
     assert_eq!(
         read_png_parameters(&export).expect("read").as_deref(),
         Some(parameters.as_str())
