@@ -8,6 +8,7 @@
 //! the other (`tile → pair → 64 columns`), so the kernel reads it contiguously whatever the
 //! matrix width.
 
+use crate::pipeline::matmul::Bias;
 use rayon::prelude::*;
 use std::arch::x86_64::*;
 
@@ -231,12 +232,23 @@ impl Output {
     }
 }
 
-/// `out = W · B`, where row `r` of the product goes to `out[r * out_stride..][..columns]`.
-pub fn multiply(weight: &PairedRows, columns: &ColumnTiles, out: &mut [f32], out_stride: usize) {
+/// `out = bias + W · B`, where row `r` of the product goes to `out[r * out_stride..][..columns]`.
+pub fn multiply(
+    weight: &PairedRows,
+    columns: &ColumnTiles,
+    out: &mut [f32],
+    out_stride: usize,
+    bias: Bias,
+) {
     assert!(available(), "matmul_bf16 without AVX-512 BF16");
     assert_eq!(weight.pairs, columns.pairs, "inner dimensions differ");
     let (rows, width) = (weight.rows, columns.columns);
     assert!(out_stride >= width && rows > 0 && out.len() >= (rows - 1) * out_stride + width);
+    match bias {
+        Bias::None => {}
+        Bias::PerRow(values) => assert!(values.len() >= rows, "a bias per row is short"),
+        Bias::PerColumn(values) => assert!(values.len() >= width, "a bias per column is short"),
+    }
     let tiles = width.div_ceil(TILE);
     // Enough tasks for every thread even when the image is small (8×8 latents: one tile).
     let wanted = 4 * rayon::current_num_threads();
@@ -270,7 +282,17 @@ pub fn multiply(weight: &PairedRows, columns: &ColumnTiles, out: &mut [f32], out
                         c,
                         c_stride: out_stride,
                         valid,
-                        accumulate: first_pair > 0,
+                        start: if first_pair > 0 {
+                            Start::Target
+                        } else {
+                            match bias {
+                                Bias::None => Start::Zero,
+                                Bias::PerRow(values) => Start::RowBias(values[row..].as_ptr()),
+                                Bias::PerColumn(values) => {
+                                    Start::ColumnBias(values[first_column..].as_ptr())
+                                }
+                            }
+                        },
                     };
                     match block {
                         6 => tile.run::<6>(),
@@ -296,7 +318,17 @@ struct Tile {
     c: *mut f32,
     c_stride: usize,
     valid: usize,
-    accumulate: bool,
+    start: Start,
+}
+
+/// What a tile's sums start from: zero, the bias (one value per row from the pointer on, or
+/// one per column), or what the previous block of the inner dimension left in `c`.
+#[derive(Clone, Copy)]
+enum Start {
+    Zero,
+    RowBias(*const f32),
+    ColumnBias(*const f32),
+    Target,
 }
 
 impl Tile {
@@ -307,12 +339,16 @@ impl Tile {
             ((1u32 << lanes) - 1) as __mmask16
         });
         let mut acc = [[_mm512_setzero_ps(); 4]; R];
-        if self.accumulate {
-            for (r, acc) in acc.iter_mut().enumerate() {
-                for (j, acc) in acc.iter_mut().enumerate() {
-                    let c = self.c.add(r * self.c_stride + 16 * j);
-                    *acc = _mm512_maskz_loadu_ps(masks[j], c);
-                }
+        for (r, acc) in acc.iter_mut().enumerate() {
+            for (j, acc) in acc.iter_mut().enumerate() {
+                *acc = match self.start {
+                    Start::Zero => _mm512_setzero_ps(),
+                    Start::RowBias(bias) => _mm512_set1_ps(*bias.add(r)),
+                    Start::ColumnBias(bias) => _mm512_maskz_loadu_ps(masks[j], bias.add(16 * j)),
+                    Start::Target => {
+                        _mm512_maskz_loadu_ps(masks[j], self.c.add(r * self.c_stride + 16 * j))
+                    }
+                };
             }
         }
         for p in 0..self.count {
@@ -380,30 +416,48 @@ mod tests {
             return;
         }
         // Odd depth (a half-empty last pair), partial tiles and row blocks, several cache
-        // blocks of the inner dimension, and a single-tile case split over row groups.
-        for (rows, depth, width) in [
+        // blocks of the inner dimension (the bias must count once), and a single-tile case
+        // split over row groups; each kind of bias in turn.
+        for (case, (rows, depth, width)) in [
             (13, 37, 150),
             (7, 250, 64),
-            (320, 9, 5),
             (64, 200, 64),
+            (320, 9, 5),
             (5, 40, 3),
-        ] {
+        ]
+        .into_iter()
+        .enumerate()
+        {
             let w = values(rows * depth, 1);
             let b = values(depth * width, 2);
+            let row_bias = values(rows, 3);
+            let column_bias = values(width, 4);
+            let bias = match case % 3 {
+                0 => Bias::None,
+                1 => Bias::PerRow(&row_bias),
+                _ => Bias::PerColumn(&column_bias),
+            };
             let mut out = vec![f32::NAN; rows * width];
             multiply(
                 &PairedRows::new(&w, rows, depth),
                 &ColumnTiles::new(&b, depth, width),
                 &mut out,
                 width,
+                bias,
             );
             for i in 0..rows {
                 for j in 0..width {
-                    let exact: f64 = (0..depth)
-                        .map(|k| {
-                            rounded(w[i * depth + k]) as f64 * rounded(b[k * width + j]) as f64
-                        })
-                        .sum();
+                    let start = match bias {
+                        Bias::None => 0.0,
+                        Bias::PerRow(v) => v[i] as f64,
+                        Bias::PerColumn(v) => v[j] as f64,
+                    };
+                    let exact: f64 = start
+                        + (0..depth)
+                            .map(|k| {
+                                rounded(w[i * depth + k]) as f64 * rounded(b[k * width + j]) as f64
+                            })
+                            .sum::<f64>();
                     let got = out[i * width + j] as f64;
                     assert!(
                         (got - exact).abs() <= 1e-5 * (1.0 + exact.abs()) * (depth as f64).sqrt(),

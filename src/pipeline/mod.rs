@@ -10,6 +10,7 @@ mod gpu;
 pub mod group_norm;
 pub mod layers;
 pub mod linear;
+mod matmul;
 #[cfg(target_arch = "x86_64")]
 mod matmul_bf16;
 pub mod noise;
@@ -23,6 +24,7 @@ pub mod text_encoder;
 pub mod tokenizer;
 pub mod unet;
 pub mod vae;
+mod winograd;
 
 /// The first CUDA GPU, with candle's per-tensor CUDA event tracking off. That tracking is
 /// for tensors shared between streams; everything here runs on the device's one stream, and
