@@ -36,11 +36,19 @@ fn candle_only() -> bool {
     *CANDLE_ONLY.get_or_init(|| std::env::var("LATENT_STUDIO_CANDLE_CONV").is_ok_and(|v| v == "1"))
 }
 
-/// Images smaller than this (pixels per channel) unfold instead of using Winograd's algorithm:
-/// per layer on this 2-core AVX-512 machine, F(2×2, 3×3) took 0.55–0.75× the unfolded time at
-/// 32² and above, but 1.05× for 1280 channels at 16², where transforming the 1280² weights
-/// costs as much as the saved products.
-const WINOGRAD_MIN_PLANE: usize = 32 * 32;
+/// Whether Winograd's F(2×2, 3×3) beats unfolding for an image of `plane` pixels per channel.
+/// Measured per layer on a 2-core AVX-512 machine: in f32 it took 0.55–0.95× the unfolded time
+/// from 32² up, but 1.05× for 1280 channels at 16², where transforming the 1280² weights costs
+/// as much as the saved products. With bf16 products (twice as fast, so the f32 transforms
+/// weigh twice as much) it pays on the VAE's large images, from 64² up (whole 512² decode
+/// 10.8 → 6.7–7.3 s); per layer it lost for the UNet's 640 channels at 32² (1.9× the unfolded
+/// time), and a whole 512² UNet step with its 64² layers on it came out level (5.7 s both).
+fn winograd_pays(arithmetic: CpuArithmetic, plane: usize) -> bool {
+    match arithmetic {
+        CpuArithmetic::F32 => plane >= 32 * 32,
+        CpuArithmetic::Bf16 => plane >= 64 * 64,
+    }
+}
 
 /// `LATENT_STUDIO_DIRECT_CONV=1` unfolds f32 3×3 convolutions as the others instead of
 /// computing them by Winograd's F(2×2, 3×3), for A/B measurements.
@@ -198,7 +206,27 @@ impl Conv2d {
         // of blocks, stacking of images or adding of the bias afterwards.
         let mut out = vec![0f32; batch * out_channels * plane];
 
-        if arithmetic == CpuArithmetic::Bf16 {
+        let winograd = (kernel_h, kernel_w, pad, stride) == (3, 3, 1, 1)
+            && winograd_pays(arithmetic, height * width)
+            && !direct_only();
+        if winograd {
+            // The f32 weight, widened for this call: the transform makes its own copy anyway.
+            let weight = f32_weight()?.contiguous()?;
+            let shape = winograd::Shape {
+                batch,
+                in_channels,
+                out_channels,
+                height,
+                width,
+            };
+            with_cpu_f32(&weight, |weight| {
+                with_cpu_f32(&xs, |input| {
+                    let bias = bias_values.as_deref();
+                    let block = winograd::BLOCK_VALUES;
+                    winograd::conv3x3(input, weight, bias, shape, &mut out, block, arithmetic)
+                })
+            })??;
+        } else if arithmetic == CpuArithmetic::Bf16 {
             #[cfg(target_arch = "x86_64")]
             {
                 let paired = self.bf16_weight(out_channels, depth)?;
@@ -228,24 +256,6 @@ impl Conv2d {
             }
             #[cfg(not(target_arch = "x86_64"))]
             candle_core::bail!("conv2d: bf16 arithmetic on a CPU without it");
-        } else if (kernel_h, kernel_w, pad, stride) == (3, 3, 1, 1)
-            && height * width >= WINOGRAD_MIN_PLANE
-            && !direct_only()
-        {
-            let weight = f32_weight()?.contiguous()?;
-            let shape = winograd::Shape {
-                batch,
-                in_channels,
-                out_channels,
-                height,
-                width,
-            };
-            with_cpu_f32(&weight, |weight| {
-                with_cpu_f32(&xs, |input| {
-                    let bias = bias_values.as_deref();
-                    winograd::conv3x3(input, weight, bias, shape, &mut out, winograd::BLOCK_VALUES)
-                })
-            })??;
         } else {
             let weight = f32_weight()?;
             with_cpu_f32(&weight, |weight| {

@@ -16,6 +16,9 @@
 use rayon::prelude::*;
 
 use crate::pipeline::matmul::{self, Bias, MatrixRef};
+#[cfg(target_arch = "x86_64")]
+use crate::pipeline::matmul_bf16::{self, ColumnTiles, PairedRows};
+use crate::pipeline::precision::CpuArithmetic;
 
 /// How many transformed values (input tiles, or products) one block of tile rows may hold (16 MB
 /// of f32 each).
@@ -44,6 +47,8 @@ impl Shape {
 /// `out` (batch × out_channels × height × width, NCHW) = the 3×3 convolution of `input`
 /// (NCHW) with `weight` (out × in × 3 × 3), zero padding 1, plus `bias` per output channel.
 /// `block_values` bounds the scratch memory: tile rows are transformed a block at a time.
+/// With bf16 arithmetic the 16 products take bf16 inputs (transformed weights and tiles) and
+/// sum in f32 ([`crate::pipeline::matmul_bf16`]); the transforms stay f32.
 pub fn conv3x3(
     input: &[f32],
     weight: &[f32],
@@ -51,6 +56,7 @@ pub fn conv3x3(
     shape: Shape,
     out: &mut [f32],
     block_values: usize,
+    arithmetic: CpuArithmetic,
 ) {
     let Shape {
         batch,
@@ -80,6 +86,20 @@ pub fn conv3x3(
     }
     let (tiles_y, tiles_x) = (shape.tiles_y(), shape.tiles_x());
     let transformed_weight = transform_weight(weight, out_channels, in_channels);
+    #[cfg(target_arch = "x86_64")]
+    let paired_weights: Vec<PairedRows> = match arithmetic {
+        CpuArithmetic::F32 => Vec::new(),
+        CpuArithmetic::Bf16 => (0..16)
+            .map(|xi| {
+                let rows: Vec<f32> = transformed_weight
+                    .chunks_exact(16 * in_channels)
+                    .flat_map(|row| &row[xi * in_channels..][..in_channels])
+                    .copied()
+                    .collect();
+                PairedRows::new(&rows, out_channels, in_channels)
+            })
+            .collect(),
+    };
     let tile_rows = batch * tiles_y;
     let widest = in_channels.max(out_channels);
     let rows_per_block = (block_values / (16 * widest * tiles_x).max(1)).clamp(1, tile_rows);
@@ -111,26 +131,38 @@ pub fn conv3x3(
                 }
             });
 
-        products
-            .par_chunks_mut(out_channels * block)
-            .enumerate()
-            .for_each(|(xi, product)| {
-                let weight = MatrixRef {
-                    data: &transformed_weight[xi * in_channels..],
-                    rows: out_channels,
-                    columns: in_channels,
-                    row_stride: 16 * in_channels,
-                    column_stride: 1,
-                };
-                let tiles = MatrixRef {
-                    data: &tiles[xi * block..],
-                    rows: in_channels,
-                    columns: block,
-                    row_stride: 16 * block,
-                    column_stride: 1,
-                };
-                matmul::multiply_on_this_thread(weight, tiles, product, block, Bias::None);
-            });
+        match arithmetic {
+            CpuArithmetic::F32 => products
+                .par_chunks_mut(out_channels * block)
+                .enumerate()
+                .for_each(|(xi, product)| {
+                    let weight = MatrixRef {
+                        data: &transformed_weight[xi * in_channels..],
+                        rows: out_channels,
+                        columns: in_channels,
+                        row_stride: 16 * in_channels,
+                        column_stride: 1,
+                    };
+                    let tiles = MatrixRef {
+                        data: &tiles[xi * block..],
+                        rows: in_channels,
+                        columns: block,
+                        row_stride: 16 * block,
+                        column_stride: 1,
+                    };
+                    matmul::multiply_on_this_thread(weight, tiles, product, block, Bias::None);
+                }),
+            #[cfg(target_arch = "x86_64")]
+            CpuArithmetic::Bf16 => {
+                for (xi, product) in products.chunks_exact_mut(out_channels * block).enumerate() {
+                    let tiles =
+                        ColumnTiles::strided(&tiles[xi * block..], in_channels, block, 16 * block);
+                    matmul_bf16::multiply(&paired_weights[xi], &tiles, product, block, Bias::None);
+                }
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            CpuArithmetic::Bf16 => unreachable!("bf16 arithmetic is only offered on x86-64"),
+        }
 
         // The block's tile rows, grouped by the image they belong to.
         let mut row = 0;
@@ -369,14 +401,35 @@ mod tests {
             let weight = values(out_channels * in_channels * 9, 2);
             let bias = values(out_channels, 3);
             for bias in [None, Some(bias.as_slice())] {
-                let mut out = vec![f32::NAN; batch * out_channels * height * width];
-                conv3x3(&input, &weight, bias, shape, &mut out, block_values);
                 let expected = reference(&input, &weight, bias, shape);
-                for (i, (&got, &want)) in out.iter().zip(&expected).enumerate() {
-                    assert!(
-                        (got as f64 - want).abs() < 1e-4 * (1.0 + want.abs()),
-                        "{shape:?} at {i}: {got} vs {want}"
+                let exact = |want: f64| 1e-4 * (1.0 + want.abs());
+                let mut arithmetics: Vec<(CpuArithmetic, &dyn Fn(f64) -> f64)> =
+                    vec![(CpuArithmetic::F32, &exact)];
+                // bf16 rounds the transformed inputs (sums of up to four values) to 8 bits of
+                // mantissa: about as far off as the unfolded bf16 convolution, whose sums of
+                // 9·channels products of N(0, 1) values are off by ~2⁻⁸·√(9·channels). A wrong
+                // tile or coefficient would be off by the size of the outputs (~8 here).
+                let rounded = |_: f64| 0.05 * (9.0 * in_channels as f64).sqrt();
+                if crate::pipeline::precision::bf16_available() {
+                    arithmetics.push((CpuArithmetic::Bf16, &rounded));
+                }
+                for (arithmetic, tolerance) in arithmetics {
+                    let mut out = vec![f32::NAN; batch * out_channels * height * width];
+                    conv3x3(
+                        &input,
+                        &weight,
+                        bias,
+                        shape,
+                        &mut out,
+                        block_values,
+                        arithmetic,
                     );
+                    for (i, (&got, &want)) in out.iter().zip(&expected).enumerate() {
+                        assert!(
+                            (got as f64 - want).abs() < tolerance(want),
+                            "{arithmetic:?} {shape:?} at {i}: {got} vs {want}"
+                        );
+                    }
                 }
             }
         }
