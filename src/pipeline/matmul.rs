@@ -166,18 +166,7 @@ fn product(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn values(count: usize, seed: u32) -> Vec<f32> {
-        let mut state = seed.wrapping_mul(2654435761).wrapping_add(1);
-        (0..count)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                (state as f32 / u32::MAX as f32 - 0.5) * 4.0
-            })
-            .collect()
-    }
+    use crate::pipeline::test_values as values;
 
     #[test]
     fn equals_the_plain_sum_with_either_bias_and_strides() {

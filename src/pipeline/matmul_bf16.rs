@@ -383,22 +383,10 @@ impl Tile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::test_values as values;
 
     fn rounded(value: f32) -> f32 {
         half::bf16::from_f32(value).to_f32()
-    }
-
-    /// Deterministic values with a spread of magnitudes and signs.
-    fn values(count: usize, seed: u32) -> Vec<f32> {
-        let mut state = seed.wrapping_mul(2654435761).wrapping_add(1);
-        (0..count)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                (state as f32 / u32::MAX as f32 - 0.5) * 4.0
-            })
-            .collect()
     }
 
     #[test]

@@ -57,6 +57,20 @@ pub(crate) fn with_cpu_f32<R>(
     Ok(read(&cpu.as_slice::<f32>()?[layout.start_offset()..]))
 }
 
+/// Deterministic values in ±2 with a spread of magnitudes and signs (xorshift), for tests.
+#[cfg(test)]
+pub(crate) fn test_values(count: usize, seed: u32) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(2654435761).wrapping_add(1);
+    (0..count)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            (state as f32 / u32::MAX as f32 - 0.5) * 4.0
+        })
+        .collect()
+}
+
 /// Largest absolute difference between two tensors of the same shape, for tests.
 #[cfg(test)]
 pub(crate) fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {

@@ -333,18 +333,7 @@ fn transform_output_row<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn values(count: usize, seed: u32) -> Vec<f32> {
-        let mut state = seed.wrapping_mul(2654435761).wrapping_add(1);
-        (0..count)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                (state as f32 / u32::MAX as f32 - 0.5) * 4.0
-            })
-            .collect()
-    }
+    use crate::pipeline::test_values as values;
 
     /// The direct sum, in f64.
     fn reference(input: &[f32], weight: &[f32], bias: Option<&[f32]>, shape: Shape) -> Vec<f64> {
