@@ -21,7 +21,7 @@ use crate::pipeline::matmul::{self, Bias, MatrixRef};
 #[cfg(target_arch = "x86_64")]
 use crate::pipeline::matmul_bf16::{self, ColumnTiles, PairedRows};
 use crate::pipeline::precision::{
-    cpu_arithmetic, weight_in_f32, with_stored_weight_precision, CpuArithmetic,
+    cpu_arithmetic, values_in_f32, weight_in_f32, with_stored_weight_precision, CpuArithmetic,
 };
 use crate::pipeline::{winograd, with_cpu_f32};
 use candle_nn::{Conv2dConfig, VarBuilder};
@@ -32,8 +32,7 @@ const COLUMN_BLOCK_VALUES: usize = 8 << 20;
 
 /// `LATENT_STUDIO_CANDLE_CONV=1` keeps candle's convolution everywhere, for A/B measurements.
 fn candle_only() -> bool {
-    static CANDLE_ONLY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *CANDLE_ONLY.get_or_init(|| std::env::var("LATENT_STUDIO_CANDLE_CONV").is_ok_and(|v| v == "1"))
+    crate::pipeline::ab_switch!("LATENT_STUDIO_CANDLE_CONV")
 }
 
 /// Whether Winograd's F(2×2, 3×3) beats unfolding for an image of `plane` pixels per channel.
@@ -50,11 +49,10 @@ fn winograd_pays(arithmetic: CpuArithmetic, plane: usize) -> bool {
     }
 }
 
-/// `LATENT_STUDIO_DIRECT_CONV=1` unfolds f32 3×3 convolutions as the others instead of
-/// computing them by Winograd's F(2×2, 3×3), for A/B measurements.
+/// `LATENT_STUDIO_DIRECT_CONV=1` unfolds 3×3 convolutions (f32 and bf16) as the others instead
+/// of computing them by Winograd's F(2×2, 3×3), for A/B measurements.
 fn direct_only() -> bool {
-    static DIRECT_ONLY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *DIRECT_ONLY.get_or_init(|| std::env::var("LATENT_STUDIO_DIRECT_CONV").is_ok_and(|v| v == "1"))
+    crate::pipeline::ab_switch!("LATENT_STUDIO_DIRECT_CONV")
 }
 
 #[derive(Debug, Clone)]
@@ -197,10 +195,7 @@ impl Conv2d {
         let rows_per_block = (block_values / (depth * out_w).max(1)).clamp(1, out_h);
         let image_len = channels * height * width;
         let plane = out_h * out_w;
-        let bias_values = match &self.bias {
-            Some(bias) => Some(weight_in_f32(bias)?.flatten_all()?.to_vec1::<f32>()?),
-            None => None,
-        };
+        let bias_values = self.bias.as_ref().map(values_in_f32).transpose()?;
         let bias = bias_values.as_deref().map_or(Bias::None, Bias::PerRow);
         // Every block's product lands in its place in `out`, on top of the bias: no gathering
         // of blocks, stacking of images or adding of the bias afterwards.
@@ -294,9 +289,7 @@ impl Conv2d {
         if let Some(paired) = self.bf16_weight.get() {
             return Ok(paired);
         }
-        let values = weight_in_f32(&self.weight)?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
+        let values = values_in_f32(&self.weight)?;
         Ok(self
             .bf16_weight
             .get_or_init(|| PairedRows::new(&values, rows, depth)))

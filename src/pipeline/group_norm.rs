@@ -59,10 +59,7 @@ impl GroupNorm {
     /// `LATENT_STUDIO_CANDLE_GROUP_NORM=1` keeps candle-nn's GroupNorm on GPUs, for A/B runs.
     #[cfg(feature = "cuda")]
     fn cuda_applies(&self, xs: &Tensor) -> bool {
-        static CANDLE_ONLY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        let candle_only = *CANDLE_ONLY.get_or_init(|| {
-            std::env::var("LATENT_STUDIO_CANDLE_GROUP_NORM").is_ok_and(|v| v == "1")
-        });
+        let candle_only = crate::pipeline::ab_switch!("LATENT_STUDIO_CANDLE_GROUP_NORM");
         !candle_only && crate::pipeline::gpu::group_norm::applies(xs, &self.weight, self.groups)
     }
 

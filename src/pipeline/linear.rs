@@ -13,7 +13,7 @@ use crate::pipeline::matmul::{self, Bias, MatrixRef};
 #[cfg(target_arch = "x86_64")]
 use crate::pipeline::matmul_bf16::{self, ColumnTiles, PairedRows};
 use crate::pipeline::precision::{
-    cpu_arithmetic, weight_in_f32, with_stored_weight_precision, CpuArithmetic,
+    cpu_arithmetic, values_in_f32, weight_in_f32, with_stored_weight_precision, CpuArithmetic,
 };
 use crate::pipeline::with_cpu_f32;
 
@@ -73,10 +73,7 @@ impl Linear {
 
     /// The bias in f32, if there is one.
     fn bias_values(&self) -> Result<Option<Vec<f32>>> {
-        self.inner
-            .bias()
-            .map(|bias| weight_in_f32(bias)?.flatten_all()?.to_vec1::<f32>())
-            .transpose()
+        self.inner.bias().map(values_in_f32).transpose()
     }
 
     /// `xs · Wᵀ + b` with bf16 inputs and f32 sums, for f32 tensors on the CPU.

@@ -34,7 +34,8 @@ impl Bias<'_> {
             });
     }
 
-    fn check(self, rows: usize, columns: usize) {
+    /// Panics when the bias is shorter than the product it starts.
+    pub(crate) fn check(self, rows: usize, columns: usize) {
         match self {
             Bias::None => {}
             Bias::PerRow(values) => assert!(values.len() >= rows, "a bias per row is short"),

@@ -252,11 +252,7 @@ pub fn multiply(
     assert_eq!(weight.pairs, columns.pairs, "inner dimensions differ");
     let (rows, width) = (weight.rows, columns.columns);
     assert!(out_stride >= width && rows > 0 && out.len() >= (rows - 1) * out_stride + width);
-    match bias {
-        Bias::None => {}
-        Bias::PerRow(values) => assert!(values.len() >= rows, "a bias per row is short"),
-        Bias::PerColumn(values) => assert!(values.len() >= width, "a bias per column is short"),
-    }
+    bias.check(rows, width);
     let tiles = width.div_ceil(TILE);
     // Enough tasks for every thread even when the image is small (8×8 latents: one tile).
     let wanted = 4 * rayon::current_num_threads();

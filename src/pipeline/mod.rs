@@ -1,5 +1,14 @@
 //! Everything that turns a prompt into an image once the weights are loaded.
 
+/// An A/B switch for measurements, read from the environment once: true when `$name` is `1`.
+macro_rules! ab_switch {
+    ($name:literal) => {{
+        static SWITCH: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *SWITCH.get_or_init(|| std::env::var($name).is_ok_and(|value| value == "1"))
+    }};
+}
+pub(crate) use ab_switch;
+
 pub mod attention;
 pub mod conditioning;
 pub mod conv;

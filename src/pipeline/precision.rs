@@ -74,6 +74,11 @@ pub(crate) fn stored_weight_precision_allowed() -> bool {
     STORED_WEIGHT_PRECISION.with(|flag| flag.get())
 }
 
+/// A CPU tensor's values as one f32 vector, f16/bf16 ones widened ([`weight_in_f32`]).
+pub(crate) fn values_in_f32(tensor: &candle_core::Tensor) -> candle_core::Result<Vec<f32>> {
+    weight_in_f32(tensor)?.flatten_all()?.to_vec1::<f32>()
+}
+
 /// `weight` as f32: itself when it is f32, else converted with the CPU's conversion
 /// instructions on all cores (candle's element-by-element conversion takes ~10× longer).
 pub(crate) fn weight_in_f32(

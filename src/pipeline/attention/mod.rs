@@ -62,17 +62,13 @@ fn dispatch(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tensor> {
 /// `LATENT_STUDIO_AVX2_ATTENTION=1` keeps the AVX2 f32 kernels on AVX-512 CPUs, for A/B runs.
 #[cfg(target_arch = "x86_64")]
 fn avx2_only() -> bool {
-    static AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *AVX2.get_or_init(|| std::env::var("LATENT_STUDIO_AVX2_ATTENTION").is_ok_and(|v| v == "1"))
+    crate::pipeline::ab_switch!("LATENT_STUDIO_AVX2_ATTENTION")
 }
 
 #[cfg(target_arch = "x86_64")]
 fn fused_applies(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<bool> {
     // `LATENT_STUDIO_UNFUSED_ATTENTION=1` keeps the sliced matrix products, for A/B measurements.
-    static UNFUSED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let unfused = *UNFUSED.get_or_init(|| {
-        std::env::var("LATENT_STUDIO_UNFUSED_ATTENTION").is_ok_and(|value| value == "1")
-    });
+    let unfused = crate::pipeline::ab_switch!("LATENT_STUDIO_UNFUSED_ATTENTION");
     let cpu_f32 = |t: &Tensor| matches!(t.device(), Device::Cpu) && t.dtype() == DType::F32;
     Ok(!unfused
         && cpu_f32(q)
@@ -187,10 +183,7 @@ impl ScaledSoftmax {
     fn for_device(q: &Tensor, scale: f64) -> Self {
         #[cfg(feature = "cuda")]
         {
-            static CANDLE_ONLY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-            let candle_only = *CANDLE_ONLY.get_or_init(|| {
-                std::env::var("LATENT_STUDIO_CANDLE_SOFTMAX").is_ok_and(|v| v == "1")
-            });
+            let candle_only = crate::pipeline::ab_switch!("LATENT_STUDIO_CANDLE_SOFTMAX");
             if !candle_only && scale > 0.0 && crate::pipeline::gpu::softmax::applies(q) {
                 return Self::Fused(scale);
             }

@@ -48,10 +48,7 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tenso
 /// sizes within its 32-bit indices. `LATENT_STUDIO_UNFUSED_ATTENTION=1` turns it off, for
 /// A/B runs against the sliced matrix products.
 pub fn applies(q: &Tensor, k: &Tensor, v: &Tensor) -> bool {
-    static UNFUSED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let unfused = *UNFUSED.get_or_init(|| {
-        std::env::var("LATENT_STUDIO_UNFUSED_ATTENTION").is_ok_and(|value| value == "1")
-    });
+    let unfused = crate::pipeline::ab_switch!("LATENT_STUDIO_UNFUSED_ATTENTION");
     let Device::Cuda(device) = q.device() else {
         return false;
     };
@@ -95,10 +92,7 @@ fn has_tensor_cores(device: &candle_core::CudaDevice) -> bool {
 /// where both fit the kernel's 48 KiB of static shared memory, i.e. padded head sizes ≤ 80.
 /// `LATENT_STUDIO_FLASH_STAGES=1` keeps one, for A/B runs.
 fn stages(padded_head: usize) -> usize {
-    static SINGLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let single = *SINGLE.get_or_init(|| {
-        std::env::var("LATENT_STUDIO_FLASH_STAGES").is_ok_and(|value| value == "1")
-    });
+    let single = crate::pipeline::ab_switch!("LATENT_STUDIO_FLASH_STAGES");
     if single || padded_head > 80 {
         1
     } else {

@@ -50,10 +50,7 @@ pub fn applies(xs: &Tensor, gamma: &Tensor, groups: usize) -> bool {
 
 /// `LATENT_STUDIO_SCALAR_GROUP_NORM=1` keeps the one-value-at-a-time kernels, for A/B runs.
 fn scalar_only() -> bool {
-    static SCALAR: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *SCALAR.get_or_init(|| {
-        std::env::var("LATENT_STUDIO_SCALAR_GROUP_NORM").is_ok_and(|value| value == "1")
-    })
+    crate::pipeline::ab_switch!("LATENT_STUDIO_SCALAR_GROUP_NORM")
 }
 
 struct GroupNormOp {

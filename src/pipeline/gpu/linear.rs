@@ -27,10 +27,7 @@ pub fn forward(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Te
 /// whose arithmetic the f32 parity checks were made with), weight and bias of the same dtype.
 /// `LATENT_STUDIO_CANDLE_LINEAR=1` keeps candle's product, for A/B runs.
 pub fn applies(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> bool {
-    static CANDLE_ONLY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let candle_only = *CANDLE_ONLY.get_or_init(|| {
-        std::env::var("LATENT_STUDIO_CANDLE_LINEAR").is_ok_and(|value| value == "1")
-    });
+    let candle_only = crate::pipeline::ab_switch!("LATENT_STUDIO_CANDLE_LINEAR");
     let dims = weight.dims();
     !candle_only
         && xs.device().is_cuda()
