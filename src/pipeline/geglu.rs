@@ -4,8 +4,7 @@
 //! erf per element and a product as separate tensors; on CUDA devices one kernel
 //! (`gpu::geglu`).
 
-use candle_core::{DType, Device, Result, Tensor};
-use rayon::prelude::*;
+use candle_core::{Result, Tensor};
 
 /// `projected[..., :inner] · gelu(projected[..., inner:])`.
 pub fn geglu(projected: &Tensor, inner: usize) -> Result<Tensor> {
@@ -19,13 +18,13 @@ fn gate(projected: &Tensor, inner: usize) -> Result<Tensor> {
         return crate::pipeline::gpu::geglu::geglu(projected, inner);
     }
     #[cfg(target_arch = "x86_64")]
-    if matches!(projected.device(), Device::Cpu)
-        && projected.dtype() == DType::F32
+    if matches!(projected.device(), candle_core::Device::Cpu)
+        && projected.dtype() == candle_core::DType::F32
         && projected.dim(last)? == 2 * inner
         && inner > 0
         && crate::pipeline::simd::available()
     {
-        return fused(projected, inner);
+        return avx2::fused(projected, inner);
     }
     let value = projected.narrow(last, 0, inner)?;
     let gate = projected.narrow(last, inner, inner)?;
@@ -33,50 +32,54 @@ fn gate(projected: &Tensor, inner: usize) -> Result<Tensor> {
 }
 
 #[cfg(target_arch = "x86_64")]
-fn fused(projected: &Tensor, inner: usize) -> Result<Tensor> {
-    let projected = projected.contiguous()?;
-    let mut out = vec![0f32; projected.elem_count() / 2];
-    crate::pipeline::with_cpu_f32(&projected, |input| {
-        out.par_chunks_mut(inner)
-            .zip(input[..projected.elem_count()].par_chunks(2 * inner))
-            .for_each(|(out, row)| {
-                let (value, gate) = row.split_at(inner);
-                // SAFETY: `geglu` checked AVX2 and FMA.
-                unsafe { gate_row(value, gate, out) };
-            })
-    })?;
-    let mut dims = projected.dims().to_vec();
-    if let Some(last) = dims.last_mut() {
-        *last = inner;
-    }
-    Tensor::from_vec(out, dims, projected.device())
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn gate_row(value: &[f32], gate: &[f32], out: &mut [f32]) {
-    use crate::pipeline::simd::gelu_erf;
+mod avx2 {
+    use candle_core::{Result, Tensor};
+    use rayon::prelude::*;
     use std::arch::x86_64::*;
-    let mut values = value.chunks_exact(8);
-    let mut gates = gate.chunks_exact(8);
-    let mut outs = out.chunks_exact_mut(8);
-    for ((value, gate), out) in (&mut values).zip(&mut gates).zip(&mut outs) {
-        let gated = gelu_erf(_mm256_loadu_ps(gate.as_ptr()));
-        let product = _mm256_mul_ps(_mm256_loadu_ps(value.as_ptr()), gated);
-        _mm256_storeu_ps(out.as_mut_ptr(), product);
+
+    pub(super) fn fused(projected: &Tensor, inner: usize) -> Result<Tensor> {
+        let projected = projected.contiguous()?;
+        let mut out = vec![0f32; projected.elem_count() / 2];
+        crate::pipeline::with_cpu_f32(&projected, |input| {
+            out.par_chunks_mut(inner)
+                .zip(input[..projected.elem_count()].par_chunks(2 * inner))
+                .for_each(|(out, row)| {
+                    let (value, gate) = row.split_at(inner);
+                    // SAFETY: `geglu` checked AVX2 and FMA.
+                    unsafe { gate_row(value, gate, out) };
+                })
+        })?;
+        let mut dims = projected.dims().to_vec();
+        if let Some(last) = dims.last_mut() {
+            *last = inner;
+        }
+        Tensor::from_vec(out, dims, projected.device())
     }
-    let (values, gates) = (values.remainder(), gates.remainder());
-    let out = outs.into_remainder();
-    if !out.is_empty() {
-        // The last few lanes through the same kernel, so every element rounds alike.
-        let (mut gate_lanes, mut out_lanes) = ([0f32; 8], [0f32; 8]);
-        gate_lanes[..gates.len()].copy_from_slice(gates);
-        _mm256_storeu_ps(
-            out_lanes.as_mut_ptr(),
-            gelu_erf(_mm256_loadu_ps(gate_lanes.as_ptr())),
-        );
-        for ((out, &value), &gated) in out.iter_mut().zip(values).zip(&out_lanes) {
-            *out = value * gated;
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn gate_row(value: &[f32], gate: &[f32], out: &mut [f32]) {
+        use crate::pipeline::simd::gelu_erf;
+        let mut values = value.chunks_exact(8);
+        let mut gates = gate.chunks_exact(8);
+        let mut outs = out.chunks_exact_mut(8);
+        for ((value, gate), out) in (&mut values).zip(&mut gates).zip(&mut outs) {
+            let gated = gelu_erf(_mm256_loadu_ps(gate.as_ptr()));
+            let product = _mm256_mul_ps(_mm256_loadu_ps(value.as_ptr()), gated);
+            _mm256_storeu_ps(out.as_mut_ptr(), product);
+        }
+        let (values, gates) = (values.remainder(), gates.remainder());
+        let out = outs.into_remainder();
+        if !out.is_empty() {
+            // The last few lanes through the same kernel, so every element rounds alike.
+            let (mut gate_lanes, mut out_lanes) = ([0f32; 8], [0f32; 8]);
+            gate_lanes[..gates.len()].copy_from_slice(gates);
+            _mm256_storeu_ps(
+                out_lanes.as_mut_ptr(),
+                gelu_erf(_mm256_loadu_ps(gate_lanes.as_ptr())),
+            );
+            for ((out, &value), &gated) in out.iter_mut().zip(values).zip(&out_lanes) {
+                *out = value * gated;
+            }
         }
     }
 }
@@ -84,6 +87,7 @@ unsafe fn gate_row(value: &[f32], gate: &[f32], out: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::Device;
 
     #[test]
     fn fused_equals_candles_halves() {

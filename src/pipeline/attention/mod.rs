@@ -8,7 +8,7 @@ mod online_softmax;
 #[cfg(target_arch = "x86_64")]
 mod online_softmax_avx512;
 
-use candle_core::{DType, Device, Result, Tensor};
+use candle_core::{Result, Tensor};
 
 #[cfg(target_arch = "x86_64")]
 use crate::pipeline::with_cpu_f32;
@@ -69,7 +69,9 @@ fn avx2_only() -> bool {
 fn fused_applies(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<bool> {
     // `LATENT_STUDIO_UNFUSED_ATTENTION=1` keeps the sliced matrix products, for A/B measurements.
     let unfused = crate::pipeline::ab_switch!("LATENT_STUDIO_UNFUSED_ATTENTION");
-    let cpu_f32 = |t: &Tensor| matches!(t.device(), Device::Cpu) && t.dtype() == DType::F32;
+    let cpu_f32 = |t: &Tensor| {
+        matches!(t.device(), candle_core::Device::Cpu) && t.dtype() == candle_core::DType::F32
+    };
     Ok(!unfused
         && cpu_f32(q)
         && cpu_f32(k)
@@ -235,6 +237,7 @@ mod tests {
     }
 
     /// `(B, N, H·D)` projections seen as `(B, H, N, D)`, as the UNet's attention passes them.
+    #[cfg(target_arch = "x86_64")]
     fn heads_view(
         batch: usize,
         tokens: usize,
