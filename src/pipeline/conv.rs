@@ -4,8 +4,9 @@
 //! product lands in NCHW with no transpose; 1×1 convolutions skip the unfolding entirely;
 //! and unfolding a block of rows at a time bounds the scratch memory (candle's own CPU
 //! convolution unfolds the whole image first: 1.2 GB for one 512² VAE layer). 3×3
-//! convolutions with padding 1 (almost all of SD's) go through Winograd's F(2×2, 3×3)
-//! instead ([`crate::pipeline::winograd`]), 2.25× fewer multiply-adds. Products are written
+//! convolutions with padding 1 (almost all of SD's) go through Winograd's F(4×4, 3×3) in f32
+//! and F(2×2, 3×3) with bf16 products instead ([`crate::pipeline::winograd`]), 4× and 2.25×
+//! fewer multiply-adds. Products are written
 //! in place on top of the bias ([`crate::pipeline::matmul`]). Everything
 //! else (f16 on the CPU, grouped or dilated convolutions, the GPU without the `cudnn` feature)
 //! uses candle's convolution; with it, CUDA convolutions go through cuDNN
@@ -35,22 +36,34 @@ fn candle_only() -> bool {
     crate::pipeline::ab_switch!("LATENT_STUDIO_CANDLE_CONV")
 }
 
-/// Whether Winograd's F(2×2, 3×3) beats unfolding for an image of `plane` pixels per channel.
-/// Measured per layer on a 2-core AVX-512 machine: in f32 it took 0.55–0.95× the unfolded time
-/// from 32² up, but 1.05× for 1280 channels at 16², where transforming the 1280² weights costs
-/// as much as the saved products. With bf16 products (twice as fast, so the f32 transforms
-/// weigh twice as much) it pays on the VAE's large images, from 64² up (whole 512² decode
-/// 10.8 → 6.7–7.3 s); per layer it lost for the UNet's 640 channels at 32² (1.9× the unfolded
-/// time), and a whole 512² UNet step with its 64² layers on it came out level (5.7 s both).
-fn winograd_pays(arithmetic: CpuArithmetic, plane: usize) -> bool {
+/// Which Winograd tiling, if any, beats unfolding for an image of `plane` pixels per channel.
+/// Measured per layer on a 2-core AVX-512 machine (`cargo run --release --example conv_bench`,
+/// two runs): in f32 F(4×4, 3×3) against unfolding took 45–47 vs 102–116 ms for the UNet's 320
+/// channels at 64², 38–41 vs 89–103 for 640 at 32², 62–64 vs 94–103 for 1280 at 16² and 15–17
+/// vs 20–26 for 640 at 16²; at 8² unfolding wins (1280 channels 21 vs 40 ms). Against F(2×2,
+/// 3×3) (`LATENT_STUDIO_WINOGRAD_F2=1`) it took 0.65–0.9× the time from 32² up and the same at
+/// 16². With bf16 products (twice as fast, so the f32 transforms weigh twice as much) F(2×2)
+/// pays on the VAE's large images, from 64² up (whole 512² decode 10.8 → 6.7–7.3 s); per layer
+/// it lost for the UNet's 640 channels at 32² (1.9× the unfolded time). F(4×4) is not used with
+/// bf16: its tiles (sums with coefficients up to 25) rounded to bf16 are 2–3× further off.
+fn winograd_tiling(arithmetic: CpuArithmetic, plane: usize) -> Option<winograd::Tiling> {
+    use winograd::Tiling;
     match arithmetic {
-        CpuArithmetic::F32 => plane >= 32 * 32,
-        CpuArithmetic::Bf16 => plane >= 64 * 64,
+        CpuArithmetic::F32 if plane >= 16 * 16 => {
+            Some(if f2_only() { Tiling::F2 } else { Tiling::F4 })
+        }
+        CpuArithmetic::Bf16 if plane >= 64 * 64 => Some(Tiling::F2),
+        _ => None,
     }
 }
 
+/// `LATENT_STUDIO_WINOGRAD_F2=1` keeps f32 convolutions on F(2×2, 3×3), for A/B measurements.
+fn f2_only() -> bool {
+    crate::pipeline::ab_switch!("LATENT_STUDIO_WINOGRAD_F2")
+}
+
 /// `LATENT_STUDIO_DIRECT_CONV=1` unfolds 3×3 convolutions (f32 and bf16) as the others instead
-/// of computing them by Winograd's F(2×2, 3×3), for A/B measurements.
+/// of computing them by Winograd's minimal filtering, for A/B measurements.
 fn direct_only() -> bool {
     crate::pipeline::ab_switch!("LATENT_STUDIO_DIRECT_CONV")
 }
@@ -201,10 +214,9 @@ impl Conv2d {
         // of blocks, stacking of images or adding of the bias afterwards.
         let mut out = vec![0f32; batch * out_channels * plane];
 
-        let winograd = (kernel_h, kernel_w, pad, stride) == (3, 3, 1, 1)
-            && winograd_pays(arithmetic, height * width)
-            && !direct_only();
-        if winograd {
+        let tiling = winograd_tiling(arithmetic, height * width)
+            .filter(|_| (kernel_h, kernel_w, pad, stride) == (3, 3, 1, 1) && !direct_only());
+        if let Some(tiling) = tiling {
             // The f32 weight, widened for this call: the transform makes its own copy anyway.
             let weight = f32_weight()?.contiguous()?;
             let shape = winograd::Shape {
@@ -217,8 +229,10 @@ impl Conv2d {
             with_cpu_f32(&weight, |weight| {
                 with_cpu_f32(&xs, |input| {
                     let bias = bias_values.as_deref();
-                    let block = winograd::BLOCK_VALUES;
-                    winograd::conv3x3(input, weight, bias, shape, &mut out, block, arithmetic)
+                    let limits = winograd::Limits::DEFAULT;
+                    winograd::conv3x3(
+                        input, weight, bias, shape, &mut out, limits, tiling, arithmetic,
+                    )
                 })
             })??;
         } else if arithmetic == CpuArithmetic::Bf16 {
@@ -443,6 +457,8 @@ mod tests {
         check(1, 4, (9, 9), 3, 3, down_unpadded, block);
         check(2, 6, (5, 11), 4, 1, Conv2dConfig::default(), block);
         check(1, 3, (4, 4), 2, 3, Conv2dConfig::default(), block);
+        // Large enough for Winograd's F(4×4, 3×3) in f32 (from 16² up), sums of 576 products.
+        check(2, 64, (24, 20), 32, 3, pad1, block);
     }
 
     #[test]

@@ -1,28 +1,138 @@
-//! 3×3 convolutions with stride 1 and padding 1 by Winograd's minimal filtering F(2×2, 3×3)
-//! (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016).
+//! 3×3 convolutions with stride 1 and padding 1 by Winograd's minimal filtering F(m×m, 3×3)
+//! (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016), for m = 2 and 4.
 //!
-//! Each 2×2 block of outputs comes from the 4×4 tile of input around it: `Y = Aᵀ [(G g Gᵀ) ⊙
-//! (Bᵀ d B)] A`, 16 multiplications where the direct sum takes 36. Summed over input channels,
-//! the 16 element-wise products become 16 matrix products, (output channels × input channels)
-//! · (input channels × tiles), through [`crate::pipeline::matmul`]: 2.25× fewer multiply-adds
-//! than the unfolded direct convolution, for a pass over the tiles before and after. All
-//! coefficients of `B`, `G` and `A` are 0, ±1 or ±½, so the transforms round like additions;
-//! the results differ from the direct sum by a few units in the last place.
+//! Each m×m block of outputs comes from the n×n tile of input around it (n = m + 2):
+//! `Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A`, n² multiplications where the direct sum takes 9·m².
+//! Summed over input channels, the n² element-wise products become n² matrix products,
+//! (output channels × input channels) · (input channels × tiles), through
+//! [`crate::pipeline::matmul`]: 2.25× (F(2×2)) or 4× (F(4×4)) fewer multiply-adds than the
+//! unfolded direct convolution, for a pass over the tiles before and after. F(2×2)'s
+//! coefficients are 0, ±1 and ±½, so its transforms round like additions and the results
+//! differ from the direct sum by a few units in the last place; F(4×4)'s reach 8 and 1/144,
+//! which costs a few bits more.
 //!
 //! Layouts: transformed weights `[out][ξ][in]`, transformed input tiles `[in][ξ][tile]` and
-//! products `[ξ][out][tile]`, `ξ = 4i + j` indexing the 4×4 tile, so every parallel task owns
-//! one contiguous chunk and each of the 16 products reads strided rows in place.
+//! products `[ξ][out][tile]`, `ξ = n·i + j` indexing the n×n tile, so every parallel task owns
+//! one contiguous chunk and each of the n² products reads strided rows in place. The
+//! transforms are sums of whole rows of tiles (one per coefficient), which vectorise.
 
 use rayon::prelude::*;
+use std::ops::Range;
 
 use crate::pipeline::matmul::{self, Bias, MatrixRef};
 #[cfg(target_arch = "x86_64")]
 use crate::pipeline::matmul_bf16::{self, ColumnTiles, PairedRows};
 use crate::pipeline::precision::CpuArithmetic;
 
-/// How many transformed values (input tiles, or products) one block of tile rows may hold (16 MB
-/// of f32 each).
-pub const BLOCK_VALUES: usize = 4 << 20;
+/// Bounds on the scratch memory of one convolution.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// How many transformed values (input tiles, or products) one block of tile rows may hold.
+    pub block_values: usize,
+    /// How many transformed weights f32 products take at a time (a group of output channels).
+    pub weight_values: usize,
+}
+
+impl Limits {
+    /// 16 MB of f32 each. Weights in groups because F(4×4)'s transformed weights for 1280
+    /// channels are 236 MB, and glibc hands buffers beyond 32 MiB back to the system when freed:
+    /// every call faulted in fresh pages for them, which took as long as transforming them.
+    pub const DEFAULT: Limits = Limits {
+        block_values: 4 << 20,
+        weight_values: 4 << 20,
+    };
+}
+
+/// Which F(m×m, 3×3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tiling {
+    /// F(2×2, 3×3): 4×4 input tiles, 16 products per 4 outputs.
+    F2,
+    /// F(4×4, 3×3): 6×6 input tiles, 36 products per 16 outputs.
+    F4,
+}
+
+/// The transform matrices of one tiling, row-major.
+struct Matrices {
+    /// Outputs per tile side.
+    m: usize,
+    /// Inputs per tile side, m + 2.
+    n: usize,
+    /// Bᵀ, n × n.
+    input: &'static [f32],
+    /// G, n × 3.
+    weight: &'static [f32],
+    /// Aᵀ, m × n.
+    output: &'static [f32],
+}
+
+const F2: Matrices = Matrices {
+    m: 2,
+    n: 4,
+    #[rustfmt::skip]
+    input: &[
+        1.0, 0.0, -1.0, 0.0,
+        0.0, 1.0, 1.0, 0.0,
+        0.0, -1.0, 1.0, 0.0,
+        0.0, 1.0, 0.0, -1.0,
+    ],
+    #[rustfmt::skip]
+    weight: &[
+        1.0, 0.0, 0.0,
+        0.5, 0.5, 0.5,
+        0.5, -0.5, 0.5,
+        0.0, 0.0, 1.0,
+    ],
+    #[rustfmt::skip]
+    output: &[
+        1.0, 1.0, 1.0, 0.0,
+        0.0, 1.0, -1.0, -1.0,
+    ],
+};
+
+/// Interpolation points 0, ±1, ±2 and ∞ (Lavin & Gray's F(4×4, 3×3)).
+const F4: Matrices = Matrices {
+    m: 4,
+    n: 6,
+    #[rustfmt::skip]
+    input: &[
+        4.0, 0.0, -5.0, 0.0, 1.0, 0.0,
+        0.0, -4.0, -4.0, 1.0, 1.0, 0.0,
+        0.0, 4.0, -4.0, -1.0, 1.0, 0.0,
+        0.0, -2.0, -1.0, 2.0, 1.0, 0.0,
+        0.0, 2.0, -1.0, -2.0, 1.0, 0.0,
+        0.0, 4.0, 0.0, -5.0, 0.0, 1.0,
+    ],
+    #[rustfmt::skip]
+    weight: &[
+        1.0 / 4.0, 0.0, 0.0,
+        -1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0,
+        -1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0,
+        1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0,
+        1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0,
+        0.0, 0.0, 1.0,
+    ],
+    #[rustfmt::skip]
+    output: &[
+        1.0, 1.0, 1.0, 1.0, 1.0, 0.0,
+        0.0, 1.0, -1.0, 2.0, -2.0, 0.0,
+        0.0, 1.0, 1.0, 4.0, 4.0, 0.0,
+        0.0, 1.0, -1.0, 8.0, -8.0, 1.0,
+    ],
+};
+
+/// The largest m and n of the tilings, for buffers on the stack.
+const MAX_M: usize = 4;
+const MAX_N: usize = 6;
+
+impl Tiling {
+    fn matrices(self) -> &'static Matrices {
+        match self {
+            Tiling::F2 => &F2,
+            Tiling::F4 => &F4,
+        }
+    }
+}
 
 /// The sizes of one convolution's input and weight.
 #[derive(Clone, Copy, Debug)]
@@ -34,28 +144,21 @@ pub struct Shape {
     pub width: usize,
 }
 
-impl Shape {
-    fn tiles_y(&self) -> usize {
-        self.height.div_ceil(2)
-    }
-
-    fn tiles_x(&self) -> usize {
-        self.width.div_ceil(2)
-    }
-}
-
 /// `out` (batch × out_channels × height × width, NCHW) = the 3×3 convolution of `input`
 /// (NCHW) with `weight` (out × in × 3 × 3), zero padding 1, plus `bias` per output channel.
-/// `block_values` bounds the scratch memory: tile rows are transformed a block at a time.
-/// With bf16 arithmetic the 16 products take bf16 inputs (transformed weights and tiles) and
+/// `limits` bound the scratch memory: tile rows are transformed a block at a time, f32 weights a
+/// group of output channels at a time.
+/// With bf16 arithmetic the n² products take bf16 inputs (transformed weights and tiles) and
 /// sum in f32 ([`crate::pipeline::matmul_bf16`]); the transforms stay f32.
+#[allow(clippy::too_many_arguments)]
 pub fn conv3x3(
     input: &[f32],
     weight: &[f32],
     bias: Option<&[f32]>,
     shape: Shape,
     out: &mut [f32],
-    block_values: usize,
+    limits: Limits,
+    tiling: Tiling,
     arithmetic: CpuArithmetic,
 ) {
     let Shape {
@@ -84,79 +187,123 @@ pub fn conv3x3(
     if batch == 0 || out_channels == 0 || plane == 0 {
         return;
     }
-    let (tiles_y, tiles_x) = (shape.tiles_y(), shape.tiles_x());
-    let transformed_weight = transform_weight(weight, out_channels, in_channels);
+    let matrices = tiling.matrices();
+    let (m, n) = (matrices.m, matrices.n);
+    let elements = n * n;
+    let (tiles_y, tiles_x) = (height.div_ceil(m), width.div_ceil(m));
+    let transform = |outputs: Range<usize>| {
+        let kernels = &weight[outputs.start * in_channels * 9..outputs.end * in_channels * 9];
+        transform_weight(matrices, kernels, in_channels)
+    };
+    // f32 products take the transformed weights a group of output channels at a time;
+    // bf16 pairs them all up front.
+    let group_len = match arithmetic {
+        CpuArithmetic::F32 => {
+            (limits.weight_values / (elements * in_channels)).clamp(1, out_channels)
+        }
+        CpuArithmetic::Bf16 => out_channels,
+    };
+    let groups: Vec<Range<usize>> = (0..out_channels)
+        .step_by(group_len)
+        .map(|first| first..(first + group_len).min(out_channels))
+        .collect();
+    // With one group its weights are transformed once, not once per block of tile rows.
+    let whole_weight = (groups.len() == 1).then(|| transform(0..out_channels));
     #[cfg(target_arch = "x86_64")]
-    let paired_weights: Vec<PairedRows> = match arithmetic {
-        CpuArithmetic::F32 => Vec::new(),
-        CpuArithmetic::Bf16 => (0..16)
+    let paired_weights: Vec<PairedRows> = match (arithmetic, &whole_weight) {
+        (CpuArithmetic::Bf16, Some(transformed)) => (0..elements)
             .map(|xi| {
-                let rows: Vec<f32> = transformed_weight
-                    .chunks_exact(16 * in_channels)
+                let rows: Vec<f32> = transformed
+                    .chunks_exact(elements * in_channels)
                     .flat_map(|row| &row[xi * in_channels..][..in_channels])
                     .copied()
                     .collect();
                 PairedRows::new(&rows, out_channels, in_channels)
             })
             .collect(),
+        _ => Vec::new(),
     };
     let tile_rows = batch * tiles_y;
     let widest = in_channels.max(out_channels);
-    let rows_per_block = (block_values / (16 * widest * tiles_x).max(1)).clamp(1, tile_rows);
+    let rows_per_block =
+        (limits.block_values / (elements * widest * tiles_x).max(1)).clamp(1, tile_rows);
 
     let mut tiles = Vec::new();
     let mut products = Vec::new();
     for first_row in (0..tile_rows).step_by(rows_per_block) {
         let rows = rows_per_block.min(tile_rows - first_row);
         let block = rows * tiles_x;
-        tiles.resize(in_channels * 16 * block, 0.0);
-        products.resize(16 * out_channels * block, 0.0);
+        tiles.resize(in_channels * elements * block, 0.0);
+        products.resize(elements * out_channels * block, 0.0);
 
         tiles
-            .par_chunks_mut(16 * block)
+            .par_chunks_mut(elements * block)
             .enumerate()
-            .for_each(|(channel, tiles)| {
-                let mut scratch = vec![0f32; 18 * (tiles_x + 1)];
-                for row in 0..rows {
-                    let (item, tile_y) = ((first_row + row) / tiles_y, (first_row + row) % tiles_y);
-                    let image = &input[(item * in_channels + channel) * plane..][..plane];
-                    transform_input_row(
+            .for_each_init(
+                || vec![0f32; (n + elements) * block],
+                |scratch, (channel, tiles)| {
+                    let image =
+                        |item: usize| &input[(item * in_channels + channel) * plane..][..plane];
+                    transform_input_rows(
+                        matrices,
                         image,
                         (height, width),
-                        tile_y,
-                        &mut scratch,
+                        (first_row, tiles_y),
+                        scratch,
                         tiles,
-                        (row * tiles_x, block),
                     );
-                }
-            });
+                },
+            );
 
         match arithmetic {
-            CpuArithmetic::F32 => products
-                .par_chunks_mut(out_channels * block)
-                .enumerate()
-                .for_each(|(xi, product)| {
-                    let weight = MatrixRef {
-                        data: &transformed_weight[xi * in_channels..],
-                        rows: out_channels,
-                        columns: in_channels,
-                        row_stride: 16 * in_channels,
-                        column_stride: 1,
+            CpuArithmetic::F32 => {
+                for group in &groups {
+                    let group_weight;
+                    let transformed = match &whole_weight {
+                        Some(transformed) => transformed,
+                        None => {
+                            group_weight = transform(group.clone());
+                            &group_weight
+                        }
                     };
-                    let tiles = MatrixRef {
-                        data: &tiles[xi * block..],
-                        rows: in_channels,
-                        columns: block,
-                        row_stride: 16 * block,
-                        column_stride: 1,
-                    };
-                    matmul::multiply_on_this_thread(weight, tiles, product, block, Bias::None);
-                }),
+                    products
+                        .par_chunks_mut(out_channels * block)
+                        .enumerate()
+                        .for_each(|(xi, product)| {
+                            let weight = MatrixRef {
+                                data: &transformed[xi * in_channels..],
+                                rows: group.len(),
+                                columns: in_channels,
+                                row_stride: elements * in_channels,
+                                column_stride: 1,
+                            };
+                            let tiles = MatrixRef {
+                                data: &tiles[xi * block..],
+                                rows: in_channels,
+                                columns: block,
+                                row_stride: elements * block,
+                                column_stride: 1,
+                            };
+                            let product = &mut product[group.start * block..group.end * block];
+                            matmul::multiply_on_this_thread(
+                                weight,
+                                tiles,
+                                product,
+                                block,
+                                Bias::None,
+                            );
+                        });
+                }
+            }
             #[cfg(target_arch = "x86_64")]
             CpuArithmetic::Bf16 => {
                 for (xi, product) in products.chunks_exact_mut(out_channels * block).enumerate() {
-                    let tiles =
-                        ColumnTiles::strided(&tiles[xi * block..], in_channels, block, 16 * block);
+                    let tiles = ColumnTiles::strided(
+                        &tiles[xi * block..],
+                        in_channels,
+                        block,
+                        elements * block,
+                    );
                     matmul_bf16::multiply(&paired_weights[xi], &tiles, product, block, Bias::None);
                 }
             }
@@ -175,157 +322,204 @@ pub fn conv3x3(
                 .enumerate()
                 .for_each(|(channel, target)| {
                     let bias = bias.map_or(0.0, |b| b[channel]);
-                    for r in row..row + item_rows {
-                        let tile_y = (first_row + r) % tiles_y;
-                        let at = |xi: usize| {
-                            let start = (xi * out_channels + channel) * block + r * tiles_x;
-                            &products[start..start + tiles_x]
-                        };
-                        transform_output_row(at, bias, (height, width), tile_y, target);
-                    }
+                    let product = |xi: usize| {
+                        let start = (xi * out_channels + channel) * block + row * tiles_x;
+                        &products[start..start + item_rows * tiles_x]
+                    };
+                    let first_tile_y = (first_row + row) % tiles_y;
+                    transform_output_rows(
+                        matrices,
+                        product,
+                        bias,
+                        (height, width),
+                        first_tile_y,
+                        target,
+                    );
                 });
             row += item_rows;
         }
     }
 }
 
-/// `G g Gᵀ` for every (output, input) pair, as `[out][ξ][in]`.
-fn transform_weight(weight: &[f32], out_channels: usize, in_channels: usize) -> Vec<f32> {
-    let mut transformed = vec![0f32; out_channels * 16 * in_channels];
+/// `target[t] = Σ coefficients[s] · source(s)[t]` over the nonzero coefficients.
+#[inline]
+fn combine<'a>(target: &mut [f32], coefficients: &[f32], source: impl Fn(usize) -> &'a [f32]) {
+    let mut first = true;
+    for (s, &coefficient) in coefficients.iter().enumerate() {
+        if coefficient == 0.0 {
+            continue;
+        }
+        let values = &source(s)[..target.len()];
+        if first {
+            for (t, &v) in target.iter_mut().zip(values) {
+                *t = coefficient * v;
+            }
+            first = false;
+        } else {
+            for (t, &v) in target.iter_mut().zip(values) {
+                *t += coefficient * v;
+            }
+        }
+    }
+    if first {
+        target.fill(0.0);
+    }
+}
+
+/// `G g Gᵀ` for every (output, input) pair of `kernels` (output channels × `in_channels` × 3 × 3),
+/// as `[out][ξ][in]`: element ξ = (i, j) is `Σ G[i][r]·G[j][c]·g[r][c]`, summed over the 9 taps
+/// for all input channels at once.
+fn transform_weight(matrices: &Matrices, kernels: &[f32], in_channels: usize) -> Vec<f32> {
+    let n = matrices.n;
+    let g = matrices.weight;
+    let mut coefficients = vec![0f32; n * n * 9];
+    for i in 0..n {
+        for j in 0..n {
+            for tap in 0..9 {
+                let (r, c) = (tap / 3, tap % 3);
+                let product = f64::from(g[3 * i + r]) * f64::from(g[3 * j + c]);
+                coefficients[(n * i + j) * 9 + tap] = product as f32;
+            }
+        }
+    }
+    let out_channels = kernels.len() / (9 * in_channels);
+    let mut transformed = vec![0f32; out_channels * n * n * in_channels];
     transformed
-        .par_chunks_mut(16 * in_channels)
-        .enumerate()
-        .for_each(|(output, target)| {
-            for input in 0..in_channels {
-                let g = &weight[(output * in_channels + input) * 9..][..9];
-                // G g: rows g₀, (g₀+g₁+g₂)/2, (g₀−g₁+g₂)/2, g₂ of the 3×3 kernel.
-                let mut gg = [[0f32; 3]; 4];
-                for column in 0..3 {
-                    let (a, b, c) = (g[column], g[3 + column], g[6 + column]);
-                    gg[0][column] = a;
-                    gg[1][column] = 0.5 * (a + b + c);
-                    gg[2][column] = 0.5 * (a - b + c);
-                    gg[3][column] = c;
+        .par_chunks_mut(n * n * in_channels)
+        .zip(kernels.par_chunks(9 * in_channels))
+        .for_each(|(target, kernels)| {
+            let mut taps = vec![0f32; 9 * in_channels];
+            for (input, kernel) in kernels.chunks_exact(9).enumerate() {
+                for (tap, &value) in kernel.iter().enumerate() {
+                    taps[tap * in_channels + input] = value;
                 }
-                // (G g) Gᵀ: the same combination along each row.
-                for (i, [a, b, c]) in gg.into_iter().enumerate() {
-                    let row = [a, 0.5 * (a + b + c), 0.5 * (a - b + c), c];
-                    for (j, value) in row.into_iter().enumerate() {
-                        target[(4 * i + j) * in_channels + input] = value;
-                    }
-                }
+            }
+            for (xi, target) in target.chunks_exact_mut(in_channels).enumerate() {
+                combine(target, &coefficients[xi * 9..][..9], |tap| {
+                    &taps[tap * in_channels..]
+                });
             }
         });
     transformed
 }
 
-/// `Bᵀ d B` for the tiles of one tile row of one channel's `image`: tile `t` covers input rows
-/// `2·tile_y − 1 ..= 2·tile_y + 2` and columns `2t − 1 ..= 2t + 2`, zero outside the image.
-/// Element ξ of tile `t` goes to `tiles[ξ * stride + first + t]`; `scratch` holds
-/// 18 × (tiles + 1) values.
-fn transform_input_row(
-    image: &[f32],
+/// `Bᵀ d B` for one input channel's tiles in a block of tile rows: block tile row `r` is tile
+/// row `first_row + r` of the batch, and its tile `t` covers input rows `m·tile_y − 1 ..` and
+/// columns `m·t − 1 ..` (n of each) of `image(item)`, zero outside the image. `tiles` is
+/// `[ξ][tile]` for the whole block; `scratch` holds (n + n²) values per tile.
+fn transform_input_rows<'a>(
+    matrices: &Matrices,
+    image: impl Fn(usize) -> &'a [f32],
     (height, width): (usize, usize),
-    tile_y: usize,
+    (first_row, tiles_y): (usize, usize),
     scratch: &mut [f32],
     tiles: &mut [f32],
-    (first, stride): (usize, usize),
 ) {
-    let tiles_x = width.div_ceil(2);
-    let (rows, split) = scratch.split_at_mut(16 * tiles_x);
-    let (even, shifted_odd) = split.split_at_mut(tiles_x + 1);
-    let shifted_odd = &mut shifted_odd[..tiles_x + 1];
-    // Along each of the four input rows first: row k's (d B) values j = 0..4 per tile at
-    // rows[(4k + j) * tiles_x + t]. With even[t] = x[2t] and shifted_odd[t] = x[2t − 1]
-    // (zero outside the row), tile t reads d = (shifted_odd[t], even[t], shifted_odd[t + 1],
-    // even[t + 1]), so every combination is a plain element-wise one.
-    for k in 0..4 {
-        let rows = &mut rows[4 * k * tiles_x..][..4 * tiles_x];
-        let Some(y) = (2 * tile_y + k).checked_sub(1).filter(|&y| y < height) else {
-            rows.fill(0.0);
-            continue;
-        };
-        let line = &image[y * width..][..width];
-        even.fill(0.0);
-        shifted_odd.fill(0.0);
-        for (target, pair) in even.iter_mut().zip(line.chunks(2)) {
-            *target = pair[0];
+    let (m, n, b) = (matrices.m, matrices.n, matrices.input);
+    let tiles_x = width.div_ceil(m);
+    let block = tiles.len() / (n * n);
+    let (columns, rows) = scratch.split_at_mut(n * block);
+    let rows = &mut rows[..n * n * block];
+    // Along each of the n input rows k of every tile first: (d B) values i = 0..n at
+    // rows[(n·k + i) · block + tile], from columns[j · block + tile] = d[k][j], so that every
+    // combination is a plain element-wise one over the whole block.
+    for k in 0..n {
+        for r in 0..block / tiles_x {
+            let (item, tile_y) = ((first_row + r) / tiles_y, (first_row + r) % tiles_y);
+            let y = (m * tile_y + k).checked_sub(1).filter(|&y| y < height);
+            for j in 0..n {
+                let column = &mut columns[j * block + r * tiles_x..][..tiles_x];
+                match y {
+                    Some(y) => gather_column(&image(item)[y * width..][..width], m, j, column),
+                    None => column.fill(0.0),
+                }
+            }
         }
-        for (target, pair) in shifted_odd[1..].iter_mut().zip(line.chunks_exact(2)) {
-            *target = pair[1];
-        }
-        let (r0, rest) = rows.split_at_mut(tiles_x);
-        let (r1, rest) = rest.split_at_mut(tiles_x);
-        let (r2, r3) = rest.split_at_mut(tiles_x);
-        let (d0, d1) = (&shifted_odd[..tiles_x], &even[..tiles_x]);
-        let (d2, d3) = (&shifted_odd[1..], &even[1..]);
-        for t in 0..tiles_x {
-            r0[t] = d0[t] - d2[t];
-            r1[t] = d1[t] + d2[t];
-            r2[t] = d2[t] - d1[t];
-            r3[t] = d1[t] - d3[t];
+        let columns = &*columns;
+        for (i, target) in rows[n * k * block..][..n * block]
+            .chunks_exact_mut(block)
+            .enumerate()
+        {
+            combine(target, &b[n * i..][..n], |j| &columns[j * block..]);
         }
     }
     // Then across the rows: Bᵀ (d B).
-    let row = |k: usize, j: usize| &rows[(4 * k + j) * tiles_x..][..tiles_x];
-    for j in 0..4 {
-        let (d0, d1, d2, d3) = (row(0, j), row(1, j), row(2, j), row(3, j));
-        let combinations: [(&[f32], f32, &[f32]); 4] = [
-            (d0, -1.0, d2),
-            (d1, 1.0, d2),
-            (d2, -1.0, d1),
-            (d1, -1.0, d3),
-        ];
-        for (i, (a, sign, b)) in combinations.into_iter().enumerate() {
-            let target = &mut tiles[(4 * i + j) * stride + first..][..tiles_x];
-            for (v, (a, b)) in target.iter_mut().zip(a.iter().zip(b)) {
-                *v = a + sign * b;
-            }
-        }
+    let rows = &*rows;
+    for (xi, target) in tiles.chunks_exact_mut(block).enumerate() {
+        let (i, j) = (xi / n, xi % n);
+        combine(target, &b[n * i..][..n], |k| &rows[(n * k + j) * block..]);
     }
 }
 
-/// Tiles handled at once by the output transform, its intermediate rows kept on the stack.
-const OUTPUT_CHUNK: usize = 64;
+/// `column[t] = line[m·t + j − 1]`, zero outside the line.
+fn gather_column(line: &[f32], m: usize, j: usize, column: &mut [f32]) {
+    // Tile 0's first column is the padding left of the line.
+    let (skip, offset) = if j == 0 { (1, m - 1) } else { (0, j - 1) };
+    column[..skip].fill(0.0);
+    let mut filled = skip;
+    if let Some(values) = line.get(offset..) {
+        for (target, &value) in column[skip..].iter_mut().zip(values.iter().step_by(m)) {
+            *target = value;
+            filled += 1;
+        }
+    }
+    column[filled..].fill(0.0);
+}
 
-/// `Aᵀ m A` + bias for one tile row: `m(ξ)` gives element ξ of every tile of the row; the 2×2
-/// outputs go to rows `2·tile_y`, `2·tile_y + 1` of `target` (one channel's plane), as far as
-/// the plane reaches.
-fn transform_output_row<'a>(
-    m: impl Fn(usize) -> &'a [f32],
+/// Tiles handled at once by the output transform, its intermediate rows kept on the stack.
+const OUTPUT_CHUNK: usize = 128;
+
+/// `Aᵀ M A` + bias for consecutive tile rows of one image, from `first_tile_y` on: `product(ξ)`
+/// gives element ξ of every tile of those rows, row after row; the m×m outputs go to `target`
+/// (one channel's plane), as far as the plane reaches.
+fn transform_output_rows<'a>(
+    matrices: &Matrices,
+    product: impl Fn(usize) -> &'a [f32],
     bias: f32,
     (height, width): (usize, usize),
-    tile_y: usize,
+    first_tile_y: usize,
     target: &mut [f32],
 ) {
-    let tiles_x = width.div_ceil(2);
-    // Aᵀ m: output row 0 = m₀ + m₁ + m₂, row 1 = m₁ − m₂ − m₃ (rows i of the 4×4 tile).
-    for (first_row, sign, output_y) in [(0, 1.0, 2 * tile_y), (4, -1.0, 2 * tile_y + 1)] {
-        if output_y >= height {
-            continue;
-        }
-        let line = &mut target[output_y * width..][..width];
-        for start in (0..tiles_x).step_by(OUTPUT_CHUNK) {
-            let count = OUTPUT_CHUNK.min(tiles_x - start);
-            let mut r = [[0f32; OUTPUT_CHUNK]; 4];
-            for (j, r) in r.iter_mut().enumerate() {
-                let a = &m(first_row + j)[start..start + count];
-                let b = &m(first_row + 4 + j)[start..start + count];
-                let c = &m(first_row + 8 + j)[start..start + count];
-                for (((r, a), b), c) in r.iter_mut().zip(a).zip(b).zip(c) {
-                    *r = a + sign * (b + c);
+    let (m, n, a) = (matrices.m, matrices.n, matrices.output);
+    let tiles_x = width.div_ceil(m);
+    let rows = product(0).len() / tiles_x;
+    // Pieces of whole tile rows where they fit in a chunk, else of parts of one row.
+    let rows_per_piece = (OUTPUT_CHUNK / tiles_x).max(1);
+    for piece_row in (0..rows).step_by(rows_per_piece) {
+        let piece_rows = rows_per_piece.min(rows - piece_row);
+        for first_tile in (0..tiles_x).step_by(OUTPUT_CHUNK) {
+            let row_tiles = OUTPUT_CHUNK.min(tiles_x - first_tile);
+            let (offset, len) = (piece_row * tiles_x + first_tile, piece_rows * row_tiles);
+            // Aᵀ M: r[n·i + j] = Σ_s Aᵀ[i][s] · M[n·s + j], row i of each tile's n columns j.
+            let mut r = [[0f32; OUTPUT_CHUNK]; MAX_M * MAX_N];
+            for i in 0..m {
+                for j in 0..n {
+                    combine(&mut r[n * i + j][..len], &a[n * i..][..n], |s| {
+                        &product(n * s + j)[offset..]
+                    });
                 }
             }
-            // (Aᵀ m) A: output column 0 = r₀ + r₁ + r₂, column 1 = r₁ − r₂ − r₃.
-            let mut columns = [[0f32; 2]; OUTPUT_CHUNK];
-            for (t, pair) in columns.iter_mut().enumerate().take(count) {
-                pair[0] = r[0][t] + r[1][t] + r[2][t] + bias;
-                pair[1] = r[1][t] - r[2][t] - r[3][t] + bias;
+            for (i, r) in r.chunks_exact(n).take(m).enumerate() {
+                // (Aᵀ M) A: output column c = Σ_j Aᵀ[c][j] · r[j].
+                let mut columns = [[0f32; OUTPUT_CHUNK]; MAX_M];
+                for (c, column) in columns.iter_mut().take(m).enumerate() {
+                    combine(&mut column[..len], &a[n * c..][..n], |j| &r[j][..]);
+                }
+                for piece in 0..piece_rows {
+                    let y = m * (first_tile_y + piece_row + piece) + i;
+                    if y >= height {
+                        continue;
+                    }
+                    let line = &mut target[y * width..][..width];
+                    for t in 0..row_tiles {
+                        let x = m * (first_tile + t);
+                        let u = piece * row_tiles + t;
+                        for (c, column) in columns.iter().take(m.min(width - x)).enumerate() {
+                            line[x + c] = column[u] + bias;
+                        }
+                    }
+                }
             }
-            let line = &mut line[2 * start..];
-            let flat = columns.as_flattened();
-            let written = (2 * count).min(line.len());
-            line[..written].copy_from_slice(&flat[..written]);
         }
     }
 }
@@ -369,15 +563,34 @@ mod tests {
 
     #[test]
     fn equals_the_direct_sum_on_every_edge_case() {
-        // Even and odd sizes, images narrower than a tile, one channel, and blocks of tile rows
-        // that split an image or span two.
-        for (batch, in_channels, out_channels, height, width, block_values) in [
-            (1, 3, 4, 8, 8, BLOCK_VALUES),
-            (2, 5, 3, 7, 9, BLOCK_VALUES),
-            (1, 1, 1, 1, 1, BLOCK_VALUES),
-            (1, 2, 2, 2, 3, BLOCK_VALUES),
-            (3, 4, 6, 5, 6, 16 * 4 * 3),
-            (2, 4, 6, 6, 5, 16 * 4 * 3 * 4),
+        // Even and odd sizes, images narrower than a tile, one channel, blocks of tile rows that
+        // split an image or span two, and rows wider than the output transform's chunk.
+        let default = Limits::DEFAULT;
+        // Blocks of a few tile rows, weights in groups of 1–2 output channels.
+        let small = Limits {
+            block_values: 36 * 6 * 3,
+            weight_values: 36 * 4 * 2,
+        };
+        for (batch, in_channels, out_channels, height, width, limits) in [
+            (1, 3, 4, 8, 8, default),
+            (2, 5, 3, 7, 9, default),
+            (1, 1, 1, 1, 1, default),
+            (1, 2, 2, 2, 3, default),
+            (3, 4, 6, 5, 6, small),
+            (
+                2,
+                4,
+                6,
+                6,
+                5,
+                Limits {
+                    block_values: 36 * 6 * 3 * 4,
+                    ..small
+                },
+            ),
+            // Rows of more tiles than the output transform takes at once.
+            (1, 2, 2, 5, 517, default),
+            (2, 1, 1, 9, 261, default),
         ] {
             let shape = Shape {
                 batch,
@@ -402,22 +615,31 @@ mod tests {
                 if crate::pipeline::precision::bf16_available() {
                     arithmetics.push((CpuArithmetic::Bf16, &rounded));
                 }
-                for (arithmetic, tolerance) in arithmetics {
-                    let mut out = vec![f32::NAN; batch * out_channels * height * width];
-                    conv3x3(
-                        &input,
-                        &weight,
-                        bias,
-                        shape,
-                        &mut out,
-                        block_values,
-                        arithmetic,
-                    );
-                    for (i, (&got, &want)) in out.iter().zip(&expected).enumerate() {
-                        assert!(
-                            (got as f64 - want).abs() < tolerance(want),
-                            "{arithmetic:?} {shape:?} at {i}: {got} vs {want}"
+                for (arithmetic, tolerance) in &arithmetics {
+                    // F(4×4)'s tiles mix values with coefficients up to 25 before bf16 rounds
+                    // them, 2–3× further off than F(2×2)'s: conv.rs keeps it to f32.
+                    let tilings: &[Tiling] = match arithmetic {
+                        CpuArithmetic::F32 => &[Tiling::F2, Tiling::F4],
+                        CpuArithmetic::Bf16 => &[Tiling::F2],
+                    };
+                    for &tiling in tilings {
+                        let mut out = vec![f32::NAN; batch * out_channels * height * width];
+                        conv3x3(
+                            &input,
+                            &weight,
+                            bias,
+                            shape,
+                            &mut out,
+                            limits,
+                            tiling,
+                            *arithmetic,
                         );
+                        for (i, (&got, &want)) in out.iter().zip(&expected).enumerate() {
+                            assert!(
+                                (got as f64 - want).abs() < tolerance(want),
+                                "{tiling:?} {arithmetic:?} {shape:?} at {i}: {got} vs {want}"
+                            );
+                        }
                     }
                 }
             }
