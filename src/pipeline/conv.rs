@@ -4,9 +4,9 @@
 //! product lands in NCHW with no transpose; 1×1 convolutions skip the unfolding entirely;
 //! and unfolding a block of rows at a time bounds the scratch memory (candle's own CPU
 //! convolution unfolds the whole image first: 1.2 GB for one 512² VAE layer). 3×3
-//! convolutions with padding 1 (almost all of SD's) go through Winograd's F(4×4, 3×3) in f32
-//! and F(2×2, 3×3) with bf16 products instead ([`crate::pipeline::winograd`]), 4× and 2.25×
-//! fewer multiply-adds. Products are written
+//! convolutions with padding 1 (almost all of SD's) go through Winograd's F(4×4, 3×3) instead
+//! ([`crate::pipeline::winograd`]), 4× fewer multiply-adds (in bf16 arithmetic too, on large
+//! images, where its f32 products beat unfolding into bf16 ones). Products are written
 //! in place on top of the bias ([`crate::pipeline::matmul`]). Everything
 //! else (f16 on the CPU, grouped or dilated convolutions, the GPU without the `cudnn` feature)
 //! uses candle's convolution; with it, CUDA convolutions go through cuDNN
@@ -42,19 +42,24 @@ fn candle_only() -> bool {
 /// channels at 64², 38–41 vs 89–103 for 640 at 32², 62–64 vs 94–103 for 1280 at 16² and 15–17
 /// vs 20–26 for 640 at 16²; at 8² unfolding wins (1280 channels 21 vs 40 ms). Against F(2×2,
 /// 3×3) (`LATENT_STUDIO_WINOGRAD_F2=1`) it took 0.65–0.9× the time from 32² up and the same at
-/// 16². With bf16 products (twice as fast, so the f32 transforms weigh twice as much) F(2×2)
-/// pays on the VAE's large images, from 64² up (whole 512² decode 10.8 → 6.7–7.3 s); per layer
-/// it lost for the UNet's 640 channels at 32² (1.9× the unfolded time). F(4×4) is not used with
-/// bf16: its tiles (sums with coefficients up to 25) rounded to bf16 are 2–3× further off.
+/// 16². In bf16 arithmetic, unfolding into bf16 products wins below 64² (1280 channels at 16²
+/// 49 vs 81 ms, 640 at 32² 44 vs 48); from 64² up the f32 F(4×4) runs. Whole 512² bf16 runs
+/// (`bench --dtype bf16`, two rounds): UNet step 5.56–5.71 s against 5.59–5.85 s with F(2×2)
+/// and bf16 products, VAE decode 7.67–8.08 s against 7.22–7.25 s — that F(2×2) had transforms
+/// written for it alone; through the general transforms here it took 5.89–6.59 and 8.57–8.81 s,
+/// so it was dropped rather than kept slower.
 fn winograd_tiling(arithmetic: CpuArithmetic, plane: usize) -> Option<winograd::Tiling> {
-    use winograd::Tiling;
-    match arithmetic {
-        CpuArithmetic::F32 if plane >= 16 * 16 => {
-            Some(if f2_only() { Tiling::F2 } else { Tiling::F4 })
+    let smallest = match arithmetic {
+        CpuArithmetic::F32 => 16 * 16,
+        CpuArithmetic::Bf16 => 64 * 64,
+    };
+    (plane >= smallest).then(|| {
+        if f2_only() {
+            winograd::Tiling::F2
+        } else {
+            winograd::Tiling::F4
         }
-        CpuArithmetic::Bf16 if plane >= 64 * 64 => Some(Tiling::F2),
-        _ => None,
-    }
+    })
 }
 
 /// `LATENT_STUDIO_WINOGRAD_F2=1` keeps f32 convolutions on F(2×2, 3×3), for A/B measurements.
@@ -230,9 +235,7 @@ impl Conv2d {
                 with_cpu_f32(&xs, |input| {
                     let bias = bias_values.as_deref();
                     let limits = winograd::Limits::DEFAULT;
-                    winograd::conv3x3(
-                        input, weight, bias, shape, &mut out, limits, tiling, arithmetic,
-                    )
+                    winograd::conv3x3(input, weight, bias, shape, &mut out, limits, tiling)
                 })
             })??;
         } else if arithmetic == CpuArithmetic::Bf16 {

@@ -94,16 +94,8 @@ pub struct ColumnTiles {
 impl ColumnTiles {
     /// From a row-major f32 matrix. The caller checks [`available`].
     pub fn new(values: &[f32], depth: usize, columns: usize) -> Self {
-        assert_eq!(values.len(), depth * columns);
-        Self::strided(values, depth, columns, columns)
-    }
-
-    /// From an f32 matrix whose rows start `row_stride` values apart. The caller checks
-    /// [`available`].
-    pub fn strided(values: &[f32], depth: usize, columns: usize, row_stride: usize) -> Self {
         assert!(available(), "matmul_bf16 without AVX-512 BF16");
-        assert!(row_stride >= columns);
-        assert!(depth == 0 || values.len() >= (depth - 1) * row_stride + columns);
+        assert_eq!(values.len(), depth * columns);
         let pairs = depth.div_ceil(2);
         let tiles = columns.div_ceil(TILE);
         let mut data = vec![0u32; tiles * pairs * TILE];
@@ -113,9 +105,9 @@ impl ColumnTiles {
                 let first = tile * TILE;
                 let width = TILE.min(columns - first);
                 for (p, target) in packed.chunks_exact_mut(TILE).enumerate() {
-                    let even = &values[2 * p * row_stride + first..][..width];
+                    let even = &values[2 * p * columns + first..][..width];
                     let odd = (2 * p + 1 < depth)
-                        .then(|| &values[(2 * p + 1) * row_stride + first..][..width]);
+                        .then(|| &values[(2 * p + 1) * columns + first..][..width]);
                     if width == TILE {
                         // SAFETY: `new` asserted AVX-512 BF16; both rows hold 64 values.
                         unsafe { interleave_tile(even, odd, target) };

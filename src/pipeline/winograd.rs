@@ -20,9 +20,6 @@ use rayon::prelude::*;
 use std::ops::Range;
 
 use crate::pipeline::matmul::{self, Bias, MatrixRef};
-#[cfg(target_arch = "x86_64")]
-use crate::pipeline::matmul_bf16::{self, ColumnTiles, PairedRows};
-use crate::pipeline::precision::CpuArithmetic;
 
 /// Bounds on the scratch memory of one convolution.
 #[derive(Clone, Copy, Debug)]
@@ -148,8 +145,6 @@ pub struct Shape {
 /// (NCHW) with `weight` (out × in × 3 × 3), zero padding 1, plus `bias` per output channel.
 /// `limits` bound the scratch memory: tile rows are transformed a block at a time, f32 weights a
 /// group of output channels at a time.
-/// With bf16 arithmetic the n² products take bf16 inputs (transformed weights and tiles) and
-/// sum in f32 ([`crate::pipeline::matmul_bf16`]); the transforms stay f32.
 #[allow(clippy::too_many_arguments)]
 pub fn conv3x3(
     input: &[f32],
@@ -159,7 +154,6 @@ pub fn conv3x3(
     out: &mut [f32],
     limits: Limits,
     tiling: Tiling,
-    arithmetic: CpuArithmetic,
 ) {
     let Shape {
         batch,
@@ -195,34 +189,13 @@ pub fn conv3x3(
         let kernels = &weight[outputs.start * in_channels * 9..outputs.end * in_channels * 9];
         transform_weight(matrices, kernels, in_channels)
     };
-    // f32 products take the transformed weights a group of output channels at a time;
-    // bf16 pairs them all up front.
-    let group_len = match arithmetic {
-        CpuArithmetic::F32 => {
-            (limits.weight_values / (elements * in_channels)).clamp(1, out_channels)
-        }
-        CpuArithmetic::Bf16 => out_channels,
-    };
+    let group_len = (limits.weight_values / (elements * in_channels)).clamp(1, out_channels);
     let groups: Vec<Range<usize>> = (0..out_channels)
         .step_by(group_len)
         .map(|first| first..(first + group_len).min(out_channels))
         .collect();
     // With one group its weights are transformed once, not once per block of tile rows.
     let whole_weight = (groups.len() == 1).then(|| transform(0..out_channels));
-    #[cfg(target_arch = "x86_64")]
-    let paired_weights: Vec<PairedRows> = match (arithmetic, &whole_weight) {
-        (CpuArithmetic::Bf16, Some(transformed)) => (0..elements)
-            .map(|xi| {
-                let rows: Vec<f32> = transformed
-                    .chunks_exact(elements * in_channels)
-                    .flat_map(|row| &row[xi * in_channels..][..in_channels])
-                    .copied()
-                    .collect();
-                PairedRows::new(&rows, out_channels, in_channels)
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
     let tile_rows = batch * tiles_y;
     let widest = in_channels.max(out_channels);
     let rows_per_block =
@@ -255,60 +228,36 @@ pub fn conv3x3(
                 },
             );
 
-        match arithmetic {
-            CpuArithmetic::F32 => {
-                for group in &groups {
-                    let group_weight;
-                    let transformed = match &whole_weight {
-                        Some(transformed) => transformed,
-                        None => {
-                            group_weight = transform(group.clone());
-                            &group_weight
-                        }
+        for group in &groups {
+            let group_weight;
+            let transformed = match &whole_weight {
+                Some(transformed) => transformed,
+                None => {
+                    group_weight = transform(group.clone());
+                    &group_weight
+                }
+            };
+            products
+                .par_chunks_mut(out_channels * block)
+                .enumerate()
+                .for_each(|(xi, product)| {
+                    let weight = MatrixRef {
+                        data: &transformed[xi * in_channels..],
+                        rows: group.len(),
+                        columns: in_channels,
+                        row_stride: elements * in_channels,
+                        column_stride: 1,
                     };
-                    products
-                        .par_chunks_mut(out_channels * block)
-                        .enumerate()
-                        .for_each(|(xi, product)| {
-                            let weight = MatrixRef {
-                                data: &transformed[xi * in_channels..],
-                                rows: group.len(),
-                                columns: in_channels,
-                                row_stride: elements * in_channels,
-                                column_stride: 1,
-                            };
-                            let tiles = MatrixRef {
-                                data: &tiles[xi * block..],
-                                rows: in_channels,
-                                columns: block,
-                                row_stride: elements * block,
-                                column_stride: 1,
-                            };
-                            let product = &mut product[group.start * block..group.end * block];
-                            matmul::multiply_on_this_thread(
-                                weight,
-                                tiles,
-                                product,
-                                block,
-                                Bias::None,
-                            );
-                        });
-                }
-            }
-            #[cfg(target_arch = "x86_64")]
-            CpuArithmetic::Bf16 => {
-                for (xi, product) in products.chunks_exact_mut(out_channels * block).enumerate() {
-                    let tiles = ColumnTiles::strided(
-                        &tiles[xi * block..],
-                        in_channels,
-                        block,
-                        elements * block,
-                    );
-                    matmul_bf16::multiply(&paired_weights[xi], &tiles, product, block, Bias::None);
-                }
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            CpuArithmetic::Bf16 => unreachable!("bf16 arithmetic is only offered on x86-64"),
+                    let tiles = MatrixRef {
+                        data: &tiles[xi * block..],
+                        rows: in_channels,
+                        columns: block,
+                        row_stride: elements * block,
+                        column_stride: 1,
+                    };
+                    let product = &mut product[group.start * block..group.end * block];
+                    matmul::multiply_on_this_thread(weight, tiles, product, block, Bias::None);
+                });
         }
 
         // The block's tile rows, grouped by the image they belong to.
@@ -604,42 +553,14 @@ mod tests {
             let bias = values(out_channels, 3);
             for bias in [None, Some(bias.as_slice())] {
                 let expected = reference(&input, &weight, bias, shape);
-                let exact = |want: f64| 1e-4 * (1.0 + want.abs());
-                let mut arithmetics: Vec<(CpuArithmetic, &dyn Fn(f64) -> f64)> =
-                    vec![(CpuArithmetic::F32, &exact)];
-                // bf16 rounds the transformed inputs (sums of up to four values) to 8 bits of
-                // mantissa: about as far off as the unfolded bf16 convolution, whose sums of
-                // 9·channels products of N(0, 1) values are off by ~2⁻⁸·√(9·channels). A wrong
-                // tile or coefficient would be off by the size of the outputs (~8 here).
-                let rounded = |_: f64| 0.05 * (9.0 * in_channels as f64).sqrt();
-                if crate::pipeline::precision::bf16_available() {
-                    arithmetics.push((CpuArithmetic::Bf16, &rounded));
-                }
-                for (arithmetic, tolerance) in &arithmetics {
-                    // F(4×4)'s tiles mix values with coefficients up to 25 before bf16 rounds
-                    // them, 2–3× further off than F(2×2)'s: conv.rs keeps it to f32.
-                    let tilings: &[Tiling] = match arithmetic {
-                        CpuArithmetic::F32 => &[Tiling::F2, Tiling::F4],
-                        CpuArithmetic::Bf16 => &[Tiling::F2],
-                    };
-                    for &tiling in tilings {
-                        let mut out = vec![f32::NAN; batch * out_channels * height * width];
-                        conv3x3(
-                            &input,
-                            &weight,
-                            bias,
-                            shape,
-                            &mut out,
-                            limits,
-                            tiling,
-                            *arithmetic,
+                for tiling in [Tiling::F2, Tiling::F4] {
+                    let mut out = vec![f32::NAN; batch * out_channels * height * width];
+                    conv3x3(&input, &weight, bias, shape, &mut out, limits, tiling);
+                    for (i, (&got, &want)) in out.iter().zip(&expected).enumerate() {
+                        assert!(
+                            (got as f64 - want).abs() < 1e-4 * (1.0 + want.abs()),
+                            "{tiling:?} {shape:?} at {i}: {got} vs {want}"
                         );
-                        for (i, (&got, &want)) in out.iter().zip(&expected).enumerate() {
-                            assert!(
-                                (got as f64 - want).abs() < tolerance(want),
-                                "{tiling:?} {arithmetic:?} {shape:?} at {i}: {got} vs {want}"
-                            );
-                        }
                     }
                 }
             }
