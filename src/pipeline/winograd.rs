@@ -143,9 +143,8 @@ pub struct Shape {
 
 /// `out` (batch × out_channels × height × width, NCHW) = the 3×3 convolution of `input`
 /// (NCHW) with `weight` (out × in × 3 × 3), zero padding 1, plus `bias` per output channel.
-/// `limits` bound the scratch memory: tile rows are transformed a block at a time, f32 weights a
+/// `limits` bound the scratch memory: tile rows are transformed a block at a time, weights a
 /// group of output channels at a time.
-#[allow(clippy::too_many_arguments)]
 pub fn conv3x3(
     input: &[f32],
     weight: &[f32],
