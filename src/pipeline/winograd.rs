@@ -26,7 +26,7 @@ use crate::pipeline::matmul::{self, Bias, MatrixRef};
 pub struct Limits {
     /// How many transformed values (input tiles, or products) one block of tile rows may hold.
     pub block_values: usize,
-    /// How many transformed weights f32 products take at a time (a group of output channels).
+    /// How many transformed weights the products take at a time (a group of output channels).
     pub weight_values: usize,
 }
 
