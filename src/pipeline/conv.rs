@@ -62,7 +62,8 @@ fn winograd_tiling(arithmetic: CpuArithmetic, plane: usize) -> Option<winograd::
     })
 }
 
-/// `LATENT_STUDIO_WINOGRAD_F2=1` keeps f32 convolutions on F(2×2, 3×3), for A/B measurements.
+/// `LATENT_STUDIO_WINOGRAD_F2=1` runs the Winograd convolutions (in either arithmetic) as F(2×2,
+/// 3×3) instead of F(4×4, 3×3), for A/B measurements.
 fn f2_only() -> bool {
     crate::pipeline::ab_switch!("LATENT_STUDIO_WINOGRAD_F2")
 }

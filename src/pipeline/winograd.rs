@@ -335,19 +335,21 @@ fn transform_weight(matrices: &Matrices, kernels: &[f32], in_channels: usize) ->
     transformed
         .par_chunks_mut(n * n * in_channels)
         .zip(kernels.par_chunks(9 * in_channels))
-        .for_each(|(target, kernels)| {
-            let mut taps = vec![0f32; 9 * in_channels];
-            for (input, kernel) in kernels.chunks_exact(9).enumerate() {
-                for (tap, &value) in kernel.iter().enumerate() {
-                    taps[tap * in_channels + input] = value;
+        .for_each_init(
+            || vec![0f32; 9 * in_channels],
+            |taps, (target, kernels)| {
+                for (input, kernel) in kernels.chunks_exact(9).enumerate() {
+                    for (tap, &value) in kernel.iter().enumerate() {
+                        taps[tap * in_channels + input] = value;
+                    }
                 }
-            }
-            for (xi, target) in target.chunks_exact_mut(in_channels).enumerate() {
-                combine(target, &coefficients[xi * 9..][..9], |tap| {
-                    &taps[tap * in_channels..]
-                });
-            }
-        });
+                for (xi, target) in target.chunks_exact_mut(in_channels).enumerate() {
+                    combine(target, &coefficients[xi * 9..][..9], |tap| {
+                        &taps[tap * in_channels..]
+                    });
+                }
+            },
+        );
     transformed
 }
 
