@@ -4,8 +4,8 @@
 
 use candle_core::{Device, Module, Tensor};
 use candle_nn::Conv2dConfig;
-use latent_studio::pipeline::conv::Conv2d;
-use latent_studio::pipeline::precision::{bf16_available, set_cpu_arithmetic, CpuArithmetic};
+use latent_studio::kernels::conv::Conv2d;
+use latent_studio::kernels::precision::{bf16_available, set_cpu_arithmetic, CpuArithmetic};
 use std::time::Instant;
 fn time(f: &dyn Fn() -> Tensor) -> f64 {
     let _ = f();

@@ -1,16 +1,28 @@
 //! Latent Studio: a Stable Diffusion engine on candle that reproduces diffusers' numbers.
 //!
-//! - [`pipeline`]: tokenizer, text encoders, UNet, VAE, schedulers, noise and the sampling loop.
-//! - [`models`]: model families, diffusers folder configs and weight loading.
-//! - [`formats`]: images and their A1111-compatible `parameters` metadata.
-//! - [`engine`]: the background worker that owns the model (commands in, events out).
+//! The layers, each importing only from those below it:
+//!
 //! - [`app`]: the desktop window (egui), which only draws and talks to the engine.
+//! - [`engine`]: the one generation runner (used by the worker thread behind the window and
+//!   by the CLI alike) and the worker itself: commands in, events out.
+//! - [`models`]: model files — the catalog, hub downloads, diffusers folders and single-file
+//!   checkpoints, LoRAs, embeddings files, hashes — and the loaded model that owns them.
+//! - [`sampling`]: schedulers, noise and the denoising loop ([`sampling::pipeline`]).
+//! - [`text`]: tokenizer, A1111 prompt syntax, embeddings and text conditioning.
+//! - [`networks`]: UNet, VAE and CLIP text encoders.
+//! - [`kernels`]: convolutions, matrix products, attention, norms; CPU SIMD and CUDA.
+//!
+//! [`formats`] (PNG files and their A1111 `parameters` text) stands beside them and imports
+//! none of them.
 
 pub mod app;
 pub mod engine;
 pub mod formats;
+pub mod kernels;
 pub mod models;
-pub mod pipeline;
+pub mod networks;
+pub mod sampling;
+pub mod text;
 
 /// `latent-studio <version> (<git commit>)`, as written into image metadata.
 pub const VERSION: &str = concat!(
@@ -19,3 +31,12 @@ pub const VERSION: &str = concat!(
     env!("LATENT_STUDIO_GIT"),
     ")"
 );
+
+/// A candle error as one line, without the backtrace candle may attach.
+pub fn describe_candle_error(err: &candle_core::Error) -> String {
+    let text = match err {
+        candle_core::Error::WithBacktrace { inner, .. } => inner.to_string(),
+        other => other.to_string(),
+    };
+    text.lines().next().unwrap_or("unknown error").to_string()
+}

@@ -434,7 +434,7 @@ fn dropping_a_png_restores_its_settings_and_other_images_become_the_init_image()
     assert_eq!((state.width, state.height), (64, 96));
     assert_eq!(
         state.scheduler,
-        latent_studio::pipeline::schedulers::SchedulerKind::DpmPp2mKarras
+        latent_studio::sampling::schedulers::SchedulerKind::DpmPp2mKarras
     );
     assert!(
         state.seed_locked,
@@ -527,7 +527,7 @@ impl eframe::Storage for MemoryStorage {
 #[test]
 fn settings_survive_a_restart() {
     use latent_studio::engine::PreviewMode;
-    use latent_studio::pipeline::schedulers::SchedulerKind;
+    use latent_studio::sampling::schedulers::SchedulerKind;
 
     let output = Scratch::new("persist");
     let desktop = ScriptedDesktop::default();
@@ -682,7 +682,7 @@ fn the_lora_list_reads_its_folder_and_enabled_loras_reach_the_image() {
 
 #[test]
 fn the_token_counter_counts_a1111_chunks() {
-    use latent_studio::pipeline::prompt::PromptSyntax;
+    use latent_studio::text::prompt::PromptSyntax;
 
     let output = Scratch::new("tokens");
     let desktop = ScriptedDesktop::default();
@@ -704,7 +704,7 @@ fn the_token_counter_counts_a1111_chunks() {
 
 #[test]
 fn importing_a_png_restores_clip_skip_syntax_model_and_loras() {
-    use latent_studio::pipeline::prompt::PromptSyntax;
+    use latent_studio::text::prompt::PromptSyntax;
 
     let output = Scratch::new("import-out");
     let files = Scratch::new("import-files");

@@ -6,8 +6,8 @@ mod support;
 
 use std::collections::HashMap;
 
+use latent_studio::kernels::precision::{bf16_available, set_cpu_arithmetic, CpuArithmetic};
 use latent_studio::models::{load_model, LoadOptions};
-use latent_studio::pipeline::precision::{bf16_available, set_cpu_arithmetic, CpuArithmetic};
 use support::{fixtures, generate_case, image_diff, max_abs_diff, parity_cases};
 
 #[test]

@@ -9,13 +9,12 @@ mod support;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use latent_studio::models::embeddings::TextualInversion;
-use latent_studio::models::lora::{apply_loras, LoraLibrary};
+use latent_studio::models::embeddings::load_embedding;
+use latent_studio::models::lora::LoraLibrary;
+use latent_studio::models::StableDiffusion;
 use latent_studio::models::{load_model, LoadOptions};
-use latent_studio::pipeline::generate::{
-    Flow, GeneratedImage, GenerationRequest, PromptSyntax, StableDiffusion,
-};
-use latent_studio::pipeline::prompt::{chunk_text, CHUNK_LENGTH};
+use latent_studio::sampling::pipeline::{Flow, GeneratedImage, GenerationRequest, PromptSyntax};
+use latent_studio::text::prompt::{chunk_text, CHUNK_LENGTH};
 use serde::Deserialize;
 use support::{compare_with_reference, fixtures, image_diff};
 
@@ -79,7 +78,7 @@ fn load(case: &Case) -> StableDiffusion {
     let embeddings = case
         .embeddings
         .iter()
-        .map(|f| Arc::new(TextualInversion::load(&fixtures().join(f)).unwrap()))
+        .map(|f| Arc::new(load_embedding(&fixtures().join(f)).unwrap()))
         .collect();
     assert!(model.set_embeddings(embeddings).is_empty(), "{}", case.name);
     model
@@ -103,6 +102,7 @@ fn request(case: &Case) -> GenerationRequest {
 
 fn generate(model: &StableDiffusion, request: &GenerationRequest) -> GeneratedImage {
     model
+        .pipeline()
         .generate(request, &mut |_| Flow::Continue)
         .unwrap_or_else(|e| panic!("generate: {e}"))
 }
@@ -123,7 +123,7 @@ fn run(case: &Case) -> Result<(), String> {
     let loras = lora_library()
         .for_request(&request.prompt, request.prompt_syntax, &listed)
         .map_err(|e| e.to_string())?;
-    apply_loras(&mut model, loras).map_err(|e| e.to_string())?;
+    model.apply_loras(loras).map_err(|e| e.to_string())?;
     let output = generate(&model, &request);
     compare_with_reference(
         &case.name,
@@ -153,7 +153,7 @@ fn a1111_chunks_match_the_reference_ids() {
     for case in cases().iter().filter(|c| c.prompt_syntax == "a1111") {
         let Some(chunks) = &case.chunks else { continue };
         let model = load(case);
-        let tokenizer = model.tokenizer();
+        let tokenizer = model.pipeline().tokenizer();
         let layout = |text: &str| -> Vec<Vec<u32>> {
             chunk_text(tokenizer, text, PromptSyntax::A1111, &[])
                 .unwrap()
@@ -201,11 +201,11 @@ fn removing_loras_restores_the_base_weights() {
     let loras = library
         .for_request(&request.prompt, request.prompt_syntax, &listed)
         .unwrap();
-    apply_loras(&mut model, loras).unwrap();
+    model.apply_loras(loras).unwrap();
     let with_loras = generate(&model, &request);
     let (mean, _) = image_diff(&before.image.pixels, &with_loras.image.pixels);
     assert!(mean > 1.0, "the LoRAs changed nothing (mean diff {mean})");
-    apply_loras(&mut model, Vec::new()).unwrap();
+    model.apply_loras(Vec::new()).unwrap();
     let after = generate(&model, &request);
     assert_eq!(before.image.pixels, after.image.pixels);
     assert!(model.loras().is_empty());
@@ -256,7 +256,7 @@ fn a_lora_that_does_not_fit_is_refused() {
         let loras = library
             .for_request("", PromptSyntax::A1111, &[(path.clone(), 1.0)])
             .unwrap();
-        let message = apply_loras(&mut model, loras).unwrap_err().to_string();
+        let message = model.apply_loras(loras).unwrap_err().to_string();
         assert!(
             message.contains(&path.display().to_string()) && message.contains(expected),
             "{message}"

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use candle_core::Device;
-use latent_studio::pipeline::noise::TorchRng;
+use latent_studio::sampling::noise::TorchRng;
 use serde::Deserialize;
 
 #[derive(Deserialize)]

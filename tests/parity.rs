@@ -5,8 +5,8 @@ mod support;
 
 use std::collections::HashMap;
 
+use latent_studio::models::StableDiffusion;
 use latent_studio::models::{load_model, LoadOptions};
-use latent_studio::pipeline::generate::StableDiffusion;
 use support::{compare_with_reference, fixtures, generate_case, parity_cases, Case};
 
 fn run_case(model: &StableDiffusion, case: &Case) -> Result<(), String> {
@@ -60,7 +60,7 @@ fn tiled_vae_decode_matches_diffusers() {
     .unwrap();
     for name in ["grid", "single"] {
         let latents = &reference[&format!("{name}_latents")];
-        let ours = model.vae().decode_tiled(latents).unwrap();
+        let ours = model.pipeline().vae().decode_tiled(latents).unwrap();
         let expected = &reference[&format!("{name}_decoded")];
         assert_eq!(ours.dims(), expected.dims(), "{name}");
         let diff = support::max_abs_diff(&ours, expected);
@@ -69,6 +69,6 @@ fn tiled_vae_decode_matches_diffusers() {
     }
     // Tiling changes the result slightly; an untiled decode of the grid is not the same.
     let grid = &reference["grid_latents"];
-    let untiled = model.vae().decode(grid).unwrap();
+    let untiled = model.pipeline().vae().decode(grid).unwrap();
     assert!(support::max_abs_diff(&untiled, &reference["grid_decoded"]) > 1e-3);
 }

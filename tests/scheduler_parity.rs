@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
-use latent_studio::pipeline::noise::TorchRng;
-use latent_studio::pipeline::schedulers::{
+use latent_studio::sampling::noise::TorchRng;
+use latent_studio::sampling::schedulers::{
     build_scheduler, img2img_start_index, sigma_schedule, Scheduler, SchedulerConfig, SchedulerKind,
 };
 use serde_json::Value;

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use latent_studio::pipeline::tokenizer::ClipTokenizer;
+use latent_studio::text::tokenizer::ClipTokenizer;
 use serde_json::Value;
 
 fn fixtures() -> PathBuf {

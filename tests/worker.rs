@@ -5,10 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use latent_studio::engine::{
-    Command, Event, GenerateJob, ModelSource, PreviewMode, Worker, WorkerHandle,
+    Command, Event, GenerateJob, GenerationFailure, GenerationRequest, ImageOutput, ModelSource,
+    PreviewMode, PromptSyntax, SchedulerKind, Worker, WorkerHandle,
 };
-use latent_studio::pipeline::generate::{GenerationRequest, PromptSyntax};
-use latent_studio::pipeline::schedulers::SchedulerKind;
 
 fn fixture_model(name: &str) -> ModelSource {
     ModelSource::Folder(
@@ -84,7 +83,7 @@ fn batch_streams_previews_and_saves_pngs() {
         id: 1,
         request: request(5),
         batch_count: 2,
-        output_dir: Some(output_dir.clone()),
+        output: ImageOutput::Folder(output_dir.clone()),
         preview: PreviewMode::Fast,
         loras: Vec::new(),
     }));
@@ -154,7 +153,7 @@ fn cancel_stops_within_a_step() {
         id: 7,
         request: request(40),
         batch_count: 3,
-        output_dir: None,
+        output: ImageOutput::None,
         preview: PreviewMode::Off,
         loras: Vec::new(),
     }));
@@ -193,14 +192,18 @@ fn failures_are_reported_and_the_worker_keeps_serving() {
         id: 1,
         request: request(2),
         batch_count: 1,
-        output_dir: None,
+        output: ImageOutput::None,
         preview: PreviewMode::Off,
         loras: Vec::new(),
     }));
     let events = collect_until(&worker, |e| matches!(e, Event::JobDone { job: 1 }));
-    assert!(events
-        .iter()
-        .any(|e| matches!(e, Event::Failed { message, .. } if message.contains("no model"))));
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::Failed {
+            failure: GenerationFailure::NoModel,
+            ..
+        }
+    )));
 
     // A folder that is not a model.
     let broken = scratch("broken");
@@ -216,14 +219,14 @@ fn failures_are_reported_and_the_worker_keeps_serving() {
         id: 2,
         request: bad,
         batch_count: 1,
-        output_dir: None,
+        output: ImageOutput::None,
         preview: PreviewMode::Off,
         loras: Vec::new(),
     }));
     let events = collect_until(&worker, |e| matches!(e, Event::JobDone { job: 2 }));
     assert!(events
         .iter()
-        .any(|e| matches!(e, Event::Failed { message, .. } if message.contains("width 60"))));
+        .any(|e| matches!(e, Event::Failed { failure: GenerationFailure::InvalidRequest(message), .. } if message.contains("width 60"))));
 
     let mut good = request(1);
     good.guidance = 0.0;
@@ -231,7 +234,7 @@ fn failures_are_reported_and_the_worker_keeps_serving() {
         id: 3,
         request: good,
         batch_count: 1,
-        output_dir: None,
+        output: ImageOutput::None,
         preview: PreviewMode::Vae { every: 1 },
         loras: Vec::new(),
     }));

@@ -9,8 +9,8 @@ use std::time::SystemTime;
 
 use crossbeam_channel::{unbounded, Receiver, Sender, TryRecvError};
 
-use crate::formats::png::{read_png_parameters, write_png_with_parameters};
-use crate::pipeline::generate::RgbImage;
+use crate::engine::RgbImage;
+use crate::engine::{read_png_parameters, write_png_with_parameters};
 
 /// Longest side of a history thumbnail, in pixels (enough for a 2× display).
 pub const THUMBNAIL_SIDE: u32 = 160;

@@ -7,8 +7,8 @@ use std::time::SystemTime;
 use egui::{ColorImage, TextureHandle, TextureOptions};
 
 use crate::engine::FinishedImage;
-use crate::formats::parameters::GenerationParameters;
-use crate::pipeline::generate::RgbImage;
+use crate::engine::GenerationParameters;
+use crate::engine::RgbImage;
 
 use super::files::{thumbnail, ScannedImage, THUMBNAIL_SIDE};
 

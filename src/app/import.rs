@@ -3,11 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::engine::Catalog;
+use crate::engine::GenerationParameters;
 use crate::engine::ModelSource;
-use crate::formats::parameters::GenerationParameters;
-use crate::models::Catalog;
-use crate::pipeline::prompt::PromptSyntax;
-use crate::pipeline::schedulers::SchedulerKind;
+use crate::engine::PromptSyntax;
+use crate::engine::SchedulerKind;
 
 use super::loras::{lora_name, tagged_lora_names, LoraListing};
 use super::state::{snap_to_grid, State, MAX_BATCH, MAX_CLIP_SKIP, MAX_GUIDANCE, MAX_STEPS};

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::pipeline::prompt::{extract_lora_tags, PromptSyntax};
+use crate::engine::{extract_lora_tags, PromptSyntax};
 
 use super::state::LoraChoice;
 

@@ -29,12 +29,10 @@ use std::time::Instant;
 use egui::{Key, KeyboardShortcut, Modifiers, TextureHandle};
 
 use crate::engine::{
-    bf16_available, Command, CpuArithmetic, Event, FinishedImage, GenerateJob, LoadedModel,
-    ModelSource, Worker, WorkerHandle,
+    bf16_available, Catalog, Command, CpuArithmetic, Event, FinishedImage, GenerateJob,
+    GenerationParameters, GenerationRequest, ImageOutput, InitImage, LoadedModel, ModelSource,
+    RgbImage, Worker, WorkerHandle,
 };
-use crate::formats::parameters::GenerationParameters;
-use crate::models::Catalog;
-use crate::pipeline::generate::{GenerationRequest, InitImage, RgbImage};
 
 pub use command::UiCommand;
 pub use desktop::{Desktop, NativeDesktop};
@@ -74,17 +72,6 @@ impl AppConfig {
             desktop: Box::new(NativeDesktop),
             restore_saved_state: true,
         }
-    }
-}
-
-/// `--model` as typed: an existing path is a local folder, anything else a hub id.
-pub fn model_source_from_arg(arg: &str) -> ModelSource {
-    let path = Path::new(arg);
-    if path.exists() {
-        // Absolute, so the remembered folder still works when started from elsewhere.
-        ModelSource::Folder(std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()))
-    } else {
-        ModelSource::Hub(arg.to_string())
     }
 }
 
@@ -517,7 +504,7 @@ impl LatentStudioApp {
             id: job,
             request,
             batch_count: state.batch_count,
-            output_dir: Some(state.output_dir.clone()),
+            output: ImageOutput::Folder(state.output_dir.clone()),
             preview: state.preview,
             loras,
         }));
@@ -805,9 +792,10 @@ impl LatentStudioApp {
                         .info("Generation cancelled; finished images are kept");
                 }
             }
-            Event::Failed { job: _, message } => {
-                let hint = notices::generation_failure_hint(&message);
-                self.notices.error("Generation failed", message, Some(hint));
+            Event::Failed { job: _, failure } => {
+                let hint = notices::generation_failure_hint(&failure);
+                self.notices
+                    .error("Generation failed", failure.to_string(), Some(hint));
             }
             Event::JobDone { job } => {
                 if self.run.as_ref().is_some_and(|r| r.job == job) {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::{unbounded, Receiver, Sender};
 
-use crate::models::hashes::HashCache;
+use crate::engine::HashCache;
 
 use super::import::hash_matches;
 

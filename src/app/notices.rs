@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::engine::LoadFailure;
+use crate::engine::{GenerationFailure, LoadFailure};
 
 /// How long a confirmation ("Saved to …") stays before it fades out by itself.
 pub const INFO_LIFETIME: Duration = Duration::from_secs(6);
@@ -149,14 +149,16 @@ pub fn model_failure_hint(cause: LoadFailure, message: &str) -> String {
 }
 
 /// What to do when a generation fails.
-pub fn generation_failure_hint(message: &str) -> String {
-    let lower = message.to_lowercase();
-    if is_out_of_memory(&lower) {
-        "Out of memory: lower the width and height, or set the batch count to 1, then generate again.".into()
-    } else if lower.contains("no model") {
-        "Choose a model in the Model list first; it loads in the background.".into()
-    } else {
-        "Your prompt and settings are kept. Adjust them and press Generate again.".into()
+pub fn generation_failure_hint(failure: &GenerationFailure) -> String {
+    match failure {
+        GenerationFailure::OutOfMemory(_) => "Out of memory: lower the width and height, or set the batch count to 1, then generate again.".into(),
+        GenerationFailure::NoModel => "Choose a model in the Model list first; it loads in the background.".into(),
+        GenerationFailure::Lora(_) => "Check the LoRA list and the <lora:…> tags in the prompt, then generate again.".into(),
+        GenerationFailure::InvalidRequest(_)
+        | GenerationFailure::Compute(_)
+        | GenerationFailure::Internal(_) => {
+            "Your prompt and settings are kept. Adjust them and press Generate again.".into()
+        }
     }
 }
 
@@ -189,6 +191,8 @@ mod tests {
                 .contains("Open model")
         );
         assert!(model_failure_hint(LoadFailure::Offline, "x/y: dns").contains("Retry"));
-        assert!(generation_failure_hint("CUDA out of memory").contains("width and height"));
+        let oom = GenerationFailure::OutOfMemory("CUDA_ERROR_OUT_OF_MEMORY".into());
+        assert!(generation_failure_hint(&oom).contains("width and height"));
+        assert!(generation_failure_hint(&GenerationFailure::NoModel).contains("Model list"));
     }
 }

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::ModelDefaults;
+use crate::engine::PromptSyntax;
+use crate::engine::SchedulerKind;
 use crate::engine::{AddOnFolders, ModelSource, PreviewMode};
-use crate::models::ModelDefaults;
-use crate::pipeline::prompt::PromptSyntax;
-use crate::pipeline::schedulers::SchedulerKind;
 
 /// How many local models (folders and checkpoint files) the picker remembers.
 pub const RECENT_MODELS_KEPT: usize = 8;
@@ -142,14 +142,14 @@ impl State {
     pub fn lora_folder_in_use(&self) -> Option<PathBuf> {
         self.lora_folder
             .clone()
-            .or_else(crate::models::lora::default_lora_dir)
+            .or_else(crate::engine::default_lora_dir)
     }
 
     /// The embeddings folder in use: the chosen one, else the default.
     pub fn embeddings_folder_in_use(&self) -> Option<PathBuf> {
         self.embeddings_folder
             .clone()
-            .or_else(crate::models::embeddings::default_embeddings_dir)
+            .or_else(crate::engine::default_embeddings_dir)
     }
 
     /// What the worker is told with [`crate::engine::Command::SetFolders`].
@@ -242,14 +242,14 @@ pub fn default_output_dir() -> PathBuf {
         .join("Latent Studio")
 }
 
-pub use crate::pipeline::noise::random_seed;
+pub use crate::engine::random_seed;
 
 /// The scheduler is stored by its CLI name, so the file stays readable and an unknown name
 /// (from a newer version) falls back to the model's own scheduler instead of failing the load.
 mod scheduler_by_name {
     use serde::{Deserialize, Deserializer, Serializer};
 
-    use crate::pipeline::schedulers::SchedulerKind;
+    use crate::engine::SchedulerKind;
 
     pub fn serialize<S: Serializer>(
         kind: &SchedulerKind,
@@ -271,7 +271,7 @@ mod scheduler_by_name {
 mod syntax_by_name {
     use serde::{Deserialize, Deserializer, Serializer};
 
-    use crate::pipeline::prompt::PromptSyntax;
+    use crate::engine::PromptSyntax;
 
     pub fn serialize<S: Serializer>(
         syntax: &PromptSyntax,

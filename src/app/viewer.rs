@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use egui::{TextureHandle, TextureOptions, Vec2};
 
-use crate::pipeline::generate::RgbImage;
+use crate::engine::RgbImage;
 
 use super::history::{color_image, load_texture};
 

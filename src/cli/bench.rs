@@ -10,12 +10,13 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use clap::{Args, ValueEnum};
+use latent_studio::kernels::precision::cpu_arithmetic;
+use latent_studio::kernels::profile;
+use latent_studio::models::StableDiffusion;
 use latent_studio::models::{load_model, load_model_with_random_weights, LoadOptions};
-use latent_studio::pipeline::generate::{Flow, GenerationRequest, PromptSyntax, StableDiffusion};
-use latent_studio::pipeline::precision::cpu_arithmetic;
-use latent_studio::pipeline::profile;
-use latent_studio::pipeline::schedulers::SchedulerKind;
-use latent_studio::pipeline::unet::AddedConditions;
+use latent_studio::networks::unet::AddedConditions;
+use latent_studio::sampling::pipeline::{Flow, GenerationRequest, PromptSyntax};
+use latent_studio::sampling::schedulers::SchedulerKind;
 
 use super::{select_device, select_dtype, CliError};
 
@@ -190,7 +191,7 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         peak_rss_mib().unwrap_or(f64::NAN)
     );
 
-    let stages = model.text_stages();
+    let stages = model.pipeline().text_stages();
     time("text encode (cond + uncond)", &device, args.iters, || {
         let mut last = None;
         for stage in stages {
@@ -226,7 +227,7 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
     .map_err(runtime)?;
     // SDXL's UNet reads both encoders' states (2048 wide) and pooled embeddings + size ids:
     // random stand-ins of the right shapes are as good as real ones for timing.
-    let sdxl = model.unet().needs_added_conditions();
+    let sdxl = model.pipeline().unet().needs_added_conditions();
     let (context, added) = if sdxl {
         let width: usize = stages.iter().map(|s| s.encoder.hidden_size()).sum();
         let pooled = stages.last().map_or(0, |s| s.encoder.hidden_size());
@@ -261,6 +262,7 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
             args.iters,
             || {
                 model
+                    .pipeline()
                     .unet()
                     .forward(&latents, 500.0, &context, added.as_ref())
             },
@@ -268,6 +270,7 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         if args.profile {
             profile_run(&format!("unet step {size}x{size}"), &device, || {
                 model
+                    .pipeline()
                     .unet()
                     .forward(&latents, 500.0, &context, added.as_ref())
             })?;
@@ -282,11 +285,11 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
             &format!("vae decode {size}x{size}"),
             &device,
             args.iters,
-            || model.vae().decode(&latents),
+            || model.pipeline().vae().decode(&latents),
         )?;
         if args.profile {
             profile_run(&format!("vae decode {size}x{size}"), &device, || {
-                model.vae().decode(&latents)
+                model.pipeline().vae().decode(&latents)
             })?;
         }
     }
@@ -311,6 +314,7 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         1,
         || {
             model
+                .pipeline()
                 .generate(&request, &mut |_| Flow::Continue)
                 .map_err(|e| candle_core::Error::Msg(e.to_string()))
         },

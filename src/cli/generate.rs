@@ -6,17 +6,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Args;
-use latent_studio::engine::{a1111_parameters, FileRecord};
-use latent_studio::formats::png::write_png_with_parameters;
-use latent_studio::models::embeddings::{default_embeddings_dir, TextualInversion};
-use latent_studio::models::hashes::HashCache;
-use latent_studio::models::lora::{apply_loras, default_lora_dir, LoraLibrary};
-use latent_studio::models::{fetch_model, load_model, Catalog, HubCache, LoadOptions};
-use latent_studio::pipeline::generate::{
-    Flow, GenerationRequest, InitImage, PromptSyntax, RgbImage,
+use latent_studio::engine::{
+    default_embeddings_dir, default_lora_dir, random_seed, AddOnFolders, DownloadProgress,
+    FinishedImage, GenerateJob, GenerationFailure, GenerationRequest, ImageOutput, ImageStep,
+    InitImage, LoadFailure, LoadOptions, ModelSource, PreviewMode, PromptSyntax, RgbImage,
+    RunObserver, Runner, SchedulerKind,
 };
-use latent_studio::pipeline::noise::random_seed;
-use latent_studio::pipeline::schedulers::SchedulerKind;
 
 use super::{select_device, select_dtype, CliError};
 
@@ -108,29 +103,42 @@ fn read_init_image(path: &Path) -> Result<RgbImage, CliError> {
     Ok(RgbImage::from(image.to_rgb8()))
 }
 
-/// `--model` as a folder: the path itself, or — for a catalog hub id such as
-/// `stabilityai/sd-turbo` that is not a path here — its snapshot in the Hugging Face cache,
-/// downloaded first if needed (progress on stderr).
-fn model_folder(model: &Path) -> Result<PathBuf, CliError> {
-    let text = model.to_string_lossy();
-    let looks_like_hub_id = text.split('/').count() == 2 && !text.starts_with(['.', '/', '~']);
-    if model.exists() || !looks_like_hub_id {
-        return Ok(model.to_path_buf());
+/// Prints what the runner reports: progress on stderr, written files on stdout.
+struct Terminal {
+    interactive: bool,
+    last_download_report: Option<Instant>,
+    vae_rejected: Option<String>,
+    save_error: Option<String>,
+}
+
+impl Terminal {
+    fn line(&self, line: &str) {
+        let mut stderr = std::io::stderr();
+        let _ = if self.interactive {
+            write!(stderr, "\r{line}   ")
+        } else {
+            writeln!(stderr, "{line}")
+        };
     }
-    let entry = Catalog::builtin()
-        .lookup(&text)
-        .map_err(|err| CliError::input(format!("--model {text}: no such folder, and {err}")))?;
-    let interactive = std::io::stderr().is_terminal();
-    let mut last_report = Instant::now();
-    let mut stderr = std::io::stderr();
-    let folder = fetch_model(entry, &HubCache::from_env(), |file, progress| {
+
+    fn end_line(&self) {
+        if self.interactive {
+            eprintln!();
+        }
+    }
+}
+
+impl RunObserver for Terminal {
+    fn download(&mut self, source: &ModelSource, file: &str, progress: DownloadProgress) -> bool {
         let finished = progress.bytes_total == Some(progress.bytes_done);
-        if finished || last_report.elapsed().as_secs_f64() >= 1.0 {
-            last_report = Instant::now();
+        let due = self
+            .last_download_report
+            .is_none_or(|at| at.elapsed().as_secs_f64() >= 1.0);
+        if finished || due {
+            self.last_download_report = Some(Instant::now());
             let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
-            let line = format!(
-                "downloading {} {}/{} {file}: {:.1}/{} MiB, {:.1} MiB/s",
-                entry.id,
+            self.line(&format!(
+                "downloading {source} {}/{} {file}: {:.1}/{} MiB, {:.1} MiB/s",
                 progress.file_index + 1,
                 progress.file_count,
                 mib(progress.bytes_done),
@@ -138,31 +146,41 @@ fn model_folder(model: &Path) -> Result<PathBuf, CliError> {
                     .bytes_total
                     .map_or_else(|| "?".into(), |t| format!("{:.1}", mib(t))),
                 mib(progress.bytes_per_second as u64),
-            );
-            let _ = if interactive {
-                write!(stderr, "\r{line}   ")
-            } else {
-                writeln!(stderr, "{line}")
-            };
+            ));
         }
         true
-    });
-    if interactive {
-        eprintln!();
     }
-    folder.map_err(|err| CliError::runtime(format!("--model {text}: {err}")))
-}
 
-/// FILE.png for a single image, FILE-1.png, FILE-2.png … for a batch.
-fn output_path(base: &Path, index: usize, count: usize) -> PathBuf {
-    if count == 1 {
-        return base.to_path_buf();
+    fn notice(&mut self, message: String) {
+        eprintln!("{message}");
     }
-    let stem = base
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "image".into());
-    base.with_file_name(format!("{stem}-{}.png", index + 1))
+
+    fn vae_rejected(&mut self, message: String) {
+        self.vae_rejected = Some(message);
+    }
+
+    fn step(&mut self, progress: ImageStep) {
+        let rate = progress.step as f64 / progress.elapsed_secs.max(1e-9);
+        self.line(&format!(
+            "step {}/{}  {rate:.2} it/s",
+            progress.step, progress.total
+        ));
+    }
+
+    fn image_finished(&mut self, _index: usize, image: FinishedImage) {
+        self.end_line();
+        match (&image.path, image.save_error) {
+            (Some(path), _) => println!("{} (seed {})", path.display(), image.seed),
+            (None, error) => {
+                self.save_error = Some(error.unwrap_or_else(|| "the image was not saved".into()))
+            }
+        }
+    }
+
+    /// A file that cannot be written stops the batch: the next would fail the same way.
+    fn is_cancelled(&self) -> bool {
+        self.save_error.is_some()
+    }
 }
 
 /// `FILE` or `FILE:MULTIPLIER` (the last `:` separates, so Windows drive letters survive).
@@ -285,39 +303,53 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
     let device = select_device(&args.device)?;
     let dtype = select_dtype(args.dtype.as_deref(), &device)?;
 
-    let folder = model_folder(&args.model)?;
-    let started = Instant::now();
-    let options = LoadOptions {
+    let mut terminal = Terminal {
+        interactive: std::io::stderr().is_terminal(),
+        last_download_report: None,
+        vae_rejected: None,
+        save_error: None,
+    };
+    let mut runner = Runner::new(LoadOptions {
         device,
         dtype,
-        vae: args.vae.clone(),
+        vae: None,
         config: args.model_config.clone(),
         keep_f16_weights: !args.f32_weights,
-    };
-    let mut model = load_model(&folder, &options)
-        .map_err(|err| CliError::input(format!("--model {}: {err}", args.model.display())))?;
-    model.set_vae_tiling(args.vae_tiling);
-    let embeddings_dir = args.embeddings_dir.clone().or_else(default_embeddings_dir);
-    if let Some(dir) = &embeddings_dir {
-        let (found, errors) = TextualInversion::load_dir(dir);
-        for err in errors {
-            eprintln!("embedding skipped: {err}");
-        }
-        let skipped = model.set_embeddings(found.into_iter().map(std::sync::Arc::new).collect());
-        if !skipped.is_empty() {
-            eprintln!(
-                "embeddings for another model family skipped: {}",
-                skipped.join(", ")
-            );
-        }
+    });
+    runner.set_vae_tiling(args.vae_tiling);
+    runner.set_vae(args.vae.clone(), &mut terminal);
+    runner.set_folders(
+        AddOnFolders {
+            loras: args.lora_dir.clone().or_else(default_lora_dir),
+            embeddings: args.embeddings_dir.clone().or_else(default_embeddings_dir),
+        },
+        &mut terminal,
+    );
+    // A LoRA that is missing or unreadable fails before the model loads.
+    runner
+        .check_loras(&args.prompt, prompt_syntax, &listed_loras)
+        .map_err(|failure| CliError::input(failure.to_string()))?;
+    let started = Instant::now();
+    let model_text = args.model.to_string_lossy();
+    let loaded = runner
+        .load(&ModelSource::from_arg(&model_text), &mut terminal)
+        .map_err(|failure| {
+            let message = format!("--model {model_text}: {}", failure.message);
+            match failure.cause {
+                LoadFailure::Offline | LoadFailure::Download | LoadFailure::Internal => {
+                    CliError::runtime(message)
+                }
+                LoadFailure::NotAModel | LoadFailure::Invalid => CliError::input(message),
+            }
+        })?;
+    terminal.end_line();
+    if let (Some(vae), Some(message)) = (&args.vae, terminal.vae_rejected.take()) {
+        return Err(CliError::input(format!(
+            "--vae {}: {message}",
+            vae.display()
+        )));
     }
-    let mut library = LoraLibrary::new(args.lora_dir.clone().or_else(default_lora_dir));
-    let loras = library
-        .for_request(&args.prompt, prompt_syntax, &listed_loras)
-        .map_err(|err| CliError::input(err.to_string()))?;
-    apply_loras(&mut model, loras).map_err(|err| CliError::input(err.to_string()))?;
-    let files = FileRecord::of(&model, args.vae.as_deref(), &HashCache::user_default());
-    let info = model.info().clone();
+    let info = loaded.info;
     eprintln!(
         "loaded {} ({}) in {:.1}s",
         info.name,
@@ -344,81 +376,50 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
             "--init-image is smaller than 8×8 pixels; give --width and --height",
         ));
     }
-    let steps = args.steps.unwrap_or(info.defaults.steps);
-    let guidance = args.guidance.unwrap_or(info.defaults.guidance);
-    // Fail on a scheduler the model's config cannot drive before any work is done.
-    scheduler
-        .a1111_label(model.scheduler_config())
-        .map_err(|err| CliError::input(format!("--scheduler {}: {err}", args.scheduler)))?;
-    let base_seed = args.seed.unwrap_or_else(random_seed);
+    let seed = args.seed.unwrap_or_else(random_seed);
     if args.seed.is_none() {
-        eprintln!("seed {base_seed}");
+        eprintln!("seed {seed}");
     }
-
-    let interactive = std::io::stderr().is_terminal();
-    for index in 0..args.batch_count {
-        let seed = base_seed.wrapping_add(index as u64);
-        let request = GenerationRequest {
+    let job = GenerateJob {
+        id: 0,
+        request: GenerationRequest {
             prompt: args.prompt.clone(),
             negative_prompt: args.negative_prompt.clone(),
-            steps,
-            guidance,
+            steps: args.steps.unwrap_or(info.defaults.steps),
+            guidance: args.guidance.unwrap_or(info.defaults.guidance),
             seed,
             width,
             height,
             scheduler,
-            init_image: init_image.clone(),
+            init_image,
             prompt_syntax,
             clip_skip: args.clip_skip,
-        };
-        let run_started = Instant::now();
-        let mut stderr = std::io::stderr();
-        let output = model
-            .generate(&request, &mut |progress| {
-                let elapsed = run_started.elapsed().as_secs_f64();
-                let rate = progress.step as f64 / elapsed.max(1e-9);
-                let line = format!("step {}/{}  {rate:.2} it/s", progress.step, progress.total);
-                if interactive {
-                    let _ = write!(stderr, "\r{line}   ");
-                } else {
-                    let _ = writeln!(stderr, "{line}");
-                }
-                Flow::Continue
-            })
-            .map_err(|err| CliError::runtime(err.to_string()))?;
-        if interactive {
-            eprintln!();
-        }
-        let parameters = a1111_parameters(&model, &request, &files)
-            .map_err(|err| CliError::input(format!("--scheduler {}: {err}", args.scheduler)))?;
-        let path = output_path(&args.output, index, args.batch_count);
-        write_png_with_parameters(
-            &path,
-            &output.image.pixels,
-            output.image.width as u32,
-            output.image.height as u32,
-            &parameters.to_a1111_string(),
-        )
-        .map_err(|err| CliError::runtime(err.to_string()))?;
-        println!(
-            "{} (seed {seed}, {:.1}s)",
-            path.display(),
-            run_started.elapsed().as_secs_f64()
-        );
+        },
+        batch_count: args.batch_count,
+        output: ImageOutput::File(args.output.clone()),
+        preview: PreviewMode::Off,
+        loras: listed_loras,
+    };
+    runner
+        .run(&job, &mut terminal)
+        .map_err(|failure| match failure {
+            GenerationFailure::InvalidRequest(message) if message.starts_with("scheduler") => {
+                CliError::input(format!("--scheduler {}: {message}", args.scheduler))
+            }
+            GenerationFailure::InvalidRequest(_) | GenerationFailure::Lora(_) => {
+                CliError::input(failure.to_string())
+            }
+            other => CliError::runtime(other.to_string()),
+        })?;
+    match terminal.save_error {
+        Some(message) => Err(CliError::runtime(message)),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn batch_outputs_are_numbered() {
-        let base = Path::new("out/cat.png");
-        assert_eq!(output_path(base, 0, 1), PathBuf::from("out/cat.png"));
-        assert_eq!(output_path(base, 1, 3), PathBuf::from("out/cat-2.png"));
-    }
 
     #[test]
     fn random_seeds_fit_in_32_bits() {

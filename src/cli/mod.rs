@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 use candle_core::{DType, Device};
 use clap::{Parser, Subcommand};
-use latent_studio::pipeline::generate::describe_candle_error;
-use latent_studio::pipeline::precision::{set_cpu_arithmetic, CpuArithmetic};
+use latent_studio::describe_candle_error;
+use latent_studio::engine::{set_cpu_arithmetic, CpuArithmetic};
 
 #[derive(Debug, Parser)]
 #[command(name = "latent-studio", version = latent_studio::VERSION, about = "Stable Diffusion on your own machine, numerically faithful to diffusers")]
@@ -81,8 +81,9 @@ pub fn run(args: Args) -> Result<(), CliError> {
 }
 
 fn open_window(model: Option<&str>, output_dir: Option<PathBuf>) -> Result<(), CliError> {
-    use latent_studio::app::{model_source_from_arg, run_window, AppConfig};
-    let model = model.map(model_source_from_arg);
+    use latent_studio::app::{run_window, AppConfig};
+    use latent_studio::engine::ModelSource;
+    let model = model.map(ModelSource::from_arg);
     run_window(AppConfig::new(model, output_dir)).map_err(|err| {
         CliError::runtime(format!(
             "cannot open the window: {err} (no display? `latent-studio generate --help` works without one)"
@@ -100,7 +101,7 @@ pub fn select_device(name: &str) -> Result<Device, CliError> {
                     "--device cuda: this build has no CUDA support; rebuild with `cargo build --release --features cuda`",
                 ));
             }
-            latent_studio::pipeline::new_cuda_device().map_err(|e| {
+            latent_studio::kernels::new_cuda_device().map_err(|e| {
                 CliError::runtime(format!(
                     "--device cuda: no usable CUDA GPU: {}",
                     describe_candle_error(&e)

@@ -1,21 +1,36 @@
-//! The worker: one background thread that owns the loaded model, takes [`Command`]s and
-//! answers with [`Event`]s. The UI never runs tensor code and never waits on it.
+//! The engine: [`Runner`], the one synchronous generation runner (model loading, LoRAs,
+//! seeds, previews, metadata, saving), and the [`Worker`] thread that owns a runner for the
+//! window — [`Command`]s in, [`Event`]s out; the UI never runs tensor code and never waits on
+//! it. The CLI calls the runner directly.
+//!
+//! This module is the window's one front door: every type the window needs from the layers
+//! below is re-exported here.
 
 mod parameters;
 mod preview;
+mod runner;
 mod worker;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use parameters::{a1111_parameters, FileRecord};
 pub use preview::{latent_preview, PreviewMode};
+pub use runner::{batch_file_path, ImageStep, JobOutcome, ModelLoadFailure, RunObserver, Runner};
 pub use worker::{Worker, WorkerHandle};
 
-pub use crate::models::DownloadProgress;
-use crate::pipeline::generate::{GenerationRequest, ModelInfo, RgbImage};
-pub use crate::pipeline::precision::{bf16_available, CpuArithmetic};
-use crate::pipeline::tokenizer::ClipTokenizer;
+pub use crate::formats::parameters::GenerationParameters;
+pub use crate::formats::png::{read_png_parameters, write_png_with_parameters};
+pub use crate::kernels::precision::{bf16_available, set_cpu_arithmetic, CpuArithmetic};
+pub use crate::models::embeddings::default_embeddings_dir;
+pub use crate::models::hashes::HashCache;
+pub use crate::models::lora::default_lora_dir;
+pub use crate::models::{Catalog, DownloadProgress, LoadOptions, ModelDefaults, ModelInfo};
+pub use crate::sampling::noise::random_seed;
+pub use crate::sampling::pipeline::{GenerateError, GenerationRequest, InitImage, RgbImage};
+pub use crate::sampling::schedulers::SchedulerKind;
+pub use crate::text::prompt::{extract_lora_tags, token_usage, PromptSyntax};
+pub use crate::text::tokenizer::ClipTokenizer;
 
 /// Where a model comes from.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -24,6 +39,22 @@ pub enum ModelSource {
     Folder(PathBuf),
     /// A Hugging Face hub repository id, fetched into the standard HF cache when needed.
     Hub(String),
+}
+
+impl ModelSource {
+    /// A model as a user names it on the command line: an existing file or folder, anything
+    /// that reads as a path, or else a hub id (`org/name`).
+    pub fn from_arg(arg: &str) -> Self {
+        let path = Path::new(arg);
+        let looks_like_hub_id =
+            arg.split('/').count() == 2 && !arg.starts_with(['.', '/', '~']) && !arg.contains('\\');
+        if path.exists() || !looks_like_hub_id {
+            // Absolute, so a remembered folder still works when started from elsewhere.
+            ModelSource::Folder(std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()))
+        } else {
+            ModelSource::Hub(arg.to_string())
+        }
+    }
 }
 
 impl std::fmt::Display for ModelSource {
@@ -41,11 +72,21 @@ pub struct GenerateJob {
     pub id: u64,
     pub request: GenerationRequest,
     pub batch_count: usize,
-    /// Where finished images are written (created if missing). `None`: not saved.
-    pub output_dir: Option<PathBuf>,
+    pub output: ImageOutput,
     pub preview: PreviewMode,
     /// LoRA files and multipliers to merge, besides the prompt's `<lora:…>` tags.
     pub loras: Vec<(PathBuf, f64)>,
+}
+
+/// Where a job's finished images are written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageOutput {
+    /// Kept in memory only.
+    None,
+    /// `NNNNN-SEED.png` in this folder (created if missing), numbered as A1111 does.
+    Folder(PathBuf),
+    /// This file for one image; `NAME-1.png`, `NAME-2.png` … beside it for a batch.
+    File(PathBuf),
 }
 
 /// Folders the worker looks in for add-ons.
@@ -124,7 +165,7 @@ pub enum Event {
     /// The job stopped with an error; the worker keeps serving.
     Failed {
         job: u64,
-        message: String,
+        failure: GenerationFailure,
     },
     /// Every image of the job is done.
     JobDone {
@@ -154,6 +195,47 @@ pub enum LoadFailure {
     Invalid,
     /// A bug: the loader panicked.
     Internal,
+}
+
+/// Why a generation failed, so the window can say what to do about it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GenerationFailure {
+    #[error("no model is loaded; pick one in the model list first")]
+    NoModel,
+    /// The request cannot be run as it is (a size, a prompt, a scheduler the model lacks).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// A LoRA could not be found, read or merged.
+    #[error("{0}")]
+    Lora(String),
+    #[error("out of memory: {0}")]
+    OutOfMemory(String),
+    #[error("computation failed: {0}")]
+    Compute(String),
+    /// A bug: the generation panicked.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<GenerateError> for GenerationFailure {
+    fn from(err: GenerateError) -> Self {
+        match err {
+            GenerateError::InvalidRequest(message) => Self::InvalidRequest(message),
+            GenerateError::Scheduler(err) => Self::InvalidRequest(format!("scheduler: {err}")),
+            GenerateError::Cancelled => Self::Internal("cancelled without a cancel".into()),
+            // Device allocators report exhaustion as an error (a CPU allocation failure ends
+            // the process instead); candle passes their text on.
+            GenerateError::Compute(message) if mentions_out_of_memory(&message) => {
+                Self::OutOfMemory(message)
+            }
+            GenerateError::Compute(message) => Self::Compute(message),
+        }
+    }
+}
+
+fn mentions_out_of_memory(message: &str) -> bool {
+    let lower = message.to_lowercase();
+    lower.contains("out of memory") || lower.contains("out_of_memory")
 }
 
 /// A finished image with what made it.

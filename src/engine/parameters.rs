@@ -2,9 +2,10 @@
 
 use crate::formats::parameters::GenerationParameters;
 use crate::models::hashes::HashCache;
-use crate::pipeline::generate::{GenerationRequest, PromptSyntax, StableDiffusion};
-use crate::pipeline::prompt::extract_lora_tags;
-use crate::pipeline::schedulers::SchedulerConfigError;
+use crate::models::StableDiffusion;
+use crate::sampling::pipeline::GenerationRequest;
+use crate::sampling::schedulers::SchedulerConfigError;
+use crate::text::prompt::{extract_lora_tags, PromptSyntax};
 
 /// The files behind a generation as A1111 records them: short SHA-256 hashes of the
 /// checkpoint and of each LoRA, and the VAE file's name.
@@ -51,7 +52,9 @@ pub fn a1111_parameters(
     request: &GenerationRequest,
     files: &FileRecord,
 ) -> Result<GenerationParameters, SchedulerConfigError> {
-    let label = request.scheduler.a1111_label(model.scheduler_config())?;
+    let label = request
+        .scheduler
+        .a1111_label(model.pipeline().scheduler_config())?;
     let mut prompt = request.prompt.clone();
     if request.prompt_syntax == PromptSyntax::A1111 {
         let tagged: Vec<String> = extract_lora_tags(&request.prompt)

@@ -7,8 +7,8 @@
 use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::models::Family;
-use crate::pipeline::generate::RgbImage;
+use crate::networks::Family;
+use crate::sampling::pipeline::RgbImage;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum PreviewMode {

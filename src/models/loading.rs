@@ -9,17 +9,18 @@ use candle_nn::VarBuilder;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+use crate::describe_candle_error;
 use crate::models::single_file::{Checkpoint, CheckpointError, CheckpointKind, Layout};
 use crate::models::weights::WeightMap;
+use crate::models::{BaseWeights, ModelInfo, StableDiffusion};
 use crate::models::{Family, ModelDefaults};
-use crate::pipeline::generate::{
-    describe_candle_error, BaseWeights, ModelInfo, StableDiffusion, TextStage,
-};
-use crate::pipeline::schedulers::SchedulerConfig;
-use crate::pipeline::text_encoder::{ClipTextConfig, ClipTextEncoder};
-use crate::pipeline::tokenizer::{ClipTokenizer, TokenizerError};
-use crate::pipeline::unet::{UNet2DConditionModel, UNetConfig};
-use crate::pipeline::vae::{AutoencoderKL, VaeConfig};
+use crate::networks::text_encoder::{ClipTextConfig, ClipTextEncoder};
+use crate::networks::unet::{UNet2DConditionModel, UNetConfig};
+use crate::networks::vae::{AutoencoderKL, VaeConfig};
+use crate::sampling::pipeline::DiffusionPipeline;
+use crate::sampling::schedulers::SchedulerConfig;
+use crate::text::conditioning::TextStage;
+use crate::text::tokenizer::{ClipTokenizer, TokenizerError};
 
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
@@ -49,7 +50,7 @@ impl LoadOptions {
     /// and present, else the CPU in f32.
     pub fn best_available() -> Self {
         #[cfg(feature = "cuda")]
-        if let Ok(device) = crate::pipeline::new_cuda_device() {
+        if let Ok(device) = crate::kernels::new_cuda_device() {
             return Self {
                 device,
                 dtype: DType::F16,
@@ -254,7 +255,7 @@ impl candle_nn::var_builder::SimpleBackend for RandomWeights {
         if self.keep_half
             && dtype == DType::F32
             && shape.rank() >= 2
-            && crate::pipeline::precision::stored_weight_precision_allowed()
+            && crate::kernels::precision::stored_weight_precision_allowed()
         {
             return init
                 .var(shape, DType::F32, device)?
@@ -496,8 +497,8 @@ impl FolderConfigs {
 
     fn layout(&self) -> Layout {
         let unet_layers_per_block = match &self.unet.layers_per_block {
-            crate::pipeline::unet::PerBlock::One(n) => *n,
-            crate::pipeline::unet::PerBlock::Each(v) => v.first().copied().unwrap_or(2),
+            crate::networks::unet::PerBlock::One(n) => *n,
+            crate::networks::unet::PerBlock::Each(v) => v.first().copied().unwrap_or(2),
         };
         Layout {
             unet_layers_per_block,
@@ -705,32 +706,35 @@ fn load_single_file(path: &Path, options: &LoadOptions) -> Result<StableDiffusio
     Ok(model)
 }
 
-/// Swaps `model`'s VAE for the one in `file` (ldm or diffusers names), or back to the model's
-/// own with `None`, without reloading anything else.
-pub fn replace_vae(model: &mut StableDiffusion, file: Option<&Path>) -> Result<(), LoadError> {
-    let Some(base) = &model.base else {
-        return Err(LoadError::Unsupported {
-            path: file.map(Path::to_path_buf).unwrap_or_default(),
-            message: "this model was built without weight files and cannot change its VAE".into(),
-        });
-    };
-    let options = LoadOptions {
-        device: model.device.clone(),
-        dtype: model.dtype,
-        ..LoadOptions::default()
-    };
-    let weights = match file {
-        Some(file) => Arc::new(read_vae_file(file, &base.vae_config, &options)?),
-        None => Arc::clone(&base.vae),
-    };
-    let origin = file.map(Path::to_path_buf).unwrap_or_default();
-    let vae = AutoencoderKL::new(
-        &base.vae_config,
-        weights.var_builder(Arc::default(), options.dtype, &options.device),
-    )
-    .map_err(|err| build_error("vae", &origin, err))?;
-    model.vae = vae;
-    Ok(())
+impl StableDiffusion {
+    /// Swaps the VAE for the one in `file` (ldm or diffusers names), or back to the model's
+    /// own with `None`, without reloading anything else.
+    pub fn replace_vae(&mut self, file: Option<&Path>) -> Result<(), LoadError> {
+        let Some(base) = &self.base else {
+            return Err(LoadError::Unsupported {
+                path: file.map(Path::to_path_buf).unwrap_or_default(),
+                message: "this model was built without weight files and cannot change its VAE"
+                    .into(),
+            });
+        };
+        let options = LoadOptions {
+            device: self.pipeline.device().clone(),
+            dtype: self.pipeline.dtype(),
+            ..LoadOptions::default()
+        };
+        let weights = match file {
+            Some(file) => Arc::new(read_vae_file(file, &base.vae_config, &options)?),
+            None => Arc::clone(&base.vae),
+        };
+        let origin = file.map(Path::to_path_buf).unwrap_or_default();
+        let vae = AutoencoderKL::new(
+            &base.vae_config,
+            weights.var_builder(Arc::default(), options.dtype, &options.device),
+        )
+        .map_err(|err| build_error("vae", &origin, err))?;
+        self.pipeline.vae = vae;
+        Ok(())
+    }
 }
 
 fn assemble(
@@ -798,8 +802,8 @@ fn assemble(
     let distilled = name.to_lowercase().contains("turbo")
         || scheduler_config.timestep_spacing.as_deref() == Some("trailing");
     let cross_dim = match &unet_config.cross_attention_dim {
-        crate::pipeline::unet::PerBlock::One(d) => *d,
-        crate::pipeline::unet::PerBlock::Each(v) => v.first().copied().unwrap_or(0),
+        crate::networks::unet::PerBlock::One(d) => *d,
+        crate::networks::unet::PerBlock::Each(v) => v.first().copied().unwrap_or(0),
     };
     let info = ModelInfo {
         name,
@@ -822,8 +826,9 @@ fn assemble(
         }
         _ => None,
     };
-    Ok(StableDiffusion {
-        info,
+    let pipeline = DiffusionPipeline {
+        family,
+        vae_scale_factor,
         text_stages,
         unet: unet_model,
         vae: vae_model,
@@ -831,10 +836,14 @@ fn assemble(
         force_zeros_for_empty_prompt,
         device: options.device.clone(),
         dtype: options.dtype,
-        base,
-        loras: Vec::new(),
         embeddings: Vec::new(),
         vae_tiling: false,
+    };
+    Ok(StableDiffusion {
+        pipeline,
+        info,
+        base,
+        loras: Vec::new(),
     })
 }
 
@@ -1022,10 +1031,11 @@ mod tests {
         // ... and changes no number: UNet and VAE outputs are bit for bit the same.
         let device = Device::Cpu;
         let latents = candle_core::Tensor::randn(0f32, 1.0, (2, 4, 8, 8), &device).unwrap();
-        let hidden = widened.text_stages()[0].encoder.hidden_size();
+        let hidden = widened.pipeline().text_stages()[0].encoder.hidden_size();
         let context = candle_core::Tensor::randn(0f32, 1.0, (2, 77, hidden), &device).unwrap();
         let unet = |model: &StableDiffusion| {
             model
+                .pipeline()
                 .unet()
                 .forward(&latents, 500.0, &context, None)
                 .unwrap()
@@ -1037,6 +1047,7 @@ mod tests {
         assert_eq!(unet(&widened), unet(&kept));
         let decode = |model: &StableDiffusion| {
             model
+                .pipeline()
                 .vae()
                 .decode(&latents.narrow(0, 0, 1).unwrap())
                 .unwrap()
@@ -1047,7 +1058,7 @@ mod tests {
         };
         assert_eq!(decode(&widened), decode(&kept));
         let encode = |model: &StableDiffusion| {
-            let stage = &model.text_stages()[0];
+            let stage = &model.pipeline().text_stages()[0];
             let ids = stage.tokenizer.encode_padded("a photo of a cat");
             stage
                 .encoder

@@ -10,11 +10,14 @@ use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
 
+use crate::describe_candle_error;
 use crate::models::single_file::unet_name;
 use crate::models::weights::WeightMap;
-use crate::pipeline::generate::{describe_candle_error, StableDiffusion, TextStage};
-use crate::pipeline::text_encoder::ClipTextEncoder;
-use crate::pipeline::unet::{PerBlock, UNet2DConditionModel};
+use crate::models::{BaseWeights, StableDiffusion};
+use crate::networks::text_encoder::ClipTextEncoder;
+use crate::networks::unet::{PerBlock, UNet2DConditionModel};
+use crate::text::conditioning::TextStage;
+use crate::text::prompt::{extract_lora_tags, PromptSyntax};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoraError {
@@ -96,7 +99,7 @@ impl LoraLibrary {
     pub fn for_request(
         &mut self,
         prompt: &str,
-        syntax: crate::pipeline::generate::PromptSyntax,
+        syntax: PromptSyntax,
         listed: &[(PathBuf, f64)],
     ) -> Result<Vec<ActiveLora>, LoraError> {
         let mut active = Vec::new();
@@ -106,9 +109,9 @@ impl LoraLibrary {
                 multiplier: *multiplier,
             });
         }
-        if syntax == crate::pipeline::generate::PromptSyntax::A1111 {
-            let (_, tags) = crate::pipeline::prompt::extract_lora_tags(prompt)
-                .map_err(|err| LoraError::Tag(err.to_string()))?;
+        if syntax == PromptSyntax::A1111 {
+            let (_, tags) =
+                extract_lora_tags(prompt).map_err(|err| LoraError::Tag(err.to_string()))?;
             for tag in tags {
                 let Some(dir) = self.dir.clone() else {
                     return Err(LoraError::NoFolder { name: tag.name });
@@ -522,10 +525,7 @@ fn dotted_tail(tail: &str) -> String {
 type Deltas = HashMap<String, Tensor>;
 
 /// The sum of all active LoRAs' changes: for the UNet, and for each text encoder.
-fn deltas(
-    base: &crate::pipeline::generate::BaseWeights,
-    loras: &[ActiveLora],
-) -> Result<(Deltas, Vec<Deltas>), LoraError> {
+fn deltas(base: &BaseWeights, loras: &[ActiveLora]) -> Result<(Deltas, Vec<Deltas>), LoraError> {
     let layers_per_block = match &base.unet_config.layers_per_block {
         PerBlock::One(n) => *n,
         PerBlock::Each(v) => v.first().copied().unwrap_or(2),
@@ -602,54 +602,56 @@ fn layer_delta(
     product.reshape(weight_dims)? * (multiplier * layer.scale)
 }
 
-/// Merges `loras` into `model` (replacing whatever was merged before). An empty list restores
-/// the base weights.
-pub fn apply_loras(model: &mut StableDiffusion, loras: Vec<ActiveLora>) -> Result<(), LoraError> {
-    let same = model.loras.len() == loras.len()
-        && model
-            .loras
-            .iter()
-            .zip(&loras)
-            .all(|(a, b)| Arc::ptr_eq(&a.lora, &b.lora) && a.multiplier == b.multiplier);
-    if same {
-        return Ok(());
-    }
-    let Some(base) = &model.base else {
-        return if loras.is_empty() {
-            Ok(())
-        } else {
-            Err(LoraError::NoBaseWeights)
+impl StableDiffusion {
+    /// Merges `loras` into the weights (replacing whatever was merged before). An empty list
+    /// restores the base weights.
+    pub fn apply_loras(&mut self, loras: Vec<ActiveLora>) -> Result<(), LoraError> {
+        let same = self.loras.len() == loras.len()
+            && self
+                .loras
+                .iter()
+                .zip(&loras)
+                .all(|(a, b)| Arc::ptr_eq(&a.lora, &b.lora) && a.multiplier == b.multiplier);
+        if same {
+            return Ok(());
+        }
+        let Some(base) = &self.base else {
+            return if loras.is_empty() {
+                Ok(())
+            } else {
+                Err(LoraError::NoBaseWeights)
+            };
         };
-    };
-    let (unet_deltas, text_deltas) = deltas(base, &loras)?;
-    let rebuild = |err: candle_core::Error| LoraError::Rebuild(describe_candle_error(&err));
-    let unet = UNet2DConditionModel::new(
-        &base.unet_config,
-        base.unet
-            .var_builder(Arc::new(unet_deltas), model.dtype, &model.device),
-    )
-    .map_err(rebuild)?;
-    let mut stages = Vec::with_capacity(base.text.len());
-    for ((config, weights), (deltas, stage)) in base
-        .text
-        .iter()
-        .zip(text_deltas.into_iter().zip(&model.text_stages))
-    {
-        let encoder = ClipTextEncoder::new(
-            config,
-            stage.tokenizer.eos_id(),
-            weights.var_builder(Arc::new(deltas), model.dtype, &model.device),
+        let (unet_deltas, text_deltas) = deltas(base, &loras)?;
+        let rebuild = |err: candle_core::Error| LoraError::Rebuild(describe_candle_error(&err));
+        let (dtype, device) = (self.pipeline.dtype, self.pipeline.device.clone());
+        let unet = UNet2DConditionModel::new(
+            &base.unet_config,
+            base.unet.var_builder(Arc::new(unet_deltas), dtype, &device),
         )
         .map_err(rebuild)?;
-        stages.push(TextStage {
-            tokenizer: Arc::clone(&stage.tokenizer),
-            encoder,
-        });
+        let mut stages = Vec::with_capacity(base.text.len());
+        for ((config, weights), (deltas, stage)) in base
+            .text
+            .iter()
+            .zip(text_deltas.into_iter().zip(&self.pipeline.text_stages))
+        {
+            let encoder = ClipTextEncoder::new(
+                config,
+                stage.tokenizer.eos_id(),
+                weights.var_builder(Arc::new(deltas), dtype, &device),
+            )
+            .map_err(rebuild)?;
+            stages.push(TextStage {
+                tokenizer: Arc::clone(&stage.tokenizer),
+                encoder,
+            });
+        }
+        self.pipeline.unet = unet;
+        self.pipeline.text_stages = stages;
+        self.loras = loras;
+        Ok(())
     }
-    model.unet = unet;
-    model.text_stages = stages;
-    model.loras = loras;
-    Ok(())
 }
 
 #[cfg(test)]

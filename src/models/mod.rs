@@ -1,24 +1,29 @@
-//! Model families, diffusers folder layout and weight loading.
+//! Model files and the loaded model: the catalog and hub downloads, diffusers folders and
+//! single-file checkpoints, LoRAs, embeddings files, A1111 hashes, and [`StableDiffusion`],
+//! which owns the networks together with the weights they were built from.
 
 mod catalog;
+mod defaults;
 mod download;
 pub mod embeddings;
-mod family;
 pub mod hashes;
 mod loading;
 pub mod lora;
+mod model;
 mod safetensors_file;
 pub mod single_file;
 pub mod weights;
 
 pub use catalog::{Catalog, CatalogEntry, CatalogError};
+pub use defaults::ModelDefaults;
 pub use download::{
     fetch_model, DownloadError, DownloadProgress, HubCache, HubClient, DEFAULT_ENDPOINT,
 };
-pub use family::{Family, ModelDefaults};
-pub use loading::{
-    load_model, load_model_with_random_weights, replace_vae, LoadError, LoadOptions,
-};
+pub use loading::{load_model, load_model_with_random_weights, LoadError, LoadOptions};
+pub(crate) use model::BaseWeights;
+pub use model::{ModelInfo, StableDiffusion};
+
+pub use crate::networks::Family;
 
 /// The extension of a Python pickle file (`.ckpt`, `.pt`, `.pth`, `.bin`), which we never
 /// open: unpickling can run any code the file contains.

@@ -418,7 +418,7 @@ impl Checkpoint {
             })
             .map_err(|err| CheckpointError::Tensor {
                 name: name.to_string(),
-                message: crate::pipeline::generate::describe_candle_error(&err),
+                message: crate::describe_candle_error(&err),
             })
     }
 
@@ -451,7 +451,7 @@ impl Checkpoint {
             };
             apply(conversion, tensor, out).map_err(|err| CheckpointError::Tensor {
                 name: name.to_string(),
-                message: crate::pipeline::generate::describe_candle_error(&err),
+                message: crate::describe_candle_error(&err),
             })?;
         }
         Ok(components)
@@ -481,7 +481,7 @@ impl Checkpoint {
             let tensor = self.load(name, dtype, device, keep_half)?;
             apply(conversion, tensor, &mut vae).map_err(|err| CheckpointError::Tensor {
                 name: name.to_string(),
-                message: crate::pipeline::generate::describe_candle_error(&err),
+                message: crate::describe_candle_error(&err),
             })?;
         }
         if vae.is_empty() {

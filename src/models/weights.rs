@@ -93,7 +93,7 @@ impl MergedBackend {
             None if dtype == DType::F32
                 && matches!(base.dtype(), DType::F16 | DType::BF16)
                 && base.rank() >= 2
-                && crate::pipeline::precision::stored_weight_precision_allowed() =>
+                && crate::kernels::precision::stored_weight_precision_allowed() =>
             {
                 return base.to_device(device);
             }

@@ -5,8 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use latent_studio::pipeline::generate::{
-    Flow, GeneratedImage, GenerationRequest, InitImage, PromptSyntax, RgbImage, StableDiffusion,
+use latent_studio::models::StableDiffusion;
+use latent_studio::sampling::pipeline::{
+    Flow, GeneratedImage, GenerationRequest, InitImage, PromptSyntax, RgbImage,
 };
 use serde::Deserialize;
 
@@ -63,6 +64,7 @@ pub fn generate_case(model: &StableDiffusion, case: &Case) -> Result<GeneratedIm
     };
     let mut steps_seen = 0;
     let output = model
+        .pipeline()
         .generate(&request, &mut |_| {
             steps_seen += 1;
             Flow::Continue

@@ -8,7 +8,7 @@ use crate::app::history::{shorten, History, HistoryEntry};
 use crate::app::notices::{Notices, Severity};
 use crate::app::session::{format_bytes, ModelStatus, Run};
 use crate::app::viewer::{Showing, Viewer, Zoom, MAX_SCALE, MIN_SCALE};
-use crate::models::Catalog;
+use crate::engine::Catalog;
 
 use super::controls::model_display_name;
 use super::style;

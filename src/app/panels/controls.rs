@@ -16,11 +16,11 @@ use crate::app::state::{
     MAX_STEPS, SIZE_STEP,
 };
 use crate::app::InitImageSlot;
+use crate::engine::Catalog;
+use crate::engine::ClipTokenizer;
+use crate::engine::SchedulerKind;
 use crate::engine::{bf16_available, ModelSource, PreviewMode};
-use crate::models::Catalog;
-use crate::pipeline::prompt::{token_usage, PromptSyntax};
-use crate::pipeline::schedulers::SchedulerKind;
-use crate::pipeline::tokenizer::ClipTokenizer;
+use crate::engine::{token_usage, PromptSyntax};
 
 use super::style;
 

@@ -1,0 +1,464 @@
+//! The one generation runner: resolves and loads models, keeps the VAE choice, add-on folders
+//! and LoRA files, and runs jobs — LoRAs merged, seeds offset per image, previews made, A1111
+//! metadata written, PNGs saved. Synchronous: the worker thread wraps it for the window, and
+//! `latent-studio generate` calls it directly. A new capability (a mask, a control image, a
+//! hires pass) is added here once and reaches both.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{
+    a1111_parameters, latent_preview, AddOnFolders, FileRecord, FinishedImage, GenerateJob,
+    GenerationFailure, ImageOutput, LoadFailure, LoadedModel, ModelSource, PreviewMode,
+};
+use crate::formats::png::write_png_with_parameters;
+use crate::models::embeddings::load_embeddings_dir;
+use crate::models::hashes::HashCache;
+use crate::models::lora::LoraLibrary;
+use crate::models::{
+    load_model, Catalog, DownloadProgress, HubCache, HubClient, LoadError, LoadOptions,
+    StableDiffusion,
+};
+use crate::sampling::pipeline::{Flow, GenerateError, RgbImage};
+use crate::text::prompt::PromptSyntax;
+
+/// What a caller of the runner hears while it works. Every method has a default that ignores
+/// the news, so a caller implements only what it shows.
+pub trait RunObserver {
+    /// A file of a hub model is being downloaded; return `false` to stop the download.
+    fn download(&mut self, source: &ModelSource, file: &str, progress: DownloadProgress) -> bool {
+        let _ = (source, file, progress);
+        true
+    }
+    /// Something the user should know that stopped nothing (an embedding that does not fit).
+    fn notice(&mut self, message: String) {
+        let _ = message;
+    }
+    /// The chosen VAE file could not be used; the model's own VAE is in use.
+    fn vae_rejected(&mut self, message: String) {
+        let _ = message;
+    }
+    /// Image `index` (0-based) of the job starts.
+    fn image_started(&mut self, index: usize, seed: u64, total_steps: usize) {
+        let _ = (index, seed, total_steps);
+    }
+    /// A denoising step of image `index` finished.
+    fn step(&mut self, progress: ImageStep) {
+        let _ = progress;
+    }
+    fn image_finished(&mut self, index: usize, image: FinishedImage) {
+        let _ = (index, image);
+    }
+    /// Asked before every image and after every step: `true` stops the job there.
+    fn is_cancelled(&self) -> bool {
+        false
+    }
+}
+
+/// One finished denoising step, for progress displays.
+pub struct ImageStep {
+    pub index: usize,
+    /// 1-based.
+    pub step: usize,
+    pub total: usize,
+    pub elapsed_secs: f64,
+    pub preview: Option<RgbImage>,
+}
+
+/// How a job that did not fail ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobOutcome {
+    Completed,
+    Cancelled,
+}
+
+/// Why a model did not load: the kind, for what to do about it, and the message.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct ModelLoadFailure {
+    pub cause: LoadFailure,
+    pub message: String,
+}
+
+pub struct Runner {
+    model: Option<(ModelSource, StableDiffusion)>,
+    options: LoadOptions,
+    vae: Option<PathBuf>,
+    vae_tiling: bool,
+    folders: AddOnFolders,
+    loras: LoraLibrary,
+    hashes: HashCache,
+}
+
+impl Runner {
+    pub fn new(options: LoadOptions) -> Self {
+        Self {
+            model: None,
+            options,
+            vae: None,
+            vae_tiling: false,
+            folders: AddOnFolders::default(),
+            loras: LoraLibrary::default(),
+            hashes: HashCache::user_default(),
+        }
+    }
+
+    /// The loaded model, if any.
+    pub fn model(&self) -> Option<&StableDiffusion> {
+        self.model.as_ref().map(|(_, model)| model)
+    }
+
+    /// The loaded model as the window sees it.
+    pub fn loaded(&self) -> Option<LoadedModel> {
+        self.model
+            .as_ref()
+            .map(|(source, model)| describe(source, model))
+    }
+
+    /// Forgets the loaded model (after a panic left it in an unknown state).
+    pub fn unload(&mut self) {
+        self.model = None;
+    }
+
+    /// Use this VAE file instead of the model's own (`None`: the model's own), now and for
+    /// models loaded later. A file that cannot be used is forgotten and reported.
+    pub fn set_vae(&mut self, vae: Option<PathBuf>, observer: &mut dyn RunObserver) {
+        self.vae = vae;
+        if let Some((_, model)) = &mut self.model {
+            if let Err(err) = model.replace_vae(self.vae.as_deref()) {
+                self.vae = None;
+                let _ = model.replace_vae(None);
+                observer.vae_rejected(format!("VAE not changed: {err}"));
+            }
+        }
+    }
+
+    /// Decode in overlapping tiles (less memory for large images), now and for later models.
+    pub fn set_vae_tiling(&mut self, enabled: bool) {
+        self.vae_tiling = enabled;
+        if let Some((_, model)) = &mut self.model {
+            model.set_vae_tiling(enabled);
+        }
+    }
+
+    /// Where LoRA tags and embeddings are found; returns whether the embeddings changed (the
+    /// loaded model then offers another set).
+    pub fn set_folders(&mut self, folders: AddOnFolders, observer: &mut dyn RunObserver) -> bool {
+        self.loras.set_dir(folders.loras.clone());
+        let embeddings_changed = folders.embeddings != self.folders.embeddings;
+        self.folders = folders;
+        if embeddings_changed {
+            self.load_embeddings(observer);
+        }
+        embeddings_changed && self.model.is_some()
+    }
+
+    /// Finds and reads the LoRAs a job will ask for (`listed` files and the prompt's
+    /// `<lora:…>` tags), so that a missing or unreadable one is reported before a model
+    /// loads. They are kept, and not read again when the job runs.
+    pub fn check_loras(
+        &mut self,
+        prompt: &str,
+        syntax: PromptSyntax,
+        listed: &[(PathBuf, f64)],
+    ) -> Result<(), GenerationFailure> {
+        self.loras
+            .for_request(prompt, syntax, listed)
+            .map(drop)
+            .map_err(|err| GenerationFailure::Lora(err.to_string()))
+    }
+
+    /// Loads `source` (downloading a hub model that is not in the Hugging Face cache yet),
+    /// with the chosen VAE, tiling and embeddings. Loading the model already loaded is free.
+    pub fn load(
+        &mut self,
+        source: &ModelSource,
+        observer: &mut dyn RunObserver,
+    ) -> Result<LoadedModel, ModelLoadFailure> {
+        if let Some((loaded, model)) = &self.model {
+            if loaded == source {
+                return Ok(describe(loaded, model));
+            }
+        }
+        // Free the old model before the new one claims its memory.
+        self.model = None;
+        let folder = self.resolve(source, observer)?;
+        // The chosen VAE is read with the model (a checkpoint without a VAE needs one). When
+        // the model loads only without it, the VAE file was at fault: say so and go on.
+        let mut options = self.options.clone();
+        options.vae = self.vae.clone();
+        let mut model = match load_model(&folder, &options) {
+            Ok(model) => model,
+            Err(err) if options.vae.is_some() => {
+                let failure = load_failure(err);
+                options.vae = None;
+                let model = load_model(&folder, &options).map_err(|_| failure.clone())?;
+                self.vae = None;
+                observer.vae_rejected(format!("using the model's own VAE: {}", failure.message));
+                model
+            }
+            Err(err) => return Err(load_failure(err)),
+        };
+        model.set_vae_tiling(self.vae_tiling);
+        // A1111's model hash, remembered per file, so the first image need not wait.
+        if let Some(file) = &model.info().file {
+            let _ = self.hashes.model_hash(file);
+        }
+        self.model = Some((source.clone(), model));
+        self.load_embeddings(observer);
+        Ok(self.loaded().expect("the model was just stored"))
+    }
+
+    /// The local folder or file a model source stands for.
+    fn resolve(
+        &self,
+        source: &ModelSource,
+        observer: &mut dyn RunObserver,
+    ) -> Result<PathBuf, ModelLoadFailure> {
+        let id = match source {
+            ModelSource::Folder(path) => return Ok(path.clone()),
+            ModelSource::Hub(id) => id,
+        };
+        let entry = Catalog::builtin()
+            .lookup(id)
+            .map_err(|err| ModelLoadFailure {
+                cause: LoadFailure::NotAModel,
+                message: err.to_string(),
+            })?;
+        // Returns at once, without network, when the HF cache already holds every file.
+        HubClient::from_env()
+            .fetch_model(entry, &HubCache::from_env(), |file, progress| {
+                observer.download(source, file, progress)
+            })
+            .map_err(|err| ModelLoadFailure {
+                cause: if err.is_offline() {
+                    LoadFailure::Offline
+                } else {
+                    LoadFailure::Download
+                },
+                message: format!("{id}: {err}"),
+            })
+    }
+
+    /// Reads the embeddings folder and gives the loaded model the embeddings that fit it.
+    fn load_embeddings(&mut self, observer: &mut dyn RunObserver) {
+        let Some((_, model)) = &mut self.model else {
+            return;
+        };
+        let (found, errors) = match &self.folders.embeddings {
+            Some(dir) => load_embeddings_dir(dir),
+            None => (Vec::new(), Vec::new()),
+        };
+        let skipped = model.set_embeddings(found.into_iter().map(Arc::new).collect());
+        for err in errors {
+            observer.notice(format!("embedding skipped: {err}"));
+        }
+        if !skipped.is_empty() {
+            observer.notice(format!(
+                "embeddings made for another model family skipped: {}",
+                skipped.join(", ")
+            ));
+        }
+    }
+
+    /// Runs `job`: `batch_count` images with seeds `seed`, `seed + 1`, … Images finished
+    /// before a failure or a cancel have been handed to the observer (and saved).
+    pub fn run(
+        &mut self,
+        job: &GenerateJob,
+        observer: &mut dyn RunObserver,
+    ) -> Result<JobOutcome, GenerationFailure> {
+        let Some((_, model)) = &mut self.model else {
+            return Err(GenerationFailure::NoModel);
+        };
+        let request = &job.request;
+        let loras = self
+            .loras
+            .for_request(&request.prompt, request.prompt_syntax, &job.loras)
+            .map_err(|err| GenerationFailure::Lora(err.to_string()))?;
+        model
+            .apply_loras(loras)
+            .map_err(|err| GenerationFailure::Lora(err.to_string()))?;
+        let model = &*model;
+        // A scheduler the model's config cannot drive fails before any work is done.
+        request
+            .scheduler
+            .a1111_label(model.pipeline().scheduler_config())
+            .map_err(|err| GenerationFailure::InvalidRequest(format!("scheduler: {err}")))?;
+        let files = FileRecord::of(model, self.vae.as_deref(), &self.hashes);
+        let family = model.info().family;
+        let batch_count = job.batch_count.max(1);
+        for index in 0..batch_count {
+            if observer.is_cancelled() {
+                return Ok(JobOutcome::Cancelled);
+            }
+            let mut request = job.request.clone();
+            request.seed = job.request.seed.wrapping_add(index as u64);
+            let pipeline = model.pipeline();
+            let total_steps = pipeline.planned_steps(&request).unwrap_or(request.steps);
+            observer.image_started(index, request.seed, total_steps);
+            let started = Instant::now();
+            let result = pipeline.generate(&request, &mut |progress| {
+                let preview = match job.preview {
+                    PreviewMode::Off => None,
+                    PreviewMode::Vae { every } if every > 0 && progress.step % every == 0 => {
+                        pipeline.decode(progress.denoised).ok()
+                    }
+                    PreviewMode::Fast | PreviewMode::Vae { .. } => {
+                        latent_preview(progress.denoised, family).ok()
+                    }
+                };
+                observer.step(ImageStep {
+                    index,
+                    step: progress.step,
+                    total: progress.total,
+                    elapsed_secs: started.elapsed().as_secs_f64(),
+                    preview,
+                });
+                if observer.is_cancelled() {
+                    Flow::Cancel
+                } else {
+                    Flow::Continue
+                }
+            });
+            let output = match result {
+                Ok(output) => output,
+                Err(GenerateError::Cancelled) => return Ok(JobOutcome::Cancelled),
+                Err(err) => return Err(GenerationFailure::from(err)),
+            };
+            let parameters = a1111_parameters(model, &request, &files)
+                .map(|p| p.to_a1111_string())
+                .map_err(|err| GenerationFailure::InvalidRequest(format!("scheduler: {err}")))?;
+            let saved = match &job.output {
+                ImageOutput::None => Ok(None),
+                ImageOutput::Folder(dir) => {
+                    save_numbered(dir, &output.image, request.seed, &parameters).map(Some)
+                }
+                ImageOutput::File(base) => {
+                    let path = batch_file_path(base, index, batch_count);
+                    write_png(&path, &output.image, &parameters).map(|()| Some(path))
+                }
+            };
+            let (path, save_error) = match saved {
+                Ok(path) => (path, None),
+                Err(message) => (None, Some(message)),
+            };
+            observer.image_finished(
+                index,
+                FinishedImage {
+                    image: output.image,
+                    seed: request.seed,
+                    parameters,
+                    path,
+                    save_error,
+                },
+            );
+        }
+        Ok(JobOutcome::Completed)
+    }
+}
+
+fn load_failure(err: LoadError) -> ModelLoadFailure {
+    let cause = match err {
+        LoadError::NotFound { .. }
+        | LoadError::NotDiffusersFolder { .. }
+        | LoadError::MissingWeights { .. } => LoadFailure::NotAModel,
+        _ => LoadFailure::Invalid,
+    };
+    ModelLoadFailure {
+        cause,
+        message: err.to_string(),
+    }
+}
+
+/// A loaded model as the window sees it.
+fn describe(source: &ModelSource, model: &StableDiffusion) -> LoadedModel {
+    LoadedModel {
+        source: source.clone(),
+        info: model.info().clone(),
+        tokenizer: model.pipeline().tokenizer().clone(),
+        embeddings: model.pipeline().embedding_names(),
+    }
+}
+
+fn write_png(path: &Path, image: &RgbImage, parameters: &str) -> Result<(), String> {
+    write_png_with_parameters(
+        path,
+        &image.pixels,
+        image.width as u32,
+        image.height as u32,
+        parameters,
+    )
+    .map_err(|err| err.to_string())
+}
+
+/// FILE.png for a single image, FILE-1.png, FILE-2.png … for a batch.
+pub fn batch_file_path(base: &Path, index: usize, count: usize) -> PathBuf {
+    if count == 1 {
+        return base.to_path_buf();
+    }
+    let stem = base
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "image".into());
+    base.with_file_name(format!("{stem}-{}.png", index + 1))
+}
+
+/// Writes `NNNNN-SEED.png` (A1111's naming) into `dir`, numbering after the highest there.
+fn save_numbered(
+    dir: &Path,
+    image: &RgbImage,
+    seed: u64,
+    parameters: &str,
+) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(dir)
+        .map_err(|err| format!("cannot create output folder {}: {err}", dir.display()))?;
+    let next = std::fs::read_dir(dir)
+        .map_err(|err| format!("cannot read output folder {}: {err}", dir.display()))?
+        .filter_map(|entry| entry.ok())
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            name.split(['-', '.']).next()?.parse::<u64>().ok()
+        })
+        .max()
+        .map_or(0, |n| n + 1);
+    let path = dir.join(format!("{next:05}-{seed}.png"));
+    write_png(&path, image, parameters)?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_outputs_are_numbered() {
+        let base = Path::new("out/cat.png");
+        assert_eq!(batch_file_path(base, 0, 1), PathBuf::from("out/cat.png"));
+        assert_eq!(batch_file_path(base, 1, 3), PathBuf::from("out/cat-2.png"));
+    }
+
+    #[test]
+    fn saved_files_are_numbered_after_the_highest() {
+        let dir = std::env::temp_dir().join(format!("latent-studio-save-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("00007-1.png"), b"x").unwrap();
+        std::fs::write(dir.join("notes.txt"), b"x").unwrap();
+        let image = RgbImage {
+            width: 1,
+            height: 1,
+            pixels: vec![1, 2, 3],
+        };
+        let path = save_numbered(
+            &dir,
+            &image,
+            42,
+            "a cat\nSteps: 1, Sampler: Euler, CFG scale: 0, Seed: 42, Size: 1x1",
+        )
+        .unwrap();
+        assert_eq!(path.file_name().unwrap(), "00008-42.png");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

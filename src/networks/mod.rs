@@ -1,0 +1,11 @@
+//! The neural networks of Stable Diffusion, as diffusers defines them, built on
+//! [`crate::kernels`]: the UNet, the VAE, the CLIP text encoders and the blocks they share.
+//! Each network's plain config struct sits beside the module that uses it.
+
+mod family;
+pub mod layers;
+pub mod text_encoder;
+pub mod unet;
+pub mod vae;
+
+pub use family::Family;

@@ -1,0 +1,489 @@
+//! The sampling loop: StableDiffusionPipeline / StableDiffusionXLPipeline and their img2img
+//! variants, step for step as diffusers runs them, over networks that are already built.
+//! Where the weights came from (files, LoRAs) is [`crate::models`]' business.
+
+use candle_core::{DType, Device, Tensor};
+
+use crate::networks::unet::{AddedConditions, UNet2DConditionModel};
+use crate::networks::vae::AutoencoderKL;
+use crate::networks::Family;
+use crate::sampling::noise::TorchRng;
+use crate::sampling::schedulers::{
+    build_scheduler, img2img_start_index, SchedulerConfig, SchedulerConfigError, SchedulerKind,
+};
+use crate::text::conditioning::{pad_to_same_length, EncodedPrompt, PromptEncoder};
+pub use crate::text::conditioning::{PromptSyntax, TextStage};
+use crate::text::embeddings::TextualInversion;
+use crate::text::prompt::{prompt_pieces, token_usage};
+use crate::text::tokenizer::ClipTokenizer;
+
+/// An 8-bit RGB image, row-major, 3 bytes per pixel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RgbImage {
+    pub width: usize,
+    pub height: usize,
+    pub pixels: Vec<u8>,
+}
+
+impl From<image::RgbImage> for RgbImage {
+    fn from(image: image::RgbImage) -> Self {
+        Self {
+            width: image.width() as usize,
+            height: image.height() as usize,
+            pixels: image.into_raw(),
+        }
+    }
+}
+
+/// img2img input: the image to start from and how much of it to repaint (0..=1).
+#[derive(Debug, Clone)]
+pub struct InitImage {
+    pub image: RgbImage,
+    pub strength: f64,
+}
+
+/// Everything that decides the output image.
+#[derive(Debug, Clone)]
+pub struct GenerationRequest {
+    pub prompt: String,
+    /// `None` is diffusers' `negative_prompt=None`: SDXL then uses zeros when the model asks for it.
+    pub negative_prompt: Option<String>,
+    pub steps: usize,
+    pub guidance: f64,
+    pub seed: u64,
+    pub width: usize,
+    pub height: usize,
+    pub scheduler: SchedulerKind,
+    pub init_image: Option<InitImage>,
+    pub prompt_syntax: PromptSyntax,
+    /// A1111's "Clip skip": 1 uses the text encoder's last layer, 2 the one before … (SDXL
+    /// counts from its usual penultimate layer).
+    pub clip_skip: usize,
+}
+
+/// Progress of one denoising step, handed to the observer.
+pub struct StepProgress<'a> {
+    /// 1-based index of the step just finished.
+    pub step: usize,
+    pub total: usize,
+    /// The scheduler's estimate of the clean latents (or the current latents when it has none).
+    pub denoised: &'a Tensor,
+}
+
+/// What the observer wants after a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Cancel,
+}
+
+pub struct GeneratedImage {
+    pub image: RgbImage,
+    /// Final latents as the UNet sees them (before the VAE's 1/scaling_factor).
+    pub latents: Tensor,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("scheduler: {0}")]
+    Scheduler(#[from] SchedulerConfigError),
+    #[error("cancelled")]
+    Cancelled,
+    #[error("computation failed: {0}")]
+    Compute(String),
+}
+
+impl From<candle_core::Error> for GenerateError {
+    fn from(err: candle_core::Error) -> Self {
+        GenerateError::Compute(crate::describe_candle_error(&err))
+    }
+}
+
+/// A Stable Diffusion pipeline built from its networks: tokenizers, encoders, UNet, VAE and
+/// scheduler config.
+pub struct DiffusionPipeline {
+    pub(crate) family: Family,
+    /// Pixels per latent along each axis.
+    pub(crate) vae_scale_factor: usize,
+    pub(crate) text_stages: Vec<TextStage>,
+    pub(crate) unet: UNet2DConditionModel,
+    pub(crate) vae: AutoencoderKL,
+    pub(crate) scheduler_config: SchedulerConfig,
+    pub(crate) force_zeros_for_empty_prompt: bool,
+    pub(crate) device: Device,
+    pub(crate) dtype: DType,
+    pub(crate) embeddings: Vec<std::sync::Arc<TextualInversion>>,
+    /// Decode in overlapping tiles (diffusers' `enable_vae_tiling()`).
+    pub(crate) vae_tiling: bool,
+}
+
+struct Conditioning {
+    /// `(batch, 77, dim)`: `[negative, positive]` with guidance, `[positive]` without.
+    context: Tensor,
+    added: Option<AddedConditions>,
+}
+
+impl DiffusionPipeline {
+    pub fn family(&self) -> Family {
+        self.family
+    }
+
+    /// Pixels per latent along each axis.
+    pub fn vae_scale_factor(&self) -> usize {
+        self.vae_scale_factor
+    }
+
+    pub fn scheduler_config(&self) -> &SchedulerConfig {
+        &self.scheduler_config
+    }
+
+    /// Tokens used and room for them ("80/150"), as the first text encoder chunks `text`.
+    pub fn token_usage(&self, text: &str, syntax: PromptSyntax) -> (usize, usize) {
+        token_usage(&self.text_stages[0].tokenizer, text, syntax)
+    }
+
+    /// Textual-inversion embeddings usable by name in prompts from now on (replacing the
+    /// previous set); returns the names of those that don't fit this model's text encoders.
+    pub fn set_embeddings(
+        &mut self,
+        embeddings: Vec<std::sync::Arc<TextualInversion>>,
+    ) -> Vec<String> {
+        let encoders = self.text_stages.len();
+        let fits = |e: &TextualInversion| {
+            self.text_stages.iter().enumerate().all(|(i, stage)| {
+                e.vectors_for(i, encoders, stage.encoder.hidden_size())
+                    .is_some()
+            })
+        };
+        let (usable, skipped): (Vec<_>, Vec<_>) = embeddings.into_iter().partition(|e| fits(e));
+        self.embeddings = usable;
+        skipped.into_iter().map(|e| e.name.clone()).collect()
+    }
+
+    /// Decode images in overlapping tiles, as diffusers' `enable_vae_tiling()` does: memory
+    /// then follows the tile size instead of the image size, at the price of a result that
+    /// differs slightly from an untiled decode. Off by default, as in diffusers.
+    pub fn set_vae_tiling(&mut self, enabled: bool) {
+        self.vae_tiling = enabled;
+    }
+
+    pub fn vae_tiling(&self) -> bool {
+        self.vae_tiling
+    }
+
+    /// Names of the embeddings usable in prompts.
+    pub fn embedding_names(&self) -> Vec<String> {
+        self.embeddings.iter().map(|e| e.name.clone()).collect()
+    }
+
+    /// The first (or only) tokenizer: what prompt-length counters should use.
+    pub fn tokenizer(&self) -> &std::sync::Arc<ClipTokenizer> {
+        &self.text_stages[0].tokenizer
+    }
+
+    /// How many UNet evaluations `request` will take (PLMS takes one more than its steps;
+    /// img2img skips the first `1 - strength` of the schedule).
+    pub fn planned_steps(&self, request: &GenerationRequest) -> Result<usize, GenerateError> {
+        let scheduler = build_scheduler(request.scheduler, &self.scheduler_config, request.steps)?;
+        let total = scheduler.timesteps().len();
+        let start = match &request.init_image {
+            Some(init) => img2img_start_index(request.steps, init.strength),
+            None => 0,
+        };
+        Ok(total.saturating_sub(start))
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The components, for benchmarks and tools that time them one by one.
+    pub fn text_stages(&self) -> &[TextStage] {
+        &self.text_stages
+    }
+
+    pub fn unet(&self) -> &UNet2DConditionModel {
+        &self.unet
+    }
+
+    pub fn vae(&self) -> &AutoencoderKL {
+        &self.vae
+    }
+
+    fn validate(&self, request: &GenerationRequest) -> Result<(), GenerateError> {
+        let scale = self.vae_scale_factor;
+        for (name, value) in [("width", request.width), ("height", request.height)] {
+            if value == 0 || value % scale != 0 {
+                return Err(GenerateError::InvalidRequest(format!(
+                    "{name} {value} is not a positive multiple of {scale}"
+                )));
+            }
+        }
+        for (name, text) in [
+            ("prompt", Some(request.prompt.as_str())),
+            ("negative prompt", request.negative_prompt.as_deref()),
+        ] {
+            if let Some(text) = text {
+                prompt_pieces(text, request.prompt_syntax)
+                    .map_err(|err| GenerateError::InvalidRequest(format!("{name}: {err}")))?;
+            }
+        }
+        if request.clip_skip == 0 {
+            return Err(GenerateError::InvalidRequest(
+                "clip skip must be at least 1 (1 = use the last layer)".into(),
+            ));
+        }
+        if request.steps == 0 {
+            return Err(GenerateError::InvalidRequest(
+                "steps must be at least 1".into(),
+            ));
+        }
+        if !request.guidance.is_finite() || request.guidance < 0.0 {
+            return Err(GenerateError::InvalidRequest(format!(
+                "guidance {} must be a number ≥ 0",
+                request.guidance
+            )));
+        }
+        if let Some(init) = &request.init_image {
+            if !(init.strength > 0.0 && init.strength <= 1.0) {
+                return Err(GenerateError::InvalidRequest(format!(
+                    "strength {} must be in (0, 1]",
+                    init.strength
+                )));
+            }
+            let expected = init.image.width * init.image.height * 3;
+            if init.image.pixels.len() != expected {
+                return Err(GenerateError::InvalidRequest(
+                    "init image buffer does not match its size".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The conditional (and, with guidance, unconditional) text embeddings for a request.
+    fn encode_prompts(
+        &self,
+        request: &GenerationRequest,
+        guided: bool,
+    ) -> Result<Conditioning, GenerateError> {
+        let encoder = PromptEncoder {
+            stages: &self.text_stages,
+            family: self.family,
+            embeddings: &self.embeddings,
+            syntax: request.prompt_syntax,
+            clip_skip: request.clip_skip,
+        };
+        let encode = |text: &str| encoder.encode(text);
+        let positive = encode(&request.prompt)?;
+        if self.family == Family::StableDiffusionXl && positive.pooled.is_none() {
+            return Err(GenerateError::InvalidRequest(
+                "SDXL model has no projected text encoder (text_encoder_2)".into(),
+            ));
+        }
+        let (width, height) = (request.width as f32, request.height as f32);
+        let time_ids = |batch: usize| -> candle_core::Result<Tensor> {
+            let row = [height, width, 0.0, 0.0, height, width];
+            let values: Vec<f32> = (0..batch).flat_map(|_| row).collect();
+            Tensor::from_vec(values, (batch, 6), &self.device)?.to_dtype(self.dtype)
+        };
+        if !guided {
+            let added = match positive.pooled {
+                Some(pooled) => Some(AddedConditions {
+                    text_embeds: pooled,
+                    time_ids: time_ids(1)?,
+                }),
+                None => None,
+            };
+            return Ok(Conditioning {
+                context: positive.hidden,
+                added,
+            });
+        }
+        let zero_negative = self.family == Family::StableDiffusionXl
+            && request.negative_prompt.is_none()
+            && self.force_zeros_for_empty_prompt;
+        let mut positive = positive;
+        let mut negative = if zero_negative {
+            EncodedPrompt {
+                hidden: positive.hidden.zeros_like()?,
+                pooled: positive
+                    .pooled
+                    .as_ref()
+                    .map(Tensor::zeros_like)
+                    .transpose()?,
+            }
+        } else {
+            encode(request.negative_prompt.as_deref().unwrap_or(""))?
+        };
+        if negative.hidden.dim(1)? != positive.hidden.dim(1)? {
+            let empty = encode("")?;
+            pad_to_same_length(&mut negative.hidden, &mut positive.hidden, &empty.hidden)?;
+        }
+        let context = Tensor::cat(&[&negative.hidden, &positive.hidden], 0)?;
+        let added = match (negative.pooled, positive.pooled) {
+            (Some(neg), Some(pos)) => Some(AddedConditions {
+                text_embeds: Tensor::cat(&[&neg, &pos], 0)?,
+                time_ids: time_ids(2)?,
+            }),
+            _ => None,
+        };
+        Ok(Conditioning { context, added })
+    }
+
+    /// Runs one generation. `observer` sees every step and may cancel.
+    pub fn generate(
+        &self,
+        request: &GenerationRequest,
+        observer: &mut dyn FnMut(&StepProgress) -> Flow,
+    ) -> Result<GeneratedImage, GenerateError> {
+        self.validate(request)?;
+        let guided = request.guidance > 1.0;
+        let conditioning = self.encode_prompts(request, guided)?;
+        let mut scheduler =
+            build_scheduler(request.scheduler, &self.scheduler_config, request.steps)?;
+        let mut rng = TorchRng::new(request.seed);
+        let scale = self.vae_scale_factor;
+        let latent_shape = [1, 4, request.height / scale, request.width / scale];
+
+        let (mut latents, first_step) = match &request.init_image {
+            None => {
+                let noise = rng
+                    .randn_tensor(&latent_shape, &self.device)?
+                    .to_dtype(self.dtype)?;
+                ((noise * scheduler.init_noise_sigma())?, 0)
+            }
+            Some(init) => {
+                let pixels =
+                    image_to_tensor(&init.image, request.width, request.height, &self.device)?
+                        .to_dtype(self.dtype)?;
+                let clean = self
+                    .vae
+                    .encode_sample(&pixels, |dims| rng.randn_tensor(dims, &self.device))?;
+                let start = img2img_start_index(request.steps, init.strength);
+                if start >= scheduler.timesteps().len() {
+                    return Err(GenerateError::InvalidRequest(format!(
+                        "strength {} leaves no denoising steps at {} steps",
+                        init.strength, request.steps
+                    )));
+                }
+                let noise = rng
+                    .randn_tensor(clean.dims(), &self.device)?
+                    .to_dtype(self.dtype)?;
+                (scheduler.add_noise(&clean, &noise, start)?, start)
+            }
+        };
+
+        let timesteps = scheduler.timesteps().to_vec();
+        let total = timesteps.len() - first_step;
+        for (index, &timestep) in timesteps.iter().enumerate().skip(first_step) {
+            let model_input = if guided {
+                Tensor::cat(&[&latents, &latents], 0)?
+            } else {
+                latents.clone()
+            };
+            let model_input = scheduler.scale_model_input(&model_input, index)?;
+            let prediction = self.unet.forward(
+                &model_input,
+                timestep,
+                &conditioning.context,
+                conditioning.added.as_ref(),
+            )?;
+            let prediction = if guided {
+                let uncond = prediction.narrow(0, 0, 1)?;
+                let cond = prediction.narrow(0, 1, 1)?;
+                (&uncond + ((cond - &uncond)? * request.guidance)?)?
+            } else {
+                prediction
+            };
+            let output = scheduler.step(&prediction, index, &latents, &mut rng)?;
+            latents = output.prev_sample;
+            let denoised = output.pred_original_sample.as_ref().unwrap_or(&latents);
+            let progress = StepProgress {
+                step: index - first_step + 1,
+                total,
+                denoised,
+            };
+            if observer(&progress) == Flow::Cancel {
+                return Err(GenerateError::Cancelled);
+            }
+        }
+
+        let image = self.decode(&latents)?;
+        Ok(GeneratedImage { image, latents })
+    }
+
+    /// Decodes latents with the VAE to 8-bit RGB, as diffusers' `postprocess` does
+    /// (`(x / 2 + 0.5).clamp(0, 1) * 255`, rounded).
+    pub fn decode(&self, latents: &Tensor) -> Result<RgbImage, GenerateError> {
+        let decoded = if self.vae_tiling {
+            self.vae.decode_tiled(latents)?
+        } else {
+            self.vae.decode(latents)?
+        };
+        let (_, _, height, width) = decoded.dims4()?;
+        let pixels: Vec<u8> = ((decoded.to_dtype(DType::F32)? / 2.0)? + 0.5)?
+            .clamp(0f32, 1f32)?
+            .squeeze(0)?
+            .permute((1, 2, 0))?
+            .flatten_all()?
+            .to_vec1::<f32>()?
+            .into_iter()
+            .map(|v| (v * 255.0).round() as u8)
+            .collect();
+        Ok(RgbImage {
+            width,
+            height,
+            pixels,
+        })
+    }
+}
+
+/// An RGB image as a `(1, 3, H, W)` tensor in [-1, 1], resized (Lanczos) when the requested
+/// size differs, as diffusers' `VaeImageProcessor.preprocess` does.
+fn image_to_tensor(
+    image: &RgbImage,
+    width: usize,
+    height: usize,
+    device: &Device,
+) -> candle_core::Result<Tensor> {
+    let resized;
+    let source = if image.width == width && image.height == height {
+        image
+    } else {
+        let Some(buffer) = image::RgbImage::from_raw(
+            image.width as u32,
+            image.height as u32,
+            image.pixels.clone(),
+        ) else {
+            candle_core::bail!("init image buffer does not match its size");
+        };
+        let scaled = image::imageops::resize(
+            &buffer,
+            width as u32,
+            height as u32,
+            image::imageops::FilterType::Lanczos3,
+        );
+        resized = RgbImage {
+            width,
+            height,
+            pixels: scaled.into_raw(),
+        };
+        &resized
+    };
+    let values: Vec<f32> = source
+        .pixels
+        .iter()
+        .map(|&p| p as f32 / 255.0 * 2.0 - 1.0)
+        .collect();
+    Tensor::from_vec(values, (height, width, 3), device)?
+        .permute((2, 0, 1))?
+        .unsqueeze(0)?
+        .contiguous()
+}

@@ -1,0 +1,598 @@
+//! Noise schedulers, each numerically equal to the diffusers class of the same name.
+//!
+//! A scheduler is built from a model's `scheduler_config.json` (as diffusers'
+//! `from_config` does, so picking another scheduler inherits the model's betas,
+//! prediction type and spacing), then driven by the sampling loop:
+//! `timesteps()` → `scale_model_input` → UNet → `step`.
+//!
+//! | kind | diffusers | file |
+//! |---|---|---|
+//! | `ddim` | `DDIMScheduler`, eta 0 | `ddim.rs` |
+//! | `pndm` | `PNDMScheduler`, `skip_prk_steps=True` (PLMS) | `pndm.rs` |
+//! | `euler` | `EulerDiscreteScheduler` | `euler.rs` |
+//! | `euler-a` | `EulerAncestralDiscreteScheduler` | `euler_ancestral.rs` |
+//! | `dpmpp-2m`, `dpmpp-2m-karras` | `DPMSolverMultistepScheduler`, dpmsolver++ | `dpmpp_2m.rs` |
+//! | `lcm` | `LCMScheduler` | `lcm.rs` |
+//!
+//! Numerics follow diffusers operation by operation: schedules are built with torch's float32
+//! and numpy's float64 rules (see `common.rs`), step coefficients are float32 scalars as the
+//! 0-dim tensors diffusers computes them, and tensor arithmetic runs in float32 (a float16
+//! model output or sample is upcast for the step and the result cast back; diffusers' DDIM,
+//! PNDM and LCM would instead compute those in float16). The remaining difference on x86 is
+//! torch's CPU `sqrt` (MKL VML), which is not correctly rounded: training sigmas and
+//! `alpha ** 0.5` factors can be one float32 ulp apart from diffusers'.
+
+use std::fmt;
+use std::str::FromStr;
+
+use candle_core::Tensor;
+
+use crate::sampling::noise::TorchRng;
+
+mod common;
+mod config;
+mod ddim;
+mod dpmpp_2m;
+mod euler;
+mod euler_ancestral;
+mod lcm;
+mod pndm;
+#[cfg(test)]
+mod testing;
+
+pub use config::{
+    BetaSchedule, PredictionType, SchedulerConfig, SchedulerConfigError, TimestepSpacing,
+    SUPPORTED_CLASSES,
+};
+pub use ddim::DdimScheduler;
+pub use dpmpp_2m::DpmSolverMultistepScheduler;
+pub use euler::EulerDiscreteScheduler;
+pub use euler_ancestral::EulerAncestralDiscreteScheduler;
+pub use lcm::LcmScheduler;
+pub use pndm::PndmScheduler;
+
+/// What one denoising step produced.
+pub struct StepOutput {
+    /// The latents for the next step.
+    pub prev_sample: Tensor,
+    /// The model's estimate of the clean latents at this step (used for the live preview).
+    pub pred_original_sample: Option<Tensor>,
+}
+
+/// The interface the sampling loop drives. Step indices count from the first entry of
+/// `timesteps()`, not from `begin_index`.
+pub trait Scheduler: Send {
+    /// The timesteps the UNet is evaluated at, in order (possibly fractional).
+    fn timesteps(&self) -> &[f64];
+    /// Multiplier for the initial Gaussian noise in txt2img (1 for DDPM-style schedulers).
+    fn init_noise_sigma(&self) -> f64 {
+        1.0
+    }
+    /// The model input for step `step_index` (identity for DDPM-style schedulers; the
+    /// sigma-based ones divide by `sqrt(sigma² + 1)`).
+    fn scale_model_input(&self, sample: &Tensor, step_index: usize) -> candle_core::Result<Tensor> {
+        let _ = step_index;
+        Ok(sample.clone())
+    }
+    /// Advances `sample` by one step given the model output at `timesteps()[step_index]`.
+    /// Ancestral and consistency schedulers draw their noise from `rng`.
+    fn step(
+        &mut self,
+        model_output: &Tensor,
+        step_index: usize,
+        sample: &Tensor,
+        rng: &mut TorchRng,
+    ) -> candle_core::Result<StepOutput>;
+    /// Noises clean latents to the level of `timesteps()[step_index]` (img2img start).
+    fn add_noise(
+        &self,
+        original: &Tensor,
+        noise: &Tensor,
+        step_index: usize,
+    ) -> candle_core::Result<Tensor>;
+}
+
+/// The sampler a user picks (`--scheduler`). Every choice is built from the model's
+/// `scheduler_config.json`, like `Class.from_config(pipe.scheduler.config)` in diffusers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SchedulerKind {
+    /// Whatever class the model's config names (`_class_name`), configured as written.
+    Default,
+    /// `DDIMScheduler` (eta = 0).
+    Ddim,
+    /// PLMS: `PNDMScheduler.from_config(config, skip_prk_steps=True)`. (`Default` on a PNDM
+    /// config keeps the config's `skip_prk_steps`, whose class default is `false`: PRK warm-up.)
+    Pndm,
+    /// `EulerDiscreteScheduler`.
+    Euler,
+    /// `EulerAncestralDiscreteScheduler`.
+    EulerAncestral,
+    /// `DPMSolverMultistepScheduler` with `algorithm_type="dpmsolver++"`, `solver_order=2`,
+    /// `use_karras_sigmas=False`.
+    DpmPp2m,
+    /// As [`SchedulerKind::DpmPp2m`] with `use_karras_sigmas=True`.
+    DpmPp2mKarras,
+    /// `LCMScheduler`.
+    Lcm,
+}
+
+impl SchedulerKind {
+    /// Every kind, in CLI order.
+    pub const ALL: [SchedulerKind; 8] = [
+        Self::Default,
+        Self::Ddim,
+        Self::Pndm,
+        Self::Euler,
+        Self::EulerAncestral,
+        Self::DpmPp2m,
+        Self::DpmPp2mKarras,
+        Self::Lcm,
+    ];
+
+    /// The CLI name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Default => "default",
+            Self::Ddim => "ddim",
+            Self::Pndm => "pndm",
+            Self::Euler => "euler",
+            Self::EulerAncestral => "euler-a",
+            Self::DpmPp2m => "dpmpp-2m",
+            Self::DpmPp2mKarras => "dpmpp-2m-karras",
+            Self::Lcm => "lcm",
+        }
+    }
+
+    /// The A1111 `Sampler` and `Schedule type` for PNG metadata. `Default` is resolved through
+    /// the config's class (and its `use_karras_sigmas`).
+    pub fn a1111_label(
+        self,
+        config: &SchedulerConfig,
+    ) -> Result<SamplerLabel, SchedulerConfigError> {
+        let class = resolve_class(self, config)?;
+        let config = effective_config(self, config);
+        let karras = config.get("use_karras_sigmas", &config.use_karras_sigmas) == Some(true);
+        let exponential =
+            config.get("use_exponential_sigmas", &config.use_exponential_sigmas) == Some(true);
+        let sigma_schedule = if karras {
+            Some("Karras")
+        } else if exponential {
+            Some("Exponential")
+        } else {
+            None
+        };
+        let (sampler, schedule_type) = match class {
+            SchedulerClass::Ddim => ("DDIM", None),
+            SchedulerClass::Pndm => ("PLMS", None),
+            SchedulerClass::Euler => ("Euler", sigma_schedule),
+            SchedulerClass::EulerAncestral => ("Euler a", None),
+            SchedulerClass::DpmSolverMultistep => {
+                let order = config
+                    .get("solver_order", &config.solver_order)
+                    .unwrap_or(2);
+                let sampler = match order {
+                    1 => "DPM++ 1M",
+                    3 => "DPM++ 3M",
+                    _ => "DPM++ 2M",
+                };
+                (sampler, sigma_schedule)
+            }
+            SchedulerClass::Lcm => ("LCM", None),
+        };
+        Ok(SamplerLabel {
+            sampler,
+            schedule_type,
+        })
+    }
+}
+
+impl fmt::Display for SchedulerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A scheduler name that is not one of [`SchedulerKind::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown scheduler `{0}` (valid: default, ddim, pndm, euler, euler-a, dpmpp-2m, dpmpp-2m-karras, lcm)")]
+pub struct UnknownSchedulerKind(pub String);
+
+impl FromStr for SchedulerKind {
+    type Err = UnknownSchedulerKind;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| UnknownSchedulerKind(s.to_string()))
+    }
+}
+
+/// How A1111 names a sampler in its `parameters` text (`Sampler: ...`, `Schedule type: ...`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SamplerLabel {
+    pub sampler: &'static str,
+    /// `Some("Karras")` / `Some("Exponential")` for non-default sigma schedules.
+    pub schedule_type: Option<&'static str>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SchedulerClass {
+    Ddim,
+    Pndm,
+    Euler,
+    EulerAncestral,
+    DpmSolverMultistep,
+    Lcm,
+}
+
+fn resolve_class(
+    kind: SchedulerKind,
+    config: &SchedulerConfig,
+) -> Result<SchedulerClass, SchedulerConfigError> {
+    Ok(match kind {
+        SchedulerKind::Default => {
+            let name = config
+                .class_name
+                .as_deref()
+                .ok_or(SchedulerConfigError::MissingClassName)?;
+            match name {
+                "DDIMScheduler" => SchedulerClass::Ddim,
+                "PNDMScheduler" => SchedulerClass::Pndm,
+                "EulerDiscreteScheduler" => SchedulerClass::Euler,
+                "EulerAncestralDiscreteScheduler" => SchedulerClass::EulerAncestral,
+                "DPMSolverMultistepScheduler" => SchedulerClass::DpmSolverMultistep,
+                "LCMScheduler" => SchedulerClass::Lcm,
+                other => {
+                    return Err(SchedulerConfigError::UnsupportedClass {
+                        name: other.to_string(),
+                    })
+                }
+            }
+        }
+        SchedulerKind::Ddim => SchedulerClass::Ddim,
+        SchedulerKind::Pndm => SchedulerClass::Pndm,
+        SchedulerKind::Euler => SchedulerClass::Euler,
+        SchedulerKind::EulerAncestral => SchedulerClass::EulerAncestral,
+        SchedulerKind::DpmPp2m | SchedulerKind::DpmPp2mKarras => SchedulerClass::DpmSolverMultistep,
+        SchedulerKind::Lcm => SchedulerClass::Lcm,
+    })
+}
+
+/// The config with the keyword overrides a kind implies, as in
+/// `DPMSolverMultistepScheduler.from_config(config, use_karras_sigmas=True, ...)`.
+fn effective_config(kind: SchedulerKind, config: &SchedulerConfig) -> SchedulerConfig {
+    let mut config = config.clone();
+    if kind == SchedulerKind::Pndm {
+        // `pndm` means PLMS: `PNDMScheduler.from_config(config, skip_prk_steps=True)`.
+        config.skip_prk_steps = Some(true);
+        config.mark_given("skip_prk_steps");
+    }
+    if let SchedulerKind::DpmPp2m | SchedulerKind::DpmPp2mKarras = kind {
+        let karras = kind == SchedulerKind::DpmPp2mKarras;
+        config.algorithm_type = Some("dpmsolver++".into());
+        config.solver_order = Some(2);
+        config.use_karras_sigmas = Some(karras);
+        let mut keys = vec!["algorithm_type", "solver_order", "use_karras_sigmas"];
+        if karras {
+            // The Karras schedule replaces any other sigma schedule of the model's config.
+            config.use_exponential_sigmas = Some(false);
+            config.use_beta_sigmas = Some(false);
+            config.use_lu_lambdas = Some(false);
+            keys.extend([
+                "use_exponential_sigmas",
+                "use_beta_sigmas",
+                "use_lu_lambdas",
+            ]);
+        }
+        for key in keys {
+            config.mark_given(key);
+        }
+    }
+    config
+}
+
+/// Builds the scheduler `kind` from the model's config and sets `num_inference_steps`
+/// (`Class.from_config(config)` + `set_timesteps(num_inference_steps)`).
+///
+/// Keys the class does not take are ignored; absent ones get the class's own defaults. Values
+/// this crate does not implement are reported with the key and value.
+pub fn build_scheduler(
+    kind: SchedulerKind,
+    config: &SchedulerConfig,
+    num_inference_steps: usize,
+) -> Result<Box<dyn Scheduler>, SchedulerConfigError> {
+    let class = resolve_class(kind, config)?;
+    let config = effective_config(kind, config);
+    let n = num_inference_steps;
+    Ok(match class {
+        SchedulerClass::Ddim => Box::new(DdimScheduler::new(&config, n)?),
+        SchedulerClass::Pndm => Box::new(PndmScheduler::new(&config, n)?),
+        SchedulerClass::Euler => Box::new(EulerDiscreteScheduler::new(&config, n)?),
+        SchedulerClass::EulerAncestral => {
+            Box::new(EulerAncestralDiscreteScheduler::new(&config, n)?)
+        }
+        SchedulerClass::DpmSolverMultistep => {
+            Box::new(DpmSolverMultistepScheduler::new(&config, n)?)
+        }
+        SchedulerClass::Lcm => Box::new(LcmScheduler::new(&config, n)?),
+    })
+}
+
+/// The sigma schedule (`scheduler.sigmas`: one entry per timestep plus the final one) of the
+/// sigma-based classes (Euler, Euler a, DPM-Solver); `None` for DDIM, PNDM and LCM.
+pub fn sigma_schedule(
+    kind: SchedulerKind,
+    config: &SchedulerConfig,
+    num_inference_steps: usize,
+) -> Result<Option<Vec<f32>>, SchedulerConfigError> {
+    let class = resolve_class(kind, config)?;
+    let config = effective_config(kind, config);
+    let n = num_inference_steps;
+    Ok(match class {
+        SchedulerClass::Euler => Some(EulerDiscreteScheduler::new(&config, n)?.sigmas().to_vec()),
+        SchedulerClass::EulerAncestral => Some(
+            EulerAncestralDiscreteScheduler::new(&config, n)?
+                .sigmas()
+                .to_vec(),
+        ),
+        SchedulerClass::DpmSolverMultistep => Some(
+            DpmSolverMultistepScheduler::new(&config, n)?
+                .sigmas()
+                .to_vec(),
+        ),
+        SchedulerClass::Ddim | SchedulerClass::Pndm | SchedulerClass::Lcm => None,
+    })
+}
+
+/// The step index img2img starts from, as diffusers' `StableDiffusionImg2ImgPipeline.get_timesteps`:
+/// `init_timestep = min(int(N * strength), N)`, `t_start = max(N - init_timestep, 0)`.
+///
+/// The sampling loop then runs `timesteps()[t_start..]`, noising the init latents with
+/// `add_noise(.., t_start)`; every scheduler here has `order == 1`, so diffusers'
+/// `timesteps[t_start * order:]` and `set_begin_index(t_start * order)` are the same index.
+///
+/// `t_start` is computed from `N`, not from the length of `timesteps()`. PNDM in PLMS mode
+/// has `N + 1` timesteps (the second one repeated), so its img2img run makes `N + 1 - t_start`
+/// UNet evaluations and starts one grid step higher than a scheduler without the duplicate:
+/// with 50 `leading` steps (steps_offset 0) and strength 0.5, PNDM starts at
+/// `timesteps()[25]` = 500 and runs 26 steps where DDIM starts at 480 and runs 25. PNDM's
+/// multistep warm-up follows its call counter, so the first step of an img2img run is the
+/// warm-up step whatever index it starts at (in PRK mode, with `N + 9` timesteps, the first 12
+/// calls are PRK steps even when they land on PLMS timesteps). With a strength so small that
+/// `int(N * strength) == 0`, `t_start == N`: nothing is left to denoise except PNDM's extra
+/// entry.
+pub fn img2img_start_index(num_inference_steps: usize, strength: f64) -> usize {
+    let n = num_inference_steps;
+    // Python's int() truncates towards zero; negative strengths give 0.
+    let init_timestep = ((n as f64 * strength) as usize).min(n);
+    n.saturating_sub(init_timestep)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SD15: &str = r#"{"_class_name": "PNDMScheduler", "beta_start": 0.00085,
+        "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000,
+        "set_alpha_to_one": false, "skip_prk_steps": true, "steps_offset": 1,
+        "clip_sample": false, "trained_betas": null}"#;
+
+    fn config(text: &str) -> SchedulerConfig {
+        SchedulerConfig::from_json_str(text).expect("config parses")
+    }
+
+    fn build_err(kind: SchedulerKind, text: &str) -> String {
+        match build_scheduler(kind, &config(text), 20) {
+            Ok(_) => panic!("expected an error for {text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn kind_names_round_trip() {
+        for kind in SchedulerKind::ALL {
+            assert_eq!(kind.name().parse::<SchedulerKind>(), Ok(kind));
+            assert_eq!(kind.to_string(), kind.name());
+        }
+        let err = "dpm++".parse::<SchedulerKind>().expect_err("unknown");
+        let msg = err.to_string();
+        for kind in SchedulerKind::ALL {
+            assert!(msg.contains(kind.name()), "{msg}");
+        }
+    }
+
+    #[test]
+    fn a1111_labels() {
+        let sd15 = config(SD15);
+        let label = |kind: SchedulerKind, cfg: &SchedulerConfig| {
+            let l = kind.a1111_label(cfg).expect("label");
+            (l.sampler, l.schedule_type)
+        };
+        assert_eq!(label(SchedulerKind::Default, &sd15), ("PLMS", None));
+        assert_eq!(label(SchedulerKind::Ddim, &sd15), ("DDIM", None));
+        assert_eq!(label(SchedulerKind::Pndm, &sd15), ("PLMS", None));
+        assert_eq!(label(SchedulerKind::Euler, &sd15), ("Euler", None));
+        assert_eq!(
+            label(SchedulerKind::EulerAncestral, &sd15),
+            ("Euler a", None)
+        );
+        assert_eq!(label(SchedulerKind::DpmPp2m, &sd15), ("DPM++ 2M", None));
+        assert_eq!(
+            label(SchedulerKind::DpmPp2mKarras, &sd15),
+            ("DPM++ 2M", Some("Karras"))
+        );
+        assert_eq!(label(SchedulerKind::Lcm, &sd15), ("LCM", None));
+
+        let dpm_karras =
+            config(r#"{"_class_name": "DPMSolverMultistepScheduler", "use_karras_sigmas": true}"#);
+        assert_eq!(
+            label(SchedulerKind::Default, &dpm_karras),
+            ("DPM++ 2M", Some("Karras"))
+        );
+        // Picking plain dpmpp-2m turns the model's Karras sigmas off.
+        assert_eq!(
+            label(SchedulerKind::DpmPp2m, &dpm_karras),
+            ("DPM++ 2M", None)
+        );
+        let euler_karras =
+            config(r#"{"_class_name": "EulerDiscreteScheduler", "use_karras_sigmas": true}"#);
+        assert_eq!(
+            label(SchedulerKind::Default, &euler_karras),
+            ("Euler", Some("Karras"))
+        );
+        // A key diffusers filled in from defaults does not count.
+        let defaulted = config(
+            r#"{"_class_name": "EulerDiscreteScheduler", "use_karras_sigmas": true,
+                "_use_default_values": ["use_karras_sigmas"]}"#,
+        );
+        assert_eq!(label(SchedulerKind::Default, &defaulted), ("Euler", None));
+    }
+
+    #[test]
+    fn default_kind_needs_a_supported_class() {
+        let msg = build_err(
+            SchedulerKind::Default,
+            r#"{"_class_name": "UniPCMultistepScheduler"}"#,
+        );
+        assert!(msg.contains("UniPCMultistepScheduler"), "{msg}");
+        for class in SUPPORTED_CLASSES {
+            assert!(msg.contains(class), "{msg}");
+        }
+        let msg = build_err(SchedulerKind::Default, "{}");
+        assert!(msg.contains("_class_name"), "{msg}");
+        // An explicit kind does not need the class name.
+        assert!(build_scheduler(SchedulerKind::Euler, &config("{}"), 20).is_ok());
+    }
+
+    #[test]
+    fn unsupported_values_are_reported_with_key_and_value() {
+        let cases = [
+            (
+                SchedulerKind::Ddim,
+                r#"{"thresholding": true}"#,
+                "thresholding",
+            ),
+            (
+                SchedulerKind::Euler,
+                r#"{"beta_schedule": "sigmoid"}"#,
+                "sigmoid",
+            ),
+            (
+                SchedulerKind::Euler,
+                r#"{"interpolation_type": "log_linear"}"#,
+                "log_linear",
+            ),
+            (
+                SchedulerKind::Euler,
+                r#"{"use_beta_sigmas": true}"#,
+                "use_beta_sigmas",
+            ),
+            (
+                SchedulerKind::Pndm,
+                r#"{"prediction_type": "sample"}"#,
+                "prediction_type",
+            ),
+            (
+                SchedulerKind::EulerAncestral,
+                r#"{"prediction_type": "sample"}"#,
+                "sample",
+            ),
+            (
+                SchedulerKind::Ddim,
+                r#"{"timestep_spacing": "middle"}"#,
+                "middle",
+            ),
+            (
+                SchedulerKind::Default,
+                r#"{"_class_name": "DPMSolverMultistepScheduler", "algorithm_type": "sde-dpmsolver++"}"#,
+                "sde-dpmsolver++",
+            ),
+            (
+                SchedulerKind::Default,
+                r#"{"_class_name": "DPMSolverMultistepScheduler", "final_sigmas_type": "denoise_to_zero"}"#,
+                "final_sigmas_type",
+            ),
+            (
+                SchedulerKind::Euler,
+                r#"{"use_karras_sigmas": true, "use_exponential_sigmas": true}"#,
+                "only one of",
+            ),
+        ];
+        for (kind, text, needle) in cases {
+            let msg = build_err(kind, text);
+            assert!(msg.contains(needle), "{text}: {msg}");
+        }
+        // Values a class does not take are ignored, as diffusers' from_config drops them.
+        let cfg = config(r#"{"thresholding": true, "algorithm_type": "sde-dpmsolver++"}"#);
+        assert!(build_scheduler(SchedulerKind::Euler, &cfg, 20).is_ok());
+        // dpmpp-2m names the algorithm, so it overrides the model's.
+        assert!(build_scheduler(SchedulerKind::DpmPp2m, &cfg, 20).is_err()); // thresholding
+        let cfg = config(r#"{"algorithm_type": "sde-dpmsolver++", "solver_order": 3}"#);
+        assert!(build_scheduler(SchedulerKind::DpmPp2m, &cfg, 20).is_ok());
+    }
+
+    #[test]
+    fn invalid_step_counts_are_errors() {
+        let sd15 = config(SD15);
+        for kind in SchedulerKind::ALL {
+            assert!(build_scheduler(kind, &sd15, 0).is_err(), "{kind}");
+            assert!(build_scheduler(kind, &sd15, 1001).is_err(), "{kind}");
+        }
+        // LCM's timesteps are a subset of its 50-step distillation schedule.
+        assert!(build_scheduler(SchedulerKind::Lcm, &sd15, 51).is_err());
+        assert!(build_scheduler(SchedulerKind::Lcm, &sd15, 50).is_ok());
+    }
+
+    #[test]
+    fn each_kind_applies_its_own_class_defaults() {
+        let sd15 = config(SD15);
+        let timesteps = |kind: SchedulerKind, n: usize| {
+            build_scheduler(kind, &sd15, n)
+                .expect("builds")
+                .timesteps()
+                .to_vec()
+        };
+        // PNDM (PLMS): leading + steps_offset, second timestep repeated.
+        assert_eq!(
+            timesteps(SchedulerKind::Default, 4),
+            [751.0, 501.0, 501.0, 251.0, 1.0]
+        );
+        assert_eq!(
+            timesteps(SchedulerKind::Pndm, 4),
+            [751.0, 501.0, 501.0, 251.0, 1.0]
+        );
+        // DDIM keeps the config's leading spacing and offset.
+        assert_eq!(
+            timesteps(SchedulerKind::Ddim, 4),
+            [751.0, 501.0, 251.0, 1.0]
+        );
+        // Euler and DPM-Solver default to linspace when the config has no timestep_spacing.
+        assert_eq!(
+            timesteps(SchedulerKind::Euler, 4),
+            [999.0, 666.0, 333.0, 0.0]
+        );
+        assert_eq!(
+            timesteps(SchedulerKind::DpmPp2m, 4),
+            [999.0, 749.0, 500.0, 250.0]
+        );
+        // LCM ignores spacing and offset.
+        assert_eq!(
+            timesteps(SchedulerKind::Lcm, 4),
+            [999.0, 759.0, 499.0, 259.0]
+        );
+    }
+
+    #[test]
+    fn img2img_start_index_follows_python_truncation() {
+        assert_eq!(img2img_start_index(50, 1.0), 0);
+        assert_eq!(img2img_start_index(50, 0.75), 13); // int(37.5) = 37
+        assert_eq!(img2img_start_index(50, 0.3), 35); // 50 * 0.3 = 15.000000000000002
+        assert_eq!(img2img_start_index(100, 0.29), 72); // 100 * 0.29 = 28.999999999999996
+        assert_eq!(img2img_start_index(10, 0.7), 3); // 7.000000000000001
+        assert_eq!(img2img_start_index(25, 0.6), 10);
+        assert_eq!(img2img_start_index(4, 0.1), 4); // nothing to denoise
+        assert_eq!(img2img_start_index(20, 1.5), 0);
+        assert_eq!(img2img_start_index(20, -0.5), 20);
+    }
+}
