@@ -22,30 +22,6 @@ pub fn extra_value<'a>(params: &'a GenerationParameters, key: &str) -> Option<&'
         .map(|(_, v)| v.trim())
 }
 
-/// The scheduler A1111's `Sampler` (+ `Schedule type`) label stands for, when we have it.
-///
-/// A1111 writes e.g. `Sampler: DPM++ 2M, Schedule type: Karras`; older versions fold the
-/// schedule into the name (`DPM++ 2M Karras`), which the parser already splits off.
-/// "Automatic" is A1111's own default schedule, which for these samplers means the plain one.
-pub fn scheduler_from_a1111(sampler: &str, schedule_type: Option<&str>) -> Option<SchedulerKind> {
-    let sampler = sampler.trim();
-    let schedule = schedule_type
-        .map(str::trim)
-        .filter(|s| !s.eq_ignore_ascii_case("automatic"));
-    let karras = schedule.is_some_and(|s| s.eq_ignore_ascii_case("karras"));
-    let plain = schedule.is_none() || schedule.is_some_and(|s| s.eq_ignore_ascii_case("uniform"));
-    match sampler.to_ascii_lowercase().as_str() {
-        "euler a" | "euler_a" | "euler ancestral" if plain => Some(SchedulerKind::EulerAncestral),
-        "euler" if plain => Some(SchedulerKind::Euler),
-        "ddim" if plain => Some(SchedulerKind::Ddim),
-        "plms" | "pndm" if plain => Some(SchedulerKind::Pndm),
-        "lcm" if plain => Some(SchedulerKind::Lcm),
-        "dpm++ 2m" | "dpmpp_2m" if karras => Some(SchedulerKind::DpmPp2mKarras),
-        "dpm++ 2m" | "dpmpp_2m" if plain => Some(SchedulerKind::DpmPp2m),
-        _ => None,
-    }
-}
-
 /// Copies prompt, negative prompt, steps, CFG, seed (locked, since the point is to get the
 /// same image again), size, sampler, denoising strength, clip skip, prompt syntax and the
 /// VAE (when it is a file used here before) into `state`. Returns what could not be taken
@@ -70,7 +46,7 @@ pub fn apply_parameters(state: &mut State, params: &GenerationParameters) -> Vec
             ));
         }
     }
-    match scheduler_from_a1111(&params.sampler, params.schedule_type.as_deref()) {
+    match SchedulerKind::from_a1111(&params.sampler, params.schedule_type.as_deref()) {
         Some(kind) => state.scheduler = kind,
         None => {
             let label = match &params.schedule_type {
@@ -260,34 +236,6 @@ pub fn hash_matches(short: &str, sha256: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a1111_sampler_labels_map_to_schedulers() {
-        let cases = [
-            ("Euler a", None, Some(SchedulerKind::EulerAncestral)),
-            ("Euler", None, Some(SchedulerKind::Euler)),
-            ("Euler", Some("Automatic"), Some(SchedulerKind::Euler)),
-            ("DDIM", None, Some(SchedulerKind::Ddim)),
-            ("PLMS", None, Some(SchedulerKind::Pndm)),
-            ("LCM", None, Some(SchedulerKind::Lcm)),
-            ("DPM++ 2M", None, Some(SchedulerKind::DpmPp2m)),
-            (
-                "DPM++ 2M",
-                Some("Karras"),
-                Some(SchedulerKind::DpmPp2mKarras),
-            ),
-            ("DPM++ 2M", Some("Exponential"), None),
-            ("DPM++ SDE", Some("Karras"), None),
-            ("Heun", None, None),
-        ];
-        for (sampler, schedule, expected) in cases {
-            assert_eq!(
-                scheduler_from_a1111(sampler, schedule),
-                expected,
-                "{sampler} {schedule:?}"
-            );
-        }
-    }
 
     #[test]
     fn parameters_restore_settings_and_report_what_was_skipped() {

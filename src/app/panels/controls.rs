@@ -465,20 +465,6 @@ fn generate_buttons(ui: &mut Ui, view: &ControlsView<'_>) -> Option<UiCommand> {
 // ---------------------------------------------------------------------------------------------
 // Sampling
 
-/// Names as A1111 users know them.
-pub fn scheduler_label(kind: SchedulerKind) -> &'static str {
-    match kind {
-        SchedulerKind::Default => "Model default",
-        SchedulerKind::Ddim => "DDIM",
-        SchedulerKind::Pndm => "PLMS",
-        SchedulerKind::Euler => "Euler",
-        SchedulerKind::EulerAncestral => "Euler a",
-        SchedulerKind::DpmPp2m => "DPM++ 2M",
-        SchedulerKind::DpmPp2mKarras => "DPM++ 2M Karras",
-        SchedulerKind::Lcm => "LCM",
-    }
-}
-
 fn sampling_section(ui: &mut Ui, state: &mut State, view: &ControlsView<'_>) -> Option<UiCommand> {
     let mut command = None;
     egui::Grid::new("sampling")
@@ -487,11 +473,11 @@ fn sampling_section(ui: &mut Ui, state: &mut State, view: &ControlsView<'_>) -> 
         .show(ui, |ui| {
             let label = ui.label("Sampler");
             let combo = ComboBox::from_id_salt("scheduler")
-                .selected_text(scheduler_label(state.scheduler))
+                .selected_text(state.scheduler.a1111_name())
                 .width(ui.available_width())
                 .show_ui(ui, |ui| {
                     for kind in SchedulerKind::ALL {
-                        ui.selectable_value(&mut state.scheduler, kind, scheduler_label(kind))
+                        ui.selectable_value(&mut state.scheduler, kind, kind.a1111_name())
                             .on_hover_text(format!("--scheduler {}", kind.name()));
                     }
                 });

@@ -29,6 +29,7 @@ use candle_core::Tensor;
 
 use crate::sampling::noise::TorchRng;
 
+mod a1111;
 mod common;
 mod config;
 mod ddim;
@@ -40,6 +41,7 @@ mod pndm;
 #[cfg(test)]
 mod testing;
 
+pub use a1111::SamplerLabel;
 pub use config::{
     BetaSchedule, PredictionType, SchedulerConfig, SchedulerConfigError, TimestepSpacing,
     SUPPORTED_CLASSES,
@@ -142,48 +144,6 @@ impl SchedulerKind {
             Self::Lcm => "lcm",
         }
     }
-
-    /// The A1111 `Sampler` and `Schedule type` for PNG metadata. `Default` is resolved through
-    /// the config's class (and its `use_karras_sigmas`).
-    pub fn a1111_label(
-        self,
-        config: &SchedulerConfig,
-    ) -> Result<SamplerLabel, SchedulerConfigError> {
-        let class = resolve_class(self, config)?;
-        let config = effective_config(self, config);
-        let karras = config.get("use_karras_sigmas", &config.use_karras_sigmas) == Some(true);
-        let exponential =
-            config.get("use_exponential_sigmas", &config.use_exponential_sigmas) == Some(true);
-        let sigma_schedule = if karras {
-            Some("Karras")
-        } else if exponential {
-            Some("Exponential")
-        } else {
-            None
-        };
-        let (sampler, schedule_type) = match class {
-            SchedulerClass::Ddim => ("DDIM", None),
-            SchedulerClass::Pndm => ("PLMS", None),
-            SchedulerClass::Euler => ("Euler", sigma_schedule),
-            SchedulerClass::EulerAncestral => ("Euler a", None),
-            SchedulerClass::DpmSolverMultistep => {
-                let order = config
-                    .get("solver_order", &config.solver_order)
-                    .unwrap_or(2);
-                let sampler = match order {
-                    1 => "DPM++ 1M",
-                    3 => "DPM++ 3M",
-                    _ => "DPM++ 2M",
-                };
-                (sampler, sigma_schedule)
-            }
-            SchedulerClass::Lcm => ("LCM", None),
-        };
-        Ok(SamplerLabel {
-            sampler,
-            schedule_type,
-        })
-    }
 }
 
 impl fmt::Display for SchedulerKind {
@@ -208,16 +168,8 @@ impl FromStr for SchedulerKind {
     }
 }
 
-/// How A1111 names a sampler in its `parameters` text (`Sampler: ...`, `Schedule type: ...`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SamplerLabel {
-    pub sampler: &'static str,
-    /// `Some("Karras")` / `Some("Exponential")` for non-default sigma schedules.
-    pub schedule_type: Option<&'static str>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SchedulerClass {
+pub(crate) enum SchedulerClass {
     Ddim,
     Pndm,
     Euler,
@@ -226,7 +178,7 @@ enum SchedulerClass {
     Lcm,
 }
 
-fn resolve_class(
+pub(crate) fn resolve_class(
     kind: SchedulerKind,
     config: &SchedulerConfig,
 ) -> Result<SchedulerClass, SchedulerConfigError> {
@@ -261,7 +213,7 @@ fn resolve_class(
 
 /// The config with the keyword overrides a kind implies, as in
 /// `DPMSolverMultistepScheduler.from_config(config, use_karras_sigmas=True, ...)`.
-fn effective_config(kind: SchedulerKind, config: &SchedulerConfig) -> SchedulerConfig {
+pub(crate) fn effective_config(kind: SchedulerKind, config: &SchedulerConfig) -> SchedulerConfig {
     let mut config = config.clone();
     if kind == SchedulerKind::Pndm {
         // `pndm` means PLMS: `PNDMScheduler.from_config(config, skip_prk_steps=True)`.

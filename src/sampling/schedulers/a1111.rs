@@ -1,0 +1,166 @@
+//! A1111's names for the samplers, in one place: what PNGs record (`Sampler`, `Schedule
+//! type`), what the window's sampler list shows, and how a dropped PNG's names map back.
+
+use super::{
+    effective_config, resolve_class, SchedulerClass, SchedulerConfig, SchedulerConfigError,
+    SchedulerKind,
+};
+
+/// How A1111 names a sampler in its `parameters` text (`Sampler: ...`, `Schedule type: ...`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SamplerLabel {
+    pub sampler: &'static str,
+    /// `Some("Karras")` / `Some("Exponential")` for non-default sigma schedules.
+    pub schedule_type: Option<&'static str>,
+}
+
+/// The sampler each selectable kind is in A1111: `(kind, Sampler, Schedule type)`.
+const NAMES: [(SchedulerKind, &str, Option<&str>); 7] = [
+    (SchedulerKind::Ddim, "DDIM", None),
+    (SchedulerKind::Pndm, "PLMS", None),
+    (SchedulerKind::Euler, "Euler", None),
+    (SchedulerKind::EulerAncestral, "Euler a", None),
+    (SchedulerKind::DpmPp2m, "DPM++ 2M", None),
+    (SchedulerKind::DpmPp2mKarras, "DPM++ 2M", Some("Karras")),
+    (SchedulerKind::Lcm, "LCM", None),
+];
+
+/// Other spellings of A1111 sampler names found in PNGs (its internal names, older labels).
+const ALIASES: [(&str, &str); 5] = [
+    ("euler_a", "Euler a"),
+    ("euler ancestral", "Euler a"),
+    ("pndm", "PLMS"),
+    ("dpmpp_2m", "DPM++ 2M"),
+    ("k_euler", "Euler"),
+];
+
+impl SchedulerKind {
+    /// The A1111 `Sampler` and `Schedule type` for PNG metadata. `Default` is resolved through
+    /// the config's class (and its `use_karras_sigmas`).
+    pub fn a1111_label(
+        self,
+        config: &SchedulerConfig,
+    ) -> Result<SamplerLabel, SchedulerConfigError> {
+        let class = resolve_class(self, config)?;
+        let config = effective_config(self, config);
+        let karras = config.get("use_karras_sigmas", &config.use_karras_sigmas) == Some(true);
+        let exponential =
+            config.get("use_exponential_sigmas", &config.use_exponential_sigmas) == Some(true);
+        let sigma_schedule = if karras {
+            Some("Karras")
+        } else if exponential {
+            Some("Exponential")
+        } else {
+            None
+        };
+        let (sampler, schedule_type) = match class {
+            SchedulerClass::Ddim => ("DDIM", None),
+            SchedulerClass::Pndm => ("PLMS", None),
+            SchedulerClass::Euler => ("Euler", sigma_schedule),
+            SchedulerClass::EulerAncestral => ("Euler a", None),
+            SchedulerClass::DpmSolverMultistep => {
+                let order = config
+                    .get("solver_order", &config.solver_order)
+                    .unwrap_or(2);
+                let sampler = match order {
+                    1 => "DPM++ 1M",
+                    3 => "DPM++ 3M",
+                    _ => "DPM++ 2M",
+                };
+                (sampler, sigma_schedule)
+            }
+            SchedulerClass::Lcm => ("LCM", None),
+        };
+        Ok(SamplerLabel {
+            sampler,
+            schedule_type,
+        })
+    }
+    /// The name a user of A1111 knows this kind by, for the sampler list ("DPM++ 2M Karras").
+    pub fn a1111_name(self) -> String {
+        NAMES
+            .iter()
+            .find(|(kind, ..)| *kind == self)
+            .map(|(_, sampler, schedule)| match schedule {
+                Some(schedule) => format!("{sampler} {schedule}"),
+                None => sampler.to_string(),
+            })
+            .unwrap_or_else(|| "Model default".to_string())
+    }
+
+    /// The kind a PNG's `Sampler` and `Schedule type` name, when we have it ("Automatic" is
+    /// the sampler's own schedule, "Uniform" the plain one).
+    pub fn from_a1111(sampler: &str, schedule_type: Option<&str>) -> Option<SchedulerKind> {
+        let sampler = sampler.trim();
+        let sampler = ALIASES
+            .iter()
+            .find(|(alias, _)| alias.eq_ignore_ascii_case(sampler))
+            .map_or(sampler, |(_, name)| name);
+        let schedule = schedule_type
+            .map(str::trim)
+            .filter(|s| !s.eq_ignore_ascii_case("automatic") && !s.eq_ignore_ascii_case("uniform"));
+        NAMES
+            .iter()
+            .find(|(_, name, named_schedule)| {
+                name.eq_ignore_ascii_case(sampler)
+                    && match (schedule, named_schedule) {
+                        (None, None) => true,
+                        (Some(given), Some(named)) => given.eq_ignore_ascii_case(named),
+                        _ => false,
+                    }
+            })
+            .map(|(kind, ..)| *kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a1111_sampler_labels_map_to_schedulers() {
+        let cases = [
+            ("Euler a", None, Some(SchedulerKind::EulerAncestral)),
+            ("Euler", None, Some(SchedulerKind::Euler)),
+            ("Euler", Some("Automatic"), Some(SchedulerKind::Euler)),
+            ("DDIM", None, Some(SchedulerKind::Ddim)),
+            ("PLMS", None, Some(SchedulerKind::Pndm)),
+            ("LCM", None, Some(SchedulerKind::Lcm)),
+            ("DPM++ 2M", None, Some(SchedulerKind::DpmPp2m)),
+            (
+                "DPM++ 2M",
+                Some("Karras"),
+                Some(SchedulerKind::DpmPp2mKarras),
+            ),
+            ("DPM++ 2M", Some("Exponential"), None),
+            ("DPM++ SDE", Some("Karras"), None),
+            ("Heun", None, None),
+            ("euler_a", None, Some(SchedulerKind::EulerAncestral)),
+            ("DPM++ 2M", Some("Uniform"), Some(SchedulerKind::DpmPp2m)),
+        ];
+        for (sampler, schedule, expected) in cases {
+            assert_eq!(
+                SchedulerKind::from_a1111(sampler, schedule),
+                expected,
+                "{sampler} {schedule:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_selectable_kind_reads_back_from_its_own_name() {
+        for kind in SchedulerKind::ALL {
+            let name = kind.a1111_name();
+            let (sampler, schedule) = match name.strip_suffix(" Karras") {
+                Some(sampler) => (sampler, Some("Karras")),
+                None => (name.as_str(), None),
+            };
+            let expected = (kind != SchedulerKind::Default).then_some(kind);
+            assert_eq!(
+                SchedulerKind::from_a1111(sampler, schedule),
+                expected,
+                "{name}"
+            );
+        }
+    }
+}
