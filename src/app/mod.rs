@@ -496,6 +496,7 @@ impl LatentStudioApp {
             step: 0,
             total_steps: 0,
             elapsed_secs: 0.0,
+            image_started: Instant::now(),
             width: state.width,
             height: state.height,
             cancelling: false,
@@ -761,6 +762,7 @@ impl LatentStudioApp {
                     run.step = 0;
                     run.total_steps = total_steps;
                     run.elapsed_secs = 0.0;
+                    run.image_started = Instant::now();
                     self.viewer.clear_preview();
                     if self.viewer.follow_run {
                         self.viewer.show_live();

@@ -43,6 +43,9 @@ pub struct Run {
     pub total_steps: usize,
     /// Seconds since the current image started, as of the last step.
     pub elapsed_secs: f64,
+    /// When the current image started (as the window saw its start), for the seconds shown
+    /// before its first step.
+    pub image_started: std::time::Instant,
     /// The size being generated, which the live preview is stretched to.
     pub width: usize,
     pub height: usize,
@@ -87,6 +90,12 @@ impl Run {
             parts.push("preparing…".to_string());
         } else {
             parts.push(format!("step {}/{}", self.step, self.total_steps));
+        }
+        if self.step == 0 {
+            let waited = self.image_started.elapsed().as_secs();
+            if waited > 0 {
+                parts.push(format!("{waited} s"));
+            }
         }
         if let Some(rate) = self.iterations_per_second() {
             // Slow machines do seconds per step; show that instead of "0.1 it/s".
@@ -145,6 +154,7 @@ mod tests {
             step: 7,
             total_steps: 20,
             elapsed_secs: 3.5,
+            image_started: std::time::Instant::now(),
             width: 512,
             height: 512,
             cancelling: false,

@@ -11,7 +11,7 @@ use crate::app::viewer::{Showing, Viewer, Zoom, MAX_SCALE, MIN_SCALE};
 use crate::engine::Catalog;
 
 use super::controls::model_display_name;
-use super::style;
+use super::{busy, style};
 
 pub struct CanvasView<'a> {
     pub model: &'a ModelStatus,
@@ -94,7 +94,7 @@ fn activity(ui: &mut Ui, view: &CanvasView<'_>) -> Option<UiCommand> {
         match download {
             None => {
                 ui.horizontal(|ui| {
-                    ui.spinner();
+                    busy::spinner(ui);
                     ui.label(format!("Loading {name}…"));
                 });
             }
@@ -123,19 +123,19 @@ fn activity(ui: &mut Ui, view: &CanvasView<'_>) -> Option<UiCommand> {
                     {
                         command = Some(UiCommand::CancelDownload);
                     }
-                    ui.add(egui::ProgressBar::new(fraction).text(text).animate(true));
+                    busy::progress_bar(ui, fraction, text, None);
                 });
             }
         }
         ui.add_space(4.0);
     }
     if let Some(run) = view.run {
-        ui.add(
-            egui::ProgressBar::new(run.fraction())
-                .text(run.label())
-                .fill(style::ACCENT)
-                .animate(run.step == 0),
-        );
+        busy::progress_bar(ui, run.fraction(), run.label(), Some(style::ACCENT));
+        if run.step == 0 {
+            // Until the first step lands, the seconds counting up show that work goes on.
+            ui.ctx()
+                .request_repaint_after(std::time::Duration::from_secs(1));
+        }
         ui.add_space(4.0);
     }
     command

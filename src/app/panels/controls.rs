@@ -22,7 +22,7 @@ use crate::engine::SchedulerKind;
 use crate::engine::{bf16_available, ModelSource, PreviewMode};
 use crate::engine::{token_usage, PromptSyntax};
 
-use super::style;
+use super::{busy, style};
 
 pub struct ControlsView<'a> {
     pub model: &'a ModelStatus,
@@ -167,7 +167,7 @@ fn model_section(ui: &mut Ui, state: &State, view: &ControlsView<'_>) -> Option<
         }
         ModelStatus::Loading { download: None, .. } => {
             ui.horizontal(|ui| {
-                ui.spinner();
+                busy::spinner(ui);
                 ui.weak("Loading model…");
             });
         }
@@ -185,7 +185,7 @@ fn model_section(ui: &mut Ui, state: &State, view: &ControlsView<'_>) -> Option<
                 progress.file_count,
                 short_file_name(file)
             );
-            ui.add(egui::ProgressBar::new(fraction).text(text).animate(true));
+            busy::progress_bar(ui, fraction, text, None);
         }
         ModelStatus::Ready(model) => {
             let info = &model.info;
@@ -677,7 +677,7 @@ fn lora_section(ui: &mut Ui, state: &mut State, view: &ControlsView<'_>) -> Vec<
             ui.horizontal(|ui| {
                 match &view.loras.status {
                     ListingStatus::Reading => {
-                        ui.spinner();
+                        busy::spinner(ui);
                         ui.weak("Reading the folder…");
                     }
                     ListingStatus::Failed(message) => {
