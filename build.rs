@@ -20,11 +20,11 @@ fn main() {
     println!("cargo:rerun-if-changed=.git/refs/heads");
 
     if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
-        println!("cargo:rerun-if-changed=src/pipeline/gpu/convert.cuh");
-        compile_ptx("src/pipeline/gpu/group_norm.cu", "group_norm.ptx");
-        compile_ptx("src/pipeline/gpu/softmax.cu", "softmax.ptx");
-        compile_ptx("src/pipeline/gpu/geglu.cu", "geglu.ptx");
-        compile_ptx("src/pipeline/gpu/flash_attention.cu", "flash_attention.ptx");
+        println!("cargo:rerun-if-changed=src/kernels/gpu/convert.cuh");
+        compile_ptx("src/kernels/gpu/group_norm.cu", "group_norm.ptx");
+        compile_ptx("src/kernels/gpu/softmax.cu", "softmax.ptx");
+        compile_ptx("src/kernels/gpu/geglu.cu", "geglu.ptx");
+        compile_ptx("src/kernels/gpu/flash_attention.cu", "flash_attention.ptx");
     }
 }
 

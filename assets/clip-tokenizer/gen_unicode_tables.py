@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Regenerate the character tables at the end of src/pipeline/tokenizer.rs.
+"""Regenerate the character tables at the end of src/text/tokenizer.rs.
 
 transformers' CLIPTokenizer runs on the `tokenizers` library, whose regexes use Oniguruma and
 whose NFC uses Unicode 9 tables (crate unicode-normalization-alignments 0.1.12). Our regex and
@@ -14,7 +14,7 @@ unicode-normalization crates follow newer Unicode versions, so the tokenizer emb
                          crates reachable by cargo).
 
 Usage: python gen_unicode_tables.py [--unicode-normalization 0.1.26] > tables.rs
-Paste the output over the generated section of src/pipeline/tokenizer.rs.
+Paste the output over the generated section of src/text/tokenizer.rs.
 """
 
 import argparse
