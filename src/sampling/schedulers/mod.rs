@@ -14,6 +14,10 @@
 //! | `dpmpp-2m`, `dpmpp-2m-karras` | `DPMSolverMultistepScheduler`, dpmsolver++ | `dpmpp_2m.rs` |
 //! | `lcm` | `LCMScheduler` | `lcm.rs` |
 //!
+//! Beside them: `sigmas.rs` (the sigma schedules the Karras-style samplers share), `common.rs`
+//! (torch/numpy-exact schedule arithmetic), `config.rs` (reading `scheduler_config.json`) and
+//! `a1111.rs` (A1111's sampler names, written to and read from PNGs).
+//!
 //! Numerics follow diffusers operation by operation: schedules are built with torch's float32
 //! and numpy's float64 rules (see `common.rs`), step coefficients are float32 scalars as the
 //! 0-dim tensors diffusers computes them, and tensor arithmetic runs in float32 (a float16
