@@ -581,6 +581,7 @@ impl UNet2DConditionModel {
         encoder_hidden_states: &Tensor,
         added: Option<&AddedConditions>,
     ) -> Result<Tensor> {
+        // 1. Time embedding (plus, for SDXL, the pooled text and size/crop ids).
         let batch = sample.dim(0)?;
         let device = sample.device();
         let timesteps = vec![timestep as f32; batch];
@@ -620,6 +621,7 @@ impl UNet2DConditionModel {
         let temb = emb.silu()?;
         let context = encoder_hidden_states;
 
+        // 2. Down path: every block's output is kept for the skip connections.
         let mut xs = self.conv_in.forward(sample)?;
         let mut skips = vec![xs.clone()];
         for block in &self.down_blocks {
@@ -633,12 +635,14 @@ impl UNet2DConditionModel {
             }
         }
 
+        // 3. Middle block: resnet, then (attention, resnet) pairs.
         xs = self.mid_block.first.forward(&xs, Some(&temb))?;
         for (attention, resnet) in &self.mid_block.rest {
             xs = attention.forward(&xs, context)?;
             xs = resnet.forward(&xs, Some(&temb))?;
         }
 
+        // 4. Up path: each layer takes the latest skip back from the down path.
         for block in &self.up_blocks {
             for layer in &block.layers {
                 let Some(skip) = skips.pop() else {
@@ -659,6 +663,7 @@ impl UNet2DConditionModel {
             }
         }
 
+        // 5. Output: GroupNorm + SiLU, then back to the latent channels.
         let xs = self.conv_norm_out.forward_silu(&xs)?;
         self.conv_out.forward(&xs)
     }
