@@ -15,22 +15,8 @@ WIDTH=1280
 HEIGHT=820
 DISPLAY_NUMBER=${SCREENSHOT_DISPLAY:-:97}
 
-missing=()
-command -v Xvfb >/dev/null || missing+=(xvfb)
-command -v xdotool >/dev/null || missing+=(xdotool)
-command -v import >/dev/null || missing+=(imagemagick)
-for package in libgl1-mesa-dri libegl1; do
-    dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
-done
-if ((${#missing[@]})); then
-    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-    else
-        echo "missing: ${missing[*]} (install them, e.g. sudo apt-get install -y ${missing[*]})" >&2
-        exit 1
-    fi
-fi
+source scripts/x-tools.sh
+require_x_tools import:imagemagick
 
 BIN=${LATENT_STUDIO_BIN:-}
 if [[ -z $BIN ]]; then

@@ -17,21 +17,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DISPLAY_NUMBER=${WINDOW_CPU_DISPLAY:-:96}
 
-missing=()
-command -v Xvfb >/dev/null || missing+=(xvfb)
-command -v xdotool >/dev/null || missing+=(xdotool)
-for package in libgl1-mesa-dri libegl1; do
-    dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
-done
-if ((${#missing[@]})); then
-    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-    else
-        echo "missing: ${missing[*]}" >&2
-        exit 1
-    fi
-fi
+source scripts/x-tools.sh
+require_x_tools
 
 BIN=${LATENT_STUDIO_BIN:-}
 if [[ -z $BIN ]]; then
