@@ -16,7 +16,7 @@ use super::config::{
     beta_params, cfg_value, parse_prediction_type, parse_spacing, require_false, require_one_of,
     BetaSchedule, PredictionType, SchedulerConfig, SchedulerConfigError, TimestepSpacing,
 };
-use super::sigmas::{final_sigma, respaced_sigmas, sigma_spacing, FinalSigma, SigmaSpacing};
+use super::euler::{final_sigma, respaced_sigmas, sigma_spacing, FinalSigma, SigmaSpacing};
 use super::{Scheduler, StepOutput};
 use crate::sampling::noise::TorchRng;
 

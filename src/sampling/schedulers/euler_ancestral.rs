@@ -14,7 +14,7 @@ use super::config::{
     beta_params, cfg_value, parse_prediction_type, parse_spacing, BetaSchedule, PredictionType,
     SchedulerConfig, SchedulerConfigError, TimestepSpacing,
 };
-use super::sigmas::{
+use super::euler::{
     add_noise_sigma, euler_init_noise_sigma, euler_timesteps, scale_by_sigma, x0_from_v,
 };
 use super::{Scheduler, StepOutput};

@@ -42,7 +42,6 @@ mod euler;
 mod euler_ancestral;
 mod lcm;
 mod pndm;
-mod sigmas;
 #[cfg(test)]
 mod testing;
 
