@@ -445,97 +445,49 @@ mod tests {
         assert_eq!(np_interp_unit_grid(1.5, &fp), 5.0);
     }
 
-    /// `DDIMScheduler(**kw).alphas_cumprod` from diffusers 0.42.1 (torch 2.15, x86-64): six
-    /// entries bit for bit, and the float64 sum of all 1000 (which moves by ~2e-10 relative
-    /// if a single entry is one float32 ulp off).
+    /// `DDIMScheduler(**kw).alphas_cumprod` from diffusers 0.42.1 (torch 2.15, x86-64), from
+    /// `tests/fixtures/scheduler_cases.json`: six entries bit for bit, and the float64 sum of all
+    /// 1000 (which moves by ~2e-10 relative if a single entry is one float32 ulp off).
     ///
     /// `rescale_betas_zero_snr` is the exception: it takes `torch.sqrt` of a tensor, and torch's
     /// CPU sqrt (MKL VML) is not correctly rounded (up to 0.75 ulp; ~20% of float32 inputs
     /// come out one ulp away from IEEE `sqrt`), so there the entries agree to a few ulp.
     #[test]
     fn alphas_cumprod_match_torch_bit_for_bit() {
-        /// (schedule, beta_start, beta_end, rescale_betas_zero_snr, entries, sum)
-        type Case = (BetaSchedule, f64, f64, bool, [f64; 6], f64);
-        let cases: [Case; 4] = [
-            (
+        use super::super::testing::{alphas_cumprod_cases, fixture_f32};
+        let cases = alphas_cumprod_cases();
+        assert!(!cases.is_empty());
+        for case in cases {
+            let config = &case.config;
+            let schedule = [
                 BetaSchedule::Linear,
-                0.0001,
-                0.02,
-                false,
-                [
-                    0.9998999834060669,
-                    0.9997800588607788,
-                    0.5214229822158813,
-                    0.07858723402023315,
-                    4.118194192415103e-05,
-                    4.035830352222547e-05,
-                ],
-                275.5131952870579,
-            ),
-            (
                 BetaSchedule::ScaledLinear,
-                0.00085,
-                0.012,
-                false,
-                [
-                    0.9991499781608582,
-                    0.9982960224151611,
-                    0.67379230260849,
-                    0.27766942977905273,
-                    0.004716695751994848,
-                    0.00466009508818388,
-                ],
-                373.3764712619595,
-            ),
-            (
                 BetaSchedule::SquaredcosCapV2,
-                0.0001,
-                0.02,
-                false,
-                [
-                    0.9999586939811707,
-                    0.9999125599861145,
-                    0.8458880186080933,
-                    0.4938434660434723,
-                    2.428766265438753e-06,
-                    2.4287349909002387e-09,
-                ],
-                495.5774839997695,
-            ),
-            (
-                BetaSchedule::ScaledLinear,
-                0.00085,
-                0.012,
-                true,
-                [
-                    0.9991499781608582,
-                    0.9982334971427917,
-                    0.6524567604064941,
-                    0.24235899746418,
-                    1.9679633567193378e-07,
-                    0.0,
-                ],
-                352.1792236073836,
-            ),
-        ];
-        for (schedule, beta_start, beta_end, rescale, entries, sum) in cases {
+            ]
+            .into_iter()
+            .find(|s| s.as_str() == config.beta_schedule)
+            .expect("known beta_schedule");
+            let rescale = config.rescale_betas_zero_snr;
             let params = BetaParams {
-                num_train_timesteps: 1000,
-                beta_start,
-                beta_end,
+                num_train_timesteps: case.num_train_timesteps,
+                beta_start: config.beta_start,
+                beta_end: config.beta_end,
                 schedule: Some(schedule),
                 trained_betas: None,
                 rescale_betas_zero_snr: rescale,
             };
             let ac = params.alphas_cumprod();
             let (entry_rtol, sum_rtol) = if rescale { (1e-6, 1e-7) } else { (0.0, 1e-12) };
-            for (i, want) in [0, 1, 250, 499, 998, 999].into_iter().zip(entries) {
+            assert_eq!(case.indices.len(), case.entries.len());
+            for (&i, &want) in case.indices.iter().zip(&case.entries) {
+                let want = fixture_f32(want) as f64;
                 assert!(
                     (ac[i] as f64 - want).abs() <= entry_rtol * want.abs(),
                     "{schedule:?} rescale={rescale} [{i}]: {} vs {want}",
                     ac[i]
                 );
             }
+            let sum = case.sum;
             let got_sum: f64 = ac.iter().map(|&a| a as f64).sum();
             assert!(
                 ((got_sum - sum) / sum).abs() < sum_rtol,
