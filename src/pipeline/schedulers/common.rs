@@ -4,8 +4,9 @@
 //! arrays, and the exact rounding of every intermediate decides whether a timestep lands on
 //! 980 or 981. The helpers here reproduce those library routines operation by operation:
 //! `torch.linspace`, `torch.cumprod`, `np.linspace`, `np.arange`, `np.round`, `np.interp`,
-//! plus the scheduler-level helpers diffusers copies between its classes (`_sigma_to_t`,
-//! `_convert_to_karras`, `_convert_to_exponential`, `rescale_zero_terminal_snr`, ...).
+//! plus the scheduler-level helpers diffusers copies between its classes (beta schedules,
+//! `rescale_zero_terminal_snr`, ...). The sigma helpers (`_sigma_to_t`, `_convert_to_karras`,
+//! `_convert_to_exponential`, ...) are in `sigmas.rs`.
 
 use candle_core::{DType, Tensor};
 
@@ -270,65 +271,6 @@ impl BetaParams {
         let alphas: Vec<f32> = betas.iter().map(|b| 1.0 - b).collect();
         torch_cumprod_f32(&alphas)
     }
-}
-
-/// `((1 - alphas_cumprod) / alphas_cumprod) ** 0.5` in float32: the Karras-style sigma of every
-/// training timestep.
-pub(crate) fn train_sigmas(alphas_cumprod: &[f32]) -> Vec<f32> {
-    alphas_cumprod
-        .iter()
-        .map(|a| ((1.0 - a) / a).sqrt())
-        .collect()
-}
-
-/// `_sigma_to_t(sigma, log_sigmas)`: the (fractional) training timestep whose sigma is `sigma`,
-/// by linear interpolation in log-sigma. `log_sigmas` is the float32 `np.log(sigmas)` table.
-pub(crate) fn sigma_to_t(sigma: f64, log_sigmas: &[f32]) -> f64 {
-    let log_sigma = sigma.max(1e-10).ln();
-    // `np.cumsum(dists >= 0).argmax()`: the last index whose log-sigma is <= log_sigma (0 when
-    // there is none), clipped so that a right neighbour exists.
-    let n = log_sigmas.len();
-    let mut low_idx = 0usize;
-    for (i, &ls) in log_sigmas.iter().enumerate() {
-        if log_sigma - ls as f64 >= 0.0 {
-            low_idx = i;
-        }
-    }
-    low_idx = low_idx.min(n.saturating_sub(2));
-    let high_idx = low_idx + 1;
-    let low = log_sigmas[low_idx];
-    let high = log_sigmas[high_idx];
-    // `low - high` is a float32 subtraction; the rest is float64.
-    let w = ((low as f64 - log_sigma) / (low - high) as f64).clamp(0.0, 1.0);
-    (1.0 - w) * low_idx as f64 + w * high_idx as f64
-}
-
-/// `_convert_to_karras`: the Karras et al. (2022) schedule with rho = 7 between `sigma_max` and
-/// `sigma_min` (float64).
-pub(crate) fn karras_sigmas(
-    sigma_min: f64,
-    sigma_max: f64,
-    num_inference_steps: usize,
-) -> Vec<f64> {
-    const RHO: f64 = 7.0;
-    let min_inv_rho = sigma_min.powf(1.0 / RHO);
-    let max_inv_rho = sigma_max.powf(1.0 / RHO);
-    np_linspace(0.0, 1.0, num_inference_steps, true)
-        .into_iter()
-        .map(|ramp| (max_inv_rho + ramp * (min_inv_rho - max_inv_rho)).powf(RHO))
-        .collect()
-}
-
-/// `_convert_to_exponential`: sigmas evenly spaced in log space (float64).
-pub(crate) fn exponential_sigmas(
-    sigma_min: f64,
-    sigma_max: f64,
-    num_inference_steps: usize,
-) -> Vec<f64> {
-    np_linspace(sigma_max.ln(), sigma_min.ln(), num_inference_steps, true)
-        .into_iter()
-        .map(f64::exp)
-        .collect()
 }
 
 /// Checks the number of inference steps before any schedule arithmetic divides by it.

@@ -11,12 +11,14 @@
 use candle_core::Tensor;
 
 use super::common::{self, check_steps, div_scalar, np_arange, np_interp_unit_grid};
-use super::common::{np_linspace, np_round, scale, sigma_to_t, train_sigmas};
+use super::common::{np_linspace, np_round, scale};
 use super::config::{
     beta_params, cfg_value, parse_prediction_type, parse_spacing, require_false, require_one_of,
     BetaSchedule, PredictionType, SchedulerConfig, SchedulerConfigError, TimestepSpacing,
 };
-use super::euler::{final_sigma, respaced_sigmas, sigma_spacing, FinalSigma, SigmaSpacing};
+use super::sigmas::{
+    final_sigma, respaced_sigmas, sigma_spacing, sigma_to_t, train_sigmas, FinalSigma, SigmaSpacing,
+};
 use super::{Scheduler, StepOutput};
 use crate::pipeline::noise::TorchRng;
 

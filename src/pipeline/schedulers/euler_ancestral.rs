@@ -9,13 +9,14 @@
 
 use candle_core::Tensor;
 
-use super::common::{self, check_steps, div_scalar, np_interp_unit_grid, scale, train_sigmas};
+use super::common::{self, check_steps, div_scalar, np_interp_unit_grid, scale};
 use super::config::{
     beta_params, cfg_value, parse_prediction_type, parse_spacing, BetaSchedule, PredictionType,
     SchedulerConfig, SchedulerConfigError, TimestepSpacing,
 };
-use super::euler::{
-    add_noise_sigma, euler_init_noise_sigma, euler_timesteps, scale_by_sigma, x0_from_v,
+use super::sigmas::{
+    add_noise_sigma, euler_init_noise_sigma, euler_timesteps, scale_by_sigma, train_sigmas,
+    x0_from_v,
 };
 use super::{Scheduler, StepOutput};
 use crate::pipeline::noise::TorchRng;
