@@ -4,8 +4,9 @@
 //! arrays, and the exact rounding of every intermediate decides whether a timestep lands on
 //! 980 or 981. The helpers here reproduce those library routines operation by operation:
 //! `torch.linspace`, `torch.cumprod`, `np.linspace`, `np.arange`, `np.round`, `np.interp`,
-//! plus the scheduler-level helpers diffusers copies between its classes (`_sigma_to_t`,
-//! `_convert_to_karras`, `_convert_to_exponential`, `rescale_zero_terminal_snr`, ...).
+//! plus the scheduler-level helpers diffusers copies between its classes (beta schedules,
+//! `rescale_zero_terminal_snr`, ...). The sigma helpers (`_sigma_to_t`, `_convert_to_karras`,
+//! `_convert_to_exponential`, ...) are in `sigmas.rs`.
 
 use candle_core::{DType, Tensor};
 
@@ -272,65 +273,6 @@ impl BetaParams {
     }
 }
 
-/// `((1 - alphas_cumprod) / alphas_cumprod) ** 0.5` in float32: the Karras-style sigma of every
-/// training timestep.
-pub(crate) fn train_sigmas(alphas_cumprod: &[f32]) -> Vec<f32> {
-    alphas_cumprod
-        .iter()
-        .map(|a| ((1.0 - a) / a).sqrt())
-        .collect()
-}
-
-/// `_sigma_to_t(sigma, log_sigmas)`: the (fractional) training timestep whose sigma is `sigma`,
-/// by linear interpolation in log-sigma. `log_sigmas` is the float32 `np.log(sigmas)` table.
-pub(crate) fn sigma_to_t(sigma: f64, log_sigmas: &[f32]) -> f64 {
-    let log_sigma = sigma.max(1e-10).ln();
-    // `np.cumsum(dists >= 0).argmax()`: the last index whose log-sigma is <= log_sigma (0 when
-    // there is none), clipped so that a right neighbour exists.
-    let n = log_sigmas.len();
-    let mut low_idx = 0usize;
-    for (i, &ls) in log_sigmas.iter().enumerate() {
-        if log_sigma - ls as f64 >= 0.0 {
-            low_idx = i;
-        }
-    }
-    low_idx = low_idx.min(n.saturating_sub(2));
-    let high_idx = low_idx + 1;
-    let low = log_sigmas[low_idx];
-    let high = log_sigmas[high_idx];
-    // `low - high` is a float32 subtraction; the rest is float64.
-    let w = ((low as f64 - log_sigma) / (low - high) as f64).clamp(0.0, 1.0);
-    (1.0 - w) * low_idx as f64 + w * high_idx as f64
-}
-
-/// `_convert_to_karras`: the Karras et al. (2022) schedule with rho = 7 between `sigma_max` and
-/// `sigma_min` (float64).
-pub(crate) fn karras_sigmas(
-    sigma_min: f64,
-    sigma_max: f64,
-    num_inference_steps: usize,
-) -> Vec<f64> {
-    const RHO: f64 = 7.0;
-    let min_inv_rho = sigma_min.powf(1.0 / RHO);
-    let max_inv_rho = sigma_max.powf(1.0 / RHO);
-    np_linspace(0.0, 1.0, num_inference_steps, true)
-        .into_iter()
-        .map(|ramp| (max_inv_rho + ramp * (min_inv_rho - max_inv_rho)).powf(RHO))
-        .collect()
-}
-
-/// `_convert_to_exponential`: sigmas evenly spaced in log space (float64).
-pub(crate) fn exponential_sigmas(
-    sigma_min: f64,
-    sigma_max: f64,
-    num_inference_steps: usize,
-) -> Vec<f64> {
-    np_linspace(sigma_max.ln(), sigma_min.ln(), num_inference_steps, true)
-        .into_iter()
-        .map(f64::exp)
-        .collect()
-}
-
 /// Checks the number of inference steps before any schedule arithmetic divides by it.
 pub(crate) fn check_steps(
     class: &'static str,
@@ -445,97 +387,49 @@ mod tests {
         assert_eq!(np_interp_unit_grid(1.5, &fp), 5.0);
     }
 
-    /// `DDIMScheduler(**kw).alphas_cumprod` from diffusers 0.42.1 (torch 2.15, x86-64): six
-    /// entries bit for bit, and the float64 sum of all 1000 (which moves by ~2e-10 relative
-    /// if a single entry is one float32 ulp off).
+    /// `DDIMScheduler(**kw).alphas_cumprod` from diffusers 0.42.1 (torch 2.15, x86-64), from
+    /// `tests/fixtures/scheduler_cases.json`: six entries bit for bit, and the float64 sum of all
+    /// 1000 (which moves by ~2e-10 relative if a single entry is one float32 ulp off).
     ///
     /// `rescale_betas_zero_snr` is the exception: it takes `torch.sqrt` of a tensor, and torch's
     /// CPU sqrt (MKL VML) is not correctly rounded (up to 0.75 ulp; ~20% of float32 inputs
     /// come out one ulp away from IEEE `sqrt`), so there the entries agree to a few ulp.
     #[test]
     fn alphas_cumprod_match_torch_bit_for_bit() {
-        /// (schedule, beta_start, beta_end, rescale_betas_zero_snr, entries, sum)
-        type Case = (BetaSchedule, f64, f64, bool, [f64; 6], f64);
-        let cases: [Case; 4] = [
-            (
+        use super::super::testing::{alphas_cumprod_cases, fixture_f32};
+        let cases = alphas_cumprod_cases();
+        assert!(!cases.is_empty());
+        for case in cases {
+            let config = &case.config;
+            let schedule = [
                 BetaSchedule::Linear,
-                0.0001,
-                0.02,
-                false,
-                [
-                    0.9998999834060669,
-                    0.9997800588607788,
-                    0.5214229822158813,
-                    0.07858723402023315,
-                    4.118194192415103e-05,
-                    4.035830352222547e-05,
-                ],
-                275.5131952870579,
-            ),
-            (
                 BetaSchedule::ScaledLinear,
-                0.00085,
-                0.012,
-                false,
-                [
-                    0.9991499781608582,
-                    0.9982960224151611,
-                    0.67379230260849,
-                    0.27766942977905273,
-                    0.004716695751994848,
-                    0.00466009508818388,
-                ],
-                373.3764712619595,
-            ),
-            (
                 BetaSchedule::SquaredcosCapV2,
-                0.0001,
-                0.02,
-                false,
-                [
-                    0.9999586939811707,
-                    0.9999125599861145,
-                    0.8458880186080933,
-                    0.4938434660434723,
-                    2.428766265438753e-06,
-                    2.4287349909002387e-09,
-                ],
-                495.5774839997695,
-            ),
-            (
-                BetaSchedule::ScaledLinear,
-                0.00085,
-                0.012,
-                true,
-                [
-                    0.9991499781608582,
-                    0.9982334971427917,
-                    0.6524567604064941,
-                    0.24235899746418,
-                    1.9679633567193378e-07,
-                    0.0,
-                ],
-                352.1792236073836,
-            ),
-        ];
-        for (schedule, beta_start, beta_end, rescale, entries, sum) in cases {
+            ]
+            .into_iter()
+            .find(|s| s.as_str() == config.beta_schedule)
+            .expect("known beta_schedule");
+            let rescale = config.rescale_betas_zero_snr;
             let params = BetaParams {
-                num_train_timesteps: 1000,
-                beta_start,
-                beta_end,
+                num_train_timesteps: case.num_train_timesteps,
+                beta_start: config.beta_start,
+                beta_end: config.beta_end,
                 schedule: Some(schedule),
                 trained_betas: None,
                 rescale_betas_zero_snr: rescale,
             };
             let ac = params.alphas_cumprod();
             let (entry_rtol, sum_rtol) = if rescale { (1e-6, 1e-7) } else { (0.0, 1e-12) };
-            for (i, want) in [0, 1, 250, 499, 998, 999].into_iter().zip(entries) {
+            assert_eq!(case.indices.len(), case.entries.len());
+            for (&i, &want) in case.indices.iter().zip(&case.entries) {
+                let want = fixture_f32(want) as f64;
                 assert!(
                     (ac[i] as f64 - want).abs() <= entry_rtol * want.abs(),
                     "{schedule:?} rescale={rescale} [{i}]: {} vs {want}",
                     ac[i]
                 );
             }
+            let sum = case.sum;
             let got_sum: f64 = ac.iter().map(|&a| a as f64).sum();
             assert!(
                 ((got_sum - sum) / sum).abs() < sum_rtol,

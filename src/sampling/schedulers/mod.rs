@@ -42,6 +42,7 @@ mod euler;
 mod euler_ancestral;
 mod lcm;
 mod pndm;
+mod sigmas;
 #[cfg(test)]
 mod testing;
 

@@ -1,6 +1,9 @@
-//! Unit-test support: runs a scheduler on the fake model the reference numbers were made with.
+//! Unit-test support: the scheduler modules' reference cases and the fake-model run they check.
 //!
-//! The reference values in the scheduler modules' tests were computed with diffusers 0.42.1:
+//! The reference values live in `tests/fixtures/scheduler_cases.json`, generated with diffusers
+//! 0.42.1 by `tests/fixtures/make_fixtures.py --stages scheduler_cases` (which also holds each
+//! case's config and step count, in `SCHEDULER_UNIT_CASES`). A case named `<group>.<test>` is
+//! checked by the `#[test] fn <test>` of module `<group>`, declared with [`reference_cases!`]:
 //!
 //! ```python
 //! s = Class(**config); s.set_timesteps(steps)
@@ -13,26 +16,155 @@
 //!     x = s.step(model_output, t, x, generator=g, [eta=0.0]).prev_sample
 //! ```
 
+use std::sync::OnceLock;
+
 use candle_core::{Device, Tensor};
+use serde::Deserialize;
+use serde_json::Value;
 
 use super::{build_scheduler, img2img_start_index, sigma_schedule, SchedulerConfig, SchedulerKind};
 use crate::sampling::noise::TorchRng;
 
+const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/scheduler_cases.json"
+);
+
 const SHAPE: [usize; 4] = [1, 2, 2, 4];
 
-pub(crate) struct Img2Img {
-    pub strength: f64,
-    pub begin: usize,
-    pub noised: &'static [f64],
+#[derive(Deserialize)]
+struct Fixture {
+    cases: Vec<Case>,
+    schedules: Vec<Schedule>,
+    alphas_cumprod: AlphasCumprod,
 }
 
-pub(crate) struct Reference {
+#[derive(Deserialize)]
+struct Img2Img {
+    strength: f64,
+    begin: usize,
+    noised: Vec<f64>,
+}
+
+/// One sampling run of a scheduler built from `config` as its own class.
+#[derive(Deserialize)]
+struct Case {
+    name: String,
+    config: Value,
+    steps: usize,
+    timesteps: Vec<f64>,
+    sigmas: Option<Vec<f64>>,
+    init_noise_sigma: f64,
+    img2img: Option<Img2Img>,
+    final_sample: Vec<f64>,
+}
+
+/// A schedule only (`set_timesteps`, no sampling run).
+#[derive(Deserialize)]
+pub(crate) struct Schedule {
+    pub config: Value,
     pub steps: usize,
-    pub timesteps: &'static [f64],
-    pub sigmas: Option<&'static [f64]>,
-    pub init_noise_sigma: f64,
-    pub img2img: Option<Img2Img>,
-    pub final_sample: &'static [f64],
+    pub timesteps: Vec<f64>,
+    pub sigmas: Vec<f64>,
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct AlphasCumprod {
+    cases: Vec<AlphasCumprodCase>,
+}
+
+/// `DDIMScheduler(**config).alphas_cumprod` at `indices` (float32 values), and the float64
+/// sum of all entries.
+#[derive(Deserialize)]
+pub(crate) struct AlphasCumprodCase {
+    pub config: BetaConfig,
+    pub num_train_timesteps: usize,
+    pub indices: Vec<usize>,
+    pub entries: Vec<f64>,
+    pub sum: f64,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct BetaConfig {
+    pub beta_schedule: String,
+    pub beta_start: f64,
+    pub beta_end: f64,
+    pub rescale_betas_zero_snr: bool,
+}
+
+fn fixture() -> &'static Fixture {
+    static PARSED: OnceLock<Fixture> = OnceLock::new();
+    PARSED.get_or_init(|| {
+        let text = std::fs::read_to_string(FIXTURE).unwrap_or_else(|e| panic!("{FIXTURE}: {e}"));
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{FIXTURE}: {e}"))
+    })
+}
+
+/// The fixture's schedule-only case `name`.
+pub(crate) fn schedule(name: &str) -> &'static Schedule {
+    fixture()
+        .schedules
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("{FIXTURE} has no schedule {name}"))
+}
+
+/// The fixture's `alphas_cumprod` cases.
+pub(crate) fn alphas_cumprod_cases() -> &'static [AlphasCumprodCase] {
+    &fixture().alphas_cumprod.cases
+}
+
+/// A float32 value the fixture stores as a JSON number: serde_json's float parsing is not
+/// always correctly rounded (one float64 ulp), which cannot move the nearest float32.
+pub(crate) fn fixture_f32(value: f64) -> f32 {
+    let single = value as f32;
+    assert!(
+        (single as f64 - value).abs() <= 1e-15 * value.abs(),
+        "fixture value {value} is not a float32"
+    );
+    single
+}
+
+/// One `#[test]` per named reference case of `group` (the module's name), each checked by
+/// [`check_case`], plus `fixture_has_exactly_these_cases`, which fails when the fixture has a
+/// case of the group that no test names.
+macro_rules! reference_cases {
+    ($group:literal: $($name:ident),+ $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                $crate::sampling::schedulers::testing::check_case(concat!(
+                    $group,
+                    ".",
+                    stringify!($name)
+                ));
+            }
+        )+
+
+        #[test]
+        fn fixture_has_exactly_these_cases() {
+            $crate::sampling::schedulers::testing::check_group(
+                $group,
+                &[$(stringify!($name)),+],
+            );
+        }
+    };
+}
+pub(crate) use reference_cases;
+
+/// The names of the fixture's cases in `group` are exactly `names`.
+pub(crate) fn check_group(group: &str, names: &[&str]) {
+    let prefix = format!("{group}.");
+    let mut in_fixture: Vec<&str> = fixture()
+        .cases
+        .iter()
+        .filter_map(|c| c.name.strip_prefix(&prefix))
+        .collect();
+    let mut names = names.to_vec();
+    in_fixture.sort_unstable();
+    names.sort_unstable();
+    assert_eq!(in_fixture, names, "{group} cases in {FIXTURE} vs the tests");
 }
 
 fn assert_close_rel(what: &str, got: &[f64], want: &[f64], rtol: f64) {
@@ -65,20 +197,27 @@ fn randn(seed: u64) -> Tensor {
         .expect("randn")
 }
 
-/// Builds `config` as its own class and compares everything with the reference.
-pub(crate) fn check_reference(config_json: &str, reference: &Reference) {
-    let config = SchedulerConfig::from_json_str(config_json).expect("config parses");
+/// Builds the fixture case `name`'s config as its own class and compares everything with the
+/// reference.
+pub(crate) fn check_case(name: &str) {
+    let reference = fixture()
+        .cases
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("{FIXTURE} has no case {name}"));
+    let config =
+        SchedulerConfig::from_json_str(&reference.config.to_string()).expect("config parses");
     let kind = SchedulerKind::Default;
     let mut scheduler = build_scheduler(kind, &config, reference.steps).expect("builds");
 
     assert_close_rel(
         "timesteps",
         scheduler.timesteps(),
-        reference.timesteps,
+        &reference.timesteps,
         1e-6,
     );
     let sigmas = sigma_schedule(kind, &config, reference.steps).expect("sigmas");
-    match (sigmas, reference.sigmas) {
+    match (sigmas, &reference.sigmas) {
         (Some(got), Some(want)) => {
             let got: Vec<f64> = got.iter().map(|&s| s as f64).collect();
             assert_close_rel("sigmas", &got, want, 1e-6);
@@ -107,7 +246,7 @@ pub(crate) fn check_reference(config_json: &str, reference: &Reference) {
             let noised = scheduler
                 .add_noise(&randn(1), &randn(2), begin)
                 .expect("add_noise");
-            assert_close_abs("noised", &noised, img2img.noised, 1e-5);
+            assert_close_abs("noised", &noised, &img2img.noised, 1e-5);
             (noised, begin)
         }
     };
@@ -120,5 +259,5 @@ pub(crate) fn check_reference(config_json: &str, reference: &Reference) {
             .expect("step")
             .prev_sample;
     }
-    assert_close_abs("final sample", &x, reference.final_sample, 1e-4);
+    assert_close_abs("final sample", &x, &reference.final_sample, 1e-4);
 }
