@@ -1,0 +1,109 @@
+//! The left panel: model and VAE, prompts, Generate, sampling settings, size, LoRAs,
+//! img2img, advanced settings, output — one file per section; this one holds the shared
+//! imports and [`show`], which lays the sections out.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use egui::{
+    Align, Button, Color32, ComboBox, DragValue, Layout, RichText, Slider, TextEdit, Ui, Vec2,
+};
+
+use crate::app::command::UiCommand;
+use crate::app::loras::{append_to_prompt, lora_name, lora_tag, ListingStatus, LoraListing};
+use crate::app::session::{format_bytes, ModelStatus, Run};
+use crate::app::state::{
+    snap_to_grid, State, MAX_BATCH, MAX_CLIP_SKIP, MAX_GUIDANCE, MAX_LORA_MULTIPLIER, MAX_SIDE,
+    MAX_STEPS, SIZE_STEP,
+};
+use crate::app::InitImageSlot;
+use crate::engine::Catalog;
+use crate::engine::ClipTokenizer;
+use crate::engine::SchedulerKind;
+use crate::engine::{bf16_available, ModelSource, PreviewMode};
+use crate::engine::{token_usage, PromptSyntax};
+
+use super::{busy, style};
+
+mod add_ons;
+mod img2img;
+mod model;
+mod output;
+mod prompt;
+mod sampling;
+
+use add_ons::*;
+use img2img::*;
+use model::*;
+use output::*;
+use prompt::*;
+use sampling::*;
+
+pub use model::model_display_name;
+pub use prompt::TokenCounts;
+
+pub struct ControlsView<'a> {
+    pub model: &'a ModelStatus,
+    pub catalog: &'a Catalog,
+    pub run: Option<&'a Run>,
+    pub init_image: Option<&'a InitImageSlot>,
+    /// The LoRA folder's files, as last listed.
+    pub loras: &'a LoraListing,
+    /// Put the keyboard in the prompt field this frame.
+    pub focus_prompt: bool,
+}
+
+pub fn show(
+    ui: &mut Ui,
+    state: &mut State,
+    tokens: &mut TokenCounts,
+    view: &ControlsView<'_>,
+) -> Vec<UiCommand> {
+    let mut commands = Vec::new();
+    egui::ScrollArea::vertical()
+        .auto_shrink([false, false])
+        .show(ui, |ui| {
+            ui.add_space(6.0);
+            header(ui);
+            ui.add_space(6.0);
+            commands.extend(model_section(ui, state, view));
+            commands.extend(vae_row(ui, state));
+            ui.add_space(4.0);
+            ui.separator();
+            prompt_section(ui, state, tokens, view);
+            embedding_chips(ui, state, view);
+            commands.extend(generate_buttons(ui, view));
+            ui.add_space(2.0);
+            ui.separator();
+            commands.extend(sampling_section(ui, state, view));
+            ui.separator();
+            size_section(ui, state, view);
+            ui.separator();
+            commands.extend(lora_section(ui, state, view));
+            commands.extend(img2img_section(ui, state, view));
+            commands.extend(advanced_section(ui, state));
+            commands.extend(output_section(ui, state));
+            ui.add_space(8.0);
+        });
+    commands
+}
+
+/// The app's name, for screenshots and window managers without title bars.
+fn header(ui: &mut Ui) {
+    ui.horizontal(|ui| {
+        ui.label(
+            RichText::new("Latent Studio")
+                .size(18.0)
+                .strong()
+                .color(Color32::WHITE),
+        );
+        ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
+            ui.label(
+                RichText::new(format!("v{}", env!("CARGO_PKG_VERSION")))
+                    .small()
+                    .weak(),
+            )
+            .on_hover_text(crate::VERSION);
+        });
+    });
+}

@@ -1,0 +1,197 @@
+//! The model picker, its status line, the open buttons and the VAE row.
+
+use super::*;
+
+/// How a model is named in the picker: the catalog's name, a folder's or checkpoint file's
+/// own name, or the hub id.
+pub fn model_display_name(catalog: &Catalog, source: &ModelSource) -> String {
+    match source {
+        ModelSource::Hub(id) => catalog
+            .find(id)
+            .map_or_else(|| id.clone(), |entry| entry.name.clone()),
+        ModelSource::Folder(path) => folder_name(path),
+    }
+}
+
+pub(super) fn folder_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+pub(super) fn model_section(
+    ui: &mut Ui,
+    state: &State,
+    view: &ControlsView<'_>,
+) -> Option<UiCommand> {
+    let mut command = None;
+    let label = ui.strong("Model");
+    let selected = state.model.as_ref().map_or_else(
+        || "Choose a model…".to_string(),
+        |m| model_display_name(view.catalog, m),
+    );
+    let combo = ComboBox::from_id_salt("model-picker")
+        .selected_text(selected)
+        .width(ui.available_width())
+        .height(420.0)
+        .show_ui(ui, |ui| {
+            ui.weak("Download from Hugging Face");
+            for entry in view.catalog.entries() {
+                let source = ModelSource::Hub(entry.id.clone());
+                let is_current = state.model.as_ref() == Some(&source);
+                let text = format!(
+                    "{}  ·  {}",
+                    entry.name,
+                    format_bytes(entry.approx_size_bytes)
+                );
+                let response = ui.selectable_label(is_current, text).on_hover_text(format!(
+                    "{}\n{}\nLicense: {}",
+                    entry.id, entry.description, entry.license
+                ));
+                if response.clicked() {
+                    command = Some(UiCommand::SelectModel(source));
+                }
+            }
+            if !state.recent_models.is_empty() {
+                ui.separator();
+                ui.weak("On this computer");
+                for path in &state.recent_models {
+                    let source = ModelSource::Folder(path.clone());
+                    let is_current = state.model.as_ref() == Some(&source);
+                    let response = ui
+                        .selectable_label(is_current, folder_name(path))
+                        .on_hover_text(path.display().to_string());
+                    if response.clicked() {
+                        command = Some(UiCommand::SelectModel(source));
+                    }
+                }
+            }
+            ui.separator();
+            ui.horizontal(|ui| {
+                command = command.take().or(open_model_buttons(ui));
+            });
+        });
+    combo.response.labelled_by(label.id);
+
+    match view.model {
+        ModelStatus::NoModel => {
+            ui.weak("No model chosen");
+        }
+        ModelStatus::Loading { download: None, .. } => {
+            ui.horizontal(|ui| {
+                busy::spinner(ui);
+                ui.weak("Loading model…");
+            });
+        }
+        ModelStatus::Loading {
+            download: Some((file, progress)),
+            ..
+        } => {
+            let fraction = progress
+                .bytes_total
+                .filter(|&total| total > 0)
+                .map_or(0.0, |total| progress.bytes_done as f32 / total as f32);
+            let text = format!(
+                "Downloading {}/{} · {}",
+                progress.file_index + 1,
+                progress.file_count,
+                short_file_name(file)
+            );
+            busy::progress_bar(ui, fraction, text, None);
+        }
+        ModelStatus::Ready(model) => {
+            let info = &model.info;
+            let mut facts = format!(
+                "{} · {}×{}",
+                info.label, info.defaults.width, info.defaults.height
+            );
+            if info.distilled {
+                facts.push_str(" · few-step");
+            }
+            ui.horizontal(|ui| {
+                ui.colored_label(style::OK, "Ready");
+                ui.weak(facts);
+            });
+        }
+        ModelStatus::Failed { .. } => {
+            ui.horizontal(|ui| {
+                ui.colored_label(style::ERROR, "Not loaded");
+                if ui.small_button("Retry").clicked() {
+                    command = Some(UiCommand::RetryModel);
+                }
+                command = command.take().or(open_model_buttons(ui));
+            });
+        }
+    }
+    command
+}
+
+/// "Open model file…" and "Open model folder…", in the picker and after a failed load.
+pub(super) fn open_model_buttons(ui: &mut Ui) -> Option<UiCommand> {
+    let mut command = None;
+    if ui
+        .small_button("Open model file…")
+        .on_hover_text("A single-file .safetensors checkpoint (SD 1.x, SD 2.x or SDXL), as A1111 and civitai use")
+        .clicked()
+    {
+        command = Some(UiCommand::OpenModelFile);
+    }
+    if ui
+        .small_button("Open model folder…")
+        .on_hover_text(
+            "A diffusers folder: model_index.json, unet/, vae/, text_encoder/, tokenizer/",
+        )
+        .clicked()
+    {
+        command = Some(UiCommand::OpenModelFolder);
+    }
+    command
+}
+
+/// The VAE in use: the model's own, or a file that replaces it (for models whose own VAE
+/// washes colours out, or single-file checkpoints saved without one).
+pub(super) fn vae_row(ui: &mut Ui, state: &State) -> Option<UiCommand> {
+    let mut command = None;
+    ui.horizontal(|ui| {
+        let label = ui.label("VAE");
+        let selected = state
+            .vae
+            .as_deref()
+            .map_or_else(|| "Model's own".to_string(), folder_name);
+        let combo = ComboBox::from_id_salt("vae-picker")
+            .selected_text(selected)
+            .width(ui.available_width())
+            .show_ui(ui, |ui| {
+                if ui
+                    .selectable_label(state.vae.is_none(), "Model's own")
+                    .clicked()
+                {
+                    command = Some(UiCommand::ChooseVae(None));
+                }
+                for path in &state.recent_vaes {
+                    let is_current = state.vae.as_ref() == Some(path);
+                    if ui
+                        .selectable_label(is_current, folder_name(path))
+                        .on_hover_text(path.display().to_string())
+                        .clicked()
+                    {
+                        command = Some(UiCommand::ChooseVae(Some(path.clone())));
+                    }
+                }
+                ui.separator();
+                if ui.button("Choose VAE file…").clicked() {
+                    command = Some(UiCommand::PickVaeFile);
+                }
+            });
+        combo
+            .response
+            .labelled_by(label.id)
+            .on_hover_text("Decodes the final image; applies to every model until changed");
+    });
+    command
+}
+
+pub(super) fn short_file_name(file: &str) -> &str {
+    file.rsplit('/').next().unwrap_or(file)
+}
