@@ -13,10 +13,11 @@
 //! - [`kernels`]: convolutions, matrix products, attention, norms; CPU SIMD and CUDA.
 //!
 //! [`formats`] (PNG files and their A1111 `parameters` text) stands beside them and imports
-//! none of them.
+//! none of them; [`files`] (opening only bounded regular files) is used by all.
 
 pub mod app;
 pub mod engine;
+pub mod files;
 pub mod formats;
 pub mod kernels;
 pub mod models;

@@ -12,7 +12,7 @@ use super::{
     a1111_parameters, latent_preview, AddOnFolders, FileRecord, FinishedImage, GenerateJob,
     GenerationFailure, ImageOutput, LoadFailure, LoadedModel, ModelSource, PreviewMode,
 };
-use crate::formats::png::write_png_with_parameters;
+use crate::formats::png::{write_new_png_with_parameters, write_png_with_parameters, ImageIoError};
 use crate::models::embeddings::load_embeddings_dir;
 use crate::models::hashes::HashCache;
 use crate::models::lora::LoraLibrary;
@@ -406,26 +406,48 @@ pub fn batch_file_path(base: &Path, index: usize, count: usize) -> PathBuf {
 }
 
 /// Writes `NNNNN-SEED.png` (A1111's naming) into `dir`, numbering after the highest there.
+/// Never replaces a file: names that are taken (by another program, or a race) are skipped.
 fn save_numbered(
     dir: &Path,
     image: &RgbImage,
     seed: u64,
     parameters: &str,
 ) -> Result<PathBuf, String> {
+    /// Numbers past this are not ours (A1111 and we count up from 0); a file named
+    /// `18446744073709551615-x.png` must not make the count wrap.
+    const MAX_NUMBER: u64 = 999_999_999;
+    const ATTEMPTS: u64 = 1000;
     std::fs::create_dir_all(dir)
         .map_err(|err| format!("cannot create output folder {}: {err}", dir.display()))?;
-    let next = std::fs::read_dir(dir)
+    let highest = std::fs::read_dir(dir)
         .map_err(|err| format!("cannot read output folder {}: {err}", dir.display()))?
         .filter_map(|entry| entry.ok())
         .filter_map(|entry| {
             let name = entry.file_name().to_string_lossy().into_owned();
             name.split(['-', '.']).next()?.parse::<u64>().ok()
         })
-        .max()
-        .map_or(0, |n| n + 1);
-    let path = dir.join(format!("{next:05}-{seed}.png"));
-    write_png(&path, image, parameters)?;
-    Ok(path)
+        .filter(|&n| n <= MAX_NUMBER)
+        .max();
+    let first = highest.map_or(0, |n| n + 1);
+    for number in first..first + ATTEMPTS {
+        let path = dir.join(format!("{number:05}-{seed}.png"));
+        match write_new_png_with_parameters(
+            &path,
+            &image.pixels,
+            image.width as u32,
+            image.height as u32,
+            parameters,
+        ) {
+            Ok(()) => return Ok(path),
+            Err(ImageIoError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(err) => return Err(err.to_string()),
+        }
+    }
+    Err(format!(
+        "no free file name in {} after {ATTEMPTS} tries",
+        dir.display()
+    ))
 }
 
 #[cfg(test)]
@@ -459,6 +481,35 @@ mod tests {
         )
         .unwrap();
         assert_eq!(path.file_name().unwrap(), "00008-42.png");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn numbering_never_wraps_or_overwrites() {
+        let dir =
+            std::env::temp_dir().join(format!("latent-studio-save-max-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("18446744073709551615-x.png"), b"keep").unwrap();
+        std::fs::write(dir.join("00003-1.png"), b"keep").unwrap();
+        // Taken by another program although below the highest number.
+        std::fs::write(dir.join("00004-9.png"), b"keep").unwrap();
+        std::fs::write(dir.join("00004-42.png"), b"keep").unwrap();
+        let image = RgbImage {
+            width: 1,
+            height: 1,
+            pixels: vec![1, 2, 3],
+        };
+        let path = save_numbered(&dir, &image, 42, "x").unwrap();
+        assert_eq!(path.file_name().unwrap(), "00005-42.png");
+        for kept in [
+            "18446744073709551615-x.png",
+            "00003-1.png",
+            "00004-9.png",
+            "00004-42.png",
+        ] {
+            assert_eq!(std::fs::read(dir.join(kept)).unwrap(), b"keep", "{kept}");
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -85,6 +85,49 @@ pub fn write_png_with_parameters(
     height: u32,
     parameters: &str,
 ) -> Result<(), ImageIoError> {
+    check_pixels(path, rgb, width, height)?;
+    let tmp = temporary_path(path);
+    let result = write_to(&tmp, path, rgb, width, height, parameters)
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(io_error(path)));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// As [`write_png_with_parameters`], but never replaces a file: when `path` exists, nothing
+/// is written and the error's `io::ErrorKind` is `AlreadyExists`.
+pub fn write_new_png_with_parameters(
+    path: &Path,
+    rgb: &[u8],
+    width: u32,
+    height: u32,
+    parameters: &str,
+) -> Result<(), ImageIoError> {
+    let exists = || ImageIoError::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::new(std::io::ErrorKind::AlreadyExists, "the file exists"),
+    };
+    check_pixels(path, rgb, width, height)?;
+    if path.symlink_metadata().is_ok() {
+        return Err(exists());
+    }
+    let tmp = temporary_path(path);
+    let result = write_to(&tmp, path, rgb, width, height, parameters).and_then(|()| {
+        // A hard link is created only where no file is (atomically); file systems without
+        // hard links (FAT, some network shares) get a checked rename instead.
+        match std::fs::hard_link(&tmp, path) {
+            Ok(()) => Ok(()),
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Err(exists()),
+            Err(_) if path.symlink_metadata().is_ok() => Err(exists()),
+            Err(_) => std::fs::rename(&tmp, path).map_err(io_error(path)),
+        }
+    });
+    let _ = std::fs::remove_file(&tmp);
+    result
+}
+
+fn check_pixels(path: &Path, rgb: &[u8], width: u32, height: u32) -> Result<(), ImageIoError> {
     let expected = (width as usize)
         .checked_mul(height as usize)
         .and_then(|n| n.checked_mul(3));
@@ -98,14 +141,7 @@ pub fn write_png_with_parameters(
             ),
         });
     }
-
-    let tmp = temporary_path(path);
-    let result = write_to(&tmp, path, rgb, width, height, parameters)
-        .and_then(|()| std::fs::rename(&tmp, path).map_err(io_error(path)));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    Ok(())
 }
 
 fn write_to(
@@ -144,27 +180,47 @@ fn write_to(
     file.sync_all().map_err(io_error(target))
 }
 
+/// A `parameters` text longer than this is not one (A1111's are a few kB); compressed ones are
+/// inflated only up to it, so a small zTXt chunk cannot expand into gigabytes.
+pub const MAX_PARAMETERS_BYTES: usize = 256 << 10;
+
 fn find_parameters(info: &png::Info<'_>) -> Result<Option<String>, png::DecodingError> {
+    let too_long = || png::DecodingError::LimitsExceeded;
+    let bounded = |text: String| {
+        if text.len() > MAX_PARAMETERS_BYTES {
+            Err(too_long())
+        } else {
+            Ok(Some(text))
+        }
+    };
     if let Some(chunk) = info
         .uncompressed_latin1_text
         .iter()
         .find(|c| c.keyword == PARAMETERS_KEYWORD)
     {
-        return Ok(Some(chunk.text.clone()));
+        return bounded(chunk.text.clone());
     }
     if let Some(chunk) = info
         .compressed_latin1_text
         .iter()
         .find(|c| c.keyword == PARAMETERS_KEYWORD)
     {
-        return chunk.get_text().map(Some);
+        let mut chunk = chunk.clone();
+        chunk
+            .decompress_text_with_limit(MAX_PARAMETERS_BYTES)
+            .map_err(|_| too_long())?;
+        return bounded(chunk.get_text()?);
     }
     if let Some(chunk) = info
         .utf8_text
         .iter()
         .find(|c| c.keyword == PARAMETERS_KEYWORD)
     {
-        return chunk.get_text().map(Some);
+        let mut chunk = chunk.clone();
+        chunk
+            .decompress_text_with_limit(MAX_PARAMETERS_BYTES)
+            .map_err(|_| too_long())?;
+        return bounded(chunk.get_text()?);
     }
     Ok(None)
 }
@@ -175,7 +231,7 @@ pub fn read_png_parameters(path: &Path) -> Result<Option<String>, ImageIoError> 
         path: path.to_path_buf(),
         source,
     };
-    let file = File::open(path).map_err(io_error(path))?;
+    let file = crate::files::open_regular(path, u64::MAX).map_err(io_error(path))?;
     let mut reader = png::Decoder::new(BufReader::new(file))
         .read_info()
         .map_err(decode_error)?;
@@ -341,6 +397,45 @@ mod tests {
         let none = TempFile::new("none");
         image::RgbImage::new(2, 2).save(&none.0).expect("save");
         assert_eq!(read_png_parameters(&none.0).expect("read"), None);
+    }
+
+    #[test]
+    fn a_compressed_text_bomb_is_refused_not_inflated() {
+        // 64 MiB of text compresses to ~64 kB; it must not be inflated whole.
+        let file = TempFile::new("bomb");
+        {
+            let out = BufWriter::new(File::create(&file.0).expect("create"));
+            let mut encoder = png::Encoder::new(out, 2, 2);
+            encoder.set_color(png::ColorType::Rgb);
+            encoder
+                .add_ztxt_chunk("parameters".to_string(), "a".repeat(64 << 20))
+                .expect("ztxt");
+            let mut writer = encoder.write_header().expect("header");
+            writer.write_image_data(&gradient(2, 2)).expect("data");
+            writer.finish().expect("finish");
+        }
+        assert!(std::fs::metadata(&file.0).unwrap().len() < 1 << 20);
+        let err = read_png_parameters(&file.0).expect_err("refused");
+        assert!(
+            err.to_string().contains(&*file.0.to_string_lossy()),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn new_files_never_replace_existing_ones() {
+        let file = TempFile::new("new");
+        write_new_png_with_parameters(&file.0, &gradient(2, 2), 2, 2, "first").expect("write");
+        let err = write_new_png_with_parameters(&file.0, &gradient(2, 2), 2, 2, "second")
+            .expect_err("exists");
+        assert!(
+            matches!(&err, ImageIoError::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists),
+            "{err}"
+        );
+        assert_eq!(
+            read_png_parameters(&file.0).expect("read").as_deref(),
+            Some("first")
+        );
     }
 
     #[test]

@@ -5,7 +5,11 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 
+use crate::models::safetensors_file::SafetensorsFile;
 pub use crate::text::embeddings::TextualInversion;
+
+/// Embeddings are a few vectors: kilobytes (a 75-vector SDXL one is ~0.5 MB).
+const MAX_EMBEDDING_FILE_BYTES: u64 = 64 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmbeddingError {
@@ -30,8 +34,9 @@ pub fn load_embedding(path: &Path) -> Result<TextualInversion, EmbeddingError> {
             ),
         });
     }
-    let tensors =
-        candle_core::safetensors::load(path, &Device::Cpu).map_err(|err| EmbeddingError::Read {
+    let tensors = SafetensorsFile::open_at_most(path, MAX_EMBEDDING_FILE_BYTES)
+        .and_then(|file| file.load_all(&Device::Cpu))
+        .map_err(|err| EmbeddingError::Read {
             path: path.to_path_buf(),
             message: crate::describe_candle_error(&err),
         })?;

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 /// The full SHA-256 of a file, as lowercase hex.
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
+    let mut file = crate::files::open_regular(path, u64::MAX)?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];
     loop {
@@ -42,13 +42,21 @@ pub struct HashCache {
 }
 
 impl HashCache {
-    /// The cache in `file`; a missing or unreadable file starts an empty cache.
+    /// The cache in `file`; a missing or unreadable file starts an empty cache, and entries
+    /// that are not a SHA-256 are dropped (they are hashed again when needed).
     pub fn new(file: Option<PathBuf>) -> Self {
-        let entries = file
+        let mut entries: HashMap<String, Entry> = file
             .as_deref()
-            .and_then(|f| std::fs::read_to_string(f).ok())
+            .and_then(|f| crate::files::read_text(f).ok())
             .and_then(|text| serde_json::from_str(&text).ok())
             .unwrap_or_default();
+        entries.retain(|_, entry| {
+            entry.sha256.len() == 64
+                && entry
+                    .sha256
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        });
         Self {
             file,
             entries: Mutex::new(entries),
@@ -138,6 +146,34 @@ mod tests {
         assert_eq!(reloaded.entries.lock().unwrap().len(), 1);
         std::fs::write(&file, b"abcd").unwrap();
         assert_ne!(cache.model_hash(&file).unwrap(), "ba7816bf8f");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn corrupt_cache_entries_are_dropped_and_rebuilt() {
+        let dir =
+            std::env::temp_dir().join(format!("latent-studio-hash-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("model.safetensors");
+        std::fs::write(&file, b"abc").unwrap();
+        let metadata = std::fs::metadata(&file).unwrap();
+        let modified_ns = metadata
+            .modified()
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let key = std::fs::canonicalize(&file)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        // An entry for this very file whose hash is too short (it used to be sliced).
+        let cache_file = dir.join("hashes.json");
+        let corrupt =
+            serde_json::json!({ key: { "size": 3, "modified_ns": modified_ns, "sha256": "ab" } });
+        std::fs::write(&cache_file, corrupt.to_string()).unwrap();
+        let cache = HashCache::new(Some(cache_file));
+        assert_eq!(cache.model_hash(&file).unwrap(), "ba7816bf8f");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

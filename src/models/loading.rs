@@ -120,7 +120,7 @@ struct ModelIndex {
 }
 
 fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|err| {
+    let text = crate::files::read_text(path).map_err(|err| {
         if err.kind() == std::io::ErrorKind::NotFound {
             LoadError::NotFound {
                 path: path.to_path_buf(),

@@ -4,13 +4,13 @@
 //! removing LoRAs never reads the base model again.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
 
 use crate::describe_candle_error;
+use crate::models::safetensors_file::SafetensorsFile;
 use crate::models::single_file::unet_name;
 use crate::models::weights::WeightMap;
 use crate::models::{BaseWeights, StableDiffusion};
@@ -45,6 +45,8 @@ pub enum LoraError {
     Pickle { path: PathBuf, extension: String },
     #[error("no LoRA named \"{name}\" in {dir} (looked for {name}.safetensors)")]
     NotFound { name: String, dir: PathBuf },
+    #[error("<lora:{name}> is not a LoRA name: a tag names a file in the LoRA folder, without folders or a path")]
+    NotAName { name: String },
     #[error("<lora:{name}> in the prompt needs a LoRA folder to look in (--lora-dir, or the LoRA folder in the app)")]
     NoFolder { name: String },
     #[error("prompt: {0}")]
@@ -169,32 +171,8 @@ impl std::fmt::Debug for LoraFile {
     }
 }
 
-/// The `__metadata__` strings of a safetensors header.
-fn safetensors_metadata(path: &Path) -> std::io::Result<HashMap<String, String>> {
-    let mut file = std::fs::File::open(path)?;
-    let mut length = [0u8; 8];
-    file.read_exact(&mut length)?;
-    let length = u64::from_le_bytes(length);
-    if length > 100_000_000 {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "safetensors header too large",
-        ));
-    }
-    let mut header = vec![0u8; length as usize];
-    file.read_exact(&mut header)?;
-    let header: serde_json::Value = serde_json::from_slice(&header)
-        .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidData, err))?;
-    Ok(header
-        .get("__metadata__")
-        .and_then(|m| m.as_object())
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
-                .collect()
-        })
-        .unwrap_or_default())
-}
+/// LoRA files are tens to hundreds of MB; the largest full-rank SDXL ones a few GB.
+const MAX_LORA_FILE_BYTES: u64 = 8 << 30;
 
 /// PEFT scaling from diffusers' `lora_adapter_metadata`: `lora_alpha / r` per component prefix
 /// (`unet.lora_alpha`, `text_encoder.r`, …), with `alpha_pattern` / `rank_pattern` overrides.
@@ -245,9 +223,12 @@ impl LoraFile {
             path: path.to_path_buf(),
             message,
         };
-        let tensors = candle_core::safetensors::load(path, &Device::Cpu)
+        let file = SafetensorsFile::open_at_most(path, MAX_LORA_FILE_BYTES)
             .map_err(|err| read_error(describe_candle_error(&err)))?;
-        let metadata = safetensors_metadata(path).map_err(|err| read_error(err.to_string()))?;
+        let tensors = file
+            .load_all(&Device::Cpu)
+            .map_err(|err| read_error(describe_candle_error(&err)))?;
+        let metadata = file.metadata();
         let peft = PeftScaling {
             config: metadata
                 .get("lora_adapter_metadata")
@@ -342,6 +323,17 @@ impl LoraFile {
 
     /// `NAME.safetensors` in `dir`, as `<lora:NAME:…>` refers to it.
     pub fn find(dir: &Path, name: &str) -> Result<PathBuf, LoraError> {
+        // Prompts arrive from dropped PNGs: `<lora:../../x>` must not reach outside the folder.
+        let mut components = Path::new(name).components();
+        let single_name = matches!(
+            (components.next(), components.next()),
+            (Some(std::path::Component::Normal(_)), None)
+        );
+        if !single_name || name.contains(['/', '\\', '\0']) {
+            return Err(LoraError::NotAName {
+                name: name.to_string(),
+            });
+        }
         let candidate = dir.join(format!("{name}.safetensors"));
         if candidate.is_file() {
             return Ok(candidate);
@@ -582,23 +574,28 @@ fn deltas(base: &BaseWeights, loras: &[ActiveLora]) -> Result<(Deltas, Vec<Delta
 }
 
 /// `multiplier · scale · up · down`, shaped like the weight (linear or conv).
+/// The product's shape is checked against the weight's before it is computed: a small file
+/// can hold an `up` and a `down` whose product would not fit in any memory.
 fn layer_delta(
     layer: &LoraLayer,
     weight_dims: &[usize],
     multiplier: f64,
 ) -> candle_core::Result<Tensor> {
     let rank = layer.down.dim(0)?;
-    let up = layer.up.reshape((layer.up.dim(0)?, rank))?;
-    let down = layer.down.flatten_from(1)?;
-    let product = up.matmul(&down)?;
+    let rows = layer.up.dim(0)?;
+    let columns = layer.down.elem_count() / rank.max(1);
     let expected: usize = weight_dims.iter().product();
-    if product.elem_count() != expected {
+    if rows.checked_mul(columns) != Some(expected) || layer.up.elem_count() != rows * rank {
         candle_core::bail!(
-            "LoRA product is {:?}, the model's weight is {:?}",
-            product.dims(),
+            "LoRA layer is {:?} · {:?}, the model's weight is {:?}",
+            layer.up.dims(),
+            layer.down.dims(),
             weight_dims
         );
     }
+    let up = layer.up.reshape((rows, rank))?;
+    let down = layer.down.flatten_from(1)?;
+    let product = up.matmul(&down)?;
     product.reshape(weight_dims)? * (multiplier * layer.scale)
 }
 
@@ -735,6 +732,61 @@ mod tests {
             assert!((v - e).abs() < 1e-6, "{values:?}");
         }
         assert!(layer_delta(&layer, &[3, 2], 1.0).is_err());
+    }
+
+    #[test]
+    fn tags_name_files_in_the_folder_only() {
+        let dir =
+            std::env::temp_dir().join(format!("latent-studio-lora-names-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("sub").join("x.safetensors"), b"").unwrap();
+        std::fs::write(dir.join("Style.safetensors"), b"").unwrap();
+        for name in [
+            "../x",
+            "/etc/passwd",
+            "sub/x",
+            "sub\\x",
+            "..",
+            ".",
+            "",
+            "C:x",
+        ] {
+            let result = LoraFile::find(&dir, name);
+            assert!(
+                matches!(
+                    result,
+                    Err(LoraError::NotAName { .. }) | Err(LoraError::NotFound { .. })
+                ),
+                "{name}: {result:?}"
+            );
+        }
+        assert!(matches!(
+            LoraFile::find(&dir, "../x"),
+            Err(LoraError::NotAName { .. })
+        ));
+        assert_eq!(
+            LoraFile::find(&dir, "style").unwrap(),
+            dir.join("Style.safetensors")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_product_larger_than_the_weight_is_refused_before_it_is_computed() {
+        // Rank 1, 2¹⁸ × 2¹⁸: the product would take 256 GiB; the file holds 2 MiB.
+        let side = 1 << 18;
+        let layer = LoraLayer {
+            target: Target::Unet,
+            key: "bomb".into(),
+            down: Tensor::zeros((1, side), DType::F32, &Device::Cpu).unwrap(),
+            up: Tensor::zeros((side, 1), DType::F32, &Device::Cpu).unwrap(),
+            scale: 1.0,
+        };
+        let err = layer_delta(&layer, &[320, 320], 1.0).unwrap_err();
+        assert!(
+            err.to_string().contains("the model's weight is [320, 320]"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -17,6 +17,10 @@ use serde::Deserialize;
 
 /// Headers larger than this are not safetensors files (real ones are well under 1 MB).
 const MAX_HEADER_BYTES: u64 = 100 << 20;
+/// Model weights files are at most a few GB each (SDXL's UNet in f32: 10 GB).
+pub const MAX_WEIGHTS_FILE_BYTES: u64 = 64 << 30;
+/// No network's weight has more dimensions than this.
+const MAX_RANK: usize = 8;
 
 fn error(path: &Path, message: impl std::fmt::Display) -> candle_core::Error {
     candle_core::Error::Msg(format!("{}: {message}", path.display()))
@@ -31,7 +35,11 @@ struct HeaderEntry {
 
 #[derive(Debug)]
 struct Entry {
-    dtype: String,
+    /// The header's type name, for messages.
+    dtype_name: String,
+    /// `None` for types no network uses (checkpoints carry e.g. an I32 `num_updates`): their
+    /// bytes are checked, and loading one is an error.
+    dtype: Option<DType>,
     shape: Vec<usize>,
     start: u64,
     end: u64,
@@ -44,17 +52,29 @@ pub struct SafetensorsFile {
     /// In the order of their data in the file, so that reading them all reads forward.
     names: Vec<String>,
     entries: HashMap<String, Entry>,
+    metadata: HashMap<String, String>,
 }
 
 impl SafetensorsFile {
+    /// Opens `path` and checks its header: every tensor's type is one models use, its shape
+    /// has a size that fits in memory arithmetic, and its bytes — exactly type size × element
+    /// count — lie inside the file after the header. Nothing is read beyond the header, and
+    /// no number from the file sizes an allocation before it has been checked against the
+    /// file's length.
     pub fn open(path: &Path) -> candle_core::Result<Self> {
-        let mut file = File::open(path).map_err(|e| error(path, e))?;
+        Self::open_at_most(path, MAX_WEIGHTS_FILE_BYTES)
+    }
+
+    /// [`SafetensorsFile::open`] for a kind of file that is never larger than `max_bytes`
+    /// (a LoRA, an embedding).
+    pub fn open_at_most(path: &Path, max_bytes: u64) -> candle_core::Result<Self> {
+        let mut file = crate::files::open_regular(path, max_bytes).map_err(|e| error(path, e))?;
         let file_len = file.metadata().map_err(|e| error(path, e))?.len();
         let mut length = [0u8; 8];
         file.read_exact(&mut length)
             .map_err(|_| error(path, "too short for a safetensors file"))?;
         let header_len = u64::from_le_bytes(length);
-        if header_len > MAX_HEADER_BYTES || 8 + header_len > file_len {
+        if header_len > MAX_HEADER_BYTES || header_len > file_len - 8 {
             return Err(error(path, "not a safetensors file (bad header length)"));
         }
         let mut header = vec![0u8; header_len as usize];
@@ -62,29 +82,24 @@ impl SafetensorsFile {
         let raw: HashMap<String, serde_json::Value> = serde_json::from_slice(&header)
             .map_err(|e| error(path, format!("unreadable safetensors header: {e}")))?;
         let data_start = 8 + header_len;
+        let data_len = file_len - data_start;
         let mut entries = HashMap::with_capacity(raw.len());
+        let mut metadata = HashMap::new();
         for (name, value) in raw {
             if name == "__metadata__" {
+                if let serde_json::Value::Object(map) = value {
+                    metadata = map
+                        .into_iter()
+                        .filter_map(|(k, v)| v.as_str().map(|v| (k, v.to_string())))
+                        .collect();
+                }
                 continue;
             }
             let entry: HeaderEntry = serde_json::from_value(value)
                 .map_err(|e| error(path, format!("tensor {name}: {e}")))?;
-            let (start, end) = entry.data_offsets;
-            if start > end || data_start + end > file_len {
-                return Err(error(
-                    path,
-                    format!("tensor {name} lies outside the file (truncated download?)"),
-                ));
-            }
-            entries.insert(
-                name,
-                Entry {
-                    dtype: entry.dtype,
-                    shape: entry.shape,
-                    start: data_start + start,
-                    end: data_start + end,
-                },
-            );
+            let entry = Entry::checked(entry, data_start, data_len)
+                .map_err(|why| error(path, format!("tensor {name}: {why}")))?;
+            entries.insert(name, entry);
         }
         let mut names: Vec<String> = entries.keys().cloned().collect();
         names.sort_by_key(|name| entries[name].start);
@@ -93,7 +108,22 @@ impl SafetensorsFile {
             file: Mutex::new(file),
             names,
             entries,
+            metadata,
         })
+    }
+
+    /// The header's `__metadata__` strings.
+    pub fn metadata(&self) -> &HashMap<String, String> {
+        &self.metadata
+    }
+
+    /// Every tensor of a type networks use, in the file's dtypes (counters and the like of
+    /// other types are left out).
+    pub fn load_all(&self, device: &Device) -> candle_core::Result<HashMap<String, Tensor>> {
+        self.names()
+            .filter(|name| self.entries[*name].dtype.is_some())
+            .map(|name| Ok((name.to_string(), self.load(name, device)?)))
+            .collect()
     }
 
     /// Tensor names in file order.
@@ -111,28 +141,16 @@ impl SafetensorsFile {
             .entries
             .get(name)
             .ok_or_else(|| error(&self.path, format!("no tensor {name}")))?;
-        let dtype = match entry.dtype.as_str() {
-            "F32" => DType::F32,
-            "F16" => DType::F16,
-            "BF16" => DType::BF16,
-            "F64" => DType::F64,
-            "I64" => DType::I64,
-            "U32" => DType::U32,
-            "U8" => DType::U8,
-            other => {
-                return Err(error(
-                    &self.path,
-                    format!("tensor {name} has type {other}, which models never use"),
-                ))
-            }
-        };
-        let bytes_wanted = entry.shape.iter().product::<usize>() * dtype.size_in_bytes();
-        if (entry.end - entry.start) as usize != bytes_wanted {
+        let Some(dtype) = entry.dtype else {
             return Err(error(
                 &self.path,
-                format!("tensor {name}: its data does not match its shape"),
+                format!(
+                    "tensor {name} has type {}, which models never use",
+                    entry.dtype_name
+                ),
             ));
-        }
+        };
+        let bytes_wanted = (entry.end - entry.start) as usize;
         let shape = entry.shape.as_slice();
         let read = |bytes: &mut [u8]| -> candle_core::Result<()> {
             let mut file = self
@@ -154,6 +172,58 @@ impl SafetensorsFile {
                 Tensor::from_raw_buffer(&bytes, dtype, shape, device)
             }
         }
+    }
+}
+
+impl Entry {
+    /// The header's entry, checked: a known type, a rank and element count that fit, and
+    /// exactly type size × element count bytes inside the data section.
+    fn checked(entry: HeaderEntry, data_start: u64, data_len: u64) -> Result<Self, String> {
+        let dtype = match entry.dtype.as_str() {
+            "F32" => Some(DType::F32),
+            "F16" => Some(DType::F16),
+            "BF16" => Some(DType::BF16),
+            "F64" => Some(DType::F64),
+            "I64" => Some(DType::I64),
+            "U32" => Some(DType::U32),
+            "U8" => Some(DType::U8),
+            _ => None,
+        };
+        // Every type of the safetensors format, for the size check.
+        let element_bytes: u64 = match entry.dtype.as_str() {
+            "BOOL" | "U8" | "I8" | "F8_E5M2" | "F8_E4M3" | "F8_E8M0" => 1,
+            "U16" | "I16" | "F16" | "BF16" => 2,
+            "U32" | "I32" | "F32" => 4,
+            "U64" | "I64" | "F64" => 8,
+            other => return Err(format!("type {other} is not a safetensors type")),
+        };
+        if entry.shape.len() > MAX_RANK {
+            return Err(format!("{} dimensions", entry.shape.len()));
+        }
+        let bytes = entry
+            .shape
+            .iter()
+            .try_fold(element_bytes, |acc, &dim| acc.checked_mul(dim as u64))
+            .ok_or("its shape is impossibly large")?;
+        let (start, end) = entry.data_offsets;
+        if start > end || end > data_len {
+            return Err("its data lies outside the file (truncated download?)".into());
+        }
+        if end - start != bytes {
+            return Err(format!(
+                "its data ({} bytes) does not match its shape {:?} of {}",
+                end - start,
+                entry.shape,
+                entry.dtype
+            ));
+        }
+        Ok(Self {
+            dtype_name: entry.dtype,
+            dtype,
+            shape: entry.shape,
+            start: data_start + start,
+            end: data_start + end,
+        })
     }
 }
 
@@ -231,5 +301,73 @@ mod tests {
         let err = SafetensorsFile::open(&path).unwrap_err().to_string();
         assert!(err.contains("outside the file"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A file with `header` as its JSON header, followed by `data_len` zero bytes.
+    fn raw_file(name: &str, header: &str, data_len: usize) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("latent-studio-st-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.resize(bytes.len() + data_len, 0);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    #[test]
+    fn headers_that_lie_are_refused_without_panics() {
+        let cases = [
+            (
+                "offsets near u64::MAX",
+                r#"{"w":{"dtype":"F32","shape":[1],"data_offsets":[18446744073709551612,18446744073709551615]}}"#,
+                "outside the file",
+            ),
+            (
+                "a shape whose product overflows",
+                r#"{"w":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,4]}}"#,
+                "impossibly large",
+            ),
+            (
+                "bytes that do not match the shape",
+                r#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}}"#,
+                "does not match its shape",
+            ),
+            (
+                "an unknown type",
+                r#"{"w":{"dtype":"Q4","shape":[1],"data_offsets":[0,4]}}"#,
+                "not a safetensors type",
+            ),
+            (
+                "too many dimensions",
+                r#"{"w":{"dtype":"U8","shape":[1,1,1,1,1,1,1,1,1],"data_offsets":[0,1]}}"#,
+                "dimensions",
+            ),
+        ];
+        for (what, header, expected) in cases {
+            let path = raw_file("lie.safetensors", header, 4);
+            let err = SafetensorsFile::open(&path)
+                .map(|_| ())
+                .expect_err(what)
+                .to_string();
+            assert!(err.contains(expected), "{what}: {err}");
+        }
+        // A header length past the end of the file, and one near u64::MAX.
+        let path = raw_file("short.safetensors", "{}", 0);
+        let mut bytes = std::fs::read(&path).unwrap();
+        for length in [1000u64, u64::MAX - 4] {
+            bytes[..8].copy_from_slice(&length.to_le_bytes());
+            std::fs::write(&path, &bytes).unwrap();
+            let err = SafetensorsFile::open(&path).map(|_| ()).unwrap_err();
+            assert!(err.to_string().contains("bad header length"), "{err}");
+        }
+        let good = raw_file(
+            "good.safetensors",
+            r#"{"__metadata__":{"format":"pt"},"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#,
+            4,
+        );
+        let file = SafetensorsFile::open(&good).unwrap();
+        assert_eq!(file.metadata()["format"], "pt");
+        assert_eq!(file.load_all(&Device::Cpu).unwrap().len(), 1);
     }
 }

@@ -209,7 +209,7 @@ const NAMED_SPECIAL: [&str; 7] = [
 ];
 
 fn read_text(path: &Path) -> Result<String, TokenizerError> {
-    std::fs::read_to_string(path).map_err(|source| TokenizerError::Io {
+    crate::files::read_text(path).map_err(|source| TokenizerError::Io {
         path: path.to_path_buf(),
         source,
     })
