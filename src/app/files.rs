@@ -10,7 +10,7 @@ use std::time::SystemTime;
 use crossbeam_channel::{unbounded, Receiver, Sender, TryRecvError};
 
 use crate::engine::RgbImage;
-use crate::engine::{read_png_parameters, write_png_with_parameters};
+use crate::engine::{read_picture, read_png_parameters, write_png_with_parameters};
 
 /// Longest side of a history thumbnail, in pixels (enough for a 2× display).
 pub const THUMBNAIL_SIDE: u32 = 160;
@@ -262,17 +262,7 @@ fn open_image(path: &Path) -> Result<OpenedImage, String> {
 
 /// Any image the `image` crate reads (by content, not by extension), as 8-bit RGB.
 fn decode(path: &Path) -> Result<RgbImage, String> {
-    let reader = image::ImageReader::open(path)
-        .map_err(|err| format!("cannot open {}: {err}", path.display()))?
-        .with_guessed_format()
-        .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
-    let decoded = reader.decode().map_err(|err| {
-        format!(
-            "{} is not an image this app can read: {err}",
-            path.display()
-        )
-    })?;
-    Ok(RgbImage::from(decoded.to_rgb8()))
+    read_picture(path).map(RgbImage::from)
 }
 
 /// A copy no larger than `max_side` on either side, aspect kept.

@@ -170,20 +170,32 @@ impl History {
     }
 }
 
-pub fn color_image(image: &RgbImage) -> ColorImage {
-    let expected = image.width * image.height * 3;
-    if image.pixels.len() != expected {
+/// `image` as texture data no larger than the GPU takes (`max_texture_side`): a picture
+/// wider or taller is scaled down first (uploading it whole makes the renderer abort).
+pub fn color_image(ctx: &egui::Context, image: &RgbImage) -> ColorImage {
+    fit_for_texture(image, ctx.input(|i| i.max_texture_side))
+}
+
+/// `image` as egui image data, scaled down to at most `max_side` pixels a side.
+pub fn fit_for_texture(image: &RgbImage, max_side: usize) -> ColorImage {
+    let max_side = max_side.max(1);
+    let expected = image
+        .width
+        .checked_mul(image.height)
+        .and_then(|n| n.checked_mul(3));
+    if expected != Some(image.pixels.len()) {
         // A malformed buffer shows as a grey square rather than taking the window down.
-        return ColorImage::filled(
-            [image.width.max(1), image.height.max(1)],
-            egui::Color32::GRAY,
-        );
+        return ColorImage::filled([1, 1], egui::Color32::GRAY);
+    }
+    if image.width > max_side || image.height > max_side {
+        let fitted = thumbnail(image, max_side as u32);
+        return ColorImage::from_rgb([fitted.width, fitted.height], &fitted.pixels);
     }
     ColorImage::from_rgb([image.width, image.height], &image.pixels)
 }
 
 pub fn load_texture(ctx: &egui::Context, name: &str, image: &RgbImage) -> TextureHandle {
-    ctx.load_texture(name, color_image(image), TextureOptions::LINEAR)
+    ctx.load_texture(name, color_image(ctx, image), TextureOptions::LINEAR)
 }
 
 /// At most `max` characters, with an ellipsis when cut.
@@ -194,5 +206,33 @@ pub fn shorten(text: &str, max: usize) -> String {
     } else {
         let cut: String = single_line.chars().take(max.saturating_sub(1)).collect();
         format!("{cut}…")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pictures_beyond_the_texture_limit_are_scaled_to_fit() {
+        let wide = RgbImage {
+            width: 65536,
+            height: 1,
+            pixels: vec![9; 65536 * 3],
+        };
+        let fitted = fit_for_texture(&wide, 16384);
+        assert_eq!(fitted.size, [16384, 1]);
+        let broken = RgbImage {
+            width: usize::MAX,
+            height: 2,
+            pixels: vec![],
+        };
+        assert_eq!(fit_for_texture(&broken, 16384).size, [1, 1]);
+        let small = RgbImage {
+            width: 2,
+            height: 2,
+            pixels: vec![1; 12],
+        };
+        assert_eq!(fit_for_texture(&small, 16384).size, [2, 2]);
     }
 }

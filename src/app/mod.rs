@@ -370,7 +370,7 @@ impl LatentStudioApp {
             }
             UiCommand::CopyImage => {
                 if let Some(full) = self.viewer.shown_full() {
-                    ctx.copy_image(history::color_image(&full.image));
+                    ctx.copy_image(history::fit_for_texture(&full.image, usize::MAX));
                     self.notices.info("Image copied");
                 }
             }

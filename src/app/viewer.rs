@@ -96,7 +96,7 @@ impl Viewer {
         match &mut self.live {
             Some(live) => {
                 live.texture
-                    .set(color_image(preview), TextureOptions::LINEAR);
+                    .set(color_image(ctx, preview), TextureOptions::LINEAR);
                 live.has_preview = true;
             }
             None => {
@@ -127,10 +127,11 @@ impl Viewer {
     pub fn set_full(&mut self, ctx: &egui::Context, entry: u64, image: Arc<RgbImage>) {
         let texture = match self.full.take() {
             Some(mut full) => {
-                full.texture.set(color_image(&image), FULL_IMAGE_FILTER);
+                full.texture
+                    .set(color_image(ctx, &image), FULL_IMAGE_FILTER);
                 full.texture
             }
-            None => ctx.load_texture("viewed-image", color_image(&image), FULL_IMAGE_FILTER),
+            None => ctx.load_texture("viewed-image", color_image(ctx, &image), FULL_IMAGE_FILTER),
         };
         self.full = Some(FullImage {
             entry,

@@ -7,10 +7,10 @@ use std::time::Instant;
 
 use clap::Args;
 use latent_studio::engine::{
-    default_embeddings_dir, default_lora_dir, random_seed, AddOnFolders, DownloadProgress,
-    FinishedImage, GenerateJob, GenerationFailure, GenerationRequest, ImageOutput, ImageStep,
-    InitImage, LoadFailure, LoadOptions, ModelSource, PreviewMode, PromptSyntax, RgbImage,
-    RunObserver, Runner, SchedulerKind,
+    default_embeddings_dir, default_lora_dir, random_seed, read_picture, AddOnFolders,
+    DownloadProgress, FinishedImage, GenerateJob, GenerationFailure, GenerationRequest,
+    ImageOutput, ImageStep, InitImage, LoadFailure, LoadOptions, ModelSource, PreviewMode,
+    PromptSyntax, RgbImage, RunObserver, Runner, SchedulerKind,
 };
 
 use super::{select_device, select_dtype, CliError};
@@ -94,13 +94,9 @@ pub struct GenerateArgs {
 }
 
 fn read_init_image(path: &Path) -> Result<RgbImage, CliError> {
-    let image = image::open(path).map_err(|err| {
-        CliError::input(format!(
-            "--init-image {}: cannot read the image ({err})",
-            path.display()
-        ))
-    })?;
-    Ok(RgbImage::from(image.to_rgb8()))
+    read_picture(path)
+        .map(RgbImage::from)
+        .map_err(|err| CliError::input(format!("--init-image {err}")))
 }
 
 /// Prints what the runner reports: progress on stderr, written files on stdout.

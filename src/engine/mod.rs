@@ -20,6 +20,7 @@ pub use runner::{batch_file_path, ImageStep, JobOutcome, ModelLoadFailure, RunOb
 pub use worker::{Worker, WorkerHandle};
 
 pub use crate::formats::parameters::GenerationParameters;
+pub use crate::formats::picture::{read_picture, MAX_PICTURE_SIDE};
 pub use crate::formats::png::{read_png_parameters, write_png_with_parameters};
 pub use crate::kernels::precision::{bf16_available, set_cpu_arithmetic, CpuArithmetic};
 pub use crate::models::embeddings::default_embeddings_dir;

@@ -2,6 +2,8 @@
 //!
 //! - [`parameters`]: the A1111 "infotext" (`Steps: 20, Sampler: …`) writer and parser.
 //! - [`png`]: PNGs carrying that text in a `parameters` text chunk.
+//! - [`picture`]: reading any picture a user hands us, bounded.
 
 pub mod parameters;
+pub mod picture;
 pub mod png;
