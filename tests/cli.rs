@@ -242,6 +242,62 @@ fn unsupported_config_value_is_named() {
 }
 
 #[test]
+fn config_numbers_that_size_allocations_are_bounded() {
+    let cases = [
+        (
+            "unet",
+            "\"sample_size\": 8",
+            "\"sample_size\": 1048576",
+            "sample_size",
+        ),
+        (
+            "unet",
+            "\"layers_per_block\": 2",
+            "\"layers_per_block\": 0",
+            "layers_per_block",
+        ),
+        (
+            "vae",
+            "\"layers_per_block\": 1",
+            "\"layers_per_block\": 4000000000",
+            "layers_per_block",
+        ),
+        (
+            "scheduler",
+            "\"num_train_timesteps\": 1000",
+            "\"num_train_timesteps\": 1152921504606846976",
+            "num_train_timesteps",
+        ),
+    ];
+    for (component, from, to, named) in cases {
+        let model = model_copy("sd1", &format!("bounds-{component}-{named}"));
+        let config = if component == "scheduler" {
+            model.join("scheduler").join("scheduler_config.json")
+        } else {
+            model.join(component).join("config.json")
+        };
+        let text = std::fs::read_to_string(&config).unwrap();
+        assert!(text.contains(from), "{from} not in {}", config.display());
+        std::fs::write(&config, text.replace(from, to)).unwrap();
+        let output = generate_quick(&model, &model, &[]);
+        assert_bad_input(&output, named);
+    }
+}
+
+#[test]
+fn a_fifo_named_config_json_is_refused_not_waited_on() {
+    let model = model_copy("sd1", "fifo");
+    let config = model.join("unet").join("config.json");
+    std::fs::remove_file(&config).unwrap();
+    let made = std::process::Command::new("mkfifo").arg(&config).status();
+    if !made.is_ok_and(|s| s.success()) {
+        return; // no mkfifo here: nothing to test
+    }
+    let output = generate_quick(&model, &model, &[]);
+    assert_bad_input(&output, "not a regular file");
+}
+
+#[test]
 fn size_must_be_a_multiple_of_8() {
     let model = fixtures().join("models/sd1");
     let output = generate_quick(&model, &scratch("size"), &["--width", "100"]);

@@ -100,7 +100,33 @@ fn blend_edge(previous: &Tensor, next: &Tensor, extent: usize, axis: usize) -> R
 impl VaeConfig {
     /// How many pixels one latent covers along each axis (8 for every Stable Diffusion VAE).
     pub fn scale_factor(&self) -> usize {
-        1 << self.block_out_channels.len().saturating_sub(1)
+        1 << (self.block_out_channels.len().clamp(1, 6) - 1)
+    }
+
+    /// Numbers that size loops and tensors, bounded before the network is built.
+    fn check_bounds(&self) -> Result<()> {
+        let bad = |key: &str, value: &dyn std::fmt::Debug, supported: &str| {
+            candle_core::Error::Msg(format!(
+                "unsupported VAE config value {key} = {value:?} (supported: {supported})"
+            ))
+        };
+        if !(1..=6).contains(&self.block_out_channels.len()) {
+            return Err(bad(
+                "block_out_channels",
+                &self.block_out_channels,
+                "1 to 6 blocks",
+            ));
+        }
+        if !(1..=16).contains(&self.layers_per_block) {
+            return Err(bad("layers_per_block", &self.layers_per_block, "1 to 16"));
+        }
+        if !(1..=64).contains(&self.latent_channels) {
+            return Err(bad("latent_channels", &self.latent_channels, "1 to 64"));
+        }
+        if self.norm_num_groups == 0 {
+            return Err(bad("norm_num_groups", &self.norm_num_groups, "at least 1"));
+        }
+        Ok(())
     }
 }
 
@@ -323,6 +349,7 @@ pub struct AutoencoderKL {
 
 impl AutoencoderKL {
     pub fn new(cfg: &VaeConfig, vb: VarBuilder) -> Result<Self> {
+        cfg.check_bounds()?;
         if cfg.block_out_channels.is_empty() {
             candle_core::bail!("VAE config has no block_out_channels");
         }

@@ -239,6 +239,9 @@ pub struct UNet2DConditionModel {
     dtype: DType,
 }
 
+/// The largest default latent size a config may ask for (4096 pixels at a VAE scale of 8).
+pub const MAX_SAMPLE_SIZE: usize = 512;
+
 fn unsupported(key: &str, value: impl std::fmt::Debug, supported: &str) -> candle_core::Error {
     candle_core::Error::Msg(format!(
         "unsupported UNet config value {key} = {value:?} (supported: {supported})"
@@ -247,6 +250,53 @@ fn unsupported(key: &str, value: impl std::fmt::Debug, supported: &str) -> candl
 
 impl UNetConfig {
     fn check_supported(&self) -> Result<()> {
+        // Numbers that size loops, tables and the default image: bounded before use, so that
+        // a stranger's config cannot divide by zero or ask for terabytes.
+        let per_block_within = |values: &PerBlock<usize>, max: usize| match values {
+            PerBlock::One(v) => (1..=max).contains(v),
+            PerBlock::Each(vs) => !vs.is_empty() && vs.iter().all(|v| (1..=max).contains(v)),
+        };
+        if !(1..=6).contains(&self.block_out_channels.len()) {
+            return Err(unsupported(
+                "block_out_channels",
+                &self.block_out_channels,
+                "1 to 6 blocks",
+            ));
+        }
+        if !per_block_within(&self.layers_per_block, 16) {
+            return Err(unsupported(
+                "layers_per_block",
+                &self.layers_per_block,
+                "1 to 16",
+            ));
+        }
+        if !per_block_within(&self.transformer_layers_per_block, 64) {
+            return Err(unsupported(
+                "transformer_layers_per_block",
+                &self.transformer_layers_per_block,
+                "1 to 64",
+            ));
+        }
+        if !per_block_within(&self.attention_head_dim, 4096) {
+            return Err(unsupported(
+                "attention_head_dim",
+                &self.attention_head_dim,
+                "1 to 4096",
+            ));
+        }
+        if self.norm_num_groups == 0 {
+            return Err(unsupported(
+                "norm_num_groups",
+                self.norm_num_groups,
+                "at least 1",
+            ));
+        }
+        if let Some(size) = self
+            .sample_size
+            .filter(|s| !(1..=MAX_SAMPLE_SIZE).contains(s))
+        {
+            return Err(unsupported("sample_size", size, "1 to 512 latents"));
+        }
         if self.act_fn != "silu" {
             return Err(unsupported("act_fn", &self.act_fn, "silu"));
         }

@@ -278,13 +278,45 @@ impl SchedulerConfig {
     /// Parses `scheduler_config.json` text, including the non-standard `-Infinity` / `NaN`
     /// literals Python writes.
     pub fn from_json_str(text: &str) -> Result<Self, SchedulerConfigError> {
-        Ok(serde_json::from_str(&quote_non_finite_numbers(text))?)
+        let config: Self = serde_json::from_str(&quote_non_finite_numbers(text))?;
+        config.check_bounds()?;
+        Ok(config)
+    }
+
+    /// Numbers that size tables or offset timesteps stay where real schedules have them
+    /// (1000 training timesteps, an offset of 0 or 1): a config from a stranger must not make
+    /// us allocate a table of 2⁶⁰ betas or overflow an index.
+    fn check_bounds(&self) -> Result<(), SchedulerConfigError> {
+        let class = "scheduler_config.json";
+        let timesteps = self.get("num_train_timesteps", &self.num_train_timesteps);
+        if let Some(t) = timesteps {
+            if !(2..=MAX_TRAIN_TIMESTEPS).contains(&t) {
+                return Err(unsupported(
+                    class,
+                    "num_train_timesteps",
+                    t,
+                    "an integer from 2 to 100000",
+                ));
+            }
+        }
+        let limit = timesteps.unwrap_or(1000) as i64;
+        if let Some(offset) = self.get("steps_offset", &self.steps_offset) {
+            if !(0..limit).contains(&offset) {
+                return Err(unsupported(
+                    class,
+                    "steps_offset",
+                    offset,
+                    "an integer from 0 to below num_train_timesteps",
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Reads and parses a `scheduler_config.json` file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, SchedulerConfigError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| SchedulerConfigError::Io {
+        let text = crate::files::read_text(path).map_err(|source| SchedulerConfigError::Io {
             path: path.to_path_buf(),
             source,
         })?;
@@ -337,6 +369,10 @@ macro_rules! cfg_value {
     };
 }
 pub(crate) use cfg_value;
+
+/// diffusers' schedules are trained on 1000 timesteps; no published model uses more than a few
+/// thousand.
+const MAX_TRAIN_TIMESTEPS: u64 = 100_000;
 
 fn unsupported(
     class: &'static str,
@@ -487,6 +523,32 @@ pub(crate) fn beta_params(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_that_size_tables_are_bounded() {
+        for (text, key) in [
+            (
+                r#"{"num_train_timesteps": 1152921504606846976}"#,
+                "num_train_timesteps",
+            ),
+            (r#"{"num_train_timesteps": 1}"#, "num_train_timesteps"),
+            (r#"{"steps_offset": 9223372036854775807}"#, "steps_offset"),
+            (r#"{"steps_offset": -1}"#, "steps_offset"),
+            (
+                r#"{"num_train_timesteps": 10, "steps_offset": 10}"#,
+                "steps_offset",
+            ),
+        ] {
+            let err = SchedulerConfig::from_json_str(text)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{text}: {err}");
+        }
+        assert!(SchedulerConfig::from_json_str(
+            r#"{"num_train_timesteps": 1000, "steps_offset": 1}"#
+        )
+        .is_ok());
+    }
 
     #[test]
     fn parses_python_style_infinity_and_ignores_unknown_keys() {
