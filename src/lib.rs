@@ -13,7 +13,8 @@
 //! - [`kernels`]: convolutions, matrix products, attention, norms; CPU SIMD and CUDA.
 //!
 //! [`formats`] (PNG files and their A1111 `parameters` text) stands beside them and imports
-//! none of them; [`files`] (opening only bounded regular files) is used by all.
+//! none of them; [`files`] (opening only bounded regular files) and [`system`] (free memory)
+//! are used by all.
 
 pub mod app;
 pub mod engine;
@@ -23,6 +24,7 @@ pub mod kernels;
 pub mod models;
 pub mod networks;
 pub mod sampling;
+pub mod system;
 pub mod text;
 
 /// `latent-studio <version> (<git commit>)`, as written into image metadata.

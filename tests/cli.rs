@@ -515,6 +515,72 @@ fn lora_problems_are_one_line() {
 }
 
 #[test]
+fn careless_input_is_refused_before_the_model_loads() {
+    let dir = scratch("careless");
+    let folder = dir.join("folder.png");
+    std::fs::create_dir_all(&folder).unwrap();
+    // A model that does not exist: each check must fire before anything is loaded.
+    let missing = Path::new("/nonexistent/model");
+    let cases: [(&[&str], &str); 5] = [
+        (&["--guidance", "NaN"], "--guidance NaN"),
+        (&["--guidance=-1"], "--guidance -1"),
+        (&["--width", "1048576"], "--width 1048576"),
+        (&["--height", "1048576"], "--height 1048576"),
+        (&["--negative-prompt", "a (cat:1.2.3)"], "--negative-prompt"),
+    ];
+    for (extra, expected) in cases {
+        let output = generate_quick(missing, &dir, extra);
+        assert_bad_input(&output, expected);
+    }
+    let output = generate(&[
+        "--model",
+        missing.to_str().unwrap(),
+        "--prompt",
+        "x",
+        "--output",
+        folder.to_str().unwrap(),
+    ]);
+    assert_bad_input(&output, "is a folder");
+}
+
+#[test]
+fn what_only_the_model_can_tell_is_still_one_line_and_exit_2() {
+    let dir = scratch("after-load");
+    let model = fixtures().join("models/sd1");
+    let output = generate_quick(&model, &dir, &["--clip-skip", "50"]);
+    assert_bad_input(&output, "clip skip 50");
+    let output = generate_quick(&model, &dir, &["--steps", "5000"]);
+    assert_bad_input(
+        &output,
+        "steps: PNDMScheduler: cannot run 5000 inference steps",
+    );
+    let init = fixtures().join("init_64.png");
+    let output = generate_quick(
+        &model,
+        &dir,
+        &[
+            "--init-image",
+            init.to_str().unwrap(),
+            "--strength",
+            "0.01",
+            "--steps",
+            "20",
+        ],
+    );
+    assert_bad_input(&output, "strength 0.01 at 20 steps");
+    assert!(pngs_written(&dir).is_empty());
+}
+
+fn pngs_written(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "png"))
+        .collect()
+}
+
+#[test]
 fn a_lora_file_given_as_the_model_is_explained() {
     let dir = scratch("lora-as-model");
     let output = generate_quick(

@@ -7,10 +7,10 @@ use std::time::Instant;
 
 use clap::Args;
 use latent_studio::engine::{
-    default_embeddings_dir, default_lora_dir, random_seed, read_picture, AddOnFolders,
-    DownloadProgress, FinishedImage, GenerateJob, GenerationFailure, GenerationRequest,
-    ImageOutput, ImageStep, InitImage, LoadFailure, LoadOptions, ModelSource, PreviewMode,
-    PromptSyntax, RgbImage, RunObserver, Runner, SchedulerKind,
+    check_prompt, default_embeddings_dir, default_lora_dir, random_seed, read_picture,
+    AddOnFolders, DownloadProgress, FinishedImage, GenerateJob, GenerationFailure,
+    GenerationRequest, ImageOutput, ImageStep, InitImage, LoadFailure, LoadOptions, ModelSource,
+    PreviewMode, PromptSyntax, RgbImage, RunObserver, Runner, SchedulerKind, MAX_IMAGE_SIDE,
 };
 
 use super::{select_device, select_dtype, CliError};
@@ -203,6 +203,9 @@ fn check_size(flag: &str, value: Option<usize>) -> Result<(), CliError> {
         Some(v) if v == 0 || v % 8 != 0 => Err(CliError::input(format!(
             "{flag} {v}: must be a positive multiple of 8"
         ))),
+        Some(v) if v > MAX_IMAGE_SIDE => Err(CliError::input(format!(
+            "{flag} {v}: at most {MAX_IMAGE_SIDE}; generate smaller and upscale"
+        ))),
         _ => Ok(()),
     }
 }
@@ -219,6 +222,17 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
     }
     if args.steps == Some(0) {
         return Err(CliError::input("--steps must be at least 1"));
+    }
+    if let Some(guidance) = args.guidance.filter(|g| !(g.is_finite() && *g >= 0.0)) {
+        return Err(CliError::input(format!(
+            "--guidance {guidance}: must be a number ≥ 0 (1 or less turns guidance off)"
+        )));
+    }
+    if args.output.is_dir() {
+        return Err(CliError::input(format!(
+            "--output {}: is a folder; give a file name ending in .png",
+            args.output.display()
+        )));
     }
     if args
         .output
@@ -263,6 +277,15 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
         .prompt_syntax
         .parse()
         .map_err(|err| CliError::input(format!("--prompt-syntax: {err}")))?;
+    for (flag, text) in [
+        ("--prompt", Some(&args.prompt)),
+        ("--negative-prompt", args.negative_prompt.as_ref()),
+    ] {
+        if let Some(text) = text {
+            check_prompt(text, prompt_syntax)
+                .map_err(|err| CliError::input(format!("{flag}: {err}")))?;
+        }
+    }
     if args.clip_skip == 0 {
         return Err(CliError::input(
             "--clip-skip must be at least 1 (1 = the text encoder's last layer)",
@@ -346,12 +369,6 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
         )));
     }
     let info = loaded.info;
-    eprintln!(
-        "loaded {} ({}) in {:.1}s",
-        info.name,
-        info.label,
-        started.elapsed().as_secs_f64()
-    );
 
     // Each side not given takes the init image's (rounded down to the VAE grid, as diffusers'
     // image processor does), or else the model's default.
@@ -373,9 +390,6 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
         ));
     }
     let seed = args.seed.unwrap_or_else(random_seed);
-    if args.seed.is_none() {
-        eprintln!("seed {seed}");
-    }
     let job = GenerateJob {
         id: 0,
         request: GenerationRequest {
@@ -396,17 +410,27 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
         preview: PreviewMode::Off,
         loras: listed_loras,
     };
-    runner
-        .run(&job, &mut terminal)
-        .map_err(|failure| match failure {
-            GenerationFailure::InvalidRequest(message) if message.starts_with("scheduler") => {
-                CliError::input(format!("--scheduler {}: {message}", args.scheduler))
-            }
-            GenerationFailure::InvalidRequest(_) | GenerationFailure::Lora(_) => {
-                CliError::input(failure.to_string())
-            }
-            other => CliError::runtime(other.to_string()),
-        })?;
+    let failed = |failure: GenerationFailure| match failure {
+        GenerationFailure::InvalidRequest(message) if message.starts_with("scheduler") => {
+            CliError::input(format!("--scheduler {}: {message}", args.scheduler))
+        }
+        GenerationFailure::InvalidRequest(_) | GenerationFailure::Lora(_) => {
+            CliError::input(failure.to_string())
+        }
+        other => CliError::runtime(other.to_string()),
+    };
+    // What only the loaded model can tell is still bad input: one line, exit 2, no work done.
+    runner.check(&job.request).map_err(failed)?;
+    eprintln!(
+        "loaded {} ({}) in {:.1}s",
+        info.name,
+        info.label,
+        started.elapsed().as_secs_f64()
+    );
+    if args.seed.is_none() {
+        eprintln!("seed {seed}");
+    }
+    runner.run(&job, &mut terminal).map_err(failed)?;
     match terminal.save_error {
         Some(message) => Err(CliError::runtime(message)),
         None => Ok(()),

@@ -28,8 +28,11 @@ pub use crate::models::hashes::HashCache;
 pub use crate::models::lora::default_lora_dir;
 pub use crate::models::{Catalog, DownloadProgress, LoadOptions, ModelDefaults, ModelInfo};
 pub use crate::sampling::noise::random_seed;
-pub use crate::sampling::pipeline::{GenerateError, GenerationRequest, InitImage, RgbImage};
+pub use crate::sampling::pipeline::{
+    GenerateError, GenerationRequest, InitImage, RgbImage, MAX_IMAGE_SIDE,
+};
 pub use crate::sampling::schedulers::SchedulerKind;
+pub use crate::text::prompt::check_prompt;
 pub use crate::text::prompt::{extract_lora_tags, token_usage, PromptSyntax};
 pub use crate::text::tokenizer::ClipTokenizer;
 
@@ -222,6 +225,9 @@ impl From<GenerateError> for GenerationFailure {
     fn from(err: GenerateError) -> Self {
         match err {
             GenerateError::InvalidRequest(message) => Self::InvalidRequest(message),
+            GenerateError::Scheduler(
+                err @ crate::sampling::schedulers::SchedulerConfigError::InvalidSteps { .. },
+            ) => Self::InvalidRequest(format!("steps: {err}")),
             GenerateError::Scheduler(err) => Self::InvalidRequest(format!("scheduler: {err}")),
             GenerateError::Cancelled => Self::Internal("cancelled without a cancel".into()),
             // Device allocators report exhaustion as an error (a CPU allocation failure ends

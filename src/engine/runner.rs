@@ -20,7 +20,7 @@ use crate::models::{
     load_model, Catalog, DownloadProgress, HubCache, HubClient, LoadError, LoadOptions,
     StableDiffusion,
 };
-use crate::sampling::pipeline::{Flow, GenerateError, RgbImage};
+use crate::sampling::pipeline::{Flow, GenerateError, GenerationRequest, RgbImage};
 use crate::text::prompt::PromptSyntax;
 
 /// What a caller of the runner hears while it works. Every method has a default that ignores
@@ -262,6 +262,19 @@ impl Runner {
         }
     }
 
+    /// Everything about `request` the loaded model can tell before it runs (a scheduler its
+    /// config can drive for this many steps, a clip skip within its layers, a size whose
+    /// decode fits in memory …); `run` checks the same first.
+    pub fn check(&self, request: &GenerationRequest) -> Result<(), GenerationFailure> {
+        let model = self.model().ok_or(GenerationFailure::NoModel)?;
+        request
+            .scheduler
+            .a1111_label(model.pipeline().scheduler_config())
+            .map_err(|err| GenerationFailure::InvalidRequest(format!("scheduler: {err}")))?;
+        model.pipeline().check(request)?;
+        Ok(())
+    }
+
     /// Runs `job`: `batch_count` images with seeds `seed`, `seed + 1`, … Images finished
     /// before a failure or a cancel have been handed to the observer (and saved).
     pub fn run(
@@ -280,12 +293,10 @@ impl Runner {
         model
             .apply_loras(loras)
             .map_err(|err| GenerationFailure::Lora(err.to_string()))?;
-        let model = &*model;
-        // A scheduler the model's config cannot drive fails before any work is done.
-        request
-            .scheduler
-            .a1111_label(model.pipeline().scheduler_config())
-            .map_err(|err| GenerationFailure::InvalidRequest(format!("scheduler: {err}")))?;
+        self.check(request)?;
+        let Some((_, model)) = &self.model else {
+            return Err(GenerationFailure::NoModel);
+        };
         let files = FileRecord::of(model, self.vae.as_deref(), &self.hashes);
         let family = model.info().family;
         let batch_count = job.batch_count.max(1);

@@ -255,6 +255,11 @@ impl ClipTextEncoder {
         self.text_projection.is_some()
     }
 
+    /// How many transformer layers the encoder has (what clip skip counts back through).
+    pub fn layer_count(&self) -> usize {
+        self.layers.len()
+    }
+
     /// Width of the token embeddings.
     pub fn hidden_size(&self) -> usize {
         self.position_embedding.dims().get(1).copied().unwrap_or(0)

@@ -348,6 +348,19 @@ pub struct AutoencoderKL {
 }
 
 impl AutoencoderKL {
+    /// Roughly what an untiled decode holds per output pixel at its peak: a few f32 tensors
+    /// of the first block's width at full resolution (128 channels: 2 KiB a pixel; a 512²
+    /// decode measured 0.5–0.6 GB above the weights).
+    pub fn decode_bytes_per_pixel(&self) -> u64 {
+        let channels = self
+            .config
+            .block_out_channels
+            .first()
+            .copied()
+            .unwrap_or(128) as u64;
+        4 * channels * 4
+    }
+
     pub fn new(cfg: &VaeConfig, vb: VarBuilder) -> Result<Self> {
         cfg.check_bounds()?;
         if cfg.block_out_channels.is_empty() {

@@ -17,6 +17,10 @@ use crate::text::embeddings::TextualInversion;
 use crate::text::prompt::{prompt_pieces, token_usage};
 use crate::text::tokenizer::ClipTokenizer;
 
+/// Sides larger than this are refused before any work (the latents alone at 2²⁰ px would be
+/// 64 GB; the app's size fields stop at 4096).
+pub const MAX_IMAGE_SIDE: usize = 8192;
+
 /// An 8-bit RGB image, row-major, 3 bytes per pixel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RgbImage {
@@ -216,12 +220,70 @@ impl DiffusionPipeline {
         &self.vae
     }
 
+    /// Everything about `request` that can be known without running it: sizes, prompt
+    /// syntax, guidance, strength, a clip skip within the text encoders' layers, and a
+    /// scheduler that can take this many steps. `generate` checks the same first.
+    pub fn check(&self, request: &GenerationRequest) -> Result<(), GenerateError> {
+        self.validate(request)?;
+        build_scheduler(request.scheduler, &self.scheduler_config, request.steps)?;
+        // SDXL counts clip skip from its usual penultimate layer: one layer fewer to go back.
+        let skip_layers = match self.family {
+            Family::StableDiffusion => request.clip_skip,
+            Family::StableDiffusionXl => request.clip_skip + 1,
+        };
+        self.check_memory(request)?;
+        let layers = self
+            .text_stages
+            .iter()
+            .map(|stage| stage.encoder.layer_count())
+            .min()
+            .unwrap_or(0);
+        if skip_layers > layers {
+            return Err(GenerateError::InvalidRequest(format!(
+                "clip skip {} is more than this model's text encoder allows ({} layers)",
+                request.clip_skip,
+                layers.saturating_sub(skip_layers - request.clip_skip)
+            )));
+        }
+        Ok(())
+    }
+
+    /// On the CPU, an untiled VAE decode is the largest allocation of a run; refuse a size
+    /// whose decode would not fit in the memory the system has free (the allocation would
+    /// abort the process), and say how to get there.
+    fn check_memory(&self, request: &GenerationRequest) -> Result<(), GenerateError> {
+        if !self.device.is_cpu() || self.vae_tiling {
+            return Ok(());
+        }
+        let Some(available) = crate::system::available_memory_bytes() else {
+            return Ok(());
+        };
+        let pixels = (request.width as u64).saturating_mul(request.height as u64);
+        let needed = pixels.saturating_mul(self.vae.decode_bytes_per_pixel());
+        if needed > available {
+            let gb = |bytes: u64| bytes as f64 / 1e9;
+            return Err(GenerateError::InvalidRequest(format!(
+                "a {}×{} image needs about {:.1} GB to decode, and {:.1} GB are free: decode in tiles (--vae-tiling, or \"Tiled VAE decode\" under \"Output and preview\") or choose a smaller size",
+                request.width,
+                request.height,
+                gb(needed),
+                gb(available)
+            )));
+        }
+        Ok(())
+    }
+
     fn validate(&self, request: &GenerationRequest) -> Result<(), GenerateError> {
         let scale = self.vae_scale_factor;
         for (name, value) in [("width", request.width), ("height", request.height)] {
             if value == 0 || value % scale != 0 {
                 return Err(GenerateError::InvalidRequest(format!(
                     "{name} {value} is not a positive multiple of {scale}"
+                )));
+            }
+            if value > MAX_IMAGE_SIDE {
+                return Err(GenerateError::InvalidRequest(format!(
+                    "{name} {value} is more than {MAX_IMAGE_SIDE} pixels; generate smaller and upscale"
                 )));
             }
         }
@@ -255,6 +317,13 @@ impl DiffusionPipeline {
                 return Err(GenerateError::InvalidRequest(format!(
                     "strength {} must be in (0, 1]",
                     init.strength
+                )));
+            }
+            // diffusers refuses a strength that leaves no step (`int(steps · strength) == 0`).
+            if (request.steps as f64 * init.strength) as usize == 0 {
+                return Err(GenerateError::InvalidRequest(format!(
+                    "strength {} at {} steps leaves no denoising step; raise the strength or the steps",
+                    init.strength, request.steps
                 )));
             }
             let expected = init.image.width * init.image.height * 3;
@@ -343,7 +412,7 @@ impl DiffusionPipeline {
         request: &GenerationRequest,
         observer: &mut dyn FnMut(&StepProgress) -> Flow,
     ) -> Result<GeneratedImage, GenerateError> {
-        self.validate(request)?;
+        self.check(request)?;
         let guided = request.guidance > 1.0;
         let conditioning = self.encode_prompts(request, guided)?;
         let mut scheduler =

@@ -73,6 +73,13 @@ impl std::str::FromStr for PromptSyntax {
 /// A prompt A1111 would refuse (it raises a Python `ValueError` on each of these).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PromptError {
+    /// A1111 syntax is parsed as A1111 does, which takes time quadratic in the nesting of
+    /// brackets: longer prompts are refused rather than stalling the window.
+    #[error("the prompt is {chars} characters long; with A1111 syntax at most {MAX_PROMPT_CHARS} are read (plain syntax has no limit)")]
+    TooLong {
+        /// Its length in characters.
+        chars: usize,
+    },
     /// `<lora:NAME:MULT>` whose MULT is not a finite number.
     #[error("LoRA tag {tag}: the multiplier {value:?} is not a number")]
     LoraMultiplier {
@@ -664,12 +671,24 @@ impl<'a> EmbeddingLookup<'a> {
     }
 }
 
+/// The longest prompt read with A1111 syntax (real ones are a few hundred characters; at this
+/// length the worst nesting still parses in milliseconds).
+pub const MAX_PROMPT_CHARS: usize = 16 << 10;
+
+/// Whether `text` can be used as a prompt with `syntax`, and if not, why.
+pub fn check_prompt(text: &str, syntax: PromptSyntax) -> std::result::Result<(), PromptError> {
+    prompt_pieces(text, syntax).map(drop)
+}
+
 /// The weighted pieces of a prompt, or why A1111 would refuse it.
 pub fn prompt_pieces(
     text: &str,
     syntax: PromptSyntax,
 ) -> std::result::Result<Vec<PromptPiece>, PromptError> {
     match syntax {
+        PromptSyntax::A1111 if text.len() > MAX_PROMPT_CHARS => Err(PromptError::TooLong {
+            chars: text.chars().count(),
+        }),
         PromptSyntax::A1111 => {
             let (text, _) = extract_lora_tags(text)?;
             parse_emphasis(&text)
@@ -717,6 +736,22 @@ pub fn token_usage(tokenizer: &ClipTokenizer, text: &str, syntax: PromptSyntax) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overlong_a1111_prompts_are_refused_and_malformed_weights_named() {
+        let nested = "(a".repeat(MAX_PROMPT_CHARS) + &")".repeat(MAX_PROMPT_CHARS);
+        assert!(matches!(
+            check_prompt(&nested, PromptSyntax::A1111),
+            Err(PromptError::TooLong { .. })
+        ));
+        assert!(check_prompt(&nested, PromptSyntax::Plain).is_ok());
+        // The worst nesting that is accepted still parses.
+        let half = MAX_PROMPT_CHARS / 3;
+        let deep = "(a".repeat(half) + &")".repeat(half);
+        assert!(check_prompt(&deep, PromptSyntax::A1111).is_ok());
+        let err = check_prompt("a (cat:1.2.3)", PromptSyntax::A1111).unwrap_err();
+        assert!(matches!(err, PromptError::EmphasisWeight { .. }), "{err}");
+    }
 
     const TOLERANCE: f64 = 1e-12;
 
