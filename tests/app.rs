@@ -784,3 +784,24 @@ fn importing_a_png_restores_clip_skip_syntax_model_and_loras() {
         Some(ModelSource::Folder(checkpoint.clone()))
     );
 }
+
+#[test]
+fn a_stopped_engine_is_reported_and_can_be_restarted() {
+    let output = Scratch::new("engine-stop");
+    let desktop = ScriptedDesktop::default();
+    let mut harness = open_app(fixture_model("sd_turbo"), &output.0, &desktop);
+    wait_for_model(&mut harness);
+    harness.state_mut().state_mut().prompt = "kept across the restart".into();
+    harness.state_mut().stop_engine();
+    step_until(&mut harness, "the window to see the engine stop", |app| {
+        app.engine_stopped()
+    });
+    harness.run_steps(2);
+    assert!(text_shown(&harness, "The engine stopped"));
+    harness.get_by_label("Restart engine").click();
+    harness.run_steps(1);
+    assert!(!harness.state().engine_stopped());
+    wait_for_model(&mut harness);
+    assert!(!text_shown(&harness, "The engine stopped"));
+    assert_eq!(harness.state().state().prompt, "kept across the restart");
+}

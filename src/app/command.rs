@@ -37,6 +37,8 @@ pub enum UiCommand {
     RetryModel,
     /// Stop the model download in progress (it resumes on the next load).
     CancelDownload,
+    /// Start a new engine thread after the old one ended.
+    RestartEngine,
     Generate,
     Cancel,
     RandomizeSeed,

@@ -77,6 +77,11 @@ impl AppConfig {
     }
 }
 
+fn spawn_worker(ctx: &egui::Context) -> WorkerHandle {
+    let repaint = ctx.clone();
+    Worker::spawn(move || repaint.request_repaint())
+}
+
 /// Opens the window and runs until it is closed.
 pub fn run_window(config: AppConfig) -> Result<(), String> {
     let options = eframe::NativeOptions {
@@ -129,6 +134,10 @@ pub struct LatentStudioApp {
     scan_generation: u64,
     /// Give the prompt keyboard focus on the first frame.
     focus_prompt: bool,
+    /// For the worker's repaint requests (a restarted worker needs a fresh one).
+    egui_ctx: egui::Context,
+    /// The worker thread has ended (it never should); the window offers a restart.
+    engine_stopped: bool,
 }
 
 impl LatentStudioApp {
@@ -152,8 +161,7 @@ impl LatentStudioApp {
         }
         panels::style::apply(&cc.egui_ctx);
 
-        let repaint = cc.egui_ctx.clone();
-        let worker = Worker::spawn(move || repaint.request_repaint());
+        let worker = spawn_worker(&cc.egui_ctx);
         let repaint = cc.egui_ctx.clone();
         let files = FileService::spawn(move || repaint.request_repaint());
         let repaint = cc.egui_ctx.clone();
@@ -178,24 +186,68 @@ impl LatentStudioApp {
             last_hash_search: 0,
             scan_generation: 0,
             focus_prompt: true,
+            egui_ctx: cc.egui_ctx.clone(),
+            engine_stopped: false,
         };
-        // VAE and folders first, so the first model loads with them.
-        app.worker.send(Command::SetVae(app.state.vae.clone()));
-        app.worker.send(Command::SetVaeTiling(app.state.vae_tiling));
         // A setting saved on another machine must not ask this CPU for what it lacks.
         app.state.bf16_arithmetic &= bf16_available();
-        if app.state.bf16_arithmetic {
-            app.worker
-                .send(Command::SetCpuArithmetic(CpuArithmetic::Bf16));
-        }
-        app.worker
-            .send(Command::SetFolders(app.state.add_on_folders()));
+        app.configure_worker();
         app.list_loras();
-        if let Some(model) = app.state.model.clone() {
-            app.load_model(model);
-        }
         app.scan_output_folder();
         app
+    }
+
+    /// Gives the worker the window's settings, then the model: VAE and folders first, so
+    /// the model loads with them.
+    fn configure_worker(&mut self) {
+        self.worker.send(Command::SetVae(self.state.vae.clone()));
+        self.worker
+            .send(Command::SetVaeTiling(self.state.vae_tiling));
+        if self.state.bf16_arithmetic {
+            self.worker
+                .send(Command::SetCpuArithmetic(CpuArithmetic::Bf16));
+        }
+        self.worker
+            .send(Command::SetFolders(self.state.add_on_folders()));
+        if let Some(model) = self.state.model.clone() {
+            self.load_model(model);
+        }
+    }
+
+    /// Notices once that the worker thread has ended; nothing the user made is lost, and
+    /// [`UiCommand::RestartEngine`] starts a new one.
+    fn watch_engine(&mut self) {
+        if self.engine_stopped || self.worker.is_running() {
+            return;
+        }
+        self.engine_stopped = true;
+        self.run = None;
+        self.model = ModelStatus::NoModel;
+        self.notices.push_about(
+            Topic::Engine,
+            Severity::Error,
+            "The engine stopped",
+            "The background thread that loads models and generates has ended.",
+            Some("Press \"Restart engine\" above the image: your prompt, settings and images are kept.".into()),
+        );
+    }
+
+    fn restart_engine(&mut self) {
+        self.worker = spawn_worker(&self.egui_ctx);
+        self.engine_stopped = false;
+        self.notices.dismiss_topic(Topic::Engine);
+        self.configure_worker();
+    }
+
+    /// Ends the worker thread as a crash would, to exercise the recovery (tests).
+    #[doc(hidden)]
+    pub fn stop_engine(&mut self) {
+        self.worker.send(Command::Shutdown);
+    }
+
+    /// Whether the window knows its engine has stopped.
+    pub fn engine_stopped(&self) -> bool {
+        self.engine_stopped
     }
 
     // Read access for tests and embedding.
@@ -323,6 +375,7 @@ impl LatentStudioApp {
                 }
             }
             UiCommand::CancelDownload => self.worker.cancel_download(),
+            UiCommand::RestartEngine => self.restart_engine(),
             UiCommand::Generate => self.generate(),
             UiCommand::Cancel => {
                 if let Some(run) = &mut self.run {
@@ -613,6 +666,7 @@ impl LatentStudioApp {
 impl eframe::App for LatentStudioApp {
     fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
         self.poll_worker(ctx);
+        self.watch_engine();
         self.poll_files(ctx);
         self.poll_model_lookup();
         if let Some(at) = self.notices.expire(Instant::now()) {
@@ -665,6 +719,7 @@ impl eframe::App for LatentStudioApp {
             run: self.run.as_ref(),
             history: &self.history,
             notices: &self.notices,
+            engine_stopped: self.engine_stopped,
         };
         egui::CentralPanel::default().show(ui, |ui| {
             commands.extend(panels::canvas::show(ui, &mut self.viewer, &canvas));

@@ -19,6 +19,8 @@ pub enum Severity {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Topic {
     Model,
+    /// The engine thread itself (stopped, restarted).
+    Engine,
     Other,
 }
 

@@ -230,7 +230,7 @@ fn remember(list: &mut Vec<PathBuf>, path: &Path, kept: usize) {
 
 /// The nearest size on the 8-pixel grid within `SIZE_STEP..=MAX_SIDE`.
 pub fn snap_to_grid(value: usize) -> usize {
-    let snapped = (value + SIZE_STEP / 2) / SIZE_STEP * SIZE_STEP;
+    let snapped = value.saturating_add(SIZE_STEP / 2) / SIZE_STEP * SIZE_STEP;
     snapped.clamp(SIZE_STEP, MAX_SIDE)
 }
 
@@ -379,5 +379,14 @@ mod tests {
             }
         );
         assert_eq!(odd.lora_choice("other.safetensors"), LoraChoice::default());
+
+        // A huge size used to overflow while snapping to the grid (a panic at start).
+        let huge: State = serde_json::from_str(
+            r#"{"width": 18446744073709551615, "height": 18446744073709551615, "steps": 18446744073709551615, "batch_count": 18446744073709551615}"#,
+        )
+        .expect("huge values");
+        let huge = huge.sanitized();
+        assert_eq!((huge.width, huge.height), (MAX_SIDE, MAX_SIDE));
+        assert_eq!((huge.steps, huge.batch_count), (MAX_STEPS, MAX_BATCH));
     }
 }

@@ -19,6 +19,7 @@ pub struct CanvasView<'a> {
     pub run: Option<&'a Run>,
     pub history: &'a History,
     pub notices: &'a Notices,
+    pub engine_stopped: bool,
 }
 
 pub fn show(ui: &mut Ui, viewer: &mut Viewer, view: &CanvasView<'_>) -> Vec<UiCommand> {
@@ -89,6 +90,16 @@ fn notices(ui: &mut Ui, notices: &Notices) -> Option<UiCommand> {
 /// Model loading or download progress (with its Cancel), and the running job's progress bar.
 fn activity(ui: &mut Ui, view: &CanvasView<'_>) -> Option<UiCommand> {
     let mut command = None;
+    if view.engine_stopped {
+        if ui
+            .button("Restart engine")
+            .on_hover_text("Start the engine again and reload the model; nothing you made is lost")
+            .clicked()
+        {
+            command = Some(UiCommand::RestartEngine);
+        }
+        ui.add_space(4.0);
+    }
     if let ModelStatus::Loading { source, download } = view.model {
         let name = model_display_name(view.catalog, source);
         match download {
