@@ -164,14 +164,18 @@ fn bracketed_len(s: &str) -> Option<usize> {
 }
 
 /// Tries A1111's `\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)` at byte `start`;
-/// returns (key, raw value, end of the match).
-fn pair_at(line: &str, start: usize) -> Option<(&str, &str, usize)> {
+/// returns (key, raw value, end of the match), or where the next match can start at the
+/// earliest: a run of key characters not followed by `:` cannot hold a key at any of its
+/// positions, so it is skipped whole (trying each would take time quadratic in its length).
+fn pair_at(line: &str, start: usize) -> Result<(&str, &str, usize), usize> {
     let rest = &line[start..];
     let key_start = start + (rest.len() - rest.trim_start().len());
     let after_space = &line[key_start..];
-    let first = after_space.chars().next()?;
+    let Some(first) = after_space.chars().next() else {
+        return Err(line.len());
+    };
     if !is_word(first) {
-        return None;
+        return Err(key_start + first.len_utf8());
     }
     let key_len = after_space
         .char_indices()
@@ -179,7 +183,7 @@ fn pair_at(line: &str, start: usize) -> Option<(&str, &str, usize)> {
         .map_or(after_space.len(), |(i, _)| i);
     let key = &after_space[..key_len];
     if key.chars().count() < 2 || !after_space[key_len..].starts_with(':') {
-        return None;
+        return Err(key_start + key_len);
     }
     let value_area = &after_space[key_len + 1..];
     let value_start = key_start + key_len + 1 + (value_area.len() - value_area.trim_start().len());
@@ -193,7 +197,7 @@ fn pair_at(line: &str, start: usize) -> Option<(&str, &str, usize)> {
     // plain `[^,]*`.
     if value_text.starts_with('"') {
         if let Some(len) = quoted_len(value_text).filter(|&l| ends_pair(l)) {
-            return Some((key, &value_text[..len], consume(len)));
+            return Ok((key, &value_text[..len], consume(len)));
         }
     }
     if value_text.starts_with(['[', '{']) {
@@ -201,12 +205,12 @@ fn pair_at(line: &str, start: usize) -> Option<(&str, &str, usize)> {
             let trailing = value_text[len..].len() - value_text[len..].trim_start().len();
             let is_json = serde_json::from_str::<serde_json::Value>(&value_text[..len]).is_ok();
             if is_json && ends_pair(len + trailing) {
-                return Some((key, &value_text[..len], consume(len + trailing)));
+                return Ok((key, &value_text[..len], consume(len + trailing)));
             }
         }
     }
     let len = value_text.find(',').unwrap_or(value_text.len());
-    Some((key, &value_text[..len], consume(len)))
+    Ok((key, &value_text[..len], consume(len)))
 }
 
 /// All `Key: value` pairs of a line, like A1111's `re_param.findall` (values still raw).
@@ -215,14 +219,12 @@ fn find_pairs(line: &str) -> Vec<(&str, &str)> {
     let mut pos = 0;
     while pos < line.len() {
         match pair_at(line, pos) {
-            Some((key, value, end)) => {
+            Ok((key, value, end)) => {
                 pairs.push((key, value));
                 // An empty match at the end cannot loop: `end` is past the key.
                 pos = end;
             }
-            None => {
-                pos += line[pos..].chars().next().map_or(1, char::len_utf8);
-            }
+            Err(next) => pos = next.max(pos + 1),
         }
     }
     pairs
@@ -413,6 +415,21 @@ impl GenerationParameters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_line_without_pairs_is_read_once() {
+        // Trying the key pattern at every position of a 256 kB word took 30 s (each try ran
+        // to the end of the word); the run is now skipped whole.
+        let word = "a".repeat(crate::formats::png::MAX_PARAMETERS_BYTES);
+        assert!(matches!(
+            GenerationParameters::parse_a1111(&word),
+            Err(ParametersError::NoParameterLine)
+        ));
+        let line = format!("{word} Steps: 3, Seed: 1, Size: 8x8");
+        let pairs = find_pairs(&line);
+        assert_eq!(pairs.len(), 3);
+        assert_eq!(pairs[0].0.len(), word.len() + " Steps".len());
+    }
 
     fn base() -> GenerationParameters {
         GenerationParameters {
