@@ -147,7 +147,7 @@ impl HubCache {
         let commit = if is_commit_hash(&entry.revision) {
             entry.revision.clone()
         } else {
-            let text = fs::read_to_string(refs_path(&repo, &entry.revision)?).ok()?;
+            let text = crate::files::read_text(&refs_path(&repo, &entry.revision)?).ok()?;
             text.trim().to_string()
         };
         if !is_safe_name(&commit) {
@@ -296,7 +296,7 @@ impl HubClient {
                 let path = var("HF_TOKEN_PATH")
                     .map(PathBuf::from)
                     .unwrap_or_else(|| hf_home(&|name: &str| std::env::var_os(name)).join("token"));
-                fs::read_to_string(path).ok()
+                crate::files::read_text(&path).ok()
             })
             .map(|t| t.trim().to_string())
             .filter(|t| !t.is_empty());
@@ -823,7 +823,7 @@ fn write_ref(repo_dir: &Path, revision: &str, commit: &str) -> Result<(), Downlo
         url: revision.to_string(),
         message: "bad revision name".into(),
     })?;
-    if fs::read_to_string(&path).is_ok_and(|old| old.trim() == commit) {
+    if crate::files::read_text(&path).is_ok_and(|old| old.trim() == commit) {
         return Ok(());
     }
     let parent = path.parent().unwrap_or(repo_dir);
