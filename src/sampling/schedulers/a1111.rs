@@ -15,7 +15,7 @@ pub struct SamplerLabel {
 }
 
 /// The sampler each selectable kind is in A1111: `(kind, Sampler, Schedule type)`.
-const NAMES: [(SchedulerKind, &str, Option<&str>); 7] = [
+const NAMES: [(SchedulerKind, &str, Option<&str>); 8] = [
     (SchedulerKind::Ddim, "DDIM", None),
     (SchedulerKind::Pndm, "PLMS", None),
     (SchedulerKind::Euler, "Euler", None),
@@ -23,6 +23,7 @@ const NAMES: [(SchedulerKind, &str, Option<&str>); 7] = [
     (SchedulerKind::DpmPp2m, "DPM++ 2M", None),
     (SchedulerKind::DpmPp2mKarras, "DPM++ 2M", Some("Karras")),
     (SchedulerKind::Lcm, "LCM", None),
+    (SchedulerKind::Heun, "Heun", None),
 ];
 
 /// Other spellings of A1111 sampler names found in PNGs (its internal names, older labels).
@@ -70,6 +71,7 @@ impl SchedulerKind {
                 (sampler, sigma_schedule)
             }
             SchedulerClass::Lcm => ("LCM", None),
+            SchedulerClass::Heun => ("Heun", sigma_schedule),
         };
         Ok(SamplerLabel {
             sampler,
@@ -134,7 +136,9 @@ mod tests {
             ),
             ("DPM++ 2M", Some("Exponential"), None),
             ("DPM++ SDE", Some("Karras"), None),
-            ("Heun", None, None),
+            ("Heun", None, Some(SchedulerKind::Heun)),
+            ("heun", Some("Automatic"), Some(SchedulerKind::Heun)),
+            ("Heun", Some("Karras"), None),
             ("euler_a", None, Some(SchedulerKind::EulerAncestral)),
             ("DPM++ 2M", Some("Uniform"), Some(SchedulerKind::DpmPp2m)),
         ];

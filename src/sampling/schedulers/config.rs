@@ -49,13 +49,14 @@ pub enum SchedulerConfigError {
 }
 
 /// The diffusers scheduler classes this crate implements.
-pub const SUPPORTED_CLASSES: [&str; 6] = [
+pub const SUPPORTED_CLASSES: [&str; 7] = [
     "DDIMScheduler",
     "PNDMScheduler",
     "EulerDiscreteScheduler",
     "EulerAncestralDiscreteScheduler",
     "DPMSolverMultistepScheduler",
     "LCMScheduler",
+    "HeunDiscreteScheduler",
 ];
 
 /// `beta_schedule`: how the per-step noise variances are spaced over the training timesteps.

@@ -3,7 +3,10 @@
 //! A scheduler is built from a model's `scheduler_config.json` (as diffusers'
 //! `from_config` does, so picking another scheduler inherits the model's betas,
 //! prediction type and spacing), then driven by the sampling loop:
-//! `timesteps()` → `scale_model_input` → UNet → `step`.
+//! `timesteps()` → `scale_model_input` → UNet → `step`, once per entry of `timesteps()`.
+//! A scheduler that evaluates the UNet more than once per step lists a timestep per
+//! evaluation (PNDM's repeated one, Heun's interleaved pairs) and keeps track of which
+//! evaluation a `step` call is, so the loop stays the same for all of them.
 //!
 //! | kind | diffusers | file |
 //! |---|---|---|
@@ -13,6 +16,7 @@
 //! | `euler-a` | `EulerAncestralDiscreteScheduler` | `euler_ancestral.rs` |
 //! | `dpmpp-2m`, `dpmpp-2m-karras` | `DPMSolverMultistepScheduler`, dpmsolver++ | `dpmpp_2m.rs` |
 //! | `lcm` | `LCMScheduler` | `lcm.rs` |
+//! | `heun` | `HeunDiscreteScheduler` (two UNet evaluations per step) | `heun.rs` |
 //!
 //! Beside them: `sigmas.rs` (the sigma schedules the Karras-style samplers share), `common.rs`
 //! (torch/numpy-exact schedule arithmetic), `config.rs` (reading `scheduler_config.json`) and
@@ -40,6 +44,7 @@ mod ddim;
 mod dpmpp_2m;
 mod euler;
 mod euler_ancestral;
+mod heun;
 mod lcm;
 mod pndm;
 mod sigmas;
@@ -55,6 +60,7 @@ pub use ddim::DdimScheduler;
 pub use dpmpp_2m::DpmSolverMultistepScheduler;
 pub use euler::EulerDiscreteScheduler;
 pub use euler_ancestral::EulerAncestralDiscreteScheduler;
+pub use heun::HeunDiscreteScheduler;
 pub use lcm::LcmScheduler;
 pub use pndm::PndmScheduler;
 
@@ -69,8 +75,15 @@ pub struct StepOutput {
 /// The interface the sampling loop drives. Step indices count from the first entry of
 /// `timesteps()`, not from `begin_index`.
 pub trait Scheduler: Send {
-    /// The timesteps the UNet is evaluated at, in order (possibly fractional).
+    /// The timesteps the UNet is evaluated at, in order (possibly fractional): one entry per
+    /// UNet evaluation and `step` call.
     fn timesteps(&self) -> &[f64];
+    /// diffusers' `scheduler.order`: the entries of `timesteps()` per inference step (2 for
+    /// Heun and the DPM2 samplers, whose steps take two evaluations each). img2img starts at
+    /// `timesteps()[img2img_start_index(..) * order]`, as diffusers' `get_timesteps`.
+    fn order(&self) -> usize {
+        1
+    }
     /// Multiplier for the initial Gaussian noise in txt2img (1 for DDPM-style schedulers).
     fn init_noise_sigma(&self) -> f64 {
         1.0
@@ -121,11 +134,13 @@ pub enum SchedulerKind {
     DpmPp2mKarras,
     /// `LCMScheduler`.
     Lcm,
+    /// `HeunDiscreteScheduler`.
+    Heun,
 }
 
 impl SchedulerKind {
     /// Every kind, in CLI order.
-    pub const ALL: [SchedulerKind; 8] = [
+    pub const ALL: [SchedulerKind; 9] = [
         Self::Default,
         Self::Ddim,
         Self::Pndm,
@@ -134,6 +149,7 @@ impl SchedulerKind {
         Self::DpmPp2m,
         Self::DpmPp2mKarras,
         Self::Lcm,
+        Self::Heun,
     ];
 
     /// The CLI name.
@@ -147,6 +163,7 @@ impl SchedulerKind {
             Self::DpmPp2m => "dpmpp-2m",
             Self::DpmPp2mKarras => "dpmpp-2m-karras",
             Self::Lcm => "lcm",
+            Self::Heun => "heun",
         }
     }
 }
@@ -159,7 +176,7 @@ impl fmt::Display for SchedulerKind {
 
 /// A scheduler name that is not one of [`SchedulerKind::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown scheduler `{0}` (valid: default, ddim, pndm, euler, euler-a, dpmpp-2m, dpmpp-2m-karras, lcm)")]
+#[error("unknown scheduler `{0}` (valid: default, ddim, pndm, euler, euler-a, dpmpp-2m, dpmpp-2m-karras, lcm, heun)")]
 pub struct UnknownSchedulerKind(pub String);
 
 impl FromStr for SchedulerKind {
@@ -181,6 +198,7 @@ pub(crate) enum SchedulerClass {
     EulerAncestral,
     DpmSolverMultistep,
     Lcm,
+    Heun,
 }
 
 pub(crate) fn resolve_class(
@@ -200,6 +218,7 @@ pub(crate) fn resolve_class(
                 "EulerAncestralDiscreteScheduler" => SchedulerClass::EulerAncestral,
                 "DPMSolverMultistepScheduler" => SchedulerClass::DpmSolverMultistep,
                 "LCMScheduler" => SchedulerClass::Lcm,
+                "HeunDiscreteScheduler" => SchedulerClass::Heun,
                 other => {
                     return Err(SchedulerConfigError::UnsupportedClass {
                         name: other.to_string(),
@@ -213,6 +232,7 @@ pub(crate) fn resolve_class(
         SchedulerKind::EulerAncestral => SchedulerClass::EulerAncestral,
         SchedulerKind::DpmPp2m | SchedulerKind::DpmPp2mKarras => SchedulerClass::DpmSolverMultistep,
         SchedulerKind::Lcm => SchedulerClass::Lcm,
+        SchedulerKind::Heun => SchedulerClass::Heun,
     })
 }
 
@@ -273,11 +293,12 @@ pub fn build_scheduler(
             Box::new(DpmSolverMultistepScheduler::new(&config, n)?)
         }
         SchedulerClass::Lcm => Box::new(LcmScheduler::new(&config, n)?),
+        SchedulerClass::Heun => Box::new(HeunDiscreteScheduler::new(&config, n)?),
     })
 }
 
 /// The sigma schedule (`scheduler.sigmas`: one entry per timestep plus the final one) of the
-/// sigma-based classes (Euler, Euler a, DPM-Solver); `None` for DDIM, PNDM and LCM.
+/// sigma-based classes (Euler, Euler a, DPM-Solver, Heun); `None` for DDIM, PNDM and LCM.
 pub fn sigma_schedule(
     kind: SchedulerKind,
     config: &SchedulerConfig,
@@ -298,6 +319,7 @@ pub fn sigma_schedule(
                 .sigmas()
                 .to_vec(),
         ),
+        SchedulerClass::Heun => Some(HeunDiscreteScheduler::new(&config, n)?.sigmas().to_vec()),
         SchedulerClass::Ddim | SchedulerClass::Pndm | SchedulerClass::Lcm => None,
     })
 }
@@ -305,9 +327,10 @@ pub fn sigma_schedule(
 /// The step index img2img starts from, as diffusers' `StableDiffusionImg2ImgPipeline.get_timesteps`:
 /// `init_timestep = min(int(N * strength), N)`, `t_start = max(N - init_timestep, 0)`.
 ///
-/// The sampling loop then runs `timesteps()[t_start..]`, noising the init latents with
-/// `add_noise(.., t_start)`; every scheduler here has `order == 1`, so diffusers'
-/// `timesteps[t_start * order:]` and `set_begin_index(t_start * order)` are the same index.
+/// The sampling loop then runs `timesteps()[t_start * order..]`, noising the init latents with
+/// `add_noise(.., t_start * order)`, as diffusers' `timesteps[t_start * order:]` and
+/// `set_begin_index(t_start * order)` ([`Scheduler::order`]: 2 for Heun, whose steps take two
+/// entries each, 1 for the others).
 ///
 /// `t_start` is computed from `N`, not from the length of `timesteps()`. PNDM in PLMS mode
 /// has `N + 1` timesteps (the second one repeated), so its img2img run makes `N + 1 - t_start`
@@ -380,6 +403,13 @@ mod tests {
             ("DPM++ 2M", Some("Karras"))
         );
         assert_eq!(label(SchedulerKind::Lcm, &sd15), ("LCM", None));
+        assert_eq!(label(SchedulerKind::Heun, &sd15), ("Heun", None));
+        let heun_karras =
+            config(r#"{"_class_name": "HeunDiscreteScheduler", "use_karras_sigmas": true}"#);
+        assert_eq!(
+            label(SchedulerKind::Default, &heun_karras),
+            ("Heun", Some("Karras"))
+        );
 
         let dpm_karras =
             config(r#"{"_class_name": "DPMSolverMultistepScheduler", "use_karras_sigmas": true}"#);
@@ -410,9 +440,9 @@ mod tests {
     fn default_kind_needs_a_supported_class() {
         let msg = build_err(
             SchedulerKind::Default,
-            r#"{"_class_name": "UniPCMultistepScheduler"}"#,
+            r#"{"_class_name": "FlowMatchEulerDiscreteScheduler"}"#,
         );
-        assert!(msg.contains("UniPCMultistepScheduler"), "{msg}");
+        assert!(msg.contains("FlowMatchEulerDiscreteScheduler"), "{msg}");
         for class in SUPPORTED_CLASSES {
             assert!(msg.contains(class), "{msg}");
         }
@@ -537,6 +567,11 @@ mod tests {
         assert_eq!(
             timesteps(SchedulerKind::Lcm, 4),
             [999.0, 759.0, 499.0, 259.0]
+        );
+        // Heun: Euler's linspace timesteps, all but the first evaluated twice.
+        assert_eq!(
+            timesteps(SchedulerKind::Heun, 4),
+            [999.0, 666.0, 666.0, 333.0, 333.0, 0.0, 0.0]
         );
     }
 
