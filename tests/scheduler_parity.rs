@@ -127,12 +127,15 @@ fn check_fixture_file(basename: &str) {
     assert!(!cases.is_empty());
 
     let mut failures = Vec::new();
-    let mut worst = Worst {
+    // Overall and per scheduler name (in the order first met).
+    let new_worst = || Worst {
         timesteps: 0.0,
         sigmas: 0.0,
         traj: 0.0,
         traj_case: String::new(),
     };
+    let mut worst = new_worst();
+    let mut per_scheduler: Vec<(String, Worst)> = Vec::new();
     for case in cases {
         let name = case["name"].as_str().expect("name");
         let kind: SchedulerKind = case["scheduler"]
@@ -150,11 +153,31 @@ fn check_fixture_file(basename: &str) {
             ),
             (SchedulerKind::Default, resolved),
         ];
+        let scheduler = case["scheduler"].as_str().expect("scheduler").to_string();
+        if !per_scheduler.iter().any(|(s, _)| *s == scheduler) {
+            per_scheduler.push((scheduler.clone(), new_worst()));
+        }
+        let own = per_scheduler
+            .iter_mut()
+            .find_map(|(s, w)| (*s == scheduler).then_some(w))
+            .expect("just added");
         for (kind, config) in builds {
             let label = format!("{name} [{kind}]");
-            if let Err(e) = check_case(case, name, kind, &config, steps, &tensors, &mut worst) {
+            if let Err(e) = check_case(case, name, kind, &config, steps, &tensors, own) {
                 failures.push(format!("{label}: {e}"));
             }
+        }
+    }
+    for (scheduler, w) in &per_scheduler {
+        eprintln!(
+            "  {scheduler}: timestep rel err {:.3e}, sigma rel err {:.3e}, trajectory abs err {:.3e} ({})",
+            w.timesteps, w.sigmas, w.traj, w.traj_case
+        );
+        worst.timesteps = worst.timesteps.max(w.timesteps);
+        worst.sigmas = worst.sigmas.max(w.sigmas);
+        if w.traj > worst.traj {
+            worst.traj = w.traj;
+            worst.traj_case = w.traj_case.clone();
         }
     }
     eprintln!(

@@ -15,7 +15,7 @@ pub struct SamplerLabel {
 }
 
 /// The sampler each selectable kind is in A1111: `(kind, Sampler, Schedule type)`.
-const NAMES: [(SchedulerKind, &str, Option<&str>); 8] = [
+const NAMES: [(SchedulerKind, &str, Option<&str>); 10] = [
     (SchedulerKind::Ddim, "DDIM", None),
     (SchedulerKind::Pndm, "PLMS", None),
     (SchedulerKind::Euler, "Euler", None),
@@ -24,6 +24,8 @@ const NAMES: [(SchedulerKind, &str, Option<&str>); 8] = [
     (SchedulerKind::DpmPp2mKarras, "DPM++ 2M", Some("Karras")),
     (SchedulerKind::Lcm, "LCM", None),
     (SchedulerKind::Heun, "Heun", None),
+    (SchedulerKind::Lms, "LMS", None),
+    (SchedulerKind::LmsKarras, "LMS", Some("Karras")),
 ];
 
 /// Other spellings of A1111 sampler names found in PNGs (its internal names, older labels).
@@ -72,6 +74,7 @@ impl SchedulerKind {
             }
             SchedulerClass::Lcm => ("LCM", None),
             SchedulerClass::Heun => ("Heun", sigma_schedule),
+            SchedulerClass::Lms => ("LMS", sigma_schedule),
         };
         Ok(SamplerLabel {
             sampler,
@@ -139,6 +142,10 @@ mod tests {
             ("Heun", None, Some(SchedulerKind::Heun)),
             ("heun", Some("Automatic"), Some(SchedulerKind::Heun)),
             ("Heun", Some("Karras"), None),
+            ("LMS", None, Some(SchedulerKind::Lms)),
+            ("LMS", Some("Karras"), Some(SchedulerKind::LmsKarras)),
+            ("lms", Some("Automatic"), Some(SchedulerKind::Lms)),
+            ("LMS", Some("Exponential"), None),
             ("euler_a", None, Some(SchedulerKind::EulerAncestral)),
             ("DPM++ 2M", Some("Uniform"), Some(SchedulerKind::DpmPp2m)),
         ];

@@ -49,7 +49,7 @@ pub enum SchedulerConfigError {
 }
 
 /// The diffusers scheduler classes this crate implements.
-pub const SUPPORTED_CLASSES: [&str; 7] = [
+pub const SUPPORTED_CLASSES: [&str; 8] = [
     "DDIMScheduler",
     "PNDMScheduler",
     "EulerDiscreteScheduler",
@@ -57,6 +57,7 @@ pub const SUPPORTED_CLASSES: [&str; 7] = [
     "DPMSolverMultistepScheduler",
     "LCMScheduler",
     "HeunDiscreteScheduler",
+    "LMSDiscreteScheduler",
 ];
 
 /// `beta_schedule`: how the per-step noise variances are spaced over the training timesteps.

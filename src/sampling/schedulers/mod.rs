@@ -17,6 +17,7 @@
 //! | `dpmpp-2m`, `dpmpp-2m-karras` | `DPMSolverMultistepScheduler`, dpmsolver++ | `dpmpp_2m.rs` |
 //! | `lcm` | `LCMScheduler` | `lcm.rs` |
 //! | `heun` | `HeunDiscreteScheduler` (two UNet evaluations per step) | `heun.rs` |
+//! | `lms`, `lms-karras` | `LMSDiscreteScheduler` | `lms.rs` |
 //!
 //! Beside them: `sigmas.rs` (the sigma schedules the Karras-style samplers share), `common.rs`
 //! (torch/numpy-exact schedule arithmetic), `config.rs` (reading `scheduler_config.json`) and
@@ -46,6 +47,7 @@ mod euler;
 mod euler_ancestral;
 mod heun;
 mod lcm;
+mod lms;
 mod pndm;
 mod sigmas;
 #[cfg(test)]
@@ -62,6 +64,7 @@ pub use euler::EulerDiscreteScheduler;
 pub use euler_ancestral::EulerAncestralDiscreteScheduler;
 pub use heun::HeunDiscreteScheduler;
 pub use lcm::LcmScheduler;
+pub use lms::LmsDiscreteScheduler;
 pub use pndm::PndmScheduler;
 
 /// What one denoising step produced.
@@ -136,11 +139,15 @@ pub enum SchedulerKind {
     Lcm,
     /// `HeunDiscreteScheduler`.
     Heun,
+    /// `LMSDiscreteScheduler` with `use_karras_sigmas=False`.
+    Lms,
+    /// `LMSDiscreteScheduler` with `use_karras_sigmas=True`.
+    LmsKarras,
 }
 
 impl SchedulerKind {
     /// Every kind, in CLI order.
-    pub const ALL: [SchedulerKind; 9] = [
+    pub const ALL: [SchedulerKind; 11] = [
         Self::Default,
         Self::Ddim,
         Self::Pndm,
@@ -150,6 +157,8 @@ impl SchedulerKind {
         Self::DpmPp2mKarras,
         Self::Lcm,
         Self::Heun,
+        Self::Lms,
+        Self::LmsKarras,
     ];
 
     /// The CLI name.
@@ -164,6 +173,8 @@ impl SchedulerKind {
             Self::DpmPp2mKarras => "dpmpp-2m-karras",
             Self::Lcm => "lcm",
             Self::Heun => "heun",
+            Self::Lms => "lms",
+            Self::LmsKarras => "lms-karras",
         }
     }
 }
@@ -176,7 +187,7 @@ impl fmt::Display for SchedulerKind {
 
 /// A scheduler name that is not one of [`SchedulerKind::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown scheduler `{0}` (valid: default, ddim, pndm, euler, euler-a, dpmpp-2m, dpmpp-2m-karras, lcm, heun)")]
+#[error("unknown scheduler `{0}` (valid: default, ddim, pndm, euler, euler-a, dpmpp-2m, dpmpp-2m-karras, lcm, heun, lms, lms-karras)")]
 pub struct UnknownSchedulerKind(pub String);
 
 impl FromStr for SchedulerKind {
@@ -199,6 +210,7 @@ pub(crate) enum SchedulerClass {
     DpmSolverMultistep,
     Lcm,
     Heun,
+    Lms,
 }
 
 pub(crate) fn resolve_class(
@@ -219,6 +231,7 @@ pub(crate) fn resolve_class(
                 "DPMSolverMultistepScheduler" => SchedulerClass::DpmSolverMultistep,
                 "LCMScheduler" => SchedulerClass::Lcm,
                 "HeunDiscreteScheduler" => SchedulerClass::Heun,
+                "LMSDiscreteScheduler" => SchedulerClass::Lms,
                 other => {
                     return Err(SchedulerConfigError::UnsupportedClass {
                         name: other.to_string(),
@@ -233,6 +246,7 @@ pub(crate) fn resolve_class(
         SchedulerKind::DpmPp2m | SchedulerKind::DpmPp2mKarras => SchedulerClass::DpmSolverMultistep,
         SchedulerKind::Lcm => SchedulerClass::Lcm,
         SchedulerKind::Heun => SchedulerClass::Heun,
+        SchedulerKind::Lms | SchedulerKind::LmsKarras => SchedulerClass::Lms,
     })
 }
 
@@ -245,12 +259,22 @@ pub(crate) fn effective_config(kind: SchedulerKind, config: &SchedulerConfig) ->
         config.skip_prk_steps = Some(true);
         config.mark_given("skip_prk_steps");
     }
+    let karras_override = match kind {
+        SchedulerKind::DpmPp2m | SchedulerKind::Lms => Some(false),
+        SchedulerKind::DpmPp2mKarras | SchedulerKind::LmsKarras => Some(true),
+        _ => None,
+    };
     if let SchedulerKind::DpmPp2m | SchedulerKind::DpmPp2mKarras = kind {
-        let karras = kind == SchedulerKind::DpmPp2mKarras;
         config.algorithm_type = Some("dpmsolver++".into());
         config.solver_order = Some(2);
+        for key in ["algorithm_type", "solver_order"] {
+            config.mark_given(key);
+        }
+    }
+    if let Some(karras) = karras_override {
+        // `lms` / `dpmpp-2m` name the plain sigmas, `lms-karras` / `dpmpp-2m-karras` Karras'.
         config.use_karras_sigmas = Some(karras);
-        let mut keys = vec!["algorithm_type", "solver_order", "use_karras_sigmas"];
+        let mut keys = vec!["use_karras_sigmas"];
         if karras {
             // The Karras schedule replaces any other sigma schedule of the model's config.
             config.use_exponential_sigmas = Some(false);
@@ -294,11 +318,12 @@ pub fn build_scheduler(
         }
         SchedulerClass::Lcm => Box::new(LcmScheduler::new(&config, n)?),
         SchedulerClass::Heun => Box::new(HeunDiscreteScheduler::new(&config, n)?),
+        SchedulerClass::Lms => Box::new(LmsDiscreteScheduler::new(&config, n)?),
     })
 }
 
 /// The sigma schedule (`scheduler.sigmas`: one entry per timestep plus the final one) of the
-/// sigma-based classes (Euler, Euler a, DPM-Solver, Heun); `None` for DDIM, PNDM and LCM.
+/// sigma-based classes (Euler, Euler a, DPM-Solver, Heun, LMS); `None` for DDIM, PNDM and LCM.
 pub fn sigma_schedule(
     kind: SchedulerKind,
     config: &SchedulerConfig,
@@ -320,6 +345,7 @@ pub fn sigma_schedule(
                 .to_vec(),
         ),
         SchedulerClass::Heun => Some(HeunDiscreteScheduler::new(&config, n)?.sigmas().to_vec()),
+        SchedulerClass::Lms => Some(LmsDiscreteScheduler::new(&config, n)?.sigmas().to_vec()),
         SchedulerClass::Ddim | SchedulerClass::Pndm | SchedulerClass::Lcm => None,
     })
 }
@@ -404,6 +430,14 @@ mod tests {
         );
         assert_eq!(label(SchedulerKind::Lcm, &sd15), ("LCM", None));
         assert_eq!(label(SchedulerKind::Heun, &sd15), ("Heun", None));
+        assert_eq!(label(SchedulerKind::Lms, &sd15), ("LMS", None));
+        assert_eq!(
+            label(SchedulerKind::LmsKarras, &sd15),
+            ("LMS", Some("Karras"))
+        );
+        let lms_karras =
+            config(r#"{"_class_name": "LMSDiscreteScheduler", "use_karras_sigmas": true}"#);
+        assert_eq!(label(SchedulerKind::Lms, &lms_karras), ("LMS", None));
         let heun_karras =
             config(r#"{"_class_name": "HeunDiscreteScheduler", "use_karras_sigmas": true}"#);
         assert_eq!(
@@ -568,6 +602,8 @@ mod tests {
             timesteps(SchedulerKind::Lcm, 4),
             [999.0, 759.0, 499.0, 259.0]
         );
+        // LMS: Euler's timesteps (Karras: from the respaced sigmas).
+        assert_eq!(timesteps(SchedulerKind::Lms, 4), [999.0, 666.0, 333.0, 0.0]);
         // Heun: Euler's linspace timesteps, all but the first evaluated twice.
         assert_eq!(
             timesteps(SchedulerKind::Heun, 4),
