@@ -15,7 +15,7 @@ pub struct SamplerLabel {
 }
 
 /// The sampler each selectable kind is in A1111: `(kind, Sampler, Schedule type)`.
-const NAMES: [(SchedulerKind, &str, Option<&str>); 10] = [
+const NAMES: [(SchedulerKind, &str, Option<&str>); 12] = [
     (SchedulerKind::Ddim, "DDIM", None),
     (SchedulerKind::Pndm, "PLMS", None),
     (SchedulerKind::Euler, "Euler", None),
@@ -26,15 +26,18 @@ const NAMES: [(SchedulerKind, &str, Option<&str>); 10] = [
     (SchedulerKind::Heun, "Heun", None),
     (SchedulerKind::Lms, "LMS", None),
     (SchedulerKind::LmsKarras, "LMS", Some("Karras")),
+    (SchedulerKind::Dpm2, "DPM2", None),
+    (SchedulerKind::Dpm2Ancestral, "DPM2 a", None),
 ];
 
 /// Other spellings of A1111 sampler names found in PNGs (its internal names, older labels).
-const ALIASES: [(&str, &str); 5] = [
+const ALIASES: [(&str, &str); 6] = [
     ("euler_a", "Euler a"),
     ("euler ancestral", "Euler a"),
     ("pndm", "PLMS"),
     ("dpmpp_2m", "DPM++ 2M"),
     ("k_euler", "Euler"),
+    ("dpm2_ancestral", "DPM2 a"),
 ];
 
 impl SchedulerKind {
@@ -75,6 +78,8 @@ impl SchedulerKind {
             SchedulerClass::Lcm => ("LCM", None),
             SchedulerClass::Heun => ("Heun", sigma_schedule),
             SchedulerClass::Lms => ("LMS", sigma_schedule),
+            SchedulerClass::Kdpm2 => ("DPM2", sigma_schedule),
+            SchedulerClass::Kdpm2Ancestral => ("DPM2 a", sigma_schedule),
         };
         Ok(SamplerLabel {
             sampler,
@@ -146,6 +151,10 @@ mod tests {
             ("LMS", Some("Karras"), Some(SchedulerKind::LmsKarras)),
             ("lms", Some("Automatic"), Some(SchedulerKind::Lms)),
             ("LMS", Some("Exponential"), None),
+            ("DPM2", None, Some(SchedulerKind::Dpm2)),
+            ("DPM2 a", None, Some(SchedulerKind::Dpm2Ancestral)),
+            ("dpm2_ancestral", None, Some(SchedulerKind::Dpm2Ancestral)),
+            ("DPM2 a", Some("Karras"), None),
             ("euler_a", None, Some(SchedulerKind::EulerAncestral)),
             ("DPM++ 2M", Some("Uniform"), Some(SchedulerKind::DpmPp2m)),
         ];

@@ -49,7 +49,7 @@ pub enum SchedulerConfigError {
 }
 
 /// The diffusers scheduler classes this crate implements.
-pub const SUPPORTED_CLASSES: [&str; 8] = [
+pub const SUPPORTED_CLASSES: [&str; 10] = [
     "DDIMScheduler",
     "PNDMScheduler",
     "EulerDiscreteScheduler",
@@ -58,6 +58,8 @@ pub const SUPPORTED_CLASSES: [&str; 8] = [
     "LCMScheduler",
     "HeunDiscreteScheduler",
     "LMSDiscreteScheduler",
+    "KDPM2DiscreteScheduler",
+    "KDPM2AncestralDiscreteScheduler",
 ];
 
 /// `beta_schedule`: how the per-step noise variances are spaced over the training timesteps.

@@ -18,6 +18,8 @@
 //! | `lcm` | `LCMScheduler` | `lcm.rs` |
 //! | `heun` | `HeunDiscreteScheduler` (two UNet evaluations per step) | `heun.rs` |
 //! | `lms`, `lms-karras` | `LMSDiscreteScheduler` | `lms.rs` |
+//! | `dpm2` | `KDPM2DiscreteScheduler` (two UNet evaluations per step) | `kdpm2.rs` |
+//! | `dpm2-a` | `KDPM2AncestralDiscreteScheduler` (two UNet evaluations per step) | `kdpm2_ancestral.rs` |
 //!
 //! Beside them: `sigmas.rs` (the sigma schedules the Karras-style samplers share), `common.rs`
 //! (torch/numpy-exact schedule arithmetic), `config.rs` (reading `scheduler_config.json`) and
@@ -46,6 +48,8 @@ mod dpmpp_2m;
 mod euler;
 mod euler_ancestral;
 mod heun;
+mod kdpm2;
+mod kdpm2_ancestral;
 mod lcm;
 mod lms;
 mod pndm;
@@ -63,6 +67,8 @@ pub use dpmpp_2m::DpmSolverMultistepScheduler;
 pub use euler::EulerDiscreteScheduler;
 pub use euler_ancestral::EulerAncestralDiscreteScheduler;
 pub use heun::HeunDiscreteScheduler;
+pub use kdpm2::Kdpm2DiscreteScheduler;
+pub use kdpm2_ancestral::Kdpm2AncestralDiscreteScheduler;
 pub use lcm::LcmScheduler;
 pub use lms::LmsDiscreteScheduler;
 pub use pndm::PndmScheduler;
@@ -143,11 +149,15 @@ pub enum SchedulerKind {
     Lms,
     /// `LMSDiscreteScheduler` with `use_karras_sigmas=True`.
     LmsKarras,
+    /// `KDPM2DiscreteScheduler`.
+    Dpm2,
+    /// `KDPM2AncestralDiscreteScheduler`.
+    Dpm2Ancestral,
 }
 
 impl SchedulerKind {
     /// Every kind, in CLI order.
-    pub const ALL: [SchedulerKind; 11] = [
+    pub const ALL: [SchedulerKind; 13] = [
         Self::Default,
         Self::Ddim,
         Self::Pndm,
@@ -159,6 +169,8 @@ impl SchedulerKind {
         Self::Heun,
         Self::Lms,
         Self::LmsKarras,
+        Self::Dpm2,
+        Self::Dpm2Ancestral,
     ];
 
     /// The CLI name.
@@ -175,6 +187,8 @@ impl SchedulerKind {
             Self::Heun => "heun",
             Self::Lms => "lms",
             Self::LmsKarras => "lms-karras",
+            Self::Dpm2 => "dpm2",
+            Self::Dpm2Ancestral => "dpm2-a",
         }
     }
 }
@@ -187,7 +201,7 @@ impl fmt::Display for SchedulerKind {
 
 /// A scheduler name that is not one of [`SchedulerKind::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown scheduler `{0}` (valid: default, ddim, pndm, euler, euler-a, dpmpp-2m, dpmpp-2m-karras, lcm, heun, lms, lms-karras)")]
+#[error("unknown scheduler `{0}` (valid: default, ddim, pndm, euler, euler-a, dpmpp-2m, dpmpp-2m-karras, lcm, heun, lms, lms-karras, dpm2, dpm2-a)")]
 pub struct UnknownSchedulerKind(pub String);
 
 impl FromStr for SchedulerKind {
@@ -211,6 +225,8 @@ pub(crate) enum SchedulerClass {
     Lcm,
     Heun,
     Lms,
+    Kdpm2,
+    Kdpm2Ancestral,
 }
 
 pub(crate) fn resolve_class(
@@ -232,6 +248,8 @@ pub(crate) fn resolve_class(
                 "LCMScheduler" => SchedulerClass::Lcm,
                 "HeunDiscreteScheduler" => SchedulerClass::Heun,
                 "LMSDiscreteScheduler" => SchedulerClass::Lms,
+                "KDPM2DiscreteScheduler" => SchedulerClass::Kdpm2,
+                "KDPM2AncestralDiscreteScheduler" => SchedulerClass::Kdpm2Ancestral,
                 other => {
                     return Err(SchedulerConfigError::UnsupportedClass {
                         name: other.to_string(),
@@ -247,6 +265,8 @@ pub(crate) fn resolve_class(
         SchedulerKind::Lcm => SchedulerClass::Lcm,
         SchedulerKind::Heun => SchedulerClass::Heun,
         SchedulerKind::Lms | SchedulerKind::LmsKarras => SchedulerClass::Lms,
+        SchedulerKind::Dpm2 => SchedulerClass::Kdpm2,
+        SchedulerKind::Dpm2Ancestral => SchedulerClass::Kdpm2Ancestral,
     })
 }
 
@@ -319,11 +339,16 @@ pub fn build_scheduler(
         SchedulerClass::Lcm => Box::new(LcmScheduler::new(&config, n)?),
         SchedulerClass::Heun => Box::new(HeunDiscreteScheduler::new(&config, n)?),
         SchedulerClass::Lms => Box::new(LmsDiscreteScheduler::new(&config, n)?),
+        SchedulerClass::Kdpm2 => Box::new(Kdpm2DiscreteScheduler::new(&config, n)?),
+        SchedulerClass::Kdpm2Ancestral => {
+            Box::new(Kdpm2AncestralDiscreteScheduler::new(&config, n)?)
+        }
     })
 }
 
 /// The sigma schedule (`scheduler.sigmas`: one entry per timestep plus the final one) of the
-/// sigma-based classes (Euler, Euler a, DPM-Solver, Heun, LMS); `None` for DDIM, PNDM and LCM.
+/// sigma-based classes (Euler, Euler a, DPM-Solver, Heun, LMS, DPM2, DPM2 a); `None` for DDIM,
+/// PNDM and LCM. Heun's and DPM2's are interleaved like their timesteps, as in diffusers.
 pub fn sigma_schedule(
     kind: SchedulerKind,
     config: &SchedulerConfig,
@@ -346,6 +371,12 @@ pub fn sigma_schedule(
         ),
         SchedulerClass::Heun => Some(HeunDiscreteScheduler::new(&config, n)?.sigmas().to_vec()),
         SchedulerClass::Lms => Some(LmsDiscreteScheduler::new(&config, n)?.sigmas().to_vec()),
+        SchedulerClass::Kdpm2 => Some(Kdpm2DiscreteScheduler::new(&config, n)?.sigmas().to_vec()),
+        SchedulerClass::Kdpm2Ancestral => Some(
+            Kdpm2AncestralDiscreteScheduler::new(&config, n)?
+                .sigmas()
+                .to_vec(),
+        ),
         SchedulerClass::Ddim | SchedulerClass::Pndm | SchedulerClass::Lcm => None,
     })
 }
@@ -355,8 +386,8 @@ pub fn sigma_schedule(
 ///
 /// The sampling loop then runs `timesteps()[t_start * order..]`, noising the init latents with
 /// `add_noise(.., t_start * order)`, as diffusers' `timesteps[t_start * order:]` and
-/// `set_begin_index(t_start * order)` ([`Scheduler::order`]: 2 for Heun, whose steps take two
-/// entries each, 1 for the others).
+/// `set_begin_index(t_start * order)` ([`Scheduler::order`]: 2 for Heun and DPM2 (a), whose
+/// steps take two entries each, 1 for the others).
 ///
 /// `t_start` is computed from `N`, not from the length of `timesteps()`. PNDM in PLMS mode
 /// has `N + 1` timesteps (the second one repeated), so its img2img run makes `N + 1 - t_start`
@@ -438,6 +469,14 @@ mod tests {
         let lms_karras =
             config(r#"{"_class_name": "LMSDiscreteScheduler", "use_karras_sigmas": true}"#);
         assert_eq!(label(SchedulerKind::Lms, &lms_karras), ("LMS", None));
+        assert_eq!(label(SchedulerKind::Dpm2, &sd15), ("DPM2", None));
+        assert_eq!(label(SchedulerKind::Dpm2Ancestral, &sd15), ("DPM2 a", None));
+        let dpm2_karras =
+            config(r#"{"_class_name": "KDPM2DiscreteScheduler", "use_karras_sigmas": true}"#);
+        assert_eq!(
+            label(SchedulerKind::Default, &dpm2_karras),
+            ("DPM2", Some("Karras"))
+        );
         let heun_karras =
             config(r#"{"_class_name": "HeunDiscreteScheduler", "use_karras_sigmas": true}"#);
         assert_eq!(
@@ -604,6 +643,10 @@ mod tests {
         );
         // LMS: Euler's timesteps (Karras: from the respaced sigmas).
         assert_eq!(timesteps(SchedulerKind::Lms, 4), [999.0, 666.0, 333.0, 0.0]);
+        // DPM2: each later timestep preceded by its midpoint's (DPM2 a: each step's midpoint
+        // right after it).
+        assert_eq!(timesteps(SchedulerKind::Dpm2, 4).len(), 7);
+        assert_eq!(timesteps(SchedulerKind::Dpm2Ancestral, 4).len(), 7);
         // Heun: Euler's linspace timesteps, all but the first evaluated twice.
         assert_eq!(
             timesteps(SchedulerKind::Heun, 4),
