@@ -66,8 +66,8 @@ pub struct GenerateArgs {
     width: Option<usize>,
     #[arg(long)]
     height: Option<usize>,
-    /// default, ddim, pndm, euler, euler-a, dpmpp-2m, dpmpp-2m-karras, lcm, heun, lms, lms-karras, dpm2
-    /// or dpm2-a.
+    /// default, ddim, pndm, euler, euler-a, dpmpp-2m, dpmpp-2m-karras, lcm, heun, lms, lms-karras, dpm2,
+    /// dpm2-a or unipc.
     #[arg(long, default_value = "default")]
     scheduler: String,
     /// Start from this image (img2img).

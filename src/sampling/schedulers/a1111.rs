@@ -15,7 +15,7 @@ pub struct SamplerLabel {
 }
 
 /// The sampler each selectable kind is in A1111: `(kind, Sampler, Schedule type)`.
-const NAMES: [(SchedulerKind, &str, Option<&str>); 12] = [
+const NAMES: [(SchedulerKind, &str, Option<&str>); 13] = [
     (SchedulerKind::Ddim, "DDIM", None),
     (SchedulerKind::Pndm, "PLMS", None),
     (SchedulerKind::Euler, "Euler", None),
@@ -28,6 +28,7 @@ const NAMES: [(SchedulerKind, &str, Option<&str>); 12] = [
     (SchedulerKind::LmsKarras, "LMS", Some("Karras")),
     (SchedulerKind::Dpm2, "DPM2", None),
     (SchedulerKind::Dpm2Ancestral, "DPM2 a", None),
+    (SchedulerKind::UniPc, "UniPC", None),
 ];
 
 /// Other spellings of A1111 sampler names found in PNGs (its internal names, older labels).
@@ -80,6 +81,7 @@ impl SchedulerKind {
             SchedulerClass::Lms => ("LMS", sigma_schedule),
             SchedulerClass::Kdpm2 => ("DPM2", sigma_schedule),
             SchedulerClass::Kdpm2Ancestral => ("DPM2 a", sigma_schedule),
+            SchedulerClass::UniPc => ("UniPC", sigma_schedule),
         };
         Ok(SamplerLabel {
             sampler,
@@ -155,6 +157,8 @@ mod tests {
             ("DPM2 a", None, Some(SchedulerKind::Dpm2Ancestral)),
             ("dpm2_ancestral", None, Some(SchedulerKind::Dpm2Ancestral)),
             ("DPM2 a", Some("Karras"), None),
+            ("UniPC", None, Some(SchedulerKind::UniPc)),
+            ("unipc", Some("Uniform"), Some(SchedulerKind::UniPc)),
             ("euler_a", None, Some(SchedulerKind::EulerAncestral)),
             ("DPM++ 2M", Some("Uniform"), Some(SchedulerKind::DpmPp2m)),
         ];

@@ -49,7 +49,7 @@ pub enum SchedulerConfigError {
 }
 
 /// The diffusers scheduler classes this crate implements.
-pub const SUPPORTED_CLASSES: [&str; 10] = [
+pub const SUPPORTED_CLASSES: [&str; 11] = [
     "DDIMScheduler",
     "PNDMScheduler",
     "EulerDiscreteScheduler",
@@ -60,6 +60,7 @@ pub const SUPPORTED_CLASSES: [&str; 10] = [
     "LMSDiscreteScheduler",
     "KDPM2DiscreteScheduler",
     "KDPM2AncestralDiscreteScheduler",
+    "UniPCMultistepScheduler",
 ];
 
 /// `beta_schedule`: how the per-step noise variances are spaced over the training timesteps.
@@ -207,6 +208,11 @@ pub struct SchedulerConfig {
     #[serde(deserialize_with = "flexible_f64")]
     pub lambda_min_clipped: Option<f64>,
     pub variance_type: Option<String>,
+
+    // UniPC.
+    pub predict_x0: Option<bool>,
+    pub disable_corrector: Option<Vec<i64>>,
+    pub use_dynamic_shifting: Option<bool>,
 
     // LCM.
     pub original_inference_steps: Option<u64>,

@@ -20,6 +20,7 @@
 //! | `lms`, `lms-karras` | `LMSDiscreteScheduler` | `lms.rs` |
 //! | `dpm2` | `KDPM2DiscreteScheduler` (two UNet evaluations per step) | `kdpm2.rs` |
 //! | `dpm2-a` | `KDPM2AncestralDiscreteScheduler` (two UNet evaluations per step) | `kdpm2_ancestral.rs` |
+//! | `unipc` | `UniPCMultistepScheduler` | `unipc.rs` |
 //!
 //! Beside them: `sigmas.rs` (the sigma schedules the Karras-style samplers share), `common.rs`
 //! (torch/numpy-exact schedule arithmetic), `config.rs` (reading `scheduler_config.json`) and
@@ -56,6 +57,7 @@ mod pndm;
 mod sigmas;
 #[cfg(test)]
 mod testing;
+mod unipc;
 
 pub use a1111::SamplerLabel;
 pub use config::{
@@ -72,6 +74,7 @@ pub use kdpm2_ancestral::Kdpm2AncestralDiscreteScheduler;
 pub use lcm::LcmScheduler;
 pub use lms::LmsDiscreteScheduler;
 pub use pndm::PndmScheduler;
+pub use unipc::UniPcMultistepScheduler;
 
 /// What one denoising step produced.
 pub struct StepOutput {
@@ -153,11 +156,13 @@ pub enum SchedulerKind {
     Dpm2,
     /// `KDPM2AncestralDiscreteScheduler`.
     Dpm2Ancestral,
+    /// `UniPCMultistepScheduler`.
+    UniPc,
 }
 
 impl SchedulerKind {
     /// Every kind, in CLI order.
-    pub const ALL: [SchedulerKind; 13] = [
+    pub const ALL: [SchedulerKind; 14] = [
         Self::Default,
         Self::Ddim,
         Self::Pndm,
@@ -171,6 +176,7 @@ impl SchedulerKind {
         Self::LmsKarras,
         Self::Dpm2,
         Self::Dpm2Ancestral,
+        Self::UniPc,
     ];
 
     /// The CLI name.
@@ -189,6 +195,7 @@ impl SchedulerKind {
             Self::LmsKarras => "lms-karras",
             Self::Dpm2 => "dpm2",
             Self::Dpm2Ancestral => "dpm2-a",
+            Self::UniPc => "unipc",
         }
     }
 }
@@ -201,7 +208,7 @@ impl fmt::Display for SchedulerKind {
 
 /// A scheduler name that is not one of [`SchedulerKind::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown scheduler `{0}` (valid: default, ddim, pndm, euler, euler-a, dpmpp-2m, dpmpp-2m-karras, lcm, heun, lms, lms-karras, dpm2, dpm2-a)")]
+#[error("unknown scheduler `{0}` (valid: default, ddim, pndm, euler, euler-a, dpmpp-2m, dpmpp-2m-karras, lcm, heun, lms, lms-karras, dpm2, dpm2-a, unipc)")]
 pub struct UnknownSchedulerKind(pub String);
 
 impl FromStr for SchedulerKind {
@@ -227,6 +234,7 @@ pub(crate) enum SchedulerClass {
     Lms,
     Kdpm2,
     Kdpm2Ancestral,
+    UniPc,
 }
 
 pub(crate) fn resolve_class(
@@ -250,6 +258,7 @@ pub(crate) fn resolve_class(
                 "LMSDiscreteScheduler" => SchedulerClass::Lms,
                 "KDPM2DiscreteScheduler" => SchedulerClass::Kdpm2,
                 "KDPM2AncestralDiscreteScheduler" => SchedulerClass::Kdpm2Ancestral,
+                "UniPCMultistepScheduler" => SchedulerClass::UniPc,
                 other => {
                     return Err(SchedulerConfigError::UnsupportedClass {
                         name: other.to_string(),
@@ -267,6 +276,7 @@ pub(crate) fn resolve_class(
         SchedulerKind::Lms | SchedulerKind::LmsKarras => SchedulerClass::Lms,
         SchedulerKind::Dpm2 => SchedulerClass::Kdpm2,
         SchedulerKind::Dpm2Ancestral => SchedulerClass::Kdpm2Ancestral,
+        SchedulerKind::UniPc => SchedulerClass::UniPc,
     })
 }
 
@@ -343,11 +353,12 @@ pub fn build_scheduler(
         SchedulerClass::Kdpm2Ancestral => {
             Box::new(Kdpm2AncestralDiscreteScheduler::new(&config, n)?)
         }
+        SchedulerClass::UniPc => Box::new(UniPcMultistepScheduler::new(&config, n)?),
     })
 }
 
 /// The sigma schedule (`scheduler.sigmas`: one entry per timestep plus the final one) of the
-/// sigma-based classes (Euler, Euler a, DPM-Solver, Heun, LMS, DPM2, DPM2 a); `None` for DDIM,
+/// sigma-based classes (Euler, Euler a, DPM-Solver, Heun, LMS, DPM2, DPM2 a, UniPC); `None` for DDIM,
 /// PNDM and LCM. Heun's and DPM2's are interleaved like their timesteps, as in diffusers.
 pub fn sigma_schedule(
     kind: SchedulerKind,
@@ -372,6 +383,7 @@ pub fn sigma_schedule(
         SchedulerClass::Heun => Some(HeunDiscreteScheduler::new(&config, n)?.sigmas().to_vec()),
         SchedulerClass::Lms => Some(LmsDiscreteScheduler::new(&config, n)?.sigmas().to_vec()),
         SchedulerClass::Kdpm2 => Some(Kdpm2DiscreteScheduler::new(&config, n)?.sigmas().to_vec()),
+        SchedulerClass::UniPc => Some(UniPcMultistepScheduler::new(&config, n)?.sigmas().to_vec()),
         SchedulerClass::Kdpm2Ancestral => Some(
             Kdpm2AncestralDiscreteScheduler::new(&config, n)?
                 .sigmas()
@@ -470,6 +482,7 @@ mod tests {
             config(r#"{"_class_name": "LMSDiscreteScheduler", "use_karras_sigmas": true}"#);
         assert_eq!(label(SchedulerKind::Lms, &lms_karras), ("LMS", None));
         assert_eq!(label(SchedulerKind::Dpm2, &sd15), ("DPM2", None));
+        assert_eq!(label(SchedulerKind::UniPc, &sd15), ("UniPC", None));
         assert_eq!(label(SchedulerKind::Dpm2Ancestral, &sd15), ("DPM2 a", None));
         let dpm2_karras =
             config(r#"{"_class_name": "KDPM2DiscreteScheduler", "use_karras_sigmas": true}"#);
@@ -590,6 +603,24 @@ mod tests {
         assert!(build_scheduler(SchedulerKind::DpmPp2m, &cfg, 20).is_err()); // thresholding
         let cfg = config(r#"{"algorithm_type": "sde-dpmsolver++", "solver_order": 3}"#);
         assert!(build_scheduler(SchedulerKind::DpmPp2m, &cfg, 20).is_ok());
+        // UniPC from a DPM-Solver config: its solver names map to bh2, as in diffusers.
+        let dpm = config(
+            r#"{"_class_name": "DPMSolverMultistepScheduler", "solver_type": "midpoint",
+                "algorithm_type": "dpmsolver++", "solver_order": 2}"#,
+        );
+        assert!(build_scheduler(SchedulerKind::UniPc, &dpm, 20).is_ok());
+        for (text, needle) in [
+            (r#"{"use_flow_sigmas": true}"#, "use_flow_sigmas"),
+            (r#"{"solver_type": "bh3"}"#, "bh3"),
+            (r#"{"solver_order": 4}"#, "solver_order"),
+            (
+                r#"{"prediction_type": "flow_prediction"}"#,
+                "flow_prediction",
+            ),
+        ] {
+            let msg = build_err(SchedulerKind::UniPc, text);
+            assert!(msg.contains(needle), "{text}: {msg}");
+        }
     }
 
     #[test]
@@ -643,6 +674,11 @@ mod tests {
         );
         // LMS: Euler's timesteps (Karras: from the respaced sigmas).
         assert_eq!(timesteps(SchedulerKind::Lms, 4), [999.0, 666.0, 333.0, 0.0]);
+        // UniPC: DPM-Solver's spacing.
+        assert_eq!(
+            timesteps(SchedulerKind::UniPc, 4),
+            [999.0, 749.0, 500.0, 250.0]
+        );
         // DPM2: each later timestep preceded by its midpoint's (DPM2 a: each step's midpoint
         // right after it).
         assert_eq!(timesteps(SchedulerKind::Dpm2, 4).len(), 7);
