@@ -15,7 +15,7 @@ pub struct SamplerLabel {
 }
 
 /// The sampler each selectable kind is in A1111: `(kind, Sampler, Schedule type)`.
-const NAMES: [(SchedulerKind, &str, Option<&str>); 13] = [
+const NAMES: [(SchedulerKind, &str, Option<&str>); 14] = [
     (SchedulerKind::Ddim, "DDIM", None),
     (SchedulerKind::Pndm, "PLMS", None),
     (SchedulerKind::Euler, "Euler", None),
@@ -29,6 +29,8 @@ const NAMES: [(SchedulerKind, &str, Option<&str>); 13] = [
     (SchedulerKind::Dpm2, "DPM2", None),
     (SchedulerKind::Dpm2Ancestral, "DPM2 a", None),
     (SchedulerKind::UniPc, "UniPC", None),
+    // Not an A1111 sampler: the name this app writes and reads back.
+    (SchedulerKind::Ddpm, "DDPM", None),
 ];
 
 /// Other spellings of A1111 sampler names found in PNGs (its internal names, older labels).
@@ -82,6 +84,7 @@ impl SchedulerKind {
             SchedulerClass::Kdpm2 => ("DPM2", sigma_schedule),
             SchedulerClass::Kdpm2Ancestral => ("DPM2 a", sigma_schedule),
             SchedulerClass::UniPc => ("UniPC", sigma_schedule),
+            SchedulerClass::Ddpm => ("DDPM", None),
         };
         Ok(SamplerLabel {
             sampler,
@@ -159,6 +162,7 @@ mod tests {
             ("DPM2 a", Some("Karras"), None),
             ("UniPC", None, Some(SchedulerKind::UniPc)),
             ("unipc", Some("Uniform"), Some(SchedulerKind::UniPc)),
+            ("DDPM", None, Some(SchedulerKind::Ddpm)),
             ("euler_a", None, Some(SchedulerKind::EulerAncestral)),
             ("DPM++ 2M", Some("Uniform"), Some(SchedulerKind::DpmPp2m)),
         ];

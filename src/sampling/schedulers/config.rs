@@ -49,7 +49,7 @@ pub enum SchedulerConfigError {
 }
 
 /// The diffusers scheduler classes this crate implements.
-pub const SUPPORTED_CLASSES: [&str; 11] = [
+pub const SUPPORTED_CLASSES: [&str; 12] = [
     "DDIMScheduler",
     "PNDMScheduler",
     "EulerDiscreteScheduler",
@@ -61,6 +61,7 @@ pub const SUPPORTED_CLASSES: [&str; 11] = [
     "KDPM2DiscreteScheduler",
     "KDPM2AncestralDiscreteScheduler",
     "UniPCMultistepScheduler",
+    "DDPMScheduler",
 ];
 
 /// `beta_schedule`: how the per-step noise variances are spaced over the training timesteps.

@@ -21,6 +21,7 @@
 //! | `dpm2` | `KDPM2DiscreteScheduler` (two UNet evaluations per step) | `kdpm2.rs` |
 //! | `dpm2-a` | `KDPM2AncestralDiscreteScheduler` (two UNet evaluations per step) | `kdpm2_ancestral.rs` |
 //! | `unipc` | `UniPCMultistepScheduler` | `unipc.rs` |
+//! | `ddpm` | `DDPMScheduler` | `ddpm.rs` |
 //!
 //! Beside them: `sigmas.rs` (the sigma schedules the Karras-style samplers share), `common.rs`
 //! (torch/numpy-exact schedule arithmetic), `config.rs` (reading `scheduler_config.json`) and
@@ -45,6 +46,7 @@ mod a1111;
 mod common;
 mod config;
 mod ddim;
+mod ddpm;
 mod dpmpp_2m;
 mod euler;
 mod euler_ancestral;
@@ -65,6 +67,7 @@ pub use config::{
     SUPPORTED_CLASSES,
 };
 pub use ddim::DdimScheduler;
+pub use ddpm::DdpmScheduler;
 pub use dpmpp_2m::DpmSolverMultistepScheduler;
 pub use euler::EulerDiscreteScheduler;
 pub use euler_ancestral::EulerAncestralDiscreteScheduler;
@@ -158,11 +161,13 @@ pub enum SchedulerKind {
     Dpm2Ancestral,
     /// `UniPCMultistepScheduler`.
     UniPc,
+    /// `DDPMScheduler`.
+    Ddpm,
 }
 
 impl SchedulerKind {
     /// Every kind, in CLI order.
-    pub const ALL: [SchedulerKind; 14] = [
+    pub const ALL: [SchedulerKind; 15] = [
         Self::Default,
         Self::Ddim,
         Self::Pndm,
@@ -177,6 +182,7 @@ impl SchedulerKind {
         Self::Dpm2,
         Self::Dpm2Ancestral,
         Self::UniPc,
+        Self::Ddpm,
     ];
 
     /// The CLI name.
@@ -196,6 +202,7 @@ impl SchedulerKind {
             Self::Dpm2 => "dpm2",
             Self::Dpm2Ancestral => "dpm2-a",
             Self::UniPc => "unipc",
+            Self::Ddpm => "ddpm",
         }
     }
 }
@@ -208,7 +215,7 @@ impl fmt::Display for SchedulerKind {
 
 /// A scheduler name that is not one of [`SchedulerKind::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown scheduler `{0}` (valid: default, ddim, pndm, euler, euler-a, dpmpp-2m, dpmpp-2m-karras, lcm, heun, lms, lms-karras, dpm2, dpm2-a, unipc)")]
+#[error("unknown scheduler `{0}` (valid: default, ddim, pndm, euler, euler-a, dpmpp-2m, dpmpp-2m-karras, lcm, heun, lms, lms-karras, dpm2, dpm2-a, unipc, ddpm)")]
 pub struct UnknownSchedulerKind(pub String);
 
 impl FromStr for SchedulerKind {
@@ -235,6 +242,7 @@ pub(crate) enum SchedulerClass {
     Kdpm2,
     Kdpm2Ancestral,
     UniPc,
+    Ddpm,
 }
 
 pub(crate) fn resolve_class(
@@ -259,6 +267,7 @@ pub(crate) fn resolve_class(
                 "KDPM2DiscreteScheduler" => SchedulerClass::Kdpm2,
                 "KDPM2AncestralDiscreteScheduler" => SchedulerClass::Kdpm2Ancestral,
                 "UniPCMultistepScheduler" => SchedulerClass::UniPc,
+                "DDPMScheduler" => SchedulerClass::Ddpm,
                 other => {
                     return Err(SchedulerConfigError::UnsupportedClass {
                         name: other.to_string(),
@@ -277,6 +286,7 @@ pub(crate) fn resolve_class(
         SchedulerKind::Dpm2 => SchedulerClass::Kdpm2,
         SchedulerKind::Dpm2Ancestral => SchedulerClass::Kdpm2Ancestral,
         SchedulerKind::UniPc => SchedulerClass::UniPc,
+        SchedulerKind::Ddpm => SchedulerClass::Ddpm,
     })
 }
 
@@ -354,12 +364,13 @@ pub fn build_scheduler(
             Box::new(Kdpm2AncestralDiscreteScheduler::new(&config, n)?)
         }
         SchedulerClass::UniPc => Box::new(UniPcMultistepScheduler::new(&config, n)?),
+        SchedulerClass::Ddpm => Box::new(DdpmScheduler::new(&config, n)?),
     })
 }
 
 /// The sigma schedule (`scheduler.sigmas`: one entry per timestep plus the final one) of the
 /// sigma-based classes (Euler, Euler a, DPM-Solver, Heun, LMS, DPM2, DPM2 a, UniPC); `None` for DDIM,
-/// PNDM and LCM. Heun's and DPM2's are interleaved like their timesteps, as in diffusers.
+/// PNDM, LCM and DDPM. Heun's and DPM2's are interleaved like their timesteps, as in diffusers.
 pub fn sigma_schedule(
     kind: SchedulerKind,
     config: &SchedulerConfig,
@@ -389,7 +400,10 @@ pub fn sigma_schedule(
                 .sigmas()
                 .to_vec(),
         ),
-        SchedulerClass::Ddim | SchedulerClass::Pndm | SchedulerClass::Lcm => None,
+        SchedulerClass::Ddim
+        | SchedulerClass::Pndm
+        | SchedulerClass::Lcm
+        | SchedulerClass::Ddpm => None,
     })
 }
 
@@ -483,6 +497,7 @@ mod tests {
         assert_eq!(label(SchedulerKind::Lms, &lms_karras), ("LMS", None));
         assert_eq!(label(SchedulerKind::Dpm2, &sd15), ("DPM2", None));
         assert_eq!(label(SchedulerKind::UniPc, &sd15), ("UniPC", None));
+        assert_eq!(label(SchedulerKind::Ddpm, &sd15), ("DDPM", None));
         assert_eq!(label(SchedulerKind::Dpm2Ancestral, &sd15), ("DPM2 a", None));
         let dpm2_karras =
             config(r#"{"_class_name": "KDPM2DiscreteScheduler", "use_karras_sigmas": true}"#);
@@ -621,6 +636,15 @@ mod tests {
             let msg = build_err(SchedulerKind::UniPc, text);
             assert!(msg.contains(needle), "{text}: {msg}");
         }
+        for (text, needle) in [
+            (r#"{"variance_type": "learned_range"}"#, "learned_range"),
+            (r#"{"variance_type": "fixed_large_log"}"#, "fixed_large_log"),
+            (r#"{"thresholding": true}"#, "thresholding"),
+            (r#"{"beta_schedule": "sigmoid"}"#, "sigmoid"),
+        ] {
+            let msg = build_err(SchedulerKind::Ddpm, text);
+            assert!(msg.contains(needle), "{text}: {msg}");
+        }
     }
 
     #[test]
@@ -674,6 +698,11 @@ mod tests {
         );
         // LMS: Euler's timesteps (Karras: from the respaced sigmas).
         assert_eq!(timesteps(SchedulerKind::Lms, 4), [999.0, 666.0, 333.0, 0.0]);
+        // DDPM keeps the config's leading spacing and offset, like DDIM.
+        assert_eq!(
+            timesteps(SchedulerKind::Ddpm, 4),
+            [751.0, 501.0, 251.0, 1.0]
+        );
         // UniPC: DPM-Solver's spacing.
         assert_eq!(
             timesteps(SchedulerKind::UniPc, 4),
