@@ -307,7 +307,7 @@ fn size_must_be_a_multiple_of_8() {
 #[test]
 fn unknown_scheduler_lists_valid_ones() {
     let model = fixtures().join("models/sd1");
-    let output = generate_quick(&model, &scratch("sched"), &["--scheduler", "heun"]);
+    let output = generate_quick(&model, &scratch("sched"), &["--scheduler", "dpmpp-sde"]);
     assert_bad_input(&output, "dpmpp-2m-karras");
 }
 

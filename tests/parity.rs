@@ -7,15 +7,17 @@ use std::collections::HashMap;
 
 use latent_studio::models::StableDiffusion;
 use latent_studio::models::{load_model, LoadOptions};
-use support::{compare_with_reference, fixtures, generate_case, parity_cases, Case};
+use support::{
+    compare_with_reference, fixtures, generate_case, parity_cases, parity_cases_from, Case,
+};
 
-fn run_case(model: &StableDiffusion, case: &Case) -> Result<(), String> {
+fn run_case(model: &StableDiffusion, case: &Case, dir: &str) -> Result<(), String> {
     let output = generate_case(model, case)?;
     compare_with_reference(
         &case.name,
         &output,
         &fixtures()
-            .join("cases")
+            .join(dir)
             .join(format!("{}.safetensors", case.name)),
     )
 }
@@ -24,9 +26,23 @@ fn run_case(model: &StableDiffusion, case: &Case) -> Result<(), String> {
 fn every_case_matches_diffusers() {
     let cases = parity_cases();
     assert!(cases.len() >= 20);
+    run_cases(&cases, "cases");
+}
+
+/// The samplers added after `cases.json` was made (`cases_more.json`, stage `cases_more`):
+/// Heun and DPM2 (two UNet evaluations per step, txt2img and img2img), LMS, UniPC, and the
+/// noise-drawing DPM2 a and DDPM, through the whole pipeline.
+#[test]
+fn added_sampler_cases_match_diffusers() {
+    let cases = parity_cases_from("cases_more.json");
+    assert!(cases.len() >= 10);
+    run_cases(&cases, "cases_more");
+}
+
+fn run_cases(cases: &[Case], dir: &str) {
     let mut models: HashMap<String, StableDiffusion> = HashMap::new();
     let mut failures = Vec::new();
-    for case in &cases {
+    for case in cases {
         if !models.contains_key(&case.model) {
             let model = load_model(
                 &fixtures().join("models").join(&case.model),
@@ -35,7 +51,7 @@ fn every_case_matches_diffusers() {
             .unwrap_or_else(|e| panic!("loading {}: {e}", case.model));
             models.insert(case.model.clone(), model);
         }
-        if let Err(err) = run_case(&models[&case.model], case) {
+        if let Err(err) = run_case(&models[&case.model], case, dir) {
             failures.push(format!("{}: {err}", case.name));
         }
     }

@@ -66,7 +66,8 @@ pub struct GenerateArgs {
     width: Option<usize>,
     #[arg(long)]
     height: Option<usize>,
-    /// default, ddim, pndm, euler, euler-a, dpmpp-2m, dpmpp-2m-karras or lcm.
+    /// default, ddim, pndm, euler, euler-a, dpmpp-2m, dpmpp-2m-karras, lcm, heun, lms, lms-karras, dpm2,
+    /// dpm2-a, unipc or ddpm.
     #[arg(long, default_value = "default")]
     scheduler: String,
     /// Start from this image (img2img).

@@ -187,13 +187,13 @@ impl DiffusionPipeline {
         &self.text_stages[0].tokenizer
     }
 
-    /// How many UNet evaluations `request` will take (PLMS takes one more than its steps;
-    /// img2img skips the first `1 - strength` of the schedule).
+    /// How many UNet evaluations `request` will take (PLMS takes one more than its steps, Heun
+    /// two per step but the last; img2img skips the first `1 - strength` of the schedule).
     pub fn planned_steps(&self, request: &GenerationRequest) -> Result<usize, GenerateError> {
         let scheduler = build_scheduler(request.scheduler, &self.scheduler_config, request.steps)?;
         let total = scheduler.timesteps().len();
         let start = match &request.init_image {
-            Some(init) => img2img_start_index(request.steps, init.strength),
+            Some(init) => img2img_start_index(request.steps, init.strength) * scheduler.order(),
             None => 0,
         };
         Ok(total.saturating_sub(start))
@@ -435,7 +435,7 @@ impl DiffusionPipeline {
                 let clean = self
                     .vae
                     .encode_sample(&pixels, |dims| rng.randn_tensor(dims, &self.device))?;
-                let start = img2img_start_index(request.steps, init.strength);
+                let start = img2img_start_index(request.steps, init.strength) * scheduler.order();
                 if start >= scheduler.timesteps().len() {
                     return Err(GenerateError::InvalidRequest(format!(
                         "strength {} leaves no denoising steps at {} steps",

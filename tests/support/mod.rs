@@ -30,7 +30,13 @@ pub struct Case {
 }
 
 pub fn parity_cases() -> Vec<Case> {
-    serde_json::from_str(&std::fs::read_to_string(fixtures().join("cases.json")).unwrap()).unwrap()
+    parity_cases_from("cases.json")
+}
+
+/// The cases of another list in the layout of `cases.json` (`cases_more.json`).
+#[allow(dead_code)] // not every test binary that includes `support` reads one
+pub fn parity_cases_from(file: &str) -> Vec<Case> {
+    serde_json::from_str(&std::fs::read_to_string(fixtures().join(file)).unwrap()).unwrap()
 }
 
 /// Runs a case through our pipeline; fails if no step progress was reported.

@@ -15,7 +15,7 @@ pub struct SamplerLabel {
 }
 
 /// The sampler each selectable kind is in A1111: `(kind, Sampler, Schedule type)`.
-const NAMES: [(SchedulerKind, &str, Option<&str>); 7] = [
+const NAMES: [(SchedulerKind, &str, Option<&str>); 14] = [
     (SchedulerKind::Ddim, "DDIM", None),
     (SchedulerKind::Pndm, "PLMS", None),
     (SchedulerKind::Euler, "Euler", None),
@@ -23,15 +23,24 @@ const NAMES: [(SchedulerKind, &str, Option<&str>); 7] = [
     (SchedulerKind::DpmPp2m, "DPM++ 2M", None),
     (SchedulerKind::DpmPp2mKarras, "DPM++ 2M", Some("Karras")),
     (SchedulerKind::Lcm, "LCM", None),
+    (SchedulerKind::Heun, "Heun", None),
+    (SchedulerKind::Lms, "LMS", None),
+    (SchedulerKind::LmsKarras, "LMS", Some("Karras")),
+    (SchedulerKind::Dpm2, "DPM2", None),
+    (SchedulerKind::Dpm2Ancestral, "DPM2 a", None),
+    (SchedulerKind::UniPc, "UniPC", None),
+    // Not an A1111 sampler: the name this app writes and reads back.
+    (SchedulerKind::Ddpm, "DDPM", None),
 ];
 
 /// Other spellings of A1111 sampler names found in PNGs (its internal names, older labels).
-const ALIASES: [(&str, &str); 5] = [
+const ALIASES: [(&str, &str); 6] = [
     ("euler_a", "Euler a"),
     ("euler ancestral", "Euler a"),
     ("pndm", "PLMS"),
     ("dpmpp_2m", "DPM++ 2M"),
     ("k_euler", "Euler"),
+    ("dpm2_ancestral", "DPM2 a"),
 ];
 
 impl SchedulerKind {
@@ -70,6 +79,12 @@ impl SchedulerKind {
                 (sampler, sigma_schedule)
             }
             SchedulerClass::Lcm => ("LCM", None),
+            SchedulerClass::Heun => ("Heun", sigma_schedule),
+            SchedulerClass::Lms => ("LMS", sigma_schedule),
+            SchedulerClass::Kdpm2 => ("DPM2", sigma_schedule),
+            SchedulerClass::Kdpm2Ancestral => ("DPM2 a", sigma_schedule),
+            SchedulerClass::UniPc => ("UniPC", sigma_schedule),
+            SchedulerClass::Ddpm => ("DDPM", None),
         };
         Ok(SamplerLabel {
             sampler,
@@ -134,7 +149,20 @@ mod tests {
             ),
             ("DPM++ 2M", Some("Exponential"), None),
             ("DPM++ SDE", Some("Karras"), None),
-            ("Heun", None, None),
+            ("Heun", None, Some(SchedulerKind::Heun)),
+            ("heun", Some("Automatic"), Some(SchedulerKind::Heun)),
+            ("Heun", Some("Karras"), None),
+            ("LMS", None, Some(SchedulerKind::Lms)),
+            ("LMS", Some("Karras"), Some(SchedulerKind::LmsKarras)),
+            ("lms", Some("Automatic"), Some(SchedulerKind::Lms)),
+            ("LMS", Some("Exponential"), None),
+            ("DPM2", None, Some(SchedulerKind::Dpm2)),
+            ("DPM2 a", None, Some(SchedulerKind::Dpm2Ancestral)),
+            ("dpm2_ancestral", None, Some(SchedulerKind::Dpm2Ancestral)),
+            ("DPM2 a", Some("Karras"), None),
+            ("UniPC", None, Some(SchedulerKind::UniPc)),
+            ("unipc", Some("Uniform"), Some(SchedulerKind::UniPc)),
+            ("DDPM", None, Some(SchedulerKind::Ddpm)),
             ("euler_a", None, Some(SchedulerKind::EulerAncestral)),
             ("DPM++ 2M", Some("Uniform"), Some(SchedulerKind::DpmPp2m)),
         ];

@@ -49,13 +49,19 @@ pub enum SchedulerConfigError {
 }
 
 /// The diffusers scheduler classes this crate implements.
-pub const SUPPORTED_CLASSES: [&str; 6] = [
+pub const SUPPORTED_CLASSES: [&str; 12] = [
     "DDIMScheduler",
     "PNDMScheduler",
     "EulerDiscreteScheduler",
     "EulerAncestralDiscreteScheduler",
     "DPMSolverMultistepScheduler",
     "LCMScheduler",
+    "HeunDiscreteScheduler",
+    "LMSDiscreteScheduler",
+    "KDPM2DiscreteScheduler",
+    "KDPM2AncestralDiscreteScheduler",
+    "UniPCMultistepScheduler",
+    "DDPMScheduler",
 ];
 
 /// `beta_schedule`: how the per-step noise variances are spaced over the training timesteps.
@@ -203,6 +209,11 @@ pub struct SchedulerConfig {
     #[serde(deserialize_with = "flexible_f64")]
     pub lambda_min_clipped: Option<f64>,
     pub variance_type: Option<String>,
+
+    // UniPC.
+    pub predict_x0: Option<bool>,
+    pub disable_corrector: Option<Vec<i64>>,
+    pub use_dynamic_shifting: Option<bool>,
 
     // LCM.
     pub original_inference_steps: Option<u64>,

@@ -49,13 +49,13 @@ pub struct DpmSolverMultistepScheduler {
 
 /// `(alpha_t, sigma_t)` of the VP process at Karras sigma `sigma` (float32):
 /// `alpha_t = 1 / sqrt(sigma^2 + 1)`, `sigma_t = sigma * alpha_t`.
-fn alpha_sigma(sigma: f32) -> (f32, f32) {
+pub(crate) fn alpha_sigma(sigma: f32) -> (f32, f32) {
     let alpha_t = 1.0 / (sigma * sigma + 1.0).sqrt();
     (alpha_t, sigma * alpha_t)
 }
 
 /// `lambda_t = log(alpha_t) - log(sigma_t)` (half the log-SNR).
-fn lambda(alpha_t: f32, sigma_t: f32) -> f32 {
+pub(crate) fn lambda(alpha_t: f32, sigma_t: f32) -> f32 {
     alpha_t.ln() - sigma_t.ln()
 }
 

@@ -3,7 +3,10 @@
 //! A scheduler is built from a model's `scheduler_config.json` (as diffusers'
 //! `from_config` does, so picking another scheduler inherits the model's betas,
 //! prediction type and spacing), then driven by the sampling loop:
-//! `timesteps()` → `scale_model_input` → UNet → `step`.
+//! `timesteps()` → `scale_model_input` → UNet → `step`, once per entry of `timesteps()`.
+//! A scheduler that evaluates the UNet more than once per step lists a timestep per
+//! evaluation (PNDM's repeated one, Heun's interleaved pairs) and keeps track of which
+//! evaluation a `step` call is, so the loop stays the same for all of them.
 //!
 //! | kind | diffusers | file |
 //! |---|---|---|
@@ -13,6 +16,12 @@
 //! | `euler-a` | `EulerAncestralDiscreteScheduler` | `euler_ancestral.rs` |
 //! | `dpmpp-2m`, `dpmpp-2m-karras` | `DPMSolverMultistepScheduler`, dpmsolver++ | `dpmpp_2m.rs` |
 //! | `lcm` | `LCMScheduler` | `lcm.rs` |
+//! | `heun` | `HeunDiscreteScheduler` (two UNet evaluations per step) | `heun.rs` |
+//! | `lms`, `lms-karras` | `LMSDiscreteScheduler` | `lms.rs` |
+//! | `dpm2` | `KDPM2DiscreteScheduler` (two UNet evaluations per step) | `kdpm2.rs` |
+//! | `dpm2-a` | `KDPM2AncestralDiscreteScheduler` (two UNet evaluations per step) | `kdpm2_ancestral.rs` |
+//! | `unipc` | `UniPCMultistepScheduler` | `unipc.rs` |
+//! | `ddpm` | `DDPMScheduler` | `ddpm.rs` |
 //!
 //! Beside them: `sigmas.rs` (the sigma schedules the Karras-style samplers share), `common.rs`
 //! (torch/numpy-exact schedule arithmetic), `config.rs` (reading `scheduler_config.json`) and
@@ -37,14 +46,20 @@ mod a1111;
 mod common;
 mod config;
 mod ddim;
+mod ddpm;
 mod dpmpp_2m;
 mod euler;
 mod euler_ancestral;
+mod heun;
+mod kdpm2;
+mod kdpm2_ancestral;
 mod lcm;
+mod lms;
 mod pndm;
 mod sigmas;
 #[cfg(test)]
 mod testing;
+mod unipc;
 
 pub use a1111::SamplerLabel;
 pub use config::{
@@ -52,11 +67,17 @@ pub use config::{
     SUPPORTED_CLASSES,
 };
 pub use ddim::DdimScheduler;
+pub use ddpm::DdpmScheduler;
 pub use dpmpp_2m::DpmSolverMultistepScheduler;
 pub use euler::EulerDiscreteScheduler;
 pub use euler_ancestral::EulerAncestralDiscreteScheduler;
+pub use heun::HeunDiscreteScheduler;
+pub use kdpm2::Kdpm2DiscreteScheduler;
+pub use kdpm2_ancestral::Kdpm2AncestralDiscreteScheduler;
 pub use lcm::LcmScheduler;
+pub use lms::LmsDiscreteScheduler;
 pub use pndm::PndmScheduler;
+pub use unipc::UniPcMultistepScheduler;
 
 /// What one denoising step produced.
 pub struct StepOutput {
@@ -69,8 +90,15 @@ pub struct StepOutput {
 /// The interface the sampling loop drives. Step indices count from the first entry of
 /// `timesteps()`, not from `begin_index`.
 pub trait Scheduler: Send {
-    /// The timesteps the UNet is evaluated at, in order (possibly fractional).
+    /// The timesteps the UNet is evaluated at, in order (possibly fractional): one entry per
+    /// UNet evaluation and `step` call.
     fn timesteps(&self) -> &[f64];
+    /// diffusers' `scheduler.order`: the entries of `timesteps()` per inference step (2 for
+    /// Heun and the DPM2 samplers, whose steps take two evaluations each). img2img starts at
+    /// `timesteps()[img2img_start_index(..) * order]`, as diffusers' `get_timesteps`.
+    fn order(&self) -> usize {
+        1
+    }
     /// Multiplier for the initial Gaussian noise in txt2img (1 for DDPM-style schedulers).
     fn init_noise_sigma(&self) -> f64 {
         1.0
@@ -121,11 +149,25 @@ pub enum SchedulerKind {
     DpmPp2mKarras,
     /// `LCMScheduler`.
     Lcm,
+    /// `HeunDiscreteScheduler`.
+    Heun,
+    /// `LMSDiscreteScheduler` with `use_karras_sigmas=False`.
+    Lms,
+    /// `LMSDiscreteScheduler` with `use_karras_sigmas=True`.
+    LmsKarras,
+    /// `KDPM2DiscreteScheduler`.
+    Dpm2,
+    /// `KDPM2AncestralDiscreteScheduler`.
+    Dpm2Ancestral,
+    /// `UniPCMultistepScheduler`.
+    UniPc,
+    /// `DDPMScheduler`.
+    Ddpm,
 }
 
 impl SchedulerKind {
     /// Every kind, in CLI order.
-    pub const ALL: [SchedulerKind; 8] = [
+    pub const ALL: [SchedulerKind; 15] = [
         Self::Default,
         Self::Ddim,
         Self::Pndm,
@@ -134,6 +176,13 @@ impl SchedulerKind {
         Self::DpmPp2m,
         Self::DpmPp2mKarras,
         Self::Lcm,
+        Self::Heun,
+        Self::Lms,
+        Self::LmsKarras,
+        Self::Dpm2,
+        Self::Dpm2Ancestral,
+        Self::UniPc,
+        Self::Ddpm,
     ];
 
     /// The CLI name.
@@ -147,6 +196,13 @@ impl SchedulerKind {
             Self::DpmPp2m => "dpmpp-2m",
             Self::DpmPp2mKarras => "dpmpp-2m-karras",
             Self::Lcm => "lcm",
+            Self::Heun => "heun",
+            Self::Lms => "lms",
+            Self::LmsKarras => "lms-karras",
+            Self::Dpm2 => "dpm2",
+            Self::Dpm2Ancestral => "dpm2-a",
+            Self::UniPc => "unipc",
+            Self::Ddpm => "ddpm",
         }
     }
 }
@@ -159,7 +215,7 @@ impl fmt::Display for SchedulerKind {
 
 /// A scheduler name that is not one of [`SchedulerKind::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown scheduler `{0}` (valid: default, ddim, pndm, euler, euler-a, dpmpp-2m, dpmpp-2m-karras, lcm)")]
+#[error("unknown scheduler `{0}` (valid: default, ddim, pndm, euler, euler-a, dpmpp-2m, dpmpp-2m-karras, lcm, heun, lms, lms-karras, dpm2, dpm2-a, unipc, ddpm)")]
 pub struct UnknownSchedulerKind(pub String);
 
 impl FromStr for SchedulerKind {
@@ -181,6 +237,12 @@ pub(crate) enum SchedulerClass {
     EulerAncestral,
     DpmSolverMultistep,
     Lcm,
+    Heun,
+    Lms,
+    Kdpm2,
+    Kdpm2Ancestral,
+    UniPc,
+    Ddpm,
 }
 
 pub(crate) fn resolve_class(
@@ -200,6 +262,12 @@ pub(crate) fn resolve_class(
                 "EulerAncestralDiscreteScheduler" => SchedulerClass::EulerAncestral,
                 "DPMSolverMultistepScheduler" => SchedulerClass::DpmSolverMultistep,
                 "LCMScheduler" => SchedulerClass::Lcm,
+                "HeunDiscreteScheduler" => SchedulerClass::Heun,
+                "LMSDiscreteScheduler" => SchedulerClass::Lms,
+                "KDPM2DiscreteScheduler" => SchedulerClass::Kdpm2,
+                "KDPM2AncestralDiscreteScheduler" => SchedulerClass::Kdpm2Ancestral,
+                "UniPCMultistepScheduler" => SchedulerClass::UniPc,
+                "DDPMScheduler" => SchedulerClass::Ddpm,
                 other => {
                     return Err(SchedulerConfigError::UnsupportedClass {
                         name: other.to_string(),
@@ -213,6 +281,12 @@ pub(crate) fn resolve_class(
         SchedulerKind::EulerAncestral => SchedulerClass::EulerAncestral,
         SchedulerKind::DpmPp2m | SchedulerKind::DpmPp2mKarras => SchedulerClass::DpmSolverMultistep,
         SchedulerKind::Lcm => SchedulerClass::Lcm,
+        SchedulerKind::Heun => SchedulerClass::Heun,
+        SchedulerKind::Lms | SchedulerKind::LmsKarras => SchedulerClass::Lms,
+        SchedulerKind::Dpm2 => SchedulerClass::Kdpm2,
+        SchedulerKind::Dpm2Ancestral => SchedulerClass::Kdpm2Ancestral,
+        SchedulerKind::UniPc => SchedulerClass::UniPc,
+        SchedulerKind::Ddpm => SchedulerClass::Ddpm,
     })
 }
 
@@ -225,12 +299,22 @@ pub(crate) fn effective_config(kind: SchedulerKind, config: &SchedulerConfig) ->
         config.skip_prk_steps = Some(true);
         config.mark_given("skip_prk_steps");
     }
+    let karras_override = match kind {
+        SchedulerKind::DpmPp2m | SchedulerKind::Lms => Some(false),
+        SchedulerKind::DpmPp2mKarras | SchedulerKind::LmsKarras => Some(true),
+        _ => None,
+    };
     if let SchedulerKind::DpmPp2m | SchedulerKind::DpmPp2mKarras = kind {
-        let karras = kind == SchedulerKind::DpmPp2mKarras;
         config.algorithm_type = Some("dpmsolver++".into());
         config.solver_order = Some(2);
+        for key in ["algorithm_type", "solver_order"] {
+            config.mark_given(key);
+        }
+    }
+    if let Some(karras) = karras_override {
+        // `lms` / `dpmpp-2m` name the plain sigmas, `lms-karras` / `dpmpp-2m-karras` Karras'.
         config.use_karras_sigmas = Some(karras);
-        let mut keys = vec!["algorithm_type", "solver_order", "use_karras_sigmas"];
+        let mut keys = vec!["use_karras_sigmas"];
         if karras {
             // The Karras schedule replaces any other sigma schedule of the model's config.
             config.use_exponential_sigmas = Some(false);
@@ -273,11 +357,20 @@ pub fn build_scheduler(
             Box::new(DpmSolverMultistepScheduler::new(&config, n)?)
         }
         SchedulerClass::Lcm => Box::new(LcmScheduler::new(&config, n)?),
+        SchedulerClass::Heun => Box::new(HeunDiscreteScheduler::new(&config, n)?),
+        SchedulerClass::Lms => Box::new(LmsDiscreteScheduler::new(&config, n)?),
+        SchedulerClass::Kdpm2 => Box::new(Kdpm2DiscreteScheduler::new(&config, n)?),
+        SchedulerClass::Kdpm2Ancestral => {
+            Box::new(Kdpm2AncestralDiscreteScheduler::new(&config, n)?)
+        }
+        SchedulerClass::UniPc => Box::new(UniPcMultistepScheduler::new(&config, n)?),
+        SchedulerClass::Ddpm => Box::new(DdpmScheduler::new(&config, n)?),
     })
 }
 
 /// The sigma schedule (`scheduler.sigmas`: one entry per timestep plus the final one) of the
-/// sigma-based classes (Euler, Euler a, DPM-Solver); `None` for DDIM, PNDM and LCM.
+/// sigma-based classes (Euler, Euler a, DPM-Solver, Heun, LMS, DPM2, DPM2 a, UniPC); `None` for DDIM,
+/// PNDM, LCM and DDPM. Heun's and DPM2's are interleaved like their timesteps, as in diffusers.
 pub fn sigma_schedule(
     kind: SchedulerKind,
     config: &SchedulerConfig,
@@ -298,16 +391,29 @@ pub fn sigma_schedule(
                 .sigmas()
                 .to_vec(),
         ),
-        SchedulerClass::Ddim | SchedulerClass::Pndm | SchedulerClass::Lcm => None,
+        SchedulerClass::Heun => Some(HeunDiscreteScheduler::new(&config, n)?.sigmas().to_vec()),
+        SchedulerClass::Lms => Some(LmsDiscreteScheduler::new(&config, n)?.sigmas().to_vec()),
+        SchedulerClass::Kdpm2 => Some(Kdpm2DiscreteScheduler::new(&config, n)?.sigmas().to_vec()),
+        SchedulerClass::UniPc => Some(UniPcMultistepScheduler::new(&config, n)?.sigmas().to_vec()),
+        SchedulerClass::Kdpm2Ancestral => Some(
+            Kdpm2AncestralDiscreteScheduler::new(&config, n)?
+                .sigmas()
+                .to_vec(),
+        ),
+        SchedulerClass::Ddim
+        | SchedulerClass::Pndm
+        | SchedulerClass::Lcm
+        | SchedulerClass::Ddpm => None,
     })
 }
 
 /// The step index img2img starts from, as diffusers' `StableDiffusionImg2ImgPipeline.get_timesteps`:
 /// `init_timestep = min(int(N * strength), N)`, `t_start = max(N - init_timestep, 0)`.
 ///
-/// The sampling loop then runs `timesteps()[t_start..]`, noising the init latents with
-/// `add_noise(.., t_start)`; every scheduler here has `order == 1`, so diffusers'
-/// `timesteps[t_start * order:]` and `set_begin_index(t_start * order)` are the same index.
+/// The sampling loop then runs `timesteps()[t_start * order..]`, noising the init latents with
+/// `add_noise(.., t_start * order)`, as diffusers' `timesteps[t_start * order:]` and
+/// `set_begin_index(t_start * order)` ([`Scheduler::order`]: 2 for Heun and DPM2 (a), whose
+/// steps take two entries each, 1 for the others).
 ///
 /// `t_start` is computed from `N`, not from the length of `timesteps()`. PNDM in PLMS mode
 /// has `N + 1` timesteps (the second one repeated), so its img2img run makes `N + 1 - t_start`
@@ -380,6 +486,31 @@ mod tests {
             ("DPM++ 2M", Some("Karras"))
         );
         assert_eq!(label(SchedulerKind::Lcm, &sd15), ("LCM", None));
+        assert_eq!(label(SchedulerKind::Heun, &sd15), ("Heun", None));
+        assert_eq!(label(SchedulerKind::Lms, &sd15), ("LMS", None));
+        assert_eq!(
+            label(SchedulerKind::LmsKarras, &sd15),
+            ("LMS", Some("Karras"))
+        );
+        let lms_karras =
+            config(r#"{"_class_name": "LMSDiscreteScheduler", "use_karras_sigmas": true}"#);
+        assert_eq!(label(SchedulerKind::Lms, &lms_karras), ("LMS", None));
+        assert_eq!(label(SchedulerKind::Dpm2, &sd15), ("DPM2", None));
+        assert_eq!(label(SchedulerKind::UniPc, &sd15), ("UniPC", None));
+        assert_eq!(label(SchedulerKind::Ddpm, &sd15), ("DDPM", None));
+        assert_eq!(label(SchedulerKind::Dpm2Ancestral, &sd15), ("DPM2 a", None));
+        let dpm2_karras =
+            config(r#"{"_class_name": "KDPM2DiscreteScheduler", "use_karras_sigmas": true}"#);
+        assert_eq!(
+            label(SchedulerKind::Default, &dpm2_karras),
+            ("DPM2", Some("Karras"))
+        );
+        let heun_karras =
+            config(r#"{"_class_name": "HeunDiscreteScheduler", "use_karras_sigmas": true}"#);
+        assert_eq!(
+            label(SchedulerKind::Default, &heun_karras),
+            ("Heun", Some("Karras"))
+        );
 
         let dpm_karras =
             config(r#"{"_class_name": "DPMSolverMultistepScheduler", "use_karras_sigmas": true}"#);
@@ -410,9 +541,9 @@ mod tests {
     fn default_kind_needs_a_supported_class() {
         let msg = build_err(
             SchedulerKind::Default,
-            r#"{"_class_name": "UniPCMultistepScheduler"}"#,
+            r#"{"_class_name": "FlowMatchEulerDiscreteScheduler"}"#,
         );
-        assert!(msg.contains("UniPCMultistepScheduler"), "{msg}");
+        assert!(msg.contains("FlowMatchEulerDiscreteScheduler"), "{msg}");
         for class in SUPPORTED_CLASSES {
             assert!(msg.contains(class), "{msg}");
         }
@@ -487,6 +618,33 @@ mod tests {
         assert!(build_scheduler(SchedulerKind::DpmPp2m, &cfg, 20).is_err()); // thresholding
         let cfg = config(r#"{"algorithm_type": "sde-dpmsolver++", "solver_order": 3}"#);
         assert!(build_scheduler(SchedulerKind::DpmPp2m, &cfg, 20).is_ok());
+        // UniPC from a DPM-Solver config: its solver names map to bh2, as in diffusers.
+        let dpm = config(
+            r#"{"_class_name": "DPMSolverMultistepScheduler", "solver_type": "midpoint",
+                "algorithm_type": "dpmsolver++", "solver_order": 2}"#,
+        );
+        assert!(build_scheduler(SchedulerKind::UniPc, &dpm, 20).is_ok());
+        for (text, needle) in [
+            (r#"{"use_flow_sigmas": true}"#, "use_flow_sigmas"),
+            (r#"{"solver_type": "bh3"}"#, "bh3"),
+            (r#"{"solver_order": 4}"#, "solver_order"),
+            (
+                r#"{"prediction_type": "flow_prediction"}"#,
+                "flow_prediction",
+            ),
+        ] {
+            let msg = build_err(SchedulerKind::UniPc, text);
+            assert!(msg.contains(needle), "{text}: {msg}");
+        }
+        for (text, needle) in [
+            (r#"{"variance_type": "learned_range"}"#, "learned_range"),
+            (r#"{"variance_type": "fixed_large_log"}"#, "fixed_large_log"),
+            (r#"{"thresholding": true}"#, "thresholding"),
+            (r#"{"beta_schedule": "sigmoid"}"#, "sigmoid"),
+        ] {
+            let msg = build_err(SchedulerKind::Ddpm, text);
+            assert!(msg.contains(needle), "{text}: {msg}");
+        }
     }
 
     #[test]
@@ -537,6 +695,27 @@ mod tests {
         assert_eq!(
             timesteps(SchedulerKind::Lcm, 4),
             [999.0, 759.0, 499.0, 259.0]
+        );
+        // LMS: Euler's timesteps (Karras: from the respaced sigmas).
+        assert_eq!(timesteps(SchedulerKind::Lms, 4), [999.0, 666.0, 333.0, 0.0]);
+        // DDPM keeps the config's leading spacing and offset, like DDIM.
+        assert_eq!(
+            timesteps(SchedulerKind::Ddpm, 4),
+            [751.0, 501.0, 251.0, 1.0]
+        );
+        // UniPC: DPM-Solver's spacing.
+        assert_eq!(
+            timesteps(SchedulerKind::UniPc, 4),
+            [999.0, 749.0, 500.0, 250.0]
+        );
+        // DPM2: each later timestep preceded by its midpoint's (DPM2 a: each step's midpoint
+        // right after it).
+        assert_eq!(timesteps(SchedulerKind::Dpm2, 4).len(), 7);
+        assert_eq!(timesteps(SchedulerKind::Dpm2Ancestral, 4).len(), 7);
+        // Heun: Euler's linspace timesteps, all but the first evaluated twice.
+        assert_eq!(
+            timesteps(SchedulerKind::Heun, 4),
+            [999.0, 666.0, 666.0, 333.0, 333.0, 0.0, 0.0]
         );
     }
 

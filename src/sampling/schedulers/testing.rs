@@ -2,14 +2,17 @@
 //!
 //! The reference values live in `tests/fixtures/scheduler_cases.json`, generated with diffusers
 //! 0.42.1 by `tests/fixtures/make_fixtures.py --stages scheduler_cases` (which also holds each
-//! case's config and step count, in `SCHEDULER_UNIT_CASES`). A case named `<group>.<test>` is
-//! checked by the `#[test] fn <test>` of module `<group>`, declared with [`reference_cases!`]:
+//! case's config and step count, in `SCHEDULER_UNIT_CASES`), and, for the samplers added after
+//! that file was made, in `tests/fixtures/scheduler_cases_more.json` (`--stages
+//! scheduler_cases_more`, `SCHEDULER_UNIT_CASES_MORE`); both are read as one list. A case named
+//! `<group>.<test>` is checked by the `#[test] fn <test>` of module `<group>`, declared with
+//! [`reference_cases!`]:
 //!
 //! ```python
 //! s = Class(**config); s.set_timesteps(steps)
 //! g = torch.Generator().manual_seed(0)
 //! x = torch.randn((1, 2, 2, 4), generator=g) * s.init_noise_sigma
-//! # img2img instead: begin = t_start; s.set_begin_index(begin);
+//! # img2img instead: begin = t_start * s.order; s.set_begin_index(begin);
 //! #   x = s.add_noise(randn(seed 1), randn(seed 2), s.timesteps[begin:][:1])
 //! for t in s.timesteps[begin:]:
 //!     model_output = 0.5 * s.scale_model_input(x, t) + 0.001 * float(t)
@@ -29,13 +32,19 @@ const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/scheduler_cases.json"
 );
+const FIXTURE_MORE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/scheduler_cases_more.json"
+);
 
 const SHAPE: [usize; 4] = [1, 2, 2, 4];
 
 #[derive(Deserialize)]
 struct Fixture {
     cases: Vec<Case>,
+    #[serde(default)]
     schedules: Vec<Schedule>,
+    #[serde(default)]
     alphas_cumprod: AlphasCumprod,
 }
 
@@ -69,7 +78,7 @@ pub(crate) struct Schedule {
     name: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct AlphasCumprod {
     cases: Vec<AlphasCumprodCase>,
 }
@@ -93,11 +102,21 @@ pub(crate) struct BetaConfig {
     pub rescale_betas_zero_snr: bool,
 }
 
+fn read_fixture(path: &str) -> Fixture {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Both fixture files as one: the cases and schedules of `scheduler_cases_more.json` follow
+/// those of `scheduler_cases.json`.
 fn fixture() -> &'static Fixture {
     static PARSED: OnceLock<Fixture> = OnceLock::new();
     PARSED.get_or_init(|| {
-        let text = std::fs::read_to_string(FIXTURE).unwrap_or_else(|e| panic!("{FIXTURE}: {e}"));
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{FIXTURE}: {e}"))
+        let mut fixture = read_fixture(FIXTURE);
+        let more = read_fixture(FIXTURE_MORE);
+        fixture.cases.extend(more.cases);
+        fixture.schedules.extend(more.schedules);
+        fixture
     })
 }
 
@@ -107,7 +126,7 @@ pub(crate) fn schedule(name: &str) -> &'static Schedule {
         .schedules
         .iter()
         .find(|s| s.name == name)
-        .unwrap_or_else(|| panic!("{FIXTURE} has no schedule {name}"))
+        .unwrap_or_else(|| panic!("{FIXTURE} and {FIXTURE_MORE} have no schedule {name}"))
 }
 
 /// The fixture's `alphas_cumprod` cases.
@@ -164,7 +183,10 @@ pub(crate) fn check_group(group: &str, names: &[&str]) {
     let mut names = names.to_vec();
     in_fixture.sort_unstable();
     names.sort_unstable();
-    assert_eq!(in_fixture, names, "{group} cases in {FIXTURE} vs the tests");
+    assert_eq!(
+        in_fixture, names,
+        "{group} cases in {FIXTURE} and {FIXTURE_MORE} vs the tests"
+    );
 }
 
 fn assert_close_rel(what: &str, got: &[f64], want: &[f64], rtol: f64) {
@@ -204,7 +226,7 @@ pub(crate) fn check_case(name: &str) {
         .cases
         .iter()
         .find(|c| c.name == name)
-        .unwrap_or_else(|| panic!("{FIXTURE} has no case {name}"));
+        .unwrap_or_else(|| panic!("{FIXTURE} and {FIXTURE_MORE} have no case {name}"));
     let config =
         SchedulerConfig::from_json_str(&reference.config.to_string()).expect("config parses");
     let kind = SchedulerKind::Default;
@@ -241,7 +263,7 @@ pub(crate) fn check_case(name: &str) {
             0,
         ),
         Some(img2img) => {
-            let begin = img2img_start_index(reference.steps, img2img.strength);
+            let begin = img2img_start_index(reference.steps, img2img.strength) * scheduler.order();
             assert_eq!(begin, img2img.begin, "img2img start index");
             let noised = scheduler
                 .add_noise(&randn(1), &randn(2), begin)
