@@ -20,6 +20,8 @@ pub mod app;
 pub mod engine;
 pub mod files;
 pub mod formats;
+#[doc(hidden)]
+pub mod fuzz_entry;
 pub mod kernels;
 pub mod models;
 pub mod networks;

@@ -227,20 +227,28 @@ fn find_parameters(info: &png::Info<'_>) -> Result<Option<String>, png::Decoding
 
 /// The `parameters` text of a PNG (`tEXt`, `zTXt` or `iTXt`), or `None` when it has none.
 pub fn read_png_parameters(path: &Path) -> Result<Option<String>, ImageIoError> {
-    let decode_error = |source| ImageIoError::Decode {
+    let file = crate::files::open_regular(path, u64::MAX).map_err(io_error(path))?;
+    parameters_from(BufReader::new(file)).map_err(|source| ImageIoError::Decode {
         path: path.to_path_buf(),
         source,
-    };
-    let file = crate::files::open_regular(path, u64::MAX).map_err(io_error(path))?;
-    let mut reader = png::Decoder::new(BufReader::new(file))
-        .read_info()
-        .map_err(decode_error)?;
+    })
+}
+
+/// [`read_png_parameters`] for a PNG already in memory.
+pub fn png_parameters_from_bytes(bytes: &[u8]) -> Result<Option<String>, png::DecodingError> {
+    parameters_from(std::io::Cursor::new(bytes))
+}
+
+fn parameters_from(
+    input: impl std::io::BufRead + std::io::Seek,
+) -> Result<Option<String>, png::DecodingError> {
+    let mut reader = png::Decoder::new(input).read_info()?;
     // PIL and A1111 put text chunks before the image data; others may put them after.
-    if let Some(text) = find_parameters(reader.info()).map_err(decode_error)? {
+    if let Some(text) = find_parameters(reader.info())? {
         return Ok(Some(text));
     }
-    reader.finish().map_err(decode_error)?;
-    find_parameters(reader.info()).map_err(decode_error)
+    reader.finish()?;
+    find_parameters(reader.info())
 }
 
 #[cfg(test)]

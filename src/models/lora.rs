@@ -651,6 +651,9 @@ impl StableDiffusion {
     }
 }
 
+#[doc(hidden)]
+pub(crate) mod fuzz_hooks;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -154,6 +154,25 @@ fn convert_name(
     }
 }
 
+/// Every renaming a checkpoint tensor name can go through (each family, and the standalone
+/// VAE's), for `crate::fuzz_entry`: no name may make them panic. Returns how many converted.
+#[doc(hidden)]
+pub(crate) fn convert_names_for_fuzzing(names: &[&str], layout: Layout) -> usize {
+    let mut converted = 0;
+    for name in names {
+        for kind in [
+            CheckpointKind::Sd1,
+            CheckpointKind::Sd2,
+            CheckpointKind::Sdxl,
+        ] {
+            converted += usize::from(convert_name(kind, name, layout).is_some());
+        }
+        let bare = name.strip_prefix(VAE).unwrap_or(name);
+        converted += usize::from(vae_conversion(bare, layout.vae_blocks).is_some());
+    }
+    converted
+}
+
 fn resnet_part(rest: &str) -> String {
     const RENAMES: [(&str, &str); 6] = [
         ("in_layers.0.", "norm1."),
