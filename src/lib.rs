@@ -22,6 +22,7 @@ pub mod files;
 pub mod formats;
 #[doc(hidden)]
 pub mod fuzz_entry;
+pub mod imaging;
 pub mod kernels;
 pub mod models;
 pub mod networks;

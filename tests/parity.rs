@@ -7,8 +7,10 @@ use std::collections::HashMap;
 
 use latent_studio::models::StableDiffusion;
 use latent_studio::models::{load_model, LoadOptions};
+use latent_studio::sampling::pipeline::Flow;
 use support::{
-    compare_with_reference, fixtures, generate_case, parity_cases, parity_cases_from, Case,
+    compare_with_reference, fixtures, generate_case, inpaint_cases, model_with_unet, parity_cases,
+    parity_cases_from, Case,
 };
 
 fn run_case(model: &StableDiffusion, case: &Case, dir: &str) -> Result<(), String> {
@@ -37,6 +39,52 @@ fn added_sampler_cases_match_diffusers() {
     let cases = parity_cases_from("cases_more.json");
     assert!(cases.len() >= 10);
     run_cases(&cases, "cases_more");
+}
+
+/// diffusers' `StableDiffusionInpaintPipeline` / `StableDiffusionXLInpaintPipeline`: 9-channel
+/// inpainting UNets and the 4-channel blend, strengths 1 and below, a mask of another size,
+/// `padding_mask_crop` (our "inpaint only masked"), several samplers, SD 1 and SDXL.
+#[test]
+fn inpainting_matches_diffusers() {
+    let cases = inpaint_cases();
+    assert!(cases.len() >= 10);
+    let scratch =
+        std::env::temp_dir().join(format!("latent-studio-inpaint-{}", std::process::id()));
+    let mut models: HashMap<String, StableDiffusion> = HashMap::new();
+    let mut failures = Vec::new();
+    for case in &cases {
+        let folder = match &case.unet {
+            Some(unet) => model_with_unet(&case.model, unet, &scratch),
+            None => fixtures().join("models").join(&case.model),
+        };
+        let key = folder.display().to_string();
+        let model = models.entry(key).or_insert_with(|| {
+            load_model(&folder, &LoadOptions::default())
+                .unwrap_or_else(|e| panic!("loading {}: {e}", folder.display()))
+        });
+        let result = case.request().and_then(|request| {
+            model
+                .pipeline()
+                .generate(&request, &mut |_| Flow::Continue)
+                .map_err(|e| e.to_string())
+        });
+        let reference = fixtures()
+            .join("inpaint")
+            .join(format!("{}.safetensors", case.name));
+        if let Err(err) =
+            result.and_then(|output| compare_with_reference(&case.name, &output, &reference))
+        {
+            failures.push(format!("{}: {err}", case.name));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    assert!(
+        failures.is_empty(),
+        "{} of {} inpainting cases differ from diffusers:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }
 
 fn run_cases(cases: &[Case], dir: &str) {

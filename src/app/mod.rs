@@ -537,6 +537,7 @@ impl LatentStudioApp {
             init_image: self.init_image.as_ref().map(|slot| InitImage {
                 image: slot.image.as_ref().clone(),
                 strength: state.strength,
+                mask: None,
             }),
             prompt_syntax: state.prompt_syntax,
             clip_skip: state.clip_skip,

@@ -265,6 +265,7 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
             Some(InitImage {
                 image: read_init_image(path)?,
                 strength,
+                mask: None,
             })
         }
         (None, Some(_)) => {

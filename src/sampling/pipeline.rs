@@ -4,9 +4,11 @@
 
 use candle_core::{DType, Device, Tensor};
 
+pub use crate::imaging::{GrayImage, RgbImage};
 use crate::networks::unet::{AddedConditions, UNet2DConditionModel};
 use crate::networks::vae::AutoencoderKL;
 use crate::networks::Family;
+use crate::sampling::inpaint::{self, InpaintMask, MaskedContent};
 use crate::sampling::noise::TorchRng;
 use crate::sampling::schedulers::{
     build_scheduler, img2img_start_index, SchedulerConfig, SchedulerConfigError, SchedulerKind,
@@ -21,29 +23,13 @@ use crate::text::tokenizer::ClipTokenizer;
 /// 64 GB; the app's size fields stop at 4096).
 pub const MAX_IMAGE_SIDE: usize = 8192;
 
-/// An 8-bit RGB image, row-major, 3 bytes per pixel.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RgbImage {
-    pub width: usize,
-    pub height: usize,
-    pub pixels: Vec<u8>,
-}
-
-impl From<image::RgbImage> for RgbImage {
-    fn from(image: image::RgbImage) -> Self {
-        Self {
-            width: image.width() as usize,
-            height: image.height() as usize,
-            pixels: image.into_raw(),
-        }
-    }
-}
-
-/// img2img input: the image to start from and how much of it to repaint (0..=1).
+/// img2img input: the image to start from and how much of it to repaint (0..=1); with a
+/// mask, inpainting (only the masked part is repainted).
 #[derive(Debug, Clone)]
 pub struct InitImage {
     pub image: RgbImage,
     pub strength: f64,
+    pub mask: Option<InpaintMask>,
 }
 
 /// Everything that decides the output image.
@@ -312,7 +298,19 @@ impl DiffusionPipeline {
                 request.guidance
             )));
         }
+        let has_mask = request
+            .init_image
+            .as_ref()
+            .is_some_and(|init| init.mask.is_some());
+        if self.unet.in_channels() == 9 && !has_mask {
+            return Err(GenerateError::InvalidRequest(
+                "this is an inpainting model: give it a picture and a mask (--init-image and --mask, or paint a mask in the window), or load a text-to-image model".into(),
+            ));
+        }
         if let Some(init) = &request.init_image {
+            if let Some(mask) = &init.mask {
+                inpaint::check_mask(mask)?;
+            }
             if !(init.strength > 0.0 && init.strength <= 1.0) {
                 return Err(GenerateError::InvalidRequest(format!(
                     "strength {} must be in (0, 1]",
@@ -421,6 +419,7 @@ impl DiffusionPipeline {
         let scale = self.vae_scale_factor;
         let latent_shape = [1, 4, request.height / scale, request.width / scale];
 
+        let mut inpainting = None;
         let (mut latents, first_step) = match &request.init_image {
             None => {
                 let noise = rng
@@ -429,12 +428,6 @@ impl DiffusionPipeline {
                 ((noise * scheduler.init_noise_sigma())?, 0)
             }
             Some(init) => {
-                let pixels =
-                    image_to_tensor(&init.image, request.width, request.height, &self.device)?
-                        .to_dtype(self.dtype)?;
-                let clean = self
-                    .vae
-                    .encode_sample(&pixels, |dims| rng.randn_tensor(dims, &self.device))?;
                 let start = img2img_start_index(request.steps, init.strength) * scheduler.order();
                 if start >= scheduler.timesteps().len() {
                     return Err(GenerateError::InvalidRequest(format!(
@@ -442,10 +435,35 @@ impl DiffusionPipeline {
                         init.strength, request.steps
                     )));
                 }
-                let noise = rng
-                    .randn_tensor(clean.dims(), &self.device)?
-                    .to_dtype(self.dtype)?;
-                (scheduler.add_noise(&clean, &noise, start)?, start)
+                match &init.mask {
+                    None => {
+                        let pixels = image_to_tensor(
+                            &init.image,
+                            request.width,
+                            request.height,
+                            &self.device,
+                        )?
+                        .to_dtype(self.dtype)?;
+                        let clean = self.encode(&pixels, &mut rng)?;
+                        let noise = rng
+                            .randn_tensor(clean.dims(), &self.device)?
+                            .to_dtype(self.dtype)?;
+                        (scheduler.add_noise(&clean, &noise, start)?, start)
+                    }
+                    Some(mask) => {
+                        let state = self.prepare_inpainting(
+                            request,
+                            init,
+                            mask,
+                            start,
+                            scheduler.as_ref(),
+                            &mut rng,
+                        )?;
+                        let latents = state.initial.clone();
+                        inpainting = Some(state);
+                        (latents, start)
+                    }
+                }
             }
         };
 
@@ -458,6 +476,10 @@ impl DiffusionPipeline {
                 latents.clone()
             };
             let model_input = scheduler.scale_model_input(&model_input, index)?;
+            let model_input = match &inpainting {
+                Some(state) => state.unet_input(model_input, guided)?,
+                None => model_input,
+            };
             let prediction = self.unet.forward(
                 &model_input,
                 timestep,
@@ -473,6 +495,19 @@ impl DiffusionPipeline {
             };
             let output = scheduler.step(&prediction, index, &latents, &mut rng)?;
             latents = output.prev_sample;
+            if let Some(state) = &inpainting {
+                // A text-to-image UNet repaints everything; outside the mask, put back the
+                // original noised to the next step's level (diffusers' 4-channel path).
+                if let Some(blend) = &state.blend {
+                    let original = if index + 1 < timesteps.len() {
+                        scheduler.add_noise(&blend.image_latents, &blend.noise, index + 1)?
+                    } else {
+                        blend.image_latents.clone()
+                    };
+                    let keep = (1.0 - &state.latent_mask)?;
+                    latents = ((keep * original)? + state.latent_mask.mul(&latents)?)?;
+                }
+            }
             let denoised = output.pred_original_sample.as_ref().unwrap_or(&latents);
             let progress = StepProgress {
                 step: index - first_step + 1,
@@ -485,7 +520,94 @@ impl DiffusionPipeline {
         }
 
         let image = self.decode(&latents)?;
+        let image = match inpainting
+            .as_ref()
+            .and_then(|state| state.paste_back.as_ref())
+        {
+            Some(paste_back) => paste_back.apply(&image),
+            None => image,
+        };
         Ok(GeneratedImage { image, latents })
+    }
+
+    /// A sample of the VAE's latent distribution for `pixels` (one draw from `rng`).
+    fn encode(&self, pixels: &Tensor, rng: &mut TorchRng) -> Result<Tensor, GenerateError> {
+        Ok(self
+            .vae
+            .encode_sample(pixels, |dims| rng.randn_tensor(dims, &self.device))?)
+    }
+
+    /// diffusers' inpainting preparation, draw for draw: the picture's latents (when the
+    /// UNet blends them back or the strength keeps some of them), the noise, then the masked
+    /// picture's latents (always encoded, so the generator advances as there).
+    fn prepare_inpainting(
+        &self,
+        request: &GenerationRequest,
+        init: &InitImage,
+        mask: &InpaintMask,
+        start: usize,
+        scheduler: &dyn crate::sampling::schedulers::Scheduler,
+        rng: &mut TorchRng,
+    ) -> Result<InpaintState, GenerateError> {
+        let prepared = inpaint::prepare(&init.image, mask, request.width, request.height)?;
+        let pixels = image_to_tensor(&prepared.image, request.width, request.height, &self.device)?
+            .to_dtype(self.dtype)?;
+        let mask_pixels =
+            inpaint::binary_mask(&prepared.mask, &self.device)?.to_dtype(self.dtype)?;
+        let latent_mask = inpaint::latent_mask(&mask_pixels, self.vae_scale_factor)?;
+        let blends = self.unet.in_channels() == 4;
+        // diffusers compares the strength with exactly 1.0.
+        let full_strength = init.strength == 1.0;
+        let image_latents = if blends || !full_strength {
+            let clean = self.encode(&pixels, rng)?;
+            Some(match mask.content {
+                MaskedContent::LatentNoise => {
+                    let fresh = rng
+                        .randn_tensor(clean.dims(), &self.device)?
+                        .to_dtype(self.dtype)?;
+                    (clean.broadcast_mul(&(1.0 - &latent_mask)?)?
+                        + fresh.broadcast_mul(&latent_mask)?)?
+                }
+                MaskedContent::LatentNothing => clean.broadcast_mul(&(1.0 - &latent_mask)?)?,
+                MaskedContent::Original | MaskedContent::Fill => clean,
+            })
+        } else {
+            None
+        };
+        let latent_shape = [
+            1,
+            4,
+            request.height / self.vae_scale_factor,
+            request.width / self.vae_scale_factor,
+        ];
+        let noise = rng
+            .randn_tensor(&latent_shape, &self.device)?
+            .to_dtype(self.dtype)?;
+        let initial = match (&image_latents, full_strength) {
+            (Some(clean), false) => scheduler.add_noise(clean, &noise, start)?,
+            _ => (&noise * scheduler.init_noise_sigma())?,
+        };
+        // `init_image * (mask < 0.5)`: the masked area becomes mid-grey (0 in [-1, 1]).
+        let kept = mask_pixels.lt(0.5)?.to_dtype(self.dtype)?;
+        let masked_image = pixels.broadcast_mul(&kept)?;
+        let masked_latents = self.encode(&masked_image, rng)?;
+        let blend = match (blends, image_latents) {
+            (true, Some(image_latents)) => Some(Blend {
+                image_latents,
+                noise,
+            }),
+            _ => None,
+        };
+        Ok(InpaintState {
+            initial,
+            latent_mask: latent_mask
+                .broadcast_as(latent_shape.as_slice())?
+                .contiguous()?,
+            masked_latents,
+            unet_takes_mask: !blends,
+            blend,
+            paste_back: prepared.finish,
+        })
     }
 
     /// Decodes latents with the VAE to 8-bit RGB, as diffusers' `postprocess` does
@@ -514,39 +636,19 @@ impl DiffusionPipeline {
     }
 }
 
-/// An RGB image as a `(1, 3, H, W)` tensor in [-1, 1], resized (Lanczos) when the requested
-/// size differs, as diffusers' `VaeImageProcessor.preprocess` does.
+/// An RGB image as a `(1, 3, H, W)` tensor in [-1, 1], resized as Pillow's `LANCZOS` when
+/// the requested size differs, as diffusers' `VaeImageProcessor.preprocess` does.
 fn image_to_tensor(
     image: &RgbImage,
     width: usize,
     height: usize,
     device: &Device,
 ) -> candle_core::Result<Tensor> {
-    let resized;
-    let source = if image.width == width && image.height == height {
-        image
-    } else {
-        let Some(buffer) = image::RgbImage::from_raw(
-            image.width as u32,
-            image.height as u32,
-            image.pixels.clone(),
-        ) else {
-            candle_core::bail!("init image buffer does not match its size");
-        };
-        let scaled = image::imageops::resize(
-            &buffer,
-            width as u32,
-            height as u32,
-            image::imageops::FilterType::Lanczos3,
-        );
-        resized = RgbImage {
-            width,
-            height,
-            pixels: scaled.into_raw(),
-        };
-        &resized
-    };
-    let values: Vec<f32> = source
+    if image.pixels.len() != image.width * image.height * 3 {
+        candle_core::bail!("init image buffer does not match its size");
+    }
+    let resized = image.resized(width, height);
+    let values: Vec<f32> = resized
         .pixels
         .iter()
         .map(|&p| p as f32 / 255.0 * 2.0 - 1.0)
@@ -555,4 +657,40 @@ fn image_to_tensor(
         .permute((2, 0, 1))?
         .unsqueeze(0)?
         .contiguous()
+}
+
+/// What inpainting adds to the loop.
+struct InpaintState {
+    /// The latents the loop starts from.
+    initial: Tensor,
+    /// `(1, 4, h, w)`: 1 where the mask repaints.
+    latent_mask: Tensor,
+    /// The masked picture's latents (the 9-channel UNet's extra input).
+    masked_latents: Tensor,
+    /// The UNet has 9 input channels.
+    unet_takes_mask: bool,
+    /// For a 4-channel UNet: what is put back outside the mask after each step.
+    blend: Option<Blend>,
+    paste_back: Option<inpaint::PasteBack>,
+}
+
+struct Blend {
+    image_latents: Tensor,
+    noise: Tensor,
+}
+
+impl InpaintState {
+    /// A 9-channel UNet's input: the scaled latents, the mask, the masked picture's latents.
+    fn unet_input(&self, scaled: Tensor, guided: bool) -> candle_core::Result<Tensor> {
+        if !self.unet_takes_mask {
+            return Ok(scaled);
+        }
+        let mask = self.latent_mask.narrow(1, 0, 1)?;
+        let batch = if guided { 2 } else { 1 };
+        let repeat = |t: &Tensor| Tensor::cat(&vec![t; batch], 0);
+        Tensor::cat(
+            &[&scaled, &repeat(&mask)?, &repeat(&self.masked_latents)?],
+            1,
+        )
+    }
 }

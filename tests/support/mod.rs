@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use latent_studio::models::StableDiffusion;
+use latent_studio::sampling::inpaint::{InpaintArea, InpaintMask, MaskedContent};
 use latent_studio::sampling::pipeline::{
-    Flow, GeneratedImage, GenerationRequest, InitImage, PromptSyntax, RgbImage,
+    Flow, GeneratedImage, GenerationRequest, GrayImage, InitImage, PromptSyntax, RgbImage,
 };
 use serde::Deserialize;
 
@@ -45,6 +46,7 @@ pub fn generate_case(model: &StableDiffusion, case: &Case) -> Result<GeneratedIm
         (Some(path), Some(strength)) => Some(InitImage {
             image: load_png(&fixtures().join(path)),
             strength,
+            mask: None,
         }),
         _ => None,
     };
@@ -80,6 +82,94 @@ pub fn generate_case(model: &StableDiffusion, case: &Case) -> Result<GeneratedIm
         return Err("no step progress reported".into());
     }
     Ok(output)
+}
+
+/// One run of diffusers' inpainting pipelines (`inpaint.json`, `make_inpaint_fixtures.py`).
+#[derive(Debug, Deserialize)]
+pub struct InpaintCase {
+    pub name: String,
+    pub model: String,
+    /// The 9-channel UNet that replaces `model`'s, for inpainting models.
+    pub unet: Option<String>,
+    prompt: String,
+    negative_prompt: Option<String>,
+    steps: usize,
+    guidance: f64,
+    seed: u64,
+    scheduler: String,
+    strength: f64,
+    init_image: String,
+    mask: String,
+    padding_mask_crop: Option<usize>,
+    width: usize,
+    height: usize,
+}
+
+pub fn inpaint_cases() -> Vec<InpaintCase> {
+    serde_json::from_str(&std::fs::read_to_string(fixtures().join("inpaint.json")).unwrap())
+        .unwrap()
+}
+
+/// A mask file as the CLI reads one (white or opaque = repaint).
+pub fn load_mask(path: &Path) -> GrayImage {
+    GrayImage::mask_from_picture(&image::open(path).expect("mask image"))
+}
+
+impl InpaintCase {
+    pub fn request(&self) -> Result<GenerationRequest, String> {
+        let area = match self.padding_mask_crop {
+            Some(padding) => InpaintArea::Masked { padding },
+            None => InpaintArea::Whole,
+        };
+        Ok(GenerationRequest {
+            prompt: self.prompt.clone(),
+            negative_prompt: self.negative_prompt.clone(),
+            steps: self.steps,
+            guidance: self.guidance,
+            seed: self.seed,
+            width: self.width,
+            height: self.height,
+            scheduler: self.scheduler.parse().map_err(|e| format!("{e}"))?,
+            init_image: Some(InitImage {
+                image: load_png(&fixtures().join(&self.init_image)),
+                strength: self.strength,
+                mask: Some(InpaintMask {
+                    mask: load_mask(&fixtures().join(&self.mask)),
+                    blur: 0,
+                    area,
+                    content: MaskedContent::Original,
+                }),
+            }),
+            prompt_syntax: PromptSyntax::Plain,
+            clip_skip: 1,
+        })
+    }
+}
+
+/// A model folder made of the fixture model `base` with its `unet/` replaced by the fixture
+/// UNet folder `unet` (how the inpainting fixtures store a whole model in a few MB).
+pub fn model_with_unet(base: &str, unet: &str, scratch: &Path) -> PathBuf {
+    let target = scratch.join(format!("{base}+{unet}"));
+    if target.exists() {
+        return target;
+    }
+    copy_dir(&fixtures().join("models").join(base), &target);
+    std::fs::remove_dir_all(target.join("unet")).unwrap();
+    copy_dir(&fixtures().join("models").join(unet), &target.join("unet"));
+    target
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let path = entry.path();
+        if path.is_dir() {
+            copy_dir(&path, &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(&path, to.join(entry.file_name())).unwrap();
+        }
+    }
 }
 
 pub fn fixtures() -> PathBuf {

@@ -225,6 +225,8 @@ struct AdditionEmbedding {
 }
 
 pub struct UNet2DConditionModel {
+    /// 4 for text-to-image models; 9 for inpainting ones (latents, mask, masked image).
+    in_channels: usize,
     conv_in: Conv2d,
     time_proj_dim: usize,
     time_embedding: TimestepEmbedding,
@@ -261,6 +263,15 @@ impl UNetConfig {
                 "block_out_channels",
                 &self.block_out_channels,
                 "1 to 6 blocks",
+            ));
+        }
+        // 4: latents; 9: latents + mask + masked-image latents (inpainting). Others (8,
+        // instruct-pix2pix) need conditioning the pipeline does not make.
+        if ![4, 9].contains(&self.in_channels) || self.out_channels != 4 {
+            return Err(unsupported(
+                "in_channels/out_channels",
+                format!("{}/{}", self.in_channels, self.out_channels),
+                "4 or 9 in (text-to-image or inpainting), 4 out",
             ));
         }
         if !per_block_within(&self.layers_per_block, 16) {
@@ -395,6 +406,11 @@ fn has_cross_attention(block_type: &str, position: &str) -> Result<bool> {
 }
 
 impl UNet2DConditionModel {
+    /// The input channels: 4 (latents) or 9 (inpainting: latents, mask, masked image).
+    pub fn in_channels(&self) -> usize {
+        self.in_channels
+    }
+
     pub fn new(cfg: &UNetConfig, vb: VarBuilder) -> Result<Self> {
         cfg.check_supported()?;
         let blocks = cfg.block_out_channels.len();
@@ -598,6 +614,7 @@ impl UNet2DConditionModel {
             ..Default::default()
         };
         Ok(Self {
+            in_channels: cfg.in_channels,
             conv_in,
             time_proj_dim,
             time_embedding,
