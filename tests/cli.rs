@@ -590,3 +590,197 @@ fn a_lora_file_given_as_the_model_is_explained() {
     );
     assert_bad_input(&output, "this is a LoRA");
 }
+
+/// `--init-image --mask` with defaults is diffusers' inpainting pipeline (the blend path of a
+/// text-to-image model here), and the PNG records A1111's inpainting keys.
+#[test]
+fn inpainting_matches_diffusers_and_records_a1111_keys() {
+    let out = scratch("inpaint").join("path.png");
+    let init = fixtures().join("init_64.png");
+    let mask = fixtures().join("mask_64.png");
+    let output = generate(&[
+        "--model",
+        &model_arg("sd1"),
+        "--prompt",
+        "a stone path",
+        "--negative-prompt",
+        "ugly",
+        "--init-image",
+        init.to_str().unwrap(),
+        "--mask",
+        mask.to_str().unwrap(),
+        "--scheduler",
+        "euler-a",
+        "--steps",
+        "4",
+        "--guidance",
+        "5",
+        "--seed",
+        "75",
+        "--prompt-syntax",
+        "plain",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let max = max_diff_from_reference(&out, "inpaint/sd1_4ch_euler_a.safetensors");
+    assert!(max <= 1, "inpainting differs from diffusers by {max}/255");
+    let text = latent_studio::formats::png::read_png_parameters(&out)
+        .unwrap()
+        .unwrap();
+    assert!(
+        text.contains("Denoising strength: 1") && text.contains("Mask blur: 0"),
+        "{text}"
+    );
+}
+
+/// Outpainting grows the canvas (and so the default size), "only masked" pastes back at the
+/// picture's size, and the record says so.
+#[test]
+fn outpainting_grows_the_canvas_and_only_masked_keeps_the_picture_size() {
+    let dir = scratch("outpaint");
+    let init = fixtures().join("init_64.png");
+    let model = fixtures().join("models/sd1");
+    let output = generate_quick(
+        &model,
+        &dir,
+        &[
+            "--init-image",
+            init.to_str().unwrap(),
+            "--outpaint",
+            "16,0,0,8",
+            "--steps",
+            "2",
+            "--masked-content",
+            "fill",
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let grown = image::open(dir.join("x.png")).unwrap().to_rgb8();
+    assert_eq!(grown.dimensions(), (80, 72));
+    // The kept picture is pasted back only with a blurred mask; here it went through the VAE.
+    let mask = fixtures().join("mask_small_64.png");
+    let output = generate_quick(
+        &model,
+        &dir,
+        &[
+            "--init-image",
+            init.to_str().unwrap(),
+            "--mask",
+            mask.to_str().unwrap(),
+            "--inpaint-area",
+            "masked",
+            "--inpaint-padding",
+            "8",
+            "--mask-blur",
+            "2",
+            "--width",
+            "32",
+            "--height",
+            "32",
+            "--steps",
+            "2",
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let path = dir.join("x.png");
+    let result = image::open(&path).unwrap().to_rgb8();
+    assert_eq!(result.dimensions(), (64, 64));
+    // Far from the mask the original comes back untouched.
+    let original = image::open(&init).unwrap().to_rgb8();
+    assert_eq!(result.get_pixel(60, 2), original.get_pixel(60, 2));
+    let text = latent_studio::formats::png::read_png_parameters(&path)
+        .unwrap()
+        .unwrap();
+    assert!(
+        text.contains("Mask blur: 2")
+            && text.contains("Inpaint area: Only masked")
+            && text.contains("Masked area padding: 8"),
+        "{text}"
+    );
+}
+
+#[test]
+fn inpainting_mistakes_are_one_line() {
+    let dir = scratch("inpaint-bad");
+    let model = fixtures().join("models/sd1");
+    let init = fixtures().join("init_64.png");
+    let init = init.to_str().unwrap();
+    let mask = fixtures().join("mask_64.png");
+    let mask = mask.to_str().unwrap();
+    let output = generate_quick(&model, &dir, &["--mask", mask]);
+    assert_bad_input(&output, "--mask needs --init-image");
+    let inputs = dir.join("inputs");
+    std::fs::create_dir_all(&inputs).unwrap();
+    let black = inputs.join("black.png");
+    image::GrayImage::new(64, 64).save(&black).unwrap();
+    let output = generate_quick(
+        &model,
+        &dir,
+        &["--init-image", init, "--mask", black.to_str().unwrap()],
+    );
+    assert_bad_input(&output, "the mask is empty");
+    let fake = inputs.join("fake.png");
+    std::fs::write(&fake, b"not a picture").unwrap();
+    let output = generate_quick(
+        &model,
+        &dir,
+        &["--init-image", init, "--mask", fake.to_str().unwrap()],
+    );
+    assert_bad_input(&output, "--mask");
+    let output = generate_quick(&model, &dir, &["--init-image", init, "--mask-blur", "4"]);
+    assert_bad_input(&output, "--mask-blur needs --mask");
+    let output = generate_quick(
+        &model,
+        &dir,
+        &[
+            "--init-image",
+            init,
+            "--mask",
+            mask,
+            "--outpaint",
+            "3,0,0,0",
+        ],
+    );
+    assert_bad_input(&output, "multiple of 8");
+    let output = generate_quick(
+        &model,
+        &dir,
+        &[
+            "--init-image",
+            init,
+            "--mask",
+            mask,
+            "--masked-content",
+            "sand",
+        ],
+    );
+    assert_bad_input(&output, "--masked-content sand");
+    // An inpainting model needs a mask.
+    let scratch_models = dir.join("models");
+    let inpainting = model_with_unet("sd1", "sd1_inpaint_unet", &scratch_models);
+    let output = generate_quick(&inpainting, &dir, &[]);
+    assert_bad_input(&output, "this is an inpainting model");
+    assert!(pngs_written(&dir).is_empty());
+}
+
+/// The fixture model `base` with the fixture UNet folder `unet` in place of its own.
+fn model_with_unet(base: &str, unet: &str, scratch: &Path) -> PathBuf {
+    let target = scratch.join(format!("{base}+{unet}"));
+    copy_dir(&fixtures().join("models").join(base), &target);
+    std::fs::remove_dir_all(target.join("unet")).unwrap();
+    copy_dir(&fixtures().join("models").join(unet), &target.join("unet"));
+    target
+}

@@ -13,6 +13,7 @@ use latent_studio::engine::{
     PreviewMode, PromptSyntax, RgbImage, RunObserver, Runner, SchedulerKind, MAX_IMAGE_SIDE,
 };
 
+use super::inpaint::InpaintArgs;
 use super::{select_device, select_dtype, CliError};
 
 #[derive(Debug, Args)]
@@ -73,9 +74,11 @@ pub struct GenerateArgs {
     /// Start from this image (img2img).
     #[arg(long)]
     init_image: Option<PathBuf>,
-    /// How much of the init image to repaint, 0 < strength ≤ 1.
+    /// How much of the init image to repaint, 0 < strength ≤ 1 (default 0.75; 1 with a mask).
     #[arg(long)]
     strength: Option<f64>,
+    #[command(flatten)]
+    inpaint: InpaintArgs,
     /// Images to make, with seeds seed, seed+1, …; written as FILE-1.png, FILE-2.png, …
     #[arg(long, default_value_t = 1)]
     batch_count: usize,
@@ -254,27 +257,31 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
             )));
         }
     }
-    let init_image = match (&args.init_image, args.strength) {
-        (Some(path), strength) => {
-            let strength = strength.unwrap_or(0.75);
-            if !(strength > 0.0 && strength <= 1.0) {
-                return Err(CliError::input(format!(
-                    "--strength {strength}: must be greater than 0 and at most 1"
-                )));
-            }
-            Some(InitImage {
-                image: read_init_image(path)?,
-                strength,
-                mask: None,
-            })
-        }
-        (None, Some(_)) => {
-            return Err(CliError::input(
-                "--strength needs --init-image (the image to start from)",
-            ))
-        }
-        (None, None) => None,
-    };
+    if args.init_image.is_none() && args.strength.is_some() {
+        return Err(CliError::input(
+            "--strength needs --init-image (the image to start from)",
+        ));
+    }
+    // diffusers' inpainting pipeline repaints fully by default; img2img keeps a quarter.
+    let strength = args
+        .strength
+        .unwrap_or(if args.inpaint.requested() { 1.0 } else { 0.75 });
+    if !(strength > 0.0 && strength <= 1.0) {
+        return Err(CliError::input(format!(
+            "--strength {strength}: must be greater than 0 and at most 1"
+        )));
+    }
+    let picture = args
+        .init_image
+        .as_deref()
+        .map(read_init_image)
+        .transpose()?;
+    let (picture, mask) = args.inpaint.resolve(picture)?;
+    let init_image = picture.map(|image| InitImage {
+        image,
+        strength,
+        mask,
+    });
     let prompt_syntax: PromptSyntax = args
         .prompt_syntax
         .parse()

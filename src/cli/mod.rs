@@ -2,6 +2,7 @@
 
 mod bench;
 mod generate;
+mod inpaint;
 
 use std::fmt;
 use std::path::PathBuf;

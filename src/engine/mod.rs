@@ -20,16 +20,18 @@ pub use runner::{batch_file_path, ImageStep, JobOutcome, ModelLoadFailure, RunOb
 pub use worker::{Worker, WorkerHandle};
 
 pub use crate::formats::parameters::GenerationParameters;
-pub use crate::formats::picture::{read_picture, MAX_PICTURE_SIDE};
+pub use crate::formats::picture::{read_picture, read_picture_as_stored, MAX_PICTURE_SIDE};
 pub use crate::formats::png::{read_png_parameters, write_png_with_parameters};
+pub use crate::imaging::mask::extend_canvas;
 pub use crate::kernels::precision::{bf16_available, set_cpu_arithmetic, CpuArithmetic};
 pub use crate::models::embeddings::default_embeddings_dir;
 pub use crate::models::hashes::HashCache;
 pub use crate::models::lora::default_lora_dir;
 pub use crate::models::{Catalog, DownloadProgress, LoadOptions, ModelDefaults, ModelInfo};
+pub use crate::sampling::inpaint::{InpaintArea, InpaintMask, MaskedContent};
 pub use crate::sampling::noise::random_seed;
 pub use crate::sampling::pipeline::{
-    GenerateError, GenerationRequest, InitImage, RgbImage, MAX_IMAGE_SIDE,
+    GenerateError, GenerationRequest, GrayImage, InitImage, RgbImage, MAX_IMAGE_SIDE,
 };
 pub use crate::sampling::schedulers::SchedulerKind;
 pub use crate::text::prompt::check_prompt;

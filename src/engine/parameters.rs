@@ -3,6 +3,7 @@
 use crate::formats::parameters::GenerationParameters;
 use crate::models::hashes::HashCache;
 use crate::models::StableDiffusion;
+use crate::sampling::inpaint::{InpaintArea, InpaintMask, MaskedContent};
 use crate::sampling::pipeline::GenerationRequest;
 use crate::sampling::schedulers::SchedulerConfigError;
 use crate::text::prompt::{extract_lora_tags, PromptSyntax};
@@ -74,6 +75,13 @@ pub fn a1111_parameters(
     if let Some(vae) = &files.vae {
         extra.push(("VAE".to_string(), vae.clone()));
     }
+    if let Some(mask) = request
+        .init_image
+        .as_ref()
+        .and_then(|init| init.mask.as_ref())
+    {
+        extra.extend(inpaint_parameters(mask));
+    }
     if request.clip_skip > 1 {
         extra.push(("Clip skip".to_string(), request.clip_skip.to_string()));
     }
@@ -104,6 +112,23 @@ pub fn a1111_parameters(
         version: Some(format!("latent-studio {}", crate::VERSION)),
         extra,
     })
+}
+
+/// A1111's inpainting keys (its infotext writes "Mask blur" for every masked run, and the
+/// area and padding for "Only masked"); "Masked content" when it is not the original.
+fn inpaint_parameters(mask: &InpaintMask) -> Vec<(String, String)> {
+    let mut keys = vec![("Mask blur".to_string(), mask.blur.to_string())];
+    if let InpaintArea::Masked { padding } = mask.area {
+        keys.push(("Inpaint area".to_string(), "Only masked".to_string()));
+        keys.push(("Masked area padding".to_string(), padding.to_string()));
+    }
+    if mask.content != MaskedContent::Original {
+        keys.push((
+            "Masked content".to_string(),
+            mask.content.a1111_label().to_string(),
+        ));
+    }
+    keys
 }
 
 /// `0.8` rather than `0.8000000000000002`, `1` rather than `1.0`.

@@ -14,6 +14,11 @@ const MAX_DECODE_BYTES: u64 = 1 << 30;
 /// Decodes the picture in `path` (any format the `image` crate reads, by content) to 8-bit
 /// RGB. The error says what is wrong in words a user can act on.
 pub fn read_picture(path: &Path) -> Result<image::RgbImage, String> {
+    read_picture_as_stored(path).map(|picture| picture.to_rgb8())
+}
+
+/// As [`read_picture`], keeping the picture's own channels (a mask's alpha).
+pub fn read_picture_as_stored(path: &Path) -> Result<image::DynamicImage, String> {
     let file = crate::files::open_regular(path, u64::MAX)
         .map_err(|err| format!("cannot open {}: {err}", path.display()))?;
     let mut reader = image::ImageReader::new(BufReader::new(file))
@@ -34,7 +39,7 @@ pub fn read_picture(path: &Path) -> Result<image::RgbImage, String> {
             path.display()
         ),
     })?;
-    Ok(decoded.to_rgb8())
+    Ok(decoded)
 }
 
 #[cfg(test)]

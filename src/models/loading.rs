@@ -640,10 +640,22 @@ fn load_single_file(path: &Path, options: &LoadOptions) -> Result<StableDiffusio
     let kind = checkpoint
         .kind()
         .map_err(|err| checkpoint_error(path, err))?;
-    let configs = match &options.config {
+    let mut configs = match &options.config {
         Some(dir) => FolderConfigs::read(dir, None)?,
         None => FolderConfigs::embedded(kind)?,
     };
+    // Inpainting checkpoints differ from their family's only in the UNet's first layer
+    // (9 input channels: latents, mask, masked-image latents), as diffusers' single-file
+    // loader reads them.
+    if let Some(channels) = checkpoint.unet_in_channels() {
+        configs.unet.in_channels = channels;
+        // stabilityai/stable-diffusion-2-inpainting predicts noise at 512², unlike the 768-v
+        // base model the SD 2 built-in configs describe.
+        if channels == 9 && kind == CheckpointKind::Sd2 && options.config.is_none() {
+            configs.scheduler.prediction_type = Some("epsilon".into());
+            configs.unet.sample_size = Some(64);
+        }
+    }
     let expected = match kind {
         CheckpointKind::Sdxl => Family::StableDiffusionXl,
         _ => Family::StableDiffusion,

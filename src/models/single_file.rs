@@ -63,9 +63,9 @@ pub fn detect_kind(
             "no Stable Diffusion UNet in this file (no model.diffusion_model.* tensors){hint}"
         )));
     }
-    if let Some(channels) = unet_in_channels.filter(|&c| c != 4) {
+    if let Some(channels) = unet_in_channels.filter(|&c| c != 4 && c != 9) {
         return Err(CheckpointError::Unrecognised(format!(
-            "the UNet takes {channels} input channels (an inpainting or instruct model); only text-to-image checkpoints (4 channels) are supported"
+            "the UNet takes {channels} input channels (an instruct-pix2pix or other image-conditioned model); text-to-image (4 channels) and inpainting (9) checkpoints are supported"
         )));
     }
     if has(SDXL_TEXT_2) && has(SDXL_TEXT) {
@@ -675,8 +675,9 @@ mod tests {
             "conditioner.embedders.1.model.ln_final.weight",
         ];
         assert_eq!(detect_kind(&xl, Some(4)).unwrap(), CheckpointKind::Sdxl);
-        let inpaint = detect_kind(&sd1, Some(9)).unwrap_err().to_string();
-        assert!(inpaint.contains("inpainting"), "{inpaint}");
+        assert_eq!(detect_kind(&sd1, Some(9)).unwrap(), CheckpointKind::Sd1);
+        let instruct = detect_kind(&sd1, Some(8)).unwrap_err().to_string();
+        assert!(instruct.contains("instruct-pix2pix"), "{instruct}");
         let lora = ["lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight"];
         assert!(detect_kind(&lora, None)
             .unwrap_err()
