@@ -97,6 +97,7 @@ fn request(case: &Case) -> GenerationRequest {
         init_image: None,
         prompt_syntax: case.prompt_syntax.parse().unwrap(),
         clip_skip: case.clip_skip,
+        controls: Vec::new(),
     }
 }
 

@@ -9,8 +9,8 @@ use latent_studio::models::StableDiffusion;
 use latent_studio::models::{load_model, LoadOptions};
 use latent_studio::sampling::pipeline::Flow;
 use support::{
-    compare_with_reference, fixtures, generate_case, inpaint_cases, model_with_unet, parity_cases,
-    parity_cases_from, Case,
+    compare_with_reference, controlnet_cases, fixtures, generate_case, inpaint_cases,
+    model_with_unet, parity_cases, parity_cases_from, Case,
 };
 
 fn run_case(model: &StableDiffusion, case: &Case, dir: &str) -> Result<(), String> {
@@ -81,6 +81,60 @@ fn inpainting_matches_diffusers() {
     assert!(
         failures.is_empty(),
         "{} of {} inpainting cases differ from diffusers:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+/// diffusers' ControlNet pipelines (txt2img, img2img, inpaint; SD 1 and SDXL): one unit, a
+/// partial start/end with a control image of another size, two units summed, guess mode.
+#[test]
+fn controlnet_matches_diffusers() {
+    use latent_studio::models::controlnet::load_controlnet;
+    let cases = controlnet_cases();
+    assert!(cases.len() >= 7);
+    let mut models: HashMap<String, StableDiffusion> = HashMap::new();
+    let mut nets = HashMap::new();
+    let mut failures = Vec::new();
+    for case in &cases {
+        let model = models.entry(case.model.clone()).or_insert_with(|| {
+            load_model(
+                &fixtures().join("models").join(&case.model),
+                &LoadOptions::default(),
+            )
+            .unwrap_or_else(|e| panic!("loading {}: {e}", case.model))
+        });
+        let mut load = |name: &str| {
+            nets.entry(name.to_string())
+                .or_insert_with(|| {
+                    load_controlnet(
+                        &fixtures().join("models").join(name),
+                        &LoadOptions::default(),
+                    )
+                    .unwrap_or_else(|e| panic!("loading {name}: {e}"))
+                    .net
+                })
+                .clone()
+        };
+        let result = case.request(&mut load).and_then(|request| {
+            model
+                .pipeline()
+                .generate(&request, &mut |_| Flow::Continue)
+                .map_err(|e| e.to_string())
+        });
+        let reference = fixtures()
+            .join("controlnet")
+            .join(format!("{}.safetensors", case.name));
+        if let Err(err) =
+            result.and_then(|output| compare_with_reference(&case.name, &output, &reference))
+        {
+            failures.push(format!("{}: {err}", case.name));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} ControlNet cases differ from diffusers:\n{}",
         failures.len(),
         cases.len(),
         failures.join("\n")

@@ -39,6 +39,7 @@ fn request(steps: usize) -> GenerationRequest {
         init_image: None,
         prompt_syntax: PromptSyntax::Plain,
         clip_skip: 1,
+        controls: Vec::new(),
     }
 }
 

@@ -307,6 +307,7 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         init_image: None,
         prompt_syntax: PromptSyntax::Plain,
         clip_skip: 1,
+        controls: Vec::new(),
     };
     time(
         &format!("generate {size}x{size}, {} steps", args.steps),

@@ -413,6 +413,7 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
             init_image,
             prompt_syntax,
             clip_skip: args.clip_skip,
+            controls: Vec::new(),
         },
         batch_count: args.batch_count,
         output: ImageOutput::File(args.output.clone()),

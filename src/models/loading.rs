@@ -119,7 +119,7 @@ struct ModelIndex {
     text_encoder_2: Option<serde_json::Value>,
 }
 
-fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, LoadError> {
+pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, LoadError> {
     let text = crate::files::read_text(path).map_err(|err| {
         if err.kind() == std::io::ErrorKind::NotFound {
             LoadError::NotFound {
@@ -140,7 +140,7 @@ fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, LoadError> {
 
 /// The weight files of one component, in diffusers' order of preference: the main file, a
 /// sharded index, then the fp16 variant.
-fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
+pub(crate) fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
     const STEMS: [&str; 2] = ["diffusion_pytorch_model", "model"];
     for variant in ["", ".fp16"] {
         for stem in STEMS {
@@ -319,7 +319,7 @@ fn build_error(component: &str, origin: &Path, err: candle_core::Error) -> LoadE
 /// A model's name for people and image metadata: the hub id for a Hugging Face cache snapshot
 /// (`…/models--org--name/snapshots/<commit>` → `org/name`), the file stem of a single-file
 /// checkpoint, else the folder's name.
-fn model_name(path: &Path) -> String {
+pub(crate) fn model_name(path: &Path) -> String {
     let folder = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
     if path.is_file() {
         if let Some(stem) = path.file_stem() {

@@ -3,6 +3,7 @@
 //! which owns the networks together with the weights they were built from.
 
 mod catalog;
+pub mod controlnet;
 mod defaults;
 mod download;
 pub mod embeddings;

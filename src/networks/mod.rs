@@ -2,6 +2,7 @@
 //! [`crate::kernels`]: the UNet, the VAE, the CLIP text encoders and the blocks they share.
 //! Each network's plain config struct sits beside the module that uses it.
 
+pub mod controlnet;
 mod family;
 pub mod layers;
 pub mod text_encoder;

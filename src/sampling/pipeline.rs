@@ -5,7 +5,8 @@
 use candle_core::{DType, Device, Tensor};
 
 pub use crate::imaging::{GrayImage, RgbImage};
-use crate::networks::unet::{AddedConditions, UNet2DConditionModel};
+use crate::networks::controlnet::{ControlMode, ControlNetModel};
+use crate::networks::unet::{AddedConditions, ControlResiduals, UNet2DConditionModel};
 use crate::networks::vae::AutoencoderKL;
 use crate::networks::Family;
 use crate::sampling::inpaint::{self, InpaintMask, MaskedContent};
@@ -49,6 +50,26 @@ pub struct GenerationRequest {
     /// A1111's "Clip skip": 1 uses the text encoder's last layer, 2 the one before … (SDXL
     /// counts from its usual penultimate layer).
     pub clip_skip: usize,
+    /// ControlNet units, summed as diffusers' `MultiControlNetModel` does.
+    pub controls: Vec<ControlUnit>,
+}
+
+/// One ControlNet and what it reads.
+#[derive(Debug, Clone)]
+pub struct ControlUnit {
+    pub net: std::sync::Arc<ControlNetModel>,
+    /// The control map as the network reads it (already preprocessed: edges, depth …);
+    /// resized to the generation's size as diffusers' control image processor does.
+    pub image: RgbImage,
+    /// `controlnet_conditioning_scale` (A1111's "Weight").
+    pub scale: f64,
+    /// `control_guidance_start` / `_end`: the fraction of the steps it acts on.
+    pub start: f64,
+    pub end: f64,
+    pub mode: ControlMode,
+    /// For the record: the model's name and the preprocessor that made `image`.
+    pub model_name: String,
+    pub preprocessor: String,
 }
 
 /// Progress of one denoising step, handed to the observer.
@@ -307,6 +328,9 @@ impl DiffusionPipeline {
                 "this is an inpainting model: give it a picture and a mask (--init-image and --mask, or paint a mask in the window), or load a text-to-image model".into(),
             ));
         }
+        for (n, unit) in request.controls.iter().enumerate() {
+            self.check_control(n, unit)?;
+        }
         if let Some(init) = &request.init_image {
             if let Some(mask) = &init.mask {
                 inpaint::check_mask(mask)?;
@@ -330,6 +354,58 @@ impl DiffusionPipeline {
                     "init image buffer does not match its size".into(),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// A ControlNet made for this model's family, with a usable image and weights.
+    fn check_control(&self, n: usize, unit: &ControlUnit) -> Result<(), GenerateError> {
+        let bad = |why: String| {
+            Err(GenerateError::InvalidRequest(format!(
+                "ControlNet {n}: {why}"
+            )))
+        };
+        let net = &unit.net;
+        if net.needs_added_conditions() != self.unet.needs_added_conditions()
+            || net.context_dim() != self.unet.context_dim()
+        {
+            let family = |sdxl: bool, dim: usize| match (sdxl, dim) {
+                (true, _) => "SDXL".to_string(),
+                (false, 768) => "SD 1.x".to_string(),
+                (false, 1024) => "SD 2.x".to_string(),
+                (false, d) => format!("a {d}-wide text encoder"),
+            };
+            return bad(format!(
+                "it is made for {} models and this model is {}; choose a ControlNet for this model's family",
+                family(net.needs_added_conditions(), net.context_dim()),
+                family(self.unet.needs_added_conditions(), self.unet.context_dim())
+            ));
+        }
+        if net.downscale() != self.vae_scale_factor {
+            return bad(format!(
+                "it reads control images at 1/{} scale and this model's latents are 1/{}",
+                net.downscale(),
+                self.vae_scale_factor
+            ));
+        }
+        if !(unit.scale.is_finite() && (0.0..=10.0).contains(&unit.scale)) {
+            return bad(format!("weight {} must be between 0 and 10", unit.scale));
+        }
+        if !(0.0..=1.0).contains(&unit.start)
+            || !(0.0..=1.0).contains(&unit.end)
+            || unit.start >= unit.end
+        {
+            return bad(format!(
+                "start {} and end {} must satisfy 0 ≤ start < end ≤ 1",
+                unit.start, unit.end
+            ));
+        }
+        let image = &unit.image;
+        if image.width == 0
+            || image.height == 0
+            || image.pixels.len() != image.width * image.height * 3
+        {
+            return bad("the control image has no pixels".into());
         }
         Ok(())
     }
@@ -469,6 +545,7 @@ impl DiffusionPipeline {
 
         let timesteps = scheduler.timesteps().to_vec();
         let total = timesteps.len() - first_step;
+        let controls = self.control_images(request, guided)?;
         for (index, &timestep) in timesteps.iter().enumerate().skip(first_step) {
             let model_input = if guided {
                 Tensor::cat(&[&latents, &latents], 0)?
@@ -476,15 +553,27 @@ impl DiffusionPipeline {
                 latents.clone()
             };
             let model_input = scheduler.scale_model_input(&model_input, index)?;
+            // ControlNets read the latents before an inpainting UNet's extra channels.
+            let scaled_for_control = model_input.clone();
             let model_input = match &inpainting {
                 Some(state) => state.unet_input(model_input, guided)?,
                 None => model_input,
             };
-            let prediction = self.unet.forward(
+            let control = self.control_residuals(
+                request,
+                &controls,
+                (index - first_step, total),
+                &scaled_for_control,
+                timestep,
+                &conditioning,
+                guided,
+            )?;
+            let prediction = self.unet.forward_with_control(
                 &model_input,
                 timestep,
                 &conditioning.context,
                 conditioning.added.as_ref(),
+                control.as_ref(),
             )?;
             let prediction = if guided {
                 let uncond = prediction.narrow(0, 0, 1)?;
@@ -528,6 +617,119 @@ impl DiffusionPipeline {
             None => image,
         };
         Ok(GeneratedImage { image, latents })
+    }
+
+    /// Each unit's control image as `(batch, 3, H, W)` in [0, 1] at the generation's size,
+    /// doubled for guidance unless the unit acts on the conditional half only.
+    fn control_images(
+        &self,
+        request: &GenerationRequest,
+        guided: bool,
+    ) -> Result<Vec<Tensor>, GenerateError> {
+        request
+            .controls
+            .iter()
+            .map(|unit| {
+                let resized = unit.image.resized(request.width, request.height);
+                let values: Vec<f32> = resized.pixels.iter().map(|&p| p as f32 / 255.0).collect();
+                let image =
+                    Tensor::from_vec(values, (request.height, request.width, 3), &self.device)?
+                        .permute((2, 0, 1))?
+                        .unsqueeze(0)?
+                        .contiguous()?
+                        .to_dtype(self.dtype)?;
+                let both_halves = guided && !self.cond_half_only(unit);
+                Ok(if both_halves {
+                    Tensor::cat(&[&image, &image], 0)?
+                } else {
+                    image
+                })
+            })
+            .collect()
+    }
+
+    /// diffusers' guess mode: the unit acts on the conditional half of guidance only.
+    fn cond_half_only(&self, unit: &ControlUnit) -> bool {
+        unit.mode == ControlMode::ControlNetMoreImportant || unit.net.pools_conditions()
+    }
+
+    /// The summed residuals of the units active at step `position.0` of `position.1`
+    /// (diffusers' `controlnet_keep`: a unit acts while `i / n >= start` and `(i + 1) / n <= end`).
+    #[allow(clippy::too_many_arguments)]
+    fn control_residuals(
+        &self,
+        request: &GenerationRequest,
+        images: &[Tensor],
+        (step, steps): (usize, usize),
+        scaled: &Tensor,
+        timestep: f64,
+        conditioning: &Conditioning,
+        guided: bool,
+    ) -> Result<Option<ControlResiduals>, GenerateError> {
+        let mut total: Option<ControlResiduals> = None;
+        for (unit, image) in request.controls.iter().zip(images) {
+            let (i, n) = (step as f64, steps as f64);
+            let keep = !(i / n < unit.start || (i + 1.0) / n > unit.end);
+            // diffusers still runs a unit at weight 0 and adds zeros; skipping it is the same.
+            if !keep || unit.scale == 0.0 {
+                continue;
+            }
+            let half = guided && self.cond_half_only(unit);
+            let residuals = if half {
+                let cond = |t: &Tensor| t.narrow(0, 1, 1);
+                let added = match &conditioning.added {
+                    Some(added) => Some(AddedConditions {
+                        text_embeds: cond(&added.text_embeds)?,
+                        time_ids: cond(&added.time_ids)?,
+                    }),
+                    None => None,
+                };
+                let r = unit.net.forward(
+                    &cond(scaled)?,
+                    timestep,
+                    &cond(&conditioning.context)?,
+                    added.as_ref(),
+                    image,
+                    unit.scale,
+                    unit.mode,
+                )?;
+                // Zeros for the unconditional half.
+                let pad = |t: Tensor| -> candle_core::Result<Tensor> {
+                    Tensor::cat(&[&t.zeros_like()?, &t], 0)
+                };
+                ControlResiduals {
+                    down: r
+                        .down
+                        .into_iter()
+                        .map(pad)
+                        .collect::<candle_core::Result<_>>()?,
+                    mid: pad(r.mid)?,
+                }
+            } else {
+                unit.net.forward(
+                    scaled,
+                    timestep,
+                    &conditioning.context,
+                    conditioning.added.as_ref(),
+                    image,
+                    unit.scale,
+                    unit.mode,
+                )?
+            };
+            total = Some(match total {
+                None => residuals,
+                Some(sum) => ControlResiduals {
+                    down: sum
+                        .down
+                        .iter()
+                        .zip(&residuals.down)
+                        .map(|(a, b)| a + b)
+                        .collect::<candle_core::Result<_>>()?,
+                    mid: (sum.mid + residuals.mid)?,
+                },
+            });
+        }
+        Ok(total)
     }
 
     /// A sample of the VAE's latent distribution for `pixels` (one draw from `rng`).

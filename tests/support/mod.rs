@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use latent_studio::models::StableDiffusion;
+use latent_studio::networks::controlnet::{ControlMode, ControlNetModel};
 use latent_studio::sampling::inpaint::{InpaintArea, InpaintMask, MaskedContent};
 use latent_studio::sampling::pipeline::{
-    Flow, GeneratedImage, GenerationRequest, GrayImage, InitImage, PromptSyntax, RgbImage,
+    ControlUnit, Flow, GeneratedImage, GenerationRequest, GrayImage, InitImage, PromptSyntax,
+    RgbImage,
 };
 use serde::Deserialize;
 
@@ -69,6 +71,7 @@ pub fn generate_case(model: &StableDiffusion, case: &Case) -> Result<GeneratedIm
         // These cases are literal diffusers calls (some prompts hold A1111-looking brackets).
         prompt_syntax: PromptSyntax::Plain,
         clip_skip: 1,
+        controls: Vec::new(),
     };
     let mut steps_seen = 0;
     let output = model
@@ -142,6 +145,7 @@ impl InpaintCase {
             }),
             prompt_syntax: PromptSyntax::Plain,
             clip_skip: 1,
+            controls: Vec::new(),
         })
     }
 }
@@ -169,6 +173,97 @@ fn copy_dir(from: &Path, to: &Path) {
         } else {
             std::fs::copy(&path, to.join(entry.file_name())).unwrap();
         }
+    }
+}
+
+/// One run of diffusers' ControlNet pipelines (`controlnet.json`, `make_controlnet_fixtures.py`).
+#[derive(Debug, Deserialize)]
+pub struct ControlNetCase {
+    pub name: String,
+    pub model: String,
+    prompt: String,
+    negative_prompt: Option<String>,
+    steps: usize,
+    guidance: f64,
+    seed: u64,
+    scheduler: String,
+    pub units: Vec<ControlUnitCase>,
+    mode: String,
+    strength: Option<f64>,
+    init_image: Option<String>,
+    mask: Option<String>,
+    guess_mode: bool,
+    width: usize,
+    height: usize,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ControlUnitCase {
+    /// A fixture model folder holding the ControlNet.
+    pub controlnet: String,
+    image: String,
+    scale: f64,
+    start: f64,
+    end: f64,
+}
+
+pub fn controlnet_cases() -> Vec<ControlNetCase> {
+    serde_json::from_str(&std::fs::read_to_string(fixtures().join("controlnet.json")).unwrap())
+        .unwrap()
+}
+
+impl ControlNetCase {
+    /// The request, with `load` giving the network of each unit's fixture folder.
+    pub fn request(
+        &self,
+        load: &mut dyn FnMut(&str) -> std::sync::Arc<ControlNetModel>,
+    ) -> Result<GenerationRequest, String> {
+        let mode = if self.guess_mode {
+            ControlMode::ControlNetMoreImportant
+        } else {
+            ControlMode::Balanced
+        };
+        let controls = self
+            .units
+            .iter()
+            .map(|unit| ControlUnit {
+                net: load(&unit.controlnet),
+                image: load_png(&fixtures().join(&unit.image)),
+                scale: unit.scale,
+                start: unit.start,
+                end: unit.end,
+                mode,
+                model_name: unit.controlnet.clone(),
+                preprocessor: "none".into(),
+            })
+            .collect();
+        let init_image = match self.mode.as_str() {
+            "txt2img" => None,
+            _ => Some(InitImage {
+                image: load_png(&fixtures().join(self.init_image.as_ref().unwrap())),
+                strength: self.strength.unwrap(),
+                mask: self.mask.as_ref().map(|mask| InpaintMask {
+                    mask: load_mask(&fixtures().join(mask)),
+                    blur: 0,
+                    area: InpaintArea::Whole,
+                    content: MaskedContent::Original,
+                }),
+            }),
+        };
+        Ok(GenerationRequest {
+            prompt: self.prompt.clone(),
+            negative_prompt: self.negative_prompt.clone(),
+            steps: self.steps,
+            guidance: self.guidance,
+            seed: self.seed,
+            width: self.width,
+            height: self.height,
+            scheduler: self.scheduler.parse().map_err(|e| format!("{e}"))?,
+            init_image,
+            prompt_syntax: PromptSyntax::Plain,
+            clip_skip: 1,
+            controls,
+        })
     }
 }
 

@@ -127,7 +127,11 @@ fn default_true() -> bool {
 /// The largest default latent size a config may ask for (4096 pixels at a VAE scale of 8).
 pub const MAX_SAMPLE_SIZE: usize = 512;
 
-pub(crate) fn unsupported(key: &str, value: impl std::fmt::Debug, supported: &str) -> candle_core::Error {
+pub(crate) fn unsupported(
+    key: &str,
+    value: impl std::fmt::Debug,
+    supported: &str,
+) -> candle_core::Error {
     candle_core::Error::Msg(format!(
         "unsupported UNet config value {key} = {value:?} (supported: {supported})"
     ))

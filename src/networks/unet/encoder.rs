@@ -132,6 +132,11 @@ impl<'a> BlockBuilder<'a> {
         })
     }
 
+    /// The first block's `cross_attention_dim`: the text embeddings' width.
+    pub fn context_dim(&self) -> usize {
+        self.cross_attention_dim[0]
+    }
+
     pub fn resnet(
         &self,
         in_channels: usize,
@@ -353,7 +358,12 @@ impl Encoder {
 
     /// The down path from the input convolution's output `xs`: the final activations and
     /// every block's output (the skip connections), first to last.
-    pub fn down(&self, mut xs: Tensor, temb: &Tensor, context: &Tensor) -> Result<(Tensor, Vec<Tensor>)> {
+    pub fn down(
+        &self,
+        mut xs: Tensor,
+        temb: &Tensor,
+        context: &Tensor,
+    ) -> Result<(Tensor, Vec<Tensor>)> {
         let mut skips = vec![xs.clone()];
         for block in &self.down_blocks {
             for layer in &block.layers {

@@ -11,8 +11,8 @@ use candle_nn::{Conv2dConfig, VarBuilder};
 use crate::kernels::conv::{conv2d, Conv2d};
 use crate::kernels::group_norm::{group_norm, GroupNorm};
 use crate::networks::layers::Upsample2D;
-pub use config::{PerBlock, UNetConfig, MAX_SAMPLE_SIZE};
 use config::has_cross_attention;
+pub use config::{PerBlock, UNetConfig, MAX_SAMPLE_SIZE};
 pub use encoder::AddedConditions;
 use encoder::{BlockBuilder, Encoder, Layer};
 pub use transformer::Attention;
@@ -33,6 +33,8 @@ pub struct ControlResiduals {
 pub struct UNet2DConditionModel {
     /// 4 for text-to-image models; 9 for inpainting ones (latents, mask, masked image).
     in_channels: usize,
+    /// The text embeddings' width (first block's `cross_attention_dim`).
+    context_dim: usize,
     encoder: Encoder,
     up_blocks: Vec<UpBlock>,
     conv_norm_out: GroupNorm,
@@ -111,6 +113,7 @@ impl UNet2DConditionModel {
         };
         Ok(Self {
             in_channels: cfg.in_channels,
+            context_dim: builder.context_dim(),
             encoder,
             up_blocks,
             conv_norm_out: group_norm(groups, channels[0], eps, vb.pp("conv_norm_out"))?,
@@ -126,6 +129,11 @@ impl UNet2DConditionModel {
 
     pub fn needs_added_conditions(&self) -> bool {
         self.encoder.needs_added_conditions()
+    }
+
+    /// The width of the text embeddings it attends to.
+    pub fn context_dim(&self) -> usize {
+        self.context_dim
     }
 
     /// Predicts noise (or v / x0, per the scheduler's prediction type) for a batch of latents.
