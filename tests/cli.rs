@@ -784,3 +784,134 @@ fn model_with_unet(base: &str, unet: &str, scratch: &Path) -> PathBuf {
     copy_dir(&fixtures().join("models").join(unet), &target.join("unet"));
     target
 }
+
+/// `--controlnet DIR --control-image IMG` with `--control-preprocess none` is diffusers'
+/// ControlNet pipeline; the PNG records the unit as sd-webui-controlnet does.
+#[test]
+fn controlnet_matches_diffusers_and_records_the_unit() {
+    let out = scratch("controlnet").join("house.png");
+    let controlnet = fixtures().join("models/sd1_controlnet");
+    let lines = fixtures().join("control_lines_64.png");
+    let output = generate(&[
+        "--model",
+        &model_arg("sd1"),
+        "--prompt",
+        "a house by a lake",
+        "--negative-prompt",
+        "blurry",
+        "--controlnet",
+        controlnet.to_str().unwrap(),
+        "--control-image",
+        lines.to_str().unwrap(),
+        "--control-preprocess",
+        "none",
+        "--scheduler",
+        "euler",
+        "--steps",
+        "4",
+        "--guidance",
+        "5",
+        "--seed",
+        "80",
+        "--width",
+        "64",
+        "--height",
+        "64",
+        "--prompt-syntax",
+        "plain",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let max = max_diff_from_reference(&out, "controlnet/sd1_single.safetensors");
+    assert!(max <= 1, "ControlNet differs from diffusers by {max}/255");
+    let text = latent_studio::formats::png::read_png_parameters(&out)
+        .unwrap()
+        .unwrap();
+    assert!(
+        text.contains("ControlNet 0: \"Module: none, Model: sd1_controlnet, Weight: 1,"),
+        "{text}"
+    );
+}
+
+#[test]
+fn controlnet_mistakes_are_one_line() {
+    let dir = scratch("controlnet-bad");
+    let model = fixtures().join("models/sd1");
+    let sd1_net = fixtures().join("models/sd1_controlnet");
+    let sd1_net = sd1_net.to_str().unwrap();
+    let xl_net = fixtures().join("models/sdxl_controlnet");
+    let lines = fixtures().join("control_lines_64.png");
+    let lines = lines.to_str().unwrap();
+    let output = generate_quick(
+        &model,
+        &dir,
+        &[
+            "--controlnet",
+            xl_net.to_str().unwrap(),
+            "--control-image",
+            lines,
+            "--steps",
+            "1",
+        ],
+    );
+    assert_bad_input(&output, "ControlNet 0: it is made for SDXL models");
+    let output = generate_quick(&model, &dir, &["--controlnet", sd1_net]);
+    assert_bad_input(
+        &output,
+        "--control-image is given 0 times for 1 --controlnet",
+    );
+    let output = generate_quick(
+        &model,
+        &dir,
+        &[
+            "--controlnet",
+            sd1_net,
+            "--control-image",
+            lines,
+            "--control-scale",
+            "1",
+            "--control-scale",
+            "2",
+        ],
+    );
+    assert_bad_input(
+        &output,
+        "--control-scale is given 2 times for 1 --controlnet",
+    );
+    let inputs = dir.join("inputs");
+    std::fs::create_dir_all(&inputs).unwrap();
+    let fake = inputs.join("fake.png");
+    std::fs::write(&fake, b"not a picture").unwrap();
+    let output = generate_quick(
+        &model,
+        &dir,
+        &[
+            "--controlnet",
+            sd1_net,
+            "--control-image",
+            fake.to_str().unwrap(),
+        ],
+    );
+    assert_bad_input(&output, "--control-image");
+    let output = generate_quick(&model, &dir, &["--control-image", lines]);
+    assert_bad_input(&output, "--control-image needs --controlnet");
+    let output = generate_quick(
+        &model,
+        &dir,
+        &[
+            "--controlnet",
+            sd1_net,
+            "--control-image",
+            lines,
+            "--control-preprocess",
+            "openpose",
+        ],
+    );
+    assert_bad_input(&output, "--control-preprocess openpose");
+    assert!(pngs_written(&dir).is_empty());
+}

@@ -109,6 +109,7 @@ fn a_hundred_jobs_with_cancels_model_switches_and_lora_changes() {
             output: ImageOutput::None,
             preview: PreviewMode::Fast,
             loras: Vec::new(),
+            controls: Vec::new(),
         }));
         wait_for(&worker, "a warm-up job", |e| {
             matches!(e, Event::JobDone { .. })
@@ -151,6 +152,7 @@ fn a_hundred_jobs_with_cancels_model_switches_and_lora_changes() {
                 output: ImageOutput::None,
                 preview: PreviewMode::Fast,
                 loras: loras[choices.below(3) as usize].clone(),
+                controls: Vec::new(),
             }));
             let mut steps_seen = 0;
             let events = wait_for(&worker, "the job's end", |event| {

@@ -87,6 +87,7 @@ fn batch_streams_previews_and_saves_pngs() {
         output: ImageOutput::Folder(output_dir.clone()),
         preview: PreviewMode::Fast,
         loras: Vec::new(),
+        controls: Vec::new(),
     }));
     let events = collect_until(&worker, |e| matches!(e, Event::JobDone { job: 1 }));
     let steps: Vec<_> = events
@@ -157,6 +158,7 @@ fn cancel_stops_within_a_step() {
         output: ImageOutput::None,
         preview: PreviewMode::Off,
         loras: Vec::new(),
+        controls: Vec::new(),
     }));
     let mut cancelled_at = None;
     let events = collect_until(&worker, |e| {
@@ -196,6 +198,7 @@ fn failures_are_reported_and_the_worker_keeps_serving() {
         output: ImageOutput::None,
         preview: PreviewMode::Off,
         loras: Vec::new(),
+        controls: Vec::new(),
     }));
     let events = collect_until(&worker, |e| matches!(e, Event::JobDone { job: 1 }));
     assert!(events.iter().any(|e| matches!(
@@ -223,6 +226,7 @@ fn failures_are_reported_and_the_worker_keeps_serving() {
         output: ImageOutput::None,
         preview: PreviewMode::Off,
         loras: Vec::new(),
+        controls: Vec::new(),
     }));
     let events = collect_until(&worker, |e| matches!(e, Event::JobDone { job: 2 }));
     assert!(events
@@ -238,6 +242,7 @@ fn failures_are_reported_and_the_worker_keeps_serving() {
         output: ImageOutput::None,
         preview: PreviewMode::Vae { every: 1 },
         loras: Vec::new(),
+        controls: Vec::new(),
     }));
     let events = collect_until(&worker, |e| matches!(e, Event::JobDone { job: 3 }));
     let preview = events.iter().find_map(|e| match e {

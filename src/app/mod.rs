@@ -565,6 +565,7 @@ impl LatentStudioApp {
             output: ImageOutput::Folder(state.output_dir.clone()),
             preview: state.preview,
             loras,
+            controls: Vec::new(),
         }));
         self.viewer.follow_run = true;
         self.viewer.clear_preview();

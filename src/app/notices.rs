@@ -156,6 +156,7 @@ pub fn generation_failure_hint(failure: &GenerationFailure) -> String {
         GenerationFailure::OutOfMemory(_) => "Out of memory: lower the width and height, or set the batch count to 1, then generate again.".into(),
         GenerationFailure::NoModel => "Choose a model in the Model list first; it loads in the background.".into(),
         GenerationFailure::Lora(_) => "Check the LoRA list and the <lora:…> tags in the prompt, then generate again.".into(),
+        GenerationFailure::ControlNet(_) => "Check the ControlNet units: each needs a ControlNet made for this model's family and a picture.".into(),
         GenerationFailure::InvalidRequest(_)
         | GenerationFailure::Compute(_)
         | GenerationFailure::Internal(_) => {

@@ -13,6 +13,7 @@ use latent_studio::engine::{
     PreviewMode, PromptSyntax, RgbImage, RunObserver, Runner, SchedulerKind, MAX_IMAGE_SIDE,
 };
 
+use super::controlnet::ControlArgs;
 use super::inpaint::InpaintArgs;
 use super::{select_device, select_dtype, CliError};
 
@@ -79,6 +80,8 @@ pub struct GenerateArgs {
     strength: Option<f64>,
     #[command(flatten)]
     inpaint: InpaintArgs,
+    #[command(flatten)]
+    control: ControlArgs,
     /// Images to make, with seeds seed, seed+1, …; written as FILE-1.png, FILE-2.png, …
     #[arg(long, default_value_t = 1)]
     batch_count: usize,
@@ -282,6 +285,7 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
         strength,
         mask,
     });
+    let controls = args.control.resolve()?;
     let prompt_syntax: PromptSyntax = args
         .prompt_syntax
         .parse()
@@ -419,18 +423,19 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
         output: ImageOutput::File(args.output.clone()),
         preview: PreviewMode::Off,
         loras: listed_loras,
+        controls,
     };
     let failed = |failure: GenerationFailure| match failure {
         GenerationFailure::InvalidRequest(message) if message.starts_with("scheduler") => {
             CliError::input(format!("--scheduler {}: {message}", args.scheduler))
         }
-        GenerationFailure::InvalidRequest(_) | GenerationFailure::Lora(_) => {
-            CliError::input(failure.to_string())
-        }
+        GenerationFailure::InvalidRequest(_)
+        | GenerationFailure::Lora(_)
+        | GenerationFailure::ControlNet(_) => CliError::input(failure.to_string()),
         other => CliError::runtime(other.to_string()),
     };
     // What only the loaded model can tell is still bad input: one line, exit 2, no work done.
-    runner.check(&job.request).map_err(failed)?;
+    runner.check_job(&job).map_err(failed)?;
     eprintln!(
         "loaded {} ({}) in {:.1}s",
         info.name,

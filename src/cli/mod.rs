@@ -1,6 +1,7 @@
 //! Command-line interface: the window (no subcommand), `generate` and `bench`.
 
 mod bench;
+mod controlnet;
 mod generate;
 mod inpaint;
 

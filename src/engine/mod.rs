@@ -22,12 +22,14 @@ pub use worker::{Worker, WorkerHandle};
 pub use crate::formats::parameters::GenerationParameters;
 pub use crate::formats::picture::{read_picture, read_picture_as_stored, MAX_PICTURE_SIDE};
 pub use crate::formats::png::{read_png_parameters, write_png_with_parameters};
+pub use crate::imaging::control::ControlPreprocessor;
 pub use crate::imaging::mask::extend_canvas;
 pub use crate::kernels::precision::{bf16_available, set_cpu_arithmetic, CpuArithmetic};
 pub use crate::models::embeddings::default_embeddings_dir;
 pub use crate::models::hashes::HashCache;
 pub use crate::models::lora::default_lora_dir;
 pub use crate::models::{Catalog, DownloadProgress, LoadOptions, ModelDefaults, ModelInfo};
+pub use crate::networks::controlnet::ControlMode;
 pub use crate::sampling::inpaint::{InpaintArea, InpaintMask, MaskedContent};
 pub use crate::sampling::noise::random_seed;
 pub use crate::sampling::pipeline::{
@@ -82,6 +84,22 @@ pub struct GenerateJob {
     pub preview: PreviewMode,
     /// LoRA files and multipliers to merge, besides the prompt's `<lora:…>` tags.
     pub loras: Vec<(PathBuf, f64)>,
+    /// ControlNet units; the runner loads the files and preprocesses the images.
+    pub controls: Vec<ControlSpec>,
+}
+
+/// A ControlNet unit as a user sets it up: which file, which picture, which preprocessor.
+#[derive(Debug, Clone)]
+pub struct ControlSpec {
+    /// A diffusers ControlNet folder or `.safetensors` file.
+    pub model: PathBuf,
+    /// The picture the preprocessor reads.
+    pub image: RgbImage,
+    pub preprocessor: ControlPreprocessor,
+    pub scale: f64,
+    pub start: f64,
+    pub end: f64,
+    pub mode: ControlMode,
 }
 
 /// Where a job's finished images are written.
@@ -214,6 +232,9 @@ pub enum GenerationFailure {
     /// A LoRA could not be found, read or merged.
     #[error("{0}")]
     Lora(String),
+    /// A ControlNet could not be found, read or used with this model.
+    #[error("{0}")]
+    ControlNet(String),
     #[error("out of memory: {0}")]
     OutOfMemory(String),
     #[error("computation failed: {0}")]

@@ -3,8 +3,9 @@
 use crate::formats::parameters::GenerationParameters;
 use crate::models::hashes::HashCache;
 use crate::models::StableDiffusion;
+use crate::networks::controlnet::ControlMode;
 use crate::sampling::inpaint::{InpaintArea, InpaintMask, MaskedContent};
-use crate::sampling::pipeline::GenerationRequest;
+use crate::sampling::pipeline::{ControlUnit, GenerationRequest};
 use crate::sampling::schedulers::SchedulerConfigError;
 use crate::text::prompt::{extract_lora_tags, PromptSyntax};
 
@@ -82,6 +83,9 @@ pub fn a1111_parameters(
     {
         extra.extend(inpaint_parameters(mask));
     }
+    for (n, unit) in request.controls.iter().enumerate() {
+        extra.push((format!("ControlNet {n}"), control_record(unit)));
+    }
     if request.clip_skip > 1 {
         extra.push(("Clip skip".to_string(), request.clip_skip.to_string()));
     }
@@ -129,6 +133,23 @@ fn inpaint_parameters(mask: &InpaintMask) -> Vec<(String, String)> {
         ));
     }
     keys
+}
+
+/// A ControlNet unit as sd-webui-controlnet records it (one quoted value per unit).
+fn control_record(unit: &ControlUnit) -> String {
+    let mode = match unit.mode {
+        ControlMode::Balanced => "Balanced",
+        ControlMode::PromptMoreImportant => "My prompt is more important",
+        ControlMode::ControlNetMoreImportant => "ControlNet is more important",
+    };
+    format!(
+        "Module: {}, Model: {}, Weight: {}, Resize Mode: Just Resize, Guidance Start: {}, Guidance End: {}, Control Mode: {mode}",
+        unit.preprocessor,
+        unit.model_name,
+        trim_number(unit.scale),
+        trim_number(unit.start),
+        trim_number(unit.end)
+    )
 }
 
 /// `0.8` rather than `0.8000000000000002`, `1` rather than `1.0`.

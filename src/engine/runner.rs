@@ -9,10 +9,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{
-    a1111_parameters, latent_preview, AddOnFolders, FileRecord, FinishedImage, GenerateJob,
-    GenerationFailure, ImageOutput, LoadFailure, LoadedModel, ModelSource, PreviewMode,
+    a1111_parameters, latent_preview, AddOnFolders, ControlSpec, FileRecord, FinishedImage,
+    GenerateJob, GenerationFailure, ImageOutput, LoadFailure, LoadedModel, ModelSource,
+    PreviewMode,
 };
 use crate::formats::png::{write_new_png_with_parameters, write_png_with_parameters, ImageIoError};
+use crate::models::controlnet::{load_controlnet, LoadedControlNet};
 use crate::models::embeddings::load_embeddings_dir;
 use crate::models::hashes::HashCache;
 use crate::models::lora::LoraLibrary;
@@ -20,7 +22,7 @@ use crate::models::{
     load_model, Catalog, DownloadProgress, HubCache, HubClient, LoadError, LoadOptions,
     StableDiffusion,
 };
-use crate::sampling::pipeline::{Flow, GenerateError, GenerationRequest, RgbImage};
+use crate::sampling::pipeline::{ControlUnit, Flow, GenerateError, GenerationRequest, RgbImage};
 use crate::text::prompt::PromptSyntax;
 
 /// What a caller of the runner hears while it works. Every method has a default that ignores
@@ -89,6 +91,8 @@ pub struct Runner {
     folders: AddOnFolders,
     loras: LoraLibrary,
     hashes: HashCache,
+    /// The ControlNets of the last job, kept for the next (by file).
+    controlnets: Vec<(PathBuf, LoadedControlNet)>,
 }
 
 impl Runner {
@@ -101,6 +105,7 @@ impl Runner {
             folders: AddOnFolders::default(),
             loras: LoraLibrary::default(),
             hashes: HashCache::user_default(),
+            controlnets: Vec::new(),
         }
     }
 
@@ -275,6 +280,14 @@ impl Runner {
         Ok(())
     }
 
+    /// [`Self::check`] for a whole job: its ControlNets are loaded (and kept for the run)
+    /// and checked against the model too.
+    pub fn check_job(&mut self, job: &GenerateJob) -> Result<(), GenerationFailure> {
+        let mut request = job.request.clone();
+        request.controls = self.control_units(&job.controls)?;
+        self.check(&request)
+    }
+
     /// Runs `job`: `batch_count` images with seeds `seed`, `seed + 1`, … Images finished
     /// before a failure or a cancel have been handed to the observer (and saved).
     pub fn run(
@@ -282,10 +295,15 @@ impl Runner {
         job: &GenerateJob,
         observer: &mut dyn RunObserver,
     ) -> Result<JobOutcome, GenerationFailure> {
+        if self.model.is_none() {
+            return Err(GenerationFailure::NoModel);
+        }
+        let mut request = job.request.clone();
+        request.controls = self.control_units(&job.controls)?;
         let Some((_, model)) = &mut self.model else {
             return Err(GenerationFailure::NoModel);
         };
-        let request = &job.request;
+        let request = &request;
         let loras = self
             .loras
             .for_request(&request.prompt, request.prompt_syntax, &job.loras)
@@ -304,7 +322,7 @@ impl Runner {
             if observer.is_cancelled() {
                 return Ok(JobOutcome::Cancelled);
             }
-            let mut request = job.request.clone();
+            let mut request = request.clone();
             request.seed = job.request.seed.wrapping_add(index as u64);
             let pipeline = model.pipeline();
             let total_steps = pipeline.planned_steps(&request).unwrap_or(request.steps);
@@ -367,6 +385,53 @@ impl Runner {
             );
         }
         Ok(JobOutcome::Completed)
+    }
+}
+
+impl Runner {
+    /// The job's ControlNet units: files loaded (or kept from the last job), pictures
+    /// preprocessed. Networks no unit uses any more are dropped.
+    fn control_units(
+        &mut self,
+        specs: &[ControlSpec],
+    ) -> Result<Vec<ControlUnit>, GenerationFailure> {
+        let mut kept = Vec::new();
+        let mut units = Vec::with_capacity(specs.len());
+        for (n, spec) in specs.iter().enumerate() {
+            let cached = self
+                .controlnets
+                .iter()
+                .chain(kept.iter())
+                .find(|(path, _)| *path == spec.model)
+                .map(|(_, loaded): &(PathBuf, LoadedControlNet)| {
+                    (loaded.name.clone(), loaded.net.clone())
+                });
+            let (name, net) = match cached {
+                Some(found) => found,
+                None => {
+                    let loaded = load_controlnet(&spec.model, &self.options).map_err(|err| {
+                        GenerationFailure::ControlNet(format!("ControlNet {n}: {err}"))
+                    })?;
+                    let found = (loaded.name.clone(), loaded.net.clone());
+                    kept.push((spec.model.clone(), loaded));
+                    found
+                }
+            };
+            units.push(ControlUnit {
+                net,
+                image: spec.preprocessor.apply(&spec.image),
+                scale: spec.scale,
+                start: spec.start,
+                end: spec.end,
+                mode: spec.mode,
+                model_name: name,
+                preprocessor: spec.preprocessor.name().to_string(),
+            });
+        }
+        let used: Vec<&PathBuf> = specs.iter().map(|spec| &spec.model).collect();
+        self.controlnets.retain(|(path, _)| used.contains(&path));
+        self.controlnets.extend(kept);
+        Ok(units)
     }
 }
 

@@ -1,0 +1,145 @@
+//! `generate`'s ControlNet flags: `--controlnet` is repeatable, and the n-th of every other
+//! control flag belongs to the n-th `--controlnet`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use latent_studio::engine::{
+    read_picture, ControlMode, ControlPreprocessor, ControlSpec, RgbImage,
+};
+
+use super::CliError;
+
+#[derive(Debug, Args)]
+pub struct ControlArgs {
+    /// A ControlNet: a diffusers folder (config.json + diffusion_pytorch_model.safetensors,
+    /// e.g. lllyasviel/control_v11p_sd15_canny) or such a .safetensors file with its
+    /// config.json beside it. Repeatable: the n-th of each --control-* flag belongs to the
+    /// n-th --controlnet.
+    #[arg(long = "controlnet", value_name = "PATH")]
+    controlnets: Vec<PathBuf>,
+    /// The picture each ControlNet reads (one per --controlnet).
+    #[arg(long = "control-image", value_name = "IMG")]
+    images: Vec<PathBuf>,
+    /// How strongly each ControlNet steers (default 1).
+    #[arg(long = "control-scale", value_name = "F")]
+    scales: Vec<f64>,
+    /// The fraction of the steps after which each ControlNet starts acting (default 0).
+    #[arg(long = "control-start", value_name = "F")]
+    starts: Vec<f64>,
+    /// The fraction of the steps after which each ControlNet stops (default 1).
+    #[arg(long = "control-end", value_name = "F")]
+    ends: Vec<f64>,
+    /// none (the picture is already a map), invert, or canny (edges, thresholds 100/200).
+    #[arg(long = "control-preprocess", value_name = "none|invert|canny")]
+    preprocessors: Vec<String>,
+    /// balanced, prompt (A1111's "My prompt is more important") or controlnet ("ControlNet is
+    /// more important": diffusers' guess mode).
+    #[arg(long = "control-mode", value_name = "balanced|prompt|controlnet")]
+    modes: Vec<String>,
+}
+
+/// The value of `values` for unit `n` of `units`: each list is empty (all defaults) or has
+/// one value per unit.
+fn nth<T: Clone>(
+    flag: &str,
+    values: &[T],
+    n: usize,
+    units: usize,
+    default: T,
+) -> Result<T, CliError> {
+    match values.len() {
+        0 => Ok(default),
+        len if len == units => Ok(values[n].clone()),
+        len => Err(CliError::input(format!(
+            "{flag} is given {len} times for {units} --controlnet; give it once per --controlnet (or not at all)"
+        ))),
+    }
+}
+
+impl ControlArgs {
+    pub fn resolve(&self) -> Result<Vec<ControlSpec>, CliError> {
+        let units = self.controlnets.len();
+        if units == 0 {
+            let stray = [
+                ("--control-image", self.images.len()),
+                ("--control-scale", self.scales.len()),
+                ("--control-start", self.starts.len()),
+                ("--control-end", self.ends.len()),
+                ("--control-preprocess", self.preprocessors.len()),
+                ("--control-mode", self.modes.len()),
+            ]
+            .into_iter()
+            .find(|(_, count)| *count > 0);
+            return match stray {
+                Some((flag, _)) => Err(CliError::input(format!("{flag} needs --controlnet"))),
+                None => Ok(Vec::new()),
+            };
+        }
+        if self.images.len() != units {
+            return Err(CliError::input(format!(
+                "--control-image is given {} times for {units} --controlnet; each ControlNet needs its picture",
+                self.images.len()
+            )));
+        }
+        (0..units)
+            .map(|n| {
+                let model = self.controlnets[n].clone();
+                if !model.exists() {
+                    return Err(CliError::input(format!(
+                        "--controlnet {}: no such file or folder",
+                        model.display()
+                    )));
+                }
+                let image: RgbImage = read_picture(&self.images[n])
+                    .map(RgbImage::from)
+                    .map_err(|err| CliError::input(format!("--control-image {err}")))?;
+                let scale = nth("--control-scale", &self.scales, n, units, 1.0)?;
+                let start = nth("--control-start", &self.starts, n, units, 0.0)?;
+                let end = nth("--control-end", &self.ends, n, units, 1.0)?;
+                if !(scale.is_finite() && (0.0..=10.0).contains(&scale)) {
+                    return Err(CliError::input(format!(
+                        "--control-scale {scale}: must be between 0 and 10"
+                    )));
+                }
+                if !((0.0..=1.0).contains(&start) && (0.0..=1.0).contains(&end) && start < end) {
+                    return Err(CliError::input(format!(
+                        "--control-start {start} / --control-end {end}: need 0 ≤ start < end ≤ 1"
+                    )));
+                }
+                let preprocess = nth(
+                    "--control-preprocess",
+                    &self.preprocessors,
+                    n,
+                    units,
+                    "none".into(),
+                )?;
+                let preprocessor = ControlPreprocessor::parse(&preprocess).ok_or_else(|| {
+                    CliError::input(format!(
+                        "--control-preprocess {preprocess}: use none, invert or canny"
+                    ))
+                })?;
+                let mode = nth("--control-mode", &self.modes, n, units, "balanced".into())?;
+                let mode = match mode.as_str() {
+                    "balanced" => ControlMode::Balanced,
+                    "prompt" => ControlMode::PromptMoreImportant,
+                    "controlnet" => ControlMode::ControlNetMoreImportant,
+                    other => {
+                        return Err(CliError::input(format!(
+                            "--control-mode {other}: use balanced, prompt or controlnet"
+                        )))
+                    }
+                };
+                Ok(ControlSpec {
+                    model,
+                    image,
+                    preprocessor,
+                    scale,
+                    start,
+                    end,
+                    mode,
+                })
+            })
+            .collect()
+    }
+}
