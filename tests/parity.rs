@@ -190,3 +190,116 @@ fn tiled_vae_decode_matches_diffusers() {
     let untiled = model.pipeline().vae().decode(grid).unwrap();
     assert!(support::max_abs_diff(&untiled, &reference["grid_decoded"]) > 1e-3);
 }
+
+/// The fixture ControlNet's diffusers name in the original (`control_model.*`) layout, for
+/// its shape (2 layers per block, 4 conditioning-embedding stages): written independently of
+/// the loader's renaming, so a wrong rename there fails here.
+fn original_controlnet_name(name: &str) -> String {
+    let resnet = |part: &str| {
+        [
+            ("norm1.", "in_layers.0."),
+            ("conv1.", "in_layers.2."),
+            ("time_emb_proj.", "emb_layers.1."),
+            ("norm2.", "out_layers.0."),
+            ("conv2.", "out_layers.3."),
+            ("conv_shortcut.", "skip_connection."),
+        ]
+        .iter()
+        .find_map(|(from, to)| part.strip_prefix(from).map(|tail| format!("{to}{tail}")))
+        .unwrap_or_else(|| part.to_string())
+    };
+    let parts: Vec<&str> = name.splitn(5, '.').collect();
+    let mapped = match parts.as_slice() {
+        ["conv_in", rest @ ..] => format!("input_blocks.0.0.{}", rest.join(".")),
+        ["time_embedding", "linear_1", rest @ ..] => format!("time_embed.0.{}", rest.join(".")),
+        ["time_embedding", "linear_2", rest @ ..] => format!("time_embed.2.{}", rest.join(".")),
+        ["down_blocks", b, "resnets", l, rest] => {
+            let index = 1 + 3 * b.parse::<usize>().unwrap() + l.parse::<usize>().unwrap();
+            format!("input_blocks.{index}.0.{}", resnet(rest))
+        }
+        ["down_blocks", b, "attentions", l, rest] => {
+            let index = 1 + 3 * b.parse::<usize>().unwrap() + l.parse::<usize>().unwrap();
+            format!("input_blocks.{index}.1.{rest}")
+        }
+        ["down_blocks", b, "downsamplers", "0", rest] => {
+            let index = 3 * (b.parse::<usize>().unwrap() + 1);
+            format!(
+                "input_blocks.{index}.0.op.{}",
+                rest.strip_prefix("conv.").unwrap()
+            )
+        }
+        ["mid_block", "resnets", "0", rest @ ..] => {
+            format!("middle_block.0.{}", resnet(&rest.join(".")))
+        }
+        ["mid_block", "attentions", "0", rest @ ..] => format!("middle_block.1.{}", rest.join(".")),
+        ["mid_block", "resnets", "1", rest @ ..] => {
+            format!("middle_block.2.{}", resnet(&rest.join(".")))
+        }
+        ["controlnet_cond_embedding", "conv_in", rest @ ..] => {
+            format!("input_hint_block.0.{}", rest.join("."))
+        }
+        ["controlnet_cond_embedding", "blocks", k, rest @ ..] => {
+            format!(
+                "input_hint_block.{}.{}",
+                2 * (k.parse::<usize>().unwrap() + 1),
+                rest.join(".")
+            )
+        }
+        ["controlnet_cond_embedding", "conv_out", rest @ ..] => {
+            format!("input_hint_block.14.{}", rest.join("."))
+        }
+        ["controlnet_down_blocks", i, rest @ ..] => format!("zero_convs.{i}.0.{}", rest.join(".")),
+        ["controlnet_mid_block", rest @ ..] => format!("middle_block_out.0.{}", rest.join(".")),
+        _ => panic!("no original name for {name}"),
+    };
+    format!("control_model.{mapped}")
+}
+
+/// An original-layout ControlNet file (as A1111 users download them) gives diffusers' result;
+/// without a config for an unknown family it is refused with the reason.
+#[test]
+fn original_layout_controlnet_file_matches_diffusers() {
+    use latent_studio::models::controlnet::load_controlnet;
+
+    let dir = std::env::temp_dir().join(format!("latent-studio-cn-file-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let source = fixtures().join("models/sd1_controlnet");
+    let tensors = candle_core::safetensors::load(
+        source.join("diffusion_pytorch_model.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let renamed: HashMap<String, candle_core::Tensor> = tensors
+        .into_iter()
+        .map(|(name, tensor)| (original_controlnet_name(&name), tensor))
+        .collect();
+    let file = dir.join("control_tiny_canny.safetensors");
+    candle_core::safetensors::save(&renamed, &file).unwrap();
+    let err = load_controlnet(&file, &LoadOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("only SD 1.x (768) and SD 2.x (1024)"), "{err}");
+    std::fs::copy(source.join("config.json"), dir.join("config.json")).unwrap();
+    let net = load_controlnet(&file, &LoadOptions::default()).unwrap();
+    assert_eq!(net.name, "control_tiny_canny");
+
+    let case = support::controlnet_cases()
+        .into_iter()
+        .find(|c| c.name == "sd1_single")
+        .unwrap();
+    let model = load_model(&fixtures().join("models/sd1"), &LoadOptions::default()).unwrap();
+    let request = case.request(&mut |_| net.net.clone()).unwrap();
+    assert_eq!(request.controls.len(), 1);
+    let output = model
+        .pipeline()
+        .generate(&request, &mut |_| Flow::Continue)
+        .unwrap();
+    let result = compare_with_reference(
+        "original-layout file",
+        &output,
+        &fixtures().join("controlnet/sd1_single.safetensors"),
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    result.unwrap();
+}

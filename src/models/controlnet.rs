@@ -1,14 +1,23 @@
 //! ControlNet files: a diffusers `ControlNetModel` folder (`config.json` and
 //! `diffusion_pytorch_model[.fp16].safetensors`, as in `lllyasviel/control_v11p_sd15_canny`),
-//! or one `.safetensors` file with diffusers' tensor names and its `config.json` beside it.
+//! one `.safetensors` file with diffusers' tensor names and its `config.json` beside it, or
+//! an original single file (`control_model.*` names, as A1111 users download
+//! `control_v11p_sd15_canny.safetensors`) — SD 1.x and 2.x, configured as the built-in UNet
+//! of its family unless a `config.json` lies beside it.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use super::loading::{model_name, read_json, weight_files, LoadError, LoadOptions};
+use candle_core::DType;
+
+use super::loading::{
+    builtin_unet_config, model_name, read_json, weight_files, LoadError, LoadOptions,
+};
 use super::safetensors_file::SafetensorsFile;
+use super::single_file::controlnet_name;
 use super::weights::WeightMap;
 use crate::networks::controlnet::{ControlNetConfig, ControlNetModel};
+use crate::networks::unet::PerBlock;
 
 /// A loaded ControlNet and the name it goes by in image metadata.
 pub struct LoadedControlNet {
@@ -40,17 +49,18 @@ pub fn load_controlnet(path: &Path, options: &LoadOptions) -> Result<LoadedContr
         let folder = path.parent().unwrap_or(Path::new("."));
         (folder.join("config.json"), vec![path.to_path_buf()])
     };
-    for file in &files {
-        let reader = SafetensorsFile::open(file).map_err(|err| LoadError::Weights {
-            path: file.clone(),
-            message: crate::describe_candle_error(&err),
-        })?;
+    let weights_error = |file: &Path, err: candle_core::Error| LoadError::Weights {
+        path: file.to_path_buf(),
+        message: crate::describe_candle_error(&err),
+    };
+    if let [file] = files.as_slice() {
+        let reader = SafetensorsFile::open(file).map_err(|err| weights_error(file, err))?;
         if reader.names().any(|n| n.starts_with(LDM_PREFIX)) {
-            return Err(LoadError::Unsupported {
-                path: file.clone(),
-                message: "this ControlNet is in the original (control_model.*) layout, which is not supported yet; use its diffusers version (a folder with config.json, e.g. lllyasviel/control_v11p_sd15_canny)".into(),
-            });
+            return load_original(path, file, &reader, &config_path, options);
         }
+    }
+    for file in &files {
+        let reader = SafetensorsFile::open(file).map_err(|err| weights_error(file, err))?;
         if reader.names().any(|n| n.starts_with("up_blocks.")) {
             return Err(LoadError::Unsupported {
                 path: file.clone(),
@@ -82,9 +92,18 @@ pub fn load_controlnet(path: &Path, options: &LoadOptions) -> Result<LoadedContr
                 message: crate::describe_candle_error(&err),
             })?;
     }
+    build(path, &config, weights, options)
+}
+
+fn build(
+    path: &Path,
+    config: &ControlNetConfig,
+    weights: WeightMap,
+    options: &LoadOptions,
+) -> Result<LoadedControlNet, LoadError> {
     let weights = Arc::new(weights);
     let vb = weights.var_builder(Default::default(), options.dtype, &options.device);
-    let net = ControlNetModel::new(&config, vb).map_err(|err| LoadError::Build {
+    let net = ControlNetModel::new(config, vb).map_err(|err| LoadError::Build {
         component: "controlnet".into(),
         dir: path.to_path_buf(),
         message: crate::describe_candle_error(&err),
@@ -93,4 +112,67 @@ pub fn load_controlnet(path: &Path, options: &LoadOptions) -> Result<LoadedContr
         name: model_name(path),
         net: Arc::new(net),
     })
+}
+
+/// An original-layout ControlNet file, renamed to diffusers names.
+fn load_original(
+    path: &Path,
+    file: &Path,
+    reader: &SafetensorsFile,
+    config_path: &Path,
+    options: &LoadOptions,
+) -> Result<LoadedControlNet, LoadError> {
+    let config: ControlNetConfig = if config_path.is_file() {
+        read_json(config_path)?
+    } else {
+        // The cross-attention width tells the family (768: SD 1.x, 1024: SD 2.x).
+        let context = reader
+            .shape("control_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight")
+            .and_then(|shape| shape.get(1).copied());
+        let text = context.and_then(builtin_unet_config).ok_or_else(|| LoadError::Unsupported {
+            path: file.to_path_buf(),
+            message: format!(
+                "an original-layout ControlNet for text embeddings {} wide; only SD 1.x (768) and SD 2.x (1024) ones are known — put the config.json of its diffusers version beside it",
+                context.map_or_else(|| "of unknown width".to_string(), |c| c.to_string())
+            ),
+        })?;
+        serde_json::from_str(text).map_err(|err| LoadError::InvalidJson {
+            path: file.to_path_buf(),
+            message: format!("built-in config: {err}"),
+        })?
+    };
+    let layers_per_block = match &config.unet.layers_per_block {
+        PerBlock::One(n) => *n,
+        PerBlock::Each(v) => v.first().copied().unwrap_or(2),
+    };
+    let hint_convs = 2 * config.conditioning_embedding_out_channels.len();
+    let mut weights = WeightMap::default();
+    for name in reader.names() {
+        let Some(diffusers) = name
+            .strip_prefix(LDM_PREFIX)
+            .and_then(|rest| controlnet_name(rest, layers_per_block, hint_convs))
+        else {
+            continue;
+        };
+        let tensor = reader
+            .load(name, &options.device)
+            .map_err(|err| LoadError::Weights {
+                path: file.to_path_buf(),
+                message: crate::describe_candle_error(&err),
+            })?;
+        let keep =
+            options.keeps_half_weights() && matches!(tensor.dtype(), DType::F16 | DType::BF16);
+        let tensor = if keep {
+            tensor
+        } else {
+            tensor
+                .to_dtype(options.dtype)
+                .map_err(|err| LoadError::Weights {
+                    path: file.to_path_buf(),
+                    message: crate::describe_candle_error(&err),
+                })?
+        };
+        weights.insert(diffusers, tensor);
+    }
+    build(path, &config, weights, options)
 }

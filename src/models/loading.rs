@@ -507,6 +507,17 @@ impl FolderConfigs {
     }
 }
 
+/// The built-in UNet config for SD 1.x (`768`-wide text) or SD 2.x (`1024`), which original
+/// ControlNet files of those families copy (a ControlNet's config is its UNet's, less the up
+/// blocks).
+pub(crate) fn builtin_unet_config(context_dim: usize) -> Option<&'static str> {
+    match context_dim {
+        768 => Some(embedded::SD15.unet),
+        1024 => Some(embedded::SD2.unet),
+        _ => None,
+    }
+}
+
 /// The configs of `assets/configs/`, compiled in so a single file needs nothing on disk.
 mod embedded {
     pub struct Files {

@@ -257,6 +257,40 @@ pub fn unet_name(name: &str, layers_per_block: usize) -> Option<String> {
     None
 }
 
+/// Original ControlNet names (after `control_model.`, as in `control_v11p_sd15_canny`) to
+/// diffusers `ControlNetModel` names: the UNet's down half as [`unet_name`] renames it, the
+/// hint convolutions (every second module of `input_hint_block`; SiLUs between) as the
+/// conditioning embedding whose last is `conv_out`, `zero_convs.N.0` and `middle_block_out.0`.
+pub fn controlnet_name(name: &str, layers_per_block: usize, hint_convs: usize) -> Option<String> {
+    if let Some(rest) = name.strip_prefix("input_hint_block.") {
+        let (module, tail) = rest.split_once('.')?;
+        let module: usize = module.parse().ok()?;
+        if module % 2 != 0 {
+            return None;
+        }
+        let conv = module / 2;
+        return match conv {
+            0 => Some(format!("controlnet_cond_embedding.conv_in.{tail}")),
+            c if c + 1 == hint_convs => Some(format!("controlnet_cond_embedding.conv_out.{tail}")),
+            c if c < hint_convs => {
+                Some(format!("controlnet_cond_embedding.blocks.{}.{tail}", c - 1))
+            }
+            _ => None,
+        };
+    }
+    if let Some(rest) = name.strip_prefix("zero_convs.") {
+        let (index, part, tail) = two_indices(rest)?;
+        return (part == 0).then(|| format!("controlnet_down_blocks.{index}.{tail}"));
+    }
+    if let Some(tail) = name.strip_prefix("middle_block_out.0.") {
+        return Some(format!("controlnet_mid_block.{tail}"));
+    }
+    if name.starts_with("output_blocks.") || name.starts_with("out.") {
+        return None;
+    }
+    unet_name(name, layers_per_block)
+}
+
 /// ldm VAE names (after `first_stage_model.`, or a standalone VAE file's) to diffusers
 /// `AutoencoderKL` names; `blocks` is the number of encoder/decoder blocks.
 fn vae_conversion(name: &str, blocks: usize) -> Option<Conversion> {
