@@ -191,10 +191,11 @@ fn tiled_vae_decode_matches_diffusers() {
     assert!(support::max_abs_diff(&untiled, &reference["grid_decoded"]) > 1e-3);
 }
 
-/// The fixture ControlNet's diffusers name in the original (`control_model.*`) layout, for
-/// its shape (2 layers per block, 4 conditioning-embedding stages): written independently of
-/// the loader's renaming, so a wrong rename there fails here.
-fn original_controlnet_name(name: &str) -> String {
+/// A diffusers UNet (or ControlNet down-half) tensor name in the original ldm layout, for a
+/// UNet with `per_block` layers per down block whose up blocks have attention where
+/// `up_attention` says: written independently of the loader's renaming, so a wrong rename
+/// there fails here.
+fn original_unet_name(name: &str, per_block: usize, up_attention: &[bool]) -> Option<String> {
     let resnet = |part: &str| {
         [
             ("norm1.", "in_layers.0."),
@@ -208,25 +209,41 @@ fn original_controlnet_name(name: &str) -> String {
         .find_map(|(from, to)| part.strip_prefix(from).map(|tail| format!("{to}{tail}")))
         .unwrap_or_else(|| part.to_string())
     };
+    let number = |text: &str| text.parse::<usize>().unwrap();
     let parts: Vec<&str> = name.splitn(5, '.').collect();
-    let mapped = match parts.as_slice() {
+    Some(match parts.as_slice() {
         ["conv_in", rest @ ..] => format!("input_blocks.0.0.{}", rest.join(".")),
         ["time_embedding", "linear_1", rest @ ..] => format!("time_embed.0.{}", rest.join(".")),
         ["time_embedding", "linear_2", rest @ ..] => format!("time_embed.2.{}", rest.join(".")),
+        ["conv_norm_out", rest @ ..] => format!("out.0.{}", rest.join(".")),
+        ["conv_out", rest @ ..] => format!("out.2.{}", rest.join(".")),
         ["down_blocks", b, "resnets", l, rest] => {
-            let index = 1 + 3 * b.parse::<usize>().unwrap() + l.parse::<usize>().unwrap();
+            let index = 1 + (per_block + 1) * number(b) + number(l);
             format!("input_blocks.{index}.0.{}", resnet(rest))
         }
         ["down_blocks", b, "attentions", l, rest] => {
-            let index = 1 + 3 * b.parse::<usize>().unwrap() + l.parse::<usize>().unwrap();
+            let index = 1 + (per_block + 1) * number(b) + number(l);
             format!("input_blocks.{index}.1.{rest}")
         }
         ["down_blocks", b, "downsamplers", "0", rest] => {
-            let index = 3 * (b.parse::<usize>().unwrap() + 1);
+            let index = (per_block + 1) * (number(b) + 1);
             format!(
                 "input_blocks.{index}.0.op.{}",
                 rest.strip_prefix("conv.").unwrap()
             )
+        }
+        ["up_blocks", b, "resnets", l, rest] => {
+            let index = (per_block + 1) * number(b) + number(l);
+            format!("output_blocks.{index}.0.{}", resnet(rest))
+        }
+        ["up_blocks", b, "attentions", l, rest] => {
+            let index = (per_block + 1) * number(b) + number(l);
+            format!("output_blocks.{index}.1.{rest}")
+        }
+        ["up_blocks", b, "upsamplers", "0", rest] => {
+            let index = (per_block + 1) * number(b) + per_block;
+            let part = if up_attention[number(b)] { 2 } else { 1 };
+            format!("output_blocks.{index}.{part}.{rest}")
         }
         ["mid_block", "resnets", "0", rest @ ..] => {
             format!("middle_block.0.{}", resnet(&rest.join(".")))
@@ -235,24 +252,85 @@ fn original_controlnet_name(name: &str) -> String {
         ["mid_block", "resnets", "1", rest @ ..] => {
             format!("middle_block.2.{}", resnet(&rest.join(".")))
         }
-        ["controlnet_cond_embedding", "conv_in", rest @ ..] => {
-            format!("input_hint_block.0.{}", rest.join("."))
-        }
-        ["controlnet_cond_embedding", "blocks", k, rest @ ..] => {
+        _ => return None,
+    })
+}
+
+/// The fixture ControlNet's tensor names in the original (`control_model.*`) layout (2
+/// layers per block, 4 conditioning-embedding stages).
+fn original_controlnet_name(name: &str) -> String {
+    let parts: Vec<&str> = name.splitn(3, '.').collect();
+    let mapped = match parts.as_slice() {
+        ["controlnet_cond_embedding", "conv_in", rest] => format!("input_hint_block.0.{rest}"),
+        ["controlnet_cond_embedding", "blocks", rest] => {
+            let (k, tail) = rest.split_once('.').unwrap();
             format!(
-                "input_hint_block.{}.{}",
-                2 * (k.parse::<usize>().unwrap() + 1),
-                rest.join(".")
+                "input_hint_block.{}.{tail}",
+                2 * (k.parse::<usize>().unwrap() + 1)
             )
         }
-        ["controlnet_cond_embedding", "conv_out", rest @ ..] => {
-            format!("input_hint_block.14.{}", rest.join("."))
-        }
-        ["controlnet_down_blocks", i, rest @ ..] => format!("zero_convs.{i}.0.{}", rest.join(".")),
+        ["controlnet_cond_embedding", "conv_out", rest] => format!("input_hint_block.14.{rest}"),
+        ["controlnet_down_blocks", i, rest] => format!("zero_convs.{i}.0.{rest}"),
         ["controlnet_mid_block", rest @ ..] => format!("middle_block_out.0.{}", rest.join(".")),
-        _ => panic!("no original name for {name}"),
+        _ => original_unet_name(name, 2, &[])
+            .unwrap_or_else(|| panic!("no original name for {name}")),
     };
     format!("control_model.{mapped}")
+}
+
+/// An inpainting single file (a 9-channel UNet in the A1111 layout) gives diffusers'
+/// inpainting result, as its diffusers folder does.
+#[test]
+fn inpainting_single_file_matches_diffusers() {
+    let dir =
+        std::env::temp_dir().join(format!("latent-studio-inpaint-file-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let device = candle_core::Device::Cpu;
+    // The fixture model's own text encoder (SD 1 single files prefix its names), and its
+    // VAE given as a separate file, as users pass --vae.
+    let mut tensors: HashMap<String, candle_core::Tensor> = candle_core::safetensors::load(
+        fixtures().join("models/sd1/text_encoder/model.safetensors"),
+        &device,
+    )
+    .unwrap()
+    .into_iter()
+    .map(|(name, tensor)| (format!("cond_stage_model.transformer.{name}"), tensor))
+    .collect();
+    let unet = candle_core::safetensors::load(
+        fixtures().join("models/sd1_inpaint_unet/diffusion_pytorch_model.safetensors"),
+        &device,
+    )
+    .unwrap();
+    // The fixture's up blocks: UpBlock2D, CrossAttnUpBlock2D; one layer per down block.
+    for (name, tensor) in unet {
+        let original = original_unet_name(&name, 1, &[false, true])
+            .unwrap_or_else(|| panic!("no original name for {name}"));
+        tensors.insert(format!("model.diffusion_model.{original}"), tensor);
+    }
+    let file = dir.join("tiny-inpainting.safetensors");
+    candle_core::safetensors::save(&tensors, &file).unwrap();
+    let config = model_with_unet("sd1", "sd1_inpaint_unet", &dir);
+    let options = LoadOptions {
+        config: Some(config),
+        vae: Some(fixtures().join("models/sd1/vae/diffusion_pytorch_model.safetensors")),
+        ..LoadOptions::default()
+    };
+    let model = load_model(&file, &options).unwrap();
+    let case = inpaint_cases()
+        .into_iter()
+        .find(|c| c.name == "sd1_9ch_euler")
+        .unwrap();
+    let output = model
+        .pipeline()
+        .generate(&case.request().unwrap(), &mut |_| Flow::Continue)
+        .unwrap();
+    let result = compare_with_reference(
+        "inpainting single file",
+        &output,
+        &fixtures().join("inpaint/sd1_9ch_euler.safetensors"),
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    result.unwrap();
 }
 
 /// An original-layout ControlNet file (as A1111 users download them) gives diffusers' result;
