@@ -32,44 +32,33 @@ pub fn crop_region(
 
     let ratio_crop = (x2 - x1) as f64 / (y2 - y1) as f64;
     let ratio_processing = width as f64 / height as f64;
-    // Python's `//` floors; `int()` truncates toward zero.
-    let floor_half = |v: i64| v.div_euclid(2);
     if ratio_crop > ratio_processing {
         let desired_height = (x2 - x1) as f64 / ratio_processing;
-        let diff = (desired_height - (y2 - y1) as f64) as i64;
-        y1 -= floor_half(diff);
-        y2 += diff - floor_half(diff);
-        if y2 >= h {
-            let over = y2 - h;
-            y2 -= over;
-            y1 -= over;
-        }
-        if y1 < 0 {
-            y2 -= y1;
-            y1 = 0;
-        }
-        if y2 >= h {
-            y2 = h;
-        }
+        (y1, y2) = grow_span(y1, y2, desired_height, h);
     } else {
         let desired_width = (y2 - y1) as f64 * ratio_processing;
-        let diff = (desired_width - (x2 - x1) as f64) as i64;
-        x1 -= floor_half(diff);
-        x2 += diff - floor_half(diff);
-        if x2 >= w {
-            let over = x2 - w;
-            x2 -= over;
-            x1 -= over;
-        }
-        if x1 < 0 {
-            x2 -= x1;
-            x1 = 0;
-        }
-        if x2 >= w {
-            x2 = w;
-        }
+        (x1, x2) = grow_span(x1, x2, desired_width, w);
     }
     Some([x1 as usize, y1 as usize, x2 as usize, y2 as usize])
+}
+
+/// `start..end` grown to `desired` (split as evenly as Python's `//` splits it), moved back
+/// inside `0..limit`: one axis of `get_crop_region`'s step 3.
+fn grow_span(mut start: i64, mut end: i64, desired: f64, limit: i64) -> (i64, i64) {
+    // Python's `//` floors; `int()` truncates toward zero.
+    let diff = (desired - (end - start) as f64) as i64;
+    start -= diff.div_euclid(2);
+    end += diff - diff.div_euclid(2);
+    if end >= limit {
+        let over = end - limit;
+        end -= over;
+        start -= over;
+    }
+    if start < 0 {
+        end -= start;
+        start = 0;
+    }
+    (start, end.min(limit))
 }
 
 /// An interleaved 8-bit image, for the fit helpers shared by RGB images and masks.

@@ -132,6 +132,37 @@ impl<'a> BlockBuilder<'a> {
         })
     }
 
+    /// Layer `j` of block `block`: a resnet from `in_channels` to `out_channels`, then a
+    /// transformer when the block has cross-attention.
+    pub fn layer(
+        &self,
+        in_channels: usize,
+        out_channels: usize,
+        block: usize,
+        cross: bool,
+        j: usize,
+        vb_block: &VarBuilder,
+    ) -> Result<Layer> {
+        Ok(Layer {
+            resnet: self.resnet(
+                in_channels,
+                out_channels,
+                1.0,
+                vb_block.pp(format!("resnets.{j}")),
+            )?,
+            attention: if cross {
+                Some(self.transformer(
+                    out_channels,
+                    block,
+                    self.transformer_layers[block],
+                    vb_block.pp(format!("attentions.{j}")),
+                )?)
+            } else {
+                None
+            },
+        })
+    }
+
     /// The first block's `cross_attention_dim`: the text embeddings' width.
     pub fn context_dim(&self) -> usize {
         self.cross_attention_dim[0]
@@ -234,24 +265,7 @@ impl Encoder {
             let layers = (0..builder.layers_per_block[i])
                 .map(|j| {
                     let resnet_in = if j == 0 { in_channels } else { out_channels };
-                    Ok(Layer {
-                        resnet: builder.resnet(
-                            resnet_in,
-                            out_channels,
-                            1.0,
-                            vb_block.pp(format!("resnets.{j}")),
-                        )?,
-                        attention: if cross {
-                            Some(builder.transformer(
-                                out_channels,
-                                i,
-                                builder.transformer_layers[i],
-                                vb_block.pp(format!("attentions.{j}")),
-                            )?)
-                        } else {
-                            None
-                        },
-                    })
+                    builder.layer(resnet_in, out_channels, i, cross, j, &vb_block)
                 })
                 .collect::<Result<Vec<_>>>()?;
             let downsampler = if i + 1 < blocks {

@@ -79,24 +79,14 @@ impl UNet2DConditionModel {
                     } else {
                         out_channels
                     };
-                    Ok(Layer {
-                        resnet: builder.resnet(
-                            resnet_in + skip_channels,
-                            out_channels,
-                            1.0,
-                            vb_block.pp(format!("resnets.{j}")),
-                        )?,
-                        attention: if cross {
-                            Some(builder.transformer(
-                                out_channels,
-                                block,
-                                builder.transformer_layers[block],
-                                vb_block.pp(format!("attentions.{j}")),
-                            )?)
-                        } else {
-                            None
-                        },
-                    })
+                    builder.layer(
+                        resnet_in + skip_channels,
+                        out_channels,
+                        block,
+                        cross,
+                        j,
+                        &vb_block,
+                    )
                 })
                 .collect::<Result<Vec<_>>>()?;
             let upsampler = if i < last {
