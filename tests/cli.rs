@@ -915,3 +915,74 @@ fn controlnet_mistakes_are_one_line() {
     assert_bad_input(&output, "--control-preprocess openpose");
     assert!(pngs_written(&dir).is_empty());
 }
+
+/// A variation seed at full strength starts from that seed's noise: with a sampler that draws
+/// nothing more, the image is the variation seed's own; the PNG records both seeds.
+#[test]
+fn variation_seed_at_full_strength_is_that_seeds_image() {
+    let dir = scratch("variation");
+    let model = fixtures().join("models/sd1");
+    let common = [
+        "--scheduler",
+        "euler",
+        "--steps",
+        "3",
+        "--width",
+        "64",
+        "--height",
+        "64",
+    ];
+    let plain = dir.join("plain.png");
+    let mut args = vec![
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt",
+        "x",
+        "--seed",
+        "42",
+    ];
+    args.extend_from_slice(&common);
+    args.extend_from_slice(&["--output", plain.to_str().unwrap()]);
+    assert!(generate(&args).status.success());
+    let varied = dir.join("varied.png");
+    let mut args = vec![
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt",
+        "x",
+        "--seed",
+        "3",
+    ];
+    args.extend_from_slice(&common);
+    args.extend_from_slice(&[
+        "--variation-seed",
+        "42",
+        "--variation-strength",
+        "1",
+        "--output",
+        varied.to_str().unwrap(),
+    ]);
+    let output = generate(&args);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        image::open(&plain).unwrap().to_rgb8(),
+        image::open(&varied).unwrap().to_rgb8()
+    );
+    let text = latent_studio::formats::png::read_png_parameters(&varied)
+        .unwrap()
+        .unwrap();
+    assert!(
+        text.contains("Seed: 3,")
+            && text.contains("Variation seed: 42, Variation seed strength: 1"),
+        "{text}"
+    );
+    let output = generate_quick(&model, &dir, &["--variation-seed", "5"]);
+    assert_bad_input(
+        &output,
+        "--variation-seed and --variation-strength go together",
+    );
+}

@@ -98,6 +98,7 @@ fn request(case: &Case) -> GenerationRequest {
         prompt_syntax: case.prompt_syntax.parse().unwrap(),
         clip_skip: case.clip_skip,
         controls: Vec::new(),
+        variation: None,
     }
 }
 

@@ -54,3 +54,46 @@ fn every_recorded_draw_matches_torch() {
         "noise differs from torch: {failures:?}"
     );
 }
+
+/// A1111's variation seeds: our mix of two seeds' noises against A1111's `slerp` formula
+/// (`make_variation_fixtures.py`), including the nearly-parallel fallback (same seed twice).
+#[test]
+fn variation_seeds_mix_noise_as_a1111() {
+    #[derive(serde::Deserialize)]
+    struct VariationCase {
+        seed: u64,
+        variation_seed: u64,
+        strength: f64,
+        shape: Vec<usize>,
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let cases: Vec<VariationCase> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("variation.json")).unwrap())
+            .unwrap();
+    let expected =
+        candle_core::safetensors::load(dir.join("variation.safetensors"), &Device::Cpu).unwrap();
+    assert_eq!(cases.len(), 4);
+    for (i, case) in cases.iter().enumerate() {
+        let noise = latent_studio::sampling::noise::TorchRng::new(case.seed)
+            .randn_tensor(&case.shape, &Device::Cpu)
+            .unwrap();
+        let mixed = latent_studio::sampling::noise::a1111_variation(
+            &noise,
+            case.variation_seed,
+            case.strength,
+        )
+        .unwrap();
+        let reference = expected[&format!("case{i}")]
+            .reshape(case.shape.as_slice())
+            .unwrap();
+        let diff: f32 = (mixed - reference)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!(diff < 1e-5, "case {i}: max difference {diff}");
+    }
+}

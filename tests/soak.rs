@@ -72,6 +72,7 @@ fn request(steps: usize, guidance: f64, seed: u64) -> GenerationRequest {
         prompt_syntax: PromptSyntax::A1111,
         clip_skip: 1,
         controls: Vec::new(),
+        variation: None,
     }
 }
 

@@ -40,6 +40,7 @@ fn request(steps: usize) -> GenerationRequest {
         prompt_syntax: PromptSyntax::Plain,
         clip_skip: 1,
         controls: Vec::new(),
+        variation: None,
     }
 }
 

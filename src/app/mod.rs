@@ -542,6 +542,7 @@ impl LatentStudioApp {
             prompt_syntax: state.prompt_syntax,
             clip_skip: state.clip_skip,
             controls: Vec::new(),
+            variation: None,
         };
         self.last_job += 1;
         let job = self.last_job;

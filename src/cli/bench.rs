@@ -308,6 +308,7 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         prompt_syntax: PromptSyntax::Plain,
         clip_skip: 1,
         controls: Vec::new(),
+        variation: None,
     };
     time(
         &format!("generate {size}x{size}, {} steps", args.steps),

@@ -10,7 +10,8 @@ use latent_studio::engine::{
     check_prompt, default_embeddings_dir, default_lora_dir, random_seed, read_picture,
     AddOnFolders, DownloadProgress, FinishedImage, GenerateJob, GenerationFailure,
     GenerationRequest, ImageOutput, ImageStep, InitImage, LoadFailure, LoadOptions, ModelSource,
-    PreviewMode, PromptSyntax, RgbImage, RunObserver, Runner, SchedulerKind, MAX_IMAGE_SIDE,
+    PreviewMode, PromptSyntax, RgbImage, RunObserver, Runner, SchedulerKind, Variation,
+    MAX_IMAGE_SIDE,
 };
 
 use super::controlnet::ControlArgs;
@@ -64,6 +65,13 @@ pub struct GenerateArgs {
     /// Same seed, same image (as diffusers with torch.Generator("cpu").manual_seed). Random when omitted.
     #[arg(long)]
     seed: Option<u64>,
+    /// A1111's variation seed: the starting noise is moved toward this seed's noise by
+    /// --variation-strength (counted up per image, like --seed).
+    #[arg(long, value_name = "N")]
+    variation_seed: Option<u64>,
+    /// How far toward --variation-seed's noise: 0 (none) to 1 (all), A1111's slerp.
+    #[arg(long, value_name = "F")]
+    variation_strength: Option<f64>,
     #[arg(long)]
     width: Option<usize>,
     #[arg(long)]
@@ -286,6 +294,22 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
         mask,
     });
     let controls = args.control.resolve()?;
+    let variation = match (args.variation_seed, args.variation_strength) {
+        (None, None) => None,
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(CliError::input(
+                "--variation-seed and --variation-strength go together",
+            ))
+        }
+        (Some(seed), Some(strength)) if (0.0..=1.0).contains(&strength) => {
+            Some(Variation { seed, strength })
+        }
+        (Some(_), Some(strength)) => {
+            return Err(CliError::input(format!(
+                "--variation-strength {strength}: must be between 0 and 1"
+            )))
+        }
+    };
     let prompt_syntax: PromptSyntax = args
         .prompt_syntax
         .parse()
@@ -418,6 +442,7 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
             prompt_syntax,
             clip_skip: args.clip_skip,
             controls: Vec::new(),
+            variation,
         },
         batch_count: args.batch_count,
         output: ImageOutput::File(args.output.clone()),

@@ -33,7 +33,7 @@ pub use crate::networks::controlnet::ControlMode;
 pub use crate::sampling::inpaint::{InpaintArea, InpaintMask, MaskedContent};
 pub use crate::sampling::noise::random_seed;
 pub use crate::sampling::pipeline::{
-    GenerateError, GenerationRequest, GrayImage, InitImage, RgbImage, MAX_IMAGE_SIDE,
+    GenerateError, GenerationRequest, GrayImage, InitImage, RgbImage, Variation, MAX_IMAGE_SIDE,
 };
 pub use crate::sampling::schedulers::SchedulerKind;
 pub use crate::text::prompt::check_prompt;

@@ -83,6 +83,13 @@ pub fn a1111_parameters(
     {
         extra.extend(inpaint_parameters(mask));
     }
+    if let Some(variation) = request.variation.filter(|v| v.strength != 0.0) {
+        extra.push(("Variation seed".to_string(), variation.seed.to_string()));
+        extra.push((
+            "Variation seed strength".to_string(),
+            trim_number(variation.strength),
+        ));
+    }
     for (n, unit) in request.controls.iter().enumerate() {
         extra.push((format!("ControlNet {n}"), control_record(unit)));
     }

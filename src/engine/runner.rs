@@ -324,6 +324,10 @@ impl Runner {
             }
             let mut request = request.clone();
             request.seed = job.request.seed.wrapping_add(index as u64);
+            // A1111 counts variation seeds up with the seeds.
+            if let (Some(variation), Some(base)) = (&mut request.variation, job.request.variation) {
+                variation.seed = base.seed.wrapping_add(index as u64);
+            }
             let pipeline = model.pipeline();
             let total_steps = pipeline.planned_steps(&request).unwrap_or(request.steps);
             observer.image_started(index, request.seed, total_steps);

@@ -182,3 +182,68 @@ mod tests {
         assert_eq!(a, b);
     }
 }
+
+/// A1111's variation seed ("Variation seed", "Variation seed strength"): the initial noise
+/// `noise` (`(1, C, H, W)`, drawn from the image's seed) moved toward the noise of
+/// `variation_seed` by spherical interpolation, with A1111's `slerp` exactly as it is —
+/// norms taken over dim 1 of the unbatched `(C, H, W)` noise (its rows), and the nearly
+/// parallel case falling back to `noise · strength + other · (1 − strength)` — so that a
+/// seed pair gives A1111's picture (with its "CPU" noise source).
+pub fn a1111_variation(
+    noise: &Tensor,
+    variation_seed: u64,
+    strength: f64,
+) -> candle_core::Result<Tensor> {
+    let (batch, channels, height, width) = noise.dims4()?;
+    if batch != 1 {
+        candle_core::bail!("variation noise is made one image at a time");
+    }
+    let low: Vec<f32> = noise
+        .to_dtype(candle_core::DType::F32)?
+        .flatten_all()?
+        .to_vec1()?;
+    let high: Vec<f32> = TorchRng::new(variation_seed)
+        .randn_tensor(&[channels, height, width], &Device::Cpu)?
+        .flatten_all()?
+        .to_vec1()?;
+    let at = |c: usize, y: usize, x: usize| (c * height + y) * width + x;
+    // Per (channel, column): the norms over the rows and the cosine between the two noises.
+    let mut dots = vec![0f32; channels * width];
+    for c in 0..channels {
+        for x in 0..width {
+            let norm = |v: &[f32]| {
+                (0..height)
+                    .map(|y| v[at(c, y, x)].powi(2))
+                    .sum::<f32>()
+                    .sqrt()
+            };
+            let (low_norm, high_norm) = (norm(&low), norm(&high));
+            dots[c * width + x] = (0..height)
+                .map(|y| (low[at(c, y, x)] / low_norm) * (high[at(c, y, x)] / high_norm))
+                .sum();
+        }
+    }
+    let val = strength as f32;
+    let mean = dots.iter().sum::<f32>() / dots.len() as f32;
+    let mixed: Vec<f32> = if mean > 0.9995 {
+        low.iter()
+            .zip(&high)
+            .map(|(l, h)| l * val + h * (1.0 - val))
+            .collect()
+    } else {
+        let mut out = vec![0f32; low.len()];
+        for c in 0..channels {
+            for x in 0..width {
+                let omega = dots[c * width + x].acos();
+                let so = omega.sin();
+                let (a, b) = (((1.0 - val) * omega).sin() / so, (val * omega).sin() / so);
+                for y in 0..height {
+                    let i = at(c, y, x);
+                    out[i] = a * low[i] + b * high[i];
+                }
+            }
+        }
+        out
+    };
+    Tensor::from_vec(mixed, (1, channels, height, width), noise.device())?.to_dtype(noise.dtype())
+}

@@ -52,6 +52,16 @@ pub struct GenerationRequest {
     pub clip_skip: usize,
     /// ControlNet units, summed as diffusers' `MultiControlNetModel` does.
     pub controls: Vec<ControlUnit>,
+    /// A1111's variation seed: the initial noise moved toward another seed's.
+    pub variation: Option<Variation>,
+}
+
+/// A1111's "Variation seed" and "Variation seed strength" (0 = the seed's own noise,
+/// 1 = the variation seed's).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Variation {
+    pub seed: u64,
+    pub strength: f64,
 }
 
 /// One ControlNet and what it reads.
@@ -331,6 +341,14 @@ impl DiffusionPipeline {
         for (n, unit) in request.controls.iter().enumerate() {
             self.check_control(n, unit)?;
         }
+        if let Some(variation) = request.variation {
+            if !(0.0..=1.0).contains(&variation.strength) {
+                return Err(GenerateError::InvalidRequest(format!(
+                    "variation strength {} must be between 0 and 1",
+                    variation.strength
+                )));
+            }
+        }
         if let Some(init) = &request.init_image {
             if let Some(mask) = &init.mask {
                 inpaint::check_mask(mask)?;
@@ -498,9 +516,7 @@ impl DiffusionPipeline {
         let mut inpainting = None;
         let (mut latents, first_step) = match &request.init_image {
             None => {
-                let noise = rng
-                    .randn_tensor(&latent_shape, &self.device)?
-                    .to_dtype(self.dtype)?;
+                let noise = self.initial_noise(&mut rng, &latent_shape, request)?;
                 ((noise * scheduler.init_noise_sigma())?, 0)
             }
             Some(init) => {
@@ -521,9 +537,7 @@ impl DiffusionPipeline {
                         )?
                         .to_dtype(self.dtype)?;
                         let clean = self.encode(&pixels, &mut rng)?;
-                        let noise = rng
-                            .randn_tensor(clean.dims(), &self.device)?
-                            .to_dtype(self.dtype)?;
+                        let noise = self.initial_noise(&mut rng, clean.dims(), request)?;
                         (scheduler.add_noise(&clean, &noise, start)?, start)
                     }
                     Some(mask) => {
@@ -732,6 +746,24 @@ impl DiffusionPipeline {
         Ok(total)
     }
 
+    /// The generation's starting noise: drawn from `rng`, then moved toward the variation
+    /// seed's noise when the request has one (which leaves `rng` where it would be without).
+    fn initial_noise(
+        &self,
+        rng: &mut TorchRng,
+        shape: &[usize],
+        request: &GenerationRequest,
+    ) -> Result<Tensor, GenerateError> {
+        let noise = rng.randn_tensor(shape, &self.device)?;
+        let noise = match request.variation {
+            Some(variation) if variation.strength != 0.0 => {
+                crate::sampling::noise::a1111_variation(&noise, variation.seed, variation.strength)?
+            }
+            _ => noise,
+        };
+        Ok(noise.to_dtype(self.dtype)?)
+    }
+
     /// A sample of the VAE's latent distribution for `pixels` (one draw from `rng`).
     fn encode(&self, pixels: &Tensor, rng: &mut TorchRng) -> Result<Tensor, GenerateError> {
         Ok(self
@@ -782,9 +814,7 @@ impl DiffusionPipeline {
             request.height / self.vae_scale_factor,
             request.width / self.vae_scale_factor,
         ];
-        let noise = rng
-            .randn_tensor(&latent_shape, &self.device)?
-            .to_dtype(self.dtype)?;
+        let noise = self.initial_noise(rng, &latent_shape, request)?;
         let initial = match (&image_latents, full_strength) {
             (Some(clean), false) => scheduler.add_noise(clean, &noise, start)?,
             _ => (&noise * scheduler.init_noise_sigma())?,

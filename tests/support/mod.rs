@@ -72,6 +72,7 @@ pub fn generate_case(model: &StableDiffusion, case: &Case) -> Result<GeneratedIm
         prompt_syntax: PromptSyntax::Plain,
         clip_skip: 1,
         controls: Vec::new(),
+        variation: None,
     };
     let mut steps_seen = 0;
     let output = model
@@ -146,6 +147,7 @@ impl InpaintCase {
             prompt_syntax: PromptSyntax::Plain,
             clip_skip: 1,
             controls: Vec::new(),
+            variation: None,
         })
     }
 }
@@ -263,6 +265,7 @@ impl ControlNetCase {
             prompt_syntax: PromptSyntax::Plain,
             clip_skip: 1,
             controls,
+            variation: None,
         })
     }
 }
