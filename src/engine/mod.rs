@@ -123,6 +123,9 @@ pub struct AddOnFolders {
 }
 
 #[derive(Debug)]
+// A few commands a second cross the channel; a job's size (its pictures live on the heap)
+// costs nothing worth boxing it for.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     LoadModel(ModelSource),
     /// Use this VAE file instead of the model's own (`None`: the model's own), now and for

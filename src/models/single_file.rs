@@ -265,7 +265,7 @@ pub fn controlnet_name(name: &str, layers_per_block: usize, hint_convs: usize) -
     if let Some(rest) = name.strip_prefix("input_hint_block.") {
         let (module, tail) = rest.split_once('.')?;
         let module: usize = module.parse().ok()?;
-        if module % 2 != 0 {
+        if !module.is_multiple_of(2) {
             return None;
         }
         let conv = module / 2;

@@ -7,7 +7,11 @@
 
 use candle_core::{Device, Tensor};
 
-use super::pipeline::GenerateError;
+use super::noise::TorchRng;
+use super::pipeline::{
+    image_to_tensor, DiffusionPipeline, GenerateError, GenerationRequest, InitImage,
+};
+use super::schedulers::Scheduler;
 use crate::imaging::mask::{
     blur_mask, crop_and_fit, crop_and_fit_mask, crop_region, fill_masked, overlay, Region,
 };
@@ -210,6 +214,114 @@ pub(crate) fn latent_mask(mask: &Tensor, scale: usize) -> candle_core::Result<Te
 fn nearest_source(dst: usize, input: usize, output: usize) -> u32 {
     let scale = input as f32 / output as f32;
     ((dst as f32 * scale).floor() as usize).min(input - 1) as u32
+}
+
+impl DiffusionPipeline {
+    /// diffusers' inpainting preparation, draw for draw: the picture's latents (when the
+    /// UNet blends them back or the strength keeps some of them), the noise, then the masked
+    /// picture's latents (always encoded, so the generator advances as there).
+    pub(crate) fn prepare_inpainting(
+        &self,
+        request: &GenerationRequest,
+        init: &InitImage,
+        mask: &InpaintMask,
+        start: usize,
+        scheduler: &dyn Scheduler,
+        rng: &mut TorchRng,
+    ) -> Result<InpaintState, GenerateError> {
+        let prepared = prepare(&init.image, mask, request.width, request.height)?;
+        let pixels = image_to_tensor(&prepared.image, request.width, request.height, &self.device)?
+            .to_dtype(self.dtype)?;
+        let mask_pixels = binary_mask(&prepared.mask, &self.device)?.to_dtype(self.dtype)?;
+        let latent_mask = latent_mask(&mask_pixels, self.vae_scale_factor)?;
+        let blends = self.unet.in_channels() == 4;
+        // diffusers compares the strength with exactly 1.0.
+        let full_strength = init.strength == 1.0;
+        let image_latents = if blends || !full_strength {
+            let clean = self.encode(&pixels, rng)?;
+            Some(match mask.content {
+                MaskedContent::LatentNoise => {
+                    let fresh = rng
+                        .randn_tensor(clean.dims(), &self.device)?
+                        .to_dtype(self.dtype)?;
+                    (clean.broadcast_mul(&(1.0 - &latent_mask)?)?
+                        + fresh.broadcast_mul(&latent_mask)?)?
+                }
+                MaskedContent::LatentNothing => clean.broadcast_mul(&(1.0 - &latent_mask)?)?,
+                MaskedContent::Original | MaskedContent::Fill => clean,
+            })
+        } else {
+            None
+        };
+        let latent_shape = [
+            1,
+            4,
+            request.height / self.vae_scale_factor,
+            request.width / self.vae_scale_factor,
+        ];
+        let noise = self.initial_noise(rng, &latent_shape, request)?;
+        let initial = match (&image_latents, full_strength) {
+            (Some(clean), false) => scheduler.add_noise(clean, &noise, start)?,
+            _ => (&noise * scheduler.init_noise_sigma())?,
+        };
+        // `init_image * (mask < 0.5)`: the masked area becomes mid-grey (0 in [-1, 1]).
+        let kept = mask_pixels.lt(0.5)?.to_dtype(self.dtype)?;
+        let masked_image = pixels.broadcast_mul(&kept)?;
+        let masked_latents = self.encode(&masked_image, rng)?;
+        let blend = match (blends, image_latents) {
+            (true, Some(image_latents)) => Some(Blend {
+                image_latents,
+                noise,
+            }),
+            _ => None,
+        };
+        Ok(InpaintState {
+            initial,
+            latent_mask: latent_mask
+                .broadcast_as(latent_shape.as_slice())?
+                .contiguous()?,
+            masked_latents,
+            unet_takes_mask: !blends,
+            blend,
+            paste_back: prepared.finish,
+        })
+    }
+}
+
+/// What inpainting adds to the loop.
+pub(crate) struct InpaintState {
+    /// The latents the loop starts from.
+    pub initial: Tensor,
+    /// `(1, 4, h, w)`: 1 where the mask repaints.
+    pub latent_mask: Tensor,
+    /// The masked picture's latents (the 9-channel UNet's extra input).
+    masked_latents: Tensor,
+    /// The UNet has 9 input channels.
+    unet_takes_mask: bool,
+    /// For a 4-channel UNet: what is put back outside the mask after each step.
+    pub blend: Option<Blend>,
+    pub paste_back: Option<PasteBack>,
+}
+
+pub(crate) struct Blend {
+    pub image_latents: Tensor,
+    pub noise: Tensor,
+}
+
+impl InpaintState {
+    /// A 9-channel UNet's input: the scaled latents, the mask, the masked picture's latents.
+    pub(crate) fn unet_input(&self, scaled: Tensor, guided: bool) -> candle_core::Result<Tensor> {
+        if !self.unet_takes_mask {
+            return Ok(scaled);
+        }
+        let mask = self.latent_mask.narrow(1, 0, 1)?;
+        let batch = if guided { 2 } else { 1 };
+        let repeat = |t: &Tensor| Tensor::cat(&vec![t; batch], 0);
+        Tensor::cat(
+            &[&scaled, &repeat(&mask)?, &repeat(&self.masked_latents)?],
+            1,
+        )
+    }
 }
 
 #[cfg(test)]

@@ -161,28 +161,6 @@ pub fn random_seed() -> u64 {
     hasher.finish() & 0xffff_ffff
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn matches_known_torch_values_for_seed_zero() {
-        // torch.randn(16, generator=torch.Generator().manual_seed(0))[:4]
-        let values = TorchRng::new(0).randn(16);
-        let expected = [-1.1258398f32, -1.1523602, -0.2505786, -0.4338788];
-        for (got, want) in values.iter().zip(expected) {
-            assert!((got - want).abs() < 1e-6, "{got} vs {want}");
-        }
-    }
-
-    #[test]
-    fn only_low_32_bits_of_the_seed_matter() {
-        let a = TorchRng::new(5).randn(32);
-        let b = TorchRng::new((1u64 << 32) + 5).randn(32);
-        assert_eq!(a, b);
-    }
-}
-
 /// A1111's variation seed ("Variation seed", "Variation seed strength"): the initial noise
 /// `noise` (`(1, C, H, W)`, drawn from the image's seed) moved toward the noise of
 /// `variation_seed` by spherical interpolation, with A1111's `slerp` exactly as it is —
@@ -246,4 +224,26 @@ pub fn a1111_variation(
         out
     };
     Tensor::from_vec(mixed, (1, channels, height, width), noise.device())?.to_dtype(noise.dtype())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_known_torch_values_for_seed_zero() {
+        // torch.randn(16, generator=torch.Generator().manual_seed(0))[:4]
+        let values = TorchRng::new(0).randn(16);
+        let expected = [-1.1258398f32, -1.1523602, -0.2505786, -0.4338788];
+        for (got, want) in values.iter().zip(expected) {
+            assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn only_low_32_bits_of_the_seed_matter() {
+        let a = TorchRng::new(5).randn(32);
+        let b = TorchRng::new((1u64 << 32) + 5).randn(32);
+        assert_eq!(a, b);
+    }
 }

@@ -5,11 +5,12 @@
 use candle_core::{DType, Device, Tensor};
 
 pub use crate::imaging::{GrayImage, RgbImage};
-use crate::networks::controlnet::{ControlMode, ControlNetModel};
-use crate::networks::unet::{AddedConditions, ControlResiduals, UNet2DConditionModel};
+use crate::networks::unet::{AddedConditions, UNet2DConditionModel};
 use crate::networks::vae::AutoencoderKL;
 use crate::networks::Family;
-use crate::sampling::inpaint::{self, InpaintMask, MaskedContent};
+pub use crate::sampling::control::ControlUnit;
+use crate::sampling::inpaint;
+use crate::sampling::inpaint::InpaintMask;
 use crate::sampling::noise::TorchRng;
 use crate::sampling::schedulers::{
     build_scheduler, img2img_start_index, SchedulerConfig, SchedulerConfigError, SchedulerKind,
@@ -62,24 +63,6 @@ pub struct GenerationRequest {
 pub struct Variation {
     pub seed: u64,
     pub strength: f64,
-}
-
-/// One ControlNet and what it reads.
-#[derive(Debug, Clone)]
-pub struct ControlUnit {
-    pub net: std::sync::Arc<ControlNetModel>,
-    /// The control map as the network reads it (already preprocessed: edges, depth …);
-    /// resized to the generation's size as diffusers' control image processor does.
-    pub image: RgbImage,
-    /// `controlnet_conditioning_scale` (A1111's "Weight").
-    pub scale: f64,
-    /// `control_guidance_start` / `_end`: the fraction of the steps it acts on.
-    pub start: f64,
-    pub end: f64,
-    pub mode: ControlMode,
-    /// For the record: the model's name and the preprocessor that made `image`.
-    pub model_name: String,
-    pub preprocessor: String,
 }
 
 /// Progress of one denoising step, handed to the observer.
@@ -140,10 +123,10 @@ pub struct DiffusionPipeline {
     pub(crate) vae_tiling: bool,
 }
 
-struct Conditioning {
+pub(crate) struct Conditioning {
     /// `(batch, 77, dim)`: `[negative, positive]` with guidance, `[positive]` without.
-    context: Tensor,
-    added: Option<AddedConditions>,
+    pub context: Tensor,
+    pub added: Option<AddedConditions>,
 }
 
 impl DiffusionPipeline {
@@ -376,58 +359,6 @@ impl DiffusionPipeline {
         Ok(())
     }
 
-    /// A ControlNet made for this model's family, with a usable image and weights.
-    fn check_control(&self, n: usize, unit: &ControlUnit) -> Result<(), GenerateError> {
-        let bad = |why: String| {
-            Err(GenerateError::InvalidRequest(format!(
-                "ControlNet {n}: {why}"
-            )))
-        };
-        let net = &unit.net;
-        if net.needs_added_conditions() != self.unet.needs_added_conditions()
-            || net.context_dim() != self.unet.context_dim()
-        {
-            let family = |sdxl: bool, dim: usize| match (sdxl, dim) {
-                (true, _) => "SDXL".to_string(),
-                (false, 768) => "SD 1.x".to_string(),
-                (false, 1024) => "SD 2.x".to_string(),
-                (false, d) => format!("a {d}-wide text encoder"),
-            };
-            return bad(format!(
-                "it is made for {} models and this model is {}; choose a ControlNet for this model's family",
-                family(net.needs_added_conditions(), net.context_dim()),
-                family(self.unet.needs_added_conditions(), self.unet.context_dim())
-            ));
-        }
-        if net.downscale() != self.vae_scale_factor {
-            return bad(format!(
-                "it reads control images at 1/{} scale and this model's latents are 1/{}",
-                net.downscale(),
-                self.vae_scale_factor
-            ));
-        }
-        if !(unit.scale.is_finite() && (0.0..=10.0).contains(&unit.scale)) {
-            return bad(format!("weight {} must be between 0 and 10", unit.scale));
-        }
-        if !(0.0..=1.0).contains(&unit.start)
-            || !(0.0..=1.0).contains(&unit.end)
-            || unit.start >= unit.end
-        {
-            return bad(format!(
-                "start {} and end {} must satisfy 0 ≤ start < end ≤ 1",
-                unit.start, unit.end
-            ));
-        }
-        let image = &unit.image;
-        if image.width == 0
-            || image.height == 0
-            || image.pixels.len() != image.width * image.height * 3
-        {
-            return bad("the control image has no pixels".into());
-        }
-        Ok(())
-    }
-
     /// The conditional (and, with guidance, unconditional) text embeddings for a request.
     fn encode_prompts(
         &self,
@@ -633,122 +564,9 @@ impl DiffusionPipeline {
         Ok(GeneratedImage { image, latents })
     }
 
-    /// Each unit's control image as `(batch, 3, H, W)` in [0, 1] at the generation's size,
-    /// doubled for guidance unless the unit acts on the conditional half only.
-    fn control_images(
-        &self,
-        request: &GenerationRequest,
-        guided: bool,
-    ) -> Result<Vec<Tensor>, GenerateError> {
-        request
-            .controls
-            .iter()
-            .map(|unit| {
-                let resized = unit.image.resized(request.width, request.height);
-                let values: Vec<f32> = resized.pixels.iter().map(|&p| p as f32 / 255.0).collect();
-                let image =
-                    Tensor::from_vec(values, (request.height, request.width, 3), &self.device)?
-                        .permute((2, 0, 1))?
-                        .unsqueeze(0)?
-                        .contiguous()?
-                        .to_dtype(self.dtype)?;
-                let both_halves = guided && !self.cond_half_only(unit);
-                Ok(if both_halves {
-                    Tensor::cat(&[&image, &image], 0)?
-                } else {
-                    image
-                })
-            })
-            .collect()
-    }
-
-    /// diffusers' guess mode: the unit acts on the conditional half of guidance only.
-    fn cond_half_only(&self, unit: &ControlUnit) -> bool {
-        unit.mode == ControlMode::ControlNetMoreImportant || unit.net.pools_conditions()
-    }
-
-    /// The summed residuals of the units active at step `position.0` of `position.1`
-    /// (diffusers' `controlnet_keep`: a unit acts while `i / n >= start` and `(i + 1) / n <= end`).
-    #[allow(clippy::too_many_arguments)]
-    fn control_residuals(
-        &self,
-        request: &GenerationRequest,
-        images: &[Tensor],
-        (step, steps): (usize, usize),
-        scaled: &Tensor,
-        timestep: f64,
-        conditioning: &Conditioning,
-        guided: bool,
-    ) -> Result<Option<ControlResiduals>, GenerateError> {
-        let mut total: Option<ControlResiduals> = None;
-        for (unit, image) in request.controls.iter().zip(images) {
-            let (i, n) = (step as f64, steps as f64);
-            let keep = !(i / n < unit.start || (i + 1.0) / n > unit.end);
-            // diffusers still runs a unit at weight 0 and adds zeros; skipping it is the same.
-            if !keep || unit.scale == 0.0 {
-                continue;
-            }
-            let half = guided && self.cond_half_only(unit);
-            let residuals = if half {
-                let cond = |t: &Tensor| t.narrow(0, 1, 1);
-                let added = match &conditioning.added {
-                    Some(added) => Some(AddedConditions {
-                        text_embeds: cond(&added.text_embeds)?,
-                        time_ids: cond(&added.time_ids)?,
-                    }),
-                    None => None,
-                };
-                let r = unit.net.forward(
-                    &cond(scaled)?,
-                    timestep,
-                    &cond(&conditioning.context)?,
-                    added.as_ref(),
-                    image,
-                    unit.scale,
-                    unit.mode,
-                )?;
-                // Zeros for the unconditional half.
-                let pad = |t: Tensor| -> candle_core::Result<Tensor> {
-                    Tensor::cat(&[&t.zeros_like()?, &t], 0)
-                };
-                ControlResiduals {
-                    down: r
-                        .down
-                        .into_iter()
-                        .map(pad)
-                        .collect::<candle_core::Result<_>>()?,
-                    mid: pad(r.mid)?,
-                }
-            } else {
-                unit.net.forward(
-                    scaled,
-                    timestep,
-                    &conditioning.context,
-                    conditioning.added.as_ref(),
-                    image,
-                    unit.scale,
-                    unit.mode,
-                )?
-            };
-            total = Some(match total {
-                None => residuals,
-                Some(sum) => ControlResiduals {
-                    down: sum
-                        .down
-                        .iter()
-                        .zip(&residuals.down)
-                        .map(|(a, b)| a + b)
-                        .collect::<candle_core::Result<_>>()?,
-                    mid: (sum.mid + residuals.mid)?,
-                },
-            });
-        }
-        Ok(total)
-    }
-
     /// The generation's starting noise: drawn from `rng`, then moved toward the variation
     /// seed's noise when the request has one (which leaves `rng` where it would be without).
-    fn initial_noise(
+    pub(crate) fn initial_noise(
         &self,
         rng: &mut TorchRng,
         shape: &[usize],
@@ -765,81 +583,14 @@ impl DiffusionPipeline {
     }
 
     /// A sample of the VAE's latent distribution for `pixels` (one draw from `rng`).
-    fn encode(&self, pixels: &Tensor, rng: &mut TorchRng) -> Result<Tensor, GenerateError> {
+    pub(crate) fn encode(
+        &self,
+        pixels: &Tensor,
+        rng: &mut TorchRng,
+    ) -> Result<Tensor, GenerateError> {
         Ok(self
             .vae
             .encode_sample(pixels, |dims| rng.randn_tensor(dims, &self.device))?)
-    }
-
-    /// diffusers' inpainting preparation, draw for draw: the picture's latents (when the
-    /// UNet blends them back or the strength keeps some of them), the noise, then the masked
-    /// picture's latents (always encoded, so the generator advances as there).
-    fn prepare_inpainting(
-        &self,
-        request: &GenerationRequest,
-        init: &InitImage,
-        mask: &InpaintMask,
-        start: usize,
-        scheduler: &dyn crate::sampling::schedulers::Scheduler,
-        rng: &mut TorchRng,
-    ) -> Result<InpaintState, GenerateError> {
-        let prepared = inpaint::prepare(&init.image, mask, request.width, request.height)?;
-        let pixels = image_to_tensor(&prepared.image, request.width, request.height, &self.device)?
-            .to_dtype(self.dtype)?;
-        let mask_pixels =
-            inpaint::binary_mask(&prepared.mask, &self.device)?.to_dtype(self.dtype)?;
-        let latent_mask = inpaint::latent_mask(&mask_pixels, self.vae_scale_factor)?;
-        let blends = self.unet.in_channels() == 4;
-        // diffusers compares the strength with exactly 1.0.
-        let full_strength = init.strength == 1.0;
-        let image_latents = if blends || !full_strength {
-            let clean = self.encode(&pixels, rng)?;
-            Some(match mask.content {
-                MaskedContent::LatentNoise => {
-                    let fresh = rng
-                        .randn_tensor(clean.dims(), &self.device)?
-                        .to_dtype(self.dtype)?;
-                    (clean.broadcast_mul(&(1.0 - &latent_mask)?)?
-                        + fresh.broadcast_mul(&latent_mask)?)?
-                }
-                MaskedContent::LatentNothing => clean.broadcast_mul(&(1.0 - &latent_mask)?)?,
-                MaskedContent::Original | MaskedContent::Fill => clean,
-            })
-        } else {
-            None
-        };
-        let latent_shape = [
-            1,
-            4,
-            request.height / self.vae_scale_factor,
-            request.width / self.vae_scale_factor,
-        ];
-        let noise = self.initial_noise(rng, &latent_shape, request)?;
-        let initial = match (&image_latents, full_strength) {
-            (Some(clean), false) => scheduler.add_noise(clean, &noise, start)?,
-            _ => (&noise * scheduler.init_noise_sigma())?,
-        };
-        // `init_image * (mask < 0.5)`: the masked area becomes mid-grey (0 in [-1, 1]).
-        let kept = mask_pixels.lt(0.5)?.to_dtype(self.dtype)?;
-        let masked_image = pixels.broadcast_mul(&kept)?;
-        let masked_latents = self.encode(&masked_image, rng)?;
-        let blend = match (blends, image_latents) {
-            (true, Some(image_latents)) => Some(Blend {
-                image_latents,
-                noise,
-            }),
-            _ => None,
-        };
-        Ok(InpaintState {
-            initial,
-            latent_mask: latent_mask
-                .broadcast_as(latent_shape.as_slice())?
-                .contiguous()?,
-            masked_latents,
-            unet_takes_mask: !blends,
-            blend,
-            paste_back: prepared.finish,
-        })
     }
 
     /// Decodes latents with the VAE to 8-bit RGB, as diffusers' `postprocess` does
@@ -870,7 +621,7 @@ impl DiffusionPipeline {
 
 /// An RGB image as a `(1, 3, H, W)` tensor in [-1, 1], resized as Pillow's `LANCZOS` when
 /// the requested size differs, as diffusers' `VaeImageProcessor.preprocess` does.
-fn image_to_tensor(
+pub(crate) fn image_to_tensor(
     image: &RgbImage,
     width: usize,
     height: usize,
@@ -889,40 +640,4 @@ fn image_to_tensor(
         .permute((2, 0, 1))?
         .unsqueeze(0)?
         .contiguous()
-}
-
-/// What inpainting adds to the loop.
-struct InpaintState {
-    /// The latents the loop starts from.
-    initial: Tensor,
-    /// `(1, 4, h, w)`: 1 where the mask repaints.
-    latent_mask: Tensor,
-    /// The masked picture's latents (the 9-channel UNet's extra input).
-    masked_latents: Tensor,
-    /// The UNet has 9 input channels.
-    unet_takes_mask: bool,
-    /// For a 4-channel UNet: what is put back outside the mask after each step.
-    blend: Option<Blend>,
-    paste_back: Option<inpaint::PasteBack>,
-}
-
-struct Blend {
-    image_latents: Tensor,
-    noise: Tensor,
-}
-
-impl InpaintState {
-    /// A 9-channel UNet's input: the scaled latents, the mask, the masked picture's latents.
-    fn unet_input(&self, scaled: Tensor, guided: bool) -> candle_core::Result<Tensor> {
-        if !self.unet_takes_mask {
-            return Ok(scaled);
-        }
-        let mask = self.latent_mask.narrow(1, 0, 1)?;
-        let batch = if guided { 2 } else { 1 };
-        let repeat = |t: &Tensor| Tensor::cat(&vec![t; batch], 0);
-        Tensor::cat(
-            &[&scaled, &repeat(&mask)?, &repeat(&self.masked_latents)?],
-            1,
-        )
-    }
 }
