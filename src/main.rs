@@ -10,10 +10,15 @@ fn main() -> ExitCode {
     keep_freed_memory_for_reuse();
     let args = match cli::Args::try_parse() {
         Ok(args) => args,
-        Err(err) => {
-            let code = if err.use_stderr() { 2 } else { 0 };
+        // --help and --version print as clap writes them; usage errors are one line, like
+        // every other error of this program (scripts read the first line of stderr).
+        Err(err) if !err.use_stderr() => {
             let _ = err.print();
-            return ExitCode::from(code);
+            return ExitCode::SUCCESS;
+        }
+        Err(err) => {
+            eprintln!("error: {}", one_line(&err));
+            return ExitCode::from(2);
         }
     };
     match cli::run(args) {
@@ -23,6 +28,24 @@ fn main() -> ExitCode {
             ExitCode::from(err.exit_code())
         }
     }
+}
+
+/// A clap usage error without its usage block and tips, on one line (with the possible
+/// values, when clap lists them).
+fn one_line(err: &clap::Error) -> String {
+    let text = err.render().to_string();
+    text.lines()
+        .map(str::trim)
+        .filter(|line| {
+            !line.is_empty()
+                && !line.starts_with("Usage:")
+                && !line.starts_with("For more information")
+                && !line.starts_with("tip:")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+        .trim_start_matches("error: ")
+        .to_string()
 }
 
 /// Every layer allocates its output afresh and frees its input. With glibc's defaults, blocks

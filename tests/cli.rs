@@ -767,7 +767,7 @@ fn inpainting_mistakes_are_one_line() {
             "sand",
         ],
     );
-    assert_bad_input(&output, "--masked-content sand");
+    assert_bad_input(&output, "invalid value 'sand' for '--masked-content");
     // An inpainting model needs a mask.
     let scratch_models = dir.join("models");
     let inpainting = model_with_unet("sd1", "sd1_inpaint_unet", &scratch_models);
@@ -912,7 +912,10 @@ fn controlnet_mistakes_are_one_line() {
             "openpose",
         ],
     );
-    assert_bad_input(&output, "--control-preprocess openpose");
+    assert_bad_input(
+        &output,
+        "invalid value 'openpose' for '--control-preprocess",
+    );
     assert!(pngs_written(&dir).is_empty());
 }
 
@@ -985,4 +988,65 @@ fn variation_seed_at_full_strength_is_that_seeds_image() {
         &output,
         "--variation-seed and --variation-strength go together",
     );
+}
+
+/// `--json` prints one object per image for scripts; `--help` explains every flag and lists
+/// the values of the enumerated ones.
+#[test]
+fn json_lines_and_help_on_every_flag() {
+    let dir = scratch("json");
+    let model = fixtures().join("models/sd1");
+    let output = generate_quick(
+        &model,
+        &dir,
+        &[
+            "--steps",
+            "1",
+            "--batch-count",
+            "2",
+            "--seed",
+            "9",
+            "--json",
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}")))
+        .collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert_eq!(lines[1]["seed"], 10);
+    assert!(lines[0]["path"].as_str().unwrap().ends_with("x-1.png"));
+    assert!(lines[0]["parameters"].as_str().unwrap().contains("Seed: 9"));
+    assert!(lines[0]["seconds"].as_f64().is_some());
+
+    let help = Command::new(env!("CARGO_BIN_EXE_latent-studio"))
+        .args(["generate", "--help"])
+        .output()
+        .unwrap();
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        let flag = line.trim_start();
+        if flag.starts_with("--") && !flag.starts_with("--help") && !flag.starts_with("--version") {
+            let described = lines.get(i + 1).is_some_and(|next| {
+                let next = next.trim();
+                !next.is_empty() && !next.starts_with('-')
+            });
+            assert!(described, "no help for {flag}");
+        }
+    }
+    for values in [
+        "[possible values: default, ddim",
+        "[possible values: a1111, plain]",
+        "[possible values: cpu, cuda, metal]",
+    ] {
+        assert!(text.contains(values), "{values} missing from --help");
+    }
 }

@@ -31,11 +31,11 @@ pub struct ControlArgs {
     #[arg(long = "control-end", value_name = "F")]
     ends: Vec<f64>,
     /// none (the picture is already a map), invert, or canny (edges, thresholds 100/200).
-    #[arg(long = "control-preprocess", value_name = "none|invert|canny")]
+    #[arg(long = "control-preprocess", value_parser = ["none", "invert", "canny"])]
     preprocessors: Vec<String>,
     /// balanced, prompt (A1111's "My prompt is more important") or controlnet ("ControlNet is
     /// more important": diffusers' guess mode).
-    #[arg(long = "control-mode", value_name = "balanced|prompt|controlnet")]
+    #[arg(long = "control-mode", value_parser = ["balanced", "prompt", "controlnet"])]
     modes: Vec<String>,
 }
 

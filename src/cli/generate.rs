@@ -50,10 +50,12 @@ pub struct GenerateArgs {
     clip_skip: usize,
     /// a1111 ((emphasis:1.2), [less], BREAK, <lora:…>, no length limit) or plain (diffusers:
     /// the text as written, cut at 75 tokens).
-    #[arg(long, default_value = "a1111")]
+    #[arg(long, default_value = "a1111", value_parser = ["a1111", "plain"])]
     prompt_syntax: String,
+    /// What to draw (A1111 syntax by default: see --prompt-syntax).
     #[arg(long)]
     prompt: String,
+    /// What to keep out of the picture.
     #[arg(long)]
     negative_prompt: Option<String>,
     /// Denoising steps (default: the model family's).
@@ -72,13 +74,15 @@ pub struct GenerateArgs {
     /// How far toward --variation-seed's noise: 0 (none) to 1 (all), A1111's slerp.
     #[arg(long, value_name = "F")]
     variation_strength: Option<f64>,
+    /// Image width in pixels, a multiple of 8 (default: the init image's, else the model's).
     #[arg(long)]
     width: Option<usize>,
+    /// Image height in pixels, a multiple of 8 (default: the init image's, else the model's).
     #[arg(long)]
     height: Option<usize>,
-    /// default, ddim, pndm, euler, euler-a, dpmpp-2m, dpmpp-2m-karras, lcm, heun, lms, lms-karras, dpm2,
-    /// dpm2-a, unipc or ddpm.
-    #[arg(long, default_value = "default")]
+    /// The sampler: `default` is the model's own scheduler config; the others are diffusers'
+    /// classes configured from it (A1111's names are written to the PNG).
+    #[arg(long, default_value = "default", value_parser = scheduler_names())]
     scheduler: String,
     /// Start from this image (img2img).
     #[arg(long)]
@@ -93,19 +97,30 @@ pub struct GenerateArgs {
     /// Images to make, with seeds seed, seed+1, …; written as FILE-1.png, FILE-2.png, …
     #[arg(long, default_value_t = 1)]
     batch_count: usize,
-    /// cpu, cuda or metal.
-    #[arg(long, default_value = "cpu")]
+    /// Where the networks run.
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "cuda", "metal"])]
     device: String,
     /// f32, f16 or bf16 (default: f32 on CPU, f16 on GPU). On the CPU, bf16 rounds the inputs
     /// of convolutions and linear layers to bf16 (AVX-512 BF16 CPUs only; ~1.5x faster).
-    #[arg(long)]
+    #[arg(long, value_parser = ["f32", "f16", "bf16"])]
     dtype: Option<String>,
     /// On the CPU, widen fp16/bf16 weights to f32 as the model loads (by default they stay
     /// as stored and are widened per use: the same images in ~40% less memory)
     #[arg(long)]
     f32_weights: bool,
+    /// The PNG to write (with --batch-count N: FILE-1.png … FILE-N.png); never overwritten
+    /// by anything but this command.
     #[arg(long)]
     output: PathBuf,
+    /// Print one JSON object per finished image on stdout (path, seed, parameters, seconds)
+    /// instead of its path.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `--scheduler`'s values, from the sampler list itself.
+fn scheduler_names() -> clap::builder::PossibleValuesParser {
+    SchedulerKind::ALL.map(SchedulerKind::name).into()
 }
 
 fn read_init_image(path: &Path) -> Result<RgbImage, CliError> {
@@ -117,9 +132,14 @@ fn read_init_image(path: &Path) -> Result<RgbImage, CliError> {
 /// Prints what the runner reports: progress on stderr, written files on stdout.
 struct Terminal {
     interactive: bool,
+    /// `--json`: one JSON object per image on stdout.
+    json: bool,
     last_download_report: Option<Instant>,
     vae_rejected: Option<String>,
     save_error: Option<String>,
+    /// When the current image started, and how many the job makes.
+    image_started: Option<Instant>,
+    image_count: usize,
 }
 
 impl Terminal {
@@ -170,17 +190,49 @@ impl RunObserver for Terminal {
         self.vae_rejected = Some(message);
     }
 
+    fn image_started(&mut self, _index: usize, _seed: u64, _total_steps: usize) {
+        self.image_started = Some(Instant::now());
+    }
+
     fn step(&mut self, progress: ImageStep) {
         let rate = progress.step as f64 / progress.elapsed_secs.max(1e-9);
-        self.line(&format!(
-            "step {}/{}  {rate:.2} it/s",
-            progress.step, progress.total
-        ));
+        let left = progress.total.saturating_sub(progress.step) as f64 / rate.max(1e-9);
+        let image = if self.image_count > 1 {
+            format!("image {}/{}  ", progress.index + 1, self.image_count)
+        } else {
+            String::new()
+        };
+        let line = format!(
+            "{image}step {}/{}  {rate:.2} it/s  ETA {}",
+            progress.step,
+            progress.total,
+            format_duration(left)
+        );
+        if self.interactive {
+            const WIDTH: usize = 24;
+            let filled = WIDTH * progress.step / progress.total.max(1);
+            let bar = format!("[{}{}]", "#".repeat(filled), "-".repeat(WIDTH - filled));
+            self.line(&format!("{bar} {line}"));
+        } else {
+            self.line(&line);
+        }
     }
 
     fn image_finished(&mut self, _index: usize, image: FinishedImage) {
         self.end_line();
+        let seconds = self
+            .image_started
+            .map_or(0.0, |at| at.elapsed().as_secs_f64());
         match (&image.path, image.save_error) {
+            (Some(path), _) if self.json => println!(
+                "{}",
+                serde_json::json!({
+                    "path": path,
+                    "seed": image.seed,
+                    "parameters": image.parameters,
+                    "seconds": (seconds * 1000.0).round() / 1000.0,
+                })
+            ),
             (Some(path), _) => println!("{} (seed {})", path.display(), image.seed),
             (None, error) => {
                 self.save_error = Some(error.unwrap_or_else(|| "the image was not saved".into()))
@@ -191,6 +243,16 @@ impl RunObserver for Terminal {
     /// A file that cannot be written stops the batch: the next would fail the same way.
     fn is_cancelled(&self) -> bool {
         self.save_error.is_some()
+    }
+}
+
+/// `42s`, `3m 05s`.
+fn format_duration(seconds: f64) -> String {
+    let seconds = seconds.round() as u64;
+    if seconds < 60 {
+        format!("{seconds}s")
+    } else {
+        format!("{}m {:02}s", seconds / 60, seconds % 60)
     }
 }
 
@@ -361,9 +423,12 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
 
     let mut terminal = Terminal {
         interactive: std::io::stderr().is_terminal(),
+        json: args.json,
         last_download_report: None,
         vae_rejected: None,
         save_error: None,
+        image_started: None,
+        image_count: args.batch_count,
     };
     let mut runner = Runner::new(LoadOptions {
         device,

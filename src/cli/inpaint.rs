@@ -23,7 +23,7 @@ pub struct InpaintArgs {
     mask_blur: Option<usize>,
     /// whole (the picture at --width × --height) or masked (a crop around the mask, scaled to
     /// that size and pasted back: A1111's "Only masked", diffusers' padding_mask_crop).
-    #[arg(long, value_name = "whole|masked")]
+    #[arg(long, value_parser = ["whole", "masked"])]
     inpaint_area: Option<String>,
     /// With --inpaint-area masked: pixels around the mask that the crop includes.
     #[arg(long, value_name = "PX")]
@@ -31,7 +31,7 @@ pub struct InpaintArgs {
     /// What the masked area starts from: original, fill (colours from around it), noise or
     /// nothing (latent noise / zeros). Matters when --strength is below 1 or the model is not
     /// an inpainting model.
-    #[arg(long, value_name = "original|fill|noise|nothing")]
+    #[arg(long, value_parser = ["original", "fill", "noise", "nothing"])]
     masked_content: Option<String>,
     /// Outpaint: grow the canvas by LEFT,TOP,RIGHT,BOTTOM pixels (multiples of 8), fill the
     /// new area from the picture's edges and repaint it.
