@@ -85,6 +85,15 @@ impl Desktop for ScriptedDesktop {
     fn pick_output_folder(&mut self, _current: &Path) -> Option<PathBuf> {
         self.next()
     }
+    fn pick_controlnet_folder(&mut self) -> Option<PathBuf> {
+        self.next()
+    }
+    fn pick_controlnet_file(&mut self) -> Option<PathBuf> {
+        self.next()
+    }
+    fn pick_control_image(&mut self) -> Option<PathBuf> {
+        self.next()
+    }
     fn save_png_as(&mut self, _folder: &Path, _file_name: &str) -> Option<PathBuf> {
         self.next()
     }
@@ -804,4 +813,78 @@ fn a_stopped_engine_is_reported_and_can_be_restarted() {
     wait_for_model(&mut harness);
     assert!(!text_shown(&harness, "The engine stopped"));
     assert_eq!(harness.state().state().prompt, "kept across the restart");
+}
+
+/// A ControlNet unit set up in the window (ControlNet folder and picture through the dialogs)
+/// reaches the image, whose record names it; dropping that image brings the unit back.
+#[test]
+fn a_controlnet_unit_reaches_the_image_and_comes_back_from_its_png() {
+    let output = Scratch::new("controlnet-out");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let desktop = ScriptedDesktop::default();
+    let mut harness = open_app(fixture_model("sd1"), &output.0, &desktop);
+    wait_for_model(&mut harness);
+    harness.set_size(egui::Vec2::new(1280.0, 1600.0));
+    harness.get_by_label("ControlNet").click();
+    harness.run_steps(2);
+    harness.get_by_label("Add ControlNet unit").click();
+    harness.run_steps(2);
+    // Generating without a picture says what is missing and starts nothing.
+    desktop.answer(fixtures.join("models/sd1_controlnet"));
+    harness.get_by_label("Folder…").click();
+    harness.run_steps(2);
+    harness.get_by_label("Generate").click();
+    harness.run_steps(2);
+    assert!(harness.state().run().is_none());
+    assert!(text_shown(&harness, "has no picture"));
+
+    desktop.answer(fixtures.join("control_lines_64.png"));
+    harness.get_by_label("Choose…").click();
+    step_until(&mut harness, "the control picture", |app| {
+        app.control_picture_name(0).is_some()
+    });
+    {
+        let state = harness.state_mut().state_mut();
+        state.steps = 2;
+        state.width = 64;
+        state.height = 64;
+        state.prompt = "a house".into();
+        state.control_units[0].weight = 0.8;
+    }
+    harness.get_by_label("Generate").click();
+    step_until(&mut harness, "the image with the ControlNet", |app| {
+        app.run().is_none() && app.history().len() == 1
+    });
+    let files = pngs_in(&output.0);
+    assert_eq!(
+        files.len(),
+        1,
+        "{:?}",
+        harness
+            .state()
+            .notices()
+            .iter()
+            .map(|n| (&n.title, &n.detail))
+            .collect::<Vec<_>>()
+    );
+    let parameters = read_png_parameters(&files[0])
+        .expect("read")
+        .expect("parameters");
+    assert!(
+        parameters.contains("ControlNet 0: \"Module: none, Model: sd1_controlnet, Weight: 0.8,"),
+        "{parameters}"
+    );
+
+    // A fresh unit list, then the PNG dropped: the unit comes back with its ControlNet.
+    harness.state_mut().state_mut().control_units.clear();
+    drop_file(&mut harness, &files[0]);
+    step_until(&mut harness, "the restored unit", |app| {
+        app.state().control_units.len() == 1
+    });
+    let unit = &harness.state().state().control_units[0];
+    assert_eq!(
+        unit.model.as_deref(),
+        Some(fixtures.join("models/sd1_controlnet").as_path())
+    );
+    assert!((unit.weight - 0.8).abs() < 1e-9);
 }

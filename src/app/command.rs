@@ -48,6 +48,18 @@ pub enum UiCommand {
     ClearInitImage,
     /// Make the shown image the img2img start image.
     UseShownAsInitImage,
+    /// Add a ControlNet unit (with default settings) / remove unit N.
+    AddControlUnit,
+    RemoveControlUnit(usize),
+    /// Ask for unit N's ControlNet (a diffusers folder, or a `.safetensors` file).
+    PickControlNetFolder(usize),
+    PickControlNetFile(usize),
+    /// Ask for unit N's picture with the native dialog.
+    PickControlImage(usize),
+    /// Unit N reads the img2img start image / the shown image.
+    UseStartAsControlImage(usize),
+    UseShownAsControlImage(usize),
+    ClearControlImage(usize),
     /// Show a history entry in full.
     ShowEntry(u64),
     /// Go back to the running job's live preview.

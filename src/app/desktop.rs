@@ -22,6 +22,18 @@ pub trait Desktop {
     fn pick_init_image(&mut self) -> Option<PathBuf>;
     /// A folder for finished images, starting in `current`.
     fn pick_output_folder(&mut self, current: &Path) -> Option<PathBuf>;
+    /// A diffusers ControlNet folder (`config.json` + weights).
+    fn pick_controlnet_folder(&mut self) -> Option<PathBuf> {
+        None
+    }
+    /// A ControlNet `.safetensors` file.
+    fn pick_controlnet_file(&mut self) -> Option<PathBuf> {
+        None
+    }
+    /// The picture a ControlNet unit reads.
+    fn pick_control_image(&mut self) -> Option<PathBuf> {
+        self.pick_init_image()
+    }
     /// Where to export a PNG: `folder`/`file_name` is the suggestion.
     fn save_png_as(&mut self, folder: &Path, file_name: &str) -> Option<PathBuf>;
     /// Opens the system file manager at `path` (selecting it where the platform can).
@@ -71,6 +83,26 @@ impl Desktop for NativeDesktop {
 
     fn pick_output_folder(&mut self, current: &Path) -> Option<PathBuf> {
         folder_dialog("Save finished images in", current)
+    }
+
+    fn pick_controlnet_folder(&mut self) -> Option<PathBuf> {
+        rfd::FileDialog::new()
+            .set_title("Open a diffusers ControlNet folder")
+            .pick_folder()
+    }
+
+    fn pick_controlnet_file(&mut self) -> Option<PathBuf> {
+        rfd::FileDialog::new()
+            .set_title("Open a ControlNet file")
+            .add_filter("ControlNet", &["safetensors", "pth", "ckpt"])
+            .pick_file()
+    }
+
+    fn pick_control_image(&mut self) -> Option<PathBuf> {
+        rfd::FileDialog::new()
+            .set_title("The picture the ControlNet reads")
+            .add_filter("Images", &IMAGE_EXTENSIONS)
+            .pick_file()
     }
 
     fn save_png_as(&mut self, folder: &Path, file_name: &str) -> Option<PathBuf> {

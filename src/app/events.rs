@@ -246,6 +246,9 @@ impl LatentStudioApp {
                 self.set_init_image(ctx, name.clone(), Arc::new(opened.image));
                 self.notices.info(format!("Starting from {name}"));
             }
+            OpenPurpose::ControlImage(unit) => {
+                self.set_control_image(ctx, unit, name, Arc::new(opened.image));
+            }
             OpenPurpose::Dropped => {
                 let params = opened
                     .parameters

@@ -44,6 +44,8 @@ pub enum OpenPurpose {
     InitImage,
     /// Dropped on the window: restore its settings when it has any, else use it as init image.
     Dropped,
+    /// The picture ControlNet unit N reads.
+    ControlImage(usize),
 }
 
 pub struct ScannedImage {

@@ -8,9 +8,13 @@ use crate::engine::GenerationParameters;
 use crate::engine::ModelSource;
 use crate::engine::PromptSyntax;
 use crate::engine::SchedulerKind;
+use crate::engine::{ControlMode, ControlPreprocessor};
 
 use super::loras::{lora_name, tagged_lora_names, LoraListing};
-use super::state::{snap_to_grid, State, MAX_BATCH, MAX_CLIP_SKIP, MAX_GUIDANCE, MAX_STEPS};
+use super::state::{
+    snap_to_grid, ControlUnitSettings, State, MAX_BATCH, MAX_CLIP_SKIP, MAX_CONTROL_WEIGHT,
+    MAX_GUIDANCE, MAX_STEPS,
+};
 
 /// The value of an extra `Key: value` pair (`Clip skip`, `VAE`, …), keys compared without
 /// regard to case as tools differ in capitalisation.
@@ -79,6 +83,18 @@ pub fn apply_parameters(state: &mut State, params: &GenerationParameters) -> Vec
             }
         },
     };
+    // A1111 writes the variation seed only when its strength is above 0.
+    let variation = extra_value(params, "Variation seed").and_then(|s| s.parse::<u64>().ok());
+    let variation_strength =
+        extra_value(params, "Variation seed strength").and_then(|s| s.parse::<f64>().ok());
+    match (variation, variation_strength) {
+        (Some(seed), Some(strength)) if (0.0..=1.0).contains(&strength) => {
+            state.variation_seed = seed;
+            state.variation_strength = strength;
+        }
+        _ => state.variation_strength = 0.0,
+    }
+    skipped.extend(restore_control_units(state, params));
     state.prompt_syntax = match extra_value(params, "Prompt syntax") {
         Some(name) if name.eq_ignore_ascii_case(PromptSyntax::Plain.name()) => PromptSyntax::Plain,
         _ => PromptSyntax::A1111,
@@ -231,6 +247,74 @@ pub fn hash_matches(short: &str, sha256: &str) -> bool {
         && sha256
             .get(..short.len())
             .is_some_and(|prefix| prefix.eq_ignore_ascii_case(short))
+}
+
+/// sd-webui-controlnet's `ControlNet N: "Module: canny, Model: name, Weight: 1, …"` records,
+/// as units: the ControlNet by name among the recent ones, the picture left to the user
+/// (images don't carry their control pictures). Returns sentences for what was not found.
+pub fn restore_control_units(state: &mut State, params: &GenerationParameters) -> Vec<String> {
+    let mut skipped = Vec::new();
+    let mut units = Vec::new();
+    for n in 0..crate::app::state::MAX_CONTROL_UNITS {
+        let Some(record) = extra_value(params, &format!("ControlNet {n}")) else {
+            continue;
+        };
+        let fields: Vec<(&str, &str)> = record
+            .split(", ")
+            .filter_map(|field| field.split_once(": "))
+            .map(|(k, v)| (k.trim(), v.trim()))
+            .collect();
+        let field = |key: &str| fields.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
+        let number = |key: &str, default: f64| {
+            field(key)
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|v| v.is_finite())
+                .unwrap_or(default)
+        };
+        let mut unit = ControlUnitSettings {
+            weight: number("Weight", 1.0).clamp(0.0, MAX_CONTROL_WEIGHT),
+            start: number("Guidance Start", 0.0).clamp(0.0, 1.0),
+            end: number("Guidance End", 1.0).clamp(0.0, 1.0),
+            mode: field("Control Mode")
+                .and_then(ControlMode::from_a1111_label)
+                .unwrap_or_default(),
+            preprocessor: field("Module")
+                .and_then(ControlPreprocessor::parse)
+                .unwrap_or(ControlPreprocessor::None),
+            ..Default::default()
+        };
+        if let Some(module) = field("Module").filter(|m| ControlPreprocessor::parse(m).is_none()) {
+            skipped.push(format!(
+                "ControlNet {n}: preprocessor \"{module}\" is not available here; make its map elsewhere and use None."
+            ));
+        }
+        if let Some(model) = field("Model") {
+            // A1111 writes `name [hash]`.
+            let name = model.split(" [").next().unwrap_or(model);
+            unit.model = state
+                .recent_controlnets
+                .iter()
+                .find(|path| {
+                    path.file_stem()
+                        .is_some_and(|s| s.to_string_lossy() == name)
+                        || path
+                            .file_name()
+                            .is_some_and(|s| s.to_string_lossy() == name)
+                })
+                .cloned();
+            if unit.model.is_none() {
+                skipped.push(format!(
+                    "ControlNet {n}: {name} is not among the ControlNets opened before; choose it."
+                ));
+            }
+        }
+        units.push(unit);
+    }
+    if !units.is_empty() {
+        state.control_units = units;
+        skipped.push("Choose each ControlNet unit's picture again.".into());
+    }
+    skipped
 }
 
 #[cfg(test)]

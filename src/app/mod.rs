@@ -10,6 +10,7 @@
 //! - [`desktop`]: native dialogs and the file manager, behind the [`Desktop`] trait.
 
 pub mod command;
+mod controlnets;
 pub mod desktop;
 mod events;
 pub mod files;
@@ -33,7 +34,7 @@ use egui::{Key, KeyboardShortcut, Modifiers, TextureHandle};
 use crate::engine::{
     bf16_available, Catalog, Command, CpuArithmetic, Event, FinishedImage, GenerateJob,
     GenerationParameters, GenerationRequest, ImageOutput, InitImage, LoadedModel, ModelSource,
-    RgbImage, Worker, WorkerHandle,
+    RgbImage, Variation, Worker, WorkerHandle,
 };
 
 pub use command::UiCommand;
@@ -122,6 +123,8 @@ pub struct LatentStudioApp {
     history: History,
     viewer: Viewer,
     init_image: Option<InitImageSlot>,
+    /// The ControlNet units' pictures (their settings are in `state`).
+    control_pictures: controlnets::ControlPictures,
     notices: Notices,
     tokens: TokenCounts,
     /// The LoRA folder's files, listed by the file thread.
@@ -179,6 +182,7 @@ impl LatentStudioApp {
             history: History::default(),
             viewer: Viewer::default(),
             init_image: None,
+            control_pictures: controlnets::ControlPictures::default(),
             notices: Notices::default(),
             tokens: TokenCounts::default(),
             loras: LoraListing::default(),
@@ -299,6 +303,11 @@ impl LatentStudioApp {
         &self.notices
     }
 
+    /// The name of the picture ControlNet unit `unit` reads, if it has one.
+    pub fn control_picture_name(&self, unit: usize) -> Option<&str> {
+        self.control_pictures.get(unit).map(|p| p.name.as_str())
+    }
+
     /// The LoRA folder's files as last listed.
     pub fn lora_listing(&self) -> &LoraListing {
         &self.loras
@@ -409,6 +418,14 @@ impl LatentStudioApp {
                     self.set_init_image(ctx, name, image);
                 }
             }
+            UiCommand::AddControlUnit
+            | UiCommand::RemoveControlUnit(_)
+            | UiCommand::PickControlNetFolder(_)
+            | UiCommand::PickControlNetFile(_)
+            | UiCommand::PickControlImage(_)
+            | UiCommand::UseStartAsControlImage(_)
+            | UiCommand::UseShownAsControlImage(_)
+            | UiCommand::ClearControlImage(_) => self.apply_control_command(ctx, command),
             UiCommand::ShowEntry(id) => self.show_entry(ctx, id),
             UiCommand::ShowLive => {
                 self.viewer.follow_run = true;
@@ -518,6 +535,13 @@ impl LatentStudioApp {
                 return;
             }
         }
+        let controls = match self.control_pictures.specs(&self.state.control_units) {
+            Ok(controls) => controls,
+            Err(problem) => {
+                self.notices.error("ControlNet is not ready", problem, None);
+                return;
+            }
+        };
         if !self.state.seed_locked {
             self.state.seed = state::random_seed();
         }
@@ -542,7 +566,10 @@ impl LatentStudioApp {
             prompt_syntax: state.prompt_syntax,
             clip_skip: state.clip_skip,
             controls: Vec::new(),
-            variation: None,
+            variation: (state.variation_strength > 0.0).then_some(Variation {
+                seed: state.variation_seed,
+                strength: state.variation_strength,
+            }),
         };
         self.last_job += 1;
         let job = self.last_job;
@@ -566,7 +593,7 @@ impl LatentStudioApp {
             output: ImageOutput::Folder(state.output_dir.clone()),
             preview: state.preview,
             loras,
-            controls: Vec::new(),
+            controls,
         }));
         self.viewer.follow_run = true;
         self.viewer.clear_preview();
@@ -617,6 +644,74 @@ impl LatentStudioApp {
                 parameters,
             });
         }
+    }
+
+    fn apply_control_command(&mut self, ctx: &egui::Context, command: UiCommand) {
+        let units = &mut self.state.control_units;
+        match command {
+            UiCommand::AddControlUnit if units.len() < state::MAX_CONTROL_UNITS => {
+                units.push(state::ControlUnitSettings {
+                    model: self.state.recent_controlnets.first().cloned(),
+                    ..Default::default()
+                });
+            }
+            UiCommand::RemoveControlUnit(unit) if unit < units.len() => {
+                units.remove(unit);
+                self.control_pictures.remove_unit(unit);
+            }
+            UiCommand::PickControlNetFolder(unit) | UiCommand::PickControlNetFile(unit) => {
+                let picked = if matches!(command, UiCommand::PickControlNetFolder(_)) {
+                    self.desktop.pick_controlnet_folder()
+                } else {
+                    self.desktop.pick_controlnet_file()
+                };
+                if let (Some(path), Some(settings)) = (picked, units.get_mut(unit)) {
+                    settings.model = Some(path.clone());
+                    self.state.remember_controlnet(&path);
+                }
+            }
+            UiCommand::PickControlImage(unit) => {
+                if let Some(path) = self.desktop.pick_control_image() {
+                    self.files.send(FileRequest::Open {
+                        path,
+                        purpose: OpenPurpose::ControlImage(unit),
+                    });
+                }
+            }
+            UiCommand::UseStartAsControlImage(unit) => {
+                if let Some(slot) = &self.init_image {
+                    let (name, image) = (slot.name.clone(), slot.image.clone());
+                    self.set_control_image(ctx, unit, name, image);
+                }
+            }
+            UiCommand::UseShownAsControlImage(unit) => {
+                if let Some(full) = self.viewer.shown_full() {
+                    let name = self
+                        .history
+                        .get(full.entry)
+                        .map_or_else(|| "image".to_string(), |e| e.suggested_file_name());
+                    let image = full.image.clone();
+                    self.set_control_image(ctx, unit, name, image);
+                }
+            }
+            UiCommand::ClearControlImage(unit) => self.control_pictures.clear(unit),
+            _ => {}
+        }
+    }
+
+    fn set_control_image(
+        &mut self,
+        ctx: &egui::Context,
+        unit: usize,
+        name: String,
+        image: Arc<RgbImage>,
+    ) {
+        let Some(settings) = self.state.control_units.get(unit) else {
+            return;
+        };
+        let preprocessor = settings.preprocessor;
+        self.control_pictures
+            .set(ctx, unit, name, image, preprocessor);
     }
 
     fn set_init_image(&mut self, ctx: &egui::Context, name: String, image: Arc<RgbImage>) {
@@ -692,6 +787,8 @@ impl eframe::App for LatentStudioApp {
             run: self.run.as_ref(),
             init_image: self.init_image.as_ref(),
             loras: &self.loras,
+            control_pictures: &self.control_pictures,
+            has_shown_image: self.viewer.shown_full().is_some(),
             focus_prompt: std::mem::take(&mut self.focus_prompt),
         };
         egui::Panel::left("controls")

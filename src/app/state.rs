@@ -12,6 +12,7 @@ use crate::engine::ModelDefaults;
 use crate::engine::PromptSyntax;
 use crate::engine::SchedulerKind;
 use crate::engine::{AddOnFolders, ModelSource, PreviewMode};
+use crate::engine::{ControlMode, ControlPreprocessor};
 
 /// How many local models (folders and checkpoint files) the picker remembers.
 pub const RECENT_MODELS_KEPT: usize = 8;
@@ -28,6 +29,41 @@ pub const MAX_SIDE: usize = 4096;
 pub const MAX_STEPS: usize = 150;
 pub const MAX_BATCH: usize = 64;
 pub const MAX_GUIDANCE: f64 = 30.0;
+/// ControlNet units at once (A1111's default maximum is 3).
+pub const MAX_CONTROL_UNITS: usize = 4;
+/// How many ControlNet folders and files the unit pickers remember.
+pub const RECENT_CONTROLNETS_KEPT: usize = 8;
+/// The ControlNet weight slider's range (A1111's).
+pub const MAX_CONTROL_WEIGHT: f64 = 2.0;
+
+/// One ControlNet unit as the window keeps it; its picture lives only for the session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ControlUnitSettings {
+    pub enabled: bool,
+    /// A diffusers ControlNet folder or `.safetensors` file.
+    pub model: Option<PathBuf>,
+    pub preprocessor: ControlPreprocessor,
+    pub weight: f64,
+    /// The fraction of the steps it acts on.
+    pub start: f64,
+    pub end: f64,
+    pub mode: ControlMode,
+}
+
+impl Default for ControlUnitSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            model: None,
+            preprocessor: ControlPreprocessor::None,
+            weight: 1.0,
+            start: 0.0,
+            end: 1.0,
+            mode: ControlMode::Balanced,
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 // A file written by an older or newer version still loads: missing fields take their defaults.
@@ -81,6 +117,15 @@ pub struct State {
     /// putting it back restores its setting.
     pub loras: BTreeMap<String, LoraChoice>,
 
+    /// ControlNet units (their pictures are not kept between runs).
+    pub control_units: Vec<ControlUnitSettings>,
+    /// ControlNet folders and files chosen before, most recent first.
+    pub recent_controlnets: Vec<PathBuf>,
+    /// A1111's variation seed: the starting noise moved toward this seed's by the strength
+    /// (0 = off).
+    pub variation_seed: u64,
+    pub variation_strength: f64,
+
     /// Where the worker writes finished images.
     pub output_dir: PathBuf,
     pub preview: PreviewMode,
@@ -112,6 +157,10 @@ impl Default for State {
             lora_folder: None,
             embeddings_folder: None,
             loras: BTreeMap::new(),
+            control_units: Vec::new(),
+            recent_controlnets: Vec::new(),
+            variation_seed: 0,
+            variation_strength: 0.0,
             output_dir: default_output_dir(),
             preview: PreviewMode::Fast,
         }
@@ -119,6 +168,13 @@ impl Default for State {
 }
 
 impl State {
+    /// Remembers a ControlNet folder or file at the top of the recent list.
+    pub fn remember_controlnet(&mut self, path: &Path) {
+        self.recent_controlnets.retain(|p| p != path);
+        self.recent_controlnets.insert(0, path.to_path_buf());
+        self.recent_controlnets.truncate(RECENT_CONTROLNETS_KEPT);
+    }
+
     /// Takes a freshly loaded model's native size, steps and guidance.
     pub fn apply_model_defaults(&mut self, source: &ModelSource, defaults: &ModelDefaults) {
         self.steps = defaults.steps.clamp(1, MAX_STEPS);

@@ -3,7 +3,6 @@
 use crate::formats::parameters::GenerationParameters;
 use crate::models::hashes::HashCache;
 use crate::models::StableDiffusion;
-use crate::networks::controlnet::ControlMode;
 use crate::sampling::inpaint::{InpaintArea, InpaintMask, MaskedContent};
 use crate::sampling::pipeline::{ControlUnit, GenerationRequest};
 use crate::sampling::schedulers::SchedulerConfigError;
@@ -144,11 +143,7 @@ fn inpaint_parameters(mask: &InpaintMask) -> Vec<(String, String)> {
 
 /// A ControlNet unit as sd-webui-controlnet records it (one quoted value per unit).
 fn control_record(unit: &ControlUnit) -> String {
-    let mode = match unit.mode {
-        ControlMode::Balanced => "Balanced",
-        ControlMode::PromptMoreImportant => "My prompt is more important",
-        ControlMode::ControlNetMoreImportant => "ControlNet is more important",
-    };
+    let mode = unit.mode.a1111_label();
     format!(
         "Module: {}, Model: {}, Weight: {}, Resize Mode: Just Resize, Guidance Start: {}, Guidance End: {}, Control Mode: {mode}",
         unit.preprocessor,

@@ -10,7 +10,7 @@ use super::{GrayImage, RgbImage};
 pub const CANNY_LOW: u32 = 100;
 pub const CANNY_HIGH: u32 = 200;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ControlPreprocessor {
     None,
     Invert,

@@ -164,7 +164,7 @@ impl std::fmt::Debug for ControlNetModel {
 }
 
 /// How strongly each unit's residuals count (A1111's "Control Mode").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum ControlMode {
     /// Every residual at the unit's weight, on both halves of guidance (diffusers' default).
     #[default]
@@ -175,6 +175,29 @@ pub enum ControlMode {
     /// "ControlNet is more important": diffusers' `guess_mode` — residuals only on the
     /// conditional half of guidance, scaled from 0.1 (first) to 1 (middle block) in log space.
     ControlNetMoreImportant,
+}
+
+impl ControlMode {
+    pub const ALL: [ControlMode; 3] = [
+        Self::Balanced,
+        Self::PromptMoreImportant,
+        Self::ControlNetMoreImportant,
+    ];
+
+    /// A1111's label (sd-webui-controlnet's "Control Mode" radio buttons and infotext).
+    pub fn a1111_label(self) -> &'static str {
+        match self {
+            Self::Balanced => "Balanced",
+            Self::PromptMoreImportant => "My prompt is more important",
+            Self::ControlNetMoreImportant => "ControlNet is more important",
+        }
+    }
+
+    pub fn from_a1111_label(label: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.a1111_label() == label.trim())
+    }
 }
 
 impl ControlNetModel {

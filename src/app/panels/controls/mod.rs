@@ -26,6 +26,7 @@ use crate::engine::{token_usage, PromptSyntax};
 use super::{busy, style};
 
 mod add_ons;
+mod controlnet;
 mod img2img;
 mod model;
 mod output;
@@ -33,6 +34,7 @@ mod prompt;
 mod sampling;
 
 use add_ons::*;
+use controlnet::*;
 use img2img::*;
 use model::*;
 use output::*;
@@ -49,6 +51,10 @@ pub struct ControlsView<'a> {
     pub init_image: Option<&'a InitImageSlot>,
     /// The LoRA folder's files, as last listed.
     pub loras: &'a LoraListing,
+    /// The ControlNet units' pictures.
+    pub control_pictures: &'a crate::app::controlnets::ControlPictures,
+    /// An image is shown in full in the centre (it can be a ControlNet's picture).
+    pub has_shown_image: bool,
     /// Put the keyboard in the prompt field this frame.
     pub focus_prompt: bool,
 }
@@ -81,6 +87,7 @@ pub fn show(
             ui.separator();
             commands.extend(lora_section(ui, state, view));
             commands.extend(img2img_section(ui, state, view));
+            commands.extend(controlnet_section(ui, state, view));
             commands.extend(advanced_section(ui, state));
             commands.extend(output_section(ui, state));
             ui.add_space(8.0);

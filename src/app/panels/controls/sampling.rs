@@ -65,6 +65,20 @@ pub(super) fn sampling_section(
             });
             ui.end_row();
 
+            let label = ui.label("Variation");
+            ui.horizontal(|ui| {
+                ui.add(
+                    DragValue::new(&mut state.variation_seed)
+                        .speed(1.0)
+                        .range(0..=u64::from(u32::MAX)),
+                )
+                .labelled_by(label.id)
+                .on_hover_text("A1111's variation seed: the starting noise moves toward this seed's");
+                ui.add(Slider::new(&mut state.variation_strength, 0.0..=1.0).fixed_decimals(2))
+                    .on_hover_text("How far toward the variation seed: 0 off, 1 all the way");
+            });
+            ui.end_row();
+
             let label = ui.label("Batch");
             let unit = if state.batch_count == 1 { " image" } else { " images" };
             ui.add(DragValue::new(&mut state.batch_count).range(1..=MAX_BATCH).suffix(unit))

@@ -1,0 +1,118 @@
+//! The pictures of the ControlNet units. Their settings live in [`State`]; the pictures are
+//! kept for the session only, each with a small preview of the map its preprocessor makes
+//! (made when the picture or the preprocessor changes, never per frame).
+
+use std::sync::Arc;
+
+use egui::TextureHandle;
+
+use super::state::ControlUnitSettings;
+use super::{files, history};
+use crate::engine::{ControlPreprocessor, ControlSpec, RgbImage};
+
+pub struct ControlPicture {
+    pub name: String,
+    pub image: Arc<RgbImage>,
+    /// The preprocessed map, thumbnail-sized, and the preprocessor that made it.
+    pub map: TextureHandle,
+    map_for: ControlPreprocessor,
+}
+
+#[derive(Default)]
+pub struct ControlPictures {
+    slots: Vec<Option<ControlPicture>>,
+}
+
+impl ControlPictures {
+    pub fn get(&self, unit: usize) -> Option<&ControlPicture> {
+        self.slots.get(unit).and_then(Option::as_ref)
+    }
+
+    pub fn set(
+        &mut self,
+        ctx: &egui::Context,
+        unit: usize,
+        name: String,
+        image: Arc<RgbImage>,
+        preprocessor: ControlPreprocessor,
+    ) {
+        if self.slots.len() <= unit {
+            self.slots.resize_with(unit + 1, || None);
+        }
+        let map = preview(ctx, unit, &image, preprocessor);
+        self.slots[unit] = Some(ControlPicture {
+            name,
+            image,
+            map,
+            map_for: preprocessor,
+        });
+    }
+
+    pub fn clear(&mut self, unit: usize) {
+        if let Some(slot) = self.slots.get_mut(unit) {
+            *slot = None;
+        }
+    }
+
+    /// Unit `unit` is gone: the pictures after it move up with their units.
+    pub fn remove_unit(&mut self, unit: usize) {
+        if unit < self.slots.len() {
+            self.slots.remove(unit);
+        }
+    }
+
+    /// Remakes the previews whose unit changed preprocessor since.
+    pub fn refresh(&mut self, ctx: &egui::Context, units: &[ControlUnitSettings]) {
+        for (unit, settings) in units.iter().enumerate() {
+            if let Some(Some(picture)) = self.slots.get_mut(unit) {
+                if picture.map_for != settings.preprocessor {
+                    picture.map = preview(ctx, unit, &picture.image, settings.preprocessor);
+                    picture.map_for = settings.preprocessor;
+                }
+            }
+        }
+    }
+
+    /// The enabled units as the engine takes them, or the sentence that says which unit
+    /// still lacks its ControlNet or picture.
+    pub fn specs(&self, units: &[ControlUnitSettings]) -> Result<Vec<ControlSpec>, String> {
+        let mut specs = Vec::new();
+        for (unit, settings) in units.iter().enumerate().filter(|(_, u)| u.enabled) {
+            let Some(model) = &settings.model else {
+                return Err(format!(
+                    "ControlNet unit {} has no ControlNet: choose a folder or file, or switch the unit off",
+                    unit + 1
+                ));
+            };
+            let Some(picture) = self.get(unit) else {
+                return Err(format!(
+                    "ControlNet unit {} has no picture: choose one, or switch the unit off",
+                    unit + 1
+                ));
+            };
+            specs.push(ControlSpec {
+                model: model.clone(),
+                image: picture.image.as_ref().clone(),
+                preprocessor: settings.preprocessor,
+                scale: settings.weight,
+                start: settings.start,
+                end: settings.end,
+                mode: settings.mode,
+            });
+        }
+        Ok(specs)
+    }
+}
+
+/// The preprocessed map of a thumbnail of `image` (edges found on the small picture are close
+/// enough to show what the preprocessor does, at a fraction of the cost).
+fn preview(
+    ctx: &egui::Context,
+    unit: usize,
+    image: &RgbImage,
+    preprocessor: ControlPreprocessor,
+) -> TextureHandle {
+    let small = files::thumbnail(image, files::THUMBNAIL_SIDE);
+    let map = preprocessor.apply(&small);
+    history::load_texture(ctx, &format!("control-map-{unit}"), &map)
+}
