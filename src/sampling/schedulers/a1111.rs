@@ -15,13 +15,19 @@ pub struct SamplerLabel {
 }
 
 /// The sampler each selectable kind is in A1111: `(kind, Sampler, Schedule type)`.
-const NAMES: [(SchedulerKind, &str, Option<&str>); 14] = [
+const NAMES: [(SchedulerKind, &str, Option<&str>); 16] = [
     (SchedulerKind::Ddim, "DDIM", None),
     (SchedulerKind::Pndm, "PLMS", None),
     (SchedulerKind::Euler, "Euler", None),
     (SchedulerKind::EulerAncestral, "Euler a", None),
     (SchedulerKind::DpmPp2m, "DPM++ 2M", None),
     (SchedulerKind::DpmPp2mKarras, "DPM++ 2M", Some("Karras")),
+    (SchedulerKind::DpmPp2mSde, "DPM++ 2M SDE", None),
+    (
+        SchedulerKind::DpmPp2mSdeKarras,
+        "DPM++ 2M SDE",
+        Some("Karras"),
+    ),
     (SchedulerKind::Lcm, "LCM", None),
     (SchedulerKind::Heun, "Heun", None),
     (SchedulerKind::Lms, "LMS", None),
@@ -34,11 +40,12 @@ const NAMES: [(SchedulerKind, &str, Option<&str>); 14] = [
 ];
 
 /// Other spellings of A1111 sampler names found in PNGs (its internal names, older labels).
-const ALIASES: [(&str, &str); 6] = [
+const ALIASES: [(&str, &str); 7] = [
     ("euler_a", "Euler a"),
     ("euler ancestral", "Euler a"),
     ("pndm", "PLMS"),
     ("dpmpp_2m", "DPM++ 2M"),
+    ("dpmpp_2m_sde", "DPM++ 2M SDE"),
     ("k_euler", "Euler"),
     ("dpm2_ancestral", "DPM2 a"),
 ];
@@ -71,10 +78,17 @@ impl SchedulerKind {
                 let order = config
                     .get("solver_order", &config.solver_order)
                     .unwrap_or(2);
-                let sampler = match order {
-                    1 => "DPM++ 1M",
-                    3 => "DPM++ 3M",
-                    _ => "DPM++ 2M",
+                let sde = config
+                    .get("algorithm_type", &config.algorithm_type)
+                    .as_deref()
+                    == Some("sde-dpmsolver++");
+                let sampler = match (order, sde) {
+                    (1, false) => "DPM++ 1M",
+                    (3, false) => "DPM++ 3M",
+                    (_, false) => "DPM++ 2M",
+                    (1, true) => "DPM++ 1M SDE",
+                    (3, true) => "DPM++ 3M SDE",
+                    (_, true) => "DPM++ 2M SDE",
                 };
                 (sampler, sigma_schedule)
             }
@@ -149,6 +163,16 @@ mod tests {
             ),
             ("DPM++ 2M", Some("Exponential"), None),
             ("DPM++ SDE", Some("Karras"), None),
+            ("DPM++ SDE", None, None),
+            ("DPM++ 2M SDE", None, Some(SchedulerKind::DpmPp2mSde)),
+            ("dpmpp_2m_sde", None, Some(SchedulerKind::DpmPp2mSde)),
+            (
+                "DPM++ 2M SDE",
+                Some("Karras"),
+                Some(SchedulerKind::DpmPp2mSdeKarras),
+            ),
+            ("DPM++ 2M SDE Heun", None, None),
+            ("DPM++ 3M SDE", None, None),
             ("Heun", None, Some(SchedulerKind::Heun)),
             ("heun", Some("Automatic"), Some(SchedulerKind::Heun)),
             ("Heun", Some("Karras"), None),
@@ -179,8 +203,9 @@ mod tests {
     fn every_selectable_kind_reads_back_from_its_own_name() {
         for kind in SchedulerKind::ALL {
             let name = kind.a1111_name();
-            let (sampler, schedule) = match name.strip_suffix(" Karras") {
-                Some(sampler) => (sampler, Some("Karras")),
+            // The sampler list shows "Sampler Schedule"; PNGs carry the two apart.
+            let (sampler, schedule) = match NAMES.iter().find(|(k, ..)| *k == kind) {
+                Some((_, sampler, schedule)) => (*sampler, *schedule),
                 None => (name.as_str(), None),
             };
             let expected = (kind != SchedulerKind::Default).then_some(kind);
@@ -189,6 +214,22 @@ mod tests {
                 expected,
                 "{name}"
             );
+            // What a PNG records for the kind names the kind again (on a config that sets no
+            // sigma schedule of its own).
+            if kind != SchedulerKind::Default {
+                let config = SchedulerConfig::default();
+                let label = kind.a1111_label(&config).expect("label");
+                assert_eq!(
+                    SchedulerKind::from_a1111(label.sampler, label.schedule_type),
+                    Some(kind),
+                    "{name}: {label:?}"
+                );
+                let shown = match label.schedule_type {
+                    Some(schedule) => format!("{} {schedule}", label.sampler),
+                    None => label.sampler.to_string(),
+                };
+                assert_eq!(shown, name);
+            }
         }
     }
 }

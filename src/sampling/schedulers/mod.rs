@@ -15,6 +15,7 @@
 //! | `euler` | `EulerDiscreteScheduler` | `euler.rs` |
 //! | `euler-a` | `EulerAncestralDiscreteScheduler` | `euler_ancestral.rs` |
 //! | `dpmpp-2m`, `dpmpp-2m-karras` | `DPMSolverMultistepScheduler`, dpmsolver++ | `dpmpp_2m.rs` |
+//! | `dpmpp-2m-sde`, `dpmpp-2m-sde-karras` | `DPMSolverMultistepScheduler`, sde-dpmsolver++ | `dpmpp_2m.rs` |
 //! | `lcm` | `LCMScheduler` | `lcm.rs` |
 //! | `heun` | `HeunDiscreteScheduler` (two UNet evaluations per step) | `heun.rs` |
 //! | `lms`, `lms-karras` | `LMSDiscreteScheduler` | `lms.rs` |
@@ -147,6 +148,11 @@ pub enum SchedulerKind {
     DpmPp2m,
     /// As [`SchedulerKind::DpmPp2m`] with `use_karras_sigmas=True`.
     DpmPp2mKarras,
+    /// `DPMSolverMultistepScheduler` with `algorithm_type="sde-dpmsolver++"`, `solver_order=2`,
+    /// `use_karras_sigmas=False`: draws noise at every step.
+    DpmPp2mSde,
+    /// As [`SchedulerKind::DpmPp2mSde`] with `use_karras_sigmas=True`.
+    DpmPp2mSdeKarras,
     /// `LCMScheduler`.
     Lcm,
     /// `HeunDiscreteScheduler`.
@@ -167,7 +173,7 @@ pub enum SchedulerKind {
 
 impl SchedulerKind {
     /// Every kind, in CLI order.
-    pub const ALL: [SchedulerKind; 15] = [
+    pub const ALL: [SchedulerKind; 17] = [
         Self::Default,
         Self::Ddim,
         Self::Pndm,
@@ -175,6 +181,8 @@ impl SchedulerKind {
         Self::EulerAncestral,
         Self::DpmPp2m,
         Self::DpmPp2mKarras,
+        Self::DpmPp2mSde,
+        Self::DpmPp2mSdeKarras,
         Self::Lcm,
         Self::Heun,
         Self::Lms,
@@ -195,6 +203,8 @@ impl SchedulerKind {
             Self::EulerAncestral => "euler-a",
             Self::DpmPp2m => "dpmpp-2m",
             Self::DpmPp2mKarras => "dpmpp-2m-karras",
+            Self::DpmPp2mSde => "dpmpp-2m-sde",
+            Self::DpmPp2mSdeKarras => "dpmpp-2m-sde-karras",
             Self::Lcm => "lcm",
             Self::Heun => "heun",
             Self::Lms => "lms",
@@ -215,7 +225,7 @@ impl fmt::Display for SchedulerKind {
 
 /// A scheduler name that is not one of [`SchedulerKind::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown scheduler `{0}` (valid: default, ddim, pndm, euler, euler-a, dpmpp-2m, dpmpp-2m-karras, lcm, heun, lms, lms-karras, dpm2, dpm2-a, unipc, ddpm)")]
+#[error("unknown scheduler `{0}` (valid: {valid})", valid = SchedulerKind::ALL.map(SchedulerKind::name).join(", "))]
 pub struct UnknownSchedulerKind(pub String);
 
 impl FromStr for SchedulerKind {
@@ -279,7 +289,10 @@ pub(crate) fn resolve_class(
         SchedulerKind::Pndm => SchedulerClass::Pndm,
         SchedulerKind::Euler => SchedulerClass::Euler,
         SchedulerKind::EulerAncestral => SchedulerClass::EulerAncestral,
-        SchedulerKind::DpmPp2m | SchedulerKind::DpmPp2mKarras => SchedulerClass::DpmSolverMultistep,
+        SchedulerKind::DpmPp2m
+        | SchedulerKind::DpmPp2mKarras
+        | SchedulerKind::DpmPp2mSde
+        | SchedulerKind::DpmPp2mSdeKarras => SchedulerClass::DpmSolverMultistep,
         SchedulerKind::Lcm => SchedulerClass::Lcm,
         SchedulerKind::Heun => SchedulerClass::Heun,
         SchedulerKind::Lms | SchedulerKind::LmsKarras => SchedulerClass::Lms,
@@ -300,12 +313,19 @@ pub(crate) fn effective_config(kind: SchedulerKind, config: &SchedulerConfig) ->
         config.mark_given("skip_prk_steps");
     }
     let karras_override = match kind {
-        SchedulerKind::DpmPp2m | SchedulerKind::Lms => Some(false),
-        SchedulerKind::DpmPp2mKarras | SchedulerKind::LmsKarras => Some(true),
+        SchedulerKind::DpmPp2m | SchedulerKind::DpmPp2mSde | SchedulerKind::Lms => Some(false),
+        SchedulerKind::DpmPp2mKarras
+        | SchedulerKind::DpmPp2mSdeKarras
+        | SchedulerKind::LmsKarras => Some(true),
         _ => None,
     };
-    if let SchedulerKind::DpmPp2m | SchedulerKind::DpmPp2mKarras = kind {
-        config.algorithm_type = Some("dpmsolver++".into());
+    let algorithm = match kind {
+        SchedulerKind::DpmPp2m | SchedulerKind::DpmPp2mKarras => Some("dpmsolver++"),
+        SchedulerKind::DpmPp2mSde | SchedulerKind::DpmPp2mSdeKarras => Some("sde-dpmsolver++"),
+        _ => None,
+    };
+    if let Some(algorithm) = algorithm {
+        config.algorithm_type = Some(algorithm.into());
         config.solver_order = Some(2);
         for key in ["algorithm_type", "solver_order"] {
             config.mark_given(key);
@@ -485,6 +505,14 @@ mod tests {
             label(SchedulerKind::DpmPp2mKarras, &sd15),
             ("DPM++ 2M", Some("Karras"))
         );
+        assert_eq!(
+            label(SchedulerKind::DpmPp2mSde, &sd15),
+            ("DPM++ 2M SDE", None)
+        );
+        assert_eq!(
+            label(SchedulerKind::DpmPp2mSdeKarras, &sd15),
+            ("DPM++ 2M SDE", Some("Karras"))
+        );
         assert_eq!(label(SchedulerKind::Lcm, &sd15), ("LCM", None));
         assert_eq!(label(SchedulerKind::Heun, &sd15), ("Heun", None));
         assert_eq!(label(SchedulerKind::Lms, &sd15), ("LMS", None));
@@ -523,6 +551,16 @@ mod tests {
             label(SchedulerKind::DpmPp2m, &dpm_karras),
             ("DPM++ 2M", None)
         );
+        let sde = config(
+            r#"{"_class_name": "DPMSolverMultistepScheduler", "algorithm_type": "sde-dpmsolver++",
+                "use_karras_sigmas": true}"#,
+        );
+        assert_eq!(
+            label(SchedulerKind::Default, &sde),
+            ("DPM++ 2M SDE", Some("Karras"))
+        );
+        // dpmpp-2m names the ODE solver whatever the model's algorithm_type.
+        assert_eq!(label(SchedulerKind::DpmPp2m, &sde), ("DPM++ 2M", None));
         let euler_karras =
             config(r#"{"_class_name": "EulerDiscreteScheduler", "use_karras_sigmas": true}"#);
         assert_eq!(
@@ -593,8 +631,8 @@ mod tests {
             ),
             (
                 SchedulerKind::Default,
-                r#"{"_class_name": "DPMSolverMultistepScheduler", "algorithm_type": "sde-dpmsolver++"}"#,
-                "sde-dpmsolver++",
+                r#"{"_class_name": "DPMSolverMultistepScheduler", "algorithm_type": "sde-dpmsolver"}"#,
+                "algorithm_type = sde-dpmsolver ",
             ),
             (
                 SchedulerKind::Default,
@@ -616,8 +654,9 @@ mod tests {
         assert!(build_scheduler(SchedulerKind::Euler, &cfg, 20).is_ok());
         // dpmpp-2m names the algorithm, so it overrides the model's.
         assert!(build_scheduler(SchedulerKind::DpmPp2m, &cfg, 20).is_err()); // thresholding
-        let cfg = config(r#"{"algorithm_type": "sde-dpmsolver++", "solver_order": 3}"#);
+        let cfg = config(r#"{"algorithm_type": "sde-dpmsolver", "solver_order": 3}"#);
         assert!(build_scheduler(SchedulerKind::DpmPp2m, &cfg, 20).is_ok());
+        assert!(build_scheduler(SchedulerKind::DpmPp2mSde, &cfg, 20).is_ok());
         // UniPC from a DPM-Solver config: its solver names map to bh2, as in diffusers.
         let dpm = config(
             r#"{"_class_name": "DPMSolverMultistepScheduler", "solver_type": "midpoint",

@@ -36,6 +36,13 @@ const FIXTURE_MORE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/scheduler_cases_more.json"
 );
+const FIXTURE_EXTRA: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/scheduler_cases_extra.json"
+);
+/// Where the cases are, for messages.
+const FIXTURES: &str =
+    "scheduler_cases.json, scheduler_cases_more.json and scheduler_cases_extra.json";
 
 const SHAPE: [usize; 4] = [1, 2, 2, 4];
 
@@ -107,15 +114,17 @@ fn read_fixture(path: &str) -> Fixture {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// Both fixture files as one: the cases and schedules of `scheduler_cases_more.json` follow
-/// those of `scheduler_cases.json`.
+/// The fixture files as one: the cases and schedules of `scheduler_cases_more.json` and then
+/// `scheduler_cases_extra.json` follow those of `scheduler_cases.json`.
 fn fixture() -> &'static Fixture {
     static PARSED: OnceLock<Fixture> = OnceLock::new();
     PARSED.get_or_init(|| {
         let mut fixture = read_fixture(FIXTURE);
-        let more = read_fixture(FIXTURE_MORE);
-        fixture.cases.extend(more.cases);
-        fixture.schedules.extend(more.schedules);
+        for path in [FIXTURE_MORE, FIXTURE_EXTRA] {
+            let more = read_fixture(path);
+            fixture.cases.extend(more.cases);
+            fixture.schedules.extend(more.schedules);
+        }
         fixture
     })
 }
@@ -126,7 +135,7 @@ pub(crate) fn schedule(name: &str) -> &'static Schedule {
         .schedules
         .iter()
         .find(|s| s.name == name)
-        .unwrap_or_else(|| panic!("{FIXTURE} and {FIXTURE_MORE} have no schedule {name}"))
+        .unwrap_or_else(|| panic!("{FIXTURES} have no schedule {name}"))
 }
 
 /// The fixture's `alphas_cumprod` cases.
@@ -185,7 +194,7 @@ pub(crate) fn check_group(group: &str, names: &[&str]) {
     names.sort_unstable();
     assert_eq!(
         in_fixture, names,
-        "{group} cases in {FIXTURE} and {FIXTURE_MORE} vs the tests"
+        "{group} cases in {FIXTURES} vs the tests"
     );
 }
 
@@ -226,7 +235,7 @@ pub(crate) fn check_case(name: &str) {
         .cases
         .iter()
         .find(|c| c.name == name)
-        .unwrap_or_else(|| panic!("{FIXTURE} and {FIXTURE_MORE} have no case {name}"));
+        .unwrap_or_else(|| panic!("{FIXTURES} have no case {name}"));
     let config =
         SchedulerConfig::from_json_str(&reference.config.to_string()).expect("config parses");
     let kind = SchedulerKind::Default;
