@@ -15,13 +15,23 @@ pub struct SamplerLabel {
 }
 
 /// The sampler each selectable kind is in A1111: `(kind, Sampler, Schedule type)`.
-const NAMES: [(SchedulerKind, &str, Option<&str>); 16] = [
+const NAMES: [(SchedulerKind, &str, Option<&str>); 18] = [
     (SchedulerKind::Ddim, "DDIM", None),
     (SchedulerKind::Pndm, "PLMS", None),
     (SchedulerKind::Euler, "Euler", None),
+    (
+        SchedulerKind::EulerExponential,
+        "Euler",
+        Some("Exponential"),
+    ),
     (SchedulerKind::EulerAncestral, "Euler a", None),
     (SchedulerKind::DpmPp2m, "DPM++ 2M", None),
     (SchedulerKind::DpmPp2mKarras, "DPM++ 2M", Some("Karras")),
+    (
+        SchedulerKind::DpmPp2mExponential,
+        "DPM++ 2M",
+        Some("Exponential"),
+    ),
     (SchedulerKind::DpmPp2mSde, "DPM++ 2M SDE", None),
     (
         SchedulerKind::DpmPp2mSdeKarras,
@@ -161,7 +171,18 @@ mod tests {
                 Some("Karras"),
                 Some(SchedulerKind::DpmPp2mKarras),
             ),
-            ("DPM++ 2M", Some("Exponential"), None),
+            (
+                "DPM++ 2M",
+                Some("Exponential"),
+                Some(SchedulerKind::DpmPp2mExponential),
+            ),
+            (
+                "Euler",
+                Some("Exponential"),
+                Some(SchedulerKind::EulerExponential),
+            ),
+            ("Euler", Some("Karras"), None),
+            ("DPM++ 2M SDE", Some("Exponential"), None),
             ("DPM++ SDE", Some("Karras"), None),
             ("DPM++ SDE", None, None),
             ("DPM++ 2M SDE", None, Some(SchedulerKind::DpmPp2mSde)),

@@ -12,9 +12,9 @@
 //! |---|---|---|
 //! | `ddim` | `DDIMScheduler`, eta 0 | `ddim.rs` |
 //! | `pndm` | `PNDMScheduler`, `skip_prk_steps=True` (PLMS) | `pndm.rs` |
-//! | `euler` | `EulerDiscreteScheduler` | `euler.rs` |
+//! | `euler`, `euler-exponential` | `EulerDiscreteScheduler` | `euler.rs` |
 //! | `euler-a` | `EulerAncestralDiscreteScheduler` | `euler_ancestral.rs` |
-//! | `dpmpp-2m`, `dpmpp-2m-karras` | `DPMSolverMultistepScheduler`, dpmsolver++ | `dpmpp_2m.rs` |
+//! | `dpmpp-2m`, `dpmpp-2m-karras`, `dpmpp-2m-exponential` | `DPMSolverMultistepScheduler`, dpmsolver++ | `dpmpp_2m.rs` |
 //! | `dpmpp-2m-sde`, `dpmpp-2m-sde-karras` | `DPMSolverMultistepScheduler`, sde-dpmsolver++ | `dpmpp_2m.rs` |
 //! | `lcm` | `LCMScheduler` | `lcm.rs` |
 //! | `heun` | `HeunDiscreteScheduler` (two UNet evaluations per step) | `heun.rs` |
@@ -139,8 +139,10 @@ pub enum SchedulerKind {
     /// PLMS: `PNDMScheduler.from_config(config, skip_prk_steps=True)`. (`Default` on a PNDM
     /// config keeps the config's `skip_prk_steps`, whose class default is `false`: PRK warm-up.)
     Pndm,
-    /// `EulerDiscreteScheduler`.
+    /// `EulerDiscreteScheduler` with the plain (interpolated) sigmas.
     Euler,
+    /// `EulerDiscreteScheduler` with `use_exponential_sigmas=True`.
+    EulerExponential,
     /// `EulerAncestralDiscreteScheduler`.
     EulerAncestral,
     /// `DPMSolverMultistepScheduler` with `algorithm_type="dpmsolver++"`, `solver_order=2`,
@@ -153,6 +155,8 @@ pub enum SchedulerKind {
     DpmPp2mSde,
     /// As [`SchedulerKind::DpmPp2mSde`] with `use_karras_sigmas=True`.
     DpmPp2mSdeKarras,
+    /// As [`SchedulerKind::DpmPp2m`] with `use_exponential_sigmas=True`.
+    DpmPp2mExponential,
     /// `LCMScheduler`.
     Lcm,
     /// `HeunDiscreteScheduler`.
@@ -173,14 +177,16 @@ pub enum SchedulerKind {
 
 impl SchedulerKind {
     /// Every kind, in CLI order.
-    pub const ALL: [SchedulerKind; 17] = [
+    pub const ALL: [SchedulerKind; 19] = [
         Self::Default,
         Self::Ddim,
         Self::Pndm,
         Self::Euler,
+        Self::EulerExponential,
         Self::EulerAncestral,
         Self::DpmPp2m,
         Self::DpmPp2mKarras,
+        Self::DpmPp2mExponential,
         Self::DpmPp2mSde,
         Self::DpmPp2mSdeKarras,
         Self::Lcm,
@@ -200,9 +206,11 @@ impl SchedulerKind {
             Self::Ddim => "ddim",
             Self::Pndm => "pndm",
             Self::Euler => "euler",
+            Self::EulerExponential => "euler-exponential",
             Self::EulerAncestral => "euler-a",
             Self::DpmPp2m => "dpmpp-2m",
             Self::DpmPp2mKarras => "dpmpp-2m-karras",
+            Self::DpmPp2mExponential => "dpmpp-2m-exponential",
             Self::DpmPp2mSde => "dpmpp-2m-sde",
             Self::DpmPp2mSdeKarras => "dpmpp-2m-sde-karras",
             Self::Lcm => "lcm",
@@ -213,6 +221,44 @@ impl SchedulerKind {
             Self::Dpm2Ancestral => "dpm2-a",
             Self::UniPc => "unipc",
             Self::Ddpm => "ddpm",
+        }
+    }
+}
+
+/// A sigma schedule a kind names (A1111's "Schedule type").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SigmaSchedule {
+    /// The class's own: the training sigmas at its spaced timesteps.
+    Plain,
+    /// `use_karras_sigmas`.
+    Karras,
+    /// `use_exponential_sigmas`.
+    Exponential,
+}
+
+impl SchedulerKind {
+    /// The sigma schedule the kind sets, replacing the model's: the plain kinds of the samplers
+    /// offered with several schedules (`euler`, `dpmpp-2m`, `dpmpp-2m-sde`, `lms`) name the plain
+    /// schedule; `None` for the kinds that keep whatever schedule the model's config asks for.
+    pub(crate) fn sigma_schedule(self) -> Option<SigmaSchedule> {
+        match self {
+            Self::Euler | Self::DpmPp2m | Self::DpmPp2mSde | Self::Lms => {
+                Some(SigmaSchedule::Plain)
+            }
+            Self::DpmPp2mKarras | Self::DpmPp2mSdeKarras | Self::LmsKarras => {
+                Some(SigmaSchedule::Karras)
+            }
+            Self::EulerExponential | Self::DpmPp2mExponential => Some(SigmaSchedule::Exponential),
+            Self::Default
+            | Self::Ddim
+            | Self::Pndm
+            | Self::EulerAncestral
+            | Self::Lcm
+            | Self::Heun
+            | Self::Dpm2
+            | Self::Dpm2Ancestral
+            | Self::UniPc
+            | Self::Ddpm => None,
         }
     }
 }
@@ -287,10 +333,11 @@ pub(crate) fn resolve_class(
         }
         SchedulerKind::Ddim => SchedulerClass::Ddim,
         SchedulerKind::Pndm => SchedulerClass::Pndm,
-        SchedulerKind::Euler => SchedulerClass::Euler,
+        SchedulerKind::Euler | SchedulerKind::EulerExponential => SchedulerClass::Euler,
         SchedulerKind::EulerAncestral => SchedulerClass::EulerAncestral,
         SchedulerKind::DpmPp2m
         | SchedulerKind::DpmPp2mKarras
+        | SchedulerKind::DpmPp2mExponential
         | SchedulerKind::DpmPp2mSde
         | SchedulerKind::DpmPp2mSdeKarras => SchedulerClass::DpmSolverMultistep,
         SchedulerKind::Lcm => SchedulerClass::Lcm,
@@ -312,15 +359,10 @@ pub(crate) fn effective_config(kind: SchedulerKind, config: &SchedulerConfig) ->
         config.skip_prk_steps = Some(true);
         config.mark_given("skip_prk_steps");
     }
-    let karras_override = match kind {
-        SchedulerKind::DpmPp2m | SchedulerKind::DpmPp2mSde | SchedulerKind::Lms => Some(false),
-        SchedulerKind::DpmPp2mKarras
-        | SchedulerKind::DpmPp2mSdeKarras
-        | SchedulerKind::LmsKarras => Some(true),
-        _ => None,
-    };
     let algorithm = match kind {
-        SchedulerKind::DpmPp2m | SchedulerKind::DpmPp2mKarras => Some("dpmsolver++"),
+        SchedulerKind::DpmPp2m
+        | SchedulerKind::DpmPp2mKarras
+        | SchedulerKind::DpmPp2mExponential => Some("dpmsolver++"),
         SchedulerKind::DpmPp2mSde | SchedulerKind::DpmPp2mSdeKarras => Some("sde-dpmsolver++"),
         _ => None,
     };
@@ -331,22 +373,19 @@ pub(crate) fn effective_config(kind: SchedulerKind, config: &SchedulerConfig) ->
             config.mark_given(key);
         }
     }
-    if let Some(karras) = karras_override {
-        // `lms` / `dpmpp-2m` name the plain sigmas, `lms-karras` / `dpmpp-2m-karras` Karras'.
-        config.use_karras_sigmas = Some(karras);
-        let mut keys = vec!["use_karras_sigmas"];
-        if karras {
-            // The Karras schedule replaces any other sigma schedule of the model's config.
-            config.use_exponential_sigmas = Some(false);
-            config.use_beta_sigmas = Some(false);
-            config.use_lu_lambdas = Some(false);
-            keys.extend([
-                "use_exponential_sigmas",
-                "use_beta_sigmas",
-                "use_lu_lambdas",
-            ]);
-        }
-        for key in keys {
+    if let Some(schedule) = kind.sigma_schedule() {
+        // The kind names its sigma schedule (`dpmpp-2m` the plain one, `dpmpp-2m-karras` Karras'),
+        // which replaces whatever schedule the model's config asks for.
+        config.use_karras_sigmas = Some(schedule == SigmaSchedule::Karras);
+        config.use_exponential_sigmas = Some(schedule == SigmaSchedule::Exponential);
+        config.use_beta_sigmas = Some(false);
+        config.use_lu_lambdas = Some(false);
+        for key in [
+            "use_karras_sigmas",
+            "use_exponential_sigmas",
+            "use_beta_sigmas",
+            "use_lu_lambdas",
+        ] {
             config.mark_given(key);
         }
     }
@@ -567,6 +606,33 @@ mod tests {
             label(SchedulerKind::Default, &euler_karras),
             ("Euler", Some("Karras"))
         );
+        // `euler` names the plain schedule, `euler-exponential` the exponential one.
+        assert_eq!(label(SchedulerKind::Euler, &euler_karras), ("Euler", None));
+        assert_eq!(
+            label(SchedulerKind::EulerExponential, &euler_karras),
+            ("Euler", Some("Exponential"))
+        );
+        assert_eq!(
+            label(SchedulerKind::DpmPp2mExponential, &sd15),
+            ("DPM++ 2M", Some("Exponential"))
+        );
+        let dpm_exponential = config(
+            r#"{"_class_name": "DPMSolverMultistepScheduler", "use_exponential_sigmas": true}"#,
+        );
+        assert_eq!(
+            label(SchedulerKind::Default, &dpm_exponential),
+            ("DPM++ 2M", Some("Exponential"))
+        );
+        assert_eq!(
+            label(SchedulerKind::DpmPp2mKarras, &dpm_exponential),
+            ("DPM++ 2M", Some("Karras"))
+        );
+        // The kinds with an sde sibling do not keep the model's algorithm; the others keep its
+        // schedule.
+        assert_eq!(
+            label(SchedulerKind::Heun, &euler_karras),
+            ("Heun", Some("Karras"))
+        );
         // A key diffusers filled in from defaults does not count.
         let defaulted = config(
             r#"{"_class_name": "EulerDiscreteScheduler", "use_karras_sigmas": true,
@@ -610,7 +676,7 @@ mod tests {
                 "log_linear",
             ),
             (
-                SchedulerKind::Euler,
+                SchedulerKind::Heun,
                 r#"{"use_beta_sigmas": true}"#,
                 "use_beta_sigmas",
             ),
@@ -640,7 +706,7 @@ mod tests {
                 "final_sigmas_type",
             ),
             (
-                SchedulerKind::Euler,
+                SchedulerKind::Heun,
                 r#"{"use_karras_sigmas": true, "use_exponential_sigmas": true}"#,
                 "only one of",
             ),
