@@ -15,7 +15,7 @@ pub struct SamplerLabel {
 }
 
 /// The sampler each selectable kind is in A1111: `(kind, Sampler, Schedule type)`.
-const NAMES: [(SchedulerKind, &str, Option<&str>); 18] = [
+const NAMES: [(SchedulerKind, &str, Option<&str>); 19] = [
     (SchedulerKind::Ddim, "DDIM", None),
     (SchedulerKind::Pndm, "PLMS", None),
     (SchedulerKind::Euler, "Euler", None),
@@ -38,6 +38,11 @@ const NAMES: [(SchedulerKind, &str, Option<&str>); 18] = [
         "DPM++ 2M SDE",
         Some("Karras"),
     ),
+    // Not an A1111 sampler: A1111's "DPM++ 2S a" is ancestral (k-diffusion's
+    // sample_dpmpp_2s_ancestral: noise at every step, the model evaluated at each step's midpoint);
+    // diffusers' singlestep solver adds no noise and pairs grid timesteps. So PNGs say "DPM++ 2S"
+    // and "DPM++ 2S a" is not read as this.
+    (SchedulerKind::DpmPp2s, "DPM++ 2S", None),
     (SchedulerKind::Lcm, "LCM", None),
     (SchedulerKind::Heun, "Heun", None),
     (SchedulerKind::Lms, "LMS", None),
@@ -99,6 +104,24 @@ impl SchedulerKind {
                     (1, true) => "DPM++ 1M SDE",
                     (3, true) => "DPM++ 3M SDE",
                     (_, true) => "DPM++ 2M SDE",
+                };
+                (sampler, sigma_schedule)
+            }
+            SchedulerClass::DpmSolverSinglestep => {
+                let order = config
+                    .get("solver_order", &config.solver_order)
+                    .unwrap_or(2);
+                let sde = config
+                    .get("algorithm_type", &config.algorithm_type)
+                    .as_deref()
+                    == Some("sde-dpmsolver++");
+                let sampler = match (order, sde) {
+                    (1, false) => "DPM++ 1S",
+                    (3, false) => "DPM++ 3S",
+                    (_, false) => "DPM++ 2S",
+                    (1, true) => "DPM++ 1S SDE",
+                    (3, true) => "DPM++ 3S SDE",
+                    (_, true) => "DPM++ 2S SDE",
                 };
                 (sampler, sigma_schedule)
             }
@@ -194,6 +217,9 @@ mod tests {
             ),
             ("DPM++ 2M SDE Heun", None, None),
             ("DPM++ 3M SDE", None, None),
+            ("DPM++ 2S", None, Some(SchedulerKind::DpmPp2s)),
+            ("DPM++ 2S a", None, None),
+            ("DPM++ 2S a", Some("Karras"), None),
             ("Heun", None, Some(SchedulerKind::Heun)),
             ("heun", Some("Automatic"), Some(SchedulerKind::Heun)),
             ("Heun", Some("Karras"), None),

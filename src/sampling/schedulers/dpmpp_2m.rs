@@ -36,9 +36,31 @@ const CLASS: &str = "DPMSolverMultistepScheduler";
 
 /// `solver_type`: how the second-order term is discretised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SolverType {
+pub(crate) enum SolverType {
     Midpoint,
     Heun,
+}
+
+impl SolverType {
+    /// `solver_type` resolved for `class` (default `midpoint`).
+    pub(crate) fn from_config(
+        class: &'static str,
+        config: &SchedulerConfig,
+    ) -> Result<Self, SchedulerConfigError> {
+        match cfg_value!(config, solver_type).as_deref() {
+            // diffusers maps the UniPC / DEIS solver names onto midpoint.
+            None | Some("midpoint") | Some("logrho") | Some("bh1") | Some("bh2") => {
+                Ok(Self::Midpoint)
+            }
+            Some("heun") => Ok(Self::Heun),
+            Some(other) => Err(SchedulerConfigError::UnsupportedValue {
+                class,
+                key: "solver_type",
+                value: other.to_string(),
+                supported: "midpoint, heun",
+            }),
+        }
+    }
 }
 
 /// `algorithm_type`: the probability-flow ODE solver or its SDE counterpart.
@@ -73,13 +95,80 @@ impl Algorithm {
 
 /// The step coefficients both algorithms share the shape of, computed as diffusers' 0-dim
 /// float32 tensors: `x_t = sample_coef * sample + x0_coef * D0 (+ D1, D2 terms) + noise_coef * z`.
-struct Coefficients {
+pub(crate) struct Coefficients {
     /// `sigma_t / sigma_s` (ODE) or `sigma_t / sigma_s * e^-h` (SDE).
-    sample: f32,
+    pub sample: f32,
     /// `-alpha_t (e^-h - 1)` (ODE) or `alpha_t (1 - e^-2h)` (SDE).
-    x0: f32,
+    pub x0: f32,
     /// `sigma_t sqrt(1 - e^-2h)` (SDE only).
-    noise: Option<f32>,
+    pub noise: Option<f32>,
+}
+
+impl Algorithm {
+    /// The `sample` and `D0` (x0) coefficients of a step that ends at `(alpha_t, sigma_t)`,
+    /// starts from `sigma_s` and spans `h` in lambda, plus the SDE's noise coefficient.
+    pub(crate) fn coefficients(
+        self,
+        alpha_t: f32,
+        sigma_t: f32,
+        sigma_s: f32,
+        h: f32,
+    ) -> Coefficients {
+        match self {
+            // (sigma_t / sigma_s) * x - (alpha_t * (e^-h - 1)) * D0
+            Self::DpmSolverPp => Coefficients {
+                sample: sigma_t / sigma_s,
+                x0: -(alpha_t * ((-h).exp() - 1.0)),
+                noise: None,
+            },
+            // (sigma_t / sigma_s * e^-h) * x + (alpha_t * (1 - e^-2h)) * D0
+            //   + sigma_t * sqrt(1 - e^-2h) * z
+            Self::SdeDpmSolverPp => Coefficients {
+                sample: sigma_t / sigma_s * (-h).exp(),
+                x0: alpha_t * (1.0 - (-2.0 * h).exp()),
+                noise: Some(sigma_t * (1.0 - (-2.0 * h).exp()).sqrt()),
+            },
+        }
+    }
+}
+
+/// `sample_coef * sample + x0_coef * d0`, plus the higher-order `terms` and the SDE's noise,
+/// summed left to right as diffusers writes them.
+pub(crate) fn combine(
+    c: &Coefficients,
+    sample: &Tensor,
+    d0: &Tensor,
+    terms: &[(f32, &Tensor)],
+    noise: Option<&Tensor>,
+) -> candle_core::Result<Tensor> {
+    let mut x = scale(sample, c.sample)?.add(&scale(d0, c.x0)?)?;
+    for &(coef, term) in terms {
+        x = x.add(&scale(term, coef)?)?;
+    }
+    match (c.noise, noise) {
+        (Some(coef), Some(noise)) => x.add(&scale(noise, coef)?),
+        (None, _) => Ok(x),
+        (Some(_), None) => Err(candle_core::Error::Msg(
+            "the SDE DPM-Solver step needs noise".into(),
+        )),
+    }
+}
+
+/// `convert_model_output` for DPM-Solver++: the data prediction x0 at `sigma`.
+pub(crate) fn data_prediction(
+    prediction_type: PredictionType,
+    model_output: &Tensor,
+    sample: &Tensor,
+    sigma: f32,
+) -> candle_core::Result<Tensor> {
+    let (alpha_t, sigma_t) = alpha_sigma(sigma);
+    match prediction_type {
+        PredictionType::Epsilon => {
+            div_scalar(&sample.sub(&scale(model_output, sigma_t)?)?, alpha_t)
+        }
+        PredictionType::Sample => Ok(model_output.clone()),
+        PredictionType::VPrediction => scale(sample, alpha_t)?.sub(&scale(model_output, sigma_t)?),
+    }
 }
 
 /// DPM-Solver++ (multistep), deterministic or SDE.
@@ -131,21 +220,7 @@ impl DpmSolverMultistepScheduler {
             false,
         )?;
         let algorithm = Algorithm::from_config(CLASS, config)?;
-        let solver_type = match cfg_value!(config, solver_type).as_deref() {
-            // diffusers maps the UniPC / DEIS solver names onto midpoint.
-            None | Some("midpoint") | Some("logrho") | Some("bh1") | Some("bh2") => {
-                SolverType::Midpoint
-            }
-            Some("heun") => SolverType::Heun,
-            Some(other) => {
-                return Err(SchedulerConfigError::UnsupportedValue {
-                    class: CLASS,
-                    key: "solver_type",
-                    value: other.to_string(),
-                    supported: "midpoint, heun",
-                })
-            }
-        };
+        let solver_type = SolverType::from_config(CLASS, config)?;
         let solver_order = cfg_value!(config, solver_order).unwrap_or(2);
         if !(1..=3).contains(&solver_order) {
             return Err(SchedulerConfigError::UnsupportedValue {
@@ -296,69 +371,8 @@ impl DpmSolverMultistepScheduler {
         })
     }
 
-    /// `convert_model_output`: the data prediction x0 (DPM-Solver++ works with x0).
-    fn convert_model_output(
-        &self,
-        model_output: &Tensor,
-        sample: &Tensor,
-        step_index: usize,
-    ) -> candle_core::Result<Tensor> {
-        let (alpha_t, sigma_t) = alpha_sigma(self.sigma(step_index)?);
-        match self.prediction_type {
-            PredictionType::Epsilon => {
-                div_scalar(&sample.sub(&scale(model_output, sigma_t)?)?, alpha_t)
-            }
-            PredictionType::Sample => Ok(model_output.clone()),
-            PredictionType::VPrediction => {
-                scale(sample, alpha_t)?.sub(&scale(model_output, sigma_t)?)
-            }
-        }
-    }
-
-    /// The `sample` and `D0` (x0) coefficients of a step that ends at `(alpha_t, sigma_t)`,
-    /// starts from `sigma_s` and spans `h` in lambda, plus the SDE's noise coefficient.
-    fn coefficients(&self, alpha_t: f32, sigma_t: f32, sigma_s: f32, h: f32) -> Coefficients {
-        match self.algorithm {
-            // (sigma_t / sigma_s) * x - (alpha_t * (e^-h - 1)) * D0
-            Algorithm::DpmSolverPp => Coefficients {
-                sample: sigma_t / sigma_s,
-                x0: -(alpha_t * ((-h).exp() - 1.0)),
-                noise: None,
-            },
-            // (sigma_t / sigma_s * e^-h) * x + (alpha_t * (1 - e^-2h)) * D0
-            //   + sigma_t * sqrt(1 - e^-2h) * z
-            Algorithm::SdeDpmSolverPp => Coefficients {
-                sample: sigma_t / sigma_s * (-h).exp(),
-                x0: alpha_t * (1.0 - (-2.0 * h).exp()),
-                noise: Some(sigma_t * (1.0 - (-2.0 * h).exp()).sqrt()),
-            },
-        }
-    }
-
-    /// `sample_coef * sample + x0_coef * d0`, plus the higher-order `terms` and the SDE's
-    /// noise, summed left to right as diffusers writes them.
-    fn combine(
-        c: &Coefficients,
-        sample: &Tensor,
-        d0: &Tensor,
-        terms: &[(f32, &Tensor)],
-        noise: Option<&Tensor>,
-    ) -> candle_core::Result<Tensor> {
-        let mut x = scale(sample, c.sample)?.add(&scale(d0, c.x0)?)?;
-        for &(coef, term) in terms {
-            x = x.add(&scale(term, coef)?)?;
-        }
-        match (c.noise, noise) {
-            (Some(coef), Some(noise)) => x.add(&scale(noise, coef)?),
-            (None, _) => Ok(x),
-            (Some(_), None) => Err(candle_core::Error::Msg(
-                "the SDE DPM-Solver step needs noise".into(),
-            )),
-        }
-    }
-
-    /// `dpm_solver_first_order_update` (DPM-Solver++(1), equivalent to DDIM; for the SDE, to
-    /// DDPM's posterior step).
+    /// `dpm_solver_first_order_update` (DPM-Solver++(1), equivalent to DDIM; the SDE's to DDIM
+    /// with eta = 1).
     fn first_order_update(
         &self,
         x0: &Tensor,
@@ -369,8 +383,8 @@ impl DpmSolverMultistepScheduler {
         let (alpha_t, sigma_t) = alpha_sigma(self.sigma(i + 1)?);
         let (alpha_s, sigma_s) = alpha_sigma(self.sigma(i)?);
         let h = lambda(alpha_t, sigma_t) - lambda(alpha_s, sigma_s);
-        let c = self.coefficients(alpha_t, sigma_t, sigma_s, h);
-        Self::combine(&c, sample, x0, &[], noise)
+        let c = self.algorithm.coefficients(alpha_t, sigma_t, sigma_s, h);
+        combine(&c, sample, x0, &[], noise)
     }
 
     /// `multistep_dpm_solver_second_order_update` (DPM-Solver++(2M), or its SDE).
@@ -395,7 +409,7 @@ impl DpmSolverMultistepScheduler {
         let r0 = h_0 / h;
         let d0 = m0;
         let d1 = scale(&m0.sub(m1)?, 1.0 / r0)?;
-        let c = self.coefficients(alpha_t, sigma_t, sigma_s0, h);
+        let c = self.algorithm.coefficients(alpha_t, sigma_t, sigma_s0, h);
         let d1_coef = match (self.algorithm, self.solver_type) {
             // - 0.5 * (alpha_t * (e^-h - 1)) * D1
             (Algorithm::DpmSolverPp, SolverType::Midpoint) => {
@@ -410,7 +424,7 @@ impl DpmSolverMultistepScheduler {
                 alpha_t * ((1.0 - (-2.0 * h).exp()) / (-2.0 * h) + 1.0)
             }
         };
-        Self::combine(&c, sample, d0, &[(d1_coef, &d1)], noise)
+        combine(&c, sample, d0, &[(d1_coef, &d1)], noise)
     }
 
     /// `multistep_dpm_solver_third_order_update` (DPM-Solver++(3M), or its SDE).
@@ -449,7 +463,7 @@ impl DpmSolverMultistepScheduler {
         let d1_1 = scale(&m1.sub(m2)?, 1.0 / r1)?;
         let d1 = d1_0.add(&scale(&d1_0.sub(&d1_1)?, r0 / (r0 + r1))?)?;
         let d2 = scale(&d1_0.sub(&d1_1)?, 1.0 / (r0 + r1))?;
-        let c = self.coefficients(alpha_t, sigma_t, sigma_s0, h);
+        let c = self.algorithm.coefficients(alpha_t, sigma_t, sigma_s0, h);
         let (d1_coef, d2_coef) = match self.algorithm {
             // + (alpha_t * ((e^-h - 1) / h + 1)) * D1
             // - (alpha_t * ((e^-h - 1 + h) / h^2 - 0.5)) * D2
@@ -471,7 +485,7 @@ impl DpmSolverMultistepScheduler {
                 )
             }
         };
-        Self::combine(&c, sample, m0, &[(d1_coef, &d1), (d2_coef, &d2)], noise)
+        combine(&c, sample, m0, &[(d1_coef, &d1), (d2_coef, &d2)], noise)
     }
 
     fn last_outputs2(&self) -> candle_core::Result<(&Tensor, &Tensor)> {
@@ -510,7 +524,7 @@ impl Scheduler for DpmSolverMultistepScheduler {
                 || self.final_sigma == FinalSigma::Zero);
         let lower_order_second = len >= 2 && i == len - 2 && self.lower_order_final && len < 15;
 
-        let x0 = self.convert_model_output(&model_output, &sample, i)?;
+        let x0 = data_prediction(self.prediction_type, &model_output, &sample, self.sigma(i)?)?;
         self.model_outputs.rotate_left(1);
         if let Some(last) = self.model_outputs.last_mut() {
             *last = Some(x0.clone());

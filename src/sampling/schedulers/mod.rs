@@ -16,6 +16,7 @@
 //! | `euler-a` | `EulerAncestralDiscreteScheduler` | `euler_ancestral.rs` |
 //! | `dpmpp-2m`, `dpmpp-2m-karras`, `dpmpp-2m-exponential` | `DPMSolverMultistepScheduler`, dpmsolver++ | `dpmpp_2m.rs` |
 //! | `dpmpp-2m-sde`, `dpmpp-2m-sde-karras` | `DPMSolverMultistepScheduler`, sde-dpmsolver++ | `dpmpp_2m.rs` |
+//! | `dpmpp-2s` | `DPMSolverSinglestepScheduler`, dpmsolver++ | `dpmpp_2s.rs` |
 //! | `lcm` | `LCMScheduler` | `lcm.rs` |
 //! | `heun` | `HeunDiscreteScheduler` (two UNet evaluations per step) | `heun.rs` |
 //! | `lms`, `lms-karras` | `LMSDiscreteScheduler` | `lms.rs` |
@@ -49,6 +50,7 @@ mod config;
 mod ddim;
 mod ddpm;
 mod dpmpp_2m;
+mod dpmpp_2s;
 mod euler;
 mod euler_ancestral;
 mod heun;
@@ -70,6 +72,7 @@ pub use config::{
 pub use ddim::DdimScheduler;
 pub use ddpm::DdpmScheduler;
 pub use dpmpp_2m::DpmSolverMultistepScheduler;
+pub use dpmpp_2s::DpmSolverSinglestepScheduler;
 pub use euler::EulerDiscreteScheduler;
 pub use euler_ancestral::EulerAncestralDiscreteScheduler;
 pub use heun::HeunDiscreteScheduler;
@@ -157,6 +160,9 @@ pub enum SchedulerKind {
     DpmPp2mSdeKarras,
     /// As [`SchedulerKind::DpmPp2m`] with `use_exponential_sigmas=True`.
     DpmPp2mExponential,
+    /// `DPMSolverSinglestepScheduler` with `algorithm_type="dpmsolver++"`, `solver_order=2`: not
+    /// A1111's ancestral "DPM++ 2S a" (see `dpmpp_2s.rs`).
+    DpmPp2s,
     /// `LCMScheduler`.
     Lcm,
     /// `HeunDiscreteScheduler`.
@@ -177,7 +183,7 @@ pub enum SchedulerKind {
 
 impl SchedulerKind {
     /// Every kind, in CLI order.
-    pub const ALL: [SchedulerKind; 19] = [
+    pub const ALL: [SchedulerKind; 20] = [
         Self::Default,
         Self::Ddim,
         Self::Pndm,
@@ -189,6 +195,7 @@ impl SchedulerKind {
         Self::DpmPp2mExponential,
         Self::DpmPp2mSde,
         Self::DpmPp2mSdeKarras,
+        Self::DpmPp2s,
         Self::Lcm,
         Self::Heun,
         Self::Lms,
@@ -213,6 +220,7 @@ impl SchedulerKind {
             Self::DpmPp2mExponential => "dpmpp-2m-exponential",
             Self::DpmPp2mSde => "dpmpp-2m-sde",
             Self::DpmPp2mSdeKarras => "dpmpp-2m-sde-karras",
+            Self::DpmPp2s => "dpmpp-2s",
             Self::Lcm => "lcm",
             Self::Heun => "heun",
             Self::Lms => "lms",
@@ -253,6 +261,7 @@ impl SchedulerKind {
             | Self::Ddim
             | Self::Pndm
             | Self::EulerAncestral
+            | Self::DpmPp2s
             | Self::Lcm
             | Self::Heun
             | Self::Dpm2
@@ -292,6 +301,7 @@ pub(crate) enum SchedulerClass {
     Euler,
     EulerAncestral,
     DpmSolverMultistep,
+    DpmSolverSinglestep,
     Lcm,
     Heun,
     Lms,
@@ -317,6 +327,7 @@ pub(crate) fn resolve_class(
                 "EulerDiscreteScheduler" => SchedulerClass::Euler,
                 "EulerAncestralDiscreteScheduler" => SchedulerClass::EulerAncestral,
                 "DPMSolverMultistepScheduler" => SchedulerClass::DpmSolverMultistep,
+                "DPMSolverSinglestepScheduler" => SchedulerClass::DpmSolverSinglestep,
                 "LCMScheduler" => SchedulerClass::Lcm,
                 "HeunDiscreteScheduler" => SchedulerClass::Heun,
                 "LMSDiscreteScheduler" => SchedulerClass::Lms,
@@ -340,6 +351,7 @@ pub(crate) fn resolve_class(
         | SchedulerKind::DpmPp2mExponential
         | SchedulerKind::DpmPp2mSde
         | SchedulerKind::DpmPp2mSdeKarras => SchedulerClass::DpmSolverMultistep,
+        SchedulerKind::DpmPp2s => SchedulerClass::DpmSolverSinglestep,
         SchedulerKind::Lcm => SchedulerClass::Lcm,
         SchedulerKind::Heun => SchedulerClass::Heun,
         SchedulerKind::Lms | SchedulerKind::LmsKarras => SchedulerClass::Lms,
@@ -362,7 +374,8 @@ pub(crate) fn effective_config(kind: SchedulerKind, config: &SchedulerConfig) ->
     let algorithm = match kind {
         SchedulerKind::DpmPp2m
         | SchedulerKind::DpmPp2mKarras
-        | SchedulerKind::DpmPp2mExponential => Some("dpmsolver++"),
+        | SchedulerKind::DpmPp2mExponential
+        | SchedulerKind::DpmPp2s => Some("dpmsolver++"),
         SchedulerKind::DpmPp2mSde | SchedulerKind::DpmPp2mSdeKarras => Some("sde-dpmsolver++"),
         _ => None,
     };
@@ -415,6 +428,9 @@ pub fn build_scheduler(
         SchedulerClass::DpmSolverMultistep => {
             Box::new(DpmSolverMultistepScheduler::new(&config, n)?)
         }
+        SchedulerClass::DpmSolverSinglestep => {
+            Box::new(DpmSolverSinglestepScheduler::new(&config, n)?)
+        }
         SchedulerClass::Lcm => Box::new(LcmScheduler::new(&config, n)?),
         SchedulerClass::Heun => Box::new(HeunDiscreteScheduler::new(&config, n)?),
         SchedulerClass::Lms => Box::new(LmsDiscreteScheduler::new(&config, n)?),
@@ -447,6 +463,11 @@ pub fn sigma_schedule(
         ),
         SchedulerClass::DpmSolverMultistep => Some(
             DpmSolverMultistepScheduler::new(&config, n)?
+                .sigmas()
+                .to_vec(),
+        ),
+        SchedulerClass::DpmSolverSinglestep => Some(
+            DpmSolverSinglestepScheduler::new(&config, n)?
                 .sigmas()
                 .to_vec(),
         ),
@@ -551,6 +572,20 @@ mod tests {
         assert_eq!(
             label(SchedulerKind::DpmPp2mSdeKarras, &sd15),
             ("DPM++ 2M SDE", Some("Karras"))
+        );
+        assert_eq!(label(SchedulerKind::DpmPp2s, &sd15), ("DPM++ 2S", None));
+        let singlestep_karras = config(
+            r#"{"_class_name": "DPMSolverSinglestepScheduler", "use_karras_sigmas": true,
+                "algorithm_type": "sde-dpmsolver++", "solver_order": 3}"#,
+        );
+        assert_eq!(
+            label(SchedulerKind::Default, &singlestep_karras),
+            ("DPM++ 3S SDE", Some("Karras"))
+        );
+        // dpmpp-2s names the ODE solver of order 2 and keeps the model's schedule.
+        assert_eq!(
+            label(SchedulerKind::DpmPp2s, &singlestep_karras),
+            ("DPM++ 2S", Some("Karras"))
         );
         assert_eq!(label(SchedulerKind::Lcm, &sd15), ("LCM", None));
         assert_eq!(label(SchedulerKind::Heun, &sd15), ("Heun", None));
@@ -794,6 +829,11 @@ mod tests {
         );
         assert_eq!(
             timesteps(SchedulerKind::DpmPp2m, 4),
+            [999.0, 749.0, 500.0, 250.0]
+        );
+        // DPM-Solver singlestep takes no spacing or offset: always linspace.
+        assert_eq!(
+            timesteps(SchedulerKind::DpmPp2s, 4),
             [999.0, 749.0, 500.0, 250.0]
         );
         // LCM ignores spacing and offset.
