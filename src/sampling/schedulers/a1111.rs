@@ -10,34 +10,26 @@ use super::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SamplerLabel {
     pub sampler: &'static str,
-    /// `Some("Karras")` / `Some("Exponential")` for non-default sigma schedules.
+    /// `Some("Karras")` / `Some("Exponential")` / `Some("Beta")` for non-default sigma schedules.
     pub schedule_type: Option<&'static str>,
 }
 
 /// The sampler each selectable kind is in A1111: `(kind, Sampler, Schedule type)`.
-const NAMES: [(SchedulerKind, &str, Option<&str>); 19] = [
+#[rustfmt::skip]
+const NAMES: [(SchedulerKind, &str, Option<&str>); 22] = [
     (SchedulerKind::Ddim, "DDIM", None),
     (SchedulerKind::Pndm, "PLMS", None),
     (SchedulerKind::Euler, "Euler", None),
-    (
-        SchedulerKind::EulerExponential,
-        "Euler",
-        Some("Exponential"),
-    ),
+    (SchedulerKind::EulerExponential, "Euler", Some("Exponential")),
+    (SchedulerKind::EulerBeta, "Euler", Some("Beta")),
     (SchedulerKind::EulerAncestral, "Euler a", None),
     (SchedulerKind::DpmPp2m, "DPM++ 2M", None),
     (SchedulerKind::DpmPp2mKarras, "DPM++ 2M", Some("Karras")),
-    (
-        SchedulerKind::DpmPp2mExponential,
-        "DPM++ 2M",
-        Some("Exponential"),
-    ),
+    (SchedulerKind::DpmPp2mExponential, "DPM++ 2M", Some("Exponential")),
+    (SchedulerKind::DpmPp2mBeta, "DPM++ 2M", Some("Beta")),
     (SchedulerKind::DpmPp2mSde, "DPM++ 2M SDE", None),
-    (
-        SchedulerKind::DpmPp2mSdeKarras,
-        "DPM++ 2M SDE",
-        Some("Karras"),
-    ),
+    (SchedulerKind::DpmPp2mSdeKarras, "DPM++ 2M SDE", Some("Karras")),
+    (SchedulerKind::DpmPp2mSdeBeta, "DPM++ 2M SDE", Some("Beta")),
     // Not an A1111 sampler: A1111's "DPM++ 2S a" is ancestral (k-diffusion's
     // sample_dpmpp_2s_ancestral: noise at every step, the model evaluated at each step's midpoint);
     // diffusers' singlestep solver adds no noise and pairs grid timesteps. So PNGs say "DPM++ 2S"
@@ -77,10 +69,13 @@ impl SchedulerKind {
         let karras = config.get("use_karras_sigmas", &config.use_karras_sigmas) == Some(true);
         let exponential =
             config.get("use_exponential_sigmas", &config.use_exponential_sigmas) == Some(true);
+        let beta = config.get("use_beta_sigmas", &config.use_beta_sigmas) == Some(true);
         let sigma_schedule = if karras {
             Some("Karras")
         } else if exponential {
             Some("Exponential")
+        } else if beta {
+            Some("Beta")
         } else {
             None
         };
@@ -205,6 +200,14 @@ mod tests {
                 Some(SchedulerKind::EulerExponential),
             ),
             ("Euler", Some("Karras"), None),
+            ("Euler", Some("Beta"), Some(SchedulerKind::EulerBeta)),
+            ("DPM++ 2M", Some("beta"), Some(SchedulerKind::DpmPp2mBeta)),
+            (
+                "DPM++ 2M SDE",
+                Some("Beta"),
+                Some(SchedulerKind::DpmPp2mSdeBeta),
+            ),
+            ("Heun", Some("Beta"), None),
             ("DPM++ 2M SDE", Some("Exponential"), None),
             ("DPM++ SDE", Some("Karras"), None),
             ("DPM++ SDE", None, None),

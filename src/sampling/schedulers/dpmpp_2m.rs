@@ -596,6 +596,9 @@ mod tests {
         sde_sample_prediction_trailing,
         sde_one_step,
         sde_karras_img2img,
+        beta,
+        beta_leading_sigma_min,
+        sde_beta_img2img,
     );
 
     /// diffusers casts the unrounded (squaredcos_cap_v2) Karras timesteps to int64, which

@@ -431,6 +431,7 @@ mod tests {
         one_step,
         img2img,
         img2img_odd_start,
+        beta,
     );
 
     #[test]

@@ -225,7 +225,8 @@ impl Scheduler for EulerDiscreteScheduler {
 
 #[cfg(test)]
 mod tests {
-    //! Reference values: `tests/fixtures/scheduler_cases.json` (see `schedulers::testing`).
+    //! Reference values: `tests/fixtures/scheduler_cases.json` and, for the beta sigmas,
+    //! `scheduler_cases_extra.json` (see `schedulers::testing`).
 
     super::super::testing::reference_cases!("euler":
         karras_linspace,
@@ -237,5 +238,9 @@ mod tests {
         zero_snr_v_prediction_trailing,
         sample_prediction_leading,
         karras_img2img,
+        beta_sigmas,
+        beta_leading_offset,
+        beta_config_bounds,
+        beta_img2img,
     );
 }

@@ -12,10 +12,10 @@
 //! |---|---|---|
 //! | `ddim` | `DDIMScheduler`, eta 0 | `ddim.rs` |
 //! | `pndm` | `PNDMScheduler`, `skip_prk_steps=True` (PLMS) | `pndm.rs` |
-//! | `euler`, `euler-exponential` | `EulerDiscreteScheduler` | `euler.rs` |
+//! | `euler` (`-exponential`, `-beta`) | `EulerDiscreteScheduler` | `euler.rs` |
 //! | `euler-a` | `EulerAncestralDiscreteScheduler` | `euler_ancestral.rs` |
-//! | `dpmpp-2m`, `dpmpp-2m-karras`, `dpmpp-2m-exponential` | `DPMSolverMultistepScheduler`, dpmsolver++ | `dpmpp_2m.rs` |
-//! | `dpmpp-2m-sde`, `dpmpp-2m-sde-karras` | `DPMSolverMultistepScheduler`, sde-dpmsolver++ | `dpmpp_2m.rs` |
+//! | `dpmpp-2m` (`-karras`, `-exponential`, `-beta`) | `DPMSolverMultistepScheduler` | `dpmpp_2m.rs` |
+//! | `dpmpp-2m-sde` (`-karras`, `-beta`) | `DPMSolverMultistepScheduler`, SDE | `dpmpp_2m.rs` |
 //! | `dpmpp-2s` | `DPMSolverSinglestepScheduler`, dpmsolver++ | `dpmpp_2s.rs` |
 //! | `lcm` | `LCMScheduler` | `lcm.rs` |
 //! | `heun` | `HeunDiscreteScheduler` (two UNet evaluations per step) | `heun.rs` |
@@ -146,6 +146,8 @@ pub enum SchedulerKind {
     Euler,
     /// `EulerDiscreteScheduler` with `use_exponential_sigmas=True`.
     EulerExponential,
+    /// `EulerDiscreteScheduler` with `use_beta_sigmas=True`.
+    EulerBeta,
     /// `EulerAncestralDiscreteScheduler`.
     EulerAncestral,
     /// `DPMSolverMultistepScheduler` with `algorithm_type="dpmsolver++"`, `solver_order=2`,
@@ -158,8 +160,12 @@ pub enum SchedulerKind {
     DpmPp2mSde,
     /// As [`SchedulerKind::DpmPp2mSde`] with `use_karras_sigmas=True`.
     DpmPp2mSdeKarras,
+    /// As [`SchedulerKind::DpmPp2mSde`] with `use_beta_sigmas=True`.
+    DpmPp2mSdeBeta,
     /// As [`SchedulerKind::DpmPp2m`] with `use_exponential_sigmas=True`.
     DpmPp2mExponential,
+    /// As [`SchedulerKind::DpmPp2m`] with `use_beta_sigmas=True`.
+    DpmPp2mBeta,
     /// `DPMSolverSinglestepScheduler` with `algorithm_type="dpmsolver++"`, `solver_order=2`: not
     /// A1111's ancestral "DPM++ 2S a" (see `dpmpp_2s.rs`).
     DpmPp2s,
@@ -183,18 +189,21 @@ pub enum SchedulerKind {
 
 impl SchedulerKind {
     /// Every kind, in CLI order.
-    pub const ALL: [SchedulerKind; 20] = [
+    pub const ALL: [SchedulerKind; 23] = [
         Self::Default,
         Self::Ddim,
         Self::Pndm,
         Self::Euler,
         Self::EulerExponential,
+        Self::EulerBeta,
         Self::EulerAncestral,
         Self::DpmPp2m,
         Self::DpmPp2mKarras,
         Self::DpmPp2mExponential,
+        Self::DpmPp2mBeta,
         Self::DpmPp2mSde,
         Self::DpmPp2mSdeKarras,
+        Self::DpmPp2mSdeBeta,
         Self::DpmPp2s,
         Self::Lcm,
         Self::Heun,
@@ -214,12 +223,15 @@ impl SchedulerKind {
             Self::Pndm => "pndm",
             Self::Euler => "euler",
             Self::EulerExponential => "euler-exponential",
+            Self::EulerBeta => "euler-beta",
             Self::EulerAncestral => "euler-a",
             Self::DpmPp2m => "dpmpp-2m",
             Self::DpmPp2mKarras => "dpmpp-2m-karras",
             Self::DpmPp2mExponential => "dpmpp-2m-exponential",
+            Self::DpmPp2mBeta => "dpmpp-2m-beta",
             Self::DpmPp2mSde => "dpmpp-2m-sde",
             Self::DpmPp2mSdeKarras => "dpmpp-2m-sde-karras",
+            Self::DpmPp2mSdeBeta => "dpmpp-2m-sde-beta",
             Self::DpmPp2s => "dpmpp-2s",
             Self::Lcm => "lcm",
             Self::Heun => "heun",
@@ -242,6 +254,8 @@ pub(crate) enum SigmaSchedule {
     Karras,
     /// `use_exponential_sigmas`.
     Exponential,
+    /// `use_beta_sigmas`.
+    Beta,
 }
 
 impl SchedulerKind {
@@ -257,6 +271,7 @@ impl SchedulerKind {
                 Some(SigmaSchedule::Karras)
             }
             Self::EulerExponential | Self::DpmPp2mExponential => Some(SigmaSchedule::Exponential),
+            Self::EulerBeta | Self::DpmPp2mBeta | Self::DpmPp2mSdeBeta => Some(SigmaSchedule::Beta),
             Self::Default
             | Self::Ddim
             | Self::Pndm
@@ -344,13 +359,17 @@ pub(crate) fn resolve_class(
         }
         SchedulerKind::Ddim => SchedulerClass::Ddim,
         SchedulerKind::Pndm => SchedulerClass::Pndm,
-        SchedulerKind::Euler | SchedulerKind::EulerExponential => SchedulerClass::Euler,
+        SchedulerKind::Euler | SchedulerKind::EulerExponential | SchedulerKind::EulerBeta => {
+            SchedulerClass::Euler
+        }
         SchedulerKind::EulerAncestral => SchedulerClass::EulerAncestral,
         SchedulerKind::DpmPp2m
         | SchedulerKind::DpmPp2mKarras
         | SchedulerKind::DpmPp2mExponential
+        | SchedulerKind::DpmPp2mBeta
         | SchedulerKind::DpmPp2mSde
-        | SchedulerKind::DpmPp2mSdeKarras => SchedulerClass::DpmSolverMultistep,
+        | SchedulerKind::DpmPp2mSdeKarras
+        | SchedulerKind::DpmPp2mSdeBeta => SchedulerClass::DpmSolverMultistep,
         SchedulerKind::DpmPp2s => SchedulerClass::DpmSolverSinglestep,
         SchedulerKind::Lcm => SchedulerClass::Lcm,
         SchedulerKind::Heun => SchedulerClass::Heun,
@@ -375,8 +394,11 @@ pub(crate) fn effective_config(kind: SchedulerKind, config: &SchedulerConfig) ->
         SchedulerKind::DpmPp2m
         | SchedulerKind::DpmPp2mKarras
         | SchedulerKind::DpmPp2mExponential
+        | SchedulerKind::DpmPp2mBeta
         | SchedulerKind::DpmPp2s => Some("dpmsolver++"),
-        SchedulerKind::DpmPp2mSde | SchedulerKind::DpmPp2mSdeKarras => Some("sde-dpmsolver++"),
+        SchedulerKind::DpmPp2mSde
+        | SchedulerKind::DpmPp2mSdeKarras
+        | SchedulerKind::DpmPp2mSdeBeta => Some("sde-dpmsolver++"),
         _ => None,
     };
     if let Some(algorithm) = algorithm {
@@ -391,7 +413,7 @@ pub(crate) fn effective_config(kind: SchedulerKind, config: &SchedulerConfig) ->
         // which replaces whatever schedule the model's config asks for.
         config.use_karras_sigmas = Some(schedule == SigmaSchedule::Karras);
         config.use_exponential_sigmas = Some(schedule == SigmaSchedule::Exponential);
-        config.use_beta_sigmas = Some(false);
+        config.use_beta_sigmas = Some(schedule == SigmaSchedule::Beta);
         config.use_lu_lambdas = Some(false);
         for key in [
             "use_karras_sigmas",
@@ -587,6 +609,20 @@ mod tests {
             label(SchedulerKind::DpmPp2s, &singlestep_karras),
             ("DPM++ 2S", Some("Karras"))
         );
+        assert_eq!(
+            label(SchedulerKind::EulerBeta, &sd15),
+            ("Euler", Some("Beta"))
+        );
+        assert_eq!(
+            label(SchedulerKind::DpmPp2mSdeBeta, &sd15),
+            ("DPM++ 2M SDE", Some("Beta"))
+        );
+        let unipc_beta =
+            config(r#"{"_class_name": "UniPCMultistepScheduler", "use_beta_sigmas": true}"#);
+        assert_eq!(
+            label(SchedulerKind::Default, &unipc_beta),
+            ("UniPC", Some("Beta"))
+        );
         assert_eq!(label(SchedulerKind::Lcm, &sd15), ("LCM", None));
         assert_eq!(label(SchedulerKind::Heun, &sd15), ("Heun", None));
         assert_eq!(label(SchedulerKind::Lms, &sd15), ("LMS", None));
@@ -711,11 +747,6 @@ mod tests {
                 "log_linear",
             ),
             (
-                SchedulerKind::Heun,
-                r#"{"use_beta_sigmas": true}"#,
-                "use_beta_sigmas",
-            ),
-            (
                 SchedulerKind::Pndm,
                 r#"{"prediction_type": "sample"}"#,
                 "prediction_type",
@@ -749,6 +780,13 @@ mod tests {
         for (kind, text, needle) in cases {
             let msg = build_err(kind, text);
             assert!(msg.contains(needle), "{text}: {msg}");
+        }
+        // Every class with a sigma schedule takes the beta one.
+        let beta = config(r#"{"use_beta_sigmas": true}"#);
+        for kind in SchedulerKind::ALL {
+            if kind != SchedulerKind::Default && sigma_schedule(kind, &beta, 8).unwrap().is_some() {
+                assert!(build_scheduler(kind, &beta, 8).is_ok(), "{kind}");
+            }
         }
         // Values a class does not take are ignored, as diffusers' from_config drops them.
         let cfg = config(r#"{"thresholding": true, "algorithm_type": "sde-dpmsolver++"}"#);

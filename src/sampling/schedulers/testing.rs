@@ -53,6 +53,17 @@ struct Fixture {
     schedules: Vec<Schedule>,
     #[serde(default)]
     alphas_cumprod: AlphasCumprod,
+    #[serde(default)]
+    beta_ppf: Option<BetaPpf>,
+}
+
+/// `scipy.stats.beta.ppf(p, a, b)` at the probabilities `p` (`scheduler_cases_extra.json`).
+#[derive(Deserialize)]
+pub(crate) struct BetaPpf {
+    pub a: f64,
+    pub b: f64,
+    pub p: Vec<f64>,
+    pub x: Vec<f64>,
 }
 
 #[derive(Deserialize)]
@@ -124,6 +135,7 @@ fn fixture() -> &'static Fixture {
             let more = read_fixture(path);
             fixture.cases.extend(more.cases);
             fixture.schedules.extend(more.schedules);
+            fixture.beta_ppf = fixture.beta_ppf.or(more.beta_ppf);
         }
         fixture
     })
@@ -136,6 +148,23 @@ pub(crate) fn schedule(name: &str) -> &'static Schedule {
         .iter()
         .find(|s| s.name == name)
         .unwrap_or_else(|| panic!("{FIXTURES} have no schedule {name}"))
+}
+
+/// The fixture's `scipy.stats.beta.ppf` values.
+pub(crate) fn beta_ppf_reference() -> &'static BetaPpf {
+    fixture()
+        .beta_ppf
+        .as_ref()
+        .unwrap_or_else(|| panic!("{FIXTURES} have no beta_ppf"))
+}
+
+/// The fixture's schedule-only cases whose names start with `prefix`.
+pub(crate) fn schedules_named(prefix: &str) -> Vec<&'static Schedule> {
+    fixture()
+        .schedules
+        .iter()
+        .filter(|s| s.name.starts_with(prefix))
+        .collect()
 }
 
 /// The fixture's `alphas_cumprod` cases.
