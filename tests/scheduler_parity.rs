@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
+use latent_studio::networks::Family;
 use latent_studio::sampling::noise::TorchRng;
 use latent_studio::sampling::schedulers::{
     build_scheduler, img2img_start_index, sigma_schedule, Scheduler, SchedulerConfig, SchedulerKind,
@@ -46,6 +47,13 @@ fn base_config(name: &str) -> SchedulerConfig {
             "use_karras_sigmas": false}"#
             .to_string(),
         "linspace" => sd15.replace("\"leading\"", "\"linspace\""),
+        "sdxl" => r#"{"_class_name": "EulerDiscreteScheduler", "beta_start": 0.00085,
+            "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000,
+            "clip_sample": false, "interpolation_type": "linear", "prediction_type": "epsilon",
+            "sample_max_value": 1.0, "set_alpha_to_one": false, "skip_prk_steps": true,
+            "steps_offset": 1, "timestep_spacing": "leading", "trained_betas": null,
+            "use_karras_sigmas": false}"#
+            .to_string(),
         "ddim_alpha1" => sd15.replace("\"set_alpha_to_one\": false", "\"set_alpha_to_one\": true"),
         other => panic!("unknown fixture config {other}"),
     };
@@ -152,13 +160,20 @@ fn check_fixture_file(basename: &str) {
         let steps = case["steps"].as_u64().expect("steps") as usize;
         let resolved =
             SchedulerConfig::from_json_str(&case["config"].to_string()).expect("config parses");
-        let builds = [
-            (
-                kind,
-                base_config(case["config_name"].as_str().expect("config_name")),
-            ),
-            (SchedulerKind::Default, resolved),
-        ];
+        let config_name = case["config_name"].as_str().expect("config_name");
+        // The resolved config cannot say that the timesteps were Align Your Steps' (they are a
+        // `set_timesteps` argument): those cases build the kind from it too.
+        let resolved_kind = if kind.name().ends_with("-ays") {
+            kind
+        } else {
+            SchedulerKind::Default
+        };
+        let builds = [(kind, base_config(config_name)), (resolved_kind, resolved)];
+        let family = if config_name == "sdxl" {
+            Family::StableDiffusionXl
+        } else {
+            Family::StableDiffusion
+        };
         let scheduler = case["scheduler"].as_str().expect("scheduler").to_string();
         if !per_scheduler.iter().any(|(s, _)| *s == scheduler) {
             per_scheduler.push((scheduler.clone(), new_worst()));
@@ -169,7 +184,7 @@ fn check_fixture_file(basename: &str) {
             .expect("just added");
         for (kind, config) in builds {
             let label = format!("{name} [{kind}]");
-            if let Err(e) = check_case(case, name, kind, &config, steps, &tensors, own) {
+            if let Err(e) = check_case(case, name, (kind, family), &config, steps, &tensors, own) {
                 failures.push(format!("{label}: {e}"));
             }
         }
@@ -205,7 +220,7 @@ fn check_fixture_file(basename: &str) {
 fn check_case(
     case: &Value,
     name: &str,
-    kind: SchedulerKind,
+    (kind, family): (SchedulerKind, Family),
     config: &SchedulerConfig,
     steps: usize,
     tensors: &HashMap<String, Tensor>,
@@ -217,7 +232,7 @@ fn check_case(
             .ok_or_else(|| format!("fixture tensor {name}/{key} missing"))
     };
     let mut scheduler: Box<dyn Scheduler> =
-        build_scheduler(kind, config, steps).map_err(|e| format!("build: {e}"))?;
+        build_scheduler(kind, config, steps, family).map_err(|e| format!("build: {e}"))?;
 
     // Timesteps, exactly as the UNet sees them.
     let want_ts = to_vec_f64(get("timesteps")?);
@@ -234,7 +249,7 @@ fn check_case(
     }
 
     // Sigmas.
-    let sigmas = sigma_schedule(kind, config, steps).map_err(|e| e.to_string())?;
+    let sigmas = sigma_schedule(kind, config, steps, family).map_err(|e| e.to_string())?;
     match (sigmas, case["has_sigmas"].as_bool().unwrap_or(false)) {
         (Some(got), true) => {
             let got: Vec<f64> = got.iter().map(|&s| s as f64).collect();

@@ -3,33 +3,40 @@
 
 use super::{
     effective_config, resolve_class, SchedulerClass, SchedulerConfig, SchedulerConfigError,
-    SchedulerKind,
+    SchedulerKind, SigmaSchedule,
 };
+
+/// A1111's schedule type for NVIDIA's Align Your Steps schedules.
+const ALIGN_YOUR_STEPS: &str = "Align Your Steps";
 
 /// How A1111 names a sampler in its `parameters` text (`Sampler: ...`, `Schedule type: ...`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SamplerLabel {
     pub sampler: &'static str,
-    /// `Some("Karras")` / `Some("Exponential")` / `Some("Beta")` for non-default sigma schedules.
+    /// `Some("Karras")` / `Some("Exponential")` / `Some("Beta")` / `Some("Align Your Steps")` for
+    /// non-default sigma schedules.
     pub schedule_type: Option<&'static str>,
 }
 
 /// The sampler each selectable kind is in A1111: `(kind, Sampler, Schedule type)`.
 #[rustfmt::skip]
-const NAMES: [(SchedulerKind, &str, Option<&str>); 22] = [
+const NAMES: [(SchedulerKind, &str, Option<&str>); 25] = [
     (SchedulerKind::Ddim, "DDIM", None),
     (SchedulerKind::Pndm, "PLMS", None),
     (SchedulerKind::Euler, "Euler", None),
     (SchedulerKind::EulerExponential, "Euler", Some("Exponential")),
     (SchedulerKind::EulerBeta, "Euler", Some("Beta")),
+    (SchedulerKind::EulerAys, "Euler", Some(ALIGN_YOUR_STEPS)),
     (SchedulerKind::EulerAncestral, "Euler a", None),
     (SchedulerKind::DpmPp2m, "DPM++ 2M", None),
     (SchedulerKind::DpmPp2mKarras, "DPM++ 2M", Some("Karras")),
     (SchedulerKind::DpmPp2mExponential, "DPM++ 2M", Some("Exponential")),
     (SchedulerKind::DpmPp2mBeta, "DPM++ 2M", Some("Beta")),
+    (SchedulerKind::DpmPp2mAys, "DPM++ 2M", Some(ALIGN_YOUR_STEPS)),
     (SchedulerKind::DpmPp2mSde, "DPM++ 2M SDE", None),
     (SchedulerKind::DpmPp2mSdeKarras, "DPM++ 2M SDE", Some("Karras")),
     (SchedulerKind::DpmPp2mSdeBeta, "DPM++ 2M SDE", Some("Beta")),
+    (SchedulerKind::DpmPp2mSdeAys, "DPM++ 2M SDE", Some(ALIGN_YOUR_STEPS)),
     // Not an A1111 sampler: A1111's "DPM++ 2S a" is ancestral (k-diffusion's
     // sample_dpmpp_2s_ancestral: noise at every step, the model evaluated at each step's midpoint);
     // diffusers' singlestep solver adds no noise and pairs grid timesteps. So PNGs say "DPM++ 2S"
@@ -70,7 +77,9 @@ impl SchedulerKind {
         let exponential =
             config.get("use_exponential_sigmas", &config.use_exponential_sigmas) == Some(true);
         let beta = config.get("use_beta_sigmas", &config.use_beta_sigmas) == Some(true);
-        let sigma_schedule = if karras {
+        let sigma_schedule = if self.sigma_schedule() == Some(SigmaSchedule::AlignYourSteps) {
+            Some(ALIGN_YOUR_STEPS)
+        } else if karras {
             Some("Karras")
         } else if exponential {
             Some("Exponential")
@@ -208,6 +217,17 @@ mod tests {
                 Some(SchedulerKind::DpmPp2mSdeBeta),
             ),
             ("Heun", Some("Beta"), None),
+            (
+                "DPM++ 2M SDE",
+                Some("Align Your Steps"),
+                Some(SchedulerKind::DpmPp2mSdeAys),
+            ),
+            (
+                "Euler",
+                Some("align your steps"),
+                Some(SchedulerKind::EulerAys),
+            ),
+            ("Euler a", Some("Align Your Steps"), None),
             ("DPM++ 2M SDE", Some("Exponential"), None),
             ("DPM++ SDE", Some("Karras"), None),
             ("DPM++ SDE", None, None),

@@ -27,7 +27,8 @@ use super::config::{
     BetaSchedule, PredictionType, SchedulerConfig, SchedulerConfigError, TimestepSpacing,
 };
 use super::sigmas::{
-    final_sigma, respaced_sigmas, sigma_spacing, sigma_to_t, train_sigmas, FinalSigma, SigmaSpacing,
+    check_custom_timesteps, final_sigma, respaced_sigmas, sigma_spacing, sigma_to_t, train_sigmas,
+    FinalSigma, SigmaSpacing,
 };
 use super::{Scheduler, StepOutput};
 use crate::sampling::noise::TorchRng;
@@ -206,6 +207,25 @@ impl DpmSolverMultistepScheduler {
         config: &SchedulerConfig,
         num_inference_steps: usize,
     ) -> Result<Self, SchedulerConfigError> {
+        Self::build(config, num_inference_steps, None)
+    }
+
+    /// `DPMSolverMultistepScheduler.from_config(config)` + `set_timesteps(timesteps=...)` (a
+    /// published schedule such as Align Your Steps', in place of the config's spacing).
+    pub fn with_timesteps(
+        config: &SchedulerConfig,
+        timesteps: &[i64],
+    ) -> Result<Self, SchedulerConfigError> {
+        Self::build(config, timesteps.len(), Some(timesteps))
+    }
+
+    /// `set_timesteps(num_inference_steps)` or, with `custom`, `set_timesteps(timesteps=custom)`
+    /// (`num_inference_steps` is then their count).
+    pub(crate) fn build(
+        config: &SchedulerConfig,
+        num_inference_steps: usize,
+        custom: Option<&[i64]>,
+    ) -> Result<Self, SchedulerConfigError> {
         let betas = beta_params(CLASS, config, (0.0001, 0.02, BetaSchedule::Linear), true)?;
         let beta_schedule_name =
             cfg_value!(config, beta_schedule).unwrap_or_else(|| "linear".into());
@@ -277,8 +297,13 @@ impl DpmSolverMultistepScheduler {
         let last_timestep = t - clipped_idx;
 
         let n = num_inference_steps;
-        let spaced: Vec<i64> = match spacing {
-            TimestepSpacing::Linspace => {
+        if let Some(custom) = custom {
+            check_custom_timesteps(CLASS, custom, t, sigma_spacing)?;
+        }
+        let spaced: Vec<i64> = match (custom, spacing) {
+            // np.array(timesteps).astype(np.int64)
+            (Some(custom), _) => custom.to_vec(),
+            (None, TimestepSpacing::Linspace) => {
                 let mut v: Vec<i64> = np_linspace(0.0, last_timestep as f64 - 1.0, n + 1, true)
                     .into_iter()
                     .rev()
@@ -287,13 +312,13 @@ impl DpmSolverMultistepScheduler {
                 v.pop();
                 v
             }
-            TimestepSpacing::Leading => {
+            (None, TimestepSpacing::Leading) => {
                 let ratio = (last_timestep / (n + 1)) as i64;
                 let mut v: Vec<i64> = (0..=n as i64).rev().map(|i| i * ratio).collect();
                 v.pop();
                 v.into_iter().map(|x| x + steps_offset).collect()
             }
-            TimestepSpacing::Trailing => {
+            (None, TimestepSpacing::Trailing) => {
                 np_arange(last_timestep as f64, 0.0, -(t as f64 / n as f64))
                     .into_iter()
                     .map(|x| np_round(x) as i64 - 1)

@@ -89,7 +89,7 @@ impl HeunDiscreteScheduler {
         check_steps(CLASS, num_inference_steps, betas.num_train_timesteps)?;
 
         let alphas_cumprod = betas.alphas_cumprod();
-        let schedule = euler_schedule(&betas, &alphas_cumprod, &params, num_inference_steps);
+        let schedule = euler_schedule(&betas, &alphas_cumprod, &params, num_inference_steps, None);
         // timesteps: cat([t[:1], t[1:].repeat_interleave(2)]);
         // sigmas: cat([s[:1], s[1:-1].repeat_interleave(2), s[-1:]]).
         let mut timesteps = Vec::with_capacity(2 * schedule.timesteps.len());

@@ -101,7 +101,7 @@ impl LmsDiscreteScheduler {
         check_steps(CLASS, num_inference_steps, betas.num_train_timesteps)?;
 
         let alphas_cumprod = betas.alphas_cumprod();
-        let schedule = euler_schedule(&betas, &alphas_cumprod, &params, num_inference_steps);
+        let schedule = euler_schedule(&betas, &alphas_cumprod, &params, num_inference_steps, None);
         Ok(Self {
             prediction_type,
             sigma_spacing,

@@ -42,9 +42,11 @@ use std::str::FromStr;
 
 use candle_core::Tensor;
 
+use crate::networks::Family;
 use crate::sampling::noise::TorchRng;
 
 mod a1111;
+mod ays;
 mod common;
 mod config;
 mod ddim;
@@ -148,6 +150,8 @@ pub enum SchedulerKind {
     EulerExponential,
     /// `EulerDiscreteScheduler` with `use_beta_sigmas=True`.
     EulerBeta,
+    /// `EulerDiscreteScheduler` with the Align Your Steps timesteps (10 steps; see `ays.rs`).
+    EulerAys,
     /// `EulerAncestralDiscreteScheduler`.
     EulerAncestral,
     /// `DPMSolverMultistepScheduler` with `algorithm_type="dpmsolver++"`, `solver_order=2`,
@@ -162,10 +166,15 @@ pub enum SchedulerKind {
     DpmPp2mSdeKarras,
     /// As [`SchedulerKind::DpmPp2mSde`] with `use_beta_sigmas=True`.
     DpmPp2mSdeBeta,
+    /// As [`SchedulerKind::DpmPp2mSde`] with the Align Your Steps timesteps (diffusers' own
+    /// example of `AysSchedules`).
+    DpmPp2mSdeAys,
     /// As [`SchedulerKind::DpmPp2m`] with `use_exponential_sigmas=True`.
     DpmPp2mExponential,
     /// As [`SchedulerKind::DpmPp2m`] with `use_beta_sigmas=True`.
     DpmPp2mBeta,
+    /// As [`SchedulerKind::DpmPp2m`] with the Align Your Steps timesteps.
+    DpmPp2mAys,
     /// `DPMSolverSinglestepScheduler` with `algorithm_type="dpmsolver++"`, `solver_order=2`: not
     /// A1111's ancestral "DPM++ 2S a" (see `dpmpp_2s.rs`).
     DpmPp2s,
@@ -189,21 +198,24 @@ pub enum SchedulerKind {
 
 impl SchedulerKind {
     /// Every kind, in CLI order.
-    pub const ALL: [SchedulerKind; 23] = [
+    pub const ALL: [SchedulerKind; 26] = [
         Self::Default,
         Self::Ddim,
         Self::Pndm,
         Self::Euler,
         Self::EulerExponential,
         Self::EulerBeta,
+        Self::EulerAys,
         Self::EulerAncestral,
         Self::DpmPp2m,
         Self::DpmPp2mKarras,
         Self::DpmPp2mExponential,
         Self::DpmPp2mBeta,
+        Self::DpmPp2mAys,
         Self::DpmPp2mSde,
         Self::DpmPp2mSdeKarras,
         Self::DpmPp2mSdeBeta,
+        Self::DpmPp2mSdeAys,
         Self::DpmPp2s,
         Self::Lcm,
         Self::Heun,
@@ -224,14 +236,17 @@ impl SchedulerKind {
             Self::Euler => "euler",
             Self::EulerExponential => "euler-exponential",
             Self::EulerBeta => "euler-beta",
+            Self::EulerAys => "euler-ays",
             Self::EulerAncestral => "euler-a",
             Self::DpmPp2m => "dpmpp-2m",
             Self::DpmPp2mKarras => "dpmpp-2m-karras",
             Self::DpmPp2mExponential => "dpmpp-2m-exponential",
             Self::DpmPp2mBeta => "dpmpp-2m-beta",
+            Self::DpmPp2mAys => "dpmpp-2m-ays",
             Self::DpmPp2mSde => "dpmpp-2m-sde",
             Self::DpmPp2mSdeKarras => "dpmpp-2m-sde-karras",
             Self::DpmPp2mSdeBeta => "dpmpp-2m-sde-beta",
+            Self::DpmPp2mSdeAys => "dpmpp-2m-sde-ays",
             Self::DpmPp2s => "dpmpp-2s",
             Self::Lcm => "lcm",
             Self::Heun => "heun",
@@ -256,6 +271,8 @@ pub(crate) enum SigmaSchedule {
     Exponential,
     /// `use_beta_sigmas`.
     Beta,
+    /// Align Your Steps: published timesteps, with the plain (interpolated) sigmas.
+    AlignYourSteps,
 }
 
 impl SchedulerKind {
@@ -272,6 +289,9 @@ impl SchedulerKind {
             }
             Self::EulerExponential | Self::DpmPp2mExponential => Some(SigmaSchedule::Exponential),
             Self::EulerBeta | Self::DpmPp2mBeta | Self::DpmPp2mSdeBeta => Some(SigmaSchedule::Beta),
+            Self::EulerAys | Self::DpmPp2mAys | Self::DpmPp2mSdeAys => {
+                Some(SigmaSchedule::AlignYourSteps)
+            }
             Self::Default
             | Self::Ddim
             | Self::Pndm
@@ -326,6 +346,27 @@ pub(crate) enum SchedulerClass {
     Ddpm,
 }
 
+impl SchedulerClass {
+    /// The diffusers class name.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Ddim => "DDIMScheduler",
+            Self::Pndm => "PNDMScheduler",
+            Self::Euler => "EulerDiscreteScheduler",
+            Self::EulerAncestral => "EulerAncestralDiscreteScheduler",
+            Self::DpmSolverMultistep => "DPMSolverMultistepScheduler",
+            Self::DpmSolverSinglestep => "DPMSolverSinglestepScheduler",
+            Self::Lcm => "LCMScheduler",
+            Self::Heun => "HeunDiscreteScheduler",
+            Self::Lms => "LMSDiscreteScheduler",
+            Self::Kdpm2 => "KDPM2DiscreteScheduler",
+            Self::Kdpm2Ancestral => "KDPM2AncestralDiscreteScheduler",
+            Self::UniPc => "UniPCMultistepScheduler",
+            Self::Ddpm => "DDPMScheduler",
+        }
+    }
+}
+
 pub(crate) fn resolve_class(
     kind: SchedulerKind,
     config: &SchedulerConfig,
@@ -359,17 +400,20 @@ pub(crate) fn resolve_class(
         }
         SchedulerKind::Ddim => SchedulerClass::Ddim,
         SchedulerKind::Pndm => SchedulerClass::Pndm,
-        SchedulerKind::Euler | SchedulerKind::EulerExponential | SchedulerKind::EulerBeta => {
-            SchedulerClass::Euler
-        }
+        SchedulerKind::Euler
+        | SchedulerKind::EulerExponential
+        | SchedulerKind::EulerBeta
+        | SchedulerKind::EulerAys => SchedulerClass::Euler,
         SchedulerKind::EulerAncestral => SchedulerClass::EulerAncestral,
         SchedulerKind::DpmPp2m
         | SchedulerKind::DpmPp2mKarras
         | SchedulerKind::DpmPp2mExponential
         | SchedulerKind::DpmPp2mBeta
+        | SchedulerKind::DpmPp2mAys
         | SchedulerKind::DpmPp2mSde
         | SchedulerKind::DpmPp2mSdeKarras
-        | SchedulerKind::DpmPp2mSdeBeta => SchedulerClass::DpmSolverMultistep,
+        | SchedulerKind::DpmPp2mSdeBeta
+        | SchedulerKind::DpmPp2mSdeAys => SchedulerClass::DpmSolverMultistep,
         SchedulerKind::DpmPp2s => SchedulerClass::DpmSolverSinglestep,
         SchedulerKind::Lcm => SchedulerClass::Lcm,
         SchedulerKind::Heun => SchedulerClass::Heun,
@@ -395,10 +439,12 @@ pub(crate) fn effective_config(kind: SchedulerKind, config: &SchedulerConfig) ->
         | SchedulerKind::DpmPp2mKarras
         | SchedulerKind::DpmPp2mExponential
         | SchedulerKind::DpmPp2mBeta
+        | SchedulerKind::DpmPp2mAys
         | SchedulerKind::DpmPp2s => Some("dpmsolver++"),
         SchedulerKind::DpmPp2mSde
         | SchedulerKind::DpmPp2mSdeKarras
-        | SchedulerKind::DpmPp2mSdeBeta => Some("sde-dpmsolver++"),
+        | SchedulerKind::DpmPp2mSdeBeta
+        | SchedulerKind::DpmPp2mSdeAys => Some("sde-dpmsolver++"),
         _ => None,
     };
     if let Some(algorithm) = algorithm {
@@ -411,6 +457,8 @@ pub(crate) fn effective_config(kind: SchedulerKind, config: &SchedulerConfig) ->
     if let Some(schedule) = kind.sigma_schedule() {
         // The kind names its sigma schedule (`dpmpp-2m` the plain one, `dpmpp-2m-karras` Karras'),
         // which replaces whatever schedule the model's config asks for.
+        // (Align Your Steps runs its timesteps on the plain sigmas; diffusers refuses custom
+        // timesteps with the other schedules.)
         config.use_karras_sigmas = Some(schedule == SigmaSchedule::Karras);
         config.use_exponential_sigmas = Some(schedule == SigmaSchedule::Exponential);
         config.use_beta_sigmas = Some(schedule == SigmaSchedule::Beta);
@@ -427,8 +475,33 @@ pub(crate) fn effective_config(kind: SchedulerKind, config: &SchedulerConfig) ->
     config
 }
 
+/// The published timesteps `kind` runs in place of the config's spacing (Align Your Steps, for
+/// `family`), checked against the requested step count.
+fn custom_timesteps(
+    kind: SchedulerKind,
+    class: SchedulerClass,
+    num_inference_steps: usize,
+    family: Family,
+) -> Result<Option<&'static [i64]>, SchedulerConfigError> {
+    if kind.sigma_schedule() != Some(SigmaSchedule::AlignYourSteps) {
+        return Ok(None);
+    }
+    if num_inference_steps != ays::STEPS {
+        return Err(SchedulerConfigError::InvalidSteps {
+            class: class.name(),
+            steps: num_inference_steps,
+            reason: format!(
+                "Align Your Steps is published for {} steps only (diffusers' AysSchedules)",
+                ays::STEPS
+            ),
+        });
+    }
+    Ok(Some(ays::timesteps(family)))
+}
+
 /// Builds the scheduler `kind` from the model's config and sets `num_inference_steps`
-/// (`Class.from_config(config)` + `set_timesteps(num_inference_steps)`).
+/// (`Class.from_config(config)` + `set_timesteps(num_inference_steps)`; the Align Your Steps
+/// kinds `set_timesteps(timesteps=AysSchedules[...])` with the list for `family`).
 ///
 /// Keys the class does not take are ignored; absent ones get the class's own defaults. Values
 /// this crate does not implement are reported with the key and value.
@@ -436,19 +509,21 @@ pub fn build_scheduler(
     kind: SchedulerKind,
     config: &SchedulerConfig,
     num_inference_steps: usize,
+    family: Family,
 ) -> Result<Box<dyn Scheduler>, SchedulerConfigError> {
     let class = resolve_class(kind, config)?;
+    let custom = custom_timesteps(kind, class, num_inference_steps, family)?;
     let config = effective_config(kind, config);
     let n = num_inference_steps;
     Ok(match class {
         SchedulerClass::Ddim => Box::new(DdimScheduler::new(&config, n)?),
         SchedulerClass::Pndm => Box::new(PndmScheduler::new(&config, n)?),
-        SchedulerClass::Euler => Box::new(EulerDiscreteScheduler::new(&config, n)?),
+        SchedulerClass::Euler => Box::new(EulerDiscreteScheduler::build(&config, n, custom)?),
         SchedulerClass::EulerAncestral => {
             Box::new(EulerAncestralDiscreteScheduler::new(&config, n)?)
         }
         SchedulerClass::DpmSolverMultistep => {
-            Box::new(DpmSolverMultistepScheduler::new(&config, n)?)
+            Box::new(DpmSolverMultistepScheduler::build(&config, n, custom)?)
         }
         SchedulerClass::DpmSolverSinglestep => {
             Box::new(DpmSolverSinglestepScheduler::new(&config, n)?)
@@ -472,19 +547,25 @@ pub fn sigma_schedule(
     kind: SchedulerKind,
     config: &SchedulerConfig,
     num_inference_steps: usize,
+    family: Family,
 ) -> Result<Option<Vec<f32>>, SchedulerConfigError> {
     let class = resolve_class(kind, config)?;
+    let custom = custom_timesteps(kind, class, num_inference_steps, family)?;
     let config = effective_config(kind, config);
     let n = num_inference_steps;
     Ok(match class {
-        SchedulerClass::Euler => Some(EulerDiscreteScheduler::new(&config, n)?.sigmas().to_vec()),
+        SchedulerClass::Euler => Some(
+            EulerDiscreteScheduler::build(&config, n, custom)?
+                .sigmas()
+                .to_vec(),
+        ),
         SchedulerClass::EulerAncestral => Some(
             EulerAncestralDiscreteScheduler::new(&config, n)?
                 .sigmas()
                 .to_vec(),
         ),
         SchedulerClass::DpmSolverMultistep => Some(
-            DpmSolverMultistepScheduler::new(&config, n)?
+            DpmSolverMultistepScheduler::build(&config, n, custom)?
                 .sigmas()
                 .to_vec(),
         ),
@@ -538,6 +619,9 @@ pub fn img2img_start_index(num_inference_steps: usize, strength: f64) -> usize {
 mod tests {
     use super::*;
 
+    /// The family only matters to the Align Your Steps kinds.
+    const SD: Family = Family::StableDiffusion;
+
     const SD15: &str = r#"{"_class_name": "PNDMScheduler", "beta_start": 0.00085,
         "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000,
         "set_alpha_to_one": false, "skip_prk_steps": true, "steps_offset": 1,
@@ -547,8 +631,12 @@ mod tests {
         SchedulerConfig::from_json_str(text).expect("config parses")
     }
 
+    fn euler_karras_config() -> SchedulerConfig {
+        config(r#"{"_class_name": "EulerDiscreteScheduler", "use_karras_sigmas": true}"#)
+    }
+
     fn build_err(kind: SchedulerKind, text: &str) -> String {
-        match build_scheduler(kind, &config(text), 20) {
+        match build_scheduler(kind, &config(text), 20, SD) {
             Ok(_) => panic!("expected an error for {text}"),
             Err(e) => e.to_string(),
         }
@@ -622,6 +710,14 @@ mod tests {
         assert_eq!(
             label(SchedulerKind::Default, &unipc_beta),
             ("UniPC", Some("Beta"))
+        );
+        assert_eq!(
+            label(SchedulerKind::DpmPp2mSdeAys, &sd15),
+            ("DPM++ 2M SDE", Some("Align Your Steps"))
+        );
+        assert_eq!(
+            label(SchedulerKind::EulerAys, &euler_karras_config()),
+            ("Euler", Some("Align Your Steps"))
         );
         assert_eq!(label(SchedulerKind::Lcm, &sd15), ("LCM", None));
         assert_eq!(label(SchedulerKind::Heun, &sd15), ("Heun", None));
@@ -725,7 +821,7 @@ mod tests {
         let msg = build_err(SchedulerKind::Default, "{}");
         assert!(msg.contains("_class_name"), "{msg}");
         // An explicit kind does not need the class name.
-        assert!(build_scheduler(SchedulerKind::Euler, &config("{}"), 20).is_ok());
+        assert!(build_scheduler(SchedulerKind::Euler, &config("{}"), 20, SD).is_ok());
     }
 
     #[test]
@@ -784,24 +880,26 @@ mod tests {
         // Every class with a sigma schedule takes the beta one.
         let beta = config(r#"{"use_beta_sigmas": true}"#);
         for kind in SchedulerKind::ALL {
-            if kind != SchedulerKind::Default && sigma_schedule(kind, &beta, 8).unwrap().is_some() {
-                assert!(build_scheduler(kind, &beta, 8).is_ok(), "{kind}");
+            if kind != SchedulerKind::Default
+                && sigma_schedule(kind, &beta, 10, SD).unwrap().is_some()
+            {
+                assert!(build_scheduler(kind, &beta, 10, SD).is_ok(), "{kind}");
             }
         }
         // Values a class does not take are ignored, as diffusers' from_config drops them.
         let cfg = config(r#"{"thresholding": true, "algorithm_type": "sde-dpmsolver++"}"#);
-        assert!(build_scheduler(SchedulerKind::Euler, &cfg, 20).is_ok());
+        assert!(build_scheduler(SchedulerKind::Euler, &cfg, 20, SD).is_ok());
         // dpmpp-2m names the algorithm, so it overrides the model's.
-        assert!(build_scheduler(SchedulerKind::DpmPp2m, &cfg, 20).is_err()); // thresholding
+        assert!(build_scheduler(SchedulerKind::DpmPp2m, &cfg, 20, SD).is_err()); // thresholding
         let cfg = config(r#"{"algorithm_type": "sde-dpmsolver", "solver_order": 3}"#);
-        assert!(build_scheduler(SchedulerKind::DpmPp2m, &cfg, 20).is_ok());
-        assert!(build_scheduler(SchedulerKind::DpmPp2mSde, &cfg, 20).is_ok());
+        assert!(build_scheduler(SchedulerKind::DpmPp2m, &cfg, 20, SD).is_ok());
+        assert!(build_scheduler(SchedulerKind::DpmPp2mSde, &cfg, 20, SD).is_ok());
         // UniPC from a DPM-Solver config: its solver names map to bh2, as in diffusers.
         let dpm = config(
             r#"{"_class_name": "DPMSolverMultistepScheduler", "solver_type": "midpoint",
                 "algorithm_type": "dpmsolver++", "solver_order": 2}"#,
         );
-        assert!(build_scheduler(SchedulerKind::UniPc, &dpm, 20).is_ok());
+        assert!(build_scheduler(SchedulerKind::UniPc, &dpm, 20, SD).is_ok());
         for (text, needle) in [
             (r#"{"use_flow_sigmas": true}"#, "use_flow_sigmas"),
             (r#"{"solver_type": "bh3"}"#, "bh3"),
@@ -829,19 +927,73 @@ mod tests {
     fn invalid_step_counts_are_errors() {
         let sd15 = config(SD15);
         for kind in SchedulerKind::ALL {
-            assert!(build_scheduler(kind, &sd15, 0).is_err(), "{kind}");
-            assert!(build_scheduler(kind, &sd15, 1001).is_err(), "{kind}");
+            assert!(build_scheduler(kind, &sd15, 0, SD).is_err(), "{kind}");
+            assert!(build_scheduler(kind, &sd15, 1001, SD).is_err(), "{kind}");
         }
         // LCM's timesteps are a subset of its 50-step distillation schedule.
-        assert!(build_scheduler(SchedulerKind::Lcm, &sd15, 51).is_err());
-        assert!(build_scheduler(SchedulerKind::Lcm, &sd15, 50).is_ok());
+        assert!(build_scheduler(SchedulerKind::Lcm, &sd15, 51, SD).is_err());
+        assert!(build_scheduler(SchedulerKind::Lcm, &sd15, 50, SD).is_ok());
+        // Align Your Steps is published for 10 steps.
+        for kind in [
+            SchedulerKind::EulerAys,
+            SchedulerKind::DpmPp2mAys,
+            SchedulerKind::DpmPp2mSdeAys,
+        ] {
+            for steps in [9, 11, 25] {
+                let Err(err) = build_scheduler(kind, &sd15, steps, SD) else {
+                    panic!("{kind} built with {steps} steps");
+                };
+                assert!(err.to_string().contains("Align Your Steps"), "{err}");
+            }
+            assert!(build_scheduler(kind, &sd15, 10, SD).is_ok(), "{kind}");
+        }
+    }
+
+    #[test]
+    fn align_your_steps_runs_the_list_for_the_family() {
+        let sd15 = config(SD15);
+        let timesteps = |kind: SchedulerKind, family: Family| {
+            build_scheduler(kind, &sd15, 10, family)
+                .expect("builds")
+                .timesteps()
+                .to_vec()
+        };
+        let sd = [
+            999.0, 850.0, 736.0, 645.0, 545.0, 455.0, 343.0, 233.0, 124.0, 24.0,
+        ];
+        let xl = [
+            999.0, 845.0, 730.0, 587.0, 443.0, 310.0, 193.0, 116.0, 53.0, 13.0,
+        ];
+        for kind in [
+            SchedulerKind::EulerAys,
+            SchedulerKind::DpmPp2mAys,
+            SchedulerKind::DpmPp2mSdeAys,
+        ] {
+            assert_eq!(timesteps(kind, Family::StableDiffusion), sd, "{kind}");
+            assert_eq!(timesteps(kind, Family::StableDiffusionXl), xl, "{kind}");
+        }
+        // The family changes nothing else.
+        assert_eq!(
+            timesteps(SchedulerKind::DpmPp2m, Family::StableDiffusionXl),
+            timesteps(SchedulerKind::DpmPp2m, Family::StableDiffusion)
+        );
+        // A model config asking for Karras sigmas runs the list on the plain sigmas (diffusers
+        // refuses custom timesteps with Karras sigmas).
+        let karras = config(r#"{"use_karras_sigmas": true}"#);
+        let sigmas = sigma_schedule(SchedulerKind::DpmPp2mAys, &karras, 10, SD)
+            .expect("builds")
+            .expect("sigmas");
+        let plain = sigma_schedule(SchedulerKind::DpmPp2mAys, &config("{}"), 10, SD)
+            .expect("builds")
+            .expect("sigmas");
+        assert_eq!(sigmas, plain);
     }
 
     #[test]
     fn each_kind_applies_its_own_class_defaults() {
         let sd15 = config(SD15);
         let timesteps = |kind: SchedulerKind, n: usize| {
-            build_scheduler(kind, &sd15, n)
+            build_scheduler(kind, &sd15, n, SD)
                 .expect("builds")
                 .timesteps()
                 .to_vec()

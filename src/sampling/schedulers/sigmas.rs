@@ -184,6 +184,25 @@ pub(crate) fn respaced_sigmas(
     }
 }
 
+/// What diffusers' `set_timesteps(timesteps=...)` requires of custom timesteps: a plain sigma
+/// schedule (it raises for Karras, exponential and beta sigmas) and, for the tables they index,
+/// values inside the training timesteps.
+pub(crate) fn check_custom_timesteps(
+    class: &'static str,
+    timesteps: &[i64],
+    num_train_timesteps: usize,
+    spacing: SigmaSpacing,
+) -> Result<(), SchedulerConfigError> {
+    if spacing != SigmaSpacing::Interpolated {
+        return Err(SchedulerConfigError::IncompatibleOptions {
+            class,
+            reason: "custom timesteps cannot be used with Karras, exponential or beta sigmas"
+                .into(),
+        });
+    }
+    common::check_timesteps_in_range(class, timesteps.len(), timesteps, num_train_timesteps)
+}
+
 /// `final_sigmas_type`: what the sigma after the last step is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FinalSigma {
@@ -387,6 +406,7 @@ pub(crate) fn add_noise_sigma(
 #[cfg(test)]
 mod tests {
     use super::beta_ppf;
+    use crate::networks::Family;
     use crate::sampling::schedulers::testing::{beta_ppf_reference, schedules_named};
     use crate::sampling::schedulers::{
         build_scheduler, sigma_schedule, SchedulerConfig, SchedulerKind,
@@ -429,12 +449,15 @@ mod tests {
             let config =
                 SchedulerConfig::from_json_str(&reference.config.to_string()).expect("config");
             let n = reference.steps;
-            let sigmas = sigma_schedule(SchedulerKind::Default, &config, n)
-                .expect("builds")
-                .expect("sigmas");
+            let sigmas =
+                sigma_schedule(SchedulerKind::Default, &config, n, Family::StableDiffusion)
+                    .expect("builds")
+                    .expect("sigmas");
             let want: Vec<f32> = reference.sigmas.iter().map(|&s| s as f32).collect();
             assert_eq!(sigmas, want, "{n} steps");
-            let scheduler = build_scheduler(SchedulerKind::Default, &config, n).expect("builds");
+            let scheduler =
+                build_scheduler(SchedulerKind::Default, &config, n, Family::StableDiffusion)
+                    .expect("builds");
             for (got, want) in scheduler.timesteps().iter().zip(&reference.timesteps) {
                 assert!(
                     (got - want).abs() <= 1e-6 * want.abs(),

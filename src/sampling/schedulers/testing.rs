@@ -26,6 +26,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{build_scheduler, img2img_start_index, sigma_schedule, SchedulerConfig, SchedulerKind};
+use crate::networks::Family;
 use crate::sampling::noise::TorchRng;
 
 const FIXTURE: &str = concat!(
@@ -268,7 +269,8 @@ pub(crate) fn check_case(name: &str) {
     let config =
         SchedulerConfig::from_json_str(&reference.config.to_string()).expect("config parses");
     let kind = SchedulerKind::Default;
-    let mut scheduler = build_scheduler(kind, &config, reference.steps).expect("builds");
+    let mut scheduler =
+        build_scheduler(kind, &config, reference.steps, Family::StableDiffusion).expect("builds");
 
     assert_close_rel(
         "timesteps",
@@ -276,7 +278,8 @@ pub(crate) fn check_case(name: &str) {
         &reference.timesteps,
         1e-6,
     );
-    let sigmas = sigma_schedule(kind, &config, reference.steps).expect("sigmas");
+    let sigmas =
+        sigma_schedule(kind, &config, reference.steps, Family::StableDiffusion).expect("sigmas");
     match (sigmas, &reference.sigmas) {
         (Some(got), Some(want)) => {
             let got: Vec<f64> = got.iter().map(|&s| s as f64).collect();
