@@ -183,6 +183,172 @@ impl SchedulerKind {
 mod tests {
     use super::*;
 
+    const SD15: &str = r#"{"_class_name": "PNDMScheduler", "beta_start": 0.00085,
+        "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000,
+        "set_alpha_to_one": false, "skip_prk_steps": true, "steps_offset": 1,
+        "clip_sample": false, "trained_betas": null}"#;
+
+    fn config(text: &str) -> SchedulerConfig {
+        SchedulerConfig::from_json_str(text).expect("config parses")
+    }
+
+    fn euler_karras_config() -> SchedulerConfig {
+        config(r#"{"_class_name": "EulerDiscreteScheduler", "use_karras_sigmas": true}"#)
+    }
+
+    #[test]
+    fn a1111_labels() {
+        let sd15 = config(SD15);
+        let label = |kind: SchedulerKind, cfg: &SchedulerConfig| {
+            let l = kind.a1111_label(cfg).expect("label");
+            (l.sampler, l.schedule_type)
+        };
+        assert_eq!(label(SchedulerKind::Default, &sd15), ("PLMS", None));
+        assert_eq!(label(SchedulerKind::Ddim, &sd15), ("DDIM", None));
+        assert_eq!(label(SchedulerKind::Pndm, &sd15), ("PLMS", None));
+        assert_eq!(label(SchedulerKind::Euler, &sd15), ("Euler", None));
+        assert_eq!(
+            label(SchedulerKind::EulerAncestral, &sd15),
+            ("Euler a", None)
+        );
+        assert_eq!(label(SchedulerKind::DpmPp2m, &sd15), ("DPM++ 2M", None));
+        assert_eq!(
+            label(SchedulerKind::DpmPp2mKarras, &sd15),
+            ("DPM++ 2M", Some("Karras"))
+        );
+        assert_eq!(
+            label(SchedulerKind::DpmPp2mSde, &sd15),
+            ("DPM++ 2M SDE", None)
+        );
+        assert_eq!(
+            label(SchedulerKind::DpmPp2mSdeKarras, &sd15),
+            ("DPM++ 2M SDE", Some("Karras"))
+        );
+        assert_eq!(label(SchedulerKind::DpmPp2s, &sd15), ("DPM++ 2S", None));
+        let singlestep_karras = config(
+            r#"{"_class_name": "DPMSolverSinglestepScheduler", "use_karras_sigmas": true,
+                "algorithm_type": "sde-dpmsolver++", "solver_order": 3}"#,
+        );
+        assert_eq!(
+            label(SchedulerKind::Default, &singlestep_karras),
+            ("DPM++ 3S SDE", Some("Karras"))
+        );
+        // dpmpp-2s names the ODE solver of order 2 and keeps the model's schedule.
+        assert_eq!(
+            label(SchedulerKind::DpmPp2s, &singlestep_karras),
+            ("DPM++ 2S", Some("Karras"))
+        );
+        assert_eq!(
+            label(SchedulerKind::EulerBeta, &sd15),
+            ("Euler", Some("Beta"))
+        );
+        assert_eq!(
+            label(SchedulerKind::DpmPp2mSdeBeta, &sd15),
+            ("DPM++ 2M SDE", Some("Beta"))
+        );
+        let unipc_beta =
+            config(r#"{"_class_name": "UniPCMultistepScheduler", "use_beta_sigmas": true}"#);
+        assert_eq!(
+            label(SchedulerKind::Default, &unipc_beta),
+            ("UniPC", Some("Beta"))
+        );
+        assert_eq!(
+            label(SchedulerKind::DpmPp2mSdeAys, &sd15),
+            ("DPM++ 2M SDE", Some("Align Your Steps"))
+        );
+        assert_eq!(
+            label(SchedulerKind::EulerAys, &euler_karras_config()),
+            ("Euler", Some("Align Your Steps"))
+        );
+        assert_eq!(label(SchedulerKind::Lcm, &sd15), ("LCM", None));
+        assert_eq!(label(SchedulerKind::Heun, &sd15), ("Heun", None));
+        assert_eq!(label(SchedulerKind::Lms, &sd15), ("LMS", None));
+        assert_eq!(
+            label(SchedulerKind::LmsKarras, &sd15),
+            ("LMS", Some("Karras"))
+        );
+        let lms_karras =
+            config(r#"{"_class_name": "LMSDiscreteScheduler", "use_karras_sigmas": true}"#);
+        assert_eq!(label(SchedulerKind::Lms, &lms_karras), ("LMS", None));
+        assert_eq!(label(SchedulerKind::Dpm2, &sd15), ("DPM2", None));
+        assert_eq!(label(SchedulerKind::UniPc, &sd15), ("UniPC", None));
+        assert_eq!(label(SchedulerKind::Ddpm, &sd15), ("DDPM", None));
+        assert_eq!(label(SchedulerKind::Dpm2Ancestral, &sd15), ("DPM2 a", None));
+        let dpm2_karras =
+            config(r#"{"_class_name": "KDPM2DiscreteScheduler", "use_karras_sigmas": true}"#);
+        assert_eq!(
+            label(SchedulerKind::Default, &dpm2_karras),
+            ("DPM2", Some("Karras"))
+        );
+        let heun_karras =
+            config(r#"{"_class_name": "HeunDiscreteScheduler", "use_karras_sigmas": true}"#);
+        assert_eq!(
+            label(SchedulerKind::Default, &heun_karras),
+            ("Heun", Some("Karras"))
+        );
+
+        let dpm_karras =
+            config(r#"{"_class_name": "DPMSolverMultistepScheduler", "use_karras_sigmas": true}"#);
+        assert_eq!(
+            label(SchedulerKind::Default, &dpm_karras),
+            ("DPM++ 2M", Some("Karras"))
+        );
+        // Picking plain dpmpp-2m turns the model's Karras sigmas off.
+        assert_eq!(
+            label(SchedulerKind::DpmPp2m, &dpm_karras),
+            ("DPM++ 2M", None)
+        );
+        let sde = config(
+            r#"{"_class_name": "DPMSolverMultistepScheduler", "algorithm_type": "sde-dpmsolver++",
+                "use_karras_sigmas": true}"#,
+        );
+        assert_eq!(
+            label(SchedulerKind::Default, &sde),
+            ("DPM++ 2M SDE", Some("Karras"))
+        );
+        // dpmpp-2m names the ODE solver whatever the model's algorithm_type.
+        assert_eq!(label(SchedulerKind::DpmPp2m, &sde), ("DPM++ 2M", None));
+        let euler_karras =
+            config(r#"{"_class_name": "EulerDiscreteScheduler", "use_karras_sigmas": true}"#);
+        assert_eq!(
+            label(SchedulerKind::Default, &euler_karras),
+            ("Euler", Some("Karras"))
+        );
+        // `euler` names the plain schedule, `euler-exponential` the exponential one.
+        assert_eq!(label(SchedulerKind::Euler, &euler_karras), ("Euler", None));
+        assert_eq!(
+            label(SchedulerKind::EulerExponential, &euler_karras),
+            ("Euler", Some("Exponential"))
+        );
+        assert_eq!(
+            label(SchedulerKind::DpmPp2mExponential, &sd15),
+            ("DPM++ 2M", Some("Exponential"))
+        );
+        let dpm_exponential = config(
+            r#"{"_class_name": "DPMSolverMultistepScheduler", "use_exponential_sigmas": true}"#,
+        );
+        assert_eq!(
+            label(SchedulerKind::Default, &dpm_exponential),
+            ("DPM++ 2M", Some("Exponential"))
+        );
+        assert_eq!(
+            label(SchedulerKind::DpmPp2mKarras, &dpm_exponential),
+            ("DPM++ 2M", Some("Karras"))
+        );
+        // The kinds with an sde sibling do not keep the model's algorithm; the others keep its
+        // schedule.
+        assert_eq!(
+            label(SchedulerKind::Heun, &euler_karras),
+            ("Heun", Some("Karras"))
+        );
+        // A key diffusers filled in from defaults does not count.
+        let defaulted = config(
+            r#"{"_class_name": "EulerDiscreteScheduler", "use_karras_sigmas": true,
+                "_use_default_values": ["use_karras_sigmas"]}"#,
+        );
+        assert_eq!(label(SchedulerKind::Default, &defaulted), ("Euler", None));
+    }
+
     #[test]
     fn a1111_sampler_labels_map_to_schedulers() {
         let cases = [
