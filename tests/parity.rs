@@ -141,6 +141,18 @@ fn controlnet_matches_diffusers() {
     );
 }
 
+/// The samplers added after those (`cases_extra.json`, stage `cases_extra`): DPM++ 2M SDE (noise
+/// drawn at every step) on SD 1 txt2img and img2img and on SDXL, the exponential schedule with
+/// DPM++ 2M on SD 1 and Euler on SDXL, DPM++ 2S (singlestep) on SD 1 txt2img and img2img, the beta
+/// schedule with Euler on SD 1 and DPM++ 2M SDE on SDXL, Align Your Steps with DPM++ 2M SDE on SDXL
+/// and Euler on SD 1 img2img.
+#[test]
+fn extra_sampler_cases_match_diffusers() {
+    let cases = parity_cases_from("cases_extra.json");
+    assert!(cases.len() >= 3);
+    run_cases(&cases, "cases_extra");
+}
+
 fn run_cases(cases: &[Case], dir: &str) {
     let mut models: HashMap<String, StableDiffusion> = HashMap::new();
     let mut failures = Vec::new();

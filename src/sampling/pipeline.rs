@@ -190,7 +190,12 @@ impl DiffusionPipeline {
     /// How many UNet evaluations `request` will take (PLMS takes one more than its steps, Heun
     /// two per step but the last; img2img skips the first `1 - strength` of the schedule).
     pub fn planned_steps(&self, request: &GenerationRequest) -> Result<usize, GenerateError> {
-        let scheduler = build_scheduler(request.scheduler, &self.scheduler_config, request.steps)?;
+        let scheduler = build_scheduler(
+            request.scheduler,
+            &self.scheduler_config,
+            request.steps,
+            self.family,
+        )?;
         let total = scheduler.timesteps().len();
         let start = match &request.init_image {
             Some(init) => img2img_start_index(request.steps, init.strength) * scheduler.order(),
@@ -225,7 +230,12 @@ impl DiffusionPipeline {
     /// scheduler that can take this many steps. `generate` checks the same first.
     pub fn check(&self, request: &GenerationRequest) -> Result<(), GenerateError> {
         self.validate(request)?;
-        build_scheduler(request.scheduler, &self.scheduler_config, request.steps)?;
+        build_scheduler(
+            request.scheduler,
+            &self.scheduler_config,
+            request.steps,
+            self.family,
+        )?;
         // SDXL counts clip skip from its usual penultimate layer: one layer fewer to go back.
         let skip_layers = match self.family {
             Family::StableDiffusion => request.clip_skip,
@@ -438,8 +448,12 @@ impl DiffusionPipeline {
         self.check(request)?;
         let guided = request.guidance > 1.0;
         let conditioning = self.encode_prompts(request, guided)?;
-        let mut scheduler =
-            build_scheduler(request.scheduler, &self.scheduler_config, request.steps)?;
+        let mut scheduler = build_scheduler(
+            request.scheduler,
+            &self.scheduler_config,
+            request.steps,
+            self.family,
+        )?;
         let mut rng = TorchRng::new(request.seed);
         let scale = self.vae_scale_factor;
         let latent_shape = [1, 4, request.height / scale, request.width / scale];

@@ -49,12 +49,13 @@ pub enum SchedulerConfigError {
 }
 
 /// The diffusers scheduler classes this crate implements.
-pub const SUPPORTED_CLASSES: [&str; 12] = [
+pub const SUPPORTED_CLASSES: [&str; 13] = [
     "DDIMScheduler",
     "PNDMScheduler",
     "EulerDiscreteScheduler",
     "EulerAncestralDiscreteScheduler",
     "DPMSolverMultistepScheduler",
+    "DPMSolverSinglestepScheduler",
     "LCMScheduler",
     "HeunDiscreteScheduler",
     "LMSDiscreteScheduler",

@@ -18,8 +18,9 @@ use super::config::{
     PredictionType, SchedulerConfig, SchedulerConfigError, TimestepSpacing,
 };
 use super::sigmas::{
-    add_noise_sigma, euler_init_noise_sigma, euler_timesteps, final_sigma, respaced_sigmas,
-    scale_by_sigma, sigma_spacing, sigma_to_t, train_sigmas, x0_from_v, FinalSigma, SigmaSpacing,
+    add_noise_sigma, check_custom_timesteps, euler_init_noise_sigma, euler_timesteps, final_sigma,
+    respaced_sigmas, scale_by_sigma, sigma_spacing, sigma_to_t, train_sigmas, x0_from_v,
+    FinalSigma, SigmaSpacing,
 };
 use super::{Scheduler, StepOutput};
 use crate::sampling::noise::TorchRng;
@@ -42,14 +43,21 @@ pub(crate) struct EulerScheduleParams {
     pub final_sigma: FinalSigma,
 }
 
+/// `set_timesteps(num_inference_steps)`, or `set_timesteps(timesteps=custom)` (whose timesteps
+/// replace the spacing's; `num_inference_steps` is then their count).
 pub(crate) fn euler_schedule(
     betas: &BetaParams,
     alphas_cumprod: &[f32],
     params: &EulerScheduleParams,
     num_inference_steps: usize,
+    custom: Option<&[i64]>,
 ) -> EulerSchedule {
     let t = betas.num_train_timesteps;
-    let timesteps = euler_timesteps(params.spacing, t, num_inference_steps, params.steps_offset);
+    let timesteps = match custom {
+        // np.array(timesteps).astype(np.float32)
+        Some(custom) => custom.iter().map(|&ts| ts as f32).collect(),
+        None => euler_timesteps(params.spacing, t, num_inference_steps, params.steps_offset),
+    };
     let train = train_sigmas(alphas_cumprod);
     let train_f64: Vec<f64> = train.iter().map(|&s| s as f64).collect();
     let log_sigmas: Vec<f32> = train.iter().map(|s| s.ln()).collect();
@@ -94,6 +102,25 @@ impl EulerDiscreteScheduler {
         config: &SchedulerConfig,
         num_inference_steps: usize,
     ) -> Result<Self, SchedulerConfigError> {
+        Self::build(config, num_inference_steps, None)
+    }
+
+    /// `EulerDiscreteScheduler.from_config(config)` followed by `set_timesteps(timesteps=...)`
+    /// (a published schedule such as Align Your Steps', in place of the config's spacing).
+    pub fn with_timesteps(
+        config: &SchedulerConfig,
+        timesteps: &[i64],
+    ) -> Result<Self, SchedulerConfigError> {
+        Self::build(config, timesteps.len(), Some(timesteps))
+    }
+
+    /// `set_timesteps(num_inference_steps)` or, with `custom`, `set_timesteps(timesteps=custom)`
+    /// (`num_inference_steps` is then their count).
+    pub(crate) fn build(
+        config: &SchedulerConfig,
+        num_inference_steps: usize,
+        custom: Option<&[i64]>,
+    ) -> Result<Self, SchedulerConfigError> {
         let betas = beta_params(CLASS, config, (0.0001, 0.02, BetaSchedule::Linear), true)?;
         let prediction_type = parse_prediction_type(
             CLASS,
@@ -136,6 +163,22 @@ impl EulerDiscreteScheduler {
             final_sigma: final_sigma(CLASS, config)?,
         };
         check_steps(CLASS, num_inference_steps, betas.num_train_timesteps)?;
+        if let Some(custom) = custom {
+            check_custom_timesteps(
+                CLASS,
+                custom,
+                betas.num_train_timesteps,
+                params.sigma_spacing,
+            )?;
+            if continuous && prediction_type == PredictionType::VPrediction {
+                return Err(SchedulerConfigError::IncompatibleOptions {
+                    class: CLASS,
+                    reason: "custom timesteps cannot be used with timestep_type = continuous and \
+                             v_prediction"
+                        .into(),
+                });
+            }
+        }
 
         let mut alphas_cumprod = betas.alphas_cumprod();
         if betas.rescale_betas_zero_snr {
@@ -144,7 +187,13 @@ impl EulerDiscreteScheduler {
                 *last = 2f32.powi(-24);
             }
         }
-        let schedule = euler_schedule(&betas, &alphas_cumprod, &params, num_inference_steps);
+        let schedule = euler_schedule(
+            &betas,
+            &alphas_cumprod,
+            &params,
+            num_inference_steps,
+            custom,
+        );
         let timesteps: Vec<f64> = if continuous && prediction_type == PredictionType::VPrediction {
             // `0.25 * sigma.log()` in float32.
             schedule.sigmas[..schedule.sigmas.len() - 1]
@@ -225,7 +274,8 @@ impl Scheduler for EulerDiscreteScheduler {
 
 #[cfg(test)]
 mod tests {
-    //! Reference values: `tests/fixtures/scheduler_cases.json` (see `schedulers::testing`).
+    //! Reference values: `tests/fixtures/scheduler_cases.json` and, for the beta sigmas,
+    //! `scheduler_cases_extra.json` (see `schedulers::testing`).
 
     super::super::testing::reference_cases!("euler":
         karras_linspace,
@@ -237,5 +287,9 @@ mod tests {
         zero_snr_v_prediction_trailing,
         sample_prediction_leading,
         karras_img2img,
+        beta_sigmas,
+        beta_leading_offset,
+        beta_config_bounds,
+        beta_img2img,
     );
 }

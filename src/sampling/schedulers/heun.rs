@@ -13,8 +13,8 @@
 //!
 //! The class's `order` is 2: img2img starts at index `2 * t_start` (see [`Scheduler::order`]).
 //!
-//! The schedule (timesteps, interpolated / Karras / exponential sigmas, initial noise scale) is
-//! Euler's ([`euler_schedule`]) with the zero final sigma, before the interleaving.
+//! The schedule (timesteps, interpolated / Karras / exponential / beta sigmas, initial noise
+//! scale) is Euler's ([`euler_schedule`]) with the zero final sigma, before the interleaving.
 
 use candle_core::Tensor;
 
@@ -81,14 +81,15 @@ impl HeunDiscreteScheduler {
             steps_offset: cfg_value!(config, steps_offset).unwrap_or(0),
             sigma_spacing: sigma_spacing(CLASS, config)?,
             // Not __init__ arguments of this class, but `from_config` keeps them in the config,
-            // where `_convert_to_karras` / `_convert_to_exponential` look for them.
+            // where `_convert_to_karras` / `_convert_to_exponential` / `_convert_to_beta` look
+            // for them.
             sigma_bounds: (cfg_value!(config, sigma_min), cfg_value!(config, sigma_max)),
             final_sigma: FinalSigma::Zero,
         };
         check_steps(CLASS, num_inference_steps, betas.num_train_timesteps)?;
 
         let alphas_cumprod = betas.alphas_cumprod();
-        let schedule = euler_schedule(&betas, &alphas_cumprod, &params, num_inference_steps);
+        let schedule = euler_schedule(&betas, &alphas_cumprod, &params, num_inference_steps, None);
         // timesteps: cat([t[:1], t[1:].repeat_interleave(2)]);
         // sigmas: cat([s[:1], s[1:-1].repeat_interleave(2), s[-1:]]).
         let mut timesteps = Vec::with_capacity(2 * schedule.timesteps.len());
@@ -213,7 +214,8 @@ impl Scheduler for HeunDiscreteScheduler {
 
 #[cfg(test)]
 mod tests {
-    //! Reference values: `tests/fixtures/scheduler_cases_more.json` (see `schedulers::testing`).
+    //! Reference values: `tests/fixtures/scheduler_cases_more.json` and, for the beta sigmas,
+    //! `scheduler_cases_extra.json` (see `schedulers::testing`).
 
     super::super::testing::reference_cases!("heun":
         class_defaults,
@@ -225,5 +227,6 @@ mod tests {
         sample_prediction,
         one_step,
         img2img,
+        beta_sigmas,
     );
 }

@@ -43,7 +43,7 @@ const CLASS: &str = "KDPM2DiscreteScheduler";
 /// The part of `set_timesteps` both DPM2 classes share: the per-step timesteps and sigmas
 /// before the interleaving.
 pub(crate) struct Dpm2BaseSchedule {
-    /// `N` timesteps (float32 values, or float64 for Karras / exponential sigmas).
+    /// `N` timesteps (float32 values, or float64 for Karras / exponential / beta sigmas).
     pub timesteps: Vec<f64>,
     /// `N + 1` sigmas, the last 0.
     pub sigmas: Vec<f32>,
@@ -327,7 +327,8 @@ impl Scheduler for Kdpm2DiscreteScheduler {
 
 #[cfg(test)]
 mod tests {
-    //! Reference values: `tests/fixtures/scheduler_cases_more.json` (see `schedulers::testing`).
+    //! Reference values: `tests/fixtures/scheduler_cases_more.json` and, for the beta sigmas,
+    //! `scheduler_cases_extra.json` (see `schedulers::testing`).
 
     super::super::testing::reference_cases!("kdpm2":
         class_defaults,
@@ -338,5 +339,6 @@ mod tests {
         v_prediction_trailing,
         one_step,
         img2img,
+        beta_sigmas,
     );
 }

@@ -180,7 +180,8 @@ impl Scheduler for Kdpm2AncestralDiscreteScheduler {
 
 #[cfg(test)]
 mod tests {
-    //! Reference values: `tests/fixtures/scheduler_cases_more.json` (see `schedulers::testing`).
+    //! Reference values: `tests/fixtures/scheduler_cases_more.json` and, for the beta sigmas,
+    //! `scheduler_cases_extra.json` (see `schedulers::testing`).
 
     super::super::testing::reference_cases!("kdpm2_ancestral":
         class_defaults,
@@ -190,5 +191,6 @@ mod tests {
         exponential,
         one_step,
         img2img,
+        beta_sigmas,
     );
 }

@@ -101,7 +101,7 @@ impl LmsDiscreteScheduler {
         check_steps(CLASS, num_inference_steps, betas.num_train_timesteps)?;
 
         let alphas_cumprod = betas.alphas_cumprod();
-        let schedule = euler_schedule(&betas, &alphas_cumprod, &params, num_inference_steps);
+        let schedule = euler_schedule(&betas, &alphas_cumprod, &params, num_inference_steps, None);
         Ok(Self {
             prediction_type,
             sigma_spacing,
@@ -269,7 +269,8 @@ impl Scheduler for LmsDiscreteScheduler {
 
 #[cfg(test)]
 mod tests {
-    //! Reference values: `tests/fixtures/scheduler_cases_more.json` (see `schedulers::testing`).
+    //! Reference values: `tests/fixtures/scheduler_cases_more.json` and, for the beta sigmas,
+    //! `scheduler_cases_extra.json` (see `schedulers::testing`).
 
     super::super::testing::reference_cases!("lms":
         class_defaults,
@@ -282,6 +283,7 @@ mod tests {
         two_steps,
         img2img,
         karras_img2img,
+        beta_sigmas,
     );
 
     /// The 21-point rule integrates cubics exactly (up to rounding), in both directions.

@@ -12,9 +12,11 @@
 //! |---|---|---|
 //! | `ddim` | `DDIMScheduler`, eta 0 | `ddim.rs` |
 //! | `pndm` | `PNDMScheduler`, `skip_prk_steps=True` (PLMS) | `pndm.rs` |
-//! | `euler` | `EulerDiscreteScheduler` | `euler.rs` |
+//! | `euler` (`-exponential`, `-beta`) | `EulerDiscreteScheduler` | `euler.rs` |
 //! | `euler-a` | `EulerAncestralDiscreteScheduler` | `euler_ancestral.rs` |
-//! | `dpmpp-2m`, `dpmpp-2m-karras` | `DPMSolverMultistepScheduler`, dpmsolver++ | `dpmpp_2m.rs` |
+//! | `dpmpp-2m` (`-karras`, `-exponential`, `-beta`) | `DPMSolverMultistepScheduler` | `dpmpp_2m.rs` |
+//! | `dpmpp-2m-sde` (`-karras`, `-beta`) | `DPMSolverMultistepScheduler`, SDE | `dpmpp_2m.rs` |
+//! | `dpmpp-2s` | `DPMSolverSinglestepScheduler`, dpmsolver++ | `dpmpp_2s.rs` |
 //! | `lcm` | `LCMScheduler` | `lcm.rs` |
 //! | `heun` | `HeunDiscreteScheduler` (two UNet evaluations per step) | `heun.rs` |
 //! | `lms`, `lms-karras` | `LMSDiscreteScheduler` | `lms.rs` |
@@ -23,9 +25,11 @@
 //! | `unipc` | `UniPCMultistepScheduler` | `unipc.rs` |
 //! | `ddpm` | `DDPMScheduler` | `ddpm.rs` |
 //!
-//! Beside them: `sigmas.rs` (the sigma schedules the Karras-style samplers share), `common.rs`
-//! (torch/numpy-exact schedule arithmetic), `config.rs` (reading `scheduler_config.json`) and
-//! `a1111.rs` (A1111's sampler names, written to and read from PNGs).
+//! Beside them: `kind.rs` (the samplers a user picks and the class and `from_config` overrides
+//! each means), `sigmas.rs` (the sigma schedules the Karras-style samplers share), `ays.rs`
+//! (Align Your Steps' published timesteps), `common.rs` (torch/numpy-exact schedule arithmetic),
+//! `config.rs` (reading `scheduler_config.json`) and `a1111.rs` (A1111's sampler names, written to
+//! and read from PNGs).
 //!
 //! Numerics follow diffusers operation by operation: schedules are built with torch's float32
 //! and numpy's float64 rules (see `common.rs`), step coefficients are float32 scalars as the
@@ -35,24 +39,25 @@
 //! torch's CPU `sqrt` (MKL VML), which is not correctly rounded: training sigmas and
 //! `alpha ** 0.5` factors can be one float32 ulp apart from diffusers'.
 
-use std::fmt;
-use std::str::FromStr;
-
 use candle_core::Tensor;
 
+use crate::networks::Family;
 use crate::sampling::noise::TorchRng;
 
 mod a1111;
+mod ays;
 mod common;
 mod config;
 mod ddim;
 mod ddpm;
 mod dpmpp_2m;
+mod dpmpp_2s;
 mod euler;
 mod euler_ancestral;
 mod heun;
 mod kdpm2;
 mod kdpm2_ancestral;
+mod kind;
 mod lcm;
 mod lms;
 mod pndm;
@@ -69,11 +74,14 @@ pub use config::{
 pub use ddim::DdimScheduler;
 pub use ddpm::DdpmScheduler;
 pub use dpmpp_2m::DpmSolverMultistepScheduler;
+pub use dpmpp_2s::DpmSolverSinglestepScheduler;
 pub use euler::EulerDiscreteScheduler;
 pub use euler_ancestral::EulerAncestralDiscreteScheduler;
 pub use heun::HeunDiscreteScheduler;
 pub use kdpm2::Kdpm2DiscreteScheduler;
 pub use kdpm2_ancestral::Kdpm2AncestralDiscreteScheduler;
+pub(crate) use kind::{effective_config, resolve_class, SchedulerClass, SigmaSchedule};
+pub use kind::{SchedulerKind, UnknownSchedulerKind};
 pub use lcm::LcmScheduler;
 pub use lms::LmsDiscreteScheduler;
 pub use pndm::PndmScheduler;
@@ -127,214 +135,33 @@ pub trait Scheduler: Send {
     ) -> candle_core::Result<Tensor>;
 }
 
-/// The sampler a user picks (`--scheduler`). Every choice is built from the model's
-/// `scheduler_config.json`, like `Class.from_config(pipe.scheduler.config)` in diffusers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SchedulerKind {
-    /// Whatever class the model's config names (`_class_name`), configured as written.
-    Default,
-    /// `DDIMScheduler` (eta = 0).
-    Ddim,
-    /// PLMS: `PNDMScheduler.from_config(config, skip_prk_steps=True)`. (`Default` on a PNDM
-    /// config keeps the config's `skip_prk_steps`, whose class default is `false`: PRK warm-up.)
-    Pndm,
-    /// `EulerDiscreteScheduler`.
-    Euler,
-    /// `EulerAncestralDiscreteScheduler`.
-    EulerAncestral,
-    /// `DPMSolverMultistepScheduler` with `algorithm_type="dpmsolver++"`, `solver_order=2`,
-    /// `use_karras_sigmas=False`.
-    DpmPp2m,
-    /// As [`SchedulerKind::DpmPp2m`] with `use_karras_sigmas=True`.
-    DpmPp2mKarras,
-    /// `LCMScheduler`.
-    Lcm,
-    /// `HeunDiscreteScheduler`.
-    Heun,
-    /// `LMSDiscreteScheduler` with `use_karras_sigmas=False`.
-    Lms,
-    /// `LMSDiscreteScheduler` with `use_karras_sigmas=True`.
-    LmsKarras,
-    /// `KDPM2DiscreteScheduler`.
-    Dpm2,
-    /// `KDPM2AncestralDiscreteScheduler`.
-    Dpm2Ancestral,
-    /// `UniPCMultistepScheduler`.
-    UniPc,
-    /// `DDPMScheduler`.
-    Ddpm,
-}
-
-impl SchedulerKind {
-    /// Every kind, in CLI order.
-    pub const ALL: [SchedulerKind; 15] = [
-        Self::Default,
-        Self::Ddim,
-        Self::Pndm,
-        Self::Euler,
-        Self::EulerAncestral,
-        Self::DpmPp2m,
-        Self::DpmPp2mKarras,
-        Self::Lcm,
-        Self::Heun,
-        Self::Lms,
-        Self::LmsKarras,
-        Self::Dpm2,
-        Self::Dpm2Ancestral,
-        Self::UniPc,
-        Self::Ddpm,
-    ];
-
-    /// The CLI name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Default => "default",
-            Self::Ddim => "ddim",
-            Self::Pndm => "pndm",
-            Self::Euler => "euler",
-            Self::EulerAncestral => "euler-a",
-            Self::DpmPp2m => "dpmpp-2m",
-            Self::DpmPp2mKarras => "dpmpp-2m-karras",
-            Self::Lcm => "lcm",
-            Self::Heun => "heun",
-            Self::Lms => "lms",
-            Self::LmsKarras => "lms-karras",
-            Self::Dpm2 => "dpm2",
-            Self::Dpm2Ancestral => "dpm2-a",
-            Self::UniPc => "unipc",
-            Self::Ddpm => "ddpm",
-        }
-    }
-}
-
-impl fmt::Display for SchedulerKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A scheduler name that is not one of [`SchedulerKind::ALL`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown scheduler `{0}` (valid: default, ddim, pndm, euler, euler-a, dpmpp-2m, dpmpp-2m-karras, lcm, heun, lms, lms-karras, dpm2, dpm2-a, unipc, ddpm)")]
-pub struct UnknownSchedulerKind(pub String);
-
-impl FromStr for SchedulerKind {
-    type Err = UnknownSchedulerKind;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| UnknownSchedulerKind(s.to_string()))
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SchedulerClass {
-    Ddim,
-    Pndm,
-    Euler,
-    EulerAncestral,
-    DpmSolverMultistep,
-    Lcm,
-    Heun,
-    Lms,
-    Kdpm2,
-    Kdpm2Ancestral,
-    UniPc,
-    Ddpm,
-}
-
-pub(crate) fn resolve_class(
+/// The published timesteps `kind` runs in place of the config's spacing (Align Your Steps, for
+/// `family`), checked against the requested step count.
+fn custom_timesteps(
     kind: SchedulerKind,
-    config: &SchedulerConfig,
-) -> Result<SchedulerClass, SchedulerConfigError> {
-    Ok(match kind {
-        SchedulerKind::Default => {
-            let name = config
-                .class_name
-                .as_deref()
-                .ok_or(SchedulerConfigError::MissingClassName)?;
-            match name {
-                "DDIMScheduler" => SchedulerClass::Ddim,
-                "PNDMScheduler" => SchedulerClass::Pndm,
-                "EulerDiscreteScheduler" => SchedulerClass::Euler,
-                "EulerAncestralDiscreteScheduler" => SchedulerClass::EulerAncestral,
-                "DPMSolverMultistepScheduler" => SchedulerClass::DpmSolverMultistep,
-                "LCMScheduler" => SchedulerClass::Lcm,
-                "HeunDiscreteScheduler" => SchedulerClass::Heun,
-                "LMSDiscreteScheduler" => SchedulerClass::Lms,
-                "KDPM2DiscreteScheduler" => SchedulerClass::Kdpm2,
-                "KDPM2AncestralDiscreteScheduler" => SchedulerClass::Kdpm2Ancestral,
-                "UniPCMultistepScheduler" => SchedulerClass::UniPc,
-                "DDPMScheduler" => SchedulerClass::Ddpm,
-                other => {
-                    return Err(SchedulerConfigError::UnsupportedClass {
-                        name: other.to_string(),
-                    })
-                }
-            }
-        }
-        SchedulerKind::Ddim => SchedulerClass::Ddim,
-        SchedulerKind::Pndm => SchedulerClass::Pndm,
-        SchedulerKind::Euler => SchedulerClass::Euler,
-        SchedulerKind::EulerAncestral => SchedulerClass::EulerAncestral,
-        SchedulerKind::DpmPp2m | SchedulerKind::DpmPp2mKarras => SchedulerClass::DpmSolverMultistep,
-        SchedulerKind::Lcm => SchedulerClass::Lcm,
-        SchedulerKind::Heun => SchedulerClass::Heun,
-        SchedulerKind::Lms | SchedulerKind::LmsKarras => SchedulerClass::Lms,
-        SchedulerKind::Dpm2 => SchedulerClass::Kdpm2,
-        SchedulerKind::Dpm2Ancestral => SchedulerClass::Kdpm2Ancestral,
-        SchedulerKind::UniPc => SchedulerClass::UniPc,
-        SchedulerKind::Ddpm => SchedulerClass::Ddpm,
-    })
-}
-
-/// The config with the keyword overrides a kind implies, as in
-/// `DPMSolverMultistepScheduler.from_config(config, use_karras_sigmas=True, ...)`.
-pub(crate) fn effective_config(kind: SchedulerKind, config: &SchedulerConfig) -> SchedulerConfig {
-    let mut config = config.clone();
-    if kind == SchedulerKind::Pndm {
-        // `pndm` means PLMS: `PNDMScheduler.from_config(config, skip_prk_steps=True)`.
-        config.skip_prk_steps = Some(true);
-        config.mark_given("skip_prk_steps");
+    class: SchedulerClass,
+    num_inference_steps: usize,
+    family: Family,
+) -> Result<Option<&'static [i64]>, SchedulerConfigError> {
+    if kind.sigma_schedule() != Some(SigmaSchedule::AlignYourSteps) {
+        return Ok(None);
     }
-    let karras_override = match kind {
-        SchedulerKind::DpmPp2m | SchedulerKind::Lms => Some(false),
-        SchedulerKind::DpmPp2mKarras | SchedulerKind::LmsKarras => Some(true),
-        _ => None,
-    };
-    if let SchedulerKind::DpmPp2m | SchedulerKind::DpmPp2mKarras = kind {
-        config.algorithm_type = Some("dpmsolver++".into());
-        config.solver_order = Some(2);
-        for key in ["algorithm_type", "solver_order"] {
-            config.mark_given(key);
-        }
+    if num_inference_steps != ays::STEPS {
+        return Err(SchedulerConfigError::InvalidSteps {
+            class: class.name(),
+            steps: num_inference_steps,
+            reason: format!(
+                "Align Your Steps is published for {} steps only (diffusers' AysSchedules)",
+                ays::STEPS
+            ),
+        });
     }
-    if let Some(karras) = karras_override {
-        // `lms` / `dpmpp-2m` name the plain sigmas, `lms-karras` / `dpmpp-2m-karras` Karras'.
-        config.use_karras_sigmas = Some(karras);
-        let mut keys = vec!["use_karras_sigmas"];
-        if karras {
-            // The Karras schedule replaces any other sigma schedule of the model's config.
-            config.use_exponential_sigmas = Some(false);
-            config.use_beta_sigmas = Some(false);
-            config.use_lu_lambdas = Some(false);
-            keys.extend([
-                "use_exponential_sigmas",
-                "use_beta_sigmas",
-                "use_lu_lambdas",
-            ]);
-        }
-        for key in keys {
-            config.mark_given(key);
-        }
-    }
-    config
+    Ok(Some(ays::timesteps(family)))
 }
 
 /// Builds the scheduler `kind` from the model's config and sets `num_inference_steps`
-/// (`Class.from_config(config)` + `set_timesteps(num_inference_steps)`).
+/// (`Class.from_config(config)` + `set_timesteps(num_inference_steps)`; the Align Your Steps
+/// kinds `set_timesteps(timesteps=AysSchedules[...])` with the list for `family`).
 ///
 /// Keys the class does not take are ignored; absent ones get the class's own defaults. Values
 /// this crate does not implement are reported with the key and value.
@@ -342,19 +169,24 @@ pub fn build_scheduler(
     kind: SchedulerKind,
     config: &SchedulerConfig,
     num_inference_steps: usize,
+    family: Family,
 ) -> Result<Box<dyn Scheduler>, SchedulerConfigError> {
     let class = resolve_class(kind, config)?;
+    let custom = custom_timesteps(kind, class, num_inference_steps, family)?;
     let config = effective_config(kind, config);
     let n = num_inference_steps;
     Ok(match class {
         SchedulerClass::Ddim => Box::new(DdimScheduler::new(&config, n)?),
         SchedulerClass::Pndm => Box::new(PndmScheduler::new(&config, n)?),
-        SchedulerClass::Euler => Box::new(EulerDiscreteScheduler::new(&config, n)?),
+        SchedulerClass::Euler => Box::new(EulerDiscreteScheduler::build(&config, n, custom)?),
         SchedulerClass::EulerAncestral => {
             Box::new(EulerAncestralDiscreteScheduler::new(&config, n)?)
         }
         SchedulerClass::DpmSolverMultistep => {
-            Box::new(DpmSolverMultistepScheduler::new(&config, n)?)
+            Box::new(DpmSolverMultistepScheduler::build(&config, n, custom)?)
+        }
+        SchedulerClass::DpmSolverSinglestep => {
+            Box::new(DpmSolverSinglestepScheduler::new(&config, n)?)
         }
         SchedulerClass::Lcm => Box::new(LcmScheduler::new(&config, n)?),
         SchedulerClass::Heun => Box::new(HeunDiscreteScheduler::new(&config, n)?),
@@ -375,19 +207,30 @@ pub fn sigma_schedule(
     kind: SchedulerKind,
     config: &SchedulerConfig,
     num_inference_steps: usize,
+    family: Family,
 ) -> Result<Option<Vec<f32>>, SchedulerConfigError> {
     let class = resolve_class(kind, config)?;
+    let custom = custom_timesteps(kind, class, num_inference_steps, family)?;
     let config = effective_config(kind, config);
     let n = num_inference_steps;
     Ok(match class {
-        SchedulerClass::Euler => Some(EulerDiscreteScheduler::new(&config, n)?.sigmas().to_vec()),
+        SchedulerClass::Euler => Some(
+            EulerDiscreteScheduler::build(&config, n, custom)?
+                .sigmas()
+                .to_vec(),
+        ),
         SchedulerClass::EulerAncestral => Some(
             EulerAncestralDiscreteScheduler::new(&config, n)?
                 .sigmas()
                 .to_vec(),
         ),
         SchedulerClass::DpmSolverMultistep => Some(
-            DpmSolverMultistepScheduler::new(&config, n)?
+            DpmSolverMultistepScheduler::build(&config, n, custom)?
+                .sigmas()
+                .to_vec(),
+        ),
+        SchedulerClass::DpmSolverSinglestep => Some(
+            DpmSolverSinglestepScheduler::new(&config, n)?
                 .sigmas()
                 .to_vec(),
         ),
@@ -436,6 +279,9 @@ pub fn img2img_start_index(num_inference_steps: usize, strength: f64) -> usize {
 mod tests {
     use super::*;
 
+    /// The family only matters to the Align Your Steps kinds.
+    const SD: Family = Family::StableDiffusion;
+
     const SD15: &str = r#"{"_class_name": "PNDMScheduler", "beta_start": 0.00085,
         "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000,
         "set_alpha_to_one": false, "skip_prk_steps": true, "steps_offset": 1,
@@ -446,95 +292,10 @@ mod tests {
     }
 
     fn build_err(kind: SchedulerKind, text: &str) -> String {
-        match build_scheduler(kind, &config(text), 20) {
+        match build_scheduler(kind, &config(text), 20, SD) {
             Ok(_) => panic!("expected an error for {text}"),
             Err(e) => e.to_string(),
         }
-    }
-
-    #[test]
-    fn kind_names_round_trip() {
-        for kind in SchedulerKind::ALL {
-            assert_eq!(kind.name().parse::<SchedulerKind>(), Ok(kind));
-            assert_eq!(kind.to_string(), kind.name());
-        }
-        let err = "dpm++".parse::<SchedulerKind>().expect_err("unknown");
-        let msg = err.to_string();
-        for kind in SchedulerKind::ALL {
-            assert!(msg.contains(kind.name()), "{msg}");
-        }
-    }
-
-    #[test]
-    fn a1111_labels() {
-        let sd15 = config(SD15);
-        let label = |kind: SchedulerKind, cfg: &SchedulerConfig| {
-            let l = kind.a1111_label(cfg).expect("label");
-            (l.sampler, l.schedule_type)
-        };
-        assert_eq!(label(SchedulerKind::Default, &sd15), ("PLMS", None));
-        assert_eq!(label(SchedulerKind::Ddim, &sd15), ("DDIM", None));
-        assert_eq!(label(SchedulerKind::Pndm, &sd15), ("PLMS", None));
-        assert_eq!(label(SchedulerKind::Euler, &sd15), ("Euler", None));
-        assert_eq!(
-            label(SchedulerKind::EulerAncestral, &sd15),
-            ("Euler a", None)
-        );
-        assert_eq!(label(SchedulerKind::DpmPp2m, &sd15), ("DPM++ 2M", None));
-        assert_eq!(
-            label(SchedulerKind::DpmPp2mKarras, &sd15),
-            ("DPM++ 2M", Some("Karras"))
-        );
-        assert_eq!(label(SchedulerKind::Lcm, &sd15), ("LCM", None));
-        assert_eq!(label(SchedulerKind::Heun, &sd15), ("Heun", None));
-        assert_eq!(label(SchedulerKind::Lms, &sd15), ("LMS", None));
-        assert_eq!(
-            label(SchedulerKind::LmsKarras, &sd15),
-            ("LMS", Some("Karras"))
-        );
-        let lms_karras =
-            config(r#"{"_class_name": "LMSDiscreteScheduler", "use_karras_sigmas": true}"#);
-        assert_eq!(label(SchedulerKind::Lms, &lms_karras), ("LMS", None));
-        assert_eq!(label(SchedulerKind::Dpm2, &sd15), ("DPM2", None));
-        assert_eq!(label(SchedulerKind::UniPc, &sd15), ("UniPC", None));
-        assert_eq!(label(SchedulerKind::Ddpm, &sd15), ("DDPM", None));
-        assert_eq!(label(SchedulerKind::Dpm2Ancestral, &sd15), ("DPM2 a", None));
-        let dpm2_karras =
-            config(r#"{"_class_name": "KDPM2DiscreteScheduler", "use_karras_sigmas": true}"#);
-        assert_eq!(
-            label(SchedulerKind::Default, &dpm2_karras),
-            ("DPM2", Some("Karras"))
-        );
-        let heun_karras =
-            config(r#"{"_class_name": "HeunDiscreteScheduler", "use_karras_sigmas": true}"#);
-        assert_eq!(
-            label(SchedulerKind::Default, &heun_karras),
-            ("Heun", Some("Karras"))
-        );
-
-        let dpm_karras =
-            config(r#"{"_class_name": "DPMSolverMultistepScheduler", "use_karras_sigmas": true}"#);
-        assert_eq!(
-            label(SchedulerKind::Default, &dpm_karras),
-            ("DPM++ 2M", Some("Karras"))
-        );
-        // Picking plain dpmpp-2m turns the model's Karras sigmas off.
-        assert_eq!(
-            label(SchedulerKind::DpmPp2m, &dpm_karras),
-            ("DPM++ 2M", None)
-        );
-        let euler_karras =
-            config(r#"{"_class_name": "EulerDiscreteScheduler", "use_karras_sigmas": true}"#);
-        assert_eq!(
-            label(SchedulerKind::Default, &euler_karras),
-            ("Euler", Some("Karras"))
-        );
-        // A key diffusers filled in from defaults does not count.
-        let defaulted = config(
-            r#"{"_class_name": "EulerDiscreteScheduler", "use_karras_sigmas": true,
-                "_use_default_values": ["use_karras_sigmas"]}"#,
-        );
-        assert_eq!(label(SchedulerKind::Default, &defaulted), ("Euler", None));
     }
 
     #[test]
@@ -550,7 +311,7 @@ mod tests {
         let msg = build_err(SchedulerKind::Default, "{}");
         assert!(msg.contains("_class_name"), "{msg}");
         // An explicit kind does not need the class name.
-        assert!(build_scheduler(SchedulerKind::Euler, &config("{}"), 20).is_ok());
+        assert!(build_scheduler(SchedulerKind::Euler, &config("{}"), 20, SD).is_ok());
     }
 
     #[test]
@@ -572,11 +333,6 @@ mod tests {
                 "log_linear",
             ),
             (
-                SchedulerKind::Euler,
-                r#"{"use_beta_sigmas": true}"#,
-                "use_beta_sigmas",
-            ),
-            (
                 SchedulerKind::Pndm,
                 r#"{"prediction_type": "sample"}"#,
                 "prediction_type",
@@ -593,8 +349,8 @@ mod tests {
             ),
             (
                 SchedulerKind::Default,
-                r#"{"_class_name": "DPMSolverMultistepScheduler", "algorithm_type": "sde-dpmsolver++"}"#,
-                "sde-dpmsolver++",
+                r#"{"_class_name": "DPMSolverMultistepScheduler", "algorithm_type": "sde-dpmsolver"}"#,
+                "algorithm_type = sde-dpmsolver ",
             ),
             (
                 SchedulerKind::Default,
@@ -602,7 +358,7 @@ mod tests {
                 "final_sigmas_type",
             ),
             (
-                SchedulerKind::Euler,
+                SchedulerKind::Heun,
                 r#"{"use_karras_sigmas": true, "use_exponential_sigmas": true}"#,
                 "only one of",
             ),
@@ -611,19 +367,29 @@ mod tests {
             let msg = build_err(kind, text);
             assert!(msg.contains(needle), "{text}: {msg}");
         }
+        // Every class with a sigma schedule takes the beta one.
+        let beta = config(r#"{"use_beta_sigmas": true}"#);
+        for kind in SchedulerKind::ALL {
+            if kind != SchedulerKind::Default
+                && sigma_schedule(kind, &beta, 10, SD).unwrap().is_some()
+            {
+                assert!(build_scheduler(kind, &beta, 10, SD).is_ok(), "{kind}");
+            }
+        }
         // Values a class does not take are ignored, as diffusers' from_config drops them.
         let cfg = config(r#"{"thresholding": true, "algorithm_type": "sde-dpmsolver++"}"#);
-        assert!(build_scheduler(SchedulerKind::Euler, &cfg, 20).is_ok());
+        assert!(build_scheduler(SchedulerKind::Euler, &cfg, 20, SD).is_ok());
         // dpmpp-2m names the algorithm, so it overrides the model's.
-        assert!(build_scheduler(SchedulerKind::DpmPp2m, &cfg, 20).is_err()); // thresholding
-        let cfg = config(r#"{"algorithm_type": "sde-dpmsolver++", "solver_order": 3}"#);
-        assert!(build_scheduler(SchedulerKind::DpmPp2m, &cfg, 20).is_ok());
+        assert!(build_scheduler(SchedulerKind::DpmPp2m, &cfg, 20, SD).is_err()); // thresholding
+        let cfg = config(r#"{"algorithm_type": "sde-dpmsolver", "solver_order": 3}"#);
+        assert!(build_scheduler(SchedulerKind::DpmPp2m, &cfg, 20, SD).is_ok());
+        assert!(build_scheduler(SchedulerKind::DpmPp2mSde, &cfg, 20, SD).is_ok());
         // UniPC from a DPM-Solver config: its solver names map to bh2, as in diffusers.
         let dpm = config(
             r#"{"_class_name": "DPMSolverMultistepScheduler", "solver_type": "midpoint",
                 "algorithm_type": "dpmsolver++", "solver_order": 2}"#,
         );
-        assert!(build_scheduler(SchedulerKind::UniPc, &dpm, 20).is_ok());
+        assert!(build_scheduler(SchedulerKind::UniPc, &dpm, 20, SD).is_ok());
         for (text, needle) in [
             (r#"{"use_flow_sigmas": true}"#, "use_flow_sigmas"),
             (r#"{"solver_type": "bh3"}"#, "bh3"),
@@ -651,19 +417,73 @@ mod tests {
     fn invalid_step_counts_are_errors() {
         let sd15 = config(SD15);
         for kind in SchedulerKind::ALL {
-            assert!(build_scheduler(kind, &sd15, 0).is_err(), "{kind}");
-            assert!(build_scheduler(kind, &sd15, 1001).is_err(), "{kind}");
+            assert!(build_scheduler(kind, &sd15, 0, SD).is_err(), "{kind}");
+            assert!(build_scheduler(kind, &sd15, 1001, SD).is_err(), "{kind}");
         }
         // LCM's timesteps are a subset of its 50-step distillation schedule.
-        assert!(build_scheduler(SchedulerKind::Lcm, &sd15, 51).is_err());
-        assert!(build_scheduler(SchedulerKind::Lcm, &sd15, 50).is_ok());
+        assert!(build_scheduler(SchedulerKind::Lcm, &sd15, 51, SD).is_err());
+        assert!(build_scheduler(SchedulerKind::Lcm, &sd15, 50, SD).is_ok());
+        // Align Your Steps is published for 10 steps.
+        for kind in [
+            SchedulerKind::EulerAys,
+            SchedulerKind::DpmPp2mAys,
+            SchedulerKind::DpmPp2mSdeAys,
+        ] {
+            for steps in [9, 11, 25] {
+                let Err(err) = build_scheduler(kind, &sd15, steps, SD) else {
+                    panic!("{kind} built with {steps} steps");
+                };
+                assert!(err.to_string().contains("Align Your Steps"), "{err}");
+            }
+            assert!(build_scheduler(kind, &sd15, 10, SD).is_ok(), "{kind}");
+        }
+    }
+
+    #[test]
+    fn align_your_steps_runs_the_list_for_the_family() {
+        let sd15 = config(SD15);
+        let timesteps = |kind: SchedulerKind, family: Family| {
+            build_scheduler(kind, &sd15, 10, family)
+                .expect("builds")
+                .timesteps()
+                .to_vec()
+        };
+        let sd = [
+            999.0, 850.0, 736.0, 645.0, 545.0, 455.0, 343.0, 233.0, 124.0, 24.0,
+        ];
+        let xl = [
+            999.0, 845.0, 730.0, 587.0, 443.0, 310.0, 193.0, 116.0, 53.0, 13.0,
+        ];
+        for kind in [
+            SchedulerKind::EulerAys,
+            SchedulerKind::DpmPp2mAys,
+            SchedulerKind::DpmPp2mSdeAys,
+        ] {
+            assert_eq!(timesteps(kind, Family::StableDiffusion), sd, "{kind}");
+            assert_eq!(timesteps(kind, Family::StableDiffusionXl), xl, "{kind}");
+        }
+        // The family changes nothing else.
+        assert_eq!(
+            timesteps(SchedulerKind::DpmPp2m, Family::StableDiffusionXl),
+            timesteps(SchedulerKind::DpmPp2m, Family::StableDiffusion)
+        );
+        // A model config asking for Karras sigmas runs the list on the plain sigmas (diffusers
+        // refuses custom timesteps with Karras sigmas).
+        let karras = config(r#"{"use_karras_sigmas": true}"#);
+        let sigmas = sigma_schedule(SchedulerKind::DpmPp2mAys, &karras, 10, SD)
+            .expect("builds")
+            .expect("sigmas");
+        let plain = sigma_schedule(SchedulerKind::DpmPp2mAys, &config("{}"), 10, SD)
+            .expect("builds")
+            .expect("sigmas");
+        assert_eq!(sigmas, plain);
     }
 
     #[test]
     fn each_kind_applies_its_own_class_defaults() {
         let sd15 = config(SD15);
         let timesteps = |kind: SchedulerKind, n: usize| {
-            build_scheduler(kind, &sd15, n)
+            build_scheduler(kind, &sd15, n, SD)
                 .expect("builds")
                 .timesteps()
                 .to_vec()
@@ -689,6 +509,11 @@ mod tests {
         );
         assert_eq!(
             timesteps(SchedulerKind::DpmPp2m, 4),
+            [999.0, 749.0, 500.0, 250.0]
+        );
+        // DPM-Solver singlestep takes no spacing or offset: always linspace.
+        assert_eq!(
+            timesteps(SchedulerKind::DpmPp2s, 4),
             [999.0, 749.0, 500.0, 250.0]
         );
         // LCM ignores spacing and offset.

@@ -26,6 +26,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{build_scheduler, img2img_start_index, sigma_schedule, SchedulerConfig, SchedulerKind};
+use crate::networks::Family;
 use crate::sampling::noise::TorchRng;
 
 const FIXTURE: &str = concat!(
@@ -36,6 +37,13 @@ const FIXTURE_MORE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/scheduler_cases_more.json"
 );
+const FIXTURE_EXTRA: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/scheduler_cases_extra.json"
+);
+/// Where the cases are, for messages.
+const FIXTURES: &str =
+    "scheduler_cases.json, scheduler_cases_more.json and scheduler_cases_extra.json";
 
 const SHAPE: [usize; 4] = [1, 2, 2, 4];
 
@@ -46,6 +54,17 @@ struct Fixture {
     schedules: Vec<Schedule>,
     #[serde(default)]
     alphas_cumprod: AlphasCumprod,
+    #[serde(default)]
+    beta_ppf: Option<BetaPpf>,
+}
+
+/// `scipy.stats.beta.ppf(p, a, b)` at the probabilities `p` (`scheduler_cases_extra.json`).
+#[derive(Deserialize)]
+pub(crate) struct BetaPpf {
+    pub a: f64,
+    pub b: f64,
+    pub p: Vec<f64>,
+    pub x: Vec<f64>,
 }
 
 #[derive(Deserialize)]
@@ -107,15 +126,18 @@ fn read_fixture(path: &str) -> Fixture {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// Both fixture files as one: the cases and schedules of `scheduler_cases_more.json` follow
-/// those of `scheduler_cases.json`.
+/// The fixture files as one: the cases and schedules of `scheduler_cases_more.json` and then
+/// `scheduler_cases_extra.json` follow those of `scheduler_cases.json`.
 fn fixture() -> &'static Fixture {
     static PARSED: OnceLock<Fixture> = OnceLock::new();
     PARSED.get_or_init(|| {
         let mut fixture = read_fixture(FIXTURE);
-        let more = read_fixture(FIXTURE_MORE);
-        fixture.cases.extend(more.cases);
-        fixture.schedules.extend(more.schedules);
+        for path in [FIXTURE_MORE, FIXTURE_EXTRA] {
+            let more = read_fixture(path);
+            fixture.cases.extend(more.cases);
+            fixture.schedules.extend(more.schedules);
+            fixture.beta_ppf = fixture.beta_ppf.or(more.beta_ppf);
+        }
         fixture
     })
 }
@@ -126,7 +148,24 @@ pub(crate) fn schedule(name: &str) -> &'static Schedule {
         .schedules
         .iter()
         .find(|s| s.name == name)
-        .unwrap_or_else(|| panic!("{FIXTURE} and {FIXTURE_MORE} have no schedule {name}"))
+        .unwrap_or_else(|| panic!("{FIXTURES} have no schedule {name}"))
+}
+
+/// The fixture's `scipy.stats.beta.ppf` values.
+pub(crate) fn beta_ppf_reference() -> &'static BetaPpf {
+    fixture()
+        .beta_ppf
+        .as_ref()
+        .unwrap_or_else(|| panic!("{FIXTURES} have no beta_ppf"))
+}
+
+/// The fixture's schedule-only cases whose names start with `prefix`.
+pub(crate) fn schedules_named(prefix: &str) -> Vec<&'static Schedule> {
+    fixture()
+        .schedules
+        .iter()
+        .filter(|s| s.name.starts_with(prefix))
+        .collect()
 }
 
 /// The fixture's `alphas_cumprod` cases.
@@ -185,7 +224,7 @@ pub(crate) fn check_group(group: &str, names: &[&str]) {
     names.sort_unstable();
     assert_eq!(
         in_fixture, names,
-        "{group} cases in {FIXTURE} and {FIXTURE_MORE} vs the tests"
+        "{group} cases in {FIXTURES} vs the tests"
     );
 }
 
@@ -226,11 +265,12 @@ pub(crate) fn check_case(name: &str) {
         .cases
         .iter()
         .find(|c| c.name == name)
-        .unwrap_or_else(|| panic!("{FIXTURE} and {FIXTURE_MORE} have no case {name}"));
+        .unwrap_or_else(|| panic!("{FIXTURES} have no case {name}"));
     let config =
         SchedulerConfig::from_json_str(&reference.config.to_string()).expect("config parses");
     let kind = SchedulerKind::Default;
-    let mut scheduler = build_scheduler(kind, &config, reference.steps).expect("builds");
+    let mut scheduler =
+        build_scheduler(kind, &config, reference.steps, Family::StableDiffusion).expect("builds");
 
     assert_close_rel(
         "timesteps",
@@ -238,7 +278,8 @@ pub(crate) fn check_case(name: &str) {
         &reference.timesteps,
         1e-6,
     );
-    let sigmas = sigma_schedule(kind, &config, reference.steps).expect("sigmas");
+    let sigmas =
+        sigma_schedule(kind, &config, reference.steps, Family::StableDiffusion).expect("sigmas");
     match (sigmas, &reference.sigmas) {
         (Some(got), Some(want)) => {
             let got: Vec<f64> = got.iter().map(|&s| s as f64).collect();

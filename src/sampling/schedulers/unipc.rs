@@ -265,9 +265,10 @@ impl UniPcMultistepScheduler {
         let last = match (final_sigma, sigma_spacing) {
             (FinalSigma::Zero, _) => 0.0,
             // The respaced schedules end on their own last sigma ...
-            (FinalSigma::SigmaMin, SigmaSpacing::Karras | SigmaSpacing::Exponential) => {
-                sigmas.last().copied().unwrap_or(0.0)
-            }
+            (
+                FinalSigma::SigmaMin,
+                SigmaSpacing::Karras | SigmaSpacing::Exponential | SigmaSpacing::Beta,
+            ) => sigmas.last().copied().unwrap_or(0.0),
             // ... the interpolated one on the first training sigma.
             (FinalSigma::SigmaMin, SigmaSpacing::Interpolated) => {
                 final_sigma.value(&alphas_cumprod)
@@ -546,7 +547,8 @@ impl Scheduler for UniPcMultistepScheduler {
 
 #[cfg(test)]
 mod tests {
-    //! Reference values: `tests/fixtures/scheduler_cases_more.json` (see `schedulers::testing`).
+    //! Reference values: `tests/fixtures/scheduler_cases_more.json` and, for the beta sigmas,
+    //! `scheduler_cases_extra.json` (see `schedulers::testing`).
 
     super::super::testing::reference_cases!("unipc":
         class_defaults,
@@ -563,6 +565,7 @@ mod tests {
         disable_corrector,
         zero_snr_trailing,
         img2img,
+        beta_sigma_min_final,
     );
 
     #[test]
