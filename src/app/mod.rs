@@ -16,6 +16,7 @@ pub mod files;
 pub mod history;
 pub mod import;
 pub mod loras;
+pub mod mask;
 pub mod model_lookup;
 pub mod notices;
 pub mod panels;
