@@ -805,3 +805,106 @@ fn a_stopped_engine_is_reported_and_can_be_restarted() {
     assert!(!text_shown(&harness, "The engine stopped"));
     assert_eq!(harness.state().state().prompt, "kept across the restart");
 }
+
+#[test]
+fn a_mask_painted_on_the_canvas_inpaints_and_is_kept_for_the_result() {
+    let output = Scratch::new("inpaint-out");
+    let files = Scratch::new("inpaint-files");
+    let desktop = ScriptedDesktop::default();
+    let mut harness = open_app(fixture_model("sd1"), &output.0, &desktop);
+    wait_for_model(&mut harness);
+    harness.state_mut().state_mut().steps = 2;
+
+    let photo = files.0.join("photo.jpg");
+    image::RgbImage::from_pixel(64, 64, image::Rgb([40, 120, 200]))
+        .save(&photo)
+        .expect("write jpeg");
+    drop_file(&mut harness, &photo);
+    step_until(&mut harness, "the start image", |app| {
+        app.init_image().is_some()
+    });
+    // Tall enough for the img2img section, low in the panel, to be on screen.
+    harness.set_size(egui::Vec2::new(1280.0, 1400.0));
+    harness.run_steps(2);
+    harness.get_by_label("Inpaint").click();
+    harness.run_steps(3);
+    assert!(harness.state().mask_editing());
+    assert_eq!(
+        harness.state().state().strength,
+        1.0,
+        "inpainting starts at diffusers' strength"
+    );
+    let mask = |harness: &Harness<'_, LatentStudioApp>| {
+        let slot = harness.state().init_image().expect("start image");
+        slot.mask.as_ref().expect("a mask").mask().clone()
+    };
+    assert!(mask(&harness).is_empty());
+    harness.state_mut().state_mut().brush_size = 6.0;
+    harness.state_mut().state_mut().brush_softness = 0.0;
+
+    // A left-to-right stroke across the middle of the canvas, in a few far-apart samples.
+    let canvas = harness.get_by_label("Mask canvas").rect();
+    let (left, right, y) = (
+        canvas.center().x - canvas.width() * 0.2,
+        canvas.center().x + canvas.width() * 0.2,
+        canvas.center().y,
+    );
+    harness.hover_at(egui::pos2(left, y));
+    harness.run_steps(1);
+    harness.drag_at(egui::pos2(left, y));
+    harness.run_steps(1);
+    for x in [left + 30.0, canvas.center().x, right] {
+        harness.hover_at(egui::pos2(x, y));
+        harness.run_steps(1);
+    }
+    harness.drop_at(egui::pos2(right, y));
+    harness.run_steps(2);
+    let painted = mask(&harness);
+    // The picture is fitted into the canvas, so the stroke crosses its middle row.
+    let row = &painted.pixels[32 * 64..33 * 64];
+    assert_eq!(row[32], 255, "the stroke's middle is masked: {row:?}");
+    assert!(
+        row[..4].iter().chain(&row[60..]).all(|&v| v == 0),
+        "the ends of the row are not: {row:?}"
+    );
+    assert!(
+        painted.pixels[..64].iter().all(|&v| v == 0),
+        "nor the top row"
+    );
+
+    // Ctrl+Z takes the stroke back, Ctrl+Shift+Z brings it again.
+    harness.key_press_modifiers(Modifiers::COMMAND, Key::Z);
+    harness.run_steps(2);
+    assert!(mask(&harness).is_empty());
+    harness.key_press_modifiers(Modifiers::COMMAND | Modifiers::SHIFT, Key::Z);
+    harness.run_steps(2);
+    assert_eq!(mask(&harness), painted);
+
+    harness.key_press_modifiers(Modifiers::COMMAND, Key::Enter);
+    step_until(&mut harness, "the inpainted image", |app| {
+        app.run().is_none() && app.history().len() == 1
+    });
+    assert!(
+        !harness.state().mask_editing(),
+        "the result is shown, not the mask"
+    );
+    let saved = pngs_in(&output.0);
+    assert_eq!(saved.len(), 1);
+    let parameters = read_png_parameters(&saved[0])
+        .expect("read")
+        .expect("a parameters chunk");
+    assert!(parameters.contains("Mask blur: 4"), "{parameters}");
+    assert!(parameters.contains("Denoising strength: 1"), "{parameters}");
+
+    // "Inpaint" on the result starts again from it with the same mask.
+    step_until(&mut harness, "the result on screen", |app| {
+        app.shown_image().is_some()
+    });
+    harness.run_steps(2);
+    harness.get_by_label("Inpaint").click();
+    harness.run_steps(3);
+    assert!(harness.state().mask_editing());
+    let slot = harness.state().init_image().expect("start image");
+    assert_ne!(slot.name, "photo.jpg", "the result is the new start image");
+    assert_eq!(mask(&harness), painted);
+}

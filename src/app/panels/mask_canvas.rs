@@ -1,0 +1,245 @@
+//! The centre while a mask is painted: the start image with the mask as a red overlay, the
+//! brush and its settings, undo and redo, zoom and pan.
+//!
+//! Pointer input becomes [`MaskEdit`]s in image pixels; the window applies them after the
+//! frame, so nothing here changes the mask itself. Nothing repaints on its own: egui redraws
+//! on input, which is all painting needs.
+
+use egui::{
+    Align, Color32, CursorIcon, Key, Layout, PointerButton, Pos2, Rect, RichText, Sense, Slider,
+    Stroke, Ui, Vec2,
+};
+
+use crate::app::command::UiCommand;
+use crate::app::inpaint::MaskView;
+use crate::app::mask::{Brush, MaskEdit, MaskLayer};
+use crate::app::state::{State, MAX_BRUSH_SIZE, MIN_BRUSH_SIZE};
+use crate::app::InitImageSlot;
+
+use super::canvas::{self, CanvasView};
+use super::style;
+
+const HINT: &str = "Left-drag paints · right-drag erases · wheel zooms · middle-drag or Space+drag pans · Ctrl+Z undoes, Ctrl+Shift+Z redoes · Ctrl+Enter generates";
+
+pub fn show(
+    ui: &mut Ui,
+    view: &mut MaskView,
+    state: &mut State,
+    slot: &InitImageSlot,
+    canvas_view: &CanvasView<'_>,
+) -> Vec<UiCommand> {
+    let mut commands = Vec::new();
+    commands.extend(canvas::notices(ui, canvas_view.notices));
+    commands.extend(canvas::activity(ui, canvas_view));
+    let (Some(layer), Some(textures)) = (&slot.mask, &slot.canvas) else {
+        return commands;
+    };
+    commands.extend(toolbar(ui, view, state, layer));
+    ui.add_space(2.0);
+    let hint_height = 22.0;
+    let height = (ui.available_height() - hint_height).max(80.0);
+    let (rect, response) = ui.allocate_exact_size(
+        Vec2::new(ui.available_width(), height),
+        Sense::click_and_drag(),
+    );
+    response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Canvas, true, "Mask canvas"));
+    let response = response.on_hover_cursor(CursorIcon::Crosshair);
+
+    let painter = ui.painter_at(rect);
+    painter.rect_filled(rect, 6.0, style::CANVAS);
+    let image_size = Vec2::new(slot.image.width as f32, slot.image.height as f32);
+    let space_held = ui.input(|i| i.key_down(Key::Space)) && !ui.ctx().egui_wants_keyboard_input();
+    let panning = response.dragged_by(PointerButton::Middle)
+        || (space_held && response.dragged_by(PointerButton::Primary));
+    let pan = panning.then(|| response.drag_delta());
+    let image_rect = canvas::zoom_and_pan(ui, rect, &response, &mut view.zoom, image_size, pan);
+    if space_held || panning {
+        ui.ctx().set_cursor_icon(CursorIcon::Grabbing);
+    }
+
+    let whole = Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0));
+    painter.image(textures.picture.id(), image_rect, whole, Color32::WHITE);
+    painter.image(textures.overlay.id(), image_rect, whole, Color32::WHITE);
+    painter.rect_stroke(
+        image_rect,
+        0.0,
+        Stroke::new(1.0, Color32::from_white_alpha(40)),
+        egui::StrokeKind::Outside,
+    );
+
+    let brush = Brush {
+        diameter: state.brush_size,
+        softness: state.brush_softness,
+        erase: view.eraser,
+    };
+    let scale = image_rect.width() / image_size.x.max(1.0);
+    let to_image = |pos: Pos2| {
+        let at = (pos - image_rect.min) / scale;
+        [at.x, at.y]
+    };
+    commands.extend(
+        stroke_edits(ui, &response, layer, brush, space_held)
+            .into_iter()
+            .map(|edit| {
+                UiCommand::EditMask(match edit {
+                    PointerEdit::Begin { at, brush } => MaskEdit::BeginStroke {
+                        at: to_image(at),
+                        brush,
+                    },
+                    PointerEdit::To(at) => MaskEdit::StrokeTo(to_image(at)),
+                    PointerEdit::End => MaskEdit::EndStroke,
+                })
+            }),
+    );
+
+    // The brush's outline under the pointer, light and dark so it shows on any picture.
+    if let (Some(pointer), false) = (response.hover_pos(), space_held || panning) {
+        let radius = (state.brush_size * scale / 2.0).max(1.0);
+        painter.circle_stroke(pointer, radius + 1.0, Stroke::new(1.0, Color32::BLACK));
+        painter.circle_stroke(pointer, radius, Stroke::new(1.0, Color32::WHITE));
+    }
+    canvas::zoom_overlay(ui, rect, &mut view.zoom);
+    ui.add(egui::Label::new(RichText::new(HINT).small().weak()).truncate());
+    commands
+}
+
+/// A stroke's pointer events in screen points, before they become image pixels.
+enum PointerEdit {
+    Begin { at: Pos2, brush: Brush },
+    To(Pos2),
+    End,
+}
+
+/// Strokes from this frame's pointer input: pressing on the canvas begins one (the right
+/// button always erases), every pointer move while held extends it, releasing ends it.
+fn stroke_edits(
+    ui: &Ui,
+    response: &egui::Response,
+    layer: &MaskLayer,
+    brush: Brush,
+    space_held: bool,
+) -> Vec<PointerEdit> {
+    let (primary, secondary, middle, press_origin, position, moves) = ui.input(|i| {
+        let moves: Vec<Pos2> = i
+            .events
+            .iter()
+            .filter_map(|event| match event {
+                egui::Event::PointerMoved(pos) => Some(*pos),
+                _ => None,
+            })
+            .collect();
+        (
+            i.pointer.button_down(PointerButton::Primary),
+            i.pointer.button_down(PointerButton::Secondary),
+            i.pointer.button_down(PointerButton::Middle),
+            i.pointer.press_origin(),
+            i.pointer.interact_pos(),
+            moves,
+        )
+    });
+    let erase = if secondary {
+        Some(true)
+    } else if primary && !space_held {
+        Some(brush.erase)
+    } else {
+        None
+    };
+    let held = response.is_pointer_button_down_on() && !middle;
+    let mut edits = Vec::new();
+    match (held, erase) {
+        (true, Some(erase)) if !layer.stroking() => {
+            let Some(start) = press_origin.or(position) else {
+                return edits;
+            };
+            edits.push(PointerEdit::Begin {
+                at: start,
+                brush: Brush { erase, ..brush },
+            });
+            // Moves earlier in this frame came before the press; only where the pointer is
+            // now continues the stroke.
+            if let Some(now) = position.filter(|&now| now != start) {
+                edits.push(PointerEdit::To(now));
+            }
+        }
+        (true, Some(_)) => edits.extend(moves.into_iter().map(PointerEdit::To)),
+        _ if layer.stroking() => edits.push(PointerEdit::End),
+        _ => {}
+    }
+    edits
+}
+
+/// Brush or eraser, size, softness, undo and redo, clear, invert, done.
+fn toolbar(
+    ui: &mut Ui,
+    view: &mut MaskView,
+    state: &mut State,
+    layer: &MaskLayer,
+) -> Vec<UiCommand> {
+    let mut commands = Vec::new();
+    ui.horizontal_wrapped(|ui| {
+        ui.label(RichText::new("Inpaint mask").strong());
+        ui.separator();
+        if ui
+            .selectable_label(!view.eraser, "Brush")
+            .on_hover_text("Left-drag paints what to repaint")
+            .clicked()
+        {
+            view.eraser = false;
+        }
+        if ui
+            .selectable_label(view.eraser, "Eraser")
+            .on_hover_text("Left-drag takes the mask away (right-drag always does)")
+            .clicked()
+        {
+            view.eraser = true;
+        }
+        let label = ui.label("Size");
+        ui.add(
+            Slider::new(&mut state.brush_size, MIN_BRUSH_SIZE..=MAX_BRUSH_SIZE)
+                .logarithmic(true)
+                .integer()
+                .suffix(" px"),
+        )
+        .labelled_by(label.id)
+        .on_hover_text("The brush's diameter in the picture's pixels");
+        let label = ui.label("Softness");
+        ui.add(Slider::new(&mut state.brush_softness, 0.0..=1.0).fixed_decimals(2))
+            .labelled_by(label.id)
+            .on_hover_text("0: a hard edge; 1: the brush fades out from its centre");
+        ui.separator();
+        if ui
+            .add_enabled(layer.can_undo(), egui::Button::new("Undo"))
+            .on_hover_text("Ctrl+Z")
+            .clicked()
+        {
+            commands.push(UiCommand::EditMask(MaskEdit::Undo));
+        }
+        if ui
+            .add_enabled(layer.can_redo(), egui::Button::new("Redo"))
+            .on_hover_text("Ctrl+Shift+Z or Ctrl+Y")
+            .clicked()
+        {
+            commands.push(UiCommand::EditMask(MaskEdit::Redo));
+        }
+        if ui.button("Clear").on_hover_text("Nothing masked").clicked() {
+            commands.push(UiCommand::EditMask(MaskEdit::Clear));
+        }
+        if ui
+            .button("Invert")
+            .on_hover_text("Repaint what is kept and keep what is masked")
+            .clicked()
+        {
+            commands.push(UiCommand::EditMask(MaskEdit::Invert));
+        }
+        ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
+            if ui
+                .button(RichText::new("Done").strong())
+                .on_hover_text("Back to the images; the mask is kept for the next Generate (Esc)")
+                .clicked()
+            {
+                commands.push(UiCommand::FinishMask);
+            }
+        });
+    });
+    commands
+}
