@@ -880,6 +880,15 @@ fn a_mask_painted_on_the_canvas_inpaints_and_is_kept_for_the_result() {
     harness.run_steps(2);
     assert_eq!(mask(&harness), painted);
 
+    // A click pressed and released within one frame still leaves a dab (below the stroke).
+    let dot = egui::pos2(canvas.center().x, canvas.center().y + canvas.width() * 0.3);
+    harness.hover_at(dot);
+    harness.drag_at(dot);
+    harness.drop_at(dot);
+    harness.run_steps(2);
+    let painted = mask(&harness);
+    assert_eq!(painted.pixels[51 * 64 + 32], 255, "the dab is masked");
+
     harness.key_press_modifiers(Modifiers::COMMAND, Key::Enter);
     step_until(&mut harness, "the inpainted image", |app| {
         app.run().is_none() && app.history().len() == 1

@@ -234,7 +234,12 @@ impl LatentStudioApp {
             return;
         }
         let had_mask = slot.mask.is_some();
-        let (image, mask) = extend_canvas(&slot.image, slot.mask.as_ref().map(|l| l.mask()), sides);
+        // Only the new area is filled: the picture under the painted mask stays as it is, for
+        // "Masked content: Original" to start from.
+        let (image, mut mask) = extend_canvas(&slot.image, None, sides);
+        if let Some(layer) = &slot.mask {
+            paste_mask(&mut mask, layer.mask(), sides[0], sides[1]);
+        }
         slot.texture = history::load_texture(
             ctx,
             "init-image",
@@ -286,9 +291,38 @@ impl LatentStudioApp {
     }
 }
 
+/// `inner` over `grown` with its top-left corner at (`left`, `top`); it must fit.
+fn paste_mask(grown: &mut GrayImage, inner: &GrayImage, left: usize, top: usize) {
+    for y in 0..inner.height {
+        let from = &inner.pixels[y * inner.width..(y + 1) * inner.width];
+        let start = (top + y) * grown.width + left;
+        grown.pixels[start..start + inner.width].copy_from_slice(from);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_outpainted_mask_keeps_the_painted_part_where_the_picture_moved() {
+        let picture = RgbImage {
+            width: 2,
+            height: 2,
+            pixels: vec![10; 12],
+        };
+        let painted = GrayImage {
+            width: 2,
+            height: 2,
+            pixels: vec![255, 0, 0, 128],
+        };
+        let (grown_picture, mut grown) = extend_canvas(&picture, None, [1, 0, 0, 1]);
+        paste_mask(&mut grown, &painted, 1, 0);
+        assert_eq!((grown.width, grown.height), (3, 3));
+        assert_eq!(grown.pixels, vec![255, 255, 0, 255, 0, 128, 255, 255, 255]);
+        // The old picture is untouched where the mask was painted.
+        assert_eq!(&grown_picture.pixels[3..9], &[10; 6]);
+    }
 
     #[test]
     fn the_overlay_tints_masked_pixels_and_leaves_the_rest_clear() {

@@ -284,9 +284,7 @@ fn toolbar(
 
 /// Zoom controls floating in the image's bottom-right corner.
 pub(super) fn zoom_overlay(ui: &mut Ui, image_rect: Rect, zoom: &mut Zoom) {
-    let size = Vec2::new(170.0, 30.0);
-    let corner = image_rect.right_bottom() - Vec2::new(8.0, 8.0);
-    let bar = Rect::from_min_max(corner - size, corner);
+    let bar = zoom_bar(image_rect);
     let mut overlay = ui.new_child(
         egui::UiBuilder::new()
             .max_rect(bar)
@@ -299,6 +297,13 @@ pub(super) fn zoom_overlay(ui: &mut Ui, image_rect: Rect, zoom: &mut Zoom) {
         .show(&mut overlay, |ui| {
             zoom_buttons(ui, zoom);
         });
+}
+
+/// Where [`zoom_overlay`] draws its buttons in an image area.
+pub(super) fn zoom_bar(image_rect: Rect) -> Rect {
+    let size = Vec2::new(170.0, 30.0);
+    let corner = image_rect.right_bottom() - Vec2::new(8.0, 8.0);
+    Rect::from_min_max(corner - size, corner)
 }
 
 fn zoom_buttons(ui: &mut Ui, zoom: &mut Zoom) {

@@ -78,7 +78,7 @@ pub fn show(
         [at.x, at.y]
     };
     commands.extend(
-        stroke_edits(ui, &response, layer, brush, space_held)
+        stroke_edits(ui, rect, layer, brush, space_held)
             .into_iter()
             .map(|edit| {
                 UiCommand::EditMask(match edit {
@@ -110,60 +110,62 @@ enum PointerEdit {
     End,
 }
 
-/// Strokes from this frame's pointer input: pressing on the canvas begins one (the right
-/// button always erases), every pointer move while held extends it, releasing ends it.
+/// Strokes from this frame's pointer events, in the order they came: a press on the canvas
+/// begins one (the right button always erases), moves while it is held extend it, the
+/// release ends it. Events rather than the pointer's state at the end of the frame, so that a
+/// quick dab pressed and released within one frame still paints.
 fn stroke_edits(
     ui: &Ui,
-    response: &egui::Response,
+    canvas: Rect,
     layer: &MaskLayer,
     brush: Brush,
     space_held: bool,
 ) -> Vec<PointerEdit> {
-    let (primary, secondary, middle, press_origin, position, moves) = ui.input(|i| {
-        let moves: Vec<Pos2> = i
-            .events
-            .iter()
-            .filter_map(|event| match event {
-                egui::Event::PointerMoved(pos) => Some(*pos),
-                _ => None,
-            })
-            .collect();
-        (
-            i.pointer.button_down(PointerButton::Primary),
-            i.pointer.button_down(PointerButton::Secondary),
-            i.pointer.button_down(PointerButton::Middle),
-            i.pointer.press_origin(),
-            i.pointer.interact_pos(),
-            moves,
-        )
-    });
-    let erase = if secondary {
-        Some(true)
-    } else if primary && !space_held {
-        Some(brush.erase)
-    } else {
-        None
+    let (events, any_down) = ui.input(|i| (i.events.clone(), i.pointer.any_down()));
+    let ctx = ui.ctx();
+    // Not through a popup or the zoom buttons drawn over the canvas.
+    let paints_at = |pos: Pos2| {
+        canvas.contains(pos)
+            && !canvas::zoom_bar(canvas).contains(pos)
+            && ctx.layer_id_at(pos) == Some(ui.layer_id())
     };
-    let held = response.is_pointer_button_down_on() && !middle;
+    let mut stroking = layer.stroking();
     let mut edits = Vec::new();
-    match (held, erase) {
-        (true, Some(erase)) if !layer.stroking() => {
-            let Some(start) = press_origin.or(position) else {
-                return edits;
-            };
-            edits.push(PointerEdit::Begin {
-                at: start,
-                brush: Brush { erase, ..brush },
-            });
-            // Moves earlier in this frame came before the press; only where the pointer is
-            // now continues the stroke.
-            if let Some(now) = position.filter(|&now| now != start) {
-                edits.push(PointerEdit::To(now));
+    for event in events {
+        match event {
+            egui::Event::PointerButton {
+                pos,
+                button,
+                pressed: true,
+                ..
+            } if !stroking && paints_at(pos) => {
+                let erase = match button {
+                    PointerButton::Primary if !space_held => brush.erase,
+                    PointerButton::Secondary => true,
+                    _ => continue,
+                };
+                edits.push(PointerEdit::Begin {
+                    at: pos,
+                    brush: Brush { erase, ..brush },
+                });
+                stroking = true;
             }
+            egui::Event::PointerMoved(pos) if stroking => edits.push(PointerEdit::To(pos)),
+            egui::Event::PointerButton {
+                pos,
+                pressed: false,
+                ..
+            } if stroking => {
+                edits.push(PointerEdit::To(pos));
+                edits.push(PointerEdit::End);
+                stroking = false;
+            }
+            _ => {}
         }
-        (true, Some(_)) => edits.extend(moves.into_iter().map(PointerEdit::To)),
-        _ if layer.stroking() => edits.push(PointerEdit::End),
-        _ => {}
+    }
+    // A release the window never saw (it lost the pointer) still ends the stroke.
+    if stroking && !any_down {
+        edits.push(PointerEdit::End);
     }
     edits
 }
