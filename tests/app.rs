@@ -916,4 +916,28 @@ fn a_mask_painted_on_the_canvas_inpaints_and_is_kept_for_the_result() {
     let slot = harness.state().init_image().expect("start image");
     assert_ne!(slot.name, "photo.jpg", "the result is the new start image");
     assert_eq!(mask(&harness), painted);
+
+    // Outpainting on the right: a wider picture, the new strip masked, the stroke kept.
+    harness.get_by_label("Outpaint right").click();
+    harness.run_steps(2);
+    let slot = harness.state().init_image().expect("start image");
+    assert_eq!((slot.image.width, slot.image.height), (128, 64));
+    let grown = mask(&harness);
+    assert_eq!((grown.width, grown.height), (128, 64));
+    for y in [0, 32, 63] {
+        let row = &grown.pixels[y * 128..(y + 1) * 128];
+        assert!(row[64..].iter().all(|&v| v == 255), "new area masked");
+        assert_eq!(
+            row[..64],
+            painted.pixels[y * 64..(y + 1) * 64],
+            "old mask kept"
+        );
+    }
+    assert_eq!(
+        (
+            harness.state().state().width,
+            harness.state().state().height
+        ),
+        (128, 64)
+    );
 }
