@@ -5,6 +5,7 @@ use egui::{Align, Align2, Color32, FontId, Layout, Pos2, Rect, RichText, Sense, 
 
 use crate::app::command::UiCommand;
 use crate::app::history::{shorten, History, HistoryEntry};
+use crate::app::import;
 use crate::app::notices::{Notices, Severity};
 use crate::app::session::{format_bytes, ModelStatus, Run};
 use crate::app::viewer::{self, Showing, Viewer, Zoom};
@@ -37,7 +38,12 @@ pub fn show(ui: &mut Ui, viewer: &mut Viewer, view: &CanvasView<'_>) -> Vec<UiCo
     );
     image_area(ui, rect, &response, viewer, view);
     if viewer.showing != Showing::Nothing {
-        zoom_overlay(ui, rect, &mut viewer.zoom);
+        zoom_overlay(
+            ui,
+            rect,
+            &mut viewer.zoom,
+            "Fit to the window (double-click the image)",
+        );
     }
     if let Some(entry) = entry {
         settings_line(ui, entry);
@@ -283,7 +289,8 @@ fn toolbar(
 }
 
 /// Zoom controls floating in the image's bottom-right corner.
-pub(super) fn zoom_overlay(ui: &mut Ui, image_rect: Rect, zoom: &mut Zoom) {
+/// `fit_hover` explains the Fit button (and any other way to get there).
+pub(super) fn zoom_overlay(ui: &mut Ui, image_rect: Rect, zoom: &mut Zoom, fit_hover: &str) {
     let bar = zoom_bar(image_rect);
     let mut overlay = ui.new_child(
         egui::UiBuilder::new()
@@ -295,7 +302,7 @@ pub(super) fn zoom_overlay(ui: &mut Ui, image_rect: Rect, zoom: &mut Zoom) {
         .corner_radius(6.0)
         .inner_margin(egui::Margin::symmetric(4, 2))
         .show(&mut overlay, |ui| {
-            zoom_buttons(ui, zoom);
+            zoom_buttons(ui, zoom, fit_hover);
         });
 }
 
@@ -306,7 +313,7 @@ pub(super) fn zoom_bar(image_rect: Rect) -> Rect {
     Rect::from_min_max(corner - size, corner)
 }
 
-fn zoom_buttons(ui: &mut Ui, zoom: &mut Zoom) {
+fn zoom_buttons(ui: &mut Ui, zoom: &mut Zoom, fit_hover: &str) {
     // Right-to-left layout: added in reverse reading order.
     if ui
         .selectable_label(!zoom.fit && (zoom.scale - 1.0).abs() < 1e-3, "1:1")
@@ -321,7 +328,7 @@ fn zoom_buttons(ui: &mut Ui, zoom: &mut Zoom) {
     }
     if ui
         .selectable_label(zoom.fit, "Fit")
-        .on_hover_text("Fit to the window (double-click the image)")
+        .on_hover_text(fit_hover)
         .clicked()
     {
         *zoom = Zoom::default();
@@ -466,6 +473,9 @@ fn settings_line(ui: &mut Ui, entry: &HistoryEntry) {
             ];
             if let Some(strength) = p.denoising_strength {
                 facts.push(format!("strength {strength}"));
+            }
+            if let Some(blur) = import::extra_value(p, "Mask blur") {
+                facts.push(format!("inpainted, mask blur {blur}"));
             }
             if let Some(model) = &p.model {
                 facts.push(model.clone());

@@ -98,7 +98,8 @@ pub fn show(
         painter.circle_stroke(pointer, radius + 1.0, Stroke::new(1.0, Color32::BLACK));
         painter.circle_stroke(pointer, radius, Stroke::new(1.0, Color32::WHITE));
     }
-    canvas::zoom_overlay(ui, rect, &mut view.zoom);
+    // Double-clicking paints here, so only the button fits.
+    canvas::zoom_overlay(ui, rect, &mut view.zoom, "Fit to the window");
     ui.add(egui::Label::new(RichText::new(HINT).small().weak()).truncate());
     commands
 }
