@@ -842,6 +842,16 @@ fn a_mask_painted_on_the_canvas_inpaints_and_is_kept_for_the_result() {
     harness.state_mut().state_mut().brush_size = 6.0;
     harness.state_mut().state_mut().brush_softness = 0.0;
 
+    // Removing the mask goes back to img2img at the strength used before.
+    harness.get_by_label("Remove mask").click();
+    harness.run_steps(2);
+    assert!(!harness.state().mask_editing());
+    assert_eq!(harness.state().state().strength, 0.6);
+    harness.get_by_label("Inpaint").click();
+    harness.run_steps(3);
+    assert!(harness.state().mask_editing());
+    assert_eq!(harness.state().state().strength, 1.0);
+
     // A left-to-right stroke across the middle of the canvas, in a few far-apart samples.
     let canvas = harness.get_by_label("Mask canvas").rect();
     let (left, right, y) = (

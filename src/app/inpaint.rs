@@ -44,6 +44,9 @@ pub struct MaskView {
     pub zoom: Zoom,
     /// The left button erases (the right button always does).
     pub eraser: bool,
+    /// The img2img strength before inpainting set it to 1, put back when the mask is removed
+    /// (unless the user changed it meanwhile).
+    pub strength_before: Option<f64>,
 }
 
 /// The tinted overlay of `rect` of `mask`.
@@ -146,6 +149,7 @@ impl LatentStudioApp {
         };
         if mask.is_none() {
             self.mask_view.open = false;
+            self.restore_img2img_strength();
         }
         self.init_image = Some(InitImageSlot {
             texture: history::load_texture(ctx, "init-image", &small),
@@ -192,9 +196,7 @@ impl LatentStudioApp {
         }
         if slot.mask.is_none() {
             slot.mask = Some(MaskLayer::new(slot.image.width, slot.image.height));
-            // diffusers' inpainting pipelines default to 1 (A1111 to 0.75): the masked area
-            // is repainted from noise, which is what painting a mask usually asks for.
-            self.state.strength = 1.0;
+            self.inpainting_strength();
         }
         if !self.mask_view.open {
             self.mask_view.zoom = Zoom::default();
@@ -208,6 +210,24 @@ impl LatentStudioApp {
             slot.canvas = None;
         }
         self.mask_view.open = false;
+        self.restore_img2img_strength();
+    }
+
+    /// Puts back the strength [`Self::inpainting_strength`] replaced, unless the user changed
+    /// it since.
+    fn restore_img2img_strength(&mut self) {
+        if let Some(before) = self.mask_view.strength_before.take() {
+            if self.state.strength == 1.0 {
+                self.state.strength = before;
+            }
+        }
+    }
+
+    /// diffusers' inpainting pipelines default to strength 1 (A1111 to 0.75): the masked
+    /// area is repainted from noise, which is what painting a mask usually asks for.
+    fn inpainting_strength(&mut self) {
+        self.mask_view.strength_before = Some(self.state.strength);
+        self.state.strength = 1.0;
     }
 
     pub(super) fn edit_mask(&mut self, edit: MaskEdit) {
@@ -250,7 +270,7 @@ impl LatentStudioApp {
         slot.mask = Some(MaskLayer::from_mask(mask));
         slot.canvas = None;
         if !had_mask {
-            self.state.strength = 1.0;
+            self.inpainting_strength();
         }
         self.state.width = snap_to_grid(width);
         self.state.height = snap_to_grid(height);

@@ -410,8 +410,8 @@ impl LatentStudioApp {
                 }
             }
             UiCommand::ClearInitImage => {
+                self.remove_mask();
                 self.init_image = None;
-                self.mask_view.open = false;
             }
             UiCommand::UseShownAsInitImage => self.use_shown_as_init_image(ctx),
             UiCommand::Inpaint => self.start_inpainting(ctx),
