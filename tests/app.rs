@@ -950,4 +950,31 @@ fn a_mask_painted_on_the_canvas_inpaints_and_is_kept_for_the_result() {
         ),
         (128, 64)
     );
+
+    // Dragging the bottom edge down by 64 picture pixels grows the picture there.
+    let canvas = harness.get_by_label("Mask canvas").rect();
+    let scale = (canvas.width() / 128.0).min(canvas.height() / 64.0);
+    let below = egui::pos2(canvas.center().x, canvas.center().y + 32.0 * scale + 5.0);
+    harness.hover_at(below);
+    harness.run_steps(1);
+    harness.drag_at(below);
+    harness.run_steps(1);
+    for step in 1..=4 {
+        harness.hover_at(below + egui::vec2(0.0, 16.0 * step as f32 * scale));
+        harness.run_steps(1);
+    }
+    harness.drop_at(below + egui::vec2(0.0, 64.0 * scale));
+    harness.run_steps(2);
+    let slot = harness.state().init_image().expect("start image");
+    assert_eq!((slot.image.width, slot.image.height), (128, 128));
+    assert_eq!(
+        mask(&harness).pixels[100 * 128 + 10],
+        255,
+        "the new area is masked"
+    );
+    assert_eq!(
+        mask(&harness).pixels[..64 * 128],
+        grown.pixels[..],
+        "the mask above is unchanged: the press grabbed the edge instead of painting"
+    );
 }

@@ -47,6 +47,17 @@ pub struct MaskView {
     /// The img2img strength before inpainting set it to 1, put back when the mask is removed
     /// (unless the user changed it meanwhile).
     pub strength_before: Option<f64>,
+    /// An edge of the picture being dragged outwards to outpaint.
+    pub edge_drag: Option<EdgeDrag>,
+}
+
+/// A drag that grows the picture on one side.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EdgeDrag {
+    /// 0 left, 1 top, 2 right, 3 bottom (the order of [`UiCommand::Outpaint`]'s sides).
+    pub side: usize,
+    /// Where the drag began, in screen points.
+    pub origin: egui::Pos2,
 }
 
 /// The tinted overlay of `rect` of `mask`.
