@@ -8,6 +8,7 @@
 //! - [`state`]: the one serde [`State`] that persists between runs.
 //! - [`panels`]: one module per area of the window (controls, canvas, history strip).
 //! - [`desktop`]: native dialogs and the file manager, behind the [`Desktop`] trait.
+//! - [`mask`] and [`inpaint`]: the inpainting mask painted over the start image.
 
 pub mod command;
 pub mod desktop;
@@ -660,8 +661,9 @@ impl LatentStudioApp {
         if self.mask_editing() {
             commands.extend(inpaint::mask_shortcuts(ctx));
         }
-        // Arrow keys browse the history while no text field has the keyboard.
-        if ctx.memory(|m| m.focused().is_none()) {
+        // Arrow keys browse the history while no text field has the keyboard (and the
+        // history is on screen, not the mask canvas).
+        if ctx.memory(|m| m.focused().is_none()) && !self.mask_editing() {
             if let Some(id) = self.viewer.shown_entry() {
                 let step = ctx.input(|i| {
                     if i.key_pressed(Key::ArrowLeft) {
