@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use crate::engine::ModelSource;
 
+use super::mask::MaskEdit;
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum UiCommand {
     /// Load this model (and use it from now on).
@@ -60,6 +62,18 @@ pub enum UiCommand {
     UseStartAsControlImage(usize),
     UseShownAsControlImage(usize),
     ClearControlImage(usize),
+    /// Paint a mask over the start image (made empty the first time) in the centre.
+    Inpaint,
+    /// Make the shown image the start image, keeping the mask, and paint on it.
+    InpaintShown,
+    /// Close the mask canvas (the mask is kept and used).
+    FinishMask,
+    /// Drop the mask: plain img2img again.
+    RemoveMask,
+    /// Change the mask (brush strokes, undo, clear, …).
+    EditMask(MaskEdit),
+    /// Grow the start image by `[left, top, right, bottom]` pixels and mask the new area.
+    Outpaint([usize; 4]),
     /// Show a history entry in full.
     ShowEntry(u64),
     /// Go back to the running job's live preview.

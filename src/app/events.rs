@@ -243,7 +243,7 @@ impl LatentStudioApp {
                 }
             }
             OpenPurpose::InitImage => {
-                self.set_init_image(ctx, name.clone(), Arc::new(opened.image));
+                self.set_init_image(ctx, name.clone(), Arc::new(opened.image), false);
                 self.notices.info(format!("Starting from {name}"));
             }
             OpenPurpose::ControlImage(unit) => {
@@ -257,7 +257,7 @@ impl LatentStudioApp {
                 match params {
                     Some(params) => self.restore_parameters(&params, &name),
                     None => {
-                        self.set_init_image(ctx, name.clone(), Arc::new(opened.image));
+                        self.set_init_image(ctx, name.clone(), Arc::new(opened.image), false);
                         self.notices.info(format!(
                             "{name} has no generation settings; starting from it (img2img)"
                         ));

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::engine::Catalog;
 use crate::engine::GenerationParameters;
+use crate::engine::MaskedContent;
 use crate::engine::ModelSource;
 use crate::engine::PromptSyntax;
 use crate::engine::SchedulerKind;
@@ -13,7 +14,7 @@ use crate::engine::{ControlMode, ControlPreprocessor};
 use super::loras::{lora_name, tagged_lora_names, LoraListing};
 use super::state::{
     snap_to_grid, ControlUnitSettings, State, MAX_BATCH, MAX_CLIP_SKIP, MAX_CONTROL_WEIGHT,
-    MAX_GUIDANCE, MAX_STEPS,
+    MAX_GUIDANCE, MAX_INPAINT_PADDING, MAX_MASK_BLUR, MAX_STEPS,
 };
 
 /// The value of an extra `Key: value` pair (`Clip skip`, `VAE`, …), keys compared without
@@ -110,6 +111,55 @@ pub fn apply_parameters(state: &mut State, params: &GenerationParameters) -> Vec
             )),
         }
     }
+    skipped.extend(apply_inpaint_parameters(state, params));
+    skipped
+}
+
+/// A1111's inpainting keys. It writes `Mask blur` for every masked run, `Inpaint area` and
+/// `Masked area padding` only for "Only masked", and `Masked content` only when not the
+/// original; so an image with `Mask blur` and without the others used the defaults. An image
+/// without `Mask blur` was not inpainted and leaves the inpainting settings as they are.
+fn apply_inpaint_parameters(state: &mut State, params: &GenerationParameters) -> Vec<String> {
+    let mut skipped = Vec::new();
+    let Some(blur) = extra_value(params, "Mask blur") else {
+        return skipped;
+    };
+    match blur.parse::<usize>() {
+        Ok(blur) if blur <= MAX_MASK_BLUR => state.mask_blur = blur,
+        _ => skipped.push(format!(
+            "Mask blur \"{blur}\" is not 0 to {MAX_MASK_BLUR}; kept {}.",
+            state.mask_blur
+        )),
+    }
+    state.inpaint_only_masked = match extra_value(params, "Inpaint area") {
+        None => false,
+        Some(area) if area.eq_ignore_ascii_case("Only masked") => true,
+        Some(area) if area.eq_ignore_ascii_case("Whole picture") => false,
+        Some(area) => {
+            skipped.push(format!(
+                "Inpaint area \"{area}\" is not known here; using the whole picture."
+            ));
+            false
+        }
+    };
+    if let Some(padding) = extra_value(params, "Masked area padding") {
+        match padding.parse::<usize>() {
+            Ok(padding) if padding <= MAX_INPAINT_PADDING => state.inpaint_padding = padding,
+            _ => skipped.push(format!(
+                "Masked area padding \"{padding}\" is not 0 to {MAX_INPAINT_PADDING}; kept {}.",
+                state.inpaint_padding
+            )),
+        }
+    }
+    state.masked_content = match extra_value(params, "Masked content") {
+        None => MaskedContent::Original,
+        Some(text) => MaskedContent::parse(text).unwrap_or_else(|| {
+            skipped.push(format!(
+                "Masked content \"{text}\" is not known here; using the original."
+            ));
+            MaskedContent::Original
+        }),
+    };
     skipped
 }
 
@@ -370,6 +420,48 @@ mod tests {
             "kept"
         );
         assert_eq!(state.clip_skip, 1);
+    }
+
+    #[test]
+    fn inpainting_keys_restore_the_mask_settings() {
+        let base = "a cat\nSteps: 20, Sampler: Euler, CFG scale: 7, Seed: 1, Size: 512x512, Denoising strength: 0.9";
+        let inpainted = format!(
+            "{base}, Mask blur: 8, Inpaint area: Only masked, Masked area padding: 48, Masked content: latent noise"
+        );
+        let params = GenerationParameters::parse_a1111(&inpainted).expect("parse");
+        let mut state = State::default();
+        let skipped = apply_parameters(&mut state, &params);
+        assert!(skipped.is_empty(), "{skipped:?}");
+        assert_eq!(state.mask_blur, 8);
+        assert!(state.inpaint_only_masked);
+        assert_eq!(state.inpaint_padding, 48);
+        assert_eq!(state.masked_content, MaskedContent::LatentNoise);
+        assert_eq!(state.strength, 0.9);
+
+        // `Mask blur` alone: the other settings were A1111's defaults.
+        let params =
+            GenerationParameters::parse_a1111(&format!("{base}, Mask blur: 0")).expect("parse");
+        apply_parameters(&mut state, &params);
+        assert_eq!(state.mask_blur, 0);
+        assert!(!state.inpaint_only_masked);
+        assert_eq!(
+            state.inpaint_padding, 48,
+            "padding is kept for the next Only masked"
+        );
+        assert_eq!(state.masked_content, MaskedContent::Original);
+
+        // Not inpainted: the settings stay as they are.
+        state.mask_blur = 12;
+        let params = GenerationParameters::parse_a1111(base).expect("parse");
+        apply_parameters(&mut state, &params);
+        assert_eq!(state.mask_blur, 12);
+
+        let odd =
+            format!("{base}, Mask blur: 999, Inpaint area: Sideways, Masked content: glitter");
+        let params = GenerationParameters::parse_a1111(&odd).expect("parse");
+        let skipped = apply_parameters(&mut state, &params);
+        assert_eq!(skipped.len(), 3, "{skipped:?}");
+        assert_eq!(state.mask_blur, 12);
     }
 
     #[test]

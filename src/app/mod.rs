@@ -8,6 +8,7 @@
 //! - [`state`]: the one serde [`State`] that persists between runs.
 //! - [`panels`]: one module per area of the window (controls, canvas, history strip).
 //! - [`desktop`]: native dialogs and the file manager, behind the [`Desktop`] trait.
+//! - [`mask`] and [`inpaint`]: the inpainting mask painted over the start image.
 
 pub mod command;
 mod controlnets;
@@ -16,7 +17,9 @@ mod events;
 pub mod files;
 pub mod history;
 pub mod import;
+pub mod inpaint;
 pub mod loras;
+pub mod mask;
 pub mod model_lookup;
 pub mod notices;
 pub mod panels;
@@ -43,7 +46,9 @@ pub use state::State;
 
 use files::{FileRequest, FileResult, FileService, OpenPurpose};
 use history::History;
+use inpaint::{MaskTextures, MaskView};
 use loras::{ListingStatus, LoraListing};
+use mask::MaskLayer;
 use model_lookup::{HashSearch, HashSearchResult, ModelLookup};
 use notices::{Notices, Severity, Topic};
 use panels::controls::TokenCounts;
@@ -108,7 +113,12 @@ pub fn run_window(config: AppConfig) -> Result<(), String> {
 pub struct InitImageSlot {
     pub name: String,
     pub image: Arc<RgbImage>,
+    /// A thumbnail, for the panel.
     pub texture: TextureHandle,
+    /// The inpainting mask at the image's size, once "Inpaint" was pressed.
+    pub mask: Option<MaskLayer>,
+    /// The mask canvas's textures, made when it is first drawn.
+    pub canvas: Option<MaskTextures>,
 }
 
 pub struct LatentStudioApp {
@@ -125,6 +135,7 @@ pub struct LatentStudioApp {
     init_image: Option<InitImageSlot>,
     /// The ControlNet units' pictures (their settings are in `state`).
     control_pictures: controlnets::ControlPictures,
+    mask_view: MaskView,
     notices: Notices,
     tokens: TokenCounts,
     /// The LoRA folder's files, listed by the file thread.
@@ -183,6 +194,7 @@ impl LatentStudioApp {
             viewer: Viewer::default(),
             init_image: None,
             control_pictures: controlnets::ControlPictures::default(),
+            mask_view: MaskView::default(),
             notices: Notices::default(),
             tokens: TokenCounts::default(),
             loras: LoraListing::default(),
@@ -407,16 +419,9 @@ impl LatentStudioApp {
                     });
                 }
             }
-            UiCommand::ClearInitImage => self.init_image = None,
-            UiCommand::UseShownAsInitImage => {
-                if let Some(full) = self.viewer.shown_full() {
-                    let name = self
-                        .history
-                        .get(full.entry)
-                        .map_or_else(|| "image".to_string(), |e| e.suggested_file_name());
-                    let image = full.image.clone();
-                    self.set_init_image(ctx, name, image);
-                }
+            UiCommand::ClearInitImage => {
+                self.remove_mask();
+                self.init_image = None;
             }
             UiCommand::AddControlUnit
             | UiCommand::RemoveControlUnit(_)
@@ -426,6 +431,16 @@ impl LatentStudioApp {
             | UiCommand::UseStartAsControlImage(_)
             | UiCommand::UseShownAsControlImage(_)
             | UiCommand::ClearControlImage(_) => self.apply_control_command(ctx, command),
+            UiCommand::UseShownAsInitImage => self.use_shown_as_init_image(ctx),
+            UiCommand::Inpaint => self.start_inpainting(ctx),
+            UiCommand::InpaintShown => {
+                self.use_shown_as_init_image(ctx);
+                self.start_inpainting(ctx);
+            }
+            UiCommand::FinishMask => self.mask_view.open = false,
+            UiCommand::RemoveMask => self.remove_mask(),
+            UiCommand::EditMask(edit) => self.edit_mask(edit),
+            UiCommand::Outpaint(sides) => self.outpaint(ctx, sides),
             UiCommand::ShowEntry(id) => self.show_entry(ctx, id),
             UiCommand::ShowLive => {
                 self.viewer.follow_run = true;
@@ -542,9 +557,13 @@ impl LatentStudioApp {
                 return;
             }
         };
+        if !self.mask_ready() {
+            return;
+        }
         if !self.state.seed_locked {
             self.state.seed = state::random_seed();
         }
+        let mask = self.inpaint_mask();
         let loras = self.listed_loras_for_job();
         let state = &self.state;
         let negative = state.negative_prompt.trim();
@@ -561,7 +580,7 @@ impl LatentStudioApp {
             init_image: self.init_image.as_ref().map(|slot| InitImage {
                 image: slot.image.as_ref().clone(),
                 strength: state.strength,
-                mask: None,
+                mask,
             }),
             prompt_syntax: state.prompt_syntax,
             clip_skip: state.clip_skip,
@@ -598,6 +617,8 @@ impl LatentStudioApp {
         self.viewer.follow_run = true;
         self.viewer.clear_preview();
         self.viewer.show_live();
+        // The canvas makes way for the live preview and the result.
+        self.mask_view.open = false;
     }
 
     fn shown_entry(&self) -> Option<&history::HistoryEntry> {
@@ -714,15 +735,6 @@ impl LatentStudioApp {
             .set(ctx, unit, name, image, preprocessor);
     }
 
-    fn set_init_image(&mut self, ctx: &egui::Context, name: String, image: Arc<RgbImage>) {
-        let small = files::thumbnail(&image, files::THUMBNAIL_SIDE);
-        self.init_image = Some(InitImageSlot {
-            texture: history::load_texture(ctx, "init-image", &small),
-            name,
-            image,
-        });
-    }
-
     fn scan_output_folder(&mut self) {
         self.scan_generation += 1;
         self.history.forget_listed();
@@ -741,8 +753,12 @@ impl LatentStudioApp {
         if ctx.input_mut(|i| i.consume_shortcut(&SAVE_SHORTCUT)) {
             commands.push(UiCommand::SaveAs);
         }
-        // Arrow keys browse the history while no text field has the keyboard.
-        if ctx.memory(|m| m.focused().is_none()) {
+        if self.mask_editing() {
+            commands.extend(inpaint::mask_shortcuts(ctx));
+        }
+        // Arrow keys browse the history while no text field has the keyboard (and the
+        // history is on screen, not the mask canvas).
+        if ctx.memory(|m| m.focused().is_none()) && !self.mask_editing() {
             if let Some(id) = self.viewer.shown_entry() {
                 let step = ctx.input(|i| {
                     if i.key_pressed(Key::ArrowLeft) {
@@ -786,6 +802,7 @@ impl eframe::App for LatentStudioApp {
             catalog: self.catalog,
             run: self.run.as_ref(),
             init_image: self.init_image.as_ref(),
+            mask_editing: self.mask_editing(),
             loras: &self.loras,
             control_pictures: &self.control_pictures,
             has_shown_image: self.viewer.shown_full().is_some(),
@@ -822,8 +839,19 @@ impl eframe::App for LatentStudioApp {
             notices: &self.notices,
             engine_stopped: self.engine_stopped,
         };
-        egui::CentralPanel::default().show(ui, |ui| {
-            commands.extend(panels::canvas::show(ui, &mut self.viewer, &canvas));
+        let mask_slot = self.init_image.as_mut().filter(|_| self.mask_view.open);
+        egui::CentralPanel::default().show(ui, |ui| match mask_slot {
+            Some(slot) if slot.mask.is_some() => {
+                inpaint::sync_mask_textures(&ctx, slot);
+                commands.extend(panels::mask_canvas::show(
+                    ui,
+                    &mut self.mask_view,
+                    &mut self.state,
+                    slot,
+                    &canvas,
+                ));
+            }
+            _ => commands.extend(panels::canvas::show(ui, &mut self.viewer, &canvas)),
         });
 
         panels::canvas::drop_overlay(&ctx);

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::MaskedContent;
 use crate::engine::ModelDefaults;
 use crate::engine::PromptSyntax;
 use crate::engine::SchedulerKind;
@@ -65,6 +66,14 @@ impl Default for ControlUnitSettings {
     }
 }
 
+/// A1111's mask blur slider goes to 64 pixels.
+pub const MAX_MASK_BLUR: usize = 64;
+/// A1111's "Only masked padding" slider goes to 256 pixels.
+pub const MAX_INPAINT_PADDING: usize = 256;
+/// The brush's diameter range, in image pixels.
+pub const MIN_BRUSH_SIZE: f32 = 1.0;
+pub const MAX_BRUSH_SIZE: f32 = 512.0;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 // A file written by an older or newer version still loads: missing fields take their defaults.
 #[serde(default)]
@@ -108,6 +117,21 @@ pub struct State {
     /// How prompt text is read (A1111 weights and tags, or literal as diffusers).
     #[serde(with = "syntax_by_name")]
     pub prompt_syntax: PromptSyntax,
+
+    /// Inpainting: the mask's Gaussian blur in pixels (A1111's "Mask blur").
+    pub mask_blur: usize,
+    /// Inpainting: work on a crop around the mask (A1111's "Only masked") instead of the
+    /// whole picture.
+    pub inpaint_only_masked: bool,
+    /// Inpainting "only masked": pixels of context around the mask.
+    pub inpaint_padding: usize,
+    /// Inpainting: what the masked area starts from.
+    #[serde(with = "masked_content_by_name")]
+    pub masked_content: MaskedContent,
+    /// The mask brush's diameter in image pixels.
+    pub brush_size: f32,
+    /// 0: hard edge; 1: fades from the centre.
+    pub brush_softness: f32,
 
     /// Where `<lora:NAME:…>` and the LoRA list look; `None`: the default folder.
     pub lora_folder: Option<PathBuf>,
@@ -154,6 +178,13 @@ impl Default for State {
             strength: 0.6,
             clip_skip: 1,
             prompt_syntax: PromptSyntax::A1111,
+            // A1111's defaults.
+            mask_blur: 4,
+            inpaint_only_masked: false,
+            inpaint_padding: 32,
+            masked_content: MaskedContent::Original,
+            brush_size: 40.0,
+            brush_softness: 0.2,
             lora_folder: None,
             embeddings_folder: None,
             loras: BTreeMap::new(),
@@ -242,6 +273,18 @@ impl State {
             *every = (*every).max(1);
         }
         self.clip_skip = self.clip_skip.clamp(1, MAX_CLIP_SKIP);
+        self.mask_blur = self.mask_blur.min(MAX_MASK_BLUR);
+        self.inpaint_padding = self.inpaint_padding.min(MAX_INPAINT_PADDING);
+        self.brush_size = if self.brush_size.is_finite() {
+            self.brush_size.clamp(MIN_BRUSH_SIZE, MAX_BRUSH_SIZE)
+        } else {
+            40.0
+        };
+        self.brush_softness = if self.brush_softness.is_finite() {
+            self.brush_softness.clamp(0.0, 1.0)
+        } else {
+            0.2
+        };
         for choice in self.loras.values_mut() {
             choice.multiplier = sane_lora_multiplier(choice.multiplier);
         }
@@ -341,6 +384,27 @@ mod syntax_by_name {
     ) -> Result<PromptSyntax, D::Error> {
         let name = String::deserialize(deserializer)?;
         Ok(name.parse().unwrap_or_default())
+    }
+}
+
+/// Masked content is stored by its CLI name; an unknown one falls back to the original.
+mod masked_content_by_name {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::engine::MaskedContent;
+
+    pub fn serialize<S: Serializer>(
+        content: &MaskedContent,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(content.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<MaskedContent, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Ok(MaskedContent::parse(&name).unwrap_or_default())
     }
 }
 
@@ -444,5 +508,31 @@ mod tests {
         let huge = huge.sanitized();
         assert_eq!((huge.width, huge.height), (MAX_SIDE, MAX_SIDE));
         assert_eq!((huge.steps, huge.batch_count), (MAX_STEPS, MAX_BATCH));
+    }
+
+    #[test]
+    fn inpainting_settings_round_trip_and_odd_values_are_repaired() {
+        let state = State {
+            mask_blur: 9,
+            inpaint_only_masked: true,
+            inpaint_padding: 48,
+            masked_content: MaskedContent::LatentNoise,
+            ..State::default()
+        };
+        let text = serde_json::to_string(&state).expect("serialize");
+        assert!(text.contains(r#""masked_content":"noise""#), "{text}");
+        let back: State = serde_json::from_str(&text).expect("deserialize");
+        assert_eq!(back, state);
+
+        let odd: State = serde_json::from_str(
+            r#"{"masked_content": "glitter", "mask_blur": 1000, "inpaint_padding": 9999, "brush_size": -3.0, "brush_softness": 7.0}"#,
+        )
+        .expect("odd values");
+        let odd = odd.sanitized();
+        assert_eq!(odd.masked_content, MaskedContent::Original);
+        assert_eq!(odd.mask_blur, MAX_MASK_BLUR);
+        assert_eq!(odd.inpaint_padding, MAX_INPAINT_PADDING);
+        assert_eq!(odd.brush_size, MIN_BRUSH_SIZE);
+        assert_eq!(odd.brush_softness, 1.0);
     }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use egui::{TextureHandle, TextureOptions, Vec2};
+use egui::{Pos2, Rect, TextureHandle, TextureOptions, Vec2};
 
 use crate::engine::RgbImage;
 
@@ -36,6 +36,53 @@ impl Default for Zoom {
             pan: Vec2::ZERO,
         }
     }
+}
+
+impl Zoom {
+    /// Screen points per image pixel and the image centre's offset from the area's centre;
+    /// `fit_scale` is the scale that fits the image in the area.
+    pub fn scale_and_pan(&self, fit_scale: f32) -> (f32, Vec2) {
+        if self.fit {
+            (fit_scale, Vec2::ZERO)
+        } else {
+            (self.scale, self.pan)
+        }
+    }
+
+    /// Multiplies the scale by `factor`, keeping the image point under `pointer` where it is.
+    pub fn zoom_around(&mut self, area: Rect, pointer: Pos2, factor: f32, fit_scale: f32) {
+        let (old_scale, old_pan) = self.scale_and_pan(fit_scale);
+        let new_scale = (old_scale * factor).clamp(MIN_SCALE, MAX_SCALE);
+        let from_centre = pointer - area.center() - old_pan;
+        *self = Zoom {
+            fit: false,
+            scale: new_scale,
+            pan: old_pan + from_centre - from_centre * (new_scale / old_scale),
+        };
+    }
+
+    /// Moves the image by `delta` points (leaving fit mode at the fitting scale).
+    pub fn pan_by(&mut self, delta: Vec2, fit_scale: f32) {
+        let (scale, pan) = self.scale_and_pan(fit_scale);
+        *self = Zoom {
+            fit: false,
+            scale,
+            pan: pan + delta,
+        };
+    }
+
+    /// Where an image of `image_size` pixels lies on screen within `area`.
+    pub fn image_rect(&self, area: Rect, image_size: Vec2) -> Rect {
+        let (scale, pan) = self.scale_and_pan(fit_scale(area, image_size));
+        Rect::from_center_size(area.center() + pan, image_size * scale)
+    }
+}
+
+/// The scale at which an image of `image_size` pixels fits `area`.
+pub fn fit_scale(area: Rect, image_size: Vec2) -> f32 {
+    (area.width() / image_size.x.max(1.0))
+        .min(area.height() / image_size.y.max(1.0))
+        .max(MIN_SCALE)
 }
 
 pub const MIN_SCALE: f32 = 0.05;

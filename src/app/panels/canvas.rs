@@ -5,9 +5,10 @@ use egui::{Align, Align2, Color32, FontId, Layout, Pos2, Rect, RichText, Sense, 
 
 use crate::app::command::UiCommand;
 use crate::app::history::{shorten, History, HistoryEntry};
+use crate::app::import;
 use crate::app::notices::{Notices, Severity};
 use crate::app::session::{format_bytes, ModelStatus, Run};
-use crate::app::viewer::{Showing, Viewer, Zoom, MAX_SCALE, MIN_SCALE};
+use crate::app::viewer::{self, Showing, Viewer, Zoom};
 use crate::engine::Catalog;
 
 use super::controls::model_display_name;
@@ -37,7 +38,12 @@ pub fn show(ui: &mut Ui, viewer: &mut Viewer, view: &CanvasView<'_>) -> Vec<UiCo
     );
     image_area(ui, rect, &response, viewer, view);
     if viewer.showing != Showing::Nothing {
-        zoom_overlay(ui, rect, viewer);
+        zoom_overlay(
+            ui,
+            rect,
+            &mut viewer.zoom,
+            "Fit to the window (double-click the image)",
+        );
     }
     if let Some(entry) = entry {
         settings_line(ui, entry);
@@ -47,7 +53,7 @@ pub fn show(ui: &mut Ui, viewer: &mut Viewer, view: &CanvasView<'_>) -> Vec<UiCo
 
 // ---------------------------------------------------------------------------------------------
 
-fn notices(ui: &mut Ui, notices: &Notices) -> Option<UiCommand> {
+pub(super) fn notices(ui: &mut Ui, notices: &Notices) -> Option<UiCommand> {
     let mut command = None;
     for notice in notices.iter() {
         let color = match notice.severity {
@@ -88,7 +94,7 @@ fn notices(ui: &mut Ui, notices: &Notices) -> Option<UiCommand> {
 }
 
 /// Model loading or download progress (with its Cancel), and the running job's progress bar.
-fn activity(ui: &mut Ui, view: &CanvasView<'_>) -> Option<UiCommand> {
+pub(super) fn activity(ui: &mut Ui, view: &CanvasView<'_>) -> Option<UiCommand> {
     let mut command = None;
     if view.engine_stopped {
         if ui
@@ -175,6 +181,12 @@ fn entry_actions(entry: &HistoryEntry, loaded: bool) -> Vec<Action> {
             enabled: loaded,
             hover: "Start the next image from this one (img2img)",
             command: UiCommand::UseShownAsInitImage,
+        },
+        Action {
+            label: "Inpaint",
+            enabled: loaded,
+            hover: "Repaint part of this image: it becomes the start image, with the last mask kept, and the mask opens for painting",
+            command: UiCommand::InpaintShown,
         },
         Action {
             label: "Copy seed",
@@ -277,10 +289,9 @@ fn toolbar(
 }
 
 /// Zoom controls floating in the image's bottom-right corner.
-fn zoom_overlay(ui: &mut Ui, image_rect: Rect, viewer: &mut Viewer) {
-    let size = Vec2::new(170.0, 30.0);
-    let corner = image_rect.right_bottom() - Vec2::new(8.0, 8.0);
-    let bar = Rect::from_min_max(corner - size, corner);
+/// `fit_hover` explains the Fit button (and any other way to get there).
+pub(super) fn zoom_overlay(ui: &mut Ui, image_rect: Rect, zoom: &mut Zoom, fit_hover: &str) {
+    let bar = zoom_bar(image_rect);
     let mut overlay = ui.new_child(
         egui::UiBuilder::new()
             .max_rect(bar)
@@ -291,35 +302,39 @@ fn zoom_overlay(ui: &mut Ui, image_rect: Rect, viewer: &mut Viewer) {
         .corner_radius(6.0)
         .inner_margin(egui::Margin::symmetric(4, 2))
         .show(&mut overlay, |ui| {
-            zoom_buttons(ui, viewer);
+            zoom_buttons(ui, zoom, fit_hover);
         });
 }
 
-fn zoom_buttons(ui: &mut Ui, viewer: &mut Viewer) {
+/// Where [`zoom_overlay`] draws its buttons in an image area.
+pub(super) fn zoom_bar(image_rect: Rect) -> Rect {
+    let size = Vec2::new(170.0, 30.0);
+    let corner = image_rect.right_bottom() - Vec2::new(8.0, 8.0);
+    Rect::from_min_max(corner - size, corner)
+}
+
+fn zoom_buttons(ui: &mut Ui, zoom: &mut Zoom, fit_hover: &str) {
     // Right-to-left layout: added in reverse reading order.
     if ui
-        .selectable_label(
-            !viewer.zoom.fit && (viewer.zoom.scale - 1.0).abs() < 1e-3,
-            "1:1",
-        )
+        .selectable_label(!zoom.fit && (zoom.scale - 1.0).abs() < 1e-3, "1:1")
         .on_hover_text("Actual pixels")
         .clicked()
     {
-        viewer.zoom = Zoom {
+        *zoom = Zoom {
             fit: false,
             scale: 1.0,
             pan: Vec2::ZERO,
         };
     }
     if ui
-        .selectable_label(viewer.zoom.fit, "Fit")
-        .on_hover_text("Fit to the window (double-click the image)")
+        .selectable_label(zoom.fit, "Fit")
+        .on_hover_text(fit_hover)
         .clicked()
     {
-        viewer.zoom = Zoom::default();
+        *zoom = Zoom::default();
     }
-    if !viewer.zoom.fit {
-        ui.weak(format!("{:.0}%", viewer.zoom.scale * 100.0));
+    if !zoom.fit {
+        ui.weak(format!("{:.0}%", zoom.scale * 100.0));
     }
 }
 
@@ -360,63 +375,12 @@ fn image_area(
         placeholder(ui, rect, viewer, view);
         return;
     };
-    let fit_scale = (rect.width() / image_size.x)
-        .min(rect.height() / image_size.y)
-        .max(MIN_SCALE);
-
     // Wheel zooms around the pointer, drag pans, double-click returns to fit.
     if response.double_clicked() {
         viewer.zoom = Zoom::default();
     }
-    let scroll = if response.hovered() {
-        ui.input(|i| i.smooth_scroll_delta.y + (i.zoom_delta() - 1.0) * 200.0)
-    } else {
-        0.0
-    };
-    if scroll.abs() > 0.0 {
-        let old_scale = if viewer.zoom.fit {
-            fit_scale
-        } else {
-            viewer.zoom.scale
-        };
-        let new_scale = (old_scale * (scroll * 0.002).exp()).clamp(MIN_SCALE, MAX_SCALE);
-        let pointer = response.hover_pos().unwrap_or(rect.center());
-        let old_pan = if viewer.zoom.fit {
-            Vec2::ZERO
-        } else {
-            viewer.zoom.pan
-        };
-        // Keep the image point under the pointer where it is.
-        let from_centre = pointer - rect.center() - old_pan;
-        let pan = old_pan + from_centre - from_centre * (new_scale / old_scale);
-        viewer.zoom = Zoom {
-            fit: false,
-            scale: new_scale,
-            pan,
-        };
-    }
-    if response.dragged() {
-        if viewer.zoom.fit {
-            viewer.zoom = Zoom {
-                fit: false,
-                scale: fit_scale,
-                pan: Vec2::ZERO,
-            };
-        }
-        viewer.zoom.pan += response.drag_delta();
-    }
-
-    let scale = if viewer.zoom.fit {
-        fit_scale
-    } else {
-        viewer.zoom.scale
-    };
-    let pan = if viewer.zoom.fit {
-        Vec2::ZERO
-    } else {
-        viewer.zoom.pan
-    };
-    let image_rect = Rect::from_center_size(rect.center() + pan, image_size * scale);
+    let pan = response.dragged().then(|| response.drag_delta());
+    let image_rect = zoom_and_pan(ui, rect, response, &mut viewer.zoom, image_size, pan);
     painter.image(
         texture,
         image_rect,
@@ -432,6 +396,32 @@ fn image_area(
             Color32::from_white_alpha(160),
         );
     }
+}
+
+/// Applies the wheel (zoom around the pointer) and `pan` (a drag, in points) to `zoom`;
+/// returns where the image lies on screen.
+pub(super) fn zoom_and_pan(
+    ui: &Ui,
+    rect: Rect,
+    response: &egui::Response,
+    zoom: &mut Zoom,
+    image_size: Vec2,
+    pan: Option<Vec2>,
+) -> Rect {
+    let fit_scale = viewer::fit_scale(rect, image_size);
+    let scroll = if response.hovered() {
+        ui.input(|i| i.smooth_scroll_delta.y + (i.zoom_delta() - 1.0) * 200.0)
+    } else {
+        0.0
+    };
+    if scroll.abs() > 0.0 {
+        let pointer = response.hover_pos().unwrap_or(rect.center());
+        zoom.zoom_around(rect, pointer, (scroll * 0.002).exp(), fit_scale);
+    }
+    if let Some(delta) = pan {
+        zoom.pan_by(delta, fit_scale);
+    }
+    zoom.image_rect(rect, image_size)
 }
 
 fn placeholder(ui: &mut Ui, rect: Rect, viewer: &Viewer, view: &CanvasView<'_>) {
@@ -483,6 +473,9 @@ fn settings_line(ui: &mut Ui, entry: &HistoryEntry) {
             ];
             if let Some(strength) = p.denoising_strength {
                 facts.push(format!("strength {strength}"));
+            }
+            if let Some(blur) = import::extra_value(p, "Mask blur") {
+                facts.push(format!("inpainted, mask blur {blur}"));
             }
             if let Some(model) = &p.model {
                 facts.push(model.clone());

@@ -6,4 +6,5 @@ pub mod busy;
 pub mod canvas;
 pub mod controls;
 pub mod history_strip;
+pub mod mask_canvas;
 pub mod style;

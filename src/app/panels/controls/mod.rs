@@ -10,15 +10,17 @@ use egui::{
 };
 
 use crate::app::command::UiCommand;
+use crate::app::inpaint::OUTPAINT_STEP;
 use crate::app::loras::{append_to_prompt, lora_name, lora_tag, ListingStatus, LoraListing};
 use crate::app::session::{format_bytes, ModelStatus, Run};
 use crate::app::state::{
-    snap_to_grid, State, MAX_BATCH, MAX_CLIP_SKIP, MAX_GUIDANCE, MAX_LORA_MULTIPLIER, MAX_SIDE,
-    MAX_STEPS, SIZE_STEP,
+    snap_to_grid, State, MAX_BATCH, MAX_CLIP_SKIP, MAX_GUIDANCE, MAX_INPAINT_PADDING,
+    MAX_LORA_MULTIPLIER, MAX_MASK_BLUR, MAX_SIDE, MAX_STEPS, SIZE_STEP,
 };
 use crate::app::InitImageSlot;
 use crate::engine::Catalog;
 use crate::engine::ClipTokenizer;
+use crate::engine::MaskedContent;
 use crate::engine::SchedulerKind;
 use crate::engine::{bf16_available, ModelSource, PreviewMode};
 use crate::engine::{token_usage, PromptSyntax};
@@ -49,6 +51,8 @@ pub struct ControlsView<'a> {
     pub catalog: &'a Catalog,
     pub run: Option<&'a Run>,
     pub init_image: Option<&'a InitImageSlot>,
+    /// The mask canvas is in the centre.
+    pub mask_editing: bool,
     /// The LoRA folder's files, as last listed.
     pub loras: &'a LoraListing,
     /// The ControlNet units' pictures.
