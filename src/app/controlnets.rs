@@ -6,8 +6,10 @@ use std::sync::Arc;
 
 use egui::TextureHandle;
 
-use super::state::ControlUnitSettings;
-use super::{files, history};
+use super::command::UiCommand;
+use super::files::{FileRequest, OpenPurpose};
+use super::state::{self, ControlUnitSettings};
+use super::{files, history, LatentStudioApp};
 use crate::engine::{ControlPreprocessor, ControlSpec, RgbImage};
 
 pub struct ControlPicture {
@@ -115,4 +117,74 @@ fn preview(
     let small = files::thumbnail(image, files::THUMBNAIL_SIDE);
     let map = preprocessor.apply(&small);
     history::load_texture(ctx, &format!("control-map-{unit}"), &map)
+}
+
+impl LatentStudioApp {
+    pub(super) fn apply_control_command(&mut self, ctx: &egui::Context, command: UiCommand) {
+        let units = &mut self.state.control_units;
+        match command {
+            UiCommand::AddControlUnit if units.len() < state::MAX_CONTROL_UNITS => {
+                units.push(state::ControlUnitSettings {
+                    model: self.state.recent_controlnets.first().cloned(),
+                    ..Default::default()
+                });
+            }
+            UiCommand::RemoveControlUnit(unit) if unit < units.len() => {
+                units.remove(unit);
+                self.control_pictures.remove_unit(unit);
+            }
+            UiCommand::PickControlNetFolder(unit) | UiCommand::PickControlNetFile(unit) => {
+                let picked = if matches!(command, UiCommand::PickControlNetFolder(_)) {
+                    self.desktop.pick_controlnet_folder()
+                } else {
+                    self.desktop.pick_controlnet_file()
+                };
+                if let (Some(path), Some(settings)) = (picked, units.get_mut(unit)) {
+                    settings.model = Some(path.clone());
+                    self.state.remember_controlnet(&path);
+                }
+            }
+            UiCommand::PickControlImage(unit) => {
+                if let Some(path) = self.desktop.pick_control_image() {
+                    self.files.send(FileRequest::Open {
+                        path,
+                        purpose: OpenPurpose::ControlImage(unit),
+                    });
+                }
+            }
+            UiCommand::UseStartAsControlImage(unit) => {
+                if let Some(slot) = &self.init_image {
+                    let (name, image) = (slot.name.clone(), slot.image.clone());
+                    self.set_control_image(ctx, unit, name, image);
+                }
+            }
+            UiCommand::UseShownAsControlImage(unit) => {
+                if let Some(full) = self.viewer.shown_full() {
+                    let name = self
+                        .history
+                        .get(full.entry)
+                        .map_or_else(|| "image".to_string(), |e| e.suggested_file_name());
+                    let image = full.image.clone();
+                    self.set_control_image(ctx, unit, name, image);
+                }
+            }
+            UiCommand::ClearControlImage(unit) => self.control_pictures.clear(unit),
+            _ => {}
+        }
+    }
+
+    pub(super) fn set_control_image(
+        &mut self,
+        ctx: &egui::Context,
+        unit: usize,
+        name: String,
+        image: Arc<RgbImage>,
+    ) {
+        let Some(settings) = self.state.control_units.get(unit) else {
+            return;
+        };
+        let preprocessor = settings.preprocessor;
+        self.control_pictures
+            .set(ctx, unit, name, image, preprocessor);
+    }
 }

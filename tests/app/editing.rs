@@ -1,0 +1,250 @@
+//! Editing around a generation: ControlNet units and inpainting masks, through the window.
+
+use super::*;
+
+/// A ControlNet unit set up in the window (ControlNet folder and picture through the dialogs)
+/// reaches the image, whose record names it; dropping that image brings the unit back.
+#[test]
+fn a_controlnet_unit_reaches_the_image_and_comes_back_from_its_png() {
+    let output = Scratch::new("controlnet-out");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let desktop = ScriptedDesktop::default();
+    let mut harness = open_app(fixture_model("sd1"), &output.0, &desktop);
+    wait_for_model(&mut harness);
+    harness.set_size(egui::Vec2::new(1280.0, 1600.0));
+    harness.get_by_label("ControlNet").click();
+    harness.run_steps(2);
+    harness.get_by_label("Add ControlNet unit").click();
+    harness.run_steps(2);
+    // Generating without a picture says what is missing and starts nothing.
+    desktop.answer(fixtures.join("models/sd1_controlnet"));
+    harness.get_by_label("Folder…").click();
+    harness.run_steps(2);
+    harness.get_by_label("Generate").click();
+    harness.run_steps(2);
+    assert!(harness.state().run().is_none());
+    assert!(text_shown(&harness, "has no picture"));
+
+    desktop.answer(fixtures.join("control_lines_64.png"));
+    harness.get_by_label("Choose…").click();
+    step_until(&mut harness, "the control picture", |app| {
+        app.control_picture_name(0).is_some()
+    });
+    {
+        let state = harness.state_mut().state_mut();
+        state.steps = 2;
+        state.width = 64;
+        state.height = 64;
+        state.prompt = "a house".into();
+        state.control_units[0].weight = 0.8;
+    }
+    harness.get_by_label("Generate").click();
+    step_until(&mut harness, "the image with the ControlNet", |app| {
+        app.run().is_none() && app.history().len() == 1
+    });
+    let files = pngs_in(&output.0);
+    assert_eq!(
+        files.len(),
+        1,
+        "{:?}",
+        harness
+            .state()
+            .notices()
+            .iter()
+            .map(|n| (&n.title, &n.detail))
+            .collect::<Vec<_>>()
+    );
+    let parameters = read_png_parameters(&files[0])
+        .expect("read")
+        .expect("parameters");
+    assert!(
+        parameters.contains("ControlNet 0: \"Module: none, Model: sd1_controlnet, Weight: 0.8,"),
+        "{parameters}"
+    );
+
+    // A fresh unit list, then the PNG dropped: the unit comes back with its ControlNet.
+    harness.state_mut().state_mut().control_units.clear();
+    drop_file(&mut harness, &files[0]);
+    step_until(&mut harness, "the restored unit", |app| {
+        app.state().control_units.len() == 1
+    });
+    let unit = &harness.state().state().control_units[0];
+    assert_eq!(
+        unit.model.as_deref(),
+        Some(fixtures.join("models/sd1_controlnet").as_path())
+    );
+    assert!((unit.weight - 0.8).abs() < 1e-9);
+}
+
+#[test]
+fn a_mask_painted_on_the_canvas_inpaints_and_is_kept_for_the_result() {
+    let output = Scratch::new("inpaint-out");
+    let files = Scratch::new("inpaint-files");
+    let desktop = ScriptedDesktop::default();
+    let mut harness = open_app(fixture_model("sd1"), &output.0, &desktop);
+    wait_for_model(&mut harness);
+    harness.state_mut().state_mut().steps = 2;
+
+    let photo = files.0.join("photo.jpg");
+    image::RgbImage::from_pixel(64, 64, image::Rgb([40, 120, 200]))
+        .save(&photo)
+        .expect("write jpeg");
+    drop_file(&mut harness, &photo);
+    step_until(&mut harness, "the start image", |app| {
+        app.init_image().is_some()
+    });
+    // Tall enough for the img2img section, low in the panel, to be on screen.
+    harness.set_size(egui::Vec2::new(1280.0, 1400.0));
+    harness.run_steps(2);
+    harness.get_by_label("Inpaint").click();
+    harness.run_steps(3);
+    assert!(harness.state().mask_editing());
+    assert_eq!(
+        harness.state().state().strength,
+        1.0,
+        "inpainting starts at diffusers' strength"
+    );
+    let mask = |harness: &Harness<'_, LatentStudioApp>| {
+        let slot = harness.state().init_image().expect("start image");
+        slot.mask.as_ref().expect("a mask").mask().clone()
+    };
+    assert!(mask(&harness).is_empty());
+    harness.state_mut().state_mut().brush_size = 6.0;
+    harness.state_mut().state_mut().brush_softness = 0.0;
+
+    // Removing the mask goes back to img2img at the strength used before.
+    harness.get_by_label("Remove mask").click();
+    harness.run_steps(2);
+    assert!(!harness.state().mask_editing());
+    assert_eq!(harness.state().state().strength, 0.6);
+    harness.get_by_label("Inpaint").click();
+    harness.run_steps(3);
+    assert!(harness.state().mask_editing());
+    assert_eq!(harness.state().state().strength, 1.0);
+
+    // A left-to-right stroke across the middle of the canvas, in a few far-apart samples.
+    let canvas = harness.get_by_label("Mask canvas").rect();
+    let (left, right, y) = (
+        canvas.center().x - canvas.width() * 0.2,
+        canvas.center().x + canvas.width() * 0.2,
+        canvas.center().y,
+    );
+    harness.hover_at(egui::pos2(left, y));
+    harness.run_steps(1);
+    harness.drag_at(egui::pos2(left, y));
+    harness.run_steps(1);
+    for x in [left + 30.0, canvas.center().x, right] {
+        harness.hover_at(egui::pos2(x, y));
+        harness.run_steps(1);
+    }
+    harness.drop_at(egui::pos2(right, y));
+    harness.run_steps(2);
+    let painted = mask(&harness);
+    // The picture is fitted into the canvas, so the stroke crosses its middle row.
+    let row = &painted.pixels[32 * 64..33 * 64];
+    assert_eq!(row[32], 255, "the stroke's middle is masked: {row:?}");
+    assert!(
+        row[..4].iter().chain(&row[60..]).all(|&v| v == 0),
+        "the ends of the row are not: {row:?}"
+    );
+    assert!(
+        painted.pixels[..64].iter().all(|&v| v == 0),
+        "nor the top row"
+    );
+
+    // Ctrl+Z takes the stroke back, Ctrl+Shift+Z brings it again.
+    harness.key_press_modifiers(Modifiers::COMMAND, Key::Z);
+    harness.run_steps(2);
+    assert!(mask(&harness).is_empty());
+    harness.key_press_modifiers(Modifiers::COMMAND | Modifiers::SHIFT, Key::Z);
+    harness.run_steps(2);
+    assert_eq!(mask(&harness), painted);
+
+    // A click pressed and released within one frame still leaves a dab (below the stroke).
+    let dot = egui::pos2(canvas.center().x, canvas.center().y + canvas.width() * 0.3);
+    harness.hover_at(dot);
+    harness.drag_at(dot);
+    harness.drop_at(dot);
+    harness.run_steps(2);
+    let painted = mask(&harness);
+    assert_eq!(painted.pixels[51 * 64 + 32], 255, "the dab is masked");
+
+    harness.key_press_modifiers(Modifiers::COMMAND, Key::Enter);
+    step_until(&mut harness, "the inpainted image", |app| {
+        app.run().is_none() && app.history().len() == 1
+    });
+    assert!(
+        !harness.state().mask_editing(),
+        "the result is shown, not the mask"
+    );
+    let saved = pngs_in(&output.0);
+    assert_eq!(saved.len(), 1);
+    let parameters = read_png_parameters(&saved[0])
+        .expect("read")
+        .expect("a parameters chunk");
+    assert!(parameters.contains("Mask blur: 4"), "{parameters}");
+    assert!(parameters.contains("Denoising strength: 1"), "{parameters}");
+
+    // "Inpaint" on the result starts again from it with the same mask.
+    step_until(&mut harness, "the result on screen", |app| {
+        app.shown_image().is_some()
+    });
+    harness.run_steps(2);
+    harness.get_by_label("Inpaint").click();
+    harness.run_steps(3);
+    assert!(harness.state().mask_editing());
+    let slot = harness.state().init_image().expect("start image");
+    assert_ne!(slot.name, "photo.jpg", "the result is the new start image");
+    assert_eq!(mask(&harness), painted);
+
+    // Outpainting on the right: a wider picture, the new strip masked, the stroke kept.
+    harness.get_by_label("Outpaint right").click();
+    harness.run_steps(2);
+    let slot = harness.state().init_image().expect("start image");
+    assert_eq!((slot.image.width, slot.image.height), (128, 64));
+    let grown = mask(&harness);
+    assert_eq!((grown.width, grown.height), (128, 64));
+    for y in [0, 32, 63] {
+        let row = &grown.pixels[y * 128..(y + 1) * 128];
+        assert!(row[64..].iter().all(|&v| v == 255), "new area masked");
+        assert_eq!(
+            row[..64],
+            painted.pixels[y * 64..(y + 1) * 64],
+            "old mask kept"
+        );
+    }
+    assert_eq!(
+        (
+            harness.state().state().width,
+            harness.state().state().height
+        ),
+        (128, 64)
+    );
+
+    // Dragging the bottom edge down by 64 picture pixels grows the picture there.
+    let canvas = harness.get_by_label("Mask canvas").rect();
+    let scale = (canvas.width() / 128.0).min(canvas.height() / 64.0);
+    let below = egui::pos2(canvas.center().x, canvas.center().y + 32.0 * scale + 5.0);
+    harness.hover_at(below);
+    harness.run_steps(1);
+    harness.drag_at(below);
+    harness.run_steps(1);
+    for step in 1..=4 {
+        harness.hover_at(below + egui::vec2(0.0, 16.0 * step as f32 * scale));
+        harness.run_steps(1);
+    }
+    harness.drop_at(below + egui::vec2(0.0, 64.0 * scale));
+    harness.run_steps(2);
+    let slot = harness.state().init_image().expect("start image");
+    assert_eq!((slot.image.width, slot.image.height), (128, 128));
+    assert_eq!(
+        mask(&harness).pixels[100 * 128 + 10],
+        255,
+        "the new area is masked"
+    );
+    assert_eq!(
+        mask(&harness).pixels[..64 * 128],
+        grown.pixels[..],
+        "the mask above is unchanged: the press grabbed the edge instead of painting"
+    );
+}
