@@ -74,6 +74,8 @@ pub enum UiCommand {
     EditMask(MaskEdit),
     /// Grow the start image by `[left, top, right, bottom]` pixels and mask the new area.
     Outpaint([usize; 4]),
+    /// Restore settings from pasted A1111 `parameters` text.
+    PasteParameters(String),
     /// Show a history entry in full.
     ShowEntry(u64),
     /// Go back to the running job's live preview.

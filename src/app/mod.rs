@@ -441,6 +441,17 @@ impl LatentStudioApp {
             UiCommand::RemoveMask => self.remove_mask(),
             UiCommand::EditMask(edit) => self.edit_mask(edit),
             UiCommand::Outpaint(sides) => self.outpaint(ctx, sides),
+            UiCommand::PasteParameters(text) => {
+                match GenerationParameters::parse_a1111(&text) {
+                    Ok(params) => self.restore_parameters(&params, "the pasted text"),
+                    Err(_) => self.notices.push(
+                        Severity::Warning,
+                        "The pasted text holds no generation settings",
+                        "Copy the parameters text of an image (A1111's or Latent Studio's), then press Ctrl+V outside the text fields.".to_string(),
+                        None,
+                    ),
+                }
+            }
             UiCommand::ShowEntry(id) => self.show_entry(ctx, id),
             UiCommand::ShowLive => {
                 self.viewer.follow_run = true;
@@ -687,6 +698,26 @@ impl LatentStudioApp {
         }
         if self.mask_editing() {
             commands.extend(inpaint::mask_shortcuts(ctx));
+        }
+        // Only a text field keeps these keys for itself (a focused button does not).
+        if !ctx.egui_wants_keyboard_input() {
+            // Esc stops the run (the mask canvas takes it first, to close).
+            if !self.mask_editing()
+                && self.run.is_some()
+                && ctx.input(|i| i.key_pressed(Key::Escape))
+            {
+                commands.push(UiCommand::Cancel);
+            }
+            // Ctrl+V outside a text field: A1111 `parameters` text, as A1111's paste button reads it.
+            let pasted = ctx.input(|i| {
+                i.events.iter().find_map(|event| match event {
+                    egui::Event::Paste(text) => Some(text.clone()),
+                    _ => None,
+                })
+            });
+            if let Some(text) = pasted {
+                commands.push(UiCommand::PasteParameters(text));
+            }
         }
         // Arrow keys browse the history while no text field has the keyboard (and the
         // history is on screen, not the mask canvas).

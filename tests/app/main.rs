@@ -816,3 +816,35 @@ fn a_stopped_engine_is_reported_and_can_be_restarted() {
     assert!(!text_shown(&harness, "The engine stopped"));
     assert_eq!(harness.state().state().prompt, "kept across the restart");
 }
+
+/// Ctrl+V outside the text fields restores pasted A1111 parameters (other text is refused
+/// with a notice), and Esc stops a run.
+#[test]
+fn pasting_parameters_restores_them_and_escape_cancels() {
+    let output = Scratch::new("paste-out");
+    let desktop = ScriptedDesktop::default();
+    let mut harness = open_app(fixture_model("sd1"), &output.0, &desktop);
+    wait_for_model(&mut harness);
+    // The prompt field has the keyboard at start (a paste there is text); Esc leaves it.
+    harness.key_press(Key::Escape);
+    harness.run_steps(2);
+    harness.event(egui::Event::Paste("just some words".into()));
+    harness.run_steps(2);
+    assert!(text_shown(&harness, "holds no generation settings"));
+    assert_eq!(harness.state().state().prompt, "");
+    harness.event(egui::Event::Paste(
+        "a red boat\nNegative prompt: fog\nSteps: 3, Sampler: Euler, CFG scale: 4, Seed: 77, Size: 64x64".into(),
+    ));
+    harness.run_steps(2);
+    let state = harness.state().state();
+    assert_eq!(state.prompt, "a red boat");
+    assert_eq!(state.negative_prompt, "fog");
+    assert_eq!((state.steps, state.seed, state.width), (3, 77, 64));
+
+    harness.state_mut().state_mut().steps = 50;
+    harness.get_by_label("Generate").click();
+    step_until(&mut harness, "the run to start", |app| app.run().is_some());
+    harness.key_press(Key::Escape);
+    step_until(&mut harness, "the run to stop", |app| app.run().is_none());
+    assert!(pngs_in(&output.0).is_empty());
+}
