@@ -574,6 +574,7 @@ impl LatentStudioApp {
         if !self.state.seed_locked {
             self.state.seed = state::random_seed();
         }
+        self.state.remember_prompt();
         let mask = self.inpaint_mask();
         let loras = self.listed_loras_for_job();
         let state = &self.state;

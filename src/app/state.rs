@@ -37,6 +37,16 @@ pub const RECENT_CONTROLNETS_KEPT: usize = 8;
 /// The ControlNet weight slider's range (A1111's).
 pub const MAX_CONTROL_WEIGHT: f64 = 2.0;
 
+/// How many prompts the prompt history keeps.
+pub const PROMPT_HISTORY_KEPT: usize = 200;
+
+/// A prompt (with its negative prompt) as generated once, for the prompt history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromptRecord {
+    pub prompt: String,
+    pub negative: String,
+}
+
 /// One ControlNet unit as the window keeps it; its picture lives only for the session.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -141,6 +151,11 @@ pub struct State {
     /// putting it back restores its setting.
     pub loras: BTreeMap<String, LoraChoice>,
 
+    /// Prompts generated before, most recent first.
+    pub prompt_history: Vec<PromptRecord>,
+    /// What the prompt history is filtered by (not kept between runs).
+    #[serde(skip)]
+    pub prompt_history_search: String,
     /// ControlNet units (their pictures are not kept between runs).
     pub control_units: Vec<ControlUnitSettings>,
     /// ControlNet folders and files chosen before, most recent first.
@@ -188,6 +203,8 @@ impl Default for State {
             lora_folder: None,
             embeddings_folder: None,
             loras: BTreeMap::new(),
+            prompt_history: Vec::new(),
+            prompt_history_search: String::new(),
             control_units: Vec::new(),
             recent_controlnets: Vec::new(),
             variation_seed: 0,
@@ -199,6 +216,35 @@ impl Default for State {
 }
 
 impl State {
+    /// Puts the current prompt pair at the top of the prompt history (moving it there when it
+    /// was already in it).
+    pub fn remember_prompt(&mut self) {
+        if self.prompt.trim().is_empty() {
+            return;
+        }
+        let record = PromptRecord {
+            prompt: self.prompt.clone(),
+            negative: self.negative_prompt.clone(),
+        };
+        self.prompt_history.retain(|r| *r != record);
+        self.prompt_history.insert(0, record);
+        self.prompt_history.truncate(PROMPT_HISTORY_KEPT);
+    }
+
+    /// Prompt history entries whose prompt or negative prompt contains every word of the
+    /// search (case-insensitive), most recent first.
+    pub fn prompt_history_matches(&self) -> impl Iterator<Item = &PromptRecord> {
+        let words: Vec<String> = self
+            .prompt_history_search
+            .split_whitespace()
+            .map(str::to_lowercase)
+            .collect();
+        self.prompt_history.iter().filter(move |record| {
+            let text = format!("{}\n{}", record.prompt, record.negative).to_lowercase();
+            words.iter().all(|word| text.contains(word))
+        })
+    }
+
     /// Remembers a ControlNet folder or file at the top of the recent list.
     pub fn remember_controlnet(&mut self, path: &Path) {
         self.recent_controlnets.retain(|p| p != path);
@@ -411,6 +457,32 @@ mod masked_content_by_name {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_prompt_history_keeps_each_prompt_once_newest_first_and_searches_words() {
+        let mut state = State::default();
+        for prompt in ["a red boat", "a Blue house", "a red boat", "  "] {
+            state.prompt = prompt.into();
+            state.remember_prompt();
+        }
+        let prompts: Vec<&str> = state
+            .prompt_history
+            .iter()
+            .map(|r| r.prompt.as_str())
+            .collect();
+        assert_eq!(prompts, ["a red boat", "a Blue house"]);
+        state.prompt_history_search = "blue HOUSE".into();
+        let found: Vec<&str> = state
+            .prompt_history_matches()
+            .map(|r| r.prompt.as_str())
+            .collect();
+        assert_eq!(found, ["a Blue house"]);
+        for i in 0..PROMPT_HISTORY_KEPT + 5 {
+            state.prompt = format!("prompt {i}");
+            state.remember_prompt();
+        }
+        assert_eq!(state.prompt_history.len(), PROMPT_HISTORY_KEPT);
+    }
 
     #[test]
     fn sizes_snap_to_the_grid() {

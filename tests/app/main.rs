@@ -847,4 +847,18 @@ fn pasting_parameters_restores_them_and_escape_cancels() {
     harness.key_press(Key::Escape);
     step_until(&mut harness, "the run to stop", |app| app.run().is_none());
     assert!(pngs_in(&output.0).is_empty());
+
+    // The prompt generated with is in the prompt history; a click brings it back.
+    harness.state_mut().state_mut().prompt = "something else".into();
+    harness.state_mut().state_mut().negative_prompt.clear();
+    harness.run_steps(1);
+    harness.get_by_label("Prompt history (1)").click();
+    harness.run_steps(2);
+    harness.get_by_label("a red boat").click();
+    harness.run_steps(2);
+    let state = harness.state().state();
+    assert_eq!(
+        (state.prompt.as_str(), state.negative_prompt.as_str()),
+        ("a red boat", "fog")
+    );
 }

@@ -69,6 +69,44 @@ pub(super) fn prompt_section(
             .desired_width(f32::INFINITY),
     )
     .labelled_by(label.id);
+    prompt_history(ui, state);
+}
+
+/// Prompts generated before: searchable, newest first; a click puts one back.
+fn prompt_history(ui: &mut Ui, state: &mut State) {
+    if state.prompt_history.is_empty() {
+        return;
+    }
+    const SHOWN: usize = 30;
+    egui::CollapsingHeader::new(format!("Prompt history ({})", state.prompt_history.len()))
+        .id_salt("prompt-history")
+        .default_open(false)
+        .show(ui, |ui| {
+            ui.add(
+                TextEdit::singleline(&mut state.prompt_history_search)
+                    .hint_text("Search prompts")
+                    .desired_width(f32::INFINITY),
+            );
+            let mut chosen = None;
+            for record in state.prompt_history_matches().take(SHOWN) {
+                let first_line = record.prompt.lines().next().unwrap_or_default();
+                let shown: String = first_line.chars().take(60).collect();
+                let response = ui.selectable_label(false, shown).on_hover_text(
+                    if record.negative.is_empty() {
+                        record.prompt.clone()
+                    } else {
+                        format!("{}\n\nNegative: {}", record.prompt, record.negative)
+                    },
+                );
+                if response.clicked() {
+                    chosen = Some(record.clone());
+                }
+            }
+            if let Some(record) = chosen {
+                state.prompt = record.prompt;
+                state.negative_prompt = record.negative;
+            }
+        });
 }
 
 /// A field title with the token counter ("23/75", "80/150") on the right; returns the
