@@ -112,14 +112,28 @@ pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
 pub struct Fields<'a>(pub &'a Map<String, Value>);
 
 impl Fields<'_> {
-    /// The field as `T`; `None` when it is absent or `null`.
+    /// The field as `T`; `None` when it is absent or `null`. A whole number written as a
+    /// float (`20.0`, as some clients send counts) reads as an integer, as A1111 (pydantic)
+    /// reads it.
     pub fn get<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, ApiError> {
-        match self.0.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(value) => serde_json::from_value(value.clone())
-                .map(Some)
-                .map_err(|err| ApiError::invalid(format!("{name}: {err}"))),
-        }
+        let value = match self.0.get(name) {
+            None | Some(Value::Null) => return Ok(None),
+            Some(Value::Number(n)) => match n.as_f64() {
+                Some(x)
+                    if !n.is_i64()
+                        && !n.is_u64()
+                        && x.fract() == 0.0
+                        && x.abs() < 2f64.powi(53) =>
+                {
+                    Value::from(x as i64)
+                }
+                _ => Value::Number(n.clone()),
+            },
+            Some(value) => value.clone(),
+        };
+        serde_json::from_value(value)
+            .map(Some)
+            .map_err(|err| ApiError::invalid(format!("{name}: {err}")))
     }
 
     /// A yes/no field, as `true`/`false` or `1`/`0` (A1111's clients send both).
@@ -704,6 +718,17 @@ mod tests {
             .is_some());
         assert!(problem(1.0, SchedulerKind::Ddim).unwrap().is_some());
         assert_eq!(problem(0.3, SchedulerKind::Euler).unwrap(), None);
+    }
+
+    #[test]
+    fn whole_floats_read_as_counts() {
+        let body = fields(json!({"steps": 20.0, "cfg_scale": 7, "width": 64.5}));
+        let fields = Fields(&body);
+        assert_eq!(fields.get::<usize>("steps").unwrap(), Some(20));
+        assert_eq!(fields.get::<f64>("cfg_scale").unwrap(), Some(7.0));
+        let err = fields.get::<usize>("width").unwrap_err();
+        assert!(err.detail.starts_with("width: "), "{err}");
+        assert_eq!(fields.get::<usize>("height").unwrap(), None);
     }
 
     #[test]
