@@ -56,17 +56,16 @@ fn start_with(models: &[&str], api_auth: Option<&str>, folders: AddOnFolders) ->
     Server::start(config).unwrap()
 }
 
-/// A server whose add-on folders are empty scratch folders.
-fn start(models: &[&str], tag: &str) -> Server {
-    let dir = scratch(tag);
-    start_with(
-        models,
-        None,
-        AddOnFolders {
-            loras: Some(dir.clone()),
-            embeddings: Some(dir),
-        },
-    )
+/// The fixtures' LoRAs and embeddings, for the server and `generate` alike.
+fn fixture_folders() -> AddOnFolders {
+    AddOnFolders {
+        loras: Some(fixtures().join("formats/loras")),
+        embeddings: Some(fixtures().join("formats/embeddings")),
+    }
+}
+
+fn start(models: &[&str]) -> Server {
+    start_with(models, None, fixture_folders())
 }
 
 struct Client {
@@ -167,8 +166,10 @@ fn generate(model: &str, dir: &Path, args: &[&str], count: usize) -> Vec<PathBuf
         .arg("generate")
         .args(["--model", model_path(model).to_str().unwrap()])
         .args(["--output", output.to_str().unwrap()])
-        .args(["--lora-dir", dir.to_str().unwrap()])
-        .args(["--embeddings-dir", dir.to_str().unwrap()])
+        .arg("--lora-dir")
+        .arg(fixture_folders().loras.unwrap())
+        .arg("--embeddings-dir")
+        .arg(fixture_folders().embeddings.unwrap())
         .args(args)
         .output()
         .unwrap();
@@ -204,17 +205,19 @@ fn assert_same_images(reply: &Value, files: &[PathBuf]) {
 
 #[test]
 fn txt2img_matches_generate() {
-    let server = start(&["sd1"], "txt2img");
+    let server = start(&["sd1"]);
     let client = client(&server);
+    // A LoRA tag and an embedding, found in the server's folders by name.
+    let prompt = format!("{PROMPT} <lora:sd1_kohya:0.8>, tiny-style");
     let request = json!({
-        "prompt": PROMPT, "negative_prompt": NEGATIVE, "seed": 42, "steps": 3,
+        "prompt": prompt, "negative_prompt": NEGATIVE, "seed": 42, "steps": 3,
         "cfg_scale": 7.5, "width": 64, "height": 64, "sampler_name": "Euler a",
         "batch_size": 2, "n_iter": 1, "subseed": 1234, "subseed_strength": 0.3,
         "save_images": true, "send_images": true,
     });
     let reply = client.ok("/sdapi/v1/txt2img", &request);
     let dir = scratch("txt2img-cli");
-    let mut args = vec!["--prompt", PROMPT, "--negative-prompt", NEGATIVE];
+    let mut args = vec!["--prompt", &prompt, "--negative-prompt", NEGATIVE];
     args.extend(
         "--seed 42 --steps 3 --guidance 7.5 --width 64 --height 64 --scheduler euler-a \
          --batch-count 2 --variation-seed 1234 --variation-strength 0.3"
@@ -230,13 +233,14 @@ fn txt2img_matches_generate() {
     assert_eq!(info["sd_model_name"], "sd1");
     let infotexts = info["infotexts"].as_array().unwrap();
     assert!(infotexts[1].as_str().unwrap().contains("Seed: 43"));
-    assert_eq!(reply["parameters"]["prompt"], PROMPT);
+    assert!(infotexts[0].as_str().unwrap().contains("sd1_kohya"));
+    assert_eq!(reply["parameters"]["prompt"], prompt);
     assert_eq!(reply["parameters"]["batch_size"], 2);
 }
 
 #[test]
 fn img2img_and_inpainting_match_generate() {
-    let server = start(&["sd1"], "img2img");
+    let server = start(&["sd1"]);
     let client = client(&server);
     let init_path = fixtures().join("init_64.png");
     let mask_path = fixtures().join("mask_64.png");
@@ -293,7 +297,7 @@ fn img2img_and_inpainting_match_generate() {
 
 #[test]
 fn progress_shows_a_live_preview_and_interrupt_stops_the_run() {
-    let server = start(&["sd_turbo"], "interrupt");
+    let server = start(&["sd_turbo"]);
     let client = client(&server);
     let (status, idle) = client.get("/sdapi/v1/progress");
     assert_eq!(status, 200);
@@ -354,7 +358,7 @@ fn progress_shows_a_live_preview_and_interrupt_stops_the_run() {
 
 #[test]
 fn two_clients_at_once_both_get_their_images() {
-    let server = start(&["sd_turbo"], "concurrent");
+    let server = start(&["sd_turbo"]);
     let client = client(&server);
     let request =
         |seed: u64| json!({"prompt": PROMPT, "seed": seed, "steps": 2, "width": 64, "height": 64});
@@ -387,7 +391,7 @@ fn assert_refused(answer: (u16, Value), status: u16, fragment: &str) {
 
 #[test]
 fn bad_requests_get_4xx_and_the_server_keeps_serving() {
-    let server = start(&["sd_turbo"], "bad");
+    let server = start(&["sd_turbo"]);
     let client = client(&server);
     let txt2img = "/sdapi/v1/txt2img";
     assert_refused(
@@ -481,7 +485,7 @@ fn models_options_samplers_loras_and_png_info() {
         None,
         AddOnFolders {
             loras: Some(loras.clone()),
-            embeddings: Some(loras.clone()),
+            embeddings: fixture_folders().embeddings,
         },
     );
     let client = client(&server);
@@ -552,6 +556,13 @@ fn models_options_samplers_loras_and_png_info() {
     let (_, listed) = client.get("/sdapi/v1/loras");
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
     assert_eq!(listed[0]["name"], "style");
+    // The embeddings that fit the model loaded now (not the SDXL one).
+    let (_, embeddings) = client.get("/sdapi/v1/embeddings");
+    assert_eq!(
+        embeddings["loaded"],
+        json!({"tiny-style": {}}),
+        "{embeddings}"
+    );
 
     // png-info reads back what txt2img wrote.
     let reply = client.ok(

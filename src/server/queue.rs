@@ -56,6 +56,8 @@ struct Shared {
     default_model: AtomicUsize,
     next_job: AtomicU64,
     stopping: AtomicBool,
+    /// Embedding names usable with the model loaded now.
+    embeddings: Mutex<Vec<String>>,
 }
 
 impl Shared {
@@ -86,6 +88,7 @@ impl GenerationQueue {
             default_model: AtomicUsize::new(0),
             next_job: AtomicU64::new(1),
             stopping: AtomicBool::new(false),
+            embeddings: Mutex::new(Vec::new()),
         });
         let (tasks, receiver) = crossbeam_channel::unbounded();
         let (loaded, first_load) = crossbeam_channel::bounded(1);
@@ -156,6 +159,15 @@ impl GenerationQueue {
         self.shared.running().clone()
     }
 
+    /// The embeddings usable in prompts with the model loaded now.
+    pub fn embeddings(&self) -> Vec<String> {
+        self.shared
+            .embeddings
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
     /// Title of the model used by requests that name none.
     pub fn default_model_title(&self) -> String {
         let index = self.shared.default_model.load(Ordering::SeqCst);
@@ -219,7 +231,14 @@ impl Worker {
             self.runner.load(&model.source, &mut Quiet)
         }));
         match outcome {
-            Ok(Ok(loaded)) => Ok(loaded),
+            Ok(Ok(loaded)) => {
+                *self
+                    .shared
+                    .embeddings
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = loaded.embeddings.clone();
+                Ok(loaded)
+            }
             Ok(Err(failure)) => Err(ApiError::internal(format!(
                 "cannot load model {}: {}",
                 model.title, failure.message

@@ -52,7 +52,7 @@ impl Handler for Routes {
             (Get, "/sdapi/v1/schedulers") => Ok(schedulers()),
             (Post, "/sdapi/v1/png-info") => png_info(request),
             (Get, "/sdapi/v1/loras") => self.loras(),
-            (Get, "/sdapi/v1/embeddings") => self.embeddings(),
+            (Get, "/sdapi/v1/embeddings") => Ok(self.embeddings()),
             (_, path) if PATHS.contains(&path) => Err(ApiError {
                 status: 405,
                 kind: "MethodNotAllowed",
@@ -170,7 +170,7 @@ impl Routes {
 
     /// The `.safetensors` files in the LoRA folder, by the names `<lora:NAME:…>` uses.
     fn loras(&self) -> Result<Value, ApiError> {
-        let files = list_folder(self.folders.loras.as_deref(), &["safetensors"])?;
+        let files = list_safetensors(self.folders.loras.as_deref())?;
         Ok(Value::Array(
             files
                 .into_iter()
@@ -181,18 +181,16 @@ impl Routes {
         ))
     }
 
-    /// A1111's `{loaded, skipped}` over the embedding files in the embeddings folder. The
-    /// model decides which fit only when it loads, so every file is listed as loaded.
-    fn embeddings(&self) -> Result<Value, ApiError> {
-        let files = list_folder(
-            self.folders.embeddings.as_deref(),
-            &["safetensors", "pt", "bin"],
-        )?;
-        let loaded: serde_json::Map<String, Value> = files
+    /// A1111's `{loaded, skipped}`: the embeddings in the embeddings folder that fit the
+    /// model loaded now (those made for another family are left out, as A1111 skips them).
+    fn embeddings(&self) -> Value {
+        let loaded: serde_json::Map<String, Value> = self
+            .queue
+            .embeddings()
             .into_iter()
-            .map(|(name, _)| (name, json!({})))
+            .map(|name| (name, json!({})))
             .collect();
-        Ok(json!({ "loaded": loaded, "skipped": {} }))
+        json!({ "loaded": loaded, "skipped": {} })
     }
 }
 
@@ -219,12 +217,9 @@ fn state(
     })
 }
 
-/// Files with one of `extensions` in `folder`, as (name without extension, path), sorted
-/// by name; none when the folder is not set or does not exist yet.
-fn list_folder(
-    folder: Option<&Path>,
-    extensions: &[&str],
-) -> Result<Vec<(String, String)>, ApiError> {
+/// The `.safetensors` files in `folder`, as (name without extension, path), sorted by name;
+/// none when the folder is not set or does not exist yet.
+fn list_safetensors(folder: Option<&Path>) -> Result<Vec<(String, String)>, ApiError> {
     let Some(folder) = folder else {
         return Ok(Vec::new());
     };
@@ -243,11 +238,8 @@ fn list_folder(
         .map(|entry| entry.path())
         .filter(|path| path.is_file())
         .filter(|path| {
-            path.extension().is_some_and(|ext| {
-                extensions
-                    .iter()
-                    .any(|wanted| ext.eq_ignore_ascii_case(wanted))
-            })
+            path.extension()
+                .is_some_and(|ext| ext.eq_ignore_ascii_case("safetensors"))
         })
         .filter_map(|path| {
             let name = path.file_stem()?.to_str()?.to_string();
