@@ -14,7 +14,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde_json::{json, Value};
@@ -31,6 +31,9 @@ const MAX_CONNECTIONS: usize = 32;
 /// A client that sends nothing (or reads nothing) for this long is dropped. Waiting for a
 /// generation is the server's time, not the socket's, and does not count.
 const IO_TIMEOUT: Duration = Duration::from_secs(60);
+/// The whole request (and the draining of a refused body) must arrive within this, so that
+/// a client trickling a byte a minute cannot hold a connection for long.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
 /// After refusing a body, this much of it is still read (and dropped), so that the client,
 /// still sending, gets the answer instead of a connection reset.
 const MAX_DRAIN_BYTES: usize = 256 << 20;
@@ -293,7 +296,10 @@ impl Head {
 }
 
 fn serve_connection(stream: TcpStream, shared: &Shared) {
-    let mut reader = BufReader::new(&stream);
+    let mut reader = BufReader::new(UntilDeadline {
+        stream: &stream,
+        deadline: Instant::now() + REQUEST_TIMEOUT,
+    });
     // The answer, and how much the client may still be sending that was not read.
     let (status, body, unread) = match read_head(&mut reader) {
         Ok(None) => return, // the client went away or sent nothing in time
@@ -323,6 +329,24 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
     let _ = stream.shutdown(Shutdown::Write);
     if unread > 0 {
         drain(&mut reader, unread.min(MAX_DRAIN_BYTES));
+    }
+}
+
+/// Reads from the socket until a deadline: each read waits at most until then.
+struct UntilDeadline<'a> {
+    stream: &'a TcpStream,
+    deadline: Instant,
+}
+
+impl Read for UntilDeadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        self.stream.set_read_timeout(Some(left.min(IO_TIMEOUT)))?;
+        let mut stream = self.stream;
+        stream.read(buf)
     }
 }
 
