@@ -11,13 +11,15 @@
 //!
 //! - `http`: the HTTP/1.1 listener (bounded bodies, Basic auth, a panic answers 500).
 //! - `routes`: which endpoint answers which path.
-//! - `payload`: A1111's txt2img / img2img fields and options, checked and turned into a job.
+//! - `payload`: A1111's txt2img / img2img fields, checked and turned into a job.
+//! - `options`: A1111's options, as `override_settings` and `/options` set them.
 //! - `reply`: the answers, in A1111's shapes.
 //! - `queue`: the worker thread, progress and interrupt.
 //! - `models`: the models a server may switch between, by A1111 title.
 
 mod http;
 mod models;
+mod options;
 mod payload;
 mod queue;
 mod reply;

@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 
 use super::http::ApiError;
 use super::models::ServedModels;
+use super::options::{read_settings, Settings};
 use crate::engine::{
     check_prompt, random_seed, read_picture_from_bytes, GenerateJob, GenerationRequest, GrayImage,
     ImageOutput, InitImage, InpaintArea, InpaintMask, MaskedContent, ModelInfo, PreviewMode,
@@ -386,8 +387,13 @@ fn count(fields: &Fields, name: &str) -> Result<usize, ApiError> {
     }
 }
 
-/// Samplers whose "Automatic" schedule is Karras in A1111 ≥ 1.9.
-const KARRAS_BY_DEFAULT: [&str; 1] = ["DPM++ 2M"];
+/// The schedule type A1111 ≥ 1.9 gives a sampler when the request leaves it "Automatic"
+/// (the others' automatic schedule is their plain one).
+const AUTOMATIC_SCHEDULES: [(&str, &str); 2] =
+    [("DPM++ 2M", "Karras"), ("DPM++ 2M SDE", "Exponential")];
+
+/// Schedule types older clients write into the sampler's name (`"DPM++ 2M Karras"`).
+const NAMED_SCHEDULES: [&str; 4] = ["Karras", "Exponential", "Beta", "Align Your Steps"];
 
 /// `sampler_name` (or the older `sampler_index`) and `scheduler`, as A1111 reads them: the
 /// model's own scheduler when neither is given, a schedule type written into the name as
@@ -407,26 +413,28 @@ fn sampler(fields: &Fields) -> Result<SchedulerKind, ApiError> {
         return Ok(SchedulerKind::Default);
     };
     let name = name.trim();
-    let automatic = schedule.as_deref().is_none_or(is_automatic);
-    let found = if automatic {
-        let karras = KARRAS_BY_DEFAULT
+    let (sampler, schedule) = match schedule.as_deref().filter(|s| !is_automatic(s)) {
+        Some(schedule) => (name, Some(schedule.trim())),
+        None => match NAMED_SCHEDULES
             .iter()
-            .any(|n| n.eq_ignore_ascii_case(name))
-            .then_some("Karras");
-        SchedulerKind::from_a1111(name, karras).or_else(|| {
-            let (sampler, schedule) = name.rsplit_once(' ')?;
-            SchedulerKind::from_a1111(sampler, Some(schedule))
-                .filter(|_| ["Karras", "Exponential"].contains(&schedule))
-        })
-    } else {
-        SchedulerKind::from_a1111(name, schedule.as_deref())
+            .find_map(|schedule| Some((name.strip_suffix(schedule)?.strip_suffix(' ')?, *schedule)))
+        {
+            Some((sampler, schedule)) => (sampler, Some(schedule)),
+            None => {
+                let automatic = AUTOMATIC_SCHEDULES
+                    .iter()
+                    .find(|(sampler, _)| sampler.eq_ignore_ascii_case(name))
+                    .map(|(_, schedule)| *schedule);
+                (name, automatic)
+            }
+        },
     };
-    found.ok_or_else(|| {
+    SchedulerKind::from_a1111(sampler, schedule).ok_or_else(|| {
         let with = schedule
-            .map(|s| format!(" with scheduler {s:?}"))
+            .map(|s| format!(" with schedule type {s:?}"))
             .unwrap_or_default();
         ApiError::invalid(format!(
-            "sampler_name {name:?}{with}: not a sampler this server has (GET /sdapi/v1/samplers)"
+            "sampler_name {sampler:?}{with}: not a sampler this server has (GET /sdapi/v1/samplers)"
         ))
     })
 }
@@ -435,15 +443,20 @@ fn is_automatic(schedule: &str) -> bool {
     schedule.trim().is_empty() || schedule.trim().eq_ignore_ascii_case("automatic")
 }
 
-/// `eta` changes only DDIM (A1111's default 0) and the ancestral samplers (default 1); a
-/// value other than those defaults is refused there and ignored elsewhere.
+/// `eta` changes only DDIM (A1111's default 0) and the ancestral and SDE samplers (default
+/// 1); a value other than those defaults is refused there and ignored elsewhere.
 fn eta_problem(fields: &Fields, scheduler: SchedulerKind) -> Result<Option<String>, ApiError> {
     let Some(eta) = fields.get::<f64>("eta")? else {
         return Ok(None);
     };
     let neutral = match scheduler {
         SchedulerKind::Ddim => Some(0.0),
-        SchedulerKind::EulerAncestral | SchedulerKind::Dpm2Ancestral => Some(1.0),
+        SchedulerKind::EulerAncestral
+        | SchedulerKind::Dpm2Ancestral
+        | SchedulerKind::DpmPp2mSde
+        | SchedulerKind::DpmPp2mSdeKarras
+        | SchedulerKind::DpmPp2mSdeBeta
+        | SchedulerKind::DpmPp2mSdeAys => Some(1.0),
         SchedulerKind::Default => {
             return Ok(Some(
                 "give sampler_name with eta (what eta does depends on the sampler)".into(),
@@ -454,93 +467,6 @@ fn eta_problem(fields: &Fields, scheduler: SchedulerKind) -> Result<Option<Strin
     Ok(neutral
         .filter(|&n| n != eta)
         .map(|n| format!("only {n} (A1111's default for this sampler) is supported")))
-}
-
-/// What `override_settings` (or `POST /options`) asks for.
-#[derive(Debug, Default)]
-pub struct Settings {
-    pub model: Option<usize>,
-    pub clip_skip: Option<usize>,
-}
-
-/// Options that change nothing here (saving files, previews, UI): accepted and ignored.
-const IGNORED_OPTIONS: [&str; 14] = [
-    "samples_save",
-    "samples_format",
-    "save_images_add_number",
-    "grid_save",
-    "return_grid",
-    "enable_pnginfo",
-    "save_txt",
-    "outdir_samples",
-    "outdir_txt2img_samples",
-    "outdir_img2img_samples",
-    "save_to_dirs",
-    "live_previews_enable",
-    "show_progress_every_n_steps",
-    "live_preview_content",
-];
-
-/// Options accepted at the value that is what this engine does.
-fn neutral_option(name: &str, value: &Value) -> Option<bool> {
-    let text = value.as_str().map(str::trim);
-    let number = value.as_f64();
-    Some(match name {
-        "sd_vae" => text.is_some_and(|v| v.eq_ignore_ascii_case("automatic") || v == "None"),
-        // Noise as torch's CPU generator draws it.
-        "randn_source" => text == Some("CPU"),
-        "eta_noise_seed_delta" => number == Some(0.0),
-        // img2img runs steps × strength steps, as diffusers does.
-        "img2img_fix_steps" => value.as_bool() == Some(false),
-        _ => return None,
-    })
-}
-
-/// Reads option settings; refuses names it does not know and values it cannot honour.
-pub fn read_settings(
-    settings: &Map<String, Value>,
-    models: &ServedModels,
-) -> Result<Settings, ApiError> {
-    let fields = Fields(settings);
-    let mut result = Settings::default();
-    let mut unsupported = Vec::new();
-    for (name, value) in settings {
-        match name.as_str() {
-            "sd_model_checkpoint" => {
-                let title: String = fields.get(name)?.unwrap_or_default();
-                let index = models.find(&title).ok_or_else(|| {
-                    ApiError::invalid(format!(
-                        "sd_model_checkpoint {title:?}: not one of this server's models ({})",
-                        models.titles()
-                    ))
-                })?;
-                result.model = Some(index);
-            }
-            "CLIP_stop_at_last_layers" => {
-                let layers: usize = fields.get(name)?.unwrap_or(1);
-                if layers == 0 {
-                    return Err(ApiError::invalid(
-                        "CLIP_stop_at_last_layers must be at least 1",
-                    ));
-                }
-                result.clip_skip = Some(layers);
-            }
-            _ if IGNORED_OPTIONS.contains(&name.as_str()) => {}
-            _ => match neutral_option(name, value) {
-                Some(true) => {}
-                Some(false) => unsupported.push((
-                    name.clone(),
-                    format!("only its default is supported, not {value}"),
-                )),
-                None => unsupported.push((name.clone(), "an unknown option".to_string())),
-            },
-        }
-    }
-    if unsupported.is_empty() {
-        Ok(result)
-    } else {
-        Err(ApiError::unsupported(unsupported))
-    }
 }
 
 /// The bytes of a base64 picture, with or without a `data:image/…;base64,` prefix.
@@ -684,6 +610,21 @@ mod tests {
             kind(json!({"sampler_name": "LMS Karras"})).unwrap(),
             SchedulerKind::LmsKarras
         );
+        assert_eq!(
+            kind(json!({"sampler_name": "Euler", "scheduler": "Beta"})).unwrap(),
+            SchedulerKind::EulerBeta
+        );
+        assert_eq!(
+            kind(json!({"sampler_name": "DPM++ 2M SDE Karras"})).unwrap(),
+            SchedulerKind::DpmPp2mSdeKarras
+        );
+        assert_eq!(
+            kind(json!({"sampler_name": "DPM++ 2M SDE", "scheduler": "Uniform"})).unwrap(),
+            SchedulerKind::DpmPp2mSde
+        );
+        // A1111's automatic schedule for it is Exponential, which this engine lacks.
+        let err = kind(json!({"sampler_name": "DPM++ 2M SDE"})).unwrap_err();
+        assert!(err.detail.contains("Exponential"), "{err}");
         assert!(kind(json!({"sampler_name": "DPM++ SDE"})).is_err());
         assert!(kind(json!({"sampler_name": "Euler", "scheduler": "SGM Uniform"})).is_err());
         assert!(kind(json!({"scheduler": "Karras"})).is_err());

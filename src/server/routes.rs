@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use super::http::{ApiError, Handler, Method, Request};
 use super::models::ServedModels;
+use super::options;
 use super::payload::{self, Fields, Mode};
 use super::queue::GenerationQueue;
 use super::reply;
@@ -156,7 +157,7 @@ impl Routes {
     /// balancer makes the same image for the same request.
     fn set_options(&self, request: &Request) -> Result<Value, ApiError> {
         let body = payload::parse_object(&request.body)?;
-        let settings = payload::read_settings(&body, &self.models)?;
+        let settings = options::read_settings(&body, &self.models)?;
         if settings.clip_skip.is_some_and(|layers| layers != 1) {
             return Err(ApiError::invalid(
                 "CLIP_stop_at_last_layers: send it with each request in override_settings; this server keeps no setting but the model",
@@ -268,6 +269,9 @@ fn schedulers() -> Value {
         entry("automatic", "Automatic"),
         entry("uniform", "Uniform"),
         entry("karras", "Karras"),
+        entry("exponential", "Exponential"),
+        entry("beta", "Beta"),
+        entry("align_your_steps", "Align Your Steps"),
     ])
 }
 
