@@ -3,6 +3,7 @@
 //! The layers, each importing only from those below it:
 //!
 //! - [`app`]: the desktop window (egui), which only draws and talks to the engine.
+//! - [`server`]: beside the window, AUTOMATIC1111's HTTP API over the same engine.
 //! - [`engine`]: the one generation runner (used by the worker thread behind the window and
 //!   by the CLI alike) and the worker itself: commands in, events out.
 //! - [`models`]: model files — the catalog, hub downloads, diffusers folders and single-file
@@ -27,6 +28,7 @@ pub mod kernels;
 pub mod models;
 pub mod networks;
 pub mod sampling;
+pub mod server;
 pub mod system;
 pub mod text;
 

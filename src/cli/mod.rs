@@ -1,9 +1,10 @@
-//! Command-line interface: the window (no subcommand), `generate` and `bench`.
+//! Command-line interface: the window (no subcommand), `generate`, `serve` and `bench`.
 
 mod bench;
 mod controlnet;
 mod generate;
 mod inpaint;
+mod serve;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -32,6 +33,8 @@ pub struct Args {
 enum Command {
     /// Generate images from a prompt without opening a window.
     Generate(Box<generate::GenerateArgs>),
+    /// Serve AUTOMATIC1111's HTTP API (/sdapi/v1) over the engine, without a window.
+    Serve(Box<serve::ServeArgs>),
     /// Time the full-size SD 1.5 architecture (random weights, no files needed).
     Bench(bench::BenchArgs),
 }
@@ -77,6 +80,7 @@ impl fmt::Display for CliError {
 pub fn run(args: Args) -> Result<(), CliError> {
     match args.command {
         Some(Command::Generate(args)) => generate::run(*args),
+        Some(Command::Serve(args)) => serve::run(*args),
         Some(Command::Bench(args)) => bench::run(args),
         None => open_window(args.model.as_deref(), args.output_dir),
     }

@@ -3,8 +3,8 @@
 //! window — [`Command`]s in, [`Event`]s out; the UI never runs tensor code and never waits on
 //! it. The CLI calls the runner directly.
 //!
-//! This module is the window's one front door: every type the window needs from the layers
-//! below is re-exported here.
+//! This module is the one front door of the window and of the HTTP server: every type they
+//! need from the layers below is re-exported here.
 
 mod parameters;
 mod preview;
@@ -20,8 +20,13 @@ pub use runner::{batch_file_path, ImageStep, JobOutcome, ModelLoadFailure, RunOb
 pub use worker::{Worker, WorkerHandle};
 
 pub use crate::formats::parameters::GenerationParameters;
-pub use crate::formats::picture::{read_picture, read_picture_as_stored, MAX_PICTURE_SIDE};
-pub use crate::formats::png::{read_png_parameters, write_png_with_parameters};
+pub use crate::formats::picture::{
+    read_picture, read_picture_as_stored, read_picture_from_bytes, MAX_PICTURE_SIDE,
+};
+pub use crate::formats::png::{
+    encode_png_with_parameters, png_parameters_from_bytes, read_png_parameters,
+    write_png_with_parameters,
+};
 pub use crate::imaging::control::ControlPreprocessor;
 pub use crate::imaging::mask::extend_canvas;
 pub use crate::kernels::precision::{bf16_available, set_cpu_arithmetic, CpuArithmetic};

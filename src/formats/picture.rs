@@ -21,25 +21,33 @@ pub fn read_picture(path: &Path) -> Result<image::RgbImage, String> {
 pub fn read_picture_as_stored(path: &Path) -> Result<image::DynamicImage, String> {
     let file = crate::files::open_regular(path, u64::MAX)
         .map_err(|err| format!("cannot open {}: {err}", path.display()))?;
-    let mut reader = image::ImageReader::new(BufReader::new(file))
+    decode_bounded(BufReader::new(file), &path.display().to_string())
+}
+
+/// As [`read_picture_as_stored`], for a file's bytes already in memory (an upload);
+/// `name` says in messages what the bytes are.
+pub fn read_picture_from_bytes(bytes: &[u8], name: &str) -> Result<image::DynamicImage, String> {
+    decode_bounded(std::io::Cursor::new(bytes), name)
+}
+
+fn decode_bounded(
+    input: impl std::io::BufRead + std::io::Seek,
+    name: &str,
+) -> Result<image::DynamicImage, String> {
+    let mut reader = image::ImageReader::new(input)
         .with_guessed_format()
-        .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+        .map_err(|err| format!("cannot read {name}: {err}"))?;
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_PICTURE_SIDE);
     limits.max_image_height = Some(MAX_PICTURE_SIDE);
     limits.max_alloc = Some(MAX_DECODE_BYTES);
     reader.limits(limits);
-    let decoded = reader.decode().map_err(|err| match err {
+    reader.decode().map_err(|err| match err {
         image::ImageError::Limits(_) => format!(
-            "{} is larger than this app reads (at most {MAX_PICTURE_SIDE} pixels a side)",
-            path.display()
+            "{name} is larger than this app reads (at most {MAX_PICTURE_SIDE} pixels a side)"
         ),
-        err => format!(
-            "{} is not an image this app can read: {err}",
-            path.display()
-        ),
-    })?;
-    Ok(decoded)
+        err => format!("{name} is not an image this app can read: {err}"),
+    })
 }
 
 #[cfg(test)]

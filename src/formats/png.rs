@@ -158,26 +158,49 @@ fn write_to(
     };
     let file = File::create(tmp).map_err(io_error(target))?;
     let mut out = BufWriter::new(file);
-    {
-        let mut encoder = png::Encoder::new(&mut out, width, height);
-        encoder.set_color(png::ColorType::Rgb);
-        encoder.set_depth(png::BitDepth::Eight);
-        if is_latin1(parameters) {
-            encoder.add_text_chunk(PARAMETERS_KEYWORD.to_string(), parameters.to_string())
-        } else {
-            encoder.add_itxt_chunk(PARAMETERS_KEYWORD.to_string(), parameters.to_string())
-        }
-        .map_err(encode_error)?;
-        let mut writer = encoder.write_header().map_err(encode_error)?;
-        writer.write_image_data(rgb).map_err(encode_error)?;
-        writer.finish().map_err(encode_error)?;
-    }
+    encode(&mut out, rgb, width, height, Some(parameters)).map_err(encode_error)?;
     out.flush().map_err(io_error(target))?;
     let file = out.into_inner().map_err(|e| ImageIoError::Io {
         path: target.to_path_buf(),
         source: e.into_error(),
     })?;
     file.sync_all().map_err(io_error(target))
+}
+
+/// The PNG file [`write_png_with_parameters`] writes, in memory (for an HTTP reply);
+/// without a `parameters` chunk when `parameters` is `None` (a live preview).
+pub fn encode_png_with_parameters(
+    rgb: &[u8],
+    width: u32,
+    height: u32,
+    parameters: Option<&str>,
+) -> Result<Vec<u8>, png::EncodingError> {
+    let mut out = Vec::new();
+    encode(&mut out, rgb, width, height, parameters)?;
+    Ok(out)
+}
+
+/// An 8-bit RGB PNG with the `parameters` text chunk as A1111 writes it.
+fn encode(
+    out: &mut impl Write,
+    rgb: &[u8],
+    width: u32,
+    height: u32,
+    parameters: Option<&str>,
+) -> Result<(), png::EncodingError> {
+    let mut encoder = png::Encoder::new(out, width, height);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    match parameters {
+        Some(text) if is_latin1(text) => {
+            encoder.add_text_chunk(PARAMETERS_KEYWORD.to_string(), text.to_string())?
+        }
+        Some(text) => encoder.add_itxt_chunk(PARAMETERS_KEYWORD.to_string(), text.to_string())?,
+        None => {}
+    }
+    let mut writer = encoder.write_header()?;
+    writer.write_image_data(rgb)?;
+    writer.finish()
 }
 
 /// A `parameters` text longer than this is not one (A1111's are a few kB); compressed ones are
