@@ -9,6 +9,7 @@
 mod parameters;
 mod preview;
 mod runner;
+mod upscale;
 mod worker;
 
 use std::path::{Path, PathBuf};
@@ -17,6 +18,10 @@ use std::sync::Arc;
 pub use parameters::{a1111_parameters, FileRecord};
 pub use preview::{latent_preview, PreviewMode};
 pub use runner::{batch_file_path, ImageStep, JobOutcome, ModelLoadFailure, RunObserver, Runner};
+pub use upscale::{
+    image_to_tensor, tensor_to_image, UpscaleFailure, UpscaleJob, Upscaled, DEFAULT_UPSCALE_TILE,
+    MIN_UPSCALE_TILE,
+};
 pub use worker::{Worker, WorkerHandle};
 
 pub use crate::formats::parameters::GenerationParameters;

@@ -7,6 +7,7 @@ mod family;
 pub mod layers;
 pub mod text_encoder;
 pub mod unet;
+pub mod upscalers;
 pub mod vae;
 
 pub use family::Family;
