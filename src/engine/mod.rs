@@ -30,7 +30,7 @@ pub use crate::formats::picture::{
 };
 pub use crate::formats::png::{
     encode_png_with_parameters, png_parameters_from_bytes, read_png_parameters,
-    write_png_with_parameters,
+    write_new_png_with_parameters, write_png_with_parameters,
 };
 pub use crate::imaging::control::ControlPreprocessor;
 pub use crate::imaging::mask::extend_canvas;

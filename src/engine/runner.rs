@@ -299,10 +299,11 @@ impl Runner {
     }
 
     /// Loads the upscaler `job` names (kept for the next upscale) and checks the picture
-    /// against it, before any work.
-    pub fn check_upscale(&mut self, job: &UpscaleJob) -> Result<(), UpscaleFailure> {
+    /// against it, before any work; returns the upscaler's scale.
+    pub fn check_upscale(&mut self, job: &UpscaleJob) -> Result<usize, UpscaleFailure> {
         let upscaler = upscale::load_cached(&mut self.upscaler, &job.model, &self.options)?;
-        upscale::check_upscale(upscaler, &job.image, job.tile)
+        upscale::check_upscale(upscaler, &job.image, job.tile)?;
+        Ok(upscaler.net.scale())
     }
 
     /// Upscales `job.image` with its upscaler, tile by tile (reported to the observer, which
