@@ -556,3 +556,67 @@ fn tiled_upscales_stay_close_to_untiled() {
         );
     }
 }
+
+/// diffusers' `AutoencoderTiny` (`make_taesd_fixtures.py`): a tiny random folder with uneven
+/// block counts, decoded and encoded, then the same weights as the original
+/// `taesd_decoder.safetensors` / `taesd_encoder.safetensors` files (renamed here).
+#[test]
+fn tiny_vae_matches_diffusers() {
+    use latent_studio::models::taesd::load_tiny_vae;
+    let folder = fixtures().join("models/taesd_tiny");
+    let references = candle_core::safetensors::load(
+        fixtures().join("taesd/references.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let vae = load_tiny_vae(&folder, &LoadOptions::default()).unwrap();
+    let decoder = vae.decoder.as_ref().unwrap();
+    let encoder = vae.encoder.as_ref().unwrap();
+    let decoded = decoder.forward(&references["latents"]).unwrap();
+    let decode_diff = support::max_abs_diff(&decoded, &references["decoded"]);
+    let encoded = encoder
+        .forward(&references["decoded"].clamp(-1f32, 1f32).unwrap())
+        .unwrap();
+    let encode_diff = support::max_abs_diff(&encoded, &references["encoded"]);
+    eprintln!("AutoencoderTiny decode max|Δ| {decode_diff:.2e}, encode max|Δ| {encode_diff:.2e}");
+    assert!(decode_diff < 1e-5 && encode_diff < 1e-5);
+
+    let dir = std::env::temp_dir().join(format!("latent-studio-taesd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let all = candle_core::safetensors::load(
+        folder.join("diffusion_pytorch_model.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let original = |half: &str, shift: usize| -> HashMap<String, candle_core::Tensor> {
+        all.iter()
+            .filter_map(|(name, tensor)| {
+                let rest = name.strip_prefix(&format!("{half}.layers."))?;
+                let (index, rest) = rest.split_once('.').unwrap();
+                let index: usize = index.parse().unwrap();
+                Some((format!("{}.{rest}", index + shift), tensor.clone()))
+            })
+            .collect()
+    };
+    let decoder_file = dir.join("taesd_decoder.safetensors");
+    candle_core::safetensors::save(&original("decoder", 1), &decoder_file).unwrap();
+    let encoder_file = dir.join("taesd_encoder.safetensors");
+    candle_core::safetensors::save(&original("encoder", 0), &encoder_file).unwrap();
+    let only_decoder = load_tiny_vae(&decoder_file, &LoadOptions::default()).unwrap();
+    assert!(only_decoder.encoder.is_none());
+    let again = only_decoder
+        .decoder
+        .unwrap()
+        .forward(&references["latents"])
+        .unwrap();
+    assert_eq!(support::max_abs_diff(&again, &decoded), 0.0);
+    let only_encoder = load_tiny_vae(&encoder_file, &LoadOptions::default()).unwrap();
+    assert!(only_encoder.decoder.is_none());
+    let again = only_encoder
+        .encoder
+        .unwrap()
+        .forward(&references["decoded"].clamp(-1f32, 1f32).unwrap())
+        .unwrap();
+    assert_eq!(support::max_abs_diff(&again, &encoded), 0.0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
