@@ -37,12 +37,13 @@ impl CompactConfig {
         let mut length = 0;
         for name in shapes.keys() {
             if let Some(rest) = name.strip_prefix("body.") {
-                let (index, _) =
-                    leading_index(rest, 2 * MAX_CONVS + 2).ok_or(DetectError::TooLarge {
-                        what: "the convolution count",
-                        value: MAX_CONVS + 1,
-                        limit: MAX_CONVS,
-                    })?;
+                let (index, _) = leading_index(rest, 2 * MAX_CONVS + 2).ok_or_else(|| {
+                    DetectError::IndexTooLarge {
+                        name: name.clone(),
+                        what: "layer",
+                        limit: 2 * MAX_CONVS + 2,
+                    }
+                })?;
                 length = length.max(index + 1);
             }
         }

@@ -239,11 +239,12 @@ fn old_layout_counts(shapes: &TensorShapes) -> Result2<(usize, usize)> {
         })?;
         sequence = sequence.max(index + 1);
         if let Some(rest) = rest.strip_prefix("sub.") {
-            let (block, _) = leading_index(rest, MAX_BLOCKS).ok_or(DetectError::TooLarge {
-                what: "the block count",
-                value: MAX_BLOCKS + 1,
-                limit: MAX_BLOCKS,
-            })?;
+            let (block, _) =
+                leading_index(rest, MAX_BLOCKS).ok_or_else(|| DetectError::IndexTooLarge {
+                    name: name.clone(),
+                    what: "block",
+                    limit: MAX_BLOCKS,
+                })?;
             sub = sub.max(block + 1);
         }
     }
@@ -263,22 +264,24 @@ fn named_layout_counts(shapes: &TensorShapes) -> Result2<(usize, usize)> {
             .strip_prefix("body.")
             .or_else(|| name.strip_prefix("RRDB_trunk."))
         {
-            let (block, _) = leading_index(rest, MAX_BLOCKS).ok_or(DetectError::TooLarge {
-                what: "the block count",
-                value: MAX_BLOCKS + 1,
-                limit: MAX_BLOCKS,
-            })?;
+            let (block, _) =
+                leading_index(rest, MAX_BLOCKS).ok_or_else(|| DetectError::IndexTooLarge {
+                    name: name.clone(),
+                    what: "block",
+                    limit: MAX_BLOCKS,
+                })?;
             blocks = blocks.max(block + 1);
         }
         if let Some(rest) = name
             .strip_prefix("conv_up")
             .or_else(|| name.strip_prefix("upconv"))
         {
-            let (n, _) = leading_index(rest, MAX_UPSAMPLINGS).ok_or(DetectError::TooLarge {
-                what: "the number of ×2 upsamplings",
-                value: MAX_UPSAMPLINGS + 1,
-                limit: MAX_UPSAMPLINGS,
-            })?;
+            let (n, _) =
+                leading_index(rest, MAX_UPSAMPLINGS).ok_or_else(|| DetectError::IndexTooLarge {
+                    name: name.clone(),
+                    what: "upsampling",
+                    limit: MAX_UPSAMPLINGS,
+                })?;
             upsamplings = upsamplings.max(n);
         }
     }
@@ -531,7 +534,7 @@ mod tests {
         shapes.insert("model.1.sub.100000.weight".into(), vec![64, 64, 3, 3]);
         shapes.insert("model.4.weight".into(), vec![3, 64, 3, 3]);
         let err = EsrganConfig::detect(&shapes).unwrap_err();
-        assert!(matches!(err, DetectError::TooLarge { .. }), "{err}");
+        assert!(matches!(err, DetectError::IndexTooLarge { .. }), "{err}");
 
         shapes.remove("model.1.sub.100000.weight");
         shapes.insert("model.1.sub.1.weight".into(), vec![64, 64, 3, 3]);

@@ -39,6 +39,12 @@ pub enum DetectError {
         value: usize,
         limit: usize,
     },
+    #[error("tensor {name}: {what} index beyond the {limit} any known model has")]
+    IndexTooLarge {
+        name: String,
+        what: &'static str,
+        limit: usize,
+    },
     #[error("{0}")]
     Inconsistent(String),
 }

@@ -115,19 +115,26 @@ pub fn upscale_tiled(
     Tensor::from_vec(sum, (1, out_channels, out_h, out_w), &Device::Cpu).map(Some)
 }
 
-/// `[start, end)` of the tiles along a side of `length` pixels: every `tile − overlap`
-/// pixels, the last one ending at the side's end (and starting at a multiple of `align`,
-/// so it may be up to `align − 1` pixels longer than the others).
+/// `[start, end)` of the tiles along a side of `length` pixels: as few as tiles of at most
+/// `tile` pixels overlapping by `overlap` need, made as small as that count allows (at 512
+/// pixels, three tiles of 192 instead of 256: 1.27× the work of one piece instead of 2.25×).
+/// They start at multiples of `align`; the last ends at the side's end, so it may be up to
+/// `align − 1` pixels longer than the others.
 fn spans(length: usize, tile: usize, overlap: usize, align: usize) -> Vec<(usize, usize)> {
     if length <= tile {
         return vec![(0, length)];
     }
-    let stride = tile - overlap;
-    let last_start = (length - tile) / align * align;
+    let count = (length - overlap).div_ceil(tile - overlap);
+    let size = (length + (count - 1) * overlap)
+        .div_ceil(count)
+        .div_ceil(align)
+        * align;
+    let stride = size - overlap;
+    let last_start = (length - size) / align * align;
     let mut spans: Vec<(usize, usize)> = (0..)
         .map(|i| i * stride)
         .take_while(|&start| start < last_start)
-        .map(|start| (start, start + tile))
+        .map(|start| (start, start + size))
         .collect();
     spans.push((last_start, length));
     spans
@@ -164,12 +171,18 @@ mod tests {
     #[test]
     fn spans_cover_the_side_with_the_overlap_asked_for() {
         assert_eq!(spans(100, 128, 16, 1), [(0, 100)]);
-        assert_eq!(spans(100, 40, 8, 1), [(0, 40), (32, 72), (60, 100)]);
+        assert_eq!(spans(512, 256, 32, 1), [(0, 192), (160, 352), (320, 512)]);
         // Aligned to 4: the last tile starts at a multiple of 4 and runs to the end.
         assert_eq!(spans(103, 40, 8, 4), [(0, 40), (32, 72), (60, 103)]);
-        for (length, tile, overlap, align) in [(1000, 256, 32, 1), (517, 64, 8, 4), (65, 64, 8, 2)]
-        {
+        for (length, tile, overlap, align) in [
+            (1000, 256, 32, 1),
+            (517, 64, 8, 4),
+            (65, 64, 8, 2),
+            (100, 40, 8, 1),
+            (2048, 256, 32, 4),
+        ] {
             let spans = spans(length, tile, overlap, align);
+            assert!(spans.iter().all(|(start, end)| end - start < tile + align));
             assert_eq!(spans[0].0, 0);
             assert_eq!(spans.last().unwrap().1, length);
             for pair in spans.windows(2) {
