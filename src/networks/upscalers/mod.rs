@@ -319,6 +319,91 @@ mod tests {
         assert_eq!(column, [3.0, 3.0, 3.0]);
     }
 
+    /// The tensor shapes of an RRDBNet with basicsr's names (`conv_up` per ×2).
+    fn real_esrgan(in_channels: usize, upsamplings: usize) -> TensorShapes {
+        let mut shapes = TensorShapes::new();
+        let mut conv = |name: String, out: usize, input: usize| {
+            shapes.insert(format!("{name}.weight"), vec![out, input, 3, 3]);
+            shapes.insert(format!("{name}.bias"), vec![out]);
+        };
+        conv("conv_first".into(), 64, in_channels);
+        for block in 0..23 {
+            for dense in 1..=3 {
+                for i in 1..=5 {
+                    let out = if i == 5 { 64 } else { 32 };
+                    conv(
+                        format!("body.{block}.rdb{dense}.conv{i}"),
+                        out,
+                        64 + (i - 1) * 32,
+                    );
+                }
+            }
+        }
+        conv("conv_body".into(), 64, 64);
+        for n in 1..=upsamplings {
+            conv(format!("conv_up{n}"), 64, 64);
+        }
+        conv("conv_hr".into(), 64, 64);
+        conv("conv_last".into(), 3, 64);
+        shapes
+    }
+
+    fn compact(convs: usize, scale: usize) -> TensorShapes {
+        let mut shapes = TensorShapes::new();
+        for i in 0..=convs {
+            let input = if i == 0 { 3 } else { 64 };
+            shapes.insert(format!("body.{}.weight", 2 * i), vec![64, input, 3, 3]);
+            shapes.insert(format!("body.{}.bias", 2 * i), vec![64]);
+            shapes.insert(format!("body.{}.weight", 2 * i + 1), vec![64]);
+        }
+        let last = 2 * convs + 2;
+        shapes.insert(
+            format!("body.{last}.weight"),
+            vec![3 * scale * scale, 64, 3, 3],
+        );
+        shapes.insert(format!("body.{last}.bias"), vec![3 * scale * scale]);
+        shapes
+    }
+
+    #[test]
+    fn published_models_are_recognised_at_full_size() {
+        let x4plus = detect(&real_esrgan(3, 2)).unwrap();
+        let UpscalerConfig::Esrgan(config) = &x4plus else {
+            panic!("{x4plus:?}")
+        };
+        assert_eq!(
+            (
+                config.blocks,
+                config.features,
+                config.growth_channels,
+                x4plus.scale()
+            ),
+            (23, 64, 32, 4)
+        );
+        // RealESRGAN_x2plus: 2×2 blocks folded into 12 channels, then the ×4 network.
+        let x2plus = detect(&real_esrgan(12, 2)).unwrap();
+        assert_eq!(x2plus.scale(), 2);
+        assert!(matches!(&x2plus, UpscalerConfig::Esrgan(c) if c.pixel_unshuffle == Some(2)));
+        // realesr-general-x4v3 (32 convolutions) and realesr-animevideov3 (16).
+        for (convs, scale) in [(32, 4), (16, 4), (16, 2)] {
+            let config = detect(&compact(convs, scale)).unwrap();
+            assert_eq!(
+                config,
+                UpscalerConfig::Compact(CompactConfig {
+                    in_channels: 3,
+                    out_channels: 3,
+                    features: 64,
+                    convs,
+                    scale,
+                })
+            );
+        }
+        let mut vae = TensorShapes::new();
+        vae.insert("decoder.conv_in.weight".into(), vec![512, 4, 3, 3]);
+        let err = detect(&vae).unwrap_err().to_string();
+        assert!(err.contains("this is a VAE"), "{err}");
+    }
+
     #[test]
     fn indices_are_bounded_before_use() {
         assert_eq!(leading_index("12.weight", 64), Some((12, "weight")));
