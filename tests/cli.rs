@@ -1050,3 +1050,159 @@ fn json_lines_and_help_on_every_flag() {
         assert!(text.contains(values), "{values} missing from --help");
     }
 }
+
+fn upscale(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_latent-studio"))
+        .arg("upscale")
+        .args(args)
+        .output()
+        .expect("run latent-studio")
+}
+
+/// `upscale` end to end: a PNG in, spandrel's 8-bit picture out (the Real-ESRGAN ×2 fixture,
+/// pixel-unshuffled from an odd size), the input's A1111 parameters kept, and the default
+/// output name beside the input, never replacing a file.
+#[test]
+fn upscale_matches_spandrel_and_keeps_the_parameters() {
+    let dir = scratch("upscale");
+    let references = candle_core::safetensors::load(
+        fixtures().join("upscalers/references.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let case = "esrgan_new_x2_unshuffle";
+    let input = &references[&format!("{case}.input")];
+    let (height, width, _) = input.dims3().unwrap();
+    let pixels: Vec<u8> = input.flatten_all().unwrap().to_vec1().unwrap();
+    let picture = dir.join("small.png");
+    latent_studio::engine::write_png_with_parameters(
+        &picture,
+        &pixels,
+        width as u32,
+        height as u32,
+        "a cat\nSteps: 20, Seed: 7",
+    )
+    .unwrap();
+    let model = fixtures().join(format!("upscalers/{case}.safetensors"));
+    let args = [
+        "--model",
+        model.to_str().unwrap(),
+        "--input",
+        picture.to_str().unwrap(),
+    ];
+    let output = upscale(&args);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let written = dir.join("small-x2.png");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        written.to_str().unwrap()
+    );
+    let ours = image::open(&written).unwrap().to_rgb8();
+    assert_eq!(
+        (ours.width() as usize, ours.height() as usize),
+        (2 * width, 2 * height)
+    );
+    let expected: Vec<u8> = references[&format!("{case}.image")]
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let max = ours
+        .as_raw()
+        .iter()
+        .zip(&expected)
+        .map(|(&a, &b)| a.abs_diff(b))
+        .max();
+    assert!(max <= Some(1), "max difference {max:?}");
+    let parameters = latent_studio::engine::read_png_parameters(&written).unwrap();
+    assert_eq!(parameters.as_deref(), Some("a cat\nSteps: 20, Seed: 7"));
+    // Run again: the default output exists and is not replaced.
+    assert_bad_input(&upscale(&args), "exists");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn upscale_mistakes_are_one_line() {
+    let dir = scratch("upscale-mistakes");
+    let picture = fixtures().join("init_64.png");
+    let picture = picture.to_str().unwrap();
+    let model = fixtures().join("upscalers/compact_x4.safetensors");
+    let model = model.to_str().unwrap();
+    let pickle = dir.join("4x-UltraSharp.pth");
+    std::fs::write(&pickle, b"not opened").unwrap();
+    let vae = fixtures().join("models/sd1/vae/diffusion_pytorch_model.safetensors");
+    let truncated = dir.join("truncated.safetensors");
+    let bytes = std::fs::read(fixtures().join("upscalers/compact_x4.safetensors")).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() - 100]).unwrap();
+    let out = dir.join("out.png");
+    let out = out.to_str().unwrap();
+    let cases: [(&[&str], &str); 7] = [
+        (
+            &[
+                "--model",
+                pickle.to_str().unwrap(),
+                "--input",
+                picture,
+                "--output",
+                out,
+            ],
+            "pickle",
+        ),
+        (
+            &[
+                "--model",
+                vae.to_str().unwrap(),
+                "--input",
+                picture,
+                "--output",
+                out,
+            ],
+            "this is a VAE",
+        ),
+        (
+            &[
+                "--model",
+                truncated.to_str().unwrap(),
+                "--input",
+                picture,
+                "--output",
+                out,
+            ],
+            "outside the file",
+        ),
+        (
+            &[
+                "--model",
+                model,
+                "--input",
+                "/nonexistent.png",
+                "--output",
+                out,
+            ],
+            "--input",
+        ),
+        (
+            &["--model", model, "--input", picture, "--output", "x.jpg"],
+            "must end in .png",
+        ),
+        (
+            &[
+                "--model", model, "--input", picture, "--output", out, "--tile", "8",
+            ],
+            "--tile 8",
+        ),
+        (
+            &["--model", "/nonexistent.safetensors", "--input", picture],
+            "no such file",
+        ),
+    ];
+    for (args, expected) in cases {
+        assert_bad_input(&upscale(args), expected);
+    }
+    assert!(!Path::new(out).exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}

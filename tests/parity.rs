@@ -393,3 +393,230 @@ fn original_layout_controlnet_file_matches_diffusers() {
     let _ = std::fs::remove_dir_all(&dir);
     result.unwrap();
 }
+
+/// One network of `tests/fixtures/upscalers.json` (`make_upscaler_fixtures.py`) with what
+/// spandrel's loader detected in it.
+#[derive(serde::Deserialize)]
+struct UpscalerCase {
+    file: String,
+    architecture: String,
+    scale: usize,
+    tags: Vec<String>,
+}
+
+fn upscaler_cases() -> Vec<(String, UpscalerCase)> {
+    #[derive(serde::Deserialize)]
+    struct Cases {
+        cases: std::collections::BTreeMap<String, UpscalerCase>,
+    }
+    let text = std::fs::read_to_string(fixtures().join("upscalers.json")).unwrap();
+    let cases: Cases = serde_json::from_str(&text).unwrap();
+    cases.cases.into_iter().collect()
+}
+
+fn upscaler_references() -> HashMap<String, candle_core::Tensor> {
+    let path = fixtures().join("upscalers/references.safetensors");
+    candle_core::safetensors::load(path, &candle_core::Device::Cpu).unwrap()
+}
+
+fn rgb_from_tensor(pixels: &candle_core::Tensor) -> latent_studio::engine::RgbImage {
+    let (height, width, _) = pixels.dims3().unwrap();
+    latent_studio::engine::RgbImage {
+        width,
+        height,
+        pixels: pixels.flatten_all().unwrap().to_vec1().unwrap(),
+    }
+}
+
+/// ESRGAN (old `model.N` keys, ×1/×2/×4/×8, ESRGAN+), Real-ESRGAN (basicsr keys, ×4 and the
+/// pixel-unshuffling ×2 and ×1 on odd sizes), BSRGAN keys and SRVGGNetCompact (×1/×2/×4),
+/// from f32 and f16 files: the architecture and scale spandrel detected, its output before
+/// the clamp within 1e-4, and its 8-bit picture within one level.
+#[test]
+fn upscalers_match_spandrel() {
+    use latent_studio::engine::{image_to_tensor, tensor_to_image};
+    use latent_studio::models::upscaler::load_upscaler;
+    let references = upscaler_references();
+    let cases = upscaler_cases();
+    assert!(cases.len() >= 12);
+    let mut failures = Vec::new();
+    for (name, case) in &cases {
+        let loaded = load_upscaler(&fixtures().join(&case.file), &LoadOptions::default())
+            .unwrap_or_else(|err| panic!("{name}: {err}"));
+        let scale = loaded.net.scale();
+        if loaded.config.architecture() != case.architecture || scale != case.scale {
+            failures.push(format!(
+                "{name}: detected {} ×{scale}, spandrel {} ×{} {:?}",
+                loaded.config.architecture(),
+                case.architecture,
+                case.scale,
+                case.tags
+            ));
+            continue;
+        }
+        let picture = rgb_from_tensor(&references[&format!("{name}.input")]);
+        let input =
+            image_to_tensor(&picture, &candle_core::Device::Cpu, candle_core::DType::F32).unwrap();
+        let raw = loaded.net.forward(&input).unwrap();
+        let expected_raw = &references[&format!("{name}.raw")];
+        if raw.dims() != expected_raw.dims() {
+            failures.push(format!(
+                "{name}: shape {:?} vs {:?}",
+                raw.dims(),
+                expected_raw.dims()
+            ));
+            continue;
+        }
+        let float_diff = support::max_abs_diff(&raw, expected_raw);
+        let image = tensor_to_image(&raw).unwrap();
+        let expected: Vec<u8> = references[&format!("{name}.image")]
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let (mean, max) = support::image_diff(&image.pixels, &expected);
+        eprintln!(
+            "{name:<26} {} ×{scale}  max|Δ| {float_diff:.2e}  image mean|Δ| {mean:.4}/255 max|Δ| {max}/255",
+            case.architecture
+        );
+        if float_diff > 1e-4 || max > 1.0 {
+            failures.push(format!(
+                "{name}: max float diff {float_diff}, image max diff {max}/255"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// What tiling costs against one untiled run, on a picture 96×80 in tiles of 32 input
+/// pixels overlapping by 16 (the fixture networks see fewer pixels than real ones, so the
+/// numbers bound seams rather than predict them for a 23-block RRDBNet). A picture that
+/// fits in one tile is computed untiled: bit-identical.
+#[test]
+fn tiled_upscales_stay_close_to_untiled() {
+    use latent_studio::engine::{image_to_tensor, tensor_to_image};
+    use latent_studio::models::upscaler::load_upscaler;
+    use latent_studio::networks::upscalers::tiling::{upscale_tiled, Tiling};
+    let (width, height) = (96, 80);
+    let pixels = (0..width * height * 3)
+        .map(|i| {
+            let (p, c) = (i / 3, i % 3);
+            let (x, y) = (p % width, p / width);
+            ((x * 5 + y * 3 + c * 70) % 256) as u8 ^ (((x / 7 + y / 5) % 2) * 60) as u8
+        })
+        .collect();
+    let picture = latent_studio::engine::RgbImage {
+        width,
+        height,
+        pixels,
+    };
+    let input =
+        image_to_tensor(&picture, &candle_core::Device::Cpu, candle_core::DType::F32).unwrap();
+    for name in ["esrgan_old_x4", "esrgan_new_x1_unshuffle", "compact_x4"] {
+        let loaded = load_upscaler(
+            &fixtures().join(format!("upscalers/{name}.safetensors")),
+            &LoadOptions::default(),
+        )
+        .unwrap();
+        let whole = loaded.net.forward(&input).unwrap();
+        let run = |tiling| {
+            upscale_tiled(&loaded.net, &input, tiling, &mut |_| true)
+                .unwrap()
+                .unwrap()
+        };
+        let one_tile = run(Some(Tiling::with_tile(96)));
+        assert_eq!(support::max_abs_diff(&one_tile, &whole), 0.0, "{name}");
+        let tiled = run(Some(Tiling {
+            tile: 32,
+            overlap: 16,
+        }));
+        assert_eq!(tiled.dims(), whole.dims());
+        let float_diff = support::max_abs_diff(&tiled, &whole);
+        let rms = ((&tiled - &whole)
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .mean_all()
+            .unwrap())
+        .to_scalar::<f32>()
+        .unwrap()
+        .sqrt();
+        let (mean, max) = support::image_diff(
+            &tensor_to_image(&tiled).unwrap().pixels,
+            &tensor_to_image(&whole).unwrap().pixels,
+        );
+        eprintln!(
+            "{name:<26} tiled 32/16 vs whole: max|Δ| {float_diff:.2e} rms {rms:.2e}  image mean|Δ| {mean:.4}/255 max|Δ| {max}/255"
+        );
+        // Measured: ≤ 1 level for the ×4 networks; the ×1 Real-ESRGAN runs on 8×8 unshuffled
+        // tiles here, where zero padding reaches every feature (9 levels at most, rms 5e-3).
+        assert!(
+            rms < 1e-2 && max <= 12.0,
+            "{name}: rms {rms}, max {max}/255"
+        );
+    }
+}
+
+/// diffusers' `AutoencoderTiny` (`make_taesd_fixtures.py`): a tiny random folder with uneven
+/// block counts, decoded and encoded, then the same weights as the original
+/// `taesd_decoder.safetensors` / `taesd_encoder.safetensors` files (renamed here).
+#[test]
+fn tiny_vae_matches_diffusers() {
+    use latent_studio::models::taesd::load_tiny_vae;
+    let folder = fixtures().join("models/taesd_tiny");
+    let references = candle_core::safetensors::load(
+        fixtures().join("taesd/references.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let vae = load_tiny_vae(&folder, &LoadOptions::default()).unwrap();
+    let decoder = vae.decoder.as_ref().unwrap();
+    let encoder = vae.encoder.as_ref().unwrap();
+    let decoded = decoder.forward(&references["latents"]).unwrap();
+    let decode_diff = support::max_abs_diff(&decoded, &references["decoded"]);
+    let encoded = encoder
+        .forward(&references["decoded"].clamp(-1f32, 1f32).unwrap())
+        .unwrap();
+    let encode_diff = support::max_abs_diff(&encoded, &references["encoded"]);
+    eprintln!("AutoencoderTiny decode max|Δ| {decode_diff:.2e}, encode max|Δ| {encode_diff:.2e}");
+    assert!(decode_diff < 1e-5 && encode_diff < 1e-5);
+
+    let dir = std::env::temp_dir().join(format!("latent-studio-taesd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let all = candle_core::safetensors::load(
+        folder.join("diffusion_pytorch_model.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let original = |half: &str, shift: usize| -> HashMap<String, candle_core::Tensor> {
+        all.iter()
+            .filter_map(|(name, tensor)| {
+                let rest = name.strip_prefix(&format!("{half}.layers."))?;
+                let (index, rest) = rest.split_once('.').unwrap();
+                let index: usize = index.parse().unwrap();
+                Some((format!("{}.{rest}", index + shift), tensor.clone()))
+            })
+            .collect()
+    };
+    let decoder_file = dir.join("taesd_decoder.safetensors");
+    candle_core::safetensors::save(&original("decoder", 1), &decoder_file).unwrap();
+    let encoder_file = dir.join("taesd_encoder.safetensors");
+    candle_core::safetensors::save(&original("encoder", 0), &encoder_file).unwrap();
+    let only_decoder = load_tiny_vae(&decoder_file, &LoadOptions::default()).unwrap();
+    assert!(only_decoder.encoder.is_none());
+    let again = only_decoder
+        .decoder
+        .unwrap()
+        .forward(&references["latents"])
+        .unwrap();
+    assert_eq!(support::max_abs_diff(&again, &decoded), 0.0);
+    let only_encoder = load_tiny_vae(&encoder_file, &LoadOptions::default()).unwrap();
+    assert!(only_encoder.decoder.is_none());
+    let again = only_encoder
+        .encoder
+        .unwrap()
+        .forward(&references["decoded"].clamp(-1f32, 1f32).unwrap())
+        .unwrap();
+    assert_eq!(support::max_abs_diff(&again, &encoded), 0.0);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,10 +1,11 @@
-//! Command-line interface: the window (no subcommand), `generate`, `serve` and `bench`.
+//! Command-line interface: the window (no subcommand), `generate`, `serve`, `upscale` and `bench`.
 
 mod bench;
 mod controlnet;
 mod generate;
 mod inpaint;
 mod serve;
+mod upscale;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -35,6 +36,8 @@ enum Command {
     Generate(Box<generate::GenerateArgs>),
     /// Serve AUTOMATIC1111's HTTP API (/sdapi/v1) over the engine, without a window.
     Serve(Box<serve::ServeArgs>),
+    /// Upscale a picture with an ESRGAN-family upscaler (.safetensors).
+    Upscale(upscale::UpscaleArgs),
     /// Time the full-size SD 1.5 architecture (random weights, no files needed).
     Bench(bench::BenchArgs),
 }
@@ -81,6 +84,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
     match args.command {
         Some(Command::Generate(args)) => generate::run(*args),
         Some(Command::Serve(args)) => serve::run(*args),
+        Some(Command::Upscale(args)) => upscale::run(args),
         Some(Command::Bench(args)) => bench::run(args),
         None => open_window(args.model.as_deref(), args.output_dir),
     }

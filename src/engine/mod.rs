@@ -9,6 +9,7 @@
 mod parameters;
 mod preview;
 mod runner;
+mod upscale;
 mod worker;
 
 use std::path::{Path, PathBuf};
@@ -17,6 +18,10 @@ use std::sync::Arc;
 pub use parameters::{a1111_parameters, FileRecord};
 pub use preview::{latent_preview, PreviewMode};
 pub use runner::{batch_file_path, ImageStep, JobOutcome, ModelLoadFailure, RunObserver, Runner};
+pub use upscale::{
+    image_to_tensor, tensor_to_image, UpscaleFailure, UpscaleJob, Upscaled, DEFAULT_UPSCALE_TILE,
+    MIN_UPSCALE_TILE,
+};
 pub use worker::{Worker, WorkerHandle};
 
 pub use crate::formats::parameters::GenerationParameters;
@@ -25,7 +30,7 @@ pub use crate::formats::picture::{
 };
 pub use crate::formats::png::{
     encode_png_with_parameters, png_parameters_from_bytes, read_png_parameters,
-    write_png_with_parameters,
+    write_new_png_with_parameters, write_png_with_parameters,
 };
 pub use crate::imaging::control::ControlPreprocessor;
 pub use crate::imaging::mask::extend_canvas;

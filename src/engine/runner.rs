@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::upscale::{self, UpscaleFailure, UpscaleJob, Upscaled};
 use super::{
     a1111_parameters, latent_preview, AddOnFolders, ControlSpec, FileRecord, FinishedImage,
     GenerateJob, GenerationFailure, ImageOutput, LoadFailure, LoadedModel, ModelSource,
@@ -18,6 +19,7 @@ use crate::models::controlnet::{load_controlnet, LoadedControlNet};
 use crate::models::embeddings::load_embeddings_dir;
 use crate::models::hashes::HashCache;
 use crate::models::lora::LoraLibrary;
+use crate::models::upscaler::LoadedUpscaler;
 use crate::models::{
     load_model, Catalog, DownloadProgress, HubCache, HubClient, LoadError, LoadOptions,
     StableDiffusion,
@@ -52,7 +54,12 @@ pub trait RunObserver {
     fn image_finished(&mut self, index: usize, image: FinishedImage) {
         let _ = (index, image);
     }
-    /// Asked before every image and after every step: `true` stops the job there.
+    /// Tile `done` of `total` of an upscale is finished.
+    fn upscale_tile(&mut self, done: usize, total: usize) {
+        let _ = (done, total);
+    }
+    /// Asked before every image and after every step (and upscale tile): `true` stops the
+    /// job there.
     fn is_cancelled(&self) -> bool {
         false
     }
@@ -93,6 +100,8 @@ pub struct Runner {
     hashes: HashCache,
     /// The ControlNets of the last job, kept for the next (by file).
     controlnets: Vec<(PathBuf, LoadedControlNet)>,
+    /// The upscaler of the last upscale, kept for the next (by file).
+    upscaler: Option<(PathBuf, LoadedUpscaler)>,
 }
 
 impl Runner {
@@ -106,6 +115,7 @@ impl Runner {
             loras: LoraLibrary::default(),
             hashes: HashCache::user_default(),
             controlnets: Vec::new(),
+            upscaler: None,
         }
     }
 
@@ -288,6 +298,25 @@ impl Runner {
         self.check(&request)
     }
 
+    /// Loads the upscaler `job` names (kept for the next upscale) and checks the picture
+    /// against it, before any work; returns the upscaler's scale.
+    pub fn check_upscale(&mut self, job: &UpscaleJob) -> Result<usize, UpscaleFailure> {
+        let upscaler = upscale::load_cached(&mut self.upscaler, &job.model, &self.options)?;
+        upscale::check_upscale(upscaler, &job.image, job.tile)?;
+        Ok(upscaler.net.scale())
+    }
+
+    /// Upscales `job.image` with its upscaler, tile by tile (reported to the observer, which
+    /// may cancel: then `None`).
+    pub fn upscale(
+        &mut self,
+        job: &UpscaleJob,
+        observer: &mut dyn RunObserver,
+    ) -> Result<Option<Upscaled>, UpscaleFailure> {
+        let upscaler = upscale::load_cached(&mut self.upscaler, &job.model, &self.options)?;
+        upscale::run_upscale(upscaler, &job.image, job.tile, &self.options, observer)
+    }
+
     /// Runs `job`: `batch_count` images with seeds `seed`, `seed + 1`, … Images finished
     /// before a failure or a cancel have been handed to the observer (and saved).
     pub fn run(
@@ -439,7 +468,7 @@ impl Runner {
     }
 }
 
-fn load_failure(err: LoadError) -> ModelLoadFailure {
+pub(super) fn load_failure(err: LoadError) -> ModelLoadFailure {
     let cause = match err {
         LoadError::NotFound { .. }
         | LoadError::NotDiffusersFolder { .. }

@@ -103,6 +103,20 @@ pub fn conv2d(
     ))
 }
 
+/// As [`conv2d`], for a convolution without a bias (`weight` only).
+pub fn conv2d_no_bias(
+    in_channels: usize,
+    out_channels: usize,
+    kernel: usize,
+    config: Conv2dConfig,
+    vb: VarBuilder,
+) -> Result<Conv2d> {
+    let inner = with_stored_weight_precision(|| {
+        candle_nn::conv2d_no_bias(in_channels, out_channels, kernel, config, vb)
+    })?;
+    Ok(Conv2d::new(inner.weight().clone(), None, config))
+}
+
 impl Conv2d {
     pub fn new(weight: Tensor, bias: Option<Tensor>, config: Conv2dConfig) -> Self {
         Self {

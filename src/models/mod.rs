@@ -13,6 +13,8 @@ pub mod lora;
 mod model;
 mod safetensors_file;
 pub mod single_file;
+pub mod taesd;
+pub mod upscaler;
 pub mod weights;
 
 pub use catalog::{Catalog, CatalogEntry, CatalogError};

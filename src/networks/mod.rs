@@ -5,8 +5,10 @@
 pub mod controlnet;
 mod family;
 pub mod layers;
+pub mod taesd;
 pub mod text_encoder;
 pub mod unet;
+pub mod upscalers;
 pub mod vae;
 
 pub use family::Family;
