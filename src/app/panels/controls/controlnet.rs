@@ -25,7 +25,6 @@ pub(super) fn controlnet_section(
             let recent = state.recent_controlnets.clone();
             for unit in 0..state.control_units.len() {
                 egui::Frame::group(ui.style()).show(ui, |ui| {
-                    ui.set_width(ui.available_width());
                     unit_controls(
                         ui,
                         unit,
@@ -83,7 +82,8 @@ fn unit_controls(
             .map_or_else(|| "Choose a ControlNet…".to_string(), file_label);
         ComboBox::from_id_salt(("controlnet-model", unit))
             .selected_text(selected)
-            .width(ui.available_width() - 110.0)
+            // Leave room for the two buttons beside it, so the panel does not grow.
+            .width((ui.available_width() - 150.0).max(80.0))
             .show_ui(ui, |ui| {
                 for path in recent {
                     if ui
