@@ -1206,3 +1206,82 @@ fn upscale_mistakes_are_one_line() {
     assert!(!Path::new(out).exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The hires fix is the base image, enlarged with Lanczos, through diffusers' img2img at the
+/// larger size with the same seed: exactly what `--init-image BASE --width --height` gives.
+#[test]
+fn hires_fix_is_img2img_on_the_enlarged_base_image() {
+    let dir = scratch("hires");
+    let model = fixtures().join("models/sd1");
+    let model = model.to_str().unwrap();
+    let common = [
+        "--prompt",
+        "a castle",
+        "--seed",
+        "5",
+        "--scheduler",
+        "euler",
+    ];
+    let run = |extra: &[&str], out: &Path| {
+        let mut args = vec!["--model", model];
+        args.extend_from_slice(&common);
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--output", out.to_str().unwrap()]);
+        let output = generate(&args);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let base = dir.join("base.png");
+    run(&["--width", "64", "--height", "48", "--steps", "3"], &base);
+    let hires = dir.join("hires.png");
+    run(
+        &[
+            "--width",
+            "64",
+            "--height",
+            "48",
+            "--steps",
+            "3",
+            "--hires-scale",
+            "1.5",
+            "--hires-steps",
+            "4",
+            "--hires-denoise",
+            "0.6",
+        ],
+        &hires,
+    );
+    let by_hand = dir.join("by-hand.png");
+    run(
+        &[
+            "--init-image",
+            base.to_str().unwrap(),
+            "--width",
+            "96",
+            "--height",
+            "72",
+            "--steps",
+            "4",
+            "--strength",
+            "0.6",
+        ],
+        &by_hand,
+    );
+    let hires_image = image::open(&hires).unwrap().to_rgb8();
+    assert_eq!(hires_image.dimensions(), (96, 72));
+    assert_eq!(hires_image, image::open(&by_hand).unwrap().to_rgb8());
+    let text = latent_studio::formats::png::read_png_parameters(&hires)
+        .unwrap()
+        .unwrap();
+    assert!(
+        text.contains("Size: 64x48")
+            && text.contains("Denoising strength: 0.6")
+            && text.contains("Hires upscale: 1.5, Hires steps: 4, Hires upscaler: Lanczos"),
+        "{text}"
+    );
+    let output = generate_quick(Path::new(model), &dir, &["--hires-denoise", "0.5"]);
+    assert_bad_input(&output, "--hires-denoise needs --hires-scale");
+}

@@ -111,6 +111,7 @@ fn a_hundred_jobs_with_cancels_model_switches_and_lora_changes() {
             preview: PreviewMode::Fast,
             loras: Vec::new(),
             controls: Vec::new(),
+            hires: None,
         }));
         wait_for(&worker, "a warm-up job", |e| {
             matches!(e, Event::JobDone { .. })
@@ -154,6 +155,7 @@ fn a_hundred_jobs_with_cancels_model_switches_and_lora_changes() {
                 preview: PreviewMode::Fast,
                 loras: loras[choices.below(3) as usize].clone(),
                 controls: Vec::new(),
+                hires: None,
             }));
             let mut steps_seen = 0;
             let events = wait_for(&worker, "the job's end", |event| {

@@ -89,6 +89,7 @@ fn batch_streams_previews_and_saves_pngs() {
         preview: PreviewMode::Fast,
         loras: Vec::new(),
         controls: Vec::new(),
+        hires: None,
     }));
     let events = collect_until(&worker, |e| matches!(e, Event::JobDone { job: 1 }));
     let steps: Vec<_> = events
@@ -160,6 +161,7 @@ fn cancel_stops_within_a_step() {
         preview: PreviewMode::Off,
         loras: Vec::new(),
         controls: Vec::new(),
+        hires: None,
     }));
     let mut cancelled_at = None;
     let events = collect_until(&worker, |e| {
@@ -200,6 +202,7 @@ fn failures_are_reported_and_the_worker_keeps_serving() {
         preview: PreviewMode::Off,
         loras: Vec::new(),
         controls: Vec::new(),
+        hires: None,
     }));
     let events = collect_until(&worker, |e| matches!(e, Event::JobDone { job: 1 }));
     assert!(events.iter().any(|e| matches!(
@@ -228,6 +231,7 @@ fn failures_are_reported_and_the_worker_keeps_serving() {
         preview: PreviewMode::Off,
         loras: Vec::new(),
         controls: Vec::new(),
+        hires: None,
     }));
     let events = collect_until(&worker, |e| matches!(e, Event::JobDone { job: 2 }));
     assert!(events
@@ -244,6 +248,7 @@ fn failures_are_reported_and_the_worker_keeps_serving() {
         preview: PreviewMode::Vae { every: 1 },
         loras: Vec::new(),
         controls: Vec::new(),
+        hires: None,
     }));
     let events = collect_until(&worker, |e| matches!(e, Event::JobDone { job: 3 }));
     let preview = events.iter().find_map(|e| match e {

@@ -625,6 +625,7 @@ impl LatentStudioApp {
             preview: state.preview,
             loras,
             controls,
+            hires: None,
         }));
         self.viewer.follow_run = true;
         self.viewer.clear_preview();

@@ -9,9 +9,9 @@ use clap::Args;
 use latent_studio::engine::{
     check_prompt, default_embeddings_dir, default_lora_dir, random_seed, read_picture,
     AddOnFolders, DownloadProgress, FinishedImage, GenerateJob, GenerationFailure,
-    GenerationRequest, ImageOutput, ImageStep, InitImage, LoadFailure, LoadOptions, ModelSource,
-    PreviewMode, PromptSyntax, RgbImage, RunObserver, Runner, SchedulerKind, Variation,
-    MAX_IMAGE_SIDE,
+    GenerationRequest, HiresFix, HiresUpscaler, ImageOutput, ImageStep, InitImage, LoadFailure,
+    LoadOptions, ModelSource, PreviewMode, PromptSyntax, RgbImage, RunObserver, Runner,
+    SchedulerKind, Variation, MAX_IMAGE_SIDE,
 };
 
 use super::controlnet::ControlArgs;
@@ -94,6 +94,19 @@ pub struct GenerateArgs {
     inpaint: InpaintArgs,
     #[command(flatten)]
     control: ControlArgs,
+    /// Hires fix (A1111's): after the base image, upscale it by this factor and run img2img
+    /// at that size.
+    #[arg(long, value_name = "F")]
+    hires_scale: Option<f64>,
+    /// Steps of the hires pass (default: --steps).
+    #[arg(long, value_name = "N")]
+    hires_steps: Option<usize>,
+    /// Denoising strength of the hires pass, 0 < F ≤ 1 (default 0.5).
+    #[arg(long, value_name = "F")]
+    hires_denoise: Option<f64>,
+    /// How the base image is enlarged: lanczos (default) or an upscaler .safetensors file.
+    #[arg(long, value_name = "lanczos|FILE")]
+    hires_upscaler: Option<String>,
     /// Images to make, with seeds seed, seed+1, …; written as FILE-1.png, FILE-2.png, …
     #[arg(long, default_value_t = 1)]
     batch_count: usize,
@@ -246,6 +259,55 @@ impl RunObserver for Terminal {
     }
 }
 
+/// The hires-fix flags as one setting (`None` without `--hires-scale`).
+fn resolve_hires(args: &GenerateArgs) -> Result<Option<HiresFix>, CliError> {
+    let Some(scale) = args.hires_scale else {
+        let stray = [
+            ("--hires-steps", args.hires_steps.is_some()),
+            ("--hires-denoise", args.hires_denoise.is_some()),
+            ("--hires-upscaler", args.hires_upscaler.is_some()),
+        ]
+        .into_iter()
+        .find(|(_, given)| *given);
+        return match stray {
+            Some((flag, _)) => Err(CliError::input(format!("{flag} needs --hires-scale"))),
+            None => Ok(None),
+        };
+    };
+    if !(scale.is_finite() && (1.0..=8.0).contains(&scale)) {
+        return Err(CliError::input(format!(
+            "--hires-scale {scale}: must be between 1 and 8"
+        )));
+    }
+    let denoise = args.hires_denoise.unwrap_or(0.5);
+    if !(denoise > 0.0 && denoise <= 1.0) {
+        return Err(CliError::input(format!(
+            "--hires-denoise {denoise}: must be greater than 0 and at most 1"
+        )));
+    }
+    if args.hires_steps == Some(0) {
+        return Err(CliError::input("--hires-steps must be at least 1"));
+    }
+    let upscaler = match args.hires_upscaler.as_deref() {
+        None | Some("lanczos") => HiresUpscaler::Lanczos,
+        Some(file) => {
+            let path = PathBuf::from(file);
+            if !path.is_file() {
+                return Err(CliError::input(format!(
+                    "--hires-upscaler {file}: neither lanczos nor an upscaler file"
+                )));
+            }
+            HiresUpscaler::Model(path)
+        }
+    };
+    Ok(Some(HiresFix {
+        scale,
+        steps: args.hires_steps,
+        denoise,
+        upscaler,
+    }))
+}
+
 /// `42s`, `3m 05s`.
 fn format_duration(seconds: f64) -> String {
     let seconds = seconds.round() as u64;
@@ -356,6 +418,7 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
         mask,
     });
     let controls = args.control.resolve()?;
+    let hires = resolve_hires(&args)?;
     let variation = match (args.variation_seed, args.variation_strength) {
         (None, None) => None,
         (Some(_), None) | (None, Some(_)) => {
@@ -514,6 +577,7 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
         preview: PreviewMode::Off,
         loras: listed_loras,
         controls,
+        hires,
     };
     let failed = |failure: GenerationFailure| match failure {
         GenerationFailure::InvalidRequest(message) if message.starts_with("scheduler") => {

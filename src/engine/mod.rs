@@ -6,6 +6,7 @@
 //! This module is the one front door of the window and of the HTTP server: every type they
 //! need from the layers below is re-exported here.
 
+mod hires;
 mod parameters;
 mod preview;
 mod runner;
@@ -15,6 +16,7 @@ mod worker;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use hires::{HiresFix, HiresUpscaler};
 pub use parameters::{a1111_parameters, FileRecord};
 pub use preview::{latent_preview, PreviewMode};
 pub use runner::{batch_file_path, ImageStep, JobOutcome, ModelLoadFailure, RunObserver, Runner};
@@ -96,6 +98,8 @@ pub struct GenerateJob {
     pub loras: Vec<(PathBuf, f64)>,
     /// ControlNet units; the runner loads the files and preprocesses the images.
     pub controls: Vec<ControlSpec>,
+    /// A1111's "Hires. fix": a second, img2img pass at a larger size.
+    pub hires: Option<HiresFix>,
 }
 
 /// A ControlNet unit as a user sets it up: which file, which picture, which preprocessor.

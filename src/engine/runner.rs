@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::hires::HiresUpscaler;
 use super::upscale::{self, UpscaleFailure, UpscaleJob, Upscaled};
 use super::{
     a1111_parameters, latent_preview, AddOnFolders, ControlSpec, FileRecord, FinishedImage,
@@ -341,6 +342,19 @@ impl Runner {
             .apply_loras(loras)
             .map_err(|err| GenerationFailure::Lora(err.to_string()))?;
         self.check(request)?;
+        // The second pass is checked (size, memory, strength) before the first one starts,
+        // and its upscaler loaded.
+        if let Some(hires) = &job.hires {
+            let (width, height) = hires.target_size(request.width, request.height);
+            self.check(&hires.second_pass(request, RgbImage::filled(width, height, [0; 3])))?;
+            if let HiresUpscaler::Model(path) = &hires.upscaler {
+                upscale::load_cached(&mut self.upscaler, path, &self.options).map_err(|err| {
+                    GenerationFailure::InvalidRequest(format!("hires upscaler: {err}"))
+                })?;
+            }
+        }
+        let upscaler = self.upscaler.as_ref().map(|(_, loaded)| loaded);
+        let options = &self.options;
         let Some((_, model)) = &self.model else {
             return Err(GenerationFailure::NoModel);
         };
@@ -358,39 +372,72 @@ impl Runner {
                 variation.seed = base.seed.wrapping_add(index as u64);
             }
             let pipeline = model.pipeline();
-            let total_steps = pipeline.planned_steps(&request).unwrap_or(request.steps);
+            let base_steps = pipeline.planned_steps(&request).unwrap_or(request.steps);
+            let hires_steps = match &job.hires {
+                Some(hires) => {
+                    let (width, height) = hires.target_size(request.width, request.height);
+                    let second =
+                        hires.second_pass(&request, RgbImage::filled(width, height, [0; 3]));
+                    pipeline.planned_steps(&second).unwrap_or(second.steps)
+                }
+                None => 0,
+            };
+            let total_steps = base_steps + hires_steps;
             observer.image_started(index, request.seed, total_steps);
             let started = Instant::now();
-            let result = pipeline.generate(&request, &mut |progress| {
-                let preview = match job.preview {
-                    PreviewMode::Off => None,
-                    PreviewMode::Vae { every } if every > 0 && progress.step % every == 0 => {
-                        pipeline.decode(progress.denoised).ok()
+            let pass = Pass {
+                index,
+                job,
+                family,
+                started,
+                total: total_steps,
+            };
+            let output = match pass.run(pipeline, &request, 0, observer)? {
+                Some(output) => output,
+                None => return Ok(JobOutcome::Cancelled),
+            };
+            let output = match &job.hires {
+                None => output,
+                Some(hires) => {
+                    let (width, height) = hires.target_size(request.width, request.height);
+                    let picture = match (&hires.upscaler, upscaler) {
+                        (HiresUpscaler::Model(_), Some(upscaler)) => {
+                            let tile = Some(upscale::DEFAULT_UPSCALE_TILE);
+                            match upscale::run_upscale(
+                                upscaler,
+                                &output.image,
+                                tile,
+                                options,
+                                observer,
+                            )
+                            .map_err(|err| {
+                                GenerationFailure::InvalidRequest(format!("hires upscaler: {err}"))
+                            })? {
+                                Some(upscaled) => upscaled.image.resized(width, height),
+                                None => return Ok(JobOutcome::Cancelled),
+                            }
+                        }
+                        _ => output.image.resized(width, height),
+                    };
+                    let second = hires.second_pass(&request, picture);
+                    match pass.run(pipeline, &second, base_steps, observer)? {
+                        Some(output) => output,
+                        None => return Ok(JobOutcome::Cancelled),
                     }
-                    PreviewMode::Fast | PreviewMode::Vae { .. } => {
-                        latent_preview(progress.denoised, family).ok()
-                    }
-                };
-                observer.step(ImageStep {
-                    index,
-                    step: progress.step,
-                    total: progress.total,
-                    elapsed_secs: started.elapsed().as_secs_f64(),
-                    preview,
-                });
-                if observer.is_cancelled() {
-                    Flow::Cancel
-                } else {
-                    Flow::Continue
                 }
-            });
-            let output = match result {
-                Ok(output) => output,
-                Err(GenerateError::Cancelled) => return Ok(JobOutcome::Cancelled),
-                Err(err) => return Err(GenerationFailure::from(err)),
             };
             let parameters = a1111_parameters(model, &request, &files)
-                .map(|p| p.to_a1111_string())
+                .map(|mut p| {
+                    if let Some(hires) = &job.hires {
+                        p.denoising_strength = Some(hires.denoise);
+                        let name = match (&hires.upscaler, upscaler) {
+                            (HiresUpscaler::Model(_), Some(upscaler)) => upscaler.name.clone(),
+                            _ => "Lanczos".to_string(),
+                        };
+                        p.extra.extend(hires.record(&name));
+                    }
+                    p.to_a1111_string()
+                })
                 .map_err(|err| GenerationFailure::InvalidRequest(format!("scheduler: {err}")))?;
             let saved = match &job.output {
                 ImageOutput::None => Ok(None),
@@ -418,6 +465,56 @@ impl Runner {
             );
         }
         Ok(JobOutcome::Completed)
+    }
+}
+
+/// One denoising pass of an image, reporting its steps after `offset` earlier ones (the
+/// hires fix's second pass continues the first one's count).
+struct Pass<'a> {
+    index: usize,
+    job: &'a GenerateJob,
+    family: crate::networks::Family,
+    started: Instant,
+    total: usize,
+}
+
+impl Pass<'_> {
+    /// The generated image, or `None` when the observer cancelled.
+    fn run(
+        &self,
+        pipeline: &crate::sampling::pipeline::DiffusionPipeline,
+        request: &GenerationRequest,
+        offset: usize,
+        observer: &mut dyn RunObserver,
+    ) -> Result<Option<crate::sampling::pipeline::GeneratedImage>, GenerationFailure> {
+        let result = pipeline.generate(request, &mut |progress| {
+            let preview = match self.job.preview {
+                PreviewMode::Off => None,
+                PreviewMode::Vae { every } if every > 0 && progress.step % every == 0 => {
+                    pipeline.decode(progress.denoised).ok()
+                }
+                PreviewMode::Fast | PreviewMode::Vae { .. } => {
+                    latent_preview(progress.denoised, self.family).ok()
+                }
+            };
+            observer.step(ImageStep {
+                index: self.index,
+                step: offset + progress.step,
+                total: self.total.max(offset + progress.total),
+                elapsed_secs: self.started.elapsed().as_secs_f64(),
+                preview,
+            });
+            if observer.is_cancelled() {
+                Flow::Cancel
+            } else {
+                Flow::Continue
+            }
+        });
+        match result {
+            Ok(output) => Ok(Some(output)),
+            Err(GenerateError::Cancelled) => Ok(None),
+            Err(err) => Err(GenerationFailure::from(err)),
+        }
     }
 }
 

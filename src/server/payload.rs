@@ -96,6 +96,7 @@ impl PendingJob {
             preview: PreviewMode::Fast,
             loras: Vec::new(),
             controls: Vec::new(),
+            hires: None,
         })
     }
 }
