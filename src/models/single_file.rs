@@ -155,7 +155,7 @@ fn convert_name(
 }
 
 /// Every renaming a checkpoint tensor name can go through (each family, and the standalone
-/// VAE's), for `crate::fuzz_entry`: no name may make them panic. Returns how many converted.
+/// VAE's), for the fuzz targets: no name may make them panic. Returns how many converted.
 #[doc(hidden)]
 pub(crate) fn convert_names_for_fuzzing(names: &[&str], layout: Layout) -> usize {
     let mut converted = 0;

@@ -5,30 +5,11 @@
 
 use candle_core::Tensor;
 
-use crate::imaging::RgbImage;
-use crate::networks::controlnet::{ControlMode, ControlNetModel};
+use crate::networks::controlnet::ControlMode;
 use crate::networks::unet::{AddedConditions, ControlResiduals};
 use crate::sampling::pipeline::{
-    Conditioning, DiffusionPipeline, GenerateError, GenerationRequest,
+    Conditioning, ControlUnit, DiffusionPipeline, GenerateError, GenerationRequest,
 };
-
-/// One ControlNet and what it reads.
-#[derive(Debug, Clone)]
-pub struct ControlUnit {
-    pub net: std::sync::Arc<ControlNetModel>,
-    /// The control map as the network reads it (already preprocessed: edges, depth …);
-    /// resized to the generation's size as diffusers' control image processor does.
-    pub image: RgbImage,
-    /// `controlnet_conditioning_scale` (A1111's "Weight").
-    pub scale: f64,
-    /// `control_guidance_start` / `_end`: the fraction of the steps it acts on.
-    pub start: f64,
-    pub end: f64,
-    pub mode: ControlMode,
-    /// For the record: the model's name and the preprocessor that made `image`.
-    pub model_name: String,
-    pub preprocessor: String,
-}
 
 impl DiffusionPipeline {
     /// A ControlNet made for this model's family, with a usable image and weights.

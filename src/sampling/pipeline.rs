@@ -5,10 +5,10 @@
 use candle_core::{DType, Device, Tensor};
 
 pub use crate::imaging::{GrayImage, RgbImage};
+use crate::networks::controlnet::{ControlMode, ControlNetModel};
 use crate::networks::unet::{AddedConditions, UNet2DConditionModel};
 use crate::networks::vae::AutoencoderKL;
 use crate::networks::Family;
-pub use crate::sampling::control::ControlUnit;
 use crate::sampling::inpaint;
 use crate::sampling::inpaint::InpaintMask;
 use crate::sampling::noise::TorchRng;
@@ -63,6 +63,24 @@ pub struct GenerationRequest {
 pub struct Variation {
     pub seed: u64,
     pub strength: f64,
+}
+
+/// One ControlNet and what it reads.
+#[derive(Debug, Clone)]
+pub struct ControlUnit {
+    pub net: std::sync::Arc<ControlNetModel>,
+    /// The control map as the network reads it (already preprocessed: edges, depth …);
+    /// resized to the generation's size as diffusers' control image processor does.
+    pub image: RgbImage,
+    /// `controlnet_conditioning_scale` (A1111's "Weight").
+    pub scale: f64,
+    /// `control_guidance_start` / `_end`: the fraction of the steps it acts on.
+    pub start: f64,
+    pub end: f64,
+    pub mode: ControlMode,
+    /// For the record: the model's name and the preprocessor that made `image`.
+    pub model_name: String,
+    pub preprocessor: String,
 }
 
 /// Progress of one denoising step, handed to the observer.

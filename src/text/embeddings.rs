@@ -1,5 +1,5 @@
 //! Textual-inversion embeddings: a few learned token vectors, used by writing the embedding's
-//! name in a prompt (A1111 style). Reading them from files is [`crate::models::embeddings`]'.
+//! name in a prompt (A1111 style). Reading them from files is the model layer's job.
 
 use std::collections::HashMap;
 use std::path::PathBuf;

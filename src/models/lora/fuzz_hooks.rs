@@ -1,4 +1,4 @@
-//! The LoRA key mapping as `crate::fuzz_entry::lora_keys` drives it. A child module of
+//! The LoRA key mapping as the `lora_keys` fuzz target drives it. A child module of
 //! `lora`, so that it reaches the private mapping functions without making them public.
 
 use candle_core::{DType, Device, Tensor};

@@ -1,5 +1,5 @@
 //! `UNet2DConditionModel`, built from a diffusers `unet/config.json`. Its down half
-//! ([`encoder`]) is shared with [`crate::networks::controlnet`].
+//! ([`encoder`]) is shared with the ControlNet network.
 
 mod config;
 pub(crate) mod encoder;
