@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use crate::engine::ModelSource;
 
 use super::mask::MaskEdit;
+use super::state::ThemeChoice;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum UiCommand {
@@ -76,6 +77,17 @@ pub enum UiCommand {
     Outpaint([usize; 4]),
     /// Restore settings from pasted A1111 `parameters` text.
     PasteParameters(String),
+    /// An image pasted from the clipboard becomes the start image.
+    PasteImage(std::sync::Arc<egui::ColorImage>),
+    /// Use another `styles.csv`.
+    PickStylesFile,
+    ReloadStyles,
+    /// Save the prompt fields as a style of this name.
+    SaveStyle(String),
+    DeleteStyle(String),
+    /// Merge the chosen styles into the prompt fields.
+    ApplyStylesToPrompts,
+    ChangeTheme(ThemeChoice),
     /// Show a history entry in full.
     ShowEntry(u64),
     /// Go back to the running job's live preview.

@@ -34,6 +34,10 @@ pub trait Desktop {
     fn pick_control_image(&mut self) -> Option<PathBuf> {
         self.pick_init_image()
     }
+    /// A1111's `styles.csv` (or a file to start one in).
+    fn pick_styles_file(&mut self) -> Option<PathBuf> {
+        None
+    }
     /// Where to export a PNG: `folder`/`file_name` is the suggestion.
     fn save_png_as(&mut self, folder: &Path, file_name: &str) -> Option<PathBuf>;
     /// Opens the system file manager at `path` (selecting it where the platform can).
@@ -83,6 +87,13 @@ impl Desktop for NativeDesktop {
 
     fn pick_output_folder(&mut self, current: &Path) -> Option<PathBuf> {
         folder_dialog("Save finished images in", current)
+    }
+
+    fn pick_styles_file(&mut self) -> Option<PathBuf> {
+        rfd::FileDialog::new()
+            .set_title("Use a styles.csv (AUTOMATIC1111's, for one)")
+            .add_filter("Styles", &["csv"])
+            .pick_file()
     }
 
     fn pick_controlnet_folder(&mut self) -> Option<PathBuf> {

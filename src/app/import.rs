@@ -35,6 +35,8 @@ pub fn apply_parameters(state: &mut State, params: &GenerationParameters) -> Vec
     let mut skipped = Vec::new();
     state.prompt = params.prompt.clone();
     state.negative_prompt = params.negative_prompt.clone();
+    // A recorded prompt already holds its styles: applying them again would double them.
+    state.selected_styles.clear();
     state.steps = params.steps.clamp(1, MAX_STEPS);
     if params.cfg_scale.is_finite() {
         state.guidance = params.cfg_scale.clamp(0.0, MAX_GUIDANCE);

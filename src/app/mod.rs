@@ -25,7 +25,9 @@ pub mod notices;
 pub mod panels;
 mod restore;
 pub mod session;
+mod shortcuts;
 pub mod state;
+pub mod styles;
 pub mod viewer;
 
 use std::path::{Path, PathBuf};
@@ -37,7 +39,7 @@ use egui::{Key, KeyboardShortcut, Modifiers, TextureHandle};
 use crate::engine::{
     bf16_available, Catalog, Command, CpuArithmetic, Event, FinishedImage, GenerateJob,
     GenerationParameters, GenerationRequest, ImageOutput, InitImage, LoadedModel, ModelSource,
-    RgbImage, Variation, Worker, WorkerHandle,
+    RgbImage, Variation, Worker, WorkerHandle, MAX_PICTURE_SIDE,
 };
 
 pub use command::UiCommand;
@@ -140,6 +142,7 @@ pub struct LatentStudioApp {
     tokens: TokenCounts,
     /// The LoRA folder's files, listed by the file thread.
     loras: LoraListing,
+    styles: styles::StylesBook,
     /// Searches of recent model files for an imported image's `Model hash`.
     model_lookup: ModelLookup,
     /// The latest of those searches; answers to older ones are dropped.
@@ -173,7 +176,7 @@ impl LatentStudioApp {
         if let Some(dir) = config.output_dir {
             state.output_dir = dir;
         }
-        panels::style::apply(&cc.egui_ctx);
+        panels::style::apply(&cc.egui_ctx, state.theme);
 
         let worker = spawn_worker(&cc.egui_ctx);
         let repaint = cc.egui_ctx.clone();
@@ -198,6 +201,7 @@ impl LatentStudioApp {
             notices: Notices::default(),
             tokens: TokenCounts::default(),
             loras: LoraListing::default(),
+            styles: styles::StylesBook::default(),
             model_lookup,
             last_hash_search: 0,
             scan_generation: 0,
@@ -209,6 +213,7 @@ impl LatentStudioApp {
         app.state.bf16_arithmetic &= bf16_available();
         app.configure_worker();
         app.list_loras();
+        app.reload_styles();
         app.scan_output_folder();
         app
     }
@@ -290,6 +295,10 @@ impl LatentStudioApp {
 
     pub fn history(&self) -> &History {
         &self.history
+    }
+
+    pub fn viewer(&self) -> &Viewer {
+        &self.viewer
     }
 
     pub fn showing(&self) -> Showing {
@@ -441,16 +450,16 @@ impl LatentStudioApp {
             UiCommand::RemoveMask => self.remove_mask(),
             UiCommand::EditMask(edit) => self.edit_mask(edit),
             UiCommand::Outpaint(sides) => self.outpaint(ctx, sides),
-            UiCommand::PasteParameters(text) => {
-                match GenerationParameters::parse_a1111(&text) {
-                    Ok(params) => self.restore_parameters(&params, "the pasted text"),
-                    Err(_) => self.notices.push(
-                        Severity::Warning,
-                        "The pasted text holds no generation settings",
-                        "Copy the parameters text of an image (A1111's or Latent Studio's), then press Ctrl+V outside the text fields.".to_string(),
-                        None,
-                    ),
-                }
+            UiCommand::PasteParameters(text) => self.paste_parameters(&text),
+            UiCommand::PasteImage(image) => self.paste_image(ctx, &image),
+            UiCommand::PickStylesFile => self.pick_styles_file(),
+            UiCommand::ReloadStyles => self.reload_styles(),
+            UiCommand::SaveStyle(name) => self.save_style(name),
+            UiCommand::DeleteStyle(name) => self.delete_style(&name),
+            UiCommand::ApplyStylesToPrompts => self.apply_styles_to_prompts(),
+            UiCommand::ChangeTheme(theme) => {
+                self.state.theme = theme;
+                panels::style::apply(ctx, theme);
             }
             UiCommand::ShowEntry(id) => self.show_entry(ctx, id),
             UiCommand::ShowLive => {
@@ -578,11 +587,11 @@ impl LatentStudioApp {
         let mask = self.inpaint_mask();
         let loras = self.listed_loras_for_job();
         let state = &self.state;
-        let negative = state.negative_prompt.trim();
+        let (prompt, negative) = self.styles.styled_prompts(state);
         let request = GenerationRequest {
-            prompt: state.prompt.clone(),
+            prompt,
             // Empty means diffusers' `negative_prompt=None` (SDXL then uses zeroed embeddings).
-            negative_prompt: (!negative.is_empty()).then(|| state.negative_prompt.clone()),
+            negative_prompt: (!negative.trim().is_empty()).then_some(negative),
             steps: state.steps,
             guidance: state.guidance,
             seed: state.seed,
@@ -688,59 +697,6 @@ impl LatentStudioApp {
             generation: self.scan_generation,
         });
     }
-
-    /// Shortcuts that work wherever the keyboard focus is. Consumed before the panels draw,
-    /// so the prompt field does not also get the Enter.
-    fn shortcuts(&self, ctx: &egui::Context, commands: &mut Vec<UiCommand>) {
-        if ctx.input_mut(|i| i.consume_shortcut(&GENERATE_SHORTCUT)) {
-            commands.push(UiCommand::Generate);
-        }
-        if ctx.input_mut(|i| i.consume_shortcut(&SAVE_SHORTCUT)) {
-            commands.push(UiCommand::SaveAs);
-        }
-        if self.mask_editing() {
-            commands.extend(inpaint::mask_shortcuts(ctx));
-        }
-        // Only a text field keeps these keys for itself (a focused button does not).
-        if !ctx.egui_wants_keyboard_input() {
-            // Esc stops the run (the mask canvas takes it first, to close).
-            if !self.mask_editing()
-                && self.run.is_some()
-                && ctx.input(|i| i.key_pressed(Key::Escape))
-            {
-                commands.push(UiCommand::Cancel);
-            }
-            // Ctrl+V outside a text field: A1111 `parameters` text, as A1111's paste button reads it.
-            let pasted = ctx.input(|i| {
-                i.events.iter().find_map(|event| match event {
-                    egui::Event::Paste(text) => Some(text.clone()),
-                    _ => None,
-                })
-            });
-            if let Some(text) = pasted {
-                commands.push(UiCommand::PasteParameters(text));
-            }
-        }
-        // Arrow keys browse the history while no text field has the keyboard (and the
-        // history is on screen, not the mask canvas).
-        if ctx.memory(|m| m.focused().is_none()) && !self.mask_editing() {
-            if let Some(id) = self.viewer.shown_entry() {
-                let step = ctx.input(|i| {
-                    if i.key_pressed(Key::ArrowLeft) {
-                        Some(false)
-                    } else if i.key_pressed(Key::ArrowRight) {
-                        Some(true)
-                    } else {
-                        None
-                    }
-                });
-                // Left is newer (the strip runs newest first from the left).
-                if let Some(next) = step.and_then(|forward| self.history.neighbour(id, forward)) {
-                    commands.push(UiCommand::ShowEntry(next));
-                }
-            }
-        }
-    }
 }
 
 impl eframe::App for LatentStudioApp {
@@ -769,6 +725,7 @@ impl eframe::App for LatentStudioApp {
             init_image: self.init_image.as_ref(),
             mask_editing: self.mask_editing(),
             loras: &self.loras,
+            styles: &self.styles,
             control_pictures: &self.control_pictures,
             has_shown_image: self.viewer.shown_full().is_some(),
             focus_prompt: std::mem::take(&mut self.focus_prompt),

@@ -4,6 +4,51 @@
 use super::*;
 
 impl LatentStudioApp {
+    /// Ctrl+V of text outside the text fields: A1111 `parameters`, as A1111's paste button.
+    pub(super) fn paste_parameters(&mut self, text: &str) {
+        match GenerationParameters::parse_a1111(text) {
+            Ok(params) => self.restore_parameters(&params, "the pasted text"),
+            Err(_) => self.notices.push(
+                Severity::Warning,
+                "The pasted text holds no generation settings",
+                "Copy the parameters text of an image (A1111's or Latent Studio's), then press Ctrl+V outside the text fields.".to_string(),
+                None,
+            ),
+        }
+    }
+
+    /// Ctrl+V of a picture: it becomes the img2img start image, as a dropped picture does.
+    pub(super) fn paste_image(&mut self, ctx: &egui::Context, pasted: &egui::ColorImage) {
+        let [width, height] = pasted.size;
+        let largest = MAX_PICTURE_SIDE as usize;
+        if width == 0 || height == 0 || width > largest || height > largest {
+            self.notices.error(
+                "The pasted picture is not used",
+                format!("It is {width}×{height} pixels; a start image has 1 to {largest} a side."),
+                None,
+            );
+            return;
+        }
+        // Straight (not premultiplied) colour without alpha, as a decoded RGBA file gives.
+        let pixels = pasted
+            .pixels
+            .iter()
+            .flat_map(|pixel| {
+                let [r, g, b, _] = pixel.to_srgba_unmultiplied();
+                [r, g, b]
+            })
+            .collect();
+        let image = RgbImage {
+            width,
+            height,
+            pixels,
+        };
+        self.set_init_image(ctx, "pasted picture".into(), Arc::new(image), false);
+        self.notices.info(format!(
+            "Starting from the pasted picture ({width}×{height})"
+        ));
+    }
+
     pub(super) fn reuse_shown_parameters(&mut self) {
         let Some(entry) = self.shown_entry() else {
             return;

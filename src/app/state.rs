@@ -84,6 +84,28 @@ pub const MAX_INPAINT_PADDING: usize = 256;
 pub const MIN_BRUSH_SIZE: f32 = 1.0;
 pub const MAX_BRUSH_SIZE: f32 = 512.0;
 
+/// Which theme the window uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum ThemeChoice {
+    #[default]
+    Dark,
+    Light,
+    /// Follows the desktop's light/dark setting, also when it changes.
+    System,
+}
+
+impl ThemeChoice {
+    pub const ALL: [ThemeChoice; 3] = [ThemeChoice::Dark, ThemeChoice::Light, ThemeChoice::System];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ThemeChoice::Dark => "Dark",
+            ThemeChoice::Light => "Light",
+            ThemeChoice::System => "System",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 // A file written by an older or newer version still loads: missing fields take their defaults.
 #[serde(default)]
@@ -164,6 +186,14 @@ pub struct State {
     /// (0 = off).
     pub variation_seed: u64,
     pub variation_strength: f64,
+    /// A1111's `styles.csv` in use; `None`: the one in the app's data folder.
+    pub styles_file: Option<PathBuf>,
+    /// Styles merged into the prompts at Generate, in the order chosen.
+    pub selected_styles: Vec<String>,
+    /// The name typed for "save as style" (not kept between runs).
+    #[serde(skip)]
+    pub new_style_name: String,
+    pub theme: ThemeChoice,
 
     /// Where the worker writes finished images.
     pub output_dir: PathBuf,
@@ -209,6 +239,10 @@ impl Default for State {
             recent_controlnets: Vec::new(),
             variation_seed: 0,
             variation_strength: 0.0,
+            styles_file: None,
+            selected_styles: Vec::new(),
+            new_style_name: String::new(),
+            theme: ThemeChoice::Dark,
             output_dir: default_output_dir(),
             preview: PreviewMode::Fast,
         }

@@ -34,6 +34,9 @@ pub use crate::formats::png::{
     encode_png_with_parameters, png_parameters_from_bytes, read_png_parameters,
     write_new_png_with_parameters, write_png_with_parameters,
 };
+pub use crate::formats::styles::{
+    apply_styles, read_styles, write_styles, PromptStyle, StylesError,
+};
 pub use crate::imaging::control::ControlPreprocessor;
 pub use crate::imaging::mask::extend_canvas;
 pub use crate::kernels::precision::{bf16_available, set_cpu_arithmetic, CpuArithmetic};

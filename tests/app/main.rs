@@ -18,6 +18,7 @@ use latent_studio::engine::ModelSource;
 use latent_studio::formats::png::{read_png_parameters, write_png_with_parameters};
 
 mod editing;
+mod workflow;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -94,6 +95,9 @@ impl Desktop for ScriptedDesktop {
         self.next()
     }
     fn pick_control_image(&mut self) -> Option<PathBuf> {
+        self.next()
+    }
+    fn pick_styles_file(&mut self) -> Option<PathBuf> {
         self.next()
     }
     fn save_png_as(&mut self, _folder: &Path, _file_name: &str) -> Option<PathBuf> {
@@ -489,6 +493,8 @@ fn every_control_has_an_accessible_name() {
     harness.run_steps(2);
     harness.get_by_label("Advanced").click();
     harness.run_steps(3);
+    harness.get_by_label("Styles").click();
+    harness.run_steps(2);
     harness.get_by_label("Full (VAE)").click();
     harness.run_steps(3);
     assert!(matches!(
@@ -510,6 +516,7 @@ fn every_control_has_an_accessible_name() {
         "VAE",
         "Clip skip",
         "Prompt syntax",
+        "Theme",
     ] {
         assert!(
             harness.query_all_by_label(name).next().is_some(),

@@ -57,9 +57,9 @@ pub(super) fn notices(ui: &mut Ui, notices: &Notices) -> Option<UiCommand> {
     let mut command = None;
     for notice in notices.iter() {
         let color = match notice.severity {
-            Severity::Error => style::ERROR,
-            Severity::Warning => style::WARNING,
-            Severity::Info => style::OK,
+            Severity::Error => style::error(ui.visuals()),
+            Severity::Warning => style::warning(ui.visuals()),
+            Severity::Info => style::ok(ui.visuals()),
         };
         egui::Frame::new()
             .fill(color.gamma_multiply(0.12))
@@ -314,15 +314,18 @@ pub(super) fn zoom_bar(image_rect: Rect) -> Rect {
 }
 
 fn zoom_buttons(ui: &mut Ui, zoom: &mut Zoom, fit_hover: &str) {
+    // Zoom is kept in points; on a HiDPI screen a point is several pixels, and "1:1" means one
+    // image pixel per screen pixel, as in any image viewer.
+    let pixel_scale = 1.0 / ui.ctx().pixels_per_point();
     // Right-to-left layout: added in reverse reading order.
     if ui
-        .selectable_label(!zoom.fit && (zoom.scale - 1.0).abs() < 1e-3, "1:1")
-        .on_hover_text("Actual pixels")
+        .selectable_label(!zoom.fit && (zoom.scale - pixel_scale).abs() < 1e-3, "1:1")
+        .on_hover_text("Actual pixels: one image pixel per screen pixel")
         .clicked()
     {
         *zoom = Zoom {
             fit: false,
-            scale: 1.0,
+            scale: pixel_scale,
             pan: Vec2::ZERO,
         };
     }
@@ -334,7 +337,7 @@ fn zoom_buttons(ui: &mut Ui, zoom: &mut Zoom, fit_hover: &str) {
         *zoom = Zoom::default();
     }
     if !zoom.fit {
-        ui.weak(format!("{:.0}%", zoom.scale * 100.0));
+        ui.weak(format!("{:.0}%", zoom.scale / pixel_scale * 100.0));
     }
 }
 
@@ -369,7 +372,7 @@ fn image_area(
     view: &CanvasView<'_>,
 ) {
     let painter = ui.painter_at(rect);
-    painter.rect_filled(rect, 6.0, style::CANVAS);
+    painter.rect_filled(rect, 6.0, style::canvas(ui.visuals()));
 
     let Some((texture, image_size)) = shown_texture(viewer, view) else {
         placeholder(ui, rect, viewer, view);

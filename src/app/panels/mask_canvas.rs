@@ -49,7 +49,7 @@ pub fn show(
     let response = response.on_hover_cursor(CursorIcon::Crosshair);
 
     let painter = ui.painter_at(rect);
-    painter.rect_filled(rect, 6.0, style::CANVAS);
+    painter.rect_filled(rect, 6.0, style::canvas(ui.visuals()));
     let image_size = Vec2::new(slot.image.width as f32, slot.image.height as f32);
     let space_held = ui.input(|i| i.key_down(Key::Space)) && !ui.ctx().egui_wants_keyboard_input();
     let panning = response.dragged_by(PointerButton::Middle)

@@ -34,7 +34,7 @@ pub(super) fn lora_section(
                         ui.weak("Reading the folder…");
                     }
                     ListingStatus::Failed(message) => {
-                        ui.colored_label(style::ERROR, message);
+                        ui.colored_label(style::error(ui.visuals()), message);
                     }
                     ListingStatus::Ready if view.loras.files.is_empty() => {
                         ui.weak("No .safetensors files here yet");

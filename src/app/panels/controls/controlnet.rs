@@ -214,7 +214,7 @@ fn unit_controls(
             ui.end_row();
         });
     if settings.start >= settings.end {
-        ui.colored_label(style::WARNING, "Start must be before end");
+        ui.colored_label(style::warning(ui.visuals()), "Start must be before end");
     }
 }
 

@@ -14,9 +14,10 @@ use crate::app::inpaint::OUTPAINT_STEP;
 use crate::app::loras::{append_to_prompt, lora_name, lora_tag, ListingStatus, LoraListing};
 use crate::app::session::{format_bytes, ModelStatus, Run};
 use crate::app::state::{
-    snap_to_grid, State, MAX_BATCH, MAX_CLIP_SKIP, MAX_GUIDANCE, MAX_INPAINT_PADDING,
+    snap_to_grid, State, ThemeChoice, MAX_BATCH, MAX_CLIP_SKIP, MAX_GUIDANCE, MAX_INPAINT_PADDING,
     MAX_LORA_MULTIPLIER, MAX_MASK_BLUR, MAX_SIDE, MAX_STEPS, SIZE_STEP,
 };
+use crate::app::styles::StylesBook;
 use crate::app::InitImageSlot;
 use crate::engine::Catalog;
 use crate::engine::ClipTokenizer;
@@ -34,6 +35,7 @@ mod model;
 mod output;
 mod prompt;
 mod sampling;
+mod styles;
 
 use add_ons::*;
 use controlnet::*;
@@ -42,6 +44,7 @@ use model::*;
 use output::*;
 use prompt::*;
 use sampling::*;
+use styles::*;
 
 pub use model::model_display_name;
 pub use prompt::TokenCounts;
@@ -55,6 +58,8 @@ pub struct ControlsView<'a> {
     pub mask_editing: bool,
     /// The LoRA folder's files, as last listed.
     pub loras: &'a LoraListing,
+    /// The styles file as last read.
+    pub styles: &'a StylesBook,
     /// The ControlNet units' pictures.
     pub control_pictures: &'a crate::app::controlnets::ControlPictures,
     /// An image is shown in full in the centre (it can be a ControlNet's picture).
@@ -74,7 +79,7 @@ pub fn show(
         .auto_shrink([false, false])
         .show(ui, |ui| {
             ui.add_space(6.0);
-            header(ui);
+            commands.extend(header(ui, state.theme));
             ui.add_space(6.0);
             commands.extend(model_section(ui, state, view));
             commands.extend(vae_row(ui, state));
@@ -82,6 +87,7 @@ pub fn show(
             ui.separator();
             prompt_section(ui, state, tokens, view);
             embedding_chips(ui, state, view);
+            commands.extend(styles_section(ui, state, view));
             commands.extend(generate_buttons(ui, view));
             ui.add_space(2.0);
             ui.separator();
@@ -99,16 +105,33 @@ pub fn show(
     commands
 }
 
-/// The app's name, for screenshots and window managers without title bars.
-fn header(ui: &mut Ui) {
+/// The app's name, for screenshots and window managers without title bars, its version, and
+/// the theme.
+fn header(ui: &mut Ui, theme: ThemeChoice) -> Option<UiCommand> {
+    let mut command = None;
     ui.horizontal(|ui| {
-        ui.label(
-            RichText::new("Latent Studio")
-                .size(18.0)
-                .strong()
-                .color(Color32::WHITE),
-        );
+        ui.label(RichText::new("Latent Studio").size(18.0).strong());
         ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
+            let combo = ComboBox::from_id_salt("theme")
+                .selected_text(theme.label())
+                .width(70.0)
+                .show_ui(ui, |ui| {
+                    for choice in ThemeChoice::ALL {
+                        if ui
+                            .selectable_label(choice == theme, choice.label())
+                            .clicked()
+                            && choice != theme
+                        {
+                            command = Some(UiCommand::ChangeTheme(choice));
+                        }
+                    }
+                });
+            let label = ui.weak("Theme");
+            combo
+                .response
+                .labelled_by(label.id)
+                .on_hover_text("Dark, light, or as the desktop is set");
+            ui.add_space(6.0);
             ui.label(
                 RichText::new(format!("v{}", env!("CARGO_PKG_VERSION")))
                     .small()
@@ -117,4 +140,5 @@ fn header(ui: &mut Ui) {
             .on_hover_text(crate::VERSION);
         });
     });
+    command
 }

@@ -110,13 +110,13 @@ pub(super) fn model_section(
                 facts.push_str(" · few-step");
             }
             ui.horizontal(|ui| {
-                ui.colored_label(style::OK, "Ready");
+                ui.colored_label(style::ok(ui.visuals()), "Ready");
                 ui.weak(facts);
             });
         }
         ModelStatus::Failed { .. } => {
             ui.horizontal(|ui| {
-                ui.colored_label(style::ERROR, "Not loaded");
+                ui.colored_label(style::error(ui.visuals()), "Not loaded");
                 if ui.small_button("Retry").clicked() {
                     command = Some(UiCommand::RetryModel);
                 }

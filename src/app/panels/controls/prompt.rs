@@ -123,7 +123,7 @@ pub(super) fn labelled_row(
                 let text = RichText::new(format!("{count}/{capacity}")).small();
                 // Only plain syntax has a limit: A1111 syntax opens another 75-token chunk.
                 if count > capacity {
-                    ui.label(text.color(style::WARNING)).on_hover_text(format!(
+                    ui.label(text.color(style::warning(ui.visuals()))).on_hover_text(format!(
                         "Only the first {capacity} tokens reach the model; the rest is ignored. A1111 syntax (under Advanced) reads longer prompts in 75-token chunks."
                     ));
                 } else {
