@@ -919,6 +919,71 @@ fn controlnet_mistakes_are_one_line() {
     assert!(pngs_written(&dir).is_empty());
 }
 
+/// A T2I-Adapter folder given to `--controlnet` runs as diffusers' adapter pipeline; one made
+/// for SDXL is refused on SD 1 in one line, naming the unit.
+#[test]
+fn t2i_adapters_go_through_the_controlnet_flags() {
+    let dir = scratch("adapter");
+    let out = dir.join("house.png");
+    let adapter = fixtures().join("models/sd1_adapter");
+    let lines = fixtures().join("control_lines_64.png");
+    let output = generate(&[
+        "--model",
+        &model_arg("sd1"),
+        "--prompt",
+        "a house by a lake",
+        "--negative-prompt",
+        "blurry",
+        "--controlnet",
+        adapter.to_str().unwrap(),
+        "--control-image",
+        lines.to_str().unwrap(),
+        "--control-scale",
+        "2.5",
+        "--scheduler",
+        "euler",
+        "--steps",
+        "4",
+        "--guidance",
+        "5",
+        "--seed",
+        "90",
+        "--width",
+        "64",
+        "--height",
+        "64",
+        "--prompt-syntax",
+        "plain",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let max = max_diff_from_reference(&out, "adapter/sd1_full.safetensors");
+    assert!(
+        max <= 1,
+        "the T2I-Adapter run differs from diffusers by {max}/255"
+    );
+
+    let xl_adapter = fixtures().join("models/sdxl_adapter");
+    let output = generate_quick(
+        &fixtures().join("models/sd1"),
+        &dir,
+        &[
+            "--controlnet",
+            xl_adapter.to_str().unwrap(),
+            "--control-image",
+            lines.to_str().unwrap(),
+            "--steps",
+            "1",
+        ],
+    );
+    assert_bad_input(&output, "T2I-Adapter 0: it is made for SDXL models");
+}
+
 /// A variation seed at full strength starts from that seed's noise: with a sampler that draws
 /// nothing more, the image is the variation seed's own; the PNG records both seeds.
 #[test]

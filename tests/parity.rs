@@ -141,6 +141,52 @@ fn controlnet_matches_diffusers() {
     );
 }
 
+/// diffusers' T2I-Adapter pipelines: a full adapter (SD 1), a light one on a grey picture of
+/// another size, and SDXL's adapter acting on the first half of the steps.
+#[test]
+fn t2i_adapters_match_diffusers() {
+    use latent_studio::models::controlnet::load_controlnet;
+    let cases = support::adapter_cases();
+    assert!(cases.len() >= 3);
+    let mut models: HashMap<String, StableDiffusion> = HashMap::new();
+    let mut failures = Vec::new();
+    for case in &cases {
+        let model = models.entry(case.model.clone()).or_insert_with(|| {
+            load_model(
+                &fixtures().join("models").join(&case.model),
+                &LoadOptions::default(),
+            )
+            .unwrap_or_else(|e| panic!("loading {}: {e}", case.model))
+        });
+        let adapter = load_controlnet(
+            &fixtures().join("models").join(&case.adapter),
+            &LoadOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("loading {}: {e}", case.adapter));
+        let result = case.request(adapter.net).and_then(|request| {
+            model
+                .pipeline()
+                .generate(&request, &mut |_| Flow::Continue)
+                .map_err(|e| e.to_string())
+        });
+        let reference = fixtures()
+            .join("adapter")
+            .join(format!("{}.safetensors", case.name));
+        if let Err(err) =
+            result.and_then(|output| compare_with_reference(&case.name, &output, &reference))
+        {
+            failures.push(format!("{}: {err}", case.name));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} T2I-Adapter cases differ from diffusers:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
 /// The samplers added after those (`cases_extra.json`, stage `cases_extra`): DPM++ 2M SDE (noise
 /// drawn at every step) on SD 1 txt2img and img2img and on SDXL, the exponential schedule with
 /// DPM++ 2M on SD 1 and Euler on SDXL, DPM++ 2S (singlestep) on SD 1 txt2img and img2img, the beta

@@ -1,9 +1,10 @@
-//! ControlNet files: a diffusers `ControlNetModel` folder (`config.json` and
+//! ControlNet and T2I-Adapter files: a diffusers `ControlNetModel` or `T2IAdapter` folder (`config.json` and
 //! `diffusion_pytorch_model[.fp16].safetensors`, as in `lllyasviel/control_v11p_sd15_canny`),
 //! one `.safetensors` file with diffusers' tensor names and its `config.json` beside it, or
 //! an original single file (`control_model.*` names, as A1111 users download
 //! `control_v11p_sd15_canny.safetensors`) — SD 1.x and 2.x, configured as the built-in UNet
-//! of its family unless a `config.json` lies beside it.
+//! of its family unless a `config.json` lies beside it. A `config.json` of class `T2IAdapter`
+//! (as in `TencentARC/t2iadapter_canny_sd15v2`) makes the unit a T2I-Adapter.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -17,12 +18,14 @@ use super::safetensors_file::SafetensorsFile;
 use super::single_file::controlnet_name;
 use super::weights::WeightMap;
 use crate::networks::controlnet::{ControlNetConfig, ControlNetModel};
+use crate::networks::t2i_adapter::{T2IAdapter, T2IAdapterConfig};
 use crate::networks::unet::PerBlock;
+use crate::sampling::pipeline::ControlNetwork;
 
-/// A loaded ControlNet and the name it goes by in image metadata.
+/// A loaded ControlNet (or T2I-Adapter) and the name it goes by in image metadata.
 pub struct LoadedControlNet {
     pub name: String,
-    pub net: Arc<ControlNetModel>,
+    pub net: ControlNetwork,
 }
 
 /// Tensor names of the original (A1111 / `lllyasviel/ControlNet-v1-1`) layout.
@@ -77,7 +80,9 @@ pub fn load_controlnet(path: &Path, options: &LoadOptions) -> Result<LoadedContr
             ),
         });
     }
-    let config: ControlNetConfig = read_json(&config_path)?;
+    let class: serde_json::Value = read_json(&config_path)?;
+    let is_adapter = class.get("_class_name").and_then(|c| c.as_str()) == Some("T2IAdapter")
+        || class.get("adapter_type").is_some();
     let mut weights = WeightMap::default();
     for file in &files {
         weights
@@ -92,7 +97,31 @@ pub fn load_controlnet(path: &Path, options: &LoadOptions) -> Result<LoadedContr
                 message: crate::describe_candle_error(&err),
             })?;
     }
+    if is_adapter {
+        let config: T2IAdapterConfig = read_json(&config_path)?;
+        return build_adapter(path, &config, weights, options);
+    }
+    let config: ControlNetConfig = read_json(&config_path)?;
     build(path, &config, weights, options)
+}
+
+fn build_adapter(
+    path: &Path,
+    config: &T2IAdapterConfig,
+    weights: WeightMap,
+    options: &LoadOptions,
+) -> Result<LoadedControlNet, LoadError> {
+    let weights = Arc::new(weights);
+    let vb = weights.var_builder(Default::default(), options.dtype, &options.device);
+    let adapter = T2IAdapter::new(config, vb).map_err(|err| LoadError::Build {
+        component: "t2i-adapter".into(),
+        dir: path.to_path_buf(),
+        message: crate::describe_candle_error(&err),
+    })?;
+    Ok(LoadedControlNet {
+        name: model_name(path),
+        net: ControlNetwork::Adapter(Arc::new(adapter)),
+    })
 }
 
 fn build(
@@ -110,7 +139,7 @@ fn build(
     })?;
     Ok(LoadedControlNet {
         name: model_name(path),
-        net: Arc::new(net),
+        net: ControlNetwork::ControlNet(Arc::new(net)),
     })
 }
 

@@ -281,7 +281,9 @@ impl ControlNetModel {
             .conditioning
             .forward(&image.to_dtype(self.encoder.dtype)?)?;
         let xs = (self.encoder.conv_in.forward(sample)? + conditioning)?;
-        let (xs, skips) = self.encoder.down(xs, &temb, encoder_hidden_states)?;
+        let (xs, skips) = self
+            .encoder
+            .down(xs, &temb, encoder_hidden_states, &mut [].iter())?;
         let xs = self.encoder.mid(&xs, &temb, encoder_hidden_states)?;
         let count = skips.len();
         let scales: Vec<f64> = match mode {
@@ -312,6 +314,10 @@ impl ControlNetModel {
             .map(|((skip, conv), &s)| pool((conv.forward(skip)? * s)?))
             .collect::<Result<Vec<_>>>()?;
         let mid = pool((self.mid_zero_conv.forward(&xs)? * scales[count])?)?;
-        Ok(ControlResiduals { down, mid })
+        Ok(ControlResiduals {
+            down,
+            mid: Some(mid),
+            intrablock: Vec::new(),
+        })
     }
 }

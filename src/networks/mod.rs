@@ -5,6 +5,7 @@
 pub mod controlnet;
 mod family;
 pub mod layers;
+pub mod t2i_adapter;
 pub mod taesd;
 pub mod text_encoder;
 pub mod unet;

@@ -6,6 +6,7 @@ use candle_core::{DType, Device, Tensor};
 
 pub use crate::imaging::{GrayImage, RgbImage};
 use crate::networks::controlnet::{ControlMode, ControlNetModel};
+use crate::networks::t2i_adapter::T2IAdapter;
 use crate::networks::unet::{AddedConditions, UNet2DConditionModel};
 use crate::networks::vae::AutoencoderKL;
 use crate::networks::Family;
@@ -51,7 +52,8 @@ pub struct GenerationRequest {
     /// A1111's "Clip skip": 1 uses the text encoder's last layer, 2 the one before … (SDXL
     /// counts from its usual penultimate layer).
     pub clip_skip: usize,
-    /// ControlNet units, summed as diffusers' `MultiControlNetModel` does.
+    /// ControlNet and T2I-Adapter units, summed as diffusers' `MultiControlNetModel` and
+    /// `MultiAdapter` do.
     pub controls: Vec<ControlUnit>,
     /// A1111's variation seed: the initial noise moved toward another seed's.
     pub variation: Option<Variation>,
@@ -65,10 +67,28 @@ pub struct Variation {
     pub strength: f64,
 }
 
-/// One ControlNet and what it reads.
+/// The network of a control unit.
+#[derive(Clone)]
+pub enum ControlNetwork {
+    ControlNet(std::sync::Arc<ControlNetModel>),
+    /// A T2I-Adapter: its feature maps are made once from the image and added inside the
+    /// UNet's down blocks at every step it acts on.
+    Adapter(std::sync::Arc<T2IAdapter>),
+}
+
+impl std::fmt::Debug for ControlNetwork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ControlNetwork::ControlNet(_) => "ControlNet",
+            ControlNetwork::Adapter(_) => "T2I-Adapter",
+        })
+    }
+}
+
+/// One ControlNet or T2I-Adapter and what it reads.
 #[derive(Debug, Clone)]
 pub struct ControlUnit {
-    pub net: std::sync::Arc<ControlNetModel>,
+    pub net: ControlNetwork,
     /// The control map as the network reads it (already preprocessed: edges, depth …);
     /// resized to the generation's size as diffusers' control image processor does.
     pub image: RgbImage,
@@ -350,7 +370,7 @@ impl DiffusionPipeline {
             ));
         }
         for (n, unit) in request.controls.iter().enumerate() {
-            self.check_control(n, unit)?;
+            self.check_control(n, unit, request)?;
         }
         if let Some(variation) = request.variation {
             if !(0.0..=1.0).contains(&variation.strength) {
@@ -522,7 +542,7 @@ impl DiffusionPipeline {
 
         let timesteps = scheduler.timesteps().to_vec();
         let total = timesteps.len() - first_step;
-        let controls = self.control_images(request, guided)?;
+        let controls = self.prepare_controls(request, guided)?;
         for (index, &timestep) in timesteps.iter().enumerate().skip(first_step) {
             let model_input = if guided {
                 Tensor::cat(&[&latents, &latents], 0)?

@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use latent_studio::models::StableDiffusion;
-use latent_studio::networks::controlnet::{ControlMode, ControlNetModel};
+use latent_studio::networks::controlnet::ControlMode;
 use latent_studio::sampling::inpaint::{InpaintArea, InpaintMask, MaskedContent};
 use latent_studio::sampling::pipeline::{
-    ControlUnit, Flow, GeneratedImage, GenerationRequest, GrayImage, InitImage, PromptSyntax,
-    RgbImage,
+    ControlNetwork, ControlUnit, Flow, GeneratedImage, GenerationRequest, GrayImage, InitImage,
+    PromptSyntax, RgbImage,
 };
 use serde::Deserialize;
 
@@ -218,7 +218,7 @@ impl ControlNetCase {
     /// The request, with `load` giving the network of each unit's fixture folder.
     pub fn request(
         &self,
-        load: &mut dyn FnMut(&str) -> std::sync::Arc<ControlNetModel>,
+        load: &mut dyn FnMut(&str) -> ControlNetwork,
     ) -> Result<GenerationRequest, String> {
         let mode = if self.guess_mode {
             ControlMode::ControlNetMoreImportant
@@ -265,6 +265,61 @@ impl ControlNetCase {
             prompt_syntax: PromptSyntax::Plain,
             clip_skip: 1,
             controls,
+            variation: None,
+        })
+    }
+}
+
+/// One run of diffusers' T2I-Adapter pipelines (`adapter.json`, `make_adapter_fixtures.py`).
+#[derive(Debug, Deserialize)]
+pub struct AdapterCase {
+    pub name: String,
+    pub model: String,
+    /// A fixture model folder holding the adapter.
+    pub adapter: String,
+    image: String,
+    prompt: String,
+    negative_prompt: Option<String>,
+    steps: usize,
+    guidance: f64,
+    seed: u64,
+    scheduler: String,
+    scale: f64,
+    /// SDXL's `adapter_conditioning_factor`: the unit's end.
+    factor: f64,
+    width: usize,
+    height: usize,
+}
+
+pub fn adapter_cases() -> Vec<AdapterCase> {
+    serde_json::from_str(&std::fs::read_to_string(fixtures().join("adapter.json")).unwrap())
+        .unwrap()
+}
+
+impl AdapterCase {
+    pub fn request(&self, adapter: ControlNetwork) -> Result<GenerationRequest, String> {
+        Ok(GenerationRequest {
+            prompt: self.prompt.clone(),
+            negative_prompt: self.negative_prompt.clone(),
+            steps: self.steps,
+            guidance: self.guidance,
+            seed: self.seed,
+            width: self.width,
+            height: self.height,
+            scheduler: self.scheduler.parse().map_err(|e| format!("{e}"))?,
+            init_image: None,
+            prompt_syntax: PromptSyntax::Plain,
+            clip_skip: 1,
+            controls: vec![ControlUnit {
+                net: adapter,
+                image: load_png(&fixtures().join(&self.image)),
+                scale: self.scale,
+                start: 0.0,
+                end: self.factor,
+                mode: ControlMode::Balanced,
+                model_name: self.adapter.clone(),
+                preprocessor: "none".into(),
+            }],
             variation: None,
         })
     }

@@ -372,21 +372,42 @@ impl Encoder {
 
     /// The down path from the input convolution's output `xs`: the final activations and
     /// every block's output (the skip connections), first to last.
+    ///
+    /// T2I-Adapter `features` are taken one per block, as diffusers adds them: in a block with
+    /// cross-attention onto the last layer's output (before the downsampler); in one without,
+    /// onto the block's output, downsampled or not — in place in PyTorch, so the skip
+    /// connection it was saved as gets it too.
     pub fn down(
         &self,
         mut xs: Tensor,
         temb: &Tensor,
         context: &Tensor,
+        features: &mut std::slice::Iter<'_, Tensor>,
     ) -> Result<(Tensor, Vec<Tensor>)> {
         let mut skips = vec![xs.clone()];
         for block in &self.down_blocks {
-            for layer in &block.layers {
+            let cross = block.layers.iter().any(|layer| layer.attention.is_some());
+            let last = block.layers.len().saturating_sub(1);
+            for (j, layer) in block.layers.iter().enumerate() {
                 xs = layer.forward(&xs, temb, context)?;
+                if cross && j == last {
+                    if let Some(feature) = features.next() {
+                        xs = (xs + feature)?;
+                    }
+                }
                 skips.push(xs.clone());
             }
             if let Some(down) = &block.downsampler {
                 xs = down.forward(&xs)?;
                 skips.push(xs.clone());
+            }
+            if !cross {
+                if let Some(feature) = features.next() {
+                    xs = (xs + feature)?;
+                    if let Some(saved) = skips.last_mut() {
+                        *saved = xs.clone();
+                    }
+                }
             }
         }
         Ok((xs, skips))

@@ -22,12 +22,17 @@ struct UpBlock {
     upsampler: Option<Upsample2D>,
 }
 
-/// What ControlNets add to the UNet: one residual per skip connection of the down path and
-/// one for the middle block's output (diffusers' `down_block_additional_residuals` and
-/// `mid_block_additional_residual`).
+/// What image conditioning adds to the UNet. ControlNets: one residual per skip connection of
+/// the down path and one for the middle block's output (diffusers'
+/// `down_block_additional_residuals` and `mid_block_additional_residual`). T2I-Adapters: feature
+/// maps added inside the down blocks, first to last (`down_intrablock_additional_residuals`).
+#[derive(Default)]
 pub struct ControlResiduals {
+    /// Empty without ControlNets.
     pub down: Vec<Tensor>,
-    pub mid: Tensor,
+    pub mid: Option<Tensor>,
+    /// Empty without T2I-Adapters.
+    pub intrablock: Vec<Tensor>,
 }
 
 pub struct UNet2DConditionModel {
@@ -35,6 +40,8 @@ pub struct UNet2DConditionModel {
     in_channels: usize,
     /// The text embeddings' width (first block's `cross_attention_dim`).
     context_dim: usize,
+    /// Each down block's output channels (what T2I-Adapter features must match).
+    block_channels: Vec<usize>,
     encoder: Encoder,
     up_blocks: Vec<UpBlock>,
     conv_norm_out: GroupNorm,
@@ -104,6 +111,7 @@ impl UNet2DConditionModel {
         Ok(Self {
             in_channels: cfg.in_channels,
             context_dim: builder.context_dim(),
+            block_channels: channels.clone(),
             encoder,
             up_blocks,
             conv_norm_out: group_norm(groups, channels[0], eps, vb.pp("conv_norm_out"))?,
@@ -119,6 +127,11 @@ impl UNet2DConditionModel {
 
     pub fn needs_added_conditions(&self) -> bool {
         self.encoder.needs_added_conditions()
+    }
+
+    /// Each down block's output channels, first to last.
+    pub fn block_channels(&self) -> &[usize] {
+        &self.block_channels
     }
 
     /// The width of the text embeddings it attends to.
@@ -155,11 +168,18 @@ impl UNet2DConditionModel {
 
         // 2. Down path: every block's output is kept for the skip connections.
         let xs = self.encoder.conv_in.forward(sample)?;
-        let (xs, mut skips) = self.encoder.down(xs, &temb, context)?;
+        let mut features = control.map_or([].iter(), |c| c.intrablock.iter());
+        let (xs, mut skips) = self.encoder.down(xs, &temb, context, &mut features)?;
 
-        // 3. Middle block.
+        // 3. Middle block (SDXL adapters' last feature map goes on its output, as diffusers
+        // adds one there when its shape fits).
         let mut xs = self.encoder.mid(&xs, &temb, context)?;
-        if let Some(control) = control {
+        if let Some(feature) = features.next() {
+            if feature.dims() == xs.dims() {
+                xs = (xs + feature)?;
+            }
+        }
+        if let Some(control) = control.filter(|c| !c.down.is_empty()) {
             if control.down.len() != skips.len() {
                 candle_core::bail!(
                     "the ControlNet gives {} residuals for the UNet's {} skip connections",
@@ -170,7 +190,9 @@ impl UNet2DConditionModel {
             for (skip, residual) in skips.iter_mut().zip(&control.down) {
                 *skip = (&*skip + residual)?;
             }
-            xs = (xs + &control.mid)?;
+            if let Some(mid) = &control.mid {
+                xs = (xs + mid)?;
+            }
         }
 
         // 4. Up path: each layer takes the latest skip back from the down path.
