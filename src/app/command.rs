@@ -42,6 +42,10 @@ pub enum UiCommand {
     CancelDownload,
     /// Start a new engine thread after the old one ended.
     RestartEngine,
+    /// Generate on the server in the Engine settings (reconnect when already on it).
+    ConnectServer,
+    /// Generate on this computer again.
+    UseThisComputer,
     Generate,
     Cancel,
     RandomizeSeed,

@@ -17,6 +17,11 @@ impl LatentStudioApp {
 
     pub(super) fn on_worker_event(&mut self, ctx: &egui::Context, event: Event) {
         match event {
+            Event::ServerModels {
+                titles,
+                current,
+                problem,
+            } => self.on_server_models(titles, current, problem),
             Event::Notice { message } => {
                 self.notices.push(Severity::Warning, "Note", message, None);
             }

@@ -274,6 +274,9 @@ pub fn model_by_name(
     let named = |source: &ModelSource| match source {
         ModelSource::Hub(id) => id.eq_ignore_ascii_case(name),
         ModelSource::Folder(path) => local_name(path).is_some_and(|n| n.eq_ignore_ascii_case(name)),
+        ModelSource::Server(title) => {
+            local_name(Path::new(title)).is_some_and(|n| n.eq_ignore_ascii_case(name))
+        }
     };
     if let Some(current) = current.filter(|c| named(c)) {
         return Some(current.clone());

@@ -13,6 +13,7 @@
 pub mod command;
 mod controlnets;
 pub mod desktop;
+pub mod engine_choice;
 mod events;
 pub mod files;
 pub mod history;
@@ -23,6 +24,7 @@ pub mod mask;
 pub mod model_lookup;
 pub mod notices;
 pub mod panels;
+mod remote;
 mod restore;
 pub mod session;
 mod shortcuts;
@@ -39,7 +41,7 @@ use egui::{Key, KeyboardShortcut, Modifiers, TextureHandle};
 use crate::engine::{
     bf16_available, Catalog, Command, CpuArithmetic, Event, FinishedImage, GenerateJob,
     GenerationParameters, GenerationRequest, ImageOutput, InitImage, LoadedModel, ModelSource,
-    RgbImage, Variation, Worker, WorkerHandle, MAX_PICTURE_SIDE,
+    RgbImage, Variation, WorkerHandle, MAX_PICTURE_SIDE,
 };
 
 pub use command::UiCommand;
@@ -83,11 +85,6 @@ impl AppConfig {
             restore_saved_state: true,
         }
     }
-}
-
-fn spawn_worker(ctx: &egui::Context) -> WorkerHandle {
-    let repaint = ctx.clone();
-    Worker::spawn(move || repaint.request_repaint())
 }
 
 /// Opens the window and runs until it is closed.
@@ -155,6 +152,7 @@ pub struct LatentStudioApp {
     egui_ctx: egui::Context,
     /// The worker thread has ended (it never should); the window offers a restart.
     engine_stopped: bool,
+    server_models: remote::ServerModelList,
 }
 
 impl LatentStudioApp {
@@ -178,7 +176,7 @@ impl LatentStudioApp {
         }
         panels::style::apply(&cc.egui_ctx, state.theme);
 
-        let worker = spawn_worker(&cc.egui_ctx);
+        let worker = remote::spawn_worker(&cc.egui_ctx, &mut state.engine);
         let repaint = cc.egui_ctx.clone();
         let files = FileService::spawn(move || repaint.request_repaint());
         let repaint = cc.egui_ctx.clone();
@@ -208,6 +206,7 @@ impl LatentStudioApp {
             focus_prompt: true,
             egui_ctx: cc.egui_ctx.clone(),
             engine_stopped: false,
+            server_models: Default::default(),
         };
         // A setting saved on another machine must not ask this CPU for what it lacks.
         app.state.bf16_arithmetic &= bf16_available();
@@ -254,7 +253,7 @@ impl LatentStudioApp {
     }
 
     fn restart_engine(&mut self) {
-        self.worker = spawn_worker(&self.egui_ctx);
+        self.worker = remote::spawn_worker(&self.egui_ctx, &mut self.state.engine);
         self.engine_stopped = false;
         self.notices.dismiss_topic(Topic::Engine);
         self.configure_worker();
@@ -406,6 +405,8 @@ impl LatentStudioApp {
             }
             UiCommand::CancelDownload => self.worker.cancel_download(),
             UiCommand::RestartEngine => self.restart_engine(),
+            UiCommand::ConnectServer => self.connect_server(),
+            UiCommand::UseThisComputer => self.use_this_computer(),
             UiCommand::Generate => self.generate(),
             UiCommand::Cancel => {
                 if let Some(run) = &mut self.run {
@@ -729,6 +730,7 @@ impl eframe::App for LatentStudioApp {
             control_pictures: &self.control_pictures,
             has_shown_image: self.viewer.shown_full().is_some(),
             focus_prompt: std::mem::take(&mut self.focus_prompt),
+            server_models: &self.server_models,
         };
         egui::Panel::left("controls")
             .resizable(true)

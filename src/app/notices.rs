@@ -132,6 +132,9 @@ impl Notices {
     }
 }
 
+/// What to do when the server the window drives fails.
+const SERVER_HINT: &str = "Check the Engine setting above the model list (the server's address, user and password), or switch Engine to \"This computer\". Your prompt and settings are kept.";
+
 /// What to do when a model does not load.
 pub fn model_failure_hint(cause: LoadFailure, message: &str) -> String {
     match cause {
@@ -147,6 +150,7 @@ pub fn model_failure_hint(cause: LoadFailure, message: &str) -> String {
         LoadFailure::Invalid | LoadFailure::Internal => {
             "Pick another model from the list, or use \"Open model file…\" or \"Open model folder…\" to choose another.".into()
         }
+        LoadFailure::Server => SERVER_HINT.into(),
     }
 }
 
@@ -157,6 +161,7 @@ pub fn generation_failure_hint(failure: &GenerationFailure) -> String {
         GenerationFailure::NoModel => "Choose a model in the Model list first; it loads in the background.".into(),
         GenerationFailure::Lora(_) => "Check the LoRA list and the <lora:…> tags in the prompt, then generate again.".into(),
         GenerationFailure::ControlNet(_) => "Check the ControlNet units: each needs a ControlNet made for this model's family and a picture.".into(),
+        GenerationFailure::Server(_) => SERVER_HINT.into(),
         GenerationFailure::InvalidRequest(_)
         | GenerationFailure::Compute(_)
         | GenerationFailure::Internal(_) => {

@@ -15,6 +15,8 @@ use crate::engine::SchedulerKind;
 use crate::engine::{AddOnFolders, ModelSource, PreviewMode};
 use crate::engine::{ControlMode, ControlPreprocessor};
 
+use super::engine_choice::EngineSettings;
+
 /// How many local models (folders and checkpoint files) the picker remembers.
 pub const RECENT_MODELS_KEPT: usize = 8;
 /// How many VAE files the VAE picker remembers.
@@ -198,6 +200,8 @@ pub struct State {
     /// Where the worker writes finished images.
     pub output_dir: PathBuf,
     pub preview: PreviewMode,
+    /// This computer's engine, or a server's.
+    pub engine: EngineSettings,
 }
 
 impl Default for State {
@@ -245,6 +249,7 @@ impl Default for State {
             theme: ThemeChoice::Dark,
             output_dir: default_output_dir(),
             preview: PreviewMode::Fast,
+            engine: EngineSettings::default(),
         }
     }
 }

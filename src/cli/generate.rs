@@ -520,9 +520,10 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
         .map_err(|failure| {
             let message = format!("--model {model_text}: {}", failure.message);
             match failure.cause {
-                LoadFailure::Offline | LoadFailure::Download | LoadFailure::Internal => {
-                    CliError::runtime(message)
-                }
+                LoadFailure::Offline
+                | LoadFailure::Download
+                | LoadFailure::Internal
+                | LoadFailure::Server => CliError::runtime(message),
                 LoadFailure::NotAModel | LoadFailure::Invalid => CliError::input(message),
             }
         })?;

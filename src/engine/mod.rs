@@ -9,6 +9,7 @@
 mod hires;
 mod parameters;
 mod preview;
+mod remote;
 mod runner;
 mod upscale;
 mod worker;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 pub use hires::{HiresFix, HiresUpscaler};
 pub use parameters::{a1111_parameters, FileRecord};
 pub use preview::{latent_preview, PreviewMode};
+pub use remote::{RemoteEngine, RemoteWorker, ServerAddressError};
 pub use runner::{batch_file_path, ImageStep, JobOutcome, ModelLoadFailure, RunObserver, Runner};
 pub use upscale::{
     image_to_tensor, tensor_to_image, UpscaleFailure, UpscaleJob, Upscaled, DEFAULT_UPSCALE_TILE,
@@ -45,6 +47,7 @@ pub use crate::models::hashes::HashCache;
 pub use crate::models::lora::default_lora_dir;
 pub use crate::models::{Catalog, DownloadProgress, LoadOptions, ModelDefaults, ModelInfo};
 pub use crate::networks::controlnet::ControlMode;
+pub use crate::networks::Family;
 pub use crate::sampling::inpaint::{InpaintArea, InpaintMask, MaskedContent};
 pub use crate::sampling::noise::random_seed;
 pub use crate::sampling::pipeline::{
@@ -62,6 +65,8 @@ pub enum ModelSource {
     Folder(PathBuf),
     /// A Hugging Face hub repository id, fetched into the standard HF cache when needed.
     Hub(String),
+    /// A model of the server the window drives ([`RemoteWorker`]), by its A1111 title.
+    Server(String),
 }
 
 impl ModelSource {
@@ -85,6 +90,7 @@ impl std::fmt::Display for ModelSource {
         match self {
             ModelSource::Folder(path) => write!(f, "{}", path.display()),
             ModelSource::Hub(id) => f.write_str(id),
+            ModelSource::Server(title) => write!(f, "{title} (on the server)"),
         }
     }
 }
@@ -178,6 +184,14 @@ pub enum Event {
         progress: DownloadProgress,
     },
     ModelLoaded(LoadedModel),
+    /// The models a server offers ([`RemoteWorker`]), by A1111 title, and the one it uses
+    /// for requests that name none.
+    ServerModels {
+        titles: Vec<String>,
+        current: Option<String>,
+        /// Why the server could not be asked (then the lists are empty).
+        problem: Option<String>,
+    },
     ModelFailed {
         source: ModelSource,
         message: String,
@@ -239,6 +253,8 @@ pub enum LoadFailure {
     Invalid,
     /// A bug: the loader panicked.
     Internal,
+    /// The server the window drives could not be reached, or refused.
+    Server,
 }
 
 /// Why a generation failed, so the window can say what to do about it.
@@ -262,6 +278,10 @@ pub enum GenerationFailure {
     /// A bug: the generation panicked.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The server the window drives could not be reached, refused the request, or cannot
+    /// carry what it asks for.
+    #[error("{0}")]
+    Server(String),
 }
 
 impl From<GenerateError> for GenerationFailure {

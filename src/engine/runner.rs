@@ -235,6 +235,12 @@ impl Runner {
         let id = match source {
             ModelSource::Folder(path) => return Ok(path.clone()),
             ModelSource::Hub(id) => id,
+            ModelSource::Server(title) => {
+                return Err(ModelLoadFailure {
+                    cause: LoadFailure::NotAModel,
+                    message: format!("{title} is a model of a server; set Engine to that server, or choose a model on this computer"),
+                })
+            }
         };
         let entry = Catalog::builtin()
             .lookup(id)
@@ -588,7 +594,7 @@ fn describe(source: &ModelSource, model: &StableDiffusion) -> LoadedModel {
     }
 }
 
-fn write_png(path: &Path, image: &RgbImage, parameters: &str) -> Result<(), String> {
+pub(super) fn write_png(path: &Path, image: &RgbImage, parameters: &str) -> Result<(), String> {
     write_png_with_parameters(
         path,
         &image.pixels,
@@ -613,7 +619,7 @@ pub fn batch_file_path(base: &Path, index: usize, count: usize) -> PathBuf {
 
 /// Writes `NNNNN-SEED.png` (A1111's naming) into `dir`, numbering after the highest there.
 /// Never replaces a file: names that are taken (by another program, or a race) are skipped.
-fn save_numbered(
+pub(super) fn save_numbered(
     dir: &Path,
     image: &RgbImage,
     seed: u64,

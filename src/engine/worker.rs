@@ -68,6 +68,24 @@ pub struct WorkerHandle {
 }
 
 impl WorkerHandle {
+    /// A handle on another thread that serves the same commands and flags (the remote
+    /// engine's), so the window holds one type whichever engine it drives.
+    pub(super) fn for_thread(
+        commands: Sender<Command>,
+        events: Receiver<Event>,
+        cancelled_below: Arc<AtomicU64>,
+        cancel_load: Arc<AtomicBool>,
+        thread: Option<JoinHandle<()>>,
+    ) -> Self {
+        Self {
+            cancel_load,
+            commands,
+            events,
+            cancelled_below,
+            thread,
+        }
+    }
+
     pub fn send(&self, command: Command) {
         // A send only fails once the worker has exited, when there is nobody left to tell.
         let _ = self.commands.send(command);

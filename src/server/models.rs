@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::ConfigError;
-use crate::engine::ModelSource;
+use crate::engine::{Family, ModelInfo, ModelSource};
 
 #[derive(Debug, Clone)]
 pub struct ServedModel {
@@ -84,12 +84,35 @@ impl ServedModels {
 
     /// `GET /sdapi/v1/sd-models`. Hashes are left out: A1111 too lists a checkpoint's hash
     /// only once it has computed it, and hashing every served file would delay the start.
-    pub fn a1111_list(&self) -> Value {
+    /// Models loaded so far (`described`, by index) also say what they are and their
+    /// defaults under `latent_studio`, for the window's remote engine (A1111 clients read
+    /// only the fields they know).
+    pub fn a1111_list(&self, described: &[(usize, ModelInfo)]) -> Value {
         Value::Array(
             self.0
                 .iter()
-                .map(|m| {
+                .enumerate()
+                .map(|(index, m)| {
+                    let info = described
+                        .iter()
+                        .find(|(i, _)| *i == index)
+                        .map(|(_, info)| {
+                            json!({
+                                "family": match info.family {
+                                    Family::StableDiffusionXl => "sdxl",
+                                    Family::StableDiffusion => "sd",
+                                },
+                                "label": info.label,
+                                "distilled": info.distilled,
+                                "steps": info.defaults.steps,
+                                "cfg_scale": info.defaults.guidance,
+                                "width": info.defaults.width,
+                                "height": info.defaults.height,
+                                "vae_scale_factor": info.vae_scale_factor,
+                            })
+                        });
                     json!({
+                        "latent_studio": info,
                         "title": m.title,
                         "model_name": m.model_name,
                         "hash": null,
@@ -110,6 +133,8 @@ fn names(source: &ModelSource) -> (String, String) {
             let name = id.rsplit('/').next().unwrap_or(id);
             (id.clone(), name.to_string())
         }
+        // Not a source `serve` is given (`--model` names files, folders and hub ids).
+        ModelSource::Server(title) => (title.clone(), title.clone()),
         ModelSource::Folder(path) => {
             let title = path
                 .file_name()

@@ -15,7 +15,7 @@ use super::models::ServedModels;
 use super::payload::PendingJob;
 use crate::engine::{
     AddOnFolders, FinishedImage, GenerateJob, GenerationFailure, ImageStep, JobOutcome,
-    LoadOptions, LoadedModel, RgbImage, RunObserver, Runner,
+    LoadOptions, LoadedModel, ModelInfo, RgbImage, RunObserver, Runner,
 };
 
 /// A finished (or interrupted) request: the job as it ran and the images it made.
@@ -58,6 +58,8 @@ struct Shared {
     stopping: AtomicBool,
     /// Embedding names usable with the model loaded now.
     embeddings: Mutex<Vec<String>>,
+    /// What the models loaded so far are, by index (for `/sd-models`).
+    described: Mutex<Vec<(usize, ModelInfo)>>,
 }
 
 impl Shared {
@@ -89,6 +91,7 @@ impl GenerationQueue {
             next_job: AtomicU64::new(1),
             stopping: AtomicBool::new(false),
             embeddings: Mutex::new(Vec::new()),
+            described: Mutex::new(Vec::new()),
         });
         let (tasks, receiver) = crossbeam_channel::unbounded();
         let (loaded, first_load) = crossbeam_channel::bounded(1);
@@ -168,6 +171,15 @@ impl GenerationQueue {
             .clone()
     }
 
+    /// The models loaded so far, by index, as the loader described them.
+    pub fn described_models(&self) -> Vec<(usize, ModelInfo)> {
+        self.shared
+            .described
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
     /// Title of the model used by requests that name none.
     pub fn default_model_title(&self) -> String {
         let index = self.shared.default_model.load(Ordering::SeqCst);
@@ -237,6 +249,14 @@ impl Worker {
                     .embeddings
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner()) = loaded.embeddings.clone();
+                let mut described = self
+                    .shared
+                    .described
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                if !described.iter().any(|(i, _)| *i == index) {
+                    described.push((index, loaded.info.clone()));
+                }
                 Ok(loaded)
             }
             Ok(Err(failure)) => Err(ApiError::internal(format!(
@@ -309,9 +329,9 @@ fn failure_to_error(failure: GenerationFailure) -> ApiError {
         | GenerationFailure::ControlNet(_) => ApiError::invalid(failure.to_string()),
         GenerationFailure::NoModel => ApiError::unavailable(failure.to_string()),
         GenerationFailure::OutOfMemory(_) => ApiError::unavailable(failure.to_string()),
-        GenerationFailure::Compute(_) | GenerationFailure::Internal(_) => {
-            ApiError::internal(failure.to_string())
-        }
+        GenerationFailure::Compute(_)
+        | GenerationFailure::Internal(_)
+        | GenerationFailure::Server(_) => ApiError::internal(failure.to_string()),
     }
 }
 

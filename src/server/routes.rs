@@ -46,7 +46,9 @@ impl Handler for Routes {
                 self.queue.interrupt();
                 Ok(json!({}))
             }
-            (Get, "/sdapi/v1/sd-models") => Ok(self.models.a1111_list()),
+            (Get, "/sdapi/v1/sd-models") => {
+                Ok(self.models.a1111_list(&self.queue.described_models()))
+            }
             (Get, "/sdapi/v1/options") => Ok(self.options()),
             (Post, "/sdapi/v1/options") => self.set_options(request),
             (Get, "/sdapi/v1/samplers") => Ok(samplers()),

@@ -142,6 +142,15 @@ impl SchedulerKind {
             schedule_type,
         })
     }
+    /// A1111's `sampler_name` and schedule type (`scheduler`) for this kind, as a client
+    /// sends them to A1111's API; `None` for `Default` (the model's own scheduler).
+    pub fn a1111_request_names(self) -> Option<(&'static str, Option<&'static str>)> {
+        NAMES
+            .iter()
+            .find(|(kind, ..)| *kind == self)
+            .map(|(_, sampler, schedule)| (*sampler, *schedule))
+    }
+
     /// The name a user of A1111 knows this kind by, for the sampler list ("DPM++ 2M Karras").
     pub fn a1111_name(self) -> String {
         NAMES

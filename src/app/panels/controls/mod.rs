@@ -30,6 +30,7 @@ use super::{busy, style};
 
 mod add_ons;
 mod controlnet;
+mod engine;
 mod img2img;
 mod model;
 mod output;
@@ -39,6 +40,7 @@ mod styles;
 
 use add_ons::*;
 use controlnet::*;
+use engine::*;
 use img2img::*;
 use model::*;
 use output::*;
@@ -66,6 +68,8 @@ pub struct ControlsView<'a> {
     pub has_shown_image: bool,
     /// Put the keyboard in the prompt field this frame.
     pub focus_prompt: bool,
+    /// The models of the server the window drives, when it drives one.
+    pub server_models: &'a crate::app::remote::ServerModelList,
 }
 
 pub fn show(
@@ -81,6 +85,7 @@ pub fn show(
             ui.add_space(6.0);
             commands.extend(header(ui, state.theme));
             ui.add_space(6.0);
+            commands.extend(engine_section(ui, state, view));
             commands.extend(model_section(ui, state, view));
             commands.extend(vae_row(ui, state));
             ui.add_space(4.0);

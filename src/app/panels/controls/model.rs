@@ -10,6 +10,7 @@ pub fn model_display_name(catalog: &Catalog, source: &ModelSource) -> String {
             .find(id)
             .map_or_else(|| id.clone(), |entry| entry.name.clone()),
         ModelSource::Folder(path) => folder_name(path),
+        ModelSource::Server(title) => title.clone(),
     }
 }
 
@@ -36,6 +37,10 @@ pub(super) fn model_section(
         .width(ui.available_width())
         .height(420.0)
         .show_ui(ui, |ui| {
+            if state.engine.use_server {
+                command = server_model_list(ui, state, view);
+                return;
+            }
             ui.weak("Download from Hugging Face");
             for entry in view.catalog.entries() {
                 let source = ModelSource::Hub(entry.id.clone());
