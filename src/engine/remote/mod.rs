@@ -343,7 +343,7 @@ impl Remote {
             let parameters = parameters
                 .or_else(|| infotexts.get(index).cloned())
                 .unwrap_or_default();
-            for started in progress.start(index, 0) {
+            for started in progress.start(index, progress.total) {
                 self.emit(started);
             }
             let seed = job.request.seed.wrapping_add(index as u64);
@@ -401,6 +401,8 @@ struct Progress {
     /// The image started last, and when this window heard of it.
     image: Option<(usize, Instant)>,
     step: usize,
+    /// Steps an image takes, as the server last said (the request's until it has).
+    total: usize,
 }
 
 impl Progress {
@@ -411,6 +413,7 @@ impl Progress {
             seed: job.request.seed,
             image: None,
             step: 0,
+            total: job.request.steps,
         }
     }
 
@@ -449,6 +452,7 @@ impl Progress {
         if jobs == 0 || index >= self.images || total == 0 {
             return Vec::new();
         }
+        self.total = total;
         let mut events = self.start(index, total);
         let Some((current, started)) = self.image else {
             return events;
