@@ -18,6 +18,7 @@ use latent_studio::engine::ModelSource;
 use latent_studio::formats::png::{read_png_parameters, write_png_with_parameters};
 
 mod editing;
+mod remote;
 mod workflow;
 
 const DEADLINE: Duration = Duration::from_secs(60);

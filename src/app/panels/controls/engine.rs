@@ -33,27 +33,22 @@ pub(super) fn engine_section(
                 .num_columns(2)
                 .spacing([8.0, 6.0])
                 .show(ui, |ui| {
-                    ui.label("Address");
-                    ui.add(
-                        TextEdit::singleline(&mut engine.server_url)
-                            .hint_text("http://192.168.1.20:7860")
-                            .desired_width(f32::INFINITY),
-                    );
-                    ui.end_row();
-                    ui.label("User");
-                    ui.add(
-                        TextEdit::singleline(&mut engine.server_user)
-                            .hint_text("when started with --api-auth")
-                            .desired_width(f32::INFINITY),
-                    );
-                    ui.end_row();
-                    ui.label("Password");
-                    ui.add(
-                        TextEdit::singleline(&mut engine.server_password)
-                            .password(true)
-                            .desired_width(f32::INFINITY),
-                    );
-                    ui.end_row();
+                    let fields = [
+                        ("Address", &mut engine.server_url, "http://192.168.1.20:7860", false),
+                        ("User", &mut engine.server_user, "when started with --api-auth", false),
+                        ("Password", &mut engine.server_password, "", true),
+                    ];
+                    for (name, text, hint, secret) in fields {
+                        let label = ui.label(name);
+                        ui.add(
+                            TextEdit::singleline(text)
+                                .hint_text(hint)
+                                .password(secret)
+                                .desired_width(f32::INFINITY),
+                        )
+                        .labelled_by(label.id);
+                        ui.end_row();
+                    }
                 });
             ui.weak("The password is kept only until the app closes, never written to disk.");
             let connect = if engine.use_server {

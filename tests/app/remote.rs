@@ -1,0 +1,83 @@
+//! The window driving a `latent-studio serve` on a loopback port: the engine switched in the
+//! Engine section, the server's model loaded, an image generated there and saved here.
+
+use super::*;
+use latent_studio::engine::{AddOnFolders, LoadOptions};
+use latent_studio::server::{Server, ServerConfig, ServerOptions};
+
+fn serve_sd1() -> Server {
+    let config = ServerConfig::new(ServerOptions {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        api_auth: None,
+        insecure: false,
+        models: vec![fixture_model("sd1")],
+        load_options: LoadOptions {
+            device: candle_core::Device::Cpu,
+            dtype: candle_core::DType::F32,
+            vae: None,
+            config: None,
+            keep_f16_weights: true,
+        },
+        folders: AddOnFolders::default(),
+    })
+    .expect("config");
+    Server::start(config).expect("server")
+}
+
+#[test]
+fn switching_to_a_server_generates_there_and_saves_here() {
+    let server = serve_sd1();
+    let output = Scratch::new("remote");
+    let desktop = ScriptedDesktop::default();
+    let mut harness = open_app(fixture_model("sd1"), &output.0, &desktop);
+    wait_for_model(&mut harness);
+
+    harness.get_by_label("Engine: this computer").click();
+    harness.run_steps(2);
+    harness.get_by_label("Address").click();
+    harness.run_steps(2);
+    harness
+        .get_by_label("Address")
+        .type_text(&server.address().to_string());
+    harness.run_steps(2);
+    harness.get_by_label("Use this server").click();
+    step_until(
+        &mut harness,
+        "the server's model",
+        |app| matches!(app.model_status(), ModelStatus::Ready(m) if m.source == ModelSource::Server("sd1".into())),
+    );
+    assert!(harness.state().state().engine.use_server);
+    // The local model is kept for switching back.
+    assert_eq!(
+        harness.state().state().engine.other_model,
+        Some(fixture_model("sd1"))
+    );
+
+    harness.state_mut().state_mut().steps = 3;
+    harness.get_by_label("Prompt").click();
+    harness.run_steps(2);
+    harness.get_by_label("Prompt").type_text("a red barn");
+    harness.run_steps(2);
+    harness.get_by_label("Generate").click();
+    step_until(&mut harness, "the image from the server", |app| {
+        app.run().is_none() && app.history().len() == 1
+    });
+    let app = harness.state();
+    let files = pngs_in(&output.0);
+    assert_eq!(
+        files.len(),
+        1,
+        "{:?}",
+        app.notices().iter().map(|n| &n.detail).collect::<Vec<_>>()
+    );
+    assert_eq!(app.history().entries()[0].path.as_ref(), Some(&files[0]));
+    let parameters = read_png_parameters(&files[0]).expect("read").expect("text");
+    assert!(parameters.starts_with("a red barn\n"), "{parameters}");
+    assert!(parameters.contains("Steps: 3, "), "{parameters}");
+
+    // Back to this computer: its model again.
+    harness.get_by_label("This computer").click();
+    wait_for_model(&mut harness);
+    assert_eq!(harness.state().state().model, Some(fixture_model("sd1")));
+    assert!(!harness.state().state().engine.use_server);
+}
