@@ -35,6 +35,8 @@ pub use client::{RemoteEngine, ServerAddressError};
 
 /// How often `/progress` is asked while a generation runs.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
+/// How long a closing window waits for an interrupted run's answer.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// Progress questions in a row that find no server before the run is given up.
 const UNREACHABLE_POLLS: usize = 3;
 
@@ -198,7 +200,21 @@ impl Remote {
         });
         if listed.current.as_deref() != Some(title.as_str()) {
             let body = json!({ "sd_model_checkpoint": title });
-            if let Err(err) = self.client.post_patiently("/sdapi/v1/options", &body) {
+            let Some(answer_rx) = self.request_in_background("/sdapi/v1/options", body) else {
+                return self.emit(failed(
+                    "cannot start a thread for the request".into(),
+                    LoadFailure::Internal,
+                ));
+            };
+            // Loading takes as long as it takes; a window that closes meanwhile does not wait.
+            let answer = loop {
+                match answer_rx.recv_timeout(PROGRESS_INTERVAL) {
+                    Ok(answer) => break answer,
+                    Err(RecvTimeoutError::Timeout) if !self.shutting_down() => {}
+                    Err(_) => return,
+                }
+            };
+            if let Err(err) = answer {
                 return self.emit(failed(err.to_string(), LoadFailure::Server));
             }
         }
@@ -239,6 +255,30 @@ impl Remote {
         self.cancelled_below.load(Ordering::SeqCst) > job
     }
 
+    /// The window dropped its handle (which cancels everything).
+    fn shutting_down(&self) -> bool {
+        self.cancelled_below.load(Ordering::SeqCst) == u64::MAX
+    }
+
+    /// A POST that may take minutes, on a thread of its own, so that this one can follow
+    /// progress meanwhile and need not wait for it when the window closes (it ends when its
+    /// connection does).
+    fn request_in_background(
+        &self,
+        path: &'static str,
+        body: Value,
+    ) -> Option<Receiver<Result<Value, RemoteError>>> {
+        let (answer_tx, answer_rx) = crossbeam_channel::bounded(1);
+        let client = self.client.clone();
+        std::thread::Builder::new()
+            .name("latent-studio-remote-request".into())
+            .spawn(move || {
+                let _ = answer_tx.send(client.post_patiently(path, &body));
+            })
+            .ok()?;
+        Some(answer_rx)
+    }
+
     fn generate(&mut self, job: &GenerateJob) {
         let fail = |failure| Event::Failed {
             job: job.id,
@@ -251,20 +291,15 @@ impl Remote {
             Ok(request) => request,
             Err(message) => return self.emit(fail(GenerationFailure::Server(message))),
         };
-        let (answer_tx, answer_rx) = crossbeam_channel::bounded(1);
-        let client = self.client.clone();
         // The request waits for the whole run; this thread meanwhile follows its progress.
-        // Given up on (the server went away), it ends when its connection does.
-        let started = std::thread::Builder::new()
-            .name("latent-studio-remote-request".into())
-            .spawn(move || {
-                let _ = answer_tx.send(client.post_patiently(path, &body));
-            });
-        if let Err(err) = started {
-            return self.emit(fail(GenerationFailure::Internal(err.to_string())));
-        }
+        let Some(answer_rx) = self.request_in_background(path, body) else {
+            return self.emit(fail(GenerationFailure::Internal(
+                "cannot start a thread for the request".into(),
+            )));
+        };
         let mut progress = Progress::new(job);
         let mut interrupted = false;
+        let mut interrupted_at = Instant::now();
         let mut unreachable = 0;
         let answer = loop {
             match answer_rx.recv_timeout(PROGRESS_INTERVAL) {
@@ -276,8 +311,13 @@ impl Remote {
                 }
                 Err(RecvTimeoutError::Timeout) => {}
             }
+            // Closing the window waits for the interrupt to land, not for a hung server.
+            if interrupted && self.shutting_down() && interrupted_at.elapsed() > SHUTDOWN_GRACE {
+                return;
+            }
             if !interrupted && self.is_cancelled(job.id) {
                 interrupted = true;
+                interrupted_at = Instant::now();
                 // A failed interrupt shows in the progress questions that follow.
                 let _ = self.client.post("/sdapi/v1/interrupt", &json!({}));
             }
