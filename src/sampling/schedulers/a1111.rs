@@ -445,6 +445,20 @@ mod tests {
     }
 
     #[test]
+    fn request_names_read_back_as_the_kind() {
+        for kind in SchedulerKind::ALL {
+            match kind.a1111_request_names() {
+                // A client sends "Uniform" for a sampler's plain schedule.
+                Some((sampler, schedule)) => assert_eq!(
+                    SchedulerKind::from_a1111(sampler, Some(schedule.unwrap_or("Uniform"))),
+                    Some(kind)
+                ),
+                None => assert_eq!(kind, SchedulerKind::Default),
+            }
+        }
+    }
+
+    #[test]
     fn every_selectable_kind_reads_back_from_its_own_name() {
         for kind in SchedulerKind::ALL {
             let name = kind.a1111_name();
