@@ -45,8 +45,14 @@ impl LatentStudioApp {
     /// password).
     pub(super) fn connect_server(&mut self) {
         if let Err(err) = server_engine(&self.state.engine) {
-            self.notices
-                .error("This server address cannot be used", err.to_string(), None);
+            // About the engine: cleared once a server is in use.
+            self.notices.push_about(
+                Topic::Engine,
+                Severity::Error,
+                "This server address cannot be used",
+                err.to_string(),
+                None,
+            );
             return;
         }
         if self.state.engine.use_server {

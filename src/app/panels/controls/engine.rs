@@ -23,12 +23,15 @@ pub(super) fn engine_section(
                 command = Some(UiCommand::UseThisComputer);
             }
             if ui
-                .radio(engine.use_server, "A server (latent-studio serve, or A1111 with --api)")
+                .radio(engine.use_server, "A server (latent-studio serve, A1111 --api)")
                 .clicked()
                 && !engine.use_server
             {
                 command = Some(UiCommand::ConnectServer);
             }
+            // The fields fill the panel's width without widening it (a grid cell's own
+            // available width is unbounded).
+            let field_width = (ui.available_width() - 72.0).max(120.0);
             egui::Grid::new("engine-grid")
                 .num_columns(2)
                 .spacing([8.0, 6.0])
@@ -44,7 +47,7 @@ pub(super) fn engine_section(
                             TextEdit::singleline(text)
                                 .hint_text(hint)
                                 .password(secret)
-                                .desired_width(f32::INFINITY),
+                                .desired_width(field_width),
                         )
                         .labelled_by(label.id);
                         ui.end_row();
@@ -65,9 +68,10 @@ pub(super) fn engine_section(
                         ui.colored_label(style::ERROR, problem);
                     }
                     None => {
+                        let count = view.server_models.titles.len();
                         ui.weak(format!(
-                            "{} models on the server. LoRA files of this computer, ControlNet and hires fix are not sent; <lora:…> tags use the server's LoRA folder.",
-                            view.server_models.titles.len()
+                            "{count} model{} on the server. LoRA files of this computer, ControlNet and hires fix are not sent; <lora:…> tags use the server's LoRA folder.",
+                            if count == 1 { "" } else { "s" }
                         ));
                     }
                 }
