@@ -34,19 +34,49 @@ fn switching_to_a_server_generates_there_and_saves_here() {
 
     harness.get_by_label("Engine: this computer").click();
     harness.run_steps(2);
+    // A port nobody listens on: one notice that names the address and what to do.
+    let dead_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("address")
+        .port();
+    harness.state_mut().state_mut().engine.server_url = format!("127.0.0.1:{dead_port}");
+    harness.get_by_label("Use this server").click();
+    step_until(&mut harness, "the notice about the address", |app| {
+        app.notices()
+            .iter()
+            .any(|n| n.detail.contains("connection refused"))
+    });
+    let notices: Vec<_> = harness
+        .state()
+        .notices()
+        .iter()
+        .map(|n| n.detail.clone())
+        .collect();
+    assert_eq!(
+        notices,
+        [format!("cannot reach http://127.0.0.1:{dead_port}: connection refused — is `latent-studio serve` running there?")]
+    );
+
+    // The right address, typed in.
+    harness.state_mut().state_mut().engine.server_url.clear();
     harness.get_by_label("Address").click();
     harness.run_steps(2);
     harness
         .get_by_label("Address")
         .type_text(&server.address().to_string());
     harness.run_steps(2);
-    harness.get_by_label("Use this server").click();
+    harness.get_by_label("Reconnect").click();
     step_until(
         &mut harness,
         "the server's model",
         |app| matches!(app.model_status(), ModelStatus::Ready(m) if m.source == ModelSource::Server("sd1".into())),
     );
     assert!(harness.state().state().engine.use_server);
+    assert!(
+        harness.state().notices().iter().next().is_none(),
+        "the old notice is gone"
+    );
     // The local model is kept for switching back.
     assert_eq!(
         harness.state().state().engine.other_model,
