@@ -46,7 +46,12 @@ pub enum UiCommand {
     ConnectServer,
     /// Generate on this computer again.
     UseThisComputer,
+    /// Queue the current settings (they start at once when the engine is free).
     Generate,
+    /// Turn A1111's "Generate forever" on with the current settings, or off.
+    GenerateForever,
+    /// Reorder, remove, pause or resume the queue.
+    Queue(QueueCommand),
     Cancel,
     RandomizeSeed,
     /// Take size, steps and CFG from the loaded model.
@@ -106,4 +111,15 @@ pub enum UiCommand {
     PickOutputFolder,
     OpenOutputFolder,
     DismissNotice(u64),
+}
+
+/// What the queue panel asks for; entries are named by their queue id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueCommand {
+    MoveUp(u64),
+    MoveDown(u64),
+    Remove(u64),
+    Pause,
+    Resume,
+    StopForever,
 }

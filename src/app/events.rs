@@ -114,9 +114,13 @@ impl LatentStudioApp {
                 if self.run.as_ref().is_some_and(|r| r.job == job) {
                     self.notices
                         .info("Generation cancelled; finished images are kept");
+                    self.queue.current_stopped();
                 }
             }
-            Event::Failed { job: _, failure } => {
+            Event::Failed { job, failure } => {
+                if self.run.as_ref().is_some_and(|r| r.job == job) {
+                    self.queue.current_stopped();
+                }
                 let hint = notices::generation_failure_hint(&failure);
                 self.notices
                     .error("Generation failed", failure.to_string(), Some(hint));

@@ -14,6 +14,7 @@ pub mod command;
 mod controlnets;
 pub mod desktop;
 pub mod engine_choice;
+mod dispatch;
 mod events;
 pub mod files;
 pub mod history;
@@ -25,6 +26,8 @@ pub mod model_lookup;
 pub mod notices;
 pub mod panels;
 mod remote;
+pub mod queue;
+mod queue_store;
 mod restore;
 pub mod session;
 mod shortcuts;
@@ -74,6 +77,8 @@ pub struct AppConfig {
     pub desktop: Box<dyn Desktop>,
     /// Read the settings eframe stored last time (off in tests, which start clean).
     pub restore_saved_state: bool,
+    /// Where the queue is kept between runs; `None`: not kept.
+    pub queue_folder: Option<PathBuf>,
 }
 
 impl AppConfig {
@@ -83,6 +88,7 @@ impl AppConfig {
             output_dir,
             desktop: Box::new(NativeDesktop),
             restore_saved_state: true,
+            queue_folder: eframe::storage_dir("latent-studio").map(|dir| dir.join("queue")),
         }
     }
 }
@@ -129,6 +135,11 @@ pub struct LatentStudioApp {
     model: ModelStatus,
     run: Option<Run>,
     last_job: u64,
+    /// Jobs waiting for the engine, and the one it runs.
+    queue: queue::Queue,
+    queue_store: Option<queue_store::QueueStore>,
+    saved_queue_revision: u64,
+    queue_thumbnails: panels::queue::Thumbnails,
     history: History,
     viewer: Viewer,
     init_image: Option<InitImageSlot>,
@@ -181,6 +192,8 @@ impl LatentStudioApp {
         let files = FileService::spawn(move || repaint.request_repaint());
         let repaint = cc.egui_ctx.clone();
         let model_lookup = ModelLookup::new(move || repaint.request_repaint());
+        let mut notices = Notices::default();
+        let (queue, queue_store) = Self::open_queue(config.queue_folder, &mut notices);
 
         let mut app = Self {
             state,
@@ -191,12 +204,16 @@ impl LatentStudioApp {
             model: ModelStatus::NoModel,
             run: None,
             last_job: 0,
+            saved_queue_revision: queue.revision(),
+            queue,
+            queue_store,
+            queue_thumbnails: Default::default(),
             history: History::default(),
             viewer: Viewer::default(),
             init_image: None,
             control_pictures: controlnets::ControlPictures::default(),
             mask_view: MaskView::default(),
-            notices: Notices::default(),
+            notices,
             tokens: TokenCounts::default(),
             loras: LoraListing::default(),
             styles: styles::StylesBook::default(),
@@ -407,7 +424,9 @@ impl LatentStudioApp {
             UiCommand::RestartEngine => self.restart_engine(),
             UiCommand::ConnectServer => self.connect_server(),
             UiCommand::UseThisComputer => self.use_this_computer(),
-            UiCommand::Generate => self.generate(),
+            UiCommand::Generate => self.enqueue(false),
+            UiCommand::GenerateForever => self.enqueue(true),
+            UiCommand::Queue(command) => self.apply_queue(command),
             UiCommand::Cancel => {
                 if let Some(run) = &mut self.run {
                     self.worker.cancel(run.job);
@@ -556,94 +575,6 @@ impl LatentStudioApp {
         self.worker.send(Command::LoadModel(source));
     }
 
-    fn generate(&mut self) {
-        if self.run.is_some() {
-            return;
-        }
-        match &self.model {
-            ModelStatus::Ready(_) | ModelStatus::Loading { .. } => {}
-            ModelStatus::NoModel | ModelStatus::Failed { .. } => {
-                self.notices.error(
-                    "No model is loaded",
-                    String::new(),
-                    Some("Choose a model in the Model list, or use \"Open model file…\" for a .safetensors checkpoint.".into()),
-                );
-                return;
-            }
-        }
-        let controls = match self.control_pictures.specs(&self.state.control_units) {
-            Ok(controls) => controls,
-            Err(problem) => {
-                self.notices.error("ControlNet is not ready", problem, None);
-                return;
-            }
-        };
-        if !self.mask_ready() {
-            return;
-        }
-        if !self.state.seed_locked {
-            self.state.seed = state::random_seed();
-        }
-        self.state.remember_prompt();
-        let mask = self.inpaint_mask();
-        let loras = self.listed_loras_for_job();
-        let state = &self.state;
-        let (prompt, negative) = self.styles.styled_prompts(state);
-        let request = GenerationRequest {
-            prompt,
-            // Empty means diffusers' `negative_prompt=None` (SDXL then uses zeroed embeddings).
-            negative_prompt: (!negative.trim().is_empty()).then_some(negative),
-            steps: state.steps,
-            guidance: state.guidance,
-            seed: state.seed,
-            width: state.width,
-            height: state.height,
-            scheduler: state.scheduler,
-            init_image: self.init_image.as_ref().map(|slot| InitImage {
-                image: slot.image.as_ref().clone(),
-                strength: state.strength,
-                mask,
-            }),
-            prompt_syntax: state.prompt_syntax,
-            clip_skip: state.clip_skip,
-            controls: Vec::new(),
-            variation: (state.variation_strength > 0.0).then_some(Variation {
-                seed: state.variation_seed,
-                strength: state.variation_strength,
-            }),
-        };
-        self.last_job += 1;
-        let job = self.last_job;
-        self.run = Some(Run {
-            job,
-            batch_count: state.batch_count,
-            image_index: 0,
-            seed: state.seed,
-            step: 0,
-            total_steps: 0,
-            elapsed_secs: 0.0,
-            image_started: Instant::now(),
-            width: state.width,
-            height: state.height,
-            cancelling: false,
-        });
-        self.worker.send(Command::Generate(GenerateJob {
-            id: job,
-            request,
-            batch_count: state.batch_count,
-            output: ImageOutput::Folder(state.output_dir.clone()),
-            preview: state.preview,
-            loras,
-            controls,
-            hires: None,
-        }));
-        self.viewer.follow_run = true;
-        self.viewer.clear_preview();
-        self.viewer.show_live();
-        // The canvas makes way for the live preview and the result.
-        self.mask_view.open = false;
-    }
-
     fn shown_entry(&self) -> Option<&history::HistoryEntry> {
         self.viewer
             .shown_entry()
@@ -706,6 +637,7 @@ impl eframe::App for LatentStudioApp {
         self.watch_engine();
         self.poll_files(ctx);
         self.poll_model_lookup();
+        self.pump_queue();
         if let Some(at) = self.notices.expire(Instant::now()) {
             ctx.request_repaint_after(at.saturating_duration_since(Instant::now()));
         }
@@ -731,6 +663,7 @@ impl eframe::App for LatentStudioApp {
             has_shown_image: self.viewer.shown_full().is_some(),
             focus_prompt: std::mem::take(&mut self.focus_prompt),
             server_models: &self.server_models,
+            queue: &self.queue,
         };
         egui::Panel::left("controls")
             .resizable(true)
@@ -763,6 +696,12 @@ impl eframe::App for LatentStudioApp {
             notices: &self.notices,
             engine_stopped: self.engine_stopped,
         };
+        commands.extend(panels::queue::panel(
+            ui,
+            &self.queue,
+            &mut self.queue_thumbnails,
+            self.run.as_ref(),
+        ));
         let mask_slot = self.init_image.as_mut().filter(|_| self.mask_view.open);
         egui::CentralPanel::default().show(ui, |ui| match mask_slot {
             Some(slot) if slot.mask.is_some() => {

@@ -18,6 +18,7 @@ use latent_studio::engine::ModelSource;
 use latent_studio::formats::png::{read_png_parameters, write_png_with_parameters};
 
 mod editing;
+mod queue;
 mod remote;
 mod workflow;
 
@@ -123,6 +124,7 @@ fn open_app(
         output_dir: Some(output_dir.to_path_buf()),
         desktop: Box::new(desktop.clone()),
         restore_saved_state: false,
+        queue_folder: None,
     };
     Harness::builder()
         .with_size([1280.0, 820.0])
@@ -574,6 +576,7 @@ fn settings_survive_a_restart() {
         output_dir: None,
         desktop: Box::new(desktop.clone()),
         restore_saved_state: true,
+        queue_folder: None,
     };
     let mut reopened = Harness::builder()
         .with_size([1280.0, 820.0])

@@ -7,4 +7,5 @@ pub mod canvas;
 pub mod controls;
 pub mod history_strip;
 pub mod mask_canvas;
+pub mod queue;
 pub mod style;

@@ -70,6 +70,8 @@ pub struct ControlsView<'a> {
     pub focus_prompt: bool,
     /// The models of the server the window drives, when it drives one.
     pub server_models: &'a crate::app::remote::ServerModelList,
+    /// Jobs waiting for the engine: Generate adds to them.
+    pub queue: &'a crate::app::queue::Queue,
 }
 
 pub fn show(

@@ -169,18 +169,19 @@ pub(super) fn embedding_chips(ui: &mut Ui, state: &mut State, view: &ControlsVie
 
 pub(super) fn generate_buttons(ui: &mut Ui, view: &ControlsView<'_>) -> Option<UiCommand> {
     let mut command = None;
-    let can_generate = view.run.is_none()
-        && matches!(
-            view.model,
-            ModelStatus::Ready(_) | ModelStatus::Loading { .. }
-        );
+    let can_generate = matches!(
+        view.model,
+        ModelStatus::Ready(_) | ModelStatus::Loading { .. }
+    );
+    // While the engine is busy (or jobs wait), Generate adds to the queue.
+    let queues = view.run.is_some() || !view.queue.is_empty();
     ui.add_space(4.0);
     ui.horizontal(|ui| {
         let height = 36.0;
         let cancel_width = if view.run.is_some() { 96.0 } else { 0.0 };
         let width = (ui.available_width() - cancel_width).max(80.0);
         let generate = Button::new(
-            RichText::new("Generate")
+            RichText::new(if queues { "Add to queue" } else { "Generate" })
                 .size(16.0)
                 .strong()
                 .color(Color32::WHITE),
@@ -189,12 +190,13 @@ pub(super) fn generate_buttons(ui: &mut Ui, view: &ControlsView<'_>) -> Option<U
         .min_size(Vec2::new(width, height));
         let response = ui
             .add_enabled(can_generate, generate)
-            .on_hover_text("Ctrl+Enter from anywhere")
-            .on_disabled_hover_text(match (view.run, view.model) {
-                (Some(_), _) => "Generating… (Cancel to stop)",
-                (None, ModelStatus::Failed { .. }) => {
-                    "The model did not load; choose another one above"
-                }
+            .on_hover_text(if queues {
+                "Queue these settings; they run after the jobs before them (Ctrl+Enter from anywhere)"
+            } else {
+                "Ctrl+Enter from anywhere"
+            })
+            .on_disabled_hover_text(match view.model {
+                ModelStatus::Failed { .. } => "The model did not load; choose another one above",
                 _ => "Choose a model first",
             });
         if response.clicked() {
@@ -209,13 +211,29 @@ pub(super) fn generate_buttons(ui: &mut Ui, view: &ControlsView<'_>) -> Option<U
             .min_size(Vec2::new(ui.available_width(), height));
             if ui
                 .add_enabled(!run.cancelling, cancel)
-                .on_hover_text("Stop after the current step; finished images are kept")
+                .on_hover_text(
+                    "Stop after the current step; finished images are kept and the queue goes on",
+                )
                 .clicked()
             {
                 command = Some(UiCommand::Cancel);
             }
         }
     });
+    let forever = view.queue.is_forever();
+    let label = if forever {
+        "Stop generating forever"
+    } else {
+        "Generate forever"
+    };
+    let toggle = ui
+        .add_enabled(can_generate || forever, Button::new(label).small())
+        .on_hover_text(
+            "Run these settings again and again, each time with a new random seed, until stopped",
+        );
+    if toggle.clicked() {
+        command = Some(UiCommand::GenerateForever);
+    }
     ui.add_space(4.0);
     command
 }
