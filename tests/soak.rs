@@ -107,6 +107,7 @@ fn a_hundred_jobs_with_cancels_model_switches_and_lora_changes() {
             id: 0,
             request: request(1, 0.0, 0),
             batch_count: 1,
+            batch_size: 1,
             output: ImageOutput::None,
             preview: PreviewMode::Fast,
             loras: Vec::new(),
@@ -151,6 +152,7 @@ fn a_hundred_jobs_with_cancels_model_switches_and_lora_changes() {
                     ..request(steps, if model == 0 { 5.0 } else { 0.0 }, job)
                 },
                 batch_count: 1 + choices.below(2) as usize,
+                batch_size: 1,
                 output: ImageOutput::None,
                 preview: PreviewMode::Fast,
                 loras: loras[choices.below(3) as usize].clone(),

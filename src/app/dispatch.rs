@@ -69,6 +69,7 @@ impl LatentStudioApp {
                 id: 0,
                 request,
                 batch_count: state.batch_count,
+                batch_size: state.batch_size,
                 output: ImageOutput::Folder(state.output_dir.clone()),
                 preview: state.preview,
                 loras,
@@ -172,7 +173,8 @@ impl LatentStudioApp {
         let request = &job.request;
         self.run = Some(Run {
             job: job.id,
-            batch_count: job.batch_count,
+            batch_count: job.batch_count * job.batch_size.max(1),
+            batch_size: job.batch_size.max(1),
             image_index: 0,
             seed: request.seed,
             step: 0,

@@ -42,9 +42,11 @@ impl QueuedJob {
             request.scheduler.name().to_string(),
             format!("seed {}", request.seed),
         ];
-        let images = self.job.batch_count;
-        if images > 1 {
-            parts.push(format!("{images} images"));
+        let (count, size) = (self.job.batch_count, self.job.batch_size);
+        match (count, size) {
+            (1, 1) => {}
+            (count, 1) => parts.push(format!("{count} images")),
+            (count, size) => parts.push(format!("{count}×{size} images")),
         }
         if request.init_image.is_some() {
             parts.push("img2img".into());
@@ -298,6 +300,7 @@ pub(crate) mod tests {
                     variation: None,
                 },
                 batch_count: 3,
+                batch_size: 1,
                 output: ImageOutput::None,
                 preview: PreviewMode::Off,
                 loras: Vec::new(),

@@ -16,7 +16,7 @@ use crate::engine::{
     read_picture, write_png_with_parameters, ControlMode, ControlPreprocessor, ControlSpec,
     GenerateJob, GenerationRequest, GrayImage, HiresFix, HiresUpscaler, ImageOutput, InitImage,
     InpaintArea, InpaintMask, MaskedContent, ModelSource, PreviewMode, PromptSyntax, RgbImage,
-    SchedulerKind, Variation,
+    SchedulerKind, Variation, MAX_BATCH_SIZE,
 };
 
 use super::queue::{QueueEntry, QueuedJob, MAX_QUEUED};
@@ -53,6 +53,8 @@ struct SavedEntry {
     variation: Option<(u64, f64)>,
     init_image: Option<SavedInit>,
     batch_count: usize,
+    #[serde(default = "one")]
+    batch_size: usize,
     /// `None`: kept in memory only.
     output_folder: Option<PathBuf>,
     preview: PreviewMode,
@@ -212,6 +214,7 @@ impl SavedEntry {
                 }),
             }),
             batch_count: job.batch_count,
+            batch_size: job.batch_size,
             output_folder: match &job.output {
                 ImageOutput::Folder(folder) => Some(folder.clone()),
                 // The window only writes to folders.
@@ -320,6 +323,7 @@ impl SavedEntry {
                 id: 0,
                 request,
                 batch_count: self.batch_count.clamp(1, MAX_BATCH),
+                batch_size: self.batch_size.clamp(1, MAX_BATCH_SIZE),
                 output: match self.output_folder {
                     Some(folder) => ImageOutput::Folder(folder),
                     None => ImageOutput::None,
@@ -348,6 +352,10 @@ impl SavedEntry {
             },
         })
     }
+}
+
+fn one() -> usize {
+    1
 }
 
 fn finite_or(value: f64, fallback: f64) -> f64 {

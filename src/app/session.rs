@@ -35,8 +35,11 @@ impl ModelStatus {
 #[derive(Debug, Clone)]
 pub struct Run {
     pub job: u64,
+    /// Images of the whole job (batch count × batch size).
     pub batch_count: usize,
-    /// 0-based image of the batch being made.
+    /// Images denoised together (batch size); they share their steps.
+    pub batch_size: usize,
+    /// 0-based image being made (the first of those denoised together).
     pub image_index: usize,
     pub seed: u64,
     pub step: usize,
@@ -60,16 +63,21 @@ impl Run {
     /// Seconds left for the whole batch, at the current image's pace.
     pub fn eta_secs(&self) -> Option<f64> {
         let rate = self.iterations_per_second()?;
-        let images_after = self.batch_count.saturating_sub(self.image_index + 1);
-        let steps_left =
-            self.total_steps.saturating_sub(self.step) + images_after * self.total_steps;
+        let size = self.batch_size.max(1);
+        let runs_after = self
+            .batch_count
+            .saturating_sub(self.image_index + size)
+            .div_ceil(size);
+        let steps_left = self.total_steps.saturating_sub(self.step) + runs_after * self.total_steps;
         Some(steps_left as f64 / rate)
     }
 
     /// Done fraction of the whole batch.
     pub fn fraction(&self) -> f32 {
         let per_image = self.total_steps.max(1) as f32;
-        let done = self.image_index as f32 * per_image + self.step as f32;
+        let done = (self.image_index as f32
+            + self.step as f32 / per_image * self.batch_size.max(1) as f32)
+            * per_image;
         (done / (self.batch_count.max(1) as f32 * per_image)).clamp(0.0, 1.0)
     }
 
@@ -79,7 +87,14 @@ impl Run {
         if self.cancelling {
             parts.push("cancelling…".to_string());
         }
-        if self.batch_count > 1 {
+        let last = (self.image_index + self.batch_size.max(1)).min(self.batch_count);
+        if last > self.image_index + 1 {
+            parts.push(format!(
+                "images {}–{last}/{}",
+                self.image_index + 1,
+                self.batch_count
+            ));
+        } else if self.batch_count > 1 {
             parts.push(format!(
                 "image {}/{}",
                 self.image_index + 1,
@@ -149,6 +164,7 @@ mod tests {
         Run {
             job: 1,
             batch_count: 1,
+            batch_size: 1,
             image_index: 0,
             seed: 1,
             step: 7,
@@ -177,6 +193,18 @@ mod tests {
             ..run()
         };
         assert_eq!(slow.label(), "step 1/20 · 4.0 s/it · ETA 1:16");
+        // Two runs of two images: the second run's images share its steps.
+        let batched = Run {
+            batch_count: 4,
+            batch_size: 2,
+            image_index: 2,
+            ..run()
+        };
+        assert_eq!(
+            batched.label(),
+            "images 3–4/4 · step 7/20 · 2.0 it/s · ETA 0:07"
+        );
+        assert!((batched.fraction() - (2.0 + 7.0 / 20.0 * 2.0) / 4.0).abs() < 1e-6);
     }
 
     #[test]

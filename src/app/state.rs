@@ -12,6 +12,7 @@ use crate::engine::MaskedContent;
 use crate::engine::ModelDefaults;
 use crate::engine::PromptSyntax;
 use crate::engine::SchedulerKind;
+pub use crate::engine::MAX_BATCH_SIZE;
 use crate::engine::{AddOnFolders, ModelSource, PreviewMode};
 use crate::engine::{ControlMode, ControlPreprocessor};
 
@@ -142,8 +143,10 @@ pub struct State {
     pub seed_locked: bool,
     pub width: usize,
     pub height: usize,
-    /// Images per press of Generate (seeds `seed`, `seed + 1`, …).
+    /// Runs per press of Generate (seeds `seed`, `seed + 1`, … across all their images).
     pub batch_count: usize,
+    /// Images denoised together in each run (A1111's batch size).
+    pub batch_size: usize,
     /// img2img: how much of the init image is repainted, 0 < strength ≤ 1.
     pub strength: f64,
     /// A1111 numbering: 1 uses the text encoder's last layer, 2 the one before, …
@@ -224,6 +227,7 @@ impl Default for State {
             width: 512,
             height: 512,
             batch_count: 1,
+            batch_size: 1,
             strength: 0.6,
             clip_skip: 1,
             prompt_syntax: PromptSyntax::A1111,
@@ -348,6 +352,7 @@ impl State {
         self.width = snap_to_grid(self.width);
         self.height = snap_to_grid(self.height);
         self.batch_count = self.batch_count.clamp(1, MAX_BATCH);
+        self.batch_size = self.batch_size.clamp(1, MAX_BATCH_SIZE);
         if !(self.strength > 0.0 && self.strength <= 1.0) {
             self.strength = 0.6;
         }

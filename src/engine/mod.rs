@@ -7,6 +7,7 @@
 //! need from the layers below is re-exported here.
 
 mod hires;
+mod job_run;
 mod parameters;
 mod preview;
 mod remote;
@@ -48,6 +49,7 @@ pub use crate::models::lora::default_lora_dir;
 pub use crate::models::{Catalog, DownloadProgress, LoadOptions, ModelDefaults, ModelInfo};
 pub use crate::networks::controlnet::ControlMode;
 pub use crate::networks::Family;
+pub use crate::sampling::batch::MAX_BATCH_SIZE;
 pub use crate::sampling::inpaint::{InpaintArea, InpaintMask, MaskedContent};
 pub use crate::sampling::noise::random_seed;
 pub use crate::sampling::pipeline::{
@@ -95,12 +97,15 @@ impl std::fmt::Display for ModelSource {
     }
 }
 
-/// One press of "Generate": `batch_count` images with seeds `request.seed`, `+1`, …
+/// One press of "Generate": `batch_count` runs of `batch_size` images, with seeds
+/// `request.seed`, `+1`, … across them all (A1111's numbering).
 #[derive(Debug, Clone)]
 pub struct GenerateJob {
     pub id: u64,
     pub request: GenerationRequest,
     pub batch_count: usize,
+    /// Images denoised together in one run (at most [`MAX_BATCH_SIZE`]).
+    pub batch_size: usize,
     pub output: ImageOutput,
     pub preview: PreviewMode,
     /// LoRA files and multipliers to merge, besides the prompt's `<lora:…>` tags.

@@ -6,14 +6,13 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
 
 use super::hires::HiresUpscaler;
+use super::job_run::JobRun;
 use super::upscale::{self, UpscaleFailure, UpscaleJob, Upscaled};
 use super::{
-    a1111_parameters, latent_preview, AddOnFolders, ControlSpec, FileRecord, FinishedImage,
-    GenerateJob, GenerationFailure, ImageOutput, LoadFailure, LoadedModel, ModelSource,
-    PreviewMode,
+    AddOnFolders, ControlSpec, FileRecord, FinishedImage, GenerateJob, GenerationFailure,
+    LoadFailure, LoadedModel, ModelSource,
 };
 use crate::formats::png::{write_new_png_with_parameters, write_png_with_parameters, ImageIoError};
 use crate::models::controlnet::{load_controlnet, LoadedControlNet};
@@ -25,7 +24,7 @@ use crate::models::{
     load_model, Catalog, DownloadProgress, HubCache, HubClient, LoadError, LoadOptions,
     StableDiffusion,
 };
-use crate::sampling::pipeline::{ControlUnit, Flow, GenerateError, GenerationRequest, RgbImage};
+use crate::sampling::pipeline::{ControlUnit, GenerationRequest, RgbImage};
 use crate::text::prompt::PromptSyntax;
 
 /// What a caller of the runner hears while it works. Every method has a default that ignores
@@ -359,168 +358,18 @@ impl Runner {
                 })?;
             }
         }
-        let upscaler = self.upscaler.as_ref().map(|(_, loaded)| loaded);
-        let options = &self.options;
         let Some((_, model)) = &self.model else {
             return Err(GenerationFailure::NoModel);
         };
-        let files = FileRecord::of(model, self.vae.as_deref(), &self.hashes);
-        let family = model.info().family;
-        let batch_count = job.batch_count.max(1);
-        for index in 0..batch_count {
-            if observer.is_cancelled() {
-                return Ok(JobOutcome::Cancelled);
-            }
-            let mut request = request.clone();
-            request.seed = job.request.seed.wrapping_add(index as u64);
-            // A1111 counts variation seeds up with the seeds.
-            if let (Some(variation), Some(base)) = (&mut request.variation, job.request.variation) {
-                variation.seed = base.seed.wrapping_add(index as u64);
-            }
-            let pipeline = model.pipeline();
-            let base_steps = pipeline.planned_steps(&request).unwrap_or(request.steps);
-            let hires_steps = match &job.hires {
-                Some(hires) => {
-                    let (width, height) = hires.target_size(request.width, request.height);
-                    let second =
-                        hires.second_pass(&request, RgbImage::filled(width, height, [0; 3]));
-                    pipeline.planned_steps(&second).unwrap_or(second.steps)
-                }
-                None => 0,
-            };
-            let total_steps = base_steps + hires_steps;
-            observer.image_started(index, request.seed, total_steps);
-            let started = Instant::now();
-            let pass = Pass {
-                index,
-                job,
-                family,
-                started,
-                total: total_steps,
-            };
-            let output = match pass.run(pipeline, &request, 0, observer)? {
-                Some(output) => output,
-                None => return Ok(JobOutcome::Cancelled),
-            };
-            let output = match &job.hires {
-                None => output,
-                Some(hires) => {
-                    let (width, height) = hires.target_size(request.width, request.height);
-                    let picture = match (&hires.upscaler, upscaler) {
-                        (HiresUpscaler::Model(_), Some(upscaler)) => {
-                            let tile = Some(upscale::DEFAULT_UPSCALE_TILE);
-                            match upscale::run_upscale(
-                                upscaler,
-                                &output.image,
-                                tile,
-                                options,
-                                observer,
-                            )
-                            .map_err(|err| {
-                                GenerationFailure::InvalidRequest(format!("hires upscaler: {err}"))
-                            })? {
-                                Some(upscaled) => upscaled.image.resized(width, height),
-                                None => return Ok(JobOutcome::Cancelled),
-                            }
-                        }
-                        _ => output.image.resized(width, height),
-                    };
-                    let second = hires.second_pass(&request, picture);
-                    match pass.run(pipeline, &second, base_steps, observer)? {
-                        Some(output) => output,
-                        None => return Ok(JobOutcome::Cancelled),
-                    }
-                }
-            };
-            let parameters = a1111_parameters(model, &request, &files)
-                .map(|mut p| {
-                    if let Some(hires) = &job.hires {
-                        p.denoising_strength = Some(hires.denoise);
-                        let name = match (&hires.upscaler, upscaler) {
-                            (HiresUpscaler::Model(_), Some(upscaler)) => upscaler.name.clone(),
-                            _ => "Lanczos".to_string(),
-                        };
-                        p.extra.extend(hires.record(&name));
-                    }
-                    p.to_a1111_string()
-                })
-                .map_err(|err| GenerationFailure::InvalidRequest(format!("scheduler: {err}")))?;
-            let saved = match &job.output {
-                ImageOutput::None => Ok(None),
-                ImageOutput::Folder(dir) => {
-                    save_numbered(dir, &output.image, request.seed, &parameters).map(Some)
-                }
-                ImageOutput::File(base) => {
-                    let path = batch_file_path(base, index, batch_count);
-                    write_png(&path, &output.image, &parameters).map(|()| Some(path))
-                }
-            };
-            let (path, save_error) = match saved {
-                Ok(path) => (path, None),
-                Err(message) => (None, Some(message)),
-            };
-            observer.image_finished(
-                index,
-                FinishedImage {
-                    image: output.image,
-                    seed: request.seed,
-                    parameters,
-                    path,
-                    save_error,
-                },
-            );
+        JobRun {
+            job,
+            request,
+            model,
+            files: FileRecord::of(model, self.vae.as_deref(), &self.hashes),
+            upscaler: self.upscaler.as_ref().map(|(_, loaded)| loaded),
+            options: &self.options,
         }
-        Ok(JobOutcome::Completed)
-    }
-}
-
-/// One denoising pass of an image, reporting its steps after `offset` earlier ones (the
-/// hires fix's second pass continues the first one's count).
-struct Pass<'a> {
-    index: usize,
-    job: &'a GenerateJob,
-    family: crate::networks::Family,
-    started: Instant,
-    total: usize,
-}
-
-impl Pass<'_> {
-    /// The generated image, or `None` when the observer cancelled.
-    fn run(
-        &self,
-        pipeline: &crate::sampling::pipeline::DiffusionPipeline,
-        request: &GenerationRequest,
-        offset: usize,
-        observer: &mut dyn RunObserver,
-    ) -> Result<Option<crate::sampling::pipeline::GeneratedImage>, GenerationFailure> {
-        let result = pipeline.generate(request, &mut |progress| {
-            let preview = match self.job.preview {
-                PreviewMode::Off => None,
-                PreviewMode::Vae { every } if every > 0 && progress.step % every == 0 => {
-                    pipeline.decode(progress.denoised).ok()
-                }
-                PreviewMode::Fast | PreviewMode::Vae { .. } => {
-                    latent_preview(progress.denoised, self.family).ok()
-                }
-            };
-            observer.step(ImageStep {
-                index: self.index,
-                step: offset + progress.step,
-                total: self.total.max(offset + progress.total),
-                elapsed_secs: self.started.elapsed().as_secs_f64(),
-                preview,
-            });
-            if observer.is_cancelled() {
-                Flow::Cancel
-            } else {
-                Flow::Continue
-            }
-        });
-        match result {
-            Ok(output) => Ok(Some(output)),
-            Err(GenerateError::Cancelled) => Ok(None),
-            Err(err) => Err(GenerationFailure::from(err)),
-        }
+        .run(observer)
     }
 }
 

@@ -2,6 +2,7 @@
 //! torch-CPU-exact noise, and [`pipeline::DiffusionPipeline`], which runs txt2img and img2img
 //! step for step as diffusers' pipelines do.
 
+pub mod batch;
 pub mod control;
 pub mod inpaint;
 pub mod noise;

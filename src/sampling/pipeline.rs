@@ -408,7 +408,7 @@ impl DiffusionPipeline {
     }
 
     /// The conditional (and, with guidance, unconditional) text embeddings for a request.
-    fn encode_prompts(
+    pub(crate) fn encode_prompts(
         &self,
         request: &GenerationRequest,
         guided: bool,

@@ -18,7 +18,7 @@ use super::options::{read_settings, Settings};
 use crate::engine::{
     check_prompt, random_seed, read_picture_from_bytes, GenerateJob, GenerationRequest, GrayImage,
     ImageOutput, InitImage, InpaintArea, InpaintMask, MaskedContent, ModelInfo, PreviewMode,
-    PromptSyntax, RgbImage, SchedulerKind, Variation, MAX_IMAGE_SIDE,
+    PromptSyntax, RgbImage, SchedulerKind, Variation, MAX_BATCH_SIZE, MAX_IMAGE_SIDE,
 };
 
 /// Images one request may ask for (`batch_size` × `n_iter`; A1111's UI stops at 8 × 100).
@@ -91,7 +91,9 @@ impl PendingJob {
                 controls: Vec::new(),
                 variation: self.variation,
             },
-            batch_count: self.images,
+            // A1111's `n_iter` runs of `batch_size` images denoised together.
+            batch_count: self.images / self.batch_size.max(1),
+            batch_size: self.batch_size,
             output: ImageOutput::None,
             preview: PreviewMode::Fast,
             loras: Vec::new(),
@@ -318,8 +320,13 @@ pub fn parse_generation(
     let width = side(&fields, "width")?;
     let height = side(&fields, "height")?;
     let batch_size = count(&fields, "batch_size")?;
+    if batch_size > MAX_BATCH_SIZE {
+        return Err(ApiError::invalid(format!(
+            "batch_size {batch_size}: at most {MAX_BATCH_SIZE} images are denoised together; use n_iter for more"
+        )));
+    }
     let n_iter = count(&fields, "n_iter")?;
-    let images = batch_size * n_iter;
+    let images = batch_size.saturating_mul(n_iter);
     if images > MAX_IMAGES {
         return Err(ApiError::invalid(format!(
             "batch_size × n_iter is {images}; at most {MAX_IMAGES} images a request"

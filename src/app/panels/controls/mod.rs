@@ -14,8 +14,8 @@ use crate::app::inpaint::OUTPAINT_STEP;
 use crate::app::loras::{append_to_prompt, lora_name, lora_tag, ListingStatus, LoraListing};
 use crate::app::session::{format_bytes, ModelStatus, Run};
 use crate::app::state::{
-    snap_to_grid, State, ThemeChoice, MAX_BATCH, MAX_CLIP_SKIP, MAX_GUIDANCE, MAX_INPAINT_PADDING,
-    MAX_LORA_MULTIPLIER, MAX_MASK_BLUR, MAX_SIDE, MAX_STEPS, SIZE_STEP,
+    snap_to_grid, State, ThemeChoice, MAX_BATCH, MAX_BATCH_SIZE, MAX_CLIP_SKIP, MAX_GUIDANCE,
+    MAX_INPAINT_PADDING, MAX_LORA_MULTIPLIER, MAX_MASK_BLUR, MAX_SIDE, MAX_STEPS, SIZE_STEP,
 };
 use crate::app::styles::StylesBook;
 use crate::app::InitImageSlot;

@@ -79,11 +79,22 @@ pub(super) fn sampling_section(
             });
             ui.end_row();
 
-            let label = ui.label("Batch");
-            let unit = if state.batch_count == 1 { " image" } else { " images" };
+            let label = ui.label("Batch count");
+            let unit = if state.batch_count == 1 { " run" } else { " runs" };
             ui.add(DragValue::new(&mut state.batch_count).range(1..=MAX_BATCH).suffix(unit))
                 .labelled_by(label.id)
-                .on_hover_text("Images per Generate, with seeds seed, seed+1, …");
+                .on_hover_text(
+                    "Runs per Generate, one after another; seeds seed, seed+1, … across all images",
+                );
+            ui.end_row();
+
+            let label = ui.label("Batch size");
+            let unit = if state.batch_size == 1 { " image" } else { " images" };
+            ui.add(DragValue::new(&mut state.batch_size).range(1..=MAX_BATCH_SIZE).suffix(unit))
+                .labelled_by(label.id)
+                .on_hover_text(
+                    "Images denoised together in each run: faster per image where the hardware has room, the same images as separate runs (inpainting, ControlNet and hires jobs make them one by one)",
+                );
             ui.end_row();
         });
     if let Some(model) = view.model.loaded() {
