@@ -299,3 +299,100 @@ fn hub_models_fail_with_a_cause_the_window_can_explain() {
         "lists the catalog: {message}"
     );
 }
+
+/// Batch size: both images are denoised together (one `Started`, one step count), reported
+/// one by one, and the second — seed 42 — is still the diffusers reference for seed 42.
+#[test]
+fn a_batch_shares_its_steps_and_each_image_keeps_its_seed() {
+    let worker = Worker::spawn(|| {});
+    load(&worker, fixture_model("sd1")).unwrap();
+    let mut first = request(5);
+    first.seed = 41;
+    worker.send(Command::Generate(GenerateJob {
+        id: 1,
+        request: first,
+        batch_count: 1,
+        batch_size: 2,
+        output: ImageOutput::None,
+        preview: PreviewMode::Fast,
+        loras: Vec::new(),
+        controls: Vec::new(),
+        hires: None,
+    }));
+    let events = collect_until(&worker, |e| matches!(e, Event::JobDone { job: 1 }));
+    let started: Vec<(usize, u64)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Started { index, seed, .. } => Some((*index, *seed)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(started, [(0, 41)], "one start for the batch");
+    let steps = events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Event::Step {
+                    index: 0,
+                    preview: Some(_),
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(
+        steps, 6,
+        "PLMS: 5 steps are 6 UNet evaluations, shared by the batch"
+    );
+    let finished: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Finished { index, image, .. } => Some((*index, image.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(finished.len(), 2);
+    assert_eq!((finished[0].0, finished[0].1.seed), (0, 41));
+    assert_eq!((finished[1].0, finished[1].1.seed), (1, 42));
+    assert!(finished[1].1.parameters.contains("Seed: 42,"));
+
+    let reference = candle_core::safetensors::load(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cases/sd1_default.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let expected: Vec<u8> = reference["image"].flatten_all().unwrap().to_vec1().unwrap();
+    let max = finished[1]
+        .1
+        .image
+        .pixels
+        .iter()
+        .zip(&expected)
+        .map(|(&a, &b)| a.abs_diff(b))
+        .max()
+        .unwrap();
+    assert!(
+        max <= 2,
+        "the batch's seed-42 image differs from diffusers by {max}/255"
+    );
+
+    // More than the UNet batch allows is refused with the reason.
+    worker.send(Command::Generate(GenerateJob {
+        id: 2,
+        request: request(2),
+        batch_count: 1,
+        batch_size: 9,
+        output: ImageOutput::None,
+        preview: PreviewMode::Off,
+        loras: Vec::new(),
+        controls: Vec::new(),
+        hires: None,
+    }));
+    let events = collect_until(&worker, |e| matches!(e, Event::JobDone { job: 2 }));
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::Failed { failure: GenerationFailure::InvalidRequest(message), .. }
+            if message.contains("batch size 9")
+    )));
+}
