@@ -275,7 +275,7 @@ impl Pass<'_> {
     ) -> Flow {
         let preview = match self.job.preview {
             PreviewMode::Off => None,
-            PreviewMode::Vae { every } if every > 0 && progress.step % every == 0 => {
+            PreviewMode::Vae { every } if every > 0 && progress.step.is_multiple_of(every) => {
                 pipeline.decode(progress.denoised).ok()
             }
             PreviewMode::Fast | PreviewMode::Vae { .. } => {
