@@ -220,7 +220,7 @@ fn txt2img_matches_generate() {
     let mut args = vec!["--prompt", &prompt, "--negative-prompt", NEGATIVE];
     args.extend(
         "--seed 42 --steps 3 --guidance 7.5 --width 64 --height 64 --scheduler euler-a \
-         --batch-count 2 --variation-seed 1234 --variation-strength 0.3"
+         --batch-size 2 --variation-seed 1234 --variation-strength 0.3"
             .split_whitespace(),
     );
     let files = generate("sd1", &dir, &args, 2);
@@ -440,6 +440,11 @@ fn bad_requests_get_4xx_and_the_server_keeps_serving() {
         client.post(txt2img, &json!({"prompt": "<lora:../../etc/passwd:1>"})),
         422,
         "../../etc/passwd",
+    );
+    assert_refused(
+        client.post(txt2img, &json!({"batch_size": 9})),
+        422,
+        "batch_size 9: at most 8",
     );
     let oversize = vec![b' '; (64 << 20) + 1];
     assert_refused(client.post_raw(txt2img, oversize), 413, "at most");

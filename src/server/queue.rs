@@ -39,8 +39,10 @@ enum Task {
 pub struct RunningJob {
     /// Images the request makes in all.
     pub images: usize,
-    /// 0-based image being made.
+    /// 0-based image being made (the first of those denoised together).
     pub index: usize,
+    /// Images denoised together (`batch_size`); they share their steps.
+    pub batch_size: usize,
     pub step: usize,
     pub steps: usize,
     pub started: Instant,
@@ -284,8 +286,9 @@ impl Worker {
         self.runner.check_job(&job).map_err(failure_to_error)?;
         let timestamp = utc_timestamp(SystemTime::now());
         *self.shared.running() = Some(RunningJob {
-            images: job.batch_count,
+            images: job.batch_count * job.batch_size.max(1),
             index: 0,
+            batch_size: job.batch_size.max(1),
             step: 0,
             steps: 0,
             started: Instant::now(),

@@ -48,7 +48,7 @@ pub fn generation_reply(
 
 fn info(generated: &Generated, batch_size: usize) -> Value {
     let request = &generated.job.request;
-    let count = generated.job.batch_count;
+    let count = generated.job.batch_count * generated.job.batch_size.max(1);
     let seeds: Vec<u64> = (0..count as u64)
         .map(|i| request.seed.wrapping_add(i))
         .collect();

@@ -90,8 +90,8 @@ impl Routes {
     }
 
     /// A1111's progress: the share of the request's images done, the time left at this
-    /// pace, and the live preview. Images are made one at a time, so `job_count` counts
-    /// images (A1111 counts batches).
+    /// pace, and the live preview. `job_count` counts images (A1111 counts batches); the
+    /// images of a batch share their steps.
     fn progress(&self, query: &str) -> Result<Value, ApiError> {
         let skip_image = query
             .split('&')
@@ -111,7 +111,8 @@ impl Routes {
         } else {
             0.0
         };
-        let progress = ((job.index as f64 + within_image) / job.images.max(1) as f64).min(1.0);
+        let done = job.index as f64 + within_image * job.batch_size as f64;
+        let progress = (done / job.images.max(1) as f64).min(1.0);
         let elapsed = job.started.elapsed().as_secs_f64();
         let eta = if progress > 0.0 {
             elapsed / progress - elapsed
