@@ -1366,14 +1366,17 @@ fn max_png_diff(a: &Path, b: &Path) -> u8 {
 
 /// `--batch-size` denoises images together; each equals the separate run with its seed (A1111
 /// numbering: seeds run on across the batch count), for an ancestral sampler with guidance
-/// (its own random stream per image) and for img2img (its own VAE sample per image).
+/// (its own random stream per image), for img2img (its own VAE sample per image) and for
+/// SDXL (pooled text and size conditions repeated per image).
 #[test]
 fn batch_size_images_equal_separate_runs_with_their_seeds() {
     let init = fixtures().join("init_64.png");
-    let cases: [(&str, Vec<&str>); 2] = [
-        ("txt", vec!["--scheduler", "euler-a", "--steps", "3"]),
+    let cases: [(&str, &str, Vec<&str>); 3] = [
+        ("txt", "sd1", vec!["--scheduler", "euler-a", "--steps", "3"]),
+        ("xl", "sdxl", vec!["--steps", "3"]),
         (
             "img",
+            "sd1",
             vec![
                 "--init-image",
                 init.to_str().unwrap(),
@@ -1384,8 +1387,8 @@ fn batch_size_images_equal_separate_runs_with_their_seeds() {
             ],
         ),
     ];
-    let model = fixtures().join("models").join("sd1");
-    for (tag, settings) in cases {
+    for (tag, model, settings) in cases {
+        let model = fixtures().join("models").join(model);
         let dir = scratch(&format!("batch-size-{tag}"));
         let mut args = vec![
             "--seed",
@@ -1425,6 +1428,7 @@ fn batch_size_images_equal_separate_runs_with_their_seeds() {
         }
     }
 
+    let model = fixtures().join("models").join("sd1");
     let dir = scratch("batch-size-bad");
     assert_bad_input(
         &generate_quick(&model, &dir, &["--batch-size", "9"]),
