@@ -169,3 +169,33 @@ fn generate_forever_repeats_with_new_seeds_until_stopped() {
     seeds.dedup();
     assert_eq!(seeds.len(), made, "every repeat has a new seed");
 }
+
+#[test]
+fn batch_size_in_the_window_makes_that_many_images_per_run() {
+    let output = Scratch::new("batch-size-out");
+    let queue_folder = Scratch::new("batch-size-queue");
+    let desktop = ScriptedDesktop::default();
+    let mut harness = open_app_with_queue(&output.0, &queue_folder.0, &desktop);
+    wait_for_model(&mut harness);
+    set_prompt(&mut harness, "two at once", 2);
+    {
+        let state = harness.state_mut().state_mut();
+        state.batch_count = 2;
+        state.batch_size = 2;
+        state.seed = 500;
+        state.seed_locked = true;
+    }
+    harness.get_by_label("Generate").click();
+    step_until(&mut harness, "four images", |app| {
+        app.run().is_none() && app.history().len() == 4
+    });
+    let mut seeds: Vec<u64> = harness
+        .state()
+        .history()
+        .entries()
+        .iter()
+        .filter_map(|entry| entry.seed())
+        .collect();
+    seeds.sort_unstable();
+    assert_eq!(seeds, [500, 501, 502, 503]);
+}
