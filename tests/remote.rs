@@ -139,6 +139,7 @@ fn job(
         id,
         request,
         batch_count,
+        batch_size: 1,
         output,
         preview: PreviewMode::Fast,
         loras: Vec::new(),

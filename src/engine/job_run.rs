@@ -75,7 +75,7 @@ impl JobRun<'_> {
     }
 
     fn image_count(&self) -> usize {
-        self.job.batch_count.max(1) * self.job.batch_size.max(1)
+        self.job.image_count()
     }
 
     /// Image `index`'s request: the job's seed plus `index` (A1111 counts variation seeds up

@@ -116,6 +116,13 @@ pub struct GenerateJob {
     pub hires: Option<HiresFix>,
 }
 
+impl GenerateJob {
+    /// Every image the job makes: runs × images per run.
+    pub fn image_count(&self) -> usize {
+        self.batch_count.max(1) * self.batch_size.max(1)
+    }
+}
+
 /// A ControlNet unit as a user sets it up: which file, which picture, which preprocessor.
 #[derive(Debug, Clone)]
 pub struct ControlSpec {

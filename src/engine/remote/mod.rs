@@ -364,7 +364,7 @@ impl Remote {
             .as_array()
             .ok_or("the answer has no images")?;
         // A1111 puts a grid of the batch first (when it is set to); the images follow.
-        let skip = images.len().saturating_sub(job.batch_count);
+        let skip = images.len().saturating_sub(job.image_count());
         let infotexts: Vec<String> = answer["info"]
             .as_str()
             .and_then(|info| serde_json::from_str::<Value>(info).ok())
@@ -390,7 +390,7 @@ impl Remote {
             let (path, save_error) = match save(
                 &job.output,
                 index,
-                job.batch_count,
+                job.image_count(),
                 &image,
                 seed,
                 &parameters,
@@ -449,7 +449,7 @@ impl Progress {
     fn new(job: &GenerateJob) -> Self {
         Self {
             job: job.id,
-            images: job.batch_count,
+            images: job.image_count(),
             seed: job.request.seed,
             image: None,
             step: 0,

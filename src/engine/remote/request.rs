@@ -26,7 +26,7 @@ pub fn generation_request(job: &GenerateJob, title: &str) -> Result<(&'static st
     put("cfg_scale", json!(request.guidance));
     put("width", json!(request.width));
     put("height", json!(request.height));
-    put("batch_size", json!(1));
+    put("batch_size", json!(job.batch_size.max(1)));
     put("n_iter", json!(job.batch_count));
     // The sampler's schedule is always given: A1111 gives some samplers ("DPM++ 2M") a
     // schedule of its own choosing when the request leaves it out.
@@ -179,6 +179,7 @@ mod tests {
                 variation: None,
             },
             batch_count: 2,
+            batch_size: 1,
             output: ImageOutput::None,
             preview: PreviewMode::Fast,
             loras: Vec::new(),
