@@ -395,4 +395,121 @@ fn a_batch_shares_its_steps_and_each_image_keeps_its_seed() {
         Event::Failed { failure: GenerationFailure::InvalidRequest(message), .. }
             if message.contains("batch size 9")
     )));
+
+fn fixture_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/models")
+        .join(name)
+}
+
+/// "Tiny VAE" previews are the tiny autoencoder's decode (`AutoencoderTiny`, checked against
+/// diffusers in tests/parity.rs) of each step's denoised latents; the fast final decode is its
+/// decode of the finished latents, recorded in the PNG.
+#[test]
+fn tiny_vae_previews_decode_each_steps_latents() {
+    use latent_studio::models::{load_model, taesd::load_tiny_vae, LoadOptions};
+    use latent_studio::sampling::pipeline::{decoded_to_image, Flow};
+
+    let tiny_folder = fixture_dir("taesd_tiny");
+    let options = LoadOptions::default();
+    let decoder = load_tiny_vae(&tiny_folder, &options)
+        .unwrap()
+        .decoder
+        .unwrap();
+    let model = load_model(&fixture_dir("sd1"), &options).unwrap();
+    let mut expected = Vec::new();
+    let generated = model
+        .pipeline()
+        .generate(&request(3), &mut |progress| {
+            let decoded = decoder.forward(progress.denoised).unwrap();
+            expected.push(decoded_to_image(&decoded).unwrap());
+            Flow::Continue
+        })
+        .unwrap();
+    let expected_final = decoded_to_image(&decoder.forward(&generated.latents).unwrap()).unwrap();
+
+    let worker = Worker::spawn(|| {});
+    worker.send(Command::SetTinyVae(Some(tiny_folder)));
+    load(&worker, fixture_model("sd1")).unwrap();
+    let job = |id: u64, preview: PreviewMode| {
+        Command::Generate(GenerateJob {
+            id,
+            request: request(3),
+            batch_count: 1,
+            output: ImageOutput::None,
+            preview,
+            loras: Vec::new(),
+            controls: Vec::new(),
+            hires: None,
+        })
+    };
+    worker.send(job(1, PreviewMode::TinyVae));
+    let events = collect_until(&worker, |e| matches!(e, Event::JobDone { job: 1 }));
+    let previews: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Step { preview, .. } => preview.clone(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(previews.len(), expected.len());
+    assert_eq!(previews, expected);
+    assert_eq!((previews[0].width, previews[0].height), (64, 64));
+    let plain = events.iter().find_map(|e| match e {
+        Event::Finished { image, .. } => Some(image.clone()),
+        _ => None,
+    });
+    let plain = plain.expect("finished");
+    assert_ne!(plain.image, expected_final);
+    assert!(!plain.parameters.contains("Fast decode"));
+
+    worker.send(Command::SetFastDecode(true));
+    worker.send(job(2, PreviewMode::Fast));
+    let events = collect_until(&worker, |e| matches!(e, Event::JobDone { job: 2 }));
+    let fast = events.iter().find_map(|e| match e {
+        Event::Finished { image, .. } => Some(image.clone()),
+        _ => None,
+    });
+    let fast = fast.expect("finished");
+    assert_eq!(fast.image, expected_final);
+    assert!(fast.parameters.contains("Fast decode: taesd_tiny"));
+}
+
+/// Without a usable tiny autoencoder, "Tiny VAE" previews fall back to the fast ones, with
+/// one notice, not an error per step or per job.
+#[test]
+fn tiny_vae_previews_fall_back_with_one_notice() {
+    let worker = Worker::spawn(|| {});
+    worker.send(Command::SetTinyVae(Some(scratch("no-such-taesd"))));
+    load(&worker, fixture_model("sd1")).unwrap();
+    let mut notices = 0;
+    for id in 1..=2 {
+        worker.send(Command::Generate(GenerateJob {
+            id,
+            request: request(2),
+            batch_count: 1,
+            output: ImageOutput::None,
+            preview: PreviewMode::TinyVae,
+            loras: Vec::new(),
+            controls: Vec::new(),
+            hires: None,
+        }));
+        let events = collect_until(&worker, |e| matches!(e, Event::JobDone { job } if *job == id));
+        assert!(!events.iter().any(|e| matches!(e, Event::Failed { .. })));
+        notices += events
+            .iter()
+            .filter(|e| matches!(e, Event::Notice { message } if message.contains("tiny VAE not available")))
+            .count();
+        let previews: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Step { preview, .. } => preview.clone(),
+                _ => None,
+            })
+            .collect();
+        assert!(!previews.is_empty());
+        // The fast preview is at latent resolution.
+        assert!(previews.iter().all(|p| (p.width, p.height) == (8, 8)));
+    }
+    assert_eq!(notices, 1);
 }

@@ -7,6 +7,7 @@
 use std::time::Instant;
 
 use super::hires::HiresUpscaler;
+use super::tiny_vae::TinyDecoderInUse;
 use super::runner::{batch_file_path, save_numbered, write_png};
 use super::upscale;
 use super::{
@@ -30,6 +31,10 @@ pub(super) struct JobRun<'a> {
     /// The hires fix's upscaler model, loaded when the job names one.
     pub upscaler: Option<&'a LoadedUpscaler>,
     pub options: &'a LoadOptions,
+    /// The tiny autoencoder for "Tiny VAE" previews (`None`: fast previews instead).
+    pub tiny: Option<&'a TinyDecoderInUse>,
+    /// The tiny autoencoder's name when it decodes the finished images (recorded).
+    pub fast_decode: Option<&'a str>,
 }
 
 /// Whether the job goes on after an image (or a batch of them).
@@ -105,6 +110,7 @@ impl JobRun<'_> {
             index: first,
             job: self.job,
             family: self.model.info().family,
+            tiny: self.tiny,
             started: Instant::now(),
             total,
         };
@@ -145,6 +151,7 @@ impl JobRun<'_> {
             index,
             job,
             family: self.model.info().family,
+            tiny: self.tiny,
             started: Instant::now(),
             total: total_steps,
         };
@@ -205,6 +212,9 @@ impl JobRun<'_> {
                     };
                     p.extra.extend(hires.record(&name));
                 }
+                if let Some(name) = self.fast_decode {
+                    p.extra.push(("Fast decode".to_string(), name.to_string()));
+                }
                 p.to_a1111_string()
             })
             .map_err(|err| GenerationFailure::InvalidRequest(format!("scheduler: {err}")))?;
@@ -242,6 +252,8 @@ struct Pass<'a> {
     index: usize,
     job: &'a GenerateJob,
     family: crate::networks::Family,
+    /// The tiny decoder for "Tiny VAE" previews (`None`: fast previews instead).
+    tiny: Option<&'a TinyDecoderInUse>,
     started: Instant,
     total: usize,
 }
@@ -278,7 +290,10 @@ impl Pass<'_> {
             PreviewMode::Vae { every } if every > 0 && progress.step.is_multiple_of(every) => {
                 pipeline.decode(progress.denoised).ok()
             }
-            PreviewMode::Fast | PreviewMode::Vae { .. } => {
+            PreviewMode::TinyVae if self.tiny.is_some() => self
+                .tiny
+                .and_then(|tiny| tiny.preview(progress.denoised).ok()),
+            PreviewMode::Fast | PreviewMode::Vae { .. } | PreviewMode::TinyVae => {
                 latent_preview(progress.denoised, self.family).ok()
             }
         };

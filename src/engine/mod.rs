@@ -12,6 +12,7 @@ mod parameters;
 mod preview;
 mod remote;
 mod runner;
+mod tiny_vae;
 mod upscale;
 mod worker;
 
@@ -169,6 +170,11 @@ pub enum Command {
     SetFolders(AddOnFolders),
     /// Decode in overlapping tiles (less memory for large images), now and for later models.
     SetVaeTiling(bool),
+    /// The tiny autoencoder for "Tiny VAE" previews and fast decodes (`None`: TAESD or
+    /// TAESDXL from the Hugging Face cache, downloaded when missing).
+    SetTinyVae(Option<PathBuf>),
+    /// Decode finished images with the tiny autoencoder instead of the VAE.
+    SetFastDecode(bool),
     /// f32 or bf16 matrix products on the CPU, from now on (a notice if the CPU lacks bf16).
     SetCpuArithmetic(CpuArithmetic),
     Generate(GenerateJob),

@@ -2,7 +2,8 @@
 //!
 //! A full VAE decode costs more than a UNet step on a CPU, so the default preview is a
 //! linear map from the 4 latent channels to RGB, fitted per family (the widely used public
-//! factors), at latent resolution. The UI scales it up.
+//! factors), at latent resolution. The UI scales it up. The tiny autoencoder (the runner's)
+//! gives full-size previews close to the VAE's for a little more.
 
 use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
@@ -20,6 +21,9 @@ pub enum PreviewMode {
     Vae {
         every: usize,
     },
+    /// The tiny autoencoder (TAESD / TAESDXL) every step: full-size pictures close to the
+    /// VAE's at a small cost (fast previews when it cannot be had).
+    TinyVae,
 }
 
 /// Rows are latent channels L1..L4, columns R, G, B.

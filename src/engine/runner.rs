@@ -9,10 +9,11 @@ use std::sync::Arc;
 
 use super::hires::HiresUpscaler;
 use super::job_run::JobRun;
+use super::tiny_vae::TinyVaeSlot;
 use super::upscale::{self, UpscaleFailure, UpscaleJob, Upscaled};
 use super::{
     AddOnFolders, ControlSpec, FileRecord, FinishedImage, GenerateJob, GenerationFailure,
-    LoadFailure, LoadedModel, ModelSource,
+    LoadFailure, LoadedModel, ModelSource, PreviewMode,
 };
 use crate::formats::png::{write_new_png_with_parameters, write_png_with_parameters, ImageIoError};
 use crate::models::controlnet::{load_controlnet, LoadedControlNet};
@@ -102,6 +103,10 @@ pub struct Runner {
     controlnets: Vec<(PathBuf, LoadedControlNet)>,
     /// The upscaler of the last upscale, kept for the next (by file).
     upscaler: Option<(PathBuf, LoadedUpscaler)>,
+    /// TAESD / TAESDXL, for "Tiny VAE" previews and the fast final decode.
+    tiny_vae: TinyVaeSlot,
+    /// Decode finished images with the tiny autoencoder instead of the VAE.
+    fast_decode: bool,
 }
 
 impl Runner {
@@ -116,6 +121,8 @@ impl Runner {
             hashes: HashCache::user_default(),
             controlnets: Vec::new(),
             upscaler: None,
+            tiny_vae: TinyVaeSlot::default(),
+            fast_decode: false,
         }
     }
 
@@ -155,6 +162,18 @@ impl Runner {
         if let Some((_, model)) = &mut self.model {
             model.set_vae_tiling(enabled);
         }
+    }
+
+    /// The tiny autoencoder file or folder for previews and fast decodes (`None`: TAESD or
+    /// TAESDXL from the Hugging Face cache, downloaded when missing).
+    pub fn set_tiny_vae(&mut self, path: Option<PathBuf>) {
+        self.tiny_vae.choose(path);
+    }
+
+    /// Decode finished images with the tiny autoencoder (fast, not exact; recorded in the
+    /// PNG as `Fast decode`) instead of the VAE.
+    pub fn set_fast_decode(&mut self, enabled: bool) {
+        self.fast_decode = enabled;
     }
 
     /// Where LoRA tags and embeddings are found; returns whether the embeddings changed (the
@@ -323,6 +342,22 @@ impl Runner {
         upscale::run_upscale(upscaler, &job.image, job.tile, &self.options, observer)
     }
 
+    /// Upscales a finished picture and saves it (see [`super::UpscaleImageJob`]), handing
+    /// it to the observer as image 0.
+    pub fn upscale_and_save(
+        &mut self,
+        job: &super::UpscaleImageJob,
+        observer: &mut dyn RunObserver,
+    ) -> Result<JobOutcome, UpscaleFailure> {
+        match self.upscale(&job.upscale, observer)? {
+            Some(upscaled) => {
+                observer.image_finished(0, upscale::finish(job, upscaled));
+                Ok(JobOutcome::Completed)
+            }
+            None => Ok(JobOutcome::Cancelled),
+        }
+    }
+
     /// Runs `job`: `batch_count` images with seeds `seed`, `seed + 1`, … Images finished
     /// before a failure or a cancel have been handed to the observer (and saved).
     pub fn run(
@@ -358,6 +393,18 @@ impl Runner {
                 })?;
             }
         }
+        let wants_tiny = job.preview == PreviewMode::TinyVae || self.fast_decode;
+        let tiny = match (&self.model, wants_tiny) {
+            (Some((_, model)), true) => {
+                let family = model.info().family;
+                self.tiny_vae.decoder(family, &self.options, observer)
+            }
+            _ => None,
+        };
+        let final_decoder = tiny.as_ref().filter(|_| self.fast_decode);
+        if let Some((_, model)) = &mut self.model {
+            model.set_final_decoder(final_decoder.map(|tiny| tiny.decoder.clone()));
+        }
         let Some((_, model)) = &self.model else {
             return Err(GenerationFailure::NoModel);
         };
@@ -365,6 +412,8 @@ impl Runner {
             job,
             request,
             model,
+            tiny: tiny.as_ref(),
+            fast_decode: final_decoder.map(|tiny| tiny.name.as_str()),
             files: FileRecord::of(model, self.vae.as_deref(), &self.hashes),
             upscaler: self.upscaler.as_ref().map(|(_, loaded)| loaded),
             options: &self.options,

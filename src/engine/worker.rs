@@ -251,6 +251,8 @@ impl WorkerState {
                     }
                 }
                 Command::SetVaeTiling(enabled) => self.runner.set_vae_tiling(enabled),
+                Command::SetTinyVae(path) => self.runner.set_tiny_vae(path),
+                Command::SetFastDecode(enabled) => self.runner.set_fast_decode(enabled),
                 Command::SetFolders(folders) => {
                     if self.runner.set_folders(folders, &mut self.events) {
                         if let Some(loaded) = self.runner.loaded() {

@@ -861,6 +861,7 @@ fn assemble(
         dtype: options.dtype,
         embeddings: Vec::new(),
         vae_tiling: false,
+        final_decoder: None,
     };
     Ok(StableDiffusion {
         pipeline,

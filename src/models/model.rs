@@ -78,4 +78,12 @@ impl StableDiffusion {
     pub fn set_vae_tiling(&mut self, enabled: bool) {
         self.pipeline.set_vae_tiling(enabled);
     }
+
+    /// Decode finished images with a tiny autoencoder instead of the VAE (`None`: the VAE).
+    pub fn set_final_decoder(
+        &mut self,
+        decoder: Option<Arc<crate::networks::taesd::TinyDecoder>>,
+    ) {
+        self.pipeline.set_final_decoder(decoder);
+    }
 }

@@ -12,7 +12,9 @@ use candle_core::DType;
 use super::loading::{model_name, read_json, weight_files, LoadError, LoadOptions};
 use super::safetensors_file::SafetensorsFile;
 use super::weights::WeightMap;
+use super::{CatalogEntry, ModelDefaults};
 use crate::networks::taesd::{TinyDecoder, TinyEncoder, TinyVaeConfig};
+use crate::networks::Family;
 
 /// Tiny autoencoders are ~5 MB a file.
 const MAX_TINY_VAE_FILE_BYTES: u64 = 1 << 30;
@@ -171,4 +173,28 @@ pub fn load_tiny_vae(path: &Path, options: &LoadOptions) -> Result<TinyVae, Load
         decoder: decoder.map(Arc::new),
         encoder: encoder.map(Arc::new),
     })
+}
+
+/// The tiny autoencoder made for `family`'s latents, as a hub download: `madebyollin/taesd`
+/// (SD 1 and 2) or `madebyollin/taesdxl`, ~5 MB each. The same form as the model catalog's
+/// entries, but not in its list: they are not models to generate with.
+pub fn tiny_vae_entry(family: Family) -> CatalogEntry {
+    let (id, name) = match family {
+        Family::StableDiffusion => ("madebyollin/taesd", "TAESD"),
+        Family::StableDiffusionXl => ("madebyollin/taesdxl", "TAESDXL"),
+    };
+    CatalogEntry {
+        id: id.into(),
+        name: name.into(),
+        family,
+        revision: "main".into(),
+        description: "Tiny autoencoder for live previews and fast decodes".into(),
+        license: "MIT".into(),
+        defaults: ModelDefaults::for_model(family, false, 512),
+        approx_size_bytes: 10_000_000,
+        files: vec![
+            "config.json".into(),
+            "diffusion_pytorch_model.safetensors".into(),
+        ],
+    }
 }

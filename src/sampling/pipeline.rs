@@ -8,6 +8,7 @@ pub use crate::imaging::{GrayImage, RgbImage};
 use crate::networks::controlnet::{ControlMode, ControlNetModel};
 use crate::networks::t2i_adapter::T2IAdapter;
 use crate::networks::unet::{AddedConditions, UNet2DConditionModel};
+use crate::networks::taesd::TinyDecoder;
 use crate::networks::vae::AutoencoderKL;
 use crate::networks::Family;
 use crate::sampling::inpaint;
@@ -159,6 +160,9 @@ pub struct DiffusionPipeline {
     pub(crate) embeddings: Vec<std::sync::Arc<TextualInversion>>,
     /// Decode in overlapping tiles (diffusers' `enable_vae_tiling()`).
     pub(crate) vae_tiling: bool,
+    /// Decodes the finished latents instead of the VAE (a tiny autoencoder: fast, close but
+    /// not equal to the VAE); previews and encodes keep the VAE.
+    pub(crate) final_decoder: Option<std::sync::Arc<TinyDecoder>>,
 }
 
 pub(crate) struct Conditioning {
@@ -213,6 +217,12 @@ impl DiffusionPipeline {
 
     pub fn vae_tiling(&self) -> bool {
         self.vae_tiling
+    }
+
+    /// Decode finished images with this tiny autoencoder instead of the VAE (`None`: the
+    /// VAE, as diffusers). Not exact: a fast decode the caller records as such.
+    pub fn set_final_decoder(&mut self, decoder: Option<std::sync::Arc<TinyDecoder>>) {
+        self.final_decoder = decoder;
     }
 
     /// Names of the embeddings usable in prompts.
@@ -605,7 +615,10 @@ impl DiffusionPipeline {
             }
         }
 
-        let image = self.decode(&latents)?;
+        let image = match &self.final_decoder {
+            Some(decoder) => decoded_to_image(&decoder.forward(&latents)?)?,
+            None => self.decode(&latents)?,
+        };
         let image = match inpainting
             .as_ref()
             .and_then(|state| state.paste_back.as_ref())
@@ -653,22 +666,28 @@ impl DiffusionPipeline {
         } else {
             self.vae.decode(latents)?
         };
-        let (_, _, height, width) = decoded.dims4()?;
-        let pixels: Vec<u8> = ((decoded.to_dtype(DType::F32)? / 2.0)? + 0.5)?
-            .clamp(0f32, 1f32)?
-            .squeeze(0)?
-            .permute((1, 2, 0))?
-            .flatten_all()?
-            .to_vec1::<f32>()?
-            .into_iter()
-            .map(|v| (v * 255.0).round() as u8)
-            .collect();
-        Ok(RgbImage {
-            width,
-            height,
-            pixels,
-        })
+        Ok(decoded_to_image(&decoded)?)
     }
+}
+
+/// A decoder's `(1, 3, H, W)` output in [-1, 1] as 8-bit RGB, as diffusers' `postprocess`
+/// does (`(x / 2 + 0.5).clamp(0, 1) * 255`, rounded).
+pub fn decoded_to_image(decoded: &Tensor) -> candle_core::Result<RgbImage> {
+    let (_, _, height, width) = decoded.dims4()?;
+    let pixels: Vec<u8> = ((decoded.narrow(0, 0, 1)?.to_dtype(DType::F32)? / 2.0)? + 0.5)?
+        .clamp(0f32, 1f32)?
+        .squeeze(0)?
+        .permute((1, 2, 0))?
+        .flatten_all()?
+        .to_vec1::<f32>()?
+        .into_iter()
+        .map(|v| (v * 255.0).round() as u8)
+        .collect();
+    Ok(RgbImage {
+        width,
+        height,
+        pixels,
+    })
 }
 
 /// An RGB image as a `(1, 3, H, W)` tensor in [-1, 1], resized as Pillow's `LANCZOS` when
