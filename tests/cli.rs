@@ -1438,4 +1438,61 @@ fn batch_size_images_equal_separate_runs_with_their_seeds() {
         &generate_quick(&model, &dir, &["--batch-size", "0"]),
         "--batch-size 0",
     );
+/// `--decoder taesd` decodes the finished image with the tiny autoencoder and says so in the
+/// PNG; a tiny autoencoder that cannot be read leaves the full VAE in use, with a notice.
+#[test]
+fn fast_decode_is_recorded_and_falls_back_to_the_vae() {
+    let dir = scratch("fast-decode");
+    let model = fixtures().join("models/sd1");
+    let tiny = fixtures().join("models/taesd_tiny");
+    let output = generate_quick(
+        &model,
+        &dir,
+        &[
+            "--width",
+            "64",
+            "--height",
+            "64",
+            "--steps",
+            "2",
+            "--decoder",
+            "taesd",
+            "--tiny-vae",
+            tiny.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = latent_studio::formats::png::read_png_parameters(&dir.join("x.png"))
+        .unwrap()
+        .unwrap();
+    assert!(text.contains("Fast decode: taesd_tiny"), "{text}");
+
+    let missing = dir.join("no-such-taesd");
+    let output = generate_quick(
+        &model,
+        &dir,
+        &[
+            "--width",
+            "64",
+            "--height",
+            "64",
+            "--steps",
+            "2",
+            "--decoder",
+            "taesd",
+            "--tiny-vae",
+            missing.to_str().unwrap(),
+        ],
+    );
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("tiny VAE not available"));
+    let text = latent_studio::formats::png::read_png_parameters(&dir.join("x.png"))
+        .unwrap()
+        .unwrap();
+    assert!(!text.contains("Fast decode"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -494,7 +494,10 @@ fn tiny_vae_previews_fall_back_with_one_notice() {
             controls: Vec::new(),
             hires: None,
         }));
-        let events = collect_until(&worker, |e| matches!(e, Event::JobDone { job } if *job == id));
+        let events = collect_until(
+            &worker,
+            |e| matches!(e, Event::JobDone { job } if *job == id),
+        );
         assert!(!events.iter().any(|e| matches!(e, Event::Failed { .. })));
         notices += events
             .iter()

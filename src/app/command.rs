@@ -23,6 +23,10 @@ pub enum UiCommand {
     PickVaeFile,
     /// Decode in overlapping tiles (or not) from now on.
     SetVaeTiling(bool),
+    /// Decode finished images with the tiny autoencoder (or the VAE) from now on.
+    SetFastDecode(bool),
+    /// Ask for an upscaler `.safetensors` file for the hires pass.
+    PickHiresUpscaler,
     /// bf16 (or f32) matrix products on the CPU from now on.
     SetBf16Arithmetic(bool),
     /// Ask for the LoRA folder; `UseDefaultLoraFolder` goes back to the default one.

@@ -30,6 +30,10 @@ pub trait Desktop {
     fn pick_controlnet_file(&mut self) -> Option<PathBuf> {
         None
     }
+    /// An upscaler `.safetensors` file (ESRGAN family).
+    fn pick_upscaler_file(&mut self) -> Option<PathBuf> {
+        None
+    }
     /// The picture a ControlNet unit reads.
     fn pick_control_image(&mut self) -> Option<PathBuf> {
         self.pick_init_image()
@@ -67,6 +71,13 @@ impl Desktop for NativeDesktop {
         rfd::FileDialog::new()
             .set_title("Use a VAE file")
             .add_filter("VAE", &["safetensors", "ckpt", "pt"])
+            .pick_file()
+    }
+
+    fn pick_upscaler_file(&mut self) -> Option<PathBuf> {
+        rfd::FileDialog::new()
+            .set_title("Use an upscaler file")
+            .add_filter("Upscaler", &["safetensors"])
             .pick_file()
     }
 

@@ -74,7 +74,7 @@ impl LatentStudioApp {
                 preview: state.preview,
                 loras,
                 controls,
-                hires: None,
+                hires: state.hires.fix(),
             },
         })
     }

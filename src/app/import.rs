@@ -114,6 +114,7 @@ pub fn apply_parameters(state: &mut State, params: &GenerationParameters) -> Vec
         }
     }
     skipped.extend(apply_inpaint_parameters(state, params));
+    skipped.extend(super::hires::apply_hires_parameters(state, params));
     skipped
 }
 

@@ -17,6 +17,7 @@ mod dispatch;
 pub mod engine_choice;
 mod events;
 pub mod files;
+pub mod hires;
 pub mod history;
 pub mod import;
 pub mod inpaint;
@@ -240,6 +241,8 @@ impl LatentStudioApp {
         self.worker.send(Command::SetVae(self.state.vae.clone()));
         self.worker
             .send(Command::SetVaeTiling(self.state.vae_tiling));
+        self.worker
+            .send(Command::SetFastDecode(self.state.fast_decode));
         if self.state.bf16_arithmetic {
             self.worker
                 .send(Command::SetCpuArithmetic(CpuArithmetic::Bf16));
@@ -375,9 +378,9 @@ impl LatentStudioApp {
                 }
             }
             UiCommand::ChooseVae(vae) => self.set_vae(vae),
-            UiCommand::SetVaeTiling(enabled) => {
-                self.worker.send(Command::SetVaeTiling(enabled));
-            }
+            UiCommand::SetVaeTiling(enabled) => self.worker.send(Command::SetVaeTiling(enabled)),
+            UiCommand::SetFastDecode(enabled) => self.worker.send(Command::SetFastDecode(enabled)),
+            UiCommand::PickHiresUpscaler => self.pick_hires_upscaler(),
             UiCommand::SetBf16Arithmetic(enabled) => {
                 let arithmetic = if enabled {
                     CpuArithmetic::Bf16

@@ -125,6 +125,8 @@ pub struct State {
     pub recent_vaes: Vec<PathBuf>,
     /// Decode in overlapping tiles (less memory for large images).
     pub vae_tiling: bool,
+    /// Decode finished images with the tiny autoencoder (fast, not exact).
+    pub fast_decode: bool,
     /// bf16 matrix products on CPUs that have them (faster, slightly different images).
     pub bf16_arithmetic: bool,
     /// The model whose defaults (size, steps, CFG) were last applied to the settings, so that
@@ -205,6 +207,8 @@ pub struct State {
     pub preview: PreviewMode,
     /// This computer's engine, or a server's.
     pub engine: EngineSettings,
+    /// A1111's "Hires. fix".
+    pub hires: crate::app::hires::HiresSettings,
 }
 
 impl Default for State {
@@ -215,6 +219,7 @@ impl Default for State {
             vae: None,
             recent_vaes: Vec::new(),
             vae_tiling: false,
+            fast_decode: false,
             bf16_arithmetic: false,
             defaults_applied_for: None,
             prompt: String::new(),
@@ -254,6 +259,7 @@ impl Default for State {
             output_dir: default_output_dir(),
             preview: PreviewMode::Fast,
             engine: EngineSettings::default(),
+            hires: Default::default(),
         }
     }
 }
@@ -359,6 +365,7 @@ impl State {
         if self.output_dir.as_os_str().is_empty() {
             self.output_dir = default_output_dir();
         }
+        self.hires.sanitize();
         if let PreviewMode::Vae { every } = &mut self.preview {
             *every = (*every).max(1);
         }

@@ -45,6 +45,15 @@ pub struct GenerateArgs {
     /// large images, a slightly different result.
     #[arg(long)]
     vae_tiling: bool,
+    /// What decodes the finished image: full (the VAE, exact) or taesd (the tiny
+    /// autoencoder: much faster, close but not equal; recorded as "Fast decode" in the PNG).
+    #[arg(long, default_value = "full", value_parser = ["full", "taesd"])]
+    decoder: String,
+    /// The tiny autoencoder for --decoder taesd: a diffusers AutoencoderTiny folder or a
+    /// taesd_decoder.safetensors (default: madebyollin/taesd or taesdxl from the Hugging Face
+    /// cache, downloaded when missing).
+    #[arg(long, value_name = "FILE|FOLDER")]
+    tiny_vae: Option<PathBuf>,
     /// A1111's clip skip: 1 uses the text encoder's last layer, 2 the one before …
     #[arg(long, default_value_t = 1)]
     clip_skip: usize,
@@ -512,6 +521,8 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
         keep_f16_weights: !args.f32_weights,
     });
     runner.set_vae_tiling(args.vae_tiling);
+    runner.set_fast_decode(args.decoder == "taesd");
+    runner.set_tiny_vae(args.tiny_vae.clone());
     runner.set_vae(args.vae.clone(), &mut terminal);
     runner.set_folders(
         AddOnFolders {

@@ -80,10 +80,7 @@ impl StableDiffusion {
     }
 
     /// Decode finished images with a tiny autoencoder instead of the VAE (`None`: the VAE).
-    pub fn set_final_decoder(
-        &mut self,
-        decoder: Option<Arc<crate::networks::taesd::TinyDecoder>>,
-    ) {
+    pub fn set_final_decoder(&mut self, decoder: Option<Arc<crate::networks::taesd::TinyDecoder>>) {
         self.pipeline.set_final_decoder(decoder);
     }
 }

@@ -18,6 +18,7 @@ use latent_studio::engine::ModelSource;
 use latent_studio::formats::png::{read_png_parameters, write_png_with_parameters};
 
 mod editing;
+mod hires;
 mod queue;
 mod remote;
 mod workflow;
@@ -100,6 +101,9 @@ impl Desktop for ScriptedDesktop {
         self.next()
     }
     fn pick_styles_file(&mut self) -> Option<PathBuf> {
+        self.next()
+    }
+    fn pick_upscaler_file(&mut self) -> Option<PathBuf> {
         self.next()
     }
     fn save_png_as(&mut self, _folder: &Path, _file_name: &str) -> Option<PathBuf> {

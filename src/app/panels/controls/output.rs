@@ -33,6 +33,11 @@ pub(super) fn output_section(ui: &mut Ui, state: &mut State) -> Vec<UiCommand> {
                     .on_hover_text("Fastest: no preview while denoising");
                 ui.radio_value(&mut state.preview, PreviewMode::Fast, "Fast")
                     .on_hover_text("An approximate colour preview every step, at almost no cost");
+                ui.radio_value(&mut state.preview, PreviewMode::TinyVae, "Tiny VAE")
+                    .on_hover_text(
+                        "A full-size preview every step from the tiny autoencoder (TAESD): close \
+                         to the real decode at a small cost; downloaded once (~5 MB)",
+                    );
                 let vae = matches!(state.preview, PreviewMode::Vae { .. });
                 if ui
                     .radio(vae, "Full (VAE)")
@@ -51,6 +56,16 @@ pub(super) fn output_section(ui: &mut Ui, state: &mut State) -> Vec<UiCommand> {
                 });
             }
             ui.add_space(4.0);
+            if ui
+                .checkbox(&mut state.fast_decode, "Fast final decode (tiny VAE)")
+                .on_hover_text(
+                    "Decode finished images with the tiny autoencoder instead of the VAE: much \
+                     faster, slightly less detail; recorded in the PNG as \"Fast decode\"",
+                )
+                .changed()
+            {
+                commands.push(UiCommand::SetFastDecode(state.fast_decode));
+            }
             if ui
                 .checkbox(&mut state.vae_tiling, "Tiled VAE decode")
                 .on_hover_text(

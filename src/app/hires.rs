@@ -1,0 +1,246 @@
+//! The window's "Hires. fix" (A1111's): its settings, kept in [`State`], the job setting
+//! they make, their restoring from an image's `Hires …` keys, and the upscaler file picker.
+//! The engine runs the pass (`engine::HiresFix`); the CLI's `--hires-*` flags set the same.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::import::extra_value;
+use super::state::State;
+use super::LatentStudioApp;
+use crate::engine::{GenerationParameters, HiresFix, HiresUpscaler};
+
+/// The scale's range, as the CLI's `--hires-scale` (A1111's slider stops at 4).
+pub const MIN_HIRES_SCALE: f64 = 1.0;
+pub const MAX_HIRES_SCALE: f64 = 8.0;
+/// A1111's "Hires steps" slider; 0 means "the same as the first pass".
+pub const MAX_HIRES_STEPS: usize = 150;
+/// How many upscaler files the picker remembers.
+pub const RECENT_UPSCALERS_KEPT: usize = 8;
+/// What the pictures are enlarged with when no upscaler file is chosen.
+pub const LANCZOS: &str = "Lanczos";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HiresSettings {
+    pub enabled: bool,
+    /// Target size = size × scale (floored to the 8-pixel grid).
+    pub scale: f64,
+    /// Steps of the second pass; 0: the first pass's steps (A1111's "Hires steps: 0").
+    pub steps: usize,
+    /// The second pass's img2img strength (A1111's "Denoising strength").
+    pub denoise: f64,
+    /// An ESRGAN-family `.safetensors` file; `None`: Lanczos.
+    pub upscaler: Option<PathBuf>,
+    /// Upscaler files chosen before, most recent first.
+    pub recent_upscalers: Vec<PathBuf>,
+}
+
+impl Default for HiresSettings {
+    fn default() -> Self {
+        // A1111's defaults.
+        Self {
+            enabled: false,
+            scale: 2.0,
+            steps: 0,
+            denoise: 0.7,
+            upscaler: None,
+            recent_upscalers: Vec::new(),
+        }
+    }
+}
+
+impl HiresSettings {
+    /// Repairs what a hand-edited settings file may carry: every value is one the CLI's
+    /// `--hires-*` flags accept.
+    pub fn sanitize(&mut self) {
+        if !(self.scale.is_finite() && (MIN_HIRES_SCALE..=MAX_HIRES_SCALE).contains(&self.scale)) {
+            self.scale = 2.0;
+        }
+        self.steps = self.steps.min(MAX_HIRES_STEPS);
+        if !(self.denoise > 0.0 && self.denoise <= 1.0) {
+            self.denoise = 0.7;
+        }
+        self.recent_upscalers.truncate(RECENT_UPSCALERS_KEPT);
+    }
+
+    /// The job's hires pass, when enabled.
+    pub fn fix(&self) -> Option<HiresFix> {
+        self.enabled.then(|| HiresFix {
+            scale: self.scale,
+            steps: (self.steps > 0).then_some(self.steps),
+            denoise: self.denoise,
+            upscaler: match &self.upscaler {
+                Some(path) => HiresUpscaler::Model(path.clone()),
+                None => HiresUpscaler::Lanczos,
+            },
+        })
+    }
+
+    /// Puts an upscaler file at the front of the recent list (once).
+    pub fn remember_upscaler(&mut self, path: &Path) {
+        self.recent_upscalers.retain(|p| p != path);
+        self.recent_upscalers.insert(0, path.to_path_buf());
+        self.recent_upscalers.truncate(RECENT_UPSCALERS_KEPT);
+    }
+}
+
+/// The name images record for an upscaler file (its stem, as the engine writes it).
+pub fn upscaler_label(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+/// Takes an image's `Hires upscale`, `Hires steps`, `Hires upscaler` and `Denoising strength`
+/// into the hires settings (no `Hires upscale`: the fix is turned off, as the image was made
+/// without it). Returns what could not be taken over, one sentence each.
+pub fn apply_hires_parameters(state: &mut State, params: &GenerationParameters) -> Vec<String> {
+    let mut skipped = Vec::new();
+    let hires = &mut state.hires;
+    let Some(scale) = extra_value(params, "Hires upscale") else {
+        hires.enabled = false;
+        return skipped;
+    };
+    match scale.parse::<f64>() {
+        Ok(scale) if (MIN_HIRES_SCALE..=MAX_HIRES_SCALE).contains(&scale) => {
+            hires.enabled = true;
+            hires.scale = scale;
+        }
+        _ => {
+            hires.enabled = false;
+            skipped.push(format!(
+                "Hires upscale \"{scale}\" is not {MIN_HIRES_SCALE} to {MAX_HIRES_SCALE}; hires fix left off."
+            ));
+            return skipped;
+        }
+    }
+    // A1111 leaves `Hires steps` out when the pass takes the first pass's steps.
+    hires.steps = match extra_value(params, "Hires steps") {
+        None => 0,
+        Some(text) => match text.parse::<usize>() {
+            Ok(steps) if steps <= MAX_HIRES_STEPS => steps,
+            _ => {
+                skipped.push(format!(
+                    "Hires steps \"{text}\" is not 0 to {MAX_HIRES_STEPS}; using the same steps."
+                ));
+                0
+            }
+        },
+    };
+    if let Some(denoise) = params.denoising_strength.filter(|d| *d > 0.0 && *d <= 1.0) {
+        hires.denoise = denoise;
+    }
+    match extra_value(params, "Hires upscaler") {
+        None => hires.upscaler = None,
+        Some(name) if name.eq_ignore_ascii_case(LANCZOS) => hires.upscaler = None,
+        Some(name) => {
+            let known = hires
+                .recent_upscalers
+                .iter()
+                .find(|path| upscaler_label(path).eq_ignore_ascii_case(name))
+                .cloned();
+            match known {
+                Some(path) => hires.upscaler = Some(path),
+                None => {
+                    hires.upscaler = None;
+                    skipped.push(format!(
+                        "Hires upscaler \"{name}\" is not among the upscaler files chosen here; using {LANCZOS}. Choose its .safetensors file under Hires. fix to use it."
+                    ));
+                }
+            }
+        }
+    }
+    skipped
+}
+
+impl LatentStudioApp {
+    /// Asks for an upscaler `.safetensors` file and uses it for the hires pass.
+    pub(super) fn pick_hires_upscaler(&mut self) {
+        if let Some(path) = self.desktop.pick_upscaler_file() {
+            self.state.hires.remember_upscaler(&path);
+            self.state.hires.upscaler = Some(path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(extra: &[(&str, &str)], denoise: Option<f64>) -> GenerationParameters {
+        let mut params = GenerationParameters::parse_a1111(
+            "a castle\nSteps: 20, Sampler: Euler, CFG scale: 7, Seed: 1, Size: 512x512",
+        )
+        .unwrap();
+        params.extra = extra
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        params.denoising_strength = denoise;
+        params
+    }
+
+    #[test]
+    fn hires_keys_are_restored() {
+        let mut state = State::default();
+        let upscaler = PathBuf::from("/models/4x-UltraSharp.safetensors");
+        state.hires.remember_upscaler(&upscaler);
+        let skipped = apply_hires_parameters(
+            &mut state,
+            &params(
+                &[
+                    ("Hires upscale", "1.5"),
+                    ("Hires steps", "12"),
+                    ("Hires upscaler", "4x-UltraSharp"),
+                ],
+                Some(0.45),
+            ),
+        );
+        assert!(skipped.is_empty(), "{skipped:?}");
+        let fix = state.hires.fix().expect("enabled");
+        assert_eq!(
+            fix,
+            HiresFix {
+                scale: 1.5,
+                steps: Some(12),
+                denoise: 0.45,
+                upscaler: HiresUpscaler::Model(upscaler),
+            }
+        );
+
+        // An unknown upscaler falls back to Lanczos, and says so; no key turns it off.
+        let skipped = apply_hires_parameters(
+            &mut state,
+            &params(
+                &[("Hires upscale", "2"), ("Hires upscaler", "Latent")],
+                None,
+            ),
+        );
+        assert_eq!(skipped.len(), 1);
+        assert_eq!(state.hires.upscaler, None);
+        assert_eq!(state.hires.fix().unwrap().steps, None);
+        apply_hires_parameters(&mut state, &params(&[], Some(0.5)));
+        assert!(state.hires.fix().is_none());
+    }
+
+    #[test]
+    fn odd_values_are_refused_or_repaired() {
+        let mut state = State::default();
+        let skipped = apply_hires_parameters(&mut state, &params(&[("Hires upscale", "40")], None));
+        assert_eq!(skipped.len(), 1);
+        assert!(!state.hires.enabled);
+        let mut settings = HiresSettings {
+            scale: f64::NAN,
+            denoise: 0.0,
+            steps: 10_000,
+            ..HiresSettings::default()
+        };
+        settings.sanitize();
+        assert_eq!(
+            (settings.scale, settings.denoise, settings.steps),
+            (2.0, 0.7, MAX_HIRES_STEPS)
+        );
+    }
+}

@@ -1,0 +1,111 @@
+//! "Hires. fix", under the size: a second, img2img pass at a larger size (A1111's).
+
+use super::*;
+use crate::app::hires::{
+    upscaler_label, LANCZOS, MAX_HIRES_SCALE, MAX_HIRES_STEPS, MIN_HIRES_SCALE,
+};
+
+pub(super) fn hires_section(ui: &mut Ui, state: &mut State) -> Vec<UiCommand> {
+    let mut commands = Vec::new();
+    let (width, height) = (state.width, state.height);
+    let hires = &mut state.hires;
+    ui.checkbox(&mut hires.enabled, "Hires. fix").on_hover_text(
+        "Generate at this size, enlarge, then refine at the larger size with a second img2img \
+         pass: more detail than generating large directly",
+    );
+    if !hires.enabled {
+        return commands;
+    }
+    egui::Grid::new("hires")
+        .num_columns(2)
+        .spacing([10.0, 6.0])
+        .show(ui, |ui| {
+            let label = ui.label("Upscale by");
+            ui.horizontal(|ui| {
+                ui.add(
+                    DragValue::new(&mut hires.scale)
+                        .speed(0.05)
+                        .range(MIN_HIRES_SCALE..=MAX_HIRES_SCALE)
+                        .fixed_decimals(2),
+                )
+                .labelled_by(label.id)
+                .on_hover_text("The second pass's size is this size times this (on the 8-pixel grid)");
+                let fix = hires.fix().expect("enabled");
+                let (w, h) = fix.target_size(width, height);
+                ui.weak(format!("gives {w}×{h}"));
+            });
+            ui.end_row();
+
+            let label = ui.label("Upscaler");
+            ui.horizontal(|ui| {
+                let selected = hires
+                    .upscaler
+                    .as_deref()
+                    .map_or_else(|| LANCZOS.to_string(), upscaler_label);
+                let recent = hires.recent_upscalers.clone();
+                ComboBox::from_id_salt("hires-upscaler")
+                    .selected_text(selected)
+                    .width((ui.available_width() - 60.0).max(80.0))
+                    .show_ui(ui, |ui| {
+                        if ui
+                            .selectable_label(hires.upscaler.is_none(), LANCZOS)
+                            .on_hover_text("Lanczos resampling of the picture (no model)")
+                            .clicked()
+                        {
+                            hires.upscaler = None;
+                        }
+                        for path in &recent {
+                            if ui
+                                .selectable_label(
+                                    hires.upscaler.as_ref() == Some(path),
+                                    upscaler_label(path),
+                                )
+                                .on_hover_text(path.display().to_string())
+                                .clicked()
+                            {
+                                hires.upscaler = Some(path.clone());
+                            }
+                        }
+                    })
+                    .response
+                    .labelled_by(label.id)
+                    .on_hover_text(
+                        "What enlarges the first picture: Lanczos, or an ESRGAN-family \
+                         upscaler .safetensors file (then Lanczos to the exact size)",
+                    );
+                if ui
+                    .small_button("File…")
+                    .on_hover_text("An upscaler .safetensors file (ESRGAN, Real-ESRGAN, …)")
+                    .clicked()
+                {
+                    commands.push(UiCommand::PickHiresUpscaler);
+                }
+            });
+            ui.end_row();
+
+            let label = ui.label("Hires steps");
+            ui.add(
+                DragValue::new(&mut hires.steps)
+                    .range(0..=MAX_HIRES_STEPS)
+                    .custom_formatter(|steps, _| {
+                        if steps == 0.0 {
+                            "same".to_string()
+                        } else {
+                            format!("{steps}")
+                        }
+                    }),
+            )
+            .labelled_by(label.id)
+            .on_hover_text("Steps of the second pass; 0: the same as the first");
+            ui.end_row();
+
+            let label = ui.label("Denoising");
+            ui.add(Slider::new(&mut hires.denoise, 0.01..=1.0).fixed_decimals(2))
+                .labelled_by(label.id)
+                .on_hover_text(
+                    "How much the second pass may change the enlarged picture (its img2img strength)",
+                );
+            ui.end_row();
+        });
+    commands
+}
