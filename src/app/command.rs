@@ -27,6 +27,8 @@ pub enum UiCommand {
     SetFastDecode(bool),
     /// Ask for an upscaler `.safetensors` file for the hires pass.
     PickHiresUpscaler,
+    /// Upscale the shown image with this upscaler file (`None`: ask for one first).
+    UpscaleShown(Option<PathBuf>),
     /// bf16 (or f32) matrix products on the CPU from now on.
     SetBf16Arithmetic(bool),
     /// Ask for the LoRA folder; `UseDefaultLoraFolder` goes back to the default one.

@@ -34,6 +34,7 @@ pub mod session;
 mod shortcuts;
 pub mod state;
 pub mod styles;
+mod upscale;
 pub mod viewer;
 
 use std::path::{Path, PathBuf};
@@ -381,6 +382,7 @@ impl LatentStudioApp {
             UiCommand::SetVaeTiling(enabled) => self.worker.send(Command::SetVaeTiling(enabled)),
             UiCommand::SetFastDecode(enabled) => self.worker.send(Command::SetFastDecode(enabled)),
             UiCommand::PickHiresUpscaler => self.pick_hires_upscaler(),
+            UiCommand::UpscaleShown(upscaler) => self.upscale_shown(upscaler),
             UiCommand::SetBf16Arithmetic(enabled) => {
                 let arithmetic = if enabled {
                     CpuArithmetic::Bf16
@@ -691,6 +693,7 @@ impl eframe::App for LatentStudioApp {
                 ));
             });
 
+        let upscalers = self.state.hires.recent_upscalers.clone();
         let canvas = panels::canvas::CanvasView {
             model: &self.model,
             catalog: self.catalog,
@@ -698,6 +701,7 @@ impl eframe::App for LatentStudioApp {
             history: &self.history,
             notices: &self.notices,
             engine_stopped: self.engine_stopped,
+            upscalers: &upscalers,
         };
         commands.extend(panels::queue::panel(
             ui,

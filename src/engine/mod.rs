@@ -124,6 +124,18 @@ impl GenerateJob {
     }
 }
 
+/// "Upscale" on a finished picture: the result is saved as a new image whose `parameters`
+/// are the picture's, plus A1111's `Postprocess upscale by` and `Postprocess upscaler`.
+/// Its tiles are reported as the job's steps.
+#[derive(Debug, Clone)]
+pub struct UpscaleImageJob {
+    pub id: u64,
+    pub upscale: UpscaleJob,
+    /// The picture's A1111 `parameters` (empty when it has none).
+    pub parameters: String,
+    pub output: ImageOutput,
+}
+
 /// A ControlNet unit as a user sets it up: which file, which picture, which preprocessor.
 #[derive(Debug, Clone)]
 pub struct ControlSpec {
@@ -178,6 +190,8 @@ pub enum Command {
     /// f32 or bf16 matrix products on the CPU, from now on (a notice if the CPU lacks bf16).
     SetCpuArithmetic(CpuArithmetic),
     Generate(GenerateJob),
+    /// Upscale a finished picture and save it as a new image (A1111's "Extras").
+    Upscale(UpscaleImageJob),
     Shutdown,
 }
 

@@ -11,7 +11,9 @@ use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
 
-use super::runner::{load_failure, ModelLoadFailure, RunObserver};
+use super::runner::{load_failure, save_numbered, write_png, ModelLoadFailure, RunObserver};
+use super::{FinishedImage, ImageOutput, UpscaleImageJob};
+use crate::formats::parameters::GenerationParameters;
 use crate::formats::picture::MAX_PICTURE_SIDE;
 use crate::models::upscaler::{load_upscaler, LoadedUpscaler};
 use crate::models::LoadOptions;
@@ -54,6 +56,45 @@ pub enum UpscaleFailure {
     InvalidRequest(String),
     #[error("computation failed: {0}")]
     Compute(String),
+}
+
+/// The upscaled picture of `job` saved where it asks, with the source's parameters and
+/// A1111's postprocessing keys.
+pub(super) fn finish(job: &UpscaleImageJob, upscaled: Upscaled) -> FinishedImage {
+    let parameters = postprocess_parameters(&job.parameters, &upscaled);
+    let seed = GenerationParameters::parse_a1111(&job.parameters).map_or(0, |p| p.seed);
+    let image = upscaled.image;
+    let saved = match &job.output {
+        ImageOutput::None => Ok(None),
+        ImageOutput::Folder(dir) => save_numbered(dir, &image, seed, &parameters).map(Some),
+        ImageOutput::File(path) => {
+            write_png(path, &image, &parameters).map(|()| Some(path.clone()))
+        }
+    };
+    let (path, save_error) = match saved {
+        Ok(path) => (path, None),
+        Err(message) => (None, Some(message)),
+    };
+    FinishedImage {
+        image,
+        seed,
+        parameters,
+        path,
+        save_error,
+    }
+}
+
+/// `parameters` with `Postprocess upscale by` and `Postprocess upscaler` added to its last
+/// line, as A1111's Extras tab records an upscale.
+pub fn postprocess_parameters(parameters: &str, upscaled: &Upscaled) -> String {
+    let note = format!(
+        "Postprocess upscale by: {}, Postprocess upscaler: {}",
+        upscaled.scale, upscaled.upscaler
+    );
+    match parameters.trim_end() {
+        "" => note,
+        text => format!("{text}, {note}"),
+    }
 }
 
 /// Loads `path` unless `cached` already holds it.

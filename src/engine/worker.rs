@@ -4,12 +4,13 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use crossbeam_channel::{unbounded, Receiver, Sender};
 
 use super::{
     Command, DownloadProgress, Event, FinishedImage, GenerateJob, GenerationFailure, ImageStep,
-    JobOutcome, LoadFailure, ModelSource, RunObserver, Runner,
+    JobOutcome, LoadFailure, ModelSource, RunObserver, Runner, UpscaleImageJob,
 };
 use crate::kernels::precision::set_cpu_arithmetic;
 use crate::models::LoadOptions;
@@ -42,6 +43,8 @@ impl Worker {
                 cancel_load: cancel_load.clone(),
                 cancelled_below: cancelled_below.clone(),
                 job: 0,
+                tiles_as_steps: false,
+                started: Instant::now(),
             },
         };
         let thread = std::thread::Builder::new()
@@ -143,6 +146,9 @@ struct Events {
     cancelled_below: Arc<AtomicU64>,
     /// The job being run, for its events and its cancel flag.
     job: u64,
+    /// An upscale job reports its tiles as steps (a hires pass's tiles are not reported).
+    tiles_as_steps: bool,
+    started: Instant,
 }
 
 impl Events {
@@ -196,6 +202,19 @@ impl RunObserver for Events {
             index,
             image,
         });
+    }
+
+    fn upscale_tile(&mut self, done: usize, total: usize) {
+        if self.tiles_as_steps {
+            self.emit(Event::Step {
+                job: self.job,
+                index: 0,
+                step: done,
+                total,
+                elapsed_secs: self.started.elapsed().as_secs_f64(),
+                preview: None,
+            });
+        }
     }
 
     fn is_cancelled(&self) -> bool {
@@ -260,6 +279,19 @@ impl WorkerState {
                         }
                     }
                 }
+                Command::Upscale(job) => {
+                    let id = job.id;
+                    self.events.tiles_as_steps = true;
+                    let outcome = catch_unwind(AssertUnwindSafe(|| self.upscale(&job)));
+                    self.events.tiles_as_steps = false;
+                    if let Err(panic) = outcome {
+                        self.events.emit(Event::Failed {
+                            job: id,
+                            failure: GenerationFailure::Internal(panic_message(panic)),
+                        });
+                    }
+                    self.events.emit(Event::JobDone { job: id });
+                }
                 Command::Generate(job) => {
                     let id = job.id;
                     let outcome = catch_unwind(AssertUnwindSafe(|| self.generate(&job)));
@@ -295,6 +327,19 @@ impl WorkerState {
                 source: source.clone(),
                 message: failure.message,
                 cause: failure.cause,
+            }),
+        }
+    }
+
+    fn upscale(&mut self, job: &UpscaleImageJob) {
+        self.events.job = job.id;
+        self.events.started = Instant::now();
+        match self.runner.upscale_and_save(job, &mut self.events) {
+            Ok(JobOutcome::Completed) => {}
+            Ok(JobOutcome::Cancelled) => self.events.emit(Event::Cancelled { job: job.id }),
+            Err(failure) => self.events.emit(Event::Failed {
+                job: job.id,
+                failure: GenerationFailure::InvalidRequest(format!("upscale: {failure}")),
             }),
         }
     }

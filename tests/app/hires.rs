@@ -81,3 +81,67 @@ fn hires_fix_from_the_window_records_and_restores_its_keys() {
     assert_eq!((hires.scale, hires.steps, hires.denoise), (1.5, 4, 0.5));
     assert_eq!(hires.upscaler.as_ref(), Some(&upscaler));
 }
+
+/// "Upscale" on the shown image runs the upscaler through the engine and saves a new PNG
+/// beside the outputs: the source's parameters plus A1111's postprocessing keys.
+#[test]
+fn upscaling_the_shown_image_saves_a_new_image() {
+    let output = Scratch::new("upscale-out");
+    let upscaler = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/upscalers/compact_x2.safetensors");
+    let desktop = ScriptedDesktop::default();
+    let mut harness = open_app(fixture_model("sd1"), &output.0, &desktop);
+    wait_for_model(&mut harness);
+    {
+        let state = harness.state_mut().state_mut();
+        state.steps = 2;
+        state.prompt = "a harbour".into();
+    }
+    harness.get_by_label("Generate").click();
+    step_until(&mut harness, "the image", |app| {
+        app.run().is_none() && app.shown_image().is_some()
+    });
+    let source = pngs_in(&output.0);
+    assert_eq!(source.len(), 1);
+    let source_parameters = read_png_parameters(&source[0])
+        .expect("read")
+        .expect("parameters");
+
+    desktop.answer(&upscaler);
+    harness.get_by_label("Upscale").click();
+    harness.run_steps(2);
+    harness.get_by_label("Choose file…").click();
+    step_until(&mut harness, "the upscaled image", |app| {
+        app.run().is_none() && app.history().len() == 2
+    });
+    let files = pngs_in(&output.0);
+    assert_eq!(
+        files.len(),
+        2,
+        "{:?}",
+        harness
+            .state()
+            .notices()
+            .iter()
+            .map(|n| (&n.title, &n.detail))
+            .collect::<Vec<_>>()
+    );
+    let upscaled = files.iter().find(|f| **f != source[0]).expect("a new file");
+    assert_eq!(
+        image::open(upscaled).expect("png").to_rgb8().dimensions(),
+        (128, 128)
+    );
+    assert_eq!(
+        read_png_parameters(upscaled)
+            .expect("read")
+            .expect("parameters"),
+        format!("{source_parameters}, Postprocess upscale by: 2, Postprocess upscaler: compact_x2")
+    );
+    // The result is shown, and the upscaler is offered in the menu from now on.
+    let shown = harness.state().shown_image().expect("shown");
+    assert_eq!((shown.width, shown.height), (128, 128));
+    assert_eq!(
+        harness.state().state().hires.recent_upscalers,
+        vec![upscaler]
+    );
+}

@@ -21,6 +21,8 @@ pub struct CanvasView<'a> {
     pub history: &'a History,
     pub notices: &'a Notices,
     pub engine_stopped: bool,
+    /// Upscaler files chosen before, for the shown image's "Upscale" menu.
+    pub upscalers: &'a [std::path::PathBuf],
 }
 
 pub fn show(ui: &mut Ui, viewer: &mut Viewer, view: &CanvasView<'_>) -> Vec<UiCommand> {
@@ -218,6 +220,38 @@ fn entry_actions(entry: &HistoryEntry, loaded: bool) -> Vec<Action> {
     actions
 }
 
+/// "Upscale": the upscaler files chosen before, and a file dialog for another.
+fn upscale_menu(ui: &mut Ui, upscalers: &[std::path::PathBuf], enabled: bool) -> Option<UiCommand> {
+    let mut command = None;
+    ui.add_enabled_ui(enabled, |ui| {
+        ui.menu_button("Upscale", |ui| {
+            for path in upscalers {
+                if ui
+                    .button(crate::app::hires::upscaler_label(path))
+                    .on_hover_text(path.display().to_string())
+                    .clicked()
+                {
+                    command = Some(UiCommand::UpscaleShown(Some(path.clone())));
+                    ui.close();
+                }
+            }
+            if ui
+                .button("Choose file…")
+                .on_hover_text("An upscaler .safetensors file (ESRGAN, Real-ESRGAN, …)")
+                .clicked()
+            {
+                command = Some(UiCommand::UpscaleShown(None));
+                ui.close();
+            }
+        })
+        .response
+        .on_hover_text(
+            "Enlarge this image with an upscaler model; the result is saved as a new image",
+        );
+    });
+    command
+}
+
 fn action_buttons(ui: &mut Ui, actions: impl Iterator<Item = Action>) -> Option<UiCommand> {
     let mut command = None;
     for action in actions {
@@ -242,6 +276,7 @@ fn toolbar(
 ) -> Vec<UiCommand> {
     let mut commands = Vec::new();
     let actions = entry.map(|e| entry_actions(e, viewer.shown_full().is_some()));
+    let can_upscale = viewer.shown_full().is_some() && view.run.is_none();
     let one_row = ui.available_width() >= 860.0;
     ui.horizontal(|ui| {
         match (viewer.showing, entry) {
@@ -275,6 +310,7 @@ fn toolbar(
             if let (true, Some(actions)) = (one_row, &actions) {
                 // Right-to-left: added last first.
                 let reversed = actions.iter().rev().cloned();
+                commands.extend(upscale_menu(ui, view.upscalers, can_upscale));
                 commands.extend(action_buttons(ui, reversed));
             }
         });
@@ -282,6 +318,7 @@ fn toolbar(
     if let (false, Some(actions)) = (one_row, actions) {
         ui.horizontal_wrapped(|ui| {
             commands.extend(action_buttons(ui, actions.into_iter()));
+            commands.extend(upscale_menu(ui, view.upscalers, can_upscale));
         });
     }
     ui.add_space(2.0);
