@@ -51,6 +51,7 @@ fn start_with(models: &[&str], api_auth: Option<&str>, folders: AddOnFolders) ->
             keep_f16_weights: true,
         },
         folders,
+        upscalers: Some(fixtures().join("upscalers")),
     })
     .unwrap();
     Server::start(config).unwrap()
@@ -419,7 +420,7 @@ fn bad_requests_get_4xx_and_the_server_keeps_serving() {
         &json!({"prompt": "x", "enable_hr": true, "restore_faces": true, "save_images": true}),
     );
     assert_eq!(status, 422, "{body}");
-    assert_eq!(body["fields"], json!(["enable_hr", "restore_faces"]));
+    assert_eq!(body["fields"], json!(["restore_faces"]));
     assert_refused(
         client.post(txt2img, &json!({"sampler_name": "DPM++ SDE"})),
         422,
@@ -673,4 +674,66 @@ fn serve_refuses_an_open_address_without_a_password_and_prints_its_address() {
     let _ = child.wait();
     assert!(address.is_some_and(|a| !a.ends_with(":0")));
     assert_eq!(answer.unwrap().unwrap(), 200);
+}
+
+/// `enable_hr` is the CLI's hires fix: an upscaler named by its file in the server's
+/// upscaler folder, `hr_resize_x` as A1111 reads it; latent upscalers and paths are refused.
+#[test]
+fn enable_hr_matches_the_clis_hires_fix() {
+    let server = start(&["sd1"]);
+    let client = client(&server);
+    let request = json!({
+        "prompt": PROMPT, "seed": 5, "steps": 2, "width": 64, "height": 48,
+        "sampler_name": "Euler", "enable_hr": true, "hr_scale": 1.5,
+        "hr_upscaler": "compact_x2", "hr_second_pass_steps": 3, "denoising_strength": 0.6,
+    });
+    let reply = client.ok("/sdapi/v1/txt2img", &request);
+    let dir = scratch("hires-cli");
+    let upscaler = fixtures().join("upscalers/compact_x2.safetensors");
+    let mut args = vec![
+        "--prompt",
+        PROMPT,
+        "--hires-upscaler",
+        upscaler.to_str().unwrap(),
+    ];
+    args.extend(
+        "--seed 5 --steps 2 --width 64 --height 48 --scheduler euler --hires-scale 1.5 \
+         --hires-steps 3 --hires-denoise 0.6"
+            .split_whitespace(),
+    );
+    let files = generate("sd1", &dir, &args, 1);
+    assert_same_images(&reply, &files);
+    let (picture, text) = decode_png(&reply["images"][0]);
+    assert_eq!(picture.dimensions(), (96, 72));
+    assert!(text.contains("Hires upscaler: compact_x2"), "{text}");
+
+    // hr_resize_x alone keeps the shape: the same image as hr_scale 1.5.
+    let mut by_size = request.clone();
+    by_size["hr_scale"] = json!(2);
+    by_size["hr_resize_x"] = json!(96);
+    let again = client.ok("/sdapi/v1/txt2img", &by_size);
+    assert_eq!(
+        decode_png(&again["images"][0]).0,
+        picture,
+        "hr_resize_x 96 is ×1.5"
+    );
+
+    let txt2img = "/sdapi/v1/txt2img";
+    for (upscaler, fragment) in [
+        (json!("Latent"), "latent upscaling"),
+        (json!(null), "A1111's default, Latent"),
+        (
+            json!("../upscalers/compact_x2"),
+            "neither Lanczos nor an upscaler",
+        ),
+        (json!("/etc/passwd"), "neither Lanczos nor an upscaler"),
+    ] {
+        let mut bad = request.clone();
+        bad["hr_upscaler"] = upscaler;
+        assert_refused(client.post(txt2img, &bad), 422, fragment);
+    }
+    let mut cropped = request.clone();
+    cropped["hr_resize_x"] = json!(96);
+    cropped["hr_resize_y"] = json!(96);
+    assert_refused(client.post(txt2img, &cropped), 422, "cropping");
 }

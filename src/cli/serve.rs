@@ -36,6 +36,9 @@ pub struct ServeArgs {
     /// Textual-inversion embeddings usable by file name in prompts (default: the app's folder).
     #[arg(long)]
     embeddings_dir: Option<PathBuf>,
+    /// Upscaler .safetensors files that requests' hr_upscaler may name (by file name).
+    #[arg(long)]
+    upscaler_dir: Option<PathBuf>,
     /// cpu, cuda or metal.
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -61,6 +64,7 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
     for (flag, dir) in [
         ("--lora-dir", &args.lora_dir),
         ("--embeddings-dir", &args.embeddings_dir),
+        ("--upscaler-dir", &args.upscaler_dir),
     ] {
         if let Some(dir) = dir.as_ref().filter(|dir| !dir.is_dir()) {
             return Err(CliError::input(format!(
@@ -91,6 +95,7 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
             loras: args.lora_dir.or_else(default_lora_dir),
             embeddings: args.embeddings_dir.or_else(default_embeddings_dir),
         },
+        upscalers: args.upscaler_dir,
     })
     .map_err(|err| CliError::input(err.to_string()))?;
     eprintln!("loading {}…", args.models[0]);

@@ -17,6 +17,7 @@
 //! - `queue`: the worker thread, progress and interrupt.
 //! - `models`: the models a server may switch between, by A1111 title.
 
+mod hires;
 mod http;
 mod models;
 mod options;
@@ -26,6 +27,7 @@ mod reply;
 mod routes;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::engine::{AddOnFolders, LoadOptions, ModelSource};
@@ -49,6 +51,8 @@ pub struct ServerOptions {
     pub load_options: LoadOptions,
     /// Where `<lora:NAME>` and embedding names in prompts are looked up.
     pub folders: AddOnFolders,
+    /// Where `hr_upscaler` names are looked up (`.safetensors` upscaler files).
+    pub upscalers: Option<PathBuf>,
 }
 
 /// Checked [`ServerOptions`]: safe to start.
@@ -59,6 +63,7 @@ pub struct ServerConfig {
     models: models::ServedModels,
     load_options: LoadOptions,
     folders: AddOnFolders,
+    upscalers: Option<PathBuf>,
 }
 
 /// Why options cannot be served.
@@ -89,6 +94,7 @@ impl ServerConfig {
             models: models::ServedModels::new(options.models)?,
             load_options: options.load_options,
             folders: options.folders,
+            upscalers: options.upscalers,
         })
     }
 
@@ -140,7 +146,12 @@ impl Server {
             message,
         })?;
         let queue = Arc::new(queue);
-        let routes = routes::Routes::new(queue.clone(), config.models, config.folders);
+        let routes = routes::Routes::new(
+            queue.clone(),
+            config.models,
+            config.folders,
+            config.upscalers,
+        );
         let listener = http::Listener::start(socket, config.credentials, Arc::new(routes));
         Ok(Server {
             address,

@@ -51,6 +51,7 @@ pub struct PendingJob {
     images: usize,
     clip_skip: usize,
     init: Option<InitImage>,
+    hires: Option<super::hires::PendingHires>,
 }
 
 impl PendingJob {
@@ -74,6 +75,10 @@ impl PendingJob {
                 "init_images: the picture is smaller than 8×8 pixels; give width and height",
             ));
         }
+        let hires = self
+            .hires
+            .map(|hires| hires.fix(width, height))
+            .transpose()?;
         Ok(GenerateJob {
             id,
             request: GenerationRequest {
@@ -98,7 +103,7 @@ impl PendingJob {
             preview: PreviewMode::Fast,
             loras: Vec::new(),
             controls: Vec::new(),
-            hires: None,
+            hires,
         })
     }
 }
@@ -141,7 +146,7 @@ impl Fields<'_> {
     }
 
     /// A yes/no field, as `true`/`false` or `1`/`0` (A1111's clients send both).
-    fn flag(&self, name: &str) -> Result<Option<bool>, ApiError> {
+    pub fn flag(&self, name: &str) -> Result<Option<bool>, ApiError> {
         match self.0.get(name) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Bool(value)) => Ok(Some(*value)),
@@ -187,9 +192,12 @@ impl Neutral {
 
 /// Fields that change A1111's image and are not supported here: accepted only at their
 /// neutral value.
-const IMAGE_CHANGING: [(&str, Neutral, &str); 18] = [
-    ("enable_hr", Neutral::False, "hires fix"),
-    ("firstpass_image", Neutral::Empty, "hires fix"),
+const IMAGE_CHANGING: [(&str, Neutral, &str); 17] = [
+    (
+        "firstpass_image",
+        Neutral::Empty,
+        "a hires fix from a given first pass",
+    ),
     ("restore_faces", Neutral::False, "face restoration"),
     ("tiling", Neutral::False, "tiling"),
     (
@@ -237,7 +245,12 @@ const IMAGE_CHANGING: [(&str, Neutral, &str); 18] = [
 ];
 
 /// As [`IMAGE_CHANGING`], for img2img's own fields.
-const IMAGE_CHANGING_IMG2IMG: [(&str, Neutral, &str); 4] = [
+const IMAGE_CHANGING_IMG2IMG: [(&str, Neutral, &str); 5] = [
+    (
+        "enable_hr",
+        Neutral::False,
+        "the hires fix (a txt2img setting)",
+    ),
     (
         "resize_mode",
         Neutral::Zero,
@@ -270,6 +283,7 @@ pub fn parse_generation(
     body: &Map<String, Value>,
     mode: Mode,
     models: &ServedModels,
+    upscalers: Option<&std::path::Path>,
 ) -> Result<PendingJob, ApiError> {
     let fields = Fields(body);
     let scheduler = sampler(&fields)?;
@@ -341,9 +355,9 @@ pub fn parse_generation(
             ))
         }
     };
-    let init = match mode {
-        Mode::Txt2Img => None,
-        Mode::Img2Img => Some(init_image(&fields)?),
+    let (init, hires) = match mode {
+        Mode::Txt2Img => (None, super::hires::parse_hires(&fields, upscalers)?),
+        Mode::Img2Img => (Some(init_image(&fields)?), None),
     };
     Ok(PendingJob {
         model: settings.model,
@@ -360,6 +374,7 @@ pub fn parse_generation(
         images,
         clip_skip: settings.clip_skip.unwrap_or(1),
         init,
+        hires,
     })
 }
 

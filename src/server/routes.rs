@@ -19,6 +19,8 @@ pub struct Routes {
     queue: Arc<GenerationQueue>,
     models: ServedModels,
     folders: AddOnFolders,
+    /// Where `hr_upscaler` names are looked up.
+    upscalers: Option<std::path::PathBuf>,
 }
 
 const PATHS: [&str; 11] = [
@@ -73,17 +75,23 @@ impl Handler for Routes {
 }
 
 impl Routes {
-    pub fn new(queue: Arc<GenerationQueue>, models: ServedModels, folders: AddOnFolders) -> Self {
+    pub fn new(
+        queue: Arc<GenerationQueue>,
+        models: ServedModels,
+        folders: AddOnFolders,
+        upscalers: Option<std::path::PathBuf>,
+    ) -> Self {
         Self {
             queue,
             models,
             folders,
+            upscalers,
         }
     }
 
     fn generate(&self, request: &Request, mode: Mode) -> Result<Value, ApiError> {
         let body = payload::parse_object(&request.body)?;
-        let job = payload::parse_generation(&body, mode, &self.models)?;
+        let job = payload::parse_generation(&body, mode, &self.models, self.upscalers.as_deref())?;
         let batch_size = job.batch_size;
         let generated = self.queue.generate(job)?;
         reply::generation_reply(&body, &generated, batch_size)

@@ -1,0 +1,188 @@
+//! A1111's hires-fix fields of txt2img (`enable_hr`, `hr_scale`, `hr_resize_x/y`,
+//! `hr_upscaler`, `hr_second_pass_steps`, `denoising_strength`), checked and turned into the
+//! engine's [`HiresFix`]. Upscalers are A1111's pixel resizers ("Lanczos", "None": both
+//! Lanczos here) or the name of a `.safetensors` file in the server's `--upscaler-dir`,
+//! never a path from the request. A1111's latent upscalers (its default, "Latent") are
+//! refused by name: this engine upscales pictures, not latents.
+
+use std::path::{Path, PathBuf};
+
+use super::http::ApiError;
+use super::payload::Fields;
+use crate::engine::{HiresFix, HiresUpscaler};
+
+/// As the CLI's `--hires-scale`.
+const MAX_HIRES_SCALE: f64 = 8.0;
+const MAX_HIRES_STEPS: usize = 1000;
+/// A1111's txt2img `denoising_strength` default.
+const DEFAULT_DENOISE: f64 = 0.75;
+const LATENT_UPSCALERS: [&str; 6] = [
+    "Latent",
+    "Latent (antialiased)",
+    "Latent (bicubic)",
+    "Latent (bicubic antialiased)",
+    "Latent (nearest)",
+    "Latent (nearest-exact)",
+];
+
+/// The hires fields of a request, checked; the size is settled once the first pass's is
+/// known ([`Self::fix`]).
+#[derive(Debug)]
+pub struct PendingHires {
+    scale: f64,
+    /// `hr_resize_x`, `hr_resize_y` (0: not given).
+    resize: (usize, usize),
+    steps: Option<usize>,
+    denoise: f64,
+    upscaler: HiresUpscaler,
+}
+
+/// The hires fields when `enable_hr` is set; `None` when it is not.
+pub fn parse_hires(
+    fields: &Fields,
+    upscaler_dir: Option<&Path>,
+) -> Result<Option<PendingHires>, ApiError> {
+    if !fields.flag("enable_hr")?.unwrap_or(false) {
+        return Ok(None);
+    }
+    let scale = fields.get::<f64>("hr_scale")?.unwrap_or(2.0);
+    if !(scale.is_finite() && (1.0..=MAX_HIRES_SCALE).contains(&scale)) {
+        return Err(ApiError::invalid(format!(
+            "hr_scale {scale}: must be between 1 and {MAX_HIRES_SCALE}"
+        )));
+    }
+    let resize_side = |name: &str| -> Result<usize, ApiError> {
+        match fields.get::<usize>(name)?.unwrap_or(0) {
+            side if side % 8 != 0 || side > crate::engine::MAX_IMAGE_SIDE => {
+                Err(ApiError::invalid(format!(
+                    "{name} {side}: 0 (not given) or a multiple of 8 up to {}",
+                    crate::engine::MAX_IMAGE_SIDE
+                )))
+            }
+            side => Ok(side),
+        }
+    };
+    let resize = (resize_side("hr_resize_x")?, resize_side("hr_resize_y")?);
+    let steps = match fields.get::<usize>("hr_second_pass_steps")?.unwrap_or(0) {
+        0 => None,
+        steps if steps <= MAX_HIRES_STEPS => Some(steps),
+        steps => {
+            return Err(ApiError::invalid(format!(
+                "hr_second_pass_steps {steps}: from 0 (the first pass's steps) to {MAX_HIRES_STEPS}"
+            )))
+        }
+    };
+    let denoise = fields
+        .get::<f64>("denoising_strength")?
+        .unwrap_or(DEFAULT_DENOISE);
+    if !(denoise > 0.0 && denoise <= 1.0) {
+        return Err(ApiError::invalid(format!(
+            "denoising_strength {denoise}: must be greater than 0 and at most 1"
+        )));
+    }
+    let name: Option<String> = fields.get("hr_upscaler")?;
+    let upscaler = upscaler_named(name.as_deref(), upscaler_dir)?;
+    Ok(Some(PendingHires {
+        scale,
+        resize,
+        steps,
+        denoise,
+        upscaler,
+    }))
+}
+
+fn upscaler_named(name: Option<&str>, dir: Option<&Path>) -> Result<HiresUpscaler, ApiError> {
+    let Some(name) = name.map(str::trim) else {
+        return Err(ApiError::invalid(
+            "hr_upscaler: A1111's default, Latent, is not supported here (latent upscaling); give \"Lanczos\" or an upscaler file's name",
+        ));
+    };
+    if name.eq_ignore_ascii_case("Lanczos") || name.eq_ignore_ascii_case("None") {
+        return Ok(HiresUpscaler::Lanczos);
+    }
+    if LATENT_UPSCALERS
+        .iter()
+        .any(|l| l.eq_ignore_ascii_case(name))
+    {
+        return Err(ApiError::invalid(format!(
+            "hr_upscaler {name:?}: latent upscaling is not supported here; give \"Lanczos\" or an upscaler file's name"
+        )));
+    }
+    let found = dir.and_then(|dir| upscaler_file(dir, name));
+    match found {
+        Some(path) => Ok(HiresUpscaler::Model(path)),
+        None => Err(ApiError::invalid(format!(
+            "hr_upscaler {name:?}: neither Lanczos nor an upscaler in {}",
+            dir.map_or_else(
+                || "the server's upscaler folder (none given: serve --upscaler-dir DIR)".into(),
+                |dir| format!(
+                    "{} (give its file name without .safetensors)",
+                    dir.display()
+                )
+            )
+        ))),
+    }
+}
+
+/// The `.safetensors` file in `dir` whose name (with or without the extension) is `name`:
+/// looked up among the folder's files, so the request's text never becomes a path.
+fn upscaler_file(dir: &Path, name: &str) -> Option<PathBuf> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.is_file()
+                && path
+                    .extension()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"))
+        })
+        .find(|path| {
+            let stem = path.file_stem().map(|s| s.to_string_lossy());
+            let file = path.file_name().map(|s| s.to_string_lossy());
+            stem.is_some_and(|s| s == name) || file.is_some_and(|f| f == name)
+        })
+}
+
+impl PendingHires {
+    /// The pass for a `width`×`height` first pass: `hr_resize_x/y` as A1111 reads them
+    /// (one side given: the other keeps the aspect ratio), else `hr_scale`.
+    pub fn fix(self, width: usize, height: usize) -> Result<HiresFix, ApiError> {
+        let scale = match self.resize {
+            (0, 0) => self.scale,
+            (x, y) => {
+                let (x, y) = match (x, y) {
+                    (x, 0) => (x, x * height / width),
+                    (0, y) => (y * width / height, y),
+                    both => both,
+                };
+                if x * height != y * width {
+                    return Err(ApiError::invalid(format!(
+                        "hr_resize_x/hr_resize_y {x}×{y}: not the {width}×{height} first pass's shape; cropping is not supported (give one side, or hr_scale)"
+                    )));
+                }
+                let scale = x as f64 / width as f64;
+                let fix = HiresFix {
+                    scale,
+                    steps: None,
+                    denoise: self.denoise,
+                    upscaler: HiresUpscaler::Lanczos,
+                };
+                if !(1.0..=MAX_HIRES_SCALE).contains(&scale)
+                    || fix.target_size(width, height) != (x, y)
+                {
+                    return Err(ApiError::invalid(format!(
+                        "hr_resize_x/hr_resize_y {x}×{y}: must be 1 to {MAX_HIRES_SCALE} times {width}×{height}, on the 8-pixel grid"
+                    )));
+                }
+                scale
+            }
+        };
+        Ok(HiresFix {
+            scale,
+            steps: self.steps,
+            denoise: self.denoise,
+            upscaler: self.upscaler,
+        })
+    }
+}
