@@ -10,16 +10,17 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use clap::{Args, ValueEnum};
-use latent_studio::engine::DEFAULT_UPSCALE_TILE;
+use latent_studio::engine::{latent_preview, DEFAULT_UPSCALE_TILE};
 use latent_studio::kernels::precision::cpu_arithmetic;
 use latent_studio::kernels::profile;
 use latent_studio::models::StableDiffusion;
 use latent_studio::models::{load_model, load_model_with_random_weights, LoadOptions};
+use latent_studio::networks::taesd::{TinyDecoder, TinyVaeConfig};
 use latent_studio::networks::unet::AddedConditions;
 use latent_studio::networks::upscalers::esrgan::EsrganLayout;
 use latent_studio::networks::upscalers::tiling::{upscale_tiled, Tiling};
 use latent_studio::networks::upscalers::{EsrganConfig, Upscaler, UpscalerConfig};
-use latent_studio::sampling::pipeline::{Flow, GenerationRequest, PromptSyntax};
+use latent_studio::sampling::pipeline::{decoded_to_image, Flow, GenerationRequest, PromptSyntax};
 use latent_studio::sampling::schedulers::SchedulerKind;
 
 use super::{select_device, select_dtype, CliError};
@@ -63,6 +64,10 @@ pub struct BenchArgs {
     /// upscaling a picture this many pixels a side 4×, in tiles of 256 as `upscale` does.
     #[arg(long, value_name = "PX")]
     upscale: Option<usize>,
+    /// Only the live-preview methods' cost per step at each size: the fast latent→RGB map,
+    /// the tiny autoencoder (TAESD's architecture) and the full VAE decode.
+    #[arg(long)]
+    previews: bool,
 }
 
 /// Peak resident memory since the last reset, in MiB (Linux; `None` elsewhere).
@@ -202,6 +207,28 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         peak_rss_mib().unwrap_or(f64::NAN)
     );
 
+    if args.previews {
+        for &size in &args.sizes {
+            check_size(size)?;
+            let latent = size / 8;
+            let latents = Tensor::randn(0f32, 1.0, (1, 4, latent, latent), &device)
+                .and_then(|t| t.to_dtype(dtype))
+                .map_err(runtime)?;
+            bench_previews(size, &latents, &model, &device, dtype, args.iters)?;
+            time(
+                &format!("preview full VAE {size}x{size}"),
+                &device,
+                args.iters,
+                || {
+                    model
+                        .pipeline()
+                        .decode(&latents)
+                        .map_err(|e| candle_core::Error::Msg(e.to_string()))
+                },
+            )?;
+        }
+        return Ok(());
+    }
     let stages = model.pipeline().text_stages();
     time("text encode (cond + uncond)", &device, args.iters, || {
         let mut last = None;
@@ -258,11 +285,7 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
     };
 
     for &size in &args.sizes {
-        if size == 0 || size % 8 != 0 {
-            return Err(CliError::input(format!(
-                "--sizes {size}: sizes must be positive multiples of 8"
-            )));
-        }
+        check_size(size)?;
         let latent = size / 8;
         let latents = Tensor::randn(0f32, 1.0, (2, 4, latent, latent), &device)
             .and_then(|t| t.to_dtype(dtype))
@@ -303,6 +326,7 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
                 model.pipeline().vae().decode(&latents)
             })?;
         }
+        bench_previews(size, &latents, &model, &device, dtype, args.iters)?;
     }
 
     let size = args.sizes.iter().copied().min().unwrap_or(256);
@@ -332,6 +356,53 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
                 .map_err(|e| candle_core::Error::Msg(e.to_string()))
         },
     )?;
+    Ok(())
+}
+
+/// What a live preview costs a step, beside the full VAE decode above: the fast linear map
+/// (at latent size) and the tiny autoencoder (TAESD's architecture, random weights).
+fn bench_previews(
+    size: usize,
+    latents: &Tensor,
+    model: &StableDiffusion,
+    device: &Device,
+    dtype: DType,
+    iters: usize,
+) -> Result<(), CliError> {
+    let family = model.info().family;
+    time(
+        &format!("preview fast {size}x{size}"),
+        device,
+        iters,
+        || latent_preview(latents, family),
+    )?;
+    // madebyollin/taesd and taesdxl: 64 channels, 3-3-3-1 blocks.
+    let config = TinyVaeConfig {
+        channels: 64,
+        blocks: vec![3, 3, 3, 1],
+        latent_channels: 4,
+        image_channels: 3,
+    };
+    let weights = candle_nn::VarMap::new();
+    let decoder = TinyDecoder::new(
+        &config,
+        candle_nn::VarBuilder::from_varmap(&weights, dtype, device),
+    )
+    .map_err(runtime)?;
+    time(
+        &format!("preview tiny VAE {size}x{size}"),
+        device,
+        iters,
+        || decoded_to_image(&decoder.forward(latents)?),
+    )
+}
+
+fn check_size(size: usize) -> Result<(), CliError> {
+    if size == 0 || size % 8 != 0 {
+        return Err(CliError::input(format!(
+            "--sizes {size}: sizes must be positive multiples of 8"
+        )));
+    }
     Ok(())
 }
 
