@@ -398,7 +398,7 @@ fn bench_previews(
 }
 
 fn check_size(size: usize) -> Result<(), CliError> {
-    if size == 0 || size % 8 != 0 {
+    if size == 0 || !size.is_multiple_of(8) {
         return Err(CliError::input(format!(
             "--sizes {size}: sizes must be positive multiples of 8"
         )));

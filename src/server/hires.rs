@@ -53,7 +53,7 @@ pub fn parse_hires(
     }
     let resize_side = |name: &str| -> Result<usize, ApiError> {
         match fields.get::<usize>(name)?.unwrap_or(0) {
-            side if side % 8 != 0 || side > crate::engine::MAX_IMAGE_SIDE => {
+            side if !side.is_multiple_of(8) || side > crate::engine::MAX_IMAGE_SIDE => {
                 Err(ApiError::invalid(format!(
                     "{name} {side}: 0 (not given) or a multiple of 8 up to {}",
                     crate::engine::MAX_IMAGE_SIDE
