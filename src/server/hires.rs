@@ -186,3 +186,49 @@ impl PendingHires {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(resize: (usize, usize)) -> PendingHires {
+        PendingHires {
+            scale: 2.0,
+            resize,
+            steps: None,
+            denoise: 0.5,
+            upscaler: HiresUpscaler::Lanczos,
+        }
+    }
+
+    #[test]
+    fn resize_fields_read_as_a1111_reads_them() {
+        assert_eq!(pending((0, 0)).fix(64, 48).unwrap().scale, 2.0);
+        // One side given: the other keeps the shape.
+        let fix = pending((96, 0)).fix(64, 48).unwrap();
+        assert_eq!(fix.target_size(64, 48), (96, 72));
+        let fix = pending((0, 96)).fix(64, 48).unwrap();
+        assert_eq!(fix.target_size(64, 48), (128, 96));
+        assert!(pending((96, 96)).fix(64, 48).is_err());
+        assert!(pending((32, 0)).fix(64, 48).is_err());
+    }
+
+    #[test]
+    fn upscaler_names_never_become_paths() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/upscalers");
+        let named = |name: &str| upscaler_named(Some(name), Some(&dir));
+        assert!(
+            matches!(named("compact_x2"), Ok(HiresUpscaler::Model(path)) if path.ends_with("compact_x2.safetensors"))
+        );
+        assert!(matches!(
+            named("compact_x2.safetensors"),
+            Ok(HiresUpscaler::Model(_))
+        ));
+        assert!(matches!(named("lanczos"), Ok(HiresUpscaler::Lanczos)));
+        for refused in ["Latent (bicubic)", "../upscalers/compact_x2", "no_such_upscaler"] {
+            assert!(named(refused).is_err(), "{refused}");
+        }
+        assert!(upscaler_named(None, Some(&dir)).is_err());
+        assert!(upscaler_named(Some("compact_x2"), None).is_err());
+    }
+}

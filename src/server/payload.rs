@@ -665,12 +665,13 @@ mod tests {
             .into_iter()
             .map(|(name, _)| name)
             .collect();
-        assert_eq!(names, ["enable_hr", "alwayson_scripts"]);
+        // The hires fix is txt2img's (src/server/hires.rs reads it).
+        assert_eq!(names, ["alwayson_scripts"]);
         let img2img: Vec<String> = unsupported_fields(&body, Mode::Img2Img)
             .into_iter()
             .map(|(name, _)| name)
             .collect();
-        assert_eq!(img2img, ["enable_hr", "alwayson_scripts", "resize_mode"]);
+        assert_eq!(img2img, ["alwayson_scripts", "enable_hr", "resize_mode"]);
     }
 
     #[test]
