@@ -225,7 +225,11 @@ mod tests {
             Ok(HiresUpscaler::Model(_))
         ));
         assert!(matches!(named("lanczos"), Ok(HiresUpscaler::Lanczos)));
-        for refused in ["Latent (bicubic)", "../upscalers/compact_x2", "no_such_upscaler"] {
+        for refused in [
+            "Latent (bicubic)",
+            "../upscalers/compact_x2",
+            "no_such_upscaler",
+        ] {
             assert!(named(refused).is_err(), "{refused}");
         }
         assert!(upscaler_named(None, Some(&dir)).is_err());

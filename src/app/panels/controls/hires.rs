@@ -45,7 +45,8 @@ pub(super) fn hires_section(ui: &mut Ui, state: &mut State) -> Vec<UiCommand> {
                 let recent = hires.recent_upscalers.clone();
                 ComboBox::from_id_salt("hires-upscaler")
                     .selected_text(selected)
-                    .width((ui.available_width() - 60.0).max(80.0))
+                    // A fixed width: inside the grid, the available width would grow the panel.
+                    .width(150.0)
                     .show_ui(ui, |ui| {
                         if ui
                             .selectable_label(hires.upscaler.is_none(), LANCZOS)
