@@ -156,6 +156,13 @@ pub fn apply_hires_parameters(state: &mut State, params: &GenerationParameters) 
 }
 
 impl LatentStudioApp {
+    /// Gives the worker the decoding settings (at start and after a restart).
+    pub(super) fn configure_decoding(&self) {
+        self.worker.send(crate::engine::Command::SetFastDecode(
+            self.state.fast_decode,
+        ));
+    }
+
     /// Asks for an upscaler `.safetensors` file and uses it for the hires pass.
     pub(super) fn pick_hires_upscaler(&mut self) {
         if let Some(path) = self.desktop.pick_upscaler_file() {

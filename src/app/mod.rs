@@ -242,8 +242,7 @@ impl LatentStudioApp {
         self.worker.send(Command::SetVae(self.state.vae.clone()));
         self.worker
             .send(Command::SetVaeTiling(self.state.vae_tiling));
-        self.worker
-            .send(Command::SetFastDecode(self.state.fast_decode));
+        self.configure_decoding();
         if self.state.bf16_arithmetic {
             self.worker
                 .send(Command::SetCpuArithmetic(CpuArithmetic::Bf16));
@@ -693,7 +692,6 @@ impl eframe::App for LatentStudioApp {
                 ));
             });
 
-        let upscalers = self.state.hires.recent_upscalers.clone();
         let canvas = panels::canvas::CanvasView {
             model: &self.model,
             catalog: self.catalog,
@@ -701,7 +699,7 @@ impl eframe::App for LatentStudioApp {
             history: &self.history,
             notices: &self.notices,
             engine_stopped: self.engine_stopped,
-            upscalers: &upscalers,
+            upscalers: &self.state.hires.recent_upscalers.clone(), // the mask canvas edits state
         };
         commands.extend(panels::queue::panel(
             ui,
