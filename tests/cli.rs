@@ -1438,6 +1438,8 @@ fn batch_size_images_equal_separate_runs_with_their_seeds() {
         &generate_quick(&model, &dir, &["--batch-size", "0"]),
         "--batch-size 0",
     );
+}
+
 /// `--decoder taesd` decodes the finished image with the tiny autoencoder and says so in the
 /// PNG; a tiny autoencoder that cannot be read leaves the full VAE in use, with a notice.
 #[test]

@@ -60,6 +60,7 @@ fn serve(models: &[&str], api_auth: Option<&str>) -> Server {
             .collect(),
         load_options: cpu(),
         folders: folders(),
+        upscalers: None,
     })
     .unwrap();
     Server::start(config).unwrap()

@@ -395,6 +395,7 @@ fn a_batch_shares_its_steps_and_each_image_keeps_its_seed() {
         Event::Failed { failure: GenerationFailure::InvalidRequest(message), .. }
             if message.contains("batch size 9")
     )));
+}
 
 fn fixture_dir(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -436,6 +437,7 @@ fn tiny_vae_previews_decode_each_steps_latents() {
             id,
             request: request(3),
             batch_count: 1,
+            batch_size: 1,
             output: ImageOutput::None,
             preview,
             loras: Vec::new(),
@@ -488,6 +490,7 @@ fn tiny_vae_previews_fall_back_with_one_notice() {
             id,
             request: request(2),
             batch_count: 1,
+            batch_size: 1,
             output: ImageOutput::None,
             preview: PreviewMode::TinyVae,
             loras: Vec::new(),

@@ -32,6 +32,7 @@ impl LatentStudioApp {
         self.run = Some(Run {
             job,
             batch_count: 1,
+            batch_size: 1,
             image_index: 0,
             seed: 0,
             step: 0,

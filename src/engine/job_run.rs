@@ -7,8 +7,8 @@
 use std::time::Instant;
 
 use super::hires::HiresUpscaler;
-use super::tiny_vae::TinyDecoderInUse;
 use super::runner::{batch_file_path, save_numbered, write_png};
+use super::tiny_vae::TinyDecoderInUse;
 use super::upscale;
 use super::{
     a1111_parameters, latent_preview, FileRecord, FinishedImage, GenerateJob, GenerationFailure,

@@ -172,7 +172,7 @@ impl DiffusionPipeline {
             .map(|image| {
                 let latents = latents.narrow(0, image, 1)?.contiguous()?;
                 Ok(GeneratedImage {
-                    image: self.decode(&latents)?,
+                    image: self.decode_final(&latents)?,
                     latents,
                 })
             })

@@ -225,6 +225,15 @@ impl DiffusionPipeline {
         self.final_decoder = decoder;
     }
 
+    /// A finished image's latents as pixels: through the tiny decoder when one is set for
+    /// final decodes, else the VAE.
+    pub(crate) fn decode_final(&self, latents: &Tensor) -> Result<RgbImage, GenerateError> {
+        Ok(match &self.final_decoder {
+            Some(decoder) => decoded_to_image(&decoder.forward(latents)?)?,
+            None => self.decode(latents)?,
+        })
+    }
+
     /// Names of the embeddings usable in prompts.
     pub fn embedding_names(&self) -> Vec<String> {
         self.embeddings.iter().map(|e| e.name.clone()).collect()
@@ -615,10 +624,7 @@ impl DiffusionPipeline {
             }
         }
 
-        let image = match &self.final_decoder {
-            Some(decoder) => decoded_to_image(&decoder.forward(&latents)?)?,
-            None => self.decode(&latents)?,
-        };
+        let image = self.decode_final(&latents)?;
         let image = match inpainting
             .as_ref()
             .and_then(|state| state.paste_back.as_ref())

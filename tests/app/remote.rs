@@ -19,6 +19,7 @@ fn serve_sd1() -> Server {
             keep_f16_weights: true,
         },
         folders: AddOnFolders::default(),
+        upscalers: None,
     })
     .expect("config");
     Server::start(config).expect("server")

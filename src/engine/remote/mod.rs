@@ -119,10 +119,24 @@ impl Remote {
                 | Command::SetVaeTiling(false)
                 | Command::SetFolders(_)
                 | Command::SetCpuArithmetic(_) => {}
+                Command::SetFastDecode(true) => self.emit(Event::Notice {
+                    message: "Fast final decode applies to this computer's engine; the server decodes with its model's VAE.".into(),
+                }),
+                // The server previews and decodes as it is set up to.
+                Command::SetTinyVae(_) | Command::SetFastDecode(false) => {}
                 Command::Generate(job) => {
                     let id = job.id;
                     self.generate(&job);
                     self.emit(Event::JobDone { job: id });
+                }
+                Command::Upscale(job) => {
+                    self.emit(Event::Failed {
+                        job: job.id,
+                        failure: GenerationFailure::Server(
+                            "Upscale runs on this computer's engine (the A1111 API has no upscaler models here); choose Engine: This computer".into(),
+                        ),
+                    });
+                    self.emit(Event::JobDone { job: job.id });
                 }
             }
         }
