@@ -47,7 +47,10 @@ pub use crate::kernels::precision::{bf16_available, set_cpu_arithmetic, CpuArith
 pub use crate::models::embeddings::default_embeddings_dir;
 pub use crate::models::hashes::HashCache;
 pub use crate::models::lora::default_lora_dir;
-pub use crate::models::{Catalog, DownloadProgress, LoadOptions, ModelDefaults, ModelInfo};
+pub use crate::models::{
+    default_models_dir, format_size, Catalog, DownloadProgress, HubReference, LoadOptions,
+    ModelDefaults, ModelInfo,
+};
 pub use crate::networks::controlnet::ControlMode;
 pub use crate::networks::Family;
 pub use crate::sampling::batch::MAX_BATCH_SIZE;
@@ -66,20 +69,30 @@ pub use crate::text::tokenizer::ClipTokenizer;
 pub enum ModelSource {
     /// A diffusers folder, or a single-file `.safetensors` checkpoint, on disk.
     Folder(PathBuf),
-    /// A Hugging Face hub repository id, fetched into the standard HF cache when needed.
+    /// Something to download, fetched when needed (see [`HubReference`]): a Hugging Face hub
+    /// repository id (`org/name`, into the standard HF cache), a single `.safetensors` file in
+    /// a repository (`org/name/path/file.safetensors`, into the cache too), or an `https://`
+    /// URL of a `.safetensors` file (into the models folder, [`default_models_dir`]).
     Hub(String),
     /// A model of the server the window drives ([`RemoteWorker`]), by its A1111 title.
     Server(String),
 }
 
 impl ModelSource {
-    /// A model as a user names it on the command line: an existing file or folder, anything
-    /// that reads as a path, or else a hub id (`org/name`).
+    /// A model as a user names it on the command line or in the model box: an existing file
+    /// or folder, an `http(s)://` URL, `org/name`, `org/name/…/file.safetensors`, or else a
+    /// path.
     pub fn from_arg(arg: &str) -> Self {
+        let arg = arg.trim();
         let path = Path::new(arg);
-        let looks_like_hub_id =
-            arg.split('/').count() == 2 && !arg.starts_with(['.', '/', '~']) && !arg.contains('\\');
-        if path.exists() || !looks_like_hub_id {
+        let is_url = arg.starts_with("https://") || arg.starts_with("http://");
+        let parts = arg.split('/').count();
+        let looks_like_hub_id = !arg.starts_with(['.', '/', '~'])
+            && !arg.contains('\\')
+            && (parts == 2 || (parts > 2 && arg.to_ascii_lowercase().ends_with(".safetensors")));
+        if is_url {
+            ModelSource::Hub(arg.to_string())
+        } else if path.exists() || !looks_like_hub_id {
             // Absolute, so a remembered folder still works when started from elsewhere.
             ModelSource::Folder(std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()))
         } else {

@@ -22,8 +22,8 @@ use crate::models::hashes::HashCache;
 use crate::models::lora::LoraLibrary;
 use crate::models::upscaler::LoadedUpscaler;
 use crate::models::{
-    load_model, Catalog, DownloadProgress, HubCache, HubClient, LoadError, LoadOptions,
-    StableDiffusion,
+    default_models_dir, load_model, DownloadError, DownloadProgress, HubCache, HubClient,
+    HubReference, LoadError, LoadOptions, StableDiffusion,
 };
 use crate::sampling::pipeline::{ControlUnit, GenerationRequest, RgbImage};
 use crate::text::prompt::PromptSyntax;
@@ -260,20 +260,34 @@ impl Runner {
                 })
             }
         };
-        let entry = Catalog::builtin()
-            .lookup(id)
-            .map_err(|err| ModelLoadFailure {
-                cause: LoadFailure::NotAModel,
-                message: err.to_string(),
-            })?;
-        // Returns at once, without network, when the HF cache already holds every file.
+        let not_a_model = |message: String| ModelLoadFailure {
+            cause: LoadFailure::NotAModel,
+            message,
+        };
+        let reference =
+            HubReference::parse(id).map_err(|err| not_a_model(format!("{id}: {err}")))?;
+        let models_dir = default_models_dir().ok_or_else(|| {
+            not_a_model(format!(
+                "{id}: no data folder to save downloaded models in; set LATENT_STUDIO_MODELS_DIR"
+            ))
+        })?;
+        // Returns at once, without network, when the HF cache or the models folder already
+        // holds the files.
         HubClient::from_env()
-            .fetch_model(entry, &HubCache::from_env(), |file, progress| {
+            .fetch(&reference, &HubCache::from_env(), &models_dir, |file, progress| {
                 observer.download(source, file, progress)
             })
             .map_err(|err| ModelLoadFailure {
                 cause: if err.is_offline() {
                     LoadFailure::Offline
+                } else if matches!(
+                    err,
+                    DownloadError::NotDiffusers { .. }
+                        | DownloadError::PickleRefused { .. }
+                        | DownloadError::NotSafetensors { .. }
+                        | DownloadError::BadReference { .. }
+                ) {
+                    LoadFailure::NotAModel
                 } else {
                     LoadFailure::Download
                 },

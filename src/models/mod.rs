@@ -20,7 +20,8 @@ pub mod weights;
 pub use catalog::{Catalog, CatalogEntry, CatalogError};
 pub use defaults::ModelDefaults;
 pub use download::{
-    fetch_model, DownloadError, DownloadProgress, HubCache, HubClient, DEFAULT_ENDPOINT,
+    default_models_dir, fetch_model, format_size, DownloadError, DownloadProgress, FreeSpace,
+    HubCache, HubClient, HubReference, RetryPolicy, DEFAULT_ENDPOINT, DISK_MARGIN_BYTES,
 };
 pub use loading::{load_model, load_model_with_random_weights, LoadError, LoadOptions};
 pub(crate) use model::BaseWeights;
