@@ -1,7 +1,9 @@
 //! Hub downloads against an in-process fake hub on 127.0.0.1 that serves a tiny diffusers
 //! repository (the SD-Turbo test fixture) with the hub's URL layout and headers: `resolve`
 //! URLs with `x-repo-commit`, `ETag`; weight files answer with a redirect to a storage URL
-//! carrying `x-linked-etag`/`x-linked-size`, as LFS files do; storage URLs honour `Range`.
+//! carrying `x-linked-etag`/`x-linked-size` (the SHA-256), as LFS files do; storage URLs honour
+//! `Range`. It also answers the hub API's file listing and serves plain files for direct-URL
+//! downloads, and can fail on demand (cut connections, HTTP 500, 401, corrupt bytes).
 
 use std::collections::HashMap;
 use std::fs;
@@ -14,9 +16,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use latent_studio::models::{
-    load_model, Catalog, CatalogEntry, DownloadError, DownloadProgress, HubCache, HubClient,
-    LoadOptions,
+    format_size, load_model, Catalog, CatalogEntry, DownloadError, DownloadProgress, FreeSpace,
+    HubCache, HubClient, HubReference, LoadOptions, RetryPolicy, DISK_MARGIN_BYTES,
 };
+use sha2::{Digest, Sha256};
 
 const REPO: &str = "test-org/tiny-turbo";
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
@@ -56,12 +59,18 @@ fn repo_files() -> HashMap<String, RepoFile> {
         .map(|&path| {
             let data = fs::read(Path::new(FIXTURE).join(path)).unwrap();
             let lfs = path.ends_with(".safetensors");
-            // Git blob ids are 40 hex digits, LFS ids (sha256) 64.
-            let words = if lfs { 4 } else { 3 };
-            let etag: String = (0..words)
-                .map(|i| format!("{:016x}", fnv(&data, i)))
-                .collect::<String>()[..if lfs { 64 } else { 40 }]
-                .to_string();
+            // Git blob ids are 40 hex digits; an LFS id is the file's SHA-256.
+            let etag: String = if lfs {
+                Sha256::digest(&data)
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect()
+            } else {
+                (0..3)
+                    .map(|i| format!("{:016x}", fnv(&data, i)))
+                    .collect::<String>()[..40]
+                    .to_string()
+            };
             (path.to_string(), RepoFile { data, etag, lfs })
         })
         .collect()
@@ -72,6 +81,7 @@ struct Request {
     method: String,
     path: String,
     range: Option<String>,
+    authorization: Option<String>,
 }
 
 #[derive(Default)]
@@ -80,6 +90,12 @@ struct Behavior {
     cut: Option<(String, usize)>,
     /// Pause after each 64 KiB of a body.
     chunk_delay: Option<Duration>,
+    /// The next N GETs of file bodies answer HTTP 500.
+    fail_next: usize,
+    /// Resolve and API requests answer HTTP 401, as for a gated repository.
+    deny: bool,
+    /// The next GET of this file sends its bytes with the first one changed.
+    corrupt: Option<String>,
 }
 
 struct FakeHub {
@@ -137,8 +153,18 @@ impl FakeHub {
         format!("http://{}", self.addr)
     }
 
+    /// A client that reports the first failure, so each test sees exactly what happened.
     fn client(&self) -> HubClient {
-        HubClient::new(&self.endpoint())
+        HubClient::new(&self.endpoint()).with_retry_policy(RetryPolicy::none())
+    }
+
+    /// A client that tries again three times, quickly.
+    fn retrying_client(&self) -> HubClient {
+        HubClient::new(&self.endpoint()).with_retry_policy(RetryPolicy {
+            retries: 3,
+            first_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(50),
+        })
     }
 
     fn requests(&self) -> Vec<Request> {
@@ -175,6 +201,7 @@ fn serve(
     let method = parts.next().unwrap_or("").to_string();
     let path = parts.next().unwrap_or("").to_string();
     let mut range = None;
+    let mut authorization = None;
     loop {
         let mut header = String::new();
         if reader.read_line(&mut header)? == 0 || header.trim().is_empty() {
@@ -184,15 +211,62 @@ fn serve(
             if name.trim().eq_ignore_ascii_case("range") {
                 range = Some(value.trim().to_string());
             }
+            if name.trim().eq_ignore_ascii_case("authorization") {
+                authorization = Some(value.trim().to_string());
+            }
         }
     }
     requests.lock().unwrap().push(Request {
         method: method.clone(),
         path: path.clone(),
         range: range.clone(),
+        authorization,
     });
     let mut out = stream;
     let head = method == "HEAD";
+
+    let denied = behavior.lock().unwrap().deny;
+    if denied && (path.starts_with(&format!("/{REPO}/")) || path.starts_with("/api/models/")) {
+        return respond(&mut out, "401 Unauthorized", &[], b"", head, None, None);
+    }
+    if path == format!("/api/models/{REPO}/revision/main") {
+        // The repository as the hub lists it: besides the fixture's files, a pickle, a safety
+        // checker and a README, none of which may be fetched.
+        let mut names: Vec<&str> = FILES.to_vec();
+        names.extend([
+            "README.md",
+            "unet/diffusion_pytorch_model.bin",
+            "safety_checker/model.safetensors",
+        ]);
+        let siblings: Vec<String> = names
+            .iter()
+            .map(|n| format!("{{\"rfilename\": \"{n}\"}}"))
+            .collect();
+        let body = format!(
+            "{{\"id\": \"{REPO}\", \"sha\": \"{COMMIT}\", \"siblings\": [{}]}}",
+            siblings.join(", ")
+        );
+        return respond(&mut out, "200 OK", &[], body.as_bytes(), head, None, None);
+    }
+    // Direct downloads: a plain file, and a civitai-style API URL that names its file in
+    // Content-Disposition.
+    let direct = |name: &str| -> (String, Vec<(&'static str, String)>) {
+        let headers = vec![(
+            "Content-Disposition",
+            format!("attachment; filename=\"{name}\""),
+        )];
+        (name.to_string(), headers)
+    };
+    let served = match path.as_str() {
+        "/files/tiny.safetensors" => Some(("tiny.safetensors".to_string(), Vec::new())),
+        "/api/download/models/7" => Some(direct("Tiny Model v1.safetensors")),
+        "/api/download/models/8" => Some(direct("tiny.ckpt")),
+        _ => None,
+    };
+    if let Some((name, headers)) = served {
+        let unet = &files[UNET];
+        return send_file(&mut out, &name, unet, &headers, head, range, behavior);
+    }
 
     let resolve_prefix = format!("/{REPO}/resolve/");
     if let Some(rest) = path.strip_prefix(&resolve_prefix) {
@@ -238,7 +312,7 @@ fn send_file(
     range: Option<String>,
     behavior: &Mutex<Behavior>,
 ) -> std::io::Result<()> {
-    let (cut, delay) = {
+    let (cut, delay, fail, corrupt) = {
         let mut b = behavior.lock().unwrap();
         let cut = match &b.cut {
             Some((cut_file, n)) if !head && cut_file == file => {
@@ -248,8 +322,19 @@ fn send_file(
             }
             _ => None,
         };
-        (cut, b.chunk_delay)
+        let fail = !head && b.fail_next > 0;
+        if fail {
+            b.fail_next -= 1;
+        }
+        let corrupt = !head && b.corrupt.as_deref() == Some(file);
+        if corrupt {
+            b.corrupt = None;
+        }
+        (cut, b.chunk_delay, fail, corrupt)
     };
+    if fail {
+        return respond(out, "500 Internal Server Error", &[], b"", head, None, None);
+    }
     let len = repo_file.data.len();
     let mut headers = headers.to_vec();
     let from = range
@@ -276,9 +361,12 @@ fn send_file(
         }
         None => ("200 OK", 0),
     };
-    let body = &repo_file.data[start..];
+    let mut body = repo_file.data[start..].to_vec();
+    if corrupt {
+        body[0] ^= 0xff;
+    }
     let stop_at = cut.map(|n| n.saturating_sub(start));
-    respond(out, status, &headers, body, head, stop_at, delay)
+    respond(out, status, &headers, &body, head, stop_at, delay)
 }
 
 fn respond(
@@ -621,4 +709,322 @@ fn a_missing_file_names_the_file() {
         .unwrap_err();
     assert!(matches!(err, DownloadError::NotFound { .. }), "{err:?}");
     assert!(err.to_string().contains("unet/nope.safetensors"), "{err}");
+}
+
+#[test]
+fn a_repo_outside_the_catalog_fetches_its_diffusers_files_only() {
+    let hub = FakeHub::start();
+    let tmp = TempDir::new("repo");
+    let cache = HubCache::new(&tmp.0);
+    let models = tmp.0.join("models");
+    let reference = HubReference::parse(REPO).unwrap();
+    assert_eq!(
+        reference,
+        HubReference::Repo {
+            id: REPO.to_string()
+        }
+    );
+    let snapshot = hub
+        .client()
+        .fetch(&reference, &cache, &models, never_cancel)
+        .unwrap();
+    assert_eq!(snapshot, repo_dir(&cache).join("snapshots").join(COMMIT));
+    for file in FILES {
+        assert_eq!(
+            fs::read(snapshot.join(file)).unwrap(),
+            hub.files[file].data,
+            "{file}"
+        );
+    }
+    let requests = hub.requests();
+    assert!(requests
+        .iter()
+        .any(|r| r.path == format!("/api/models/{REPO}/revision/main")));
+    for never in ["README.md", ".bin", "safety_checker"] {
+        assert!(
+            !requests.iter().any(|r| r.path.contains(never)),
+            "{never} was requested"
+        );
+    }
+    // Every file was asked for at the commit the listing named.
+    assert!(requests
+        .iter()
+        .filter(|r| r.method == "HEAD")
+        .all(|r| r.path.contains(COMMIT)));
+    assert_eq!(
+        fs::read_to_string(repo_dir(&cache).join("refs/main")).unwrap(),
+        COMMIT
+    );
+    assert!(load_model(&snapshot, &LoadOptions::default()).is_ok());
+
+    // Loading it again needs no network.
+    let count = hub.requests().len();
+    let again = hub
+        .client()
+        .fetch(&reference, &cache, &models, never_cancel)
+        .unwrap();
+    assert_eq!(again, snapshot);
+    assert_eq!(hub.requests().len(), count);
+}
+
+#[test]
+fn a_single_file_in_a_repo_goes_into_the_cache_layout() {
+    let hub = FakeHub::start();
+    let tmp = TempDir::new("single");
+    let cache = HubCache::new(&tmp.0);
+    let reference = HubReference::parse(&format!("{REPO}/{UNET}")).unwrap();
+    let path = hub
+        .client()
+        .fetch(&reference, &cache, &tmp.0.join("models"), never_cancel)
+        .unwrap();
+    let repo = repo_dir(&cache);
+    assert_eq!(path, repo.join("snapshots").join(COMMIT).join(UNET));
+    assert!(fs::symlink_metadata(&path)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(fs::read(&path).unwrap(), hub.files[UNET].data);
+    assert!(repo.join("blobs").join(hub.etag(UNET)).is_file());
+    assert_eq!(fs::read_to_string(repo.join("refs/main")).unwrap(), COMMIT);
+    // Only that file was fetched.
+    assert!(!hub
+        .requests()
+        .iter()
+        .any(|r| r.path.contains("model_index")));
+}
+
+#[test]
+fn a_direct_url_is_saved_into_the_models_folder_and_never_overwrites() {
+    let hub = FakeHub::start();
+    let tmp = TempDir::new("direct");
+    let cache = HubCache::new(tmp.0.join("hub"));
+    let models = tmp.0.join("models");
+    let data = &hub.files[UNET].data;
+    let url = format!("{}/files/tiny.safetensors", hub.endpoint());
+    let mut reports = Vec::new();
+    let reference = HubReference::parse(&url).unwrap();
+    let path = hub
+        .client()
+        .fetch(&reference, &cache, &models, |file, p| {
+            reports.push((file.to_string(), p));
+            true
+        })
+        .unwrap();
+    assert_eq!(path, models.join("tiny.safetensors"));
+    assert_eq!(&fs::read(&path).unwrap(), data);
+    let last = reports.last().unwrap();
+    assert_eq!(last.0, "tiny.safetensors");
+    assert_eq!(last.1.bytes_done, data.len() as u64);
+    assert_eq!(last.1.bytes_total, Some(data.len() as u64));
+    assert!(!models.join("tiny.safetensors.incomplete").exists());
+
+    // The same file again: found, not copied a second time.
+    let again = hub.client().fetch_url(&url, &models, never_cancel).unwrap();
+    assert_eq!(again, path);
+    assert_eq!(fs::read_dir(&models).unwrap().count(), 1);
+
+    // The server names the file; a different file of that name stays as it is.
+    let mine = models.join("Tiny Model v1.safetensors");
+    fs::write(&mine, b"the user's own file").unwrap();
+    let url = format!("{}/api/download/models/7", hub.endpoint());
+    let path = hub.client().fetch_url(&url, &models, never_cancel).unwrap();
+    assert_eq!(path, models.join("Tiny Model v1 (2).safetensors"));
+    assert_eq!(&fs::read(&path).unwrap(), data);
+    assert_eq!(fs::read(&mine).unwrap(), b"the user's own file");
+}
+
+#[test]
+fn pickles_are_refused_by_name_before_any_download() {
+    let hub = FakeHub::start();
+    let tmp = TempDir::new("pickle");
+    let models = tmp.0.join("models");
+    for text in [
+        format!("{REPO}/model.ckpt"),
+        format!("{REPO}/unet/diffusion_pytorch_model.bin"),
+        format!("{}/files/model.pt", hub.endpoint()),
+    ] {
+        let err = HubReference::parse(&text).unwrap_err();
+        assert!(
+            matches!(err, DownloadError::PickleRefused { .. }),
+            "{text}: {err}"
+        );
+        assert!(err.to_string().contains("pickle"), "{err}");
+    }
+    let err = hub
+        .client()
+        .fetch_url(
+            &format!("{}/files/model.ckpt", hub.endpoint()),
+            &models,
+            never_cancel,
+        )
+        .unwrap_err();
+    assert!(matches!(err, DownloadError::PickleRefused { .. }), "{err}");
+    assert!(hub.requests().is_empty(), "a request was made");
+
+    // A server that names a pickle in Content-Disposition: refused before its bytes are kept.
+    let url = format!("{}/api/download/models/8", hub.endpoint());
+    let err = hub
+        .client()
+        .fetch_url(&url, &models, never_cancel)
+        .unwrap_err();
+    assert!(matches!(err, DownloadError::PickleRefused { .. }), "{err}");
+    assert!(fs::read_dir(&models).map_or(true, |mut d| d.next().is_none()));
+}
+
+#[test]
+fn transient_failures_are_tried_again_and_resume_where_they_stopped() {
+    let hub = FakeHub::start();
+    let tmp = TempDir::new("retry");
+    let cache = HubCache::new(&tmp.0);
+    let entry = test_entry(&FILES);
+    const CUT: usize = 1_000_000;
+    {
+        let mut behavior = hub.behavior.lock().unwrap();
+        behavior.fail_next = 2;
+        behavior.cut = Some((UNET.to_string(), CUT));
+    }
+    let snapshot = hub
+        .retrying_client()
+        .fetch_model(&entry, &cache, never_cancel)
+        .unwrap();
+    assert_eq!(fs::read(snapshot.join(UNET)).unwrap(), hub.files[UNET].data);
+    let range = format!("bytes={CUT}-");
+    assert!(hub
+        .requests()
+        .iter()
+        .any(|r| r.range.as_deref() == Some(range.as_str())));
+
+    // Without retries the first HTTP 500 is the answer; a 404 is never tried again.
+    let tmp = TempDir::new("no-retry");
+    let cache = HubCache::new(&tmp.0);
+    hub.behavior.lock().unwrap().fail_next = 1;
+    let err = hub
+        .client()
+        .fetch_model(&entry, &cache, never_cancel)
+        .unwrap_err();
+    assert!(
+        matches!(err, DownloadError::Http { status: 500, .. }),
+        "{err:?}"
+    );
+    let before = hub.requests().len();
+    let missing = test_entry(&["unet/nope.safetensors"]);
+    let err = hub
+        .retrying_client()
+        .fetch_model(&missing, &cache, never_cancel)
+        .unwrap_err();
+    assert!(matches!(err, DownloadError::NotFound { .. }), "{err:?}");
+    assert_eq!(hub.requests().len(), before + 1, "a 404 was tried again");
+}
+
+#[test]
+fn a_corrupt_lfs_file_fails_its_sha256_check_and_is_removed() {
+    let hub = FakeHub::start();
+    let tmp = TempDir::new("corrupt");
+    let cache = HubCache::new(&tmp.0);
+    let entry = test_entry(&[UNET]);
+    hub.behavior.lock().unwrap().corrupt = Some(UNET.to_string());
+    let err = hub
+        .client()
+        .fetch_model(&entry, &cache, never_cancel)
+        .unwrap_err();
+    assert!(
+        matches!(err, DownloadError::ChecksumMismatch { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains(&hub.etag(UNET)), "{err}");
+    let blobs = repo_dir(&cache).join("blobs");
+    assert!(!blobs.join(hub.etag(UNET)).exists());
+    assert!(!blobs
+        .join(format!("{}.incomplete", hub.etag(UNET)))
+        .exists());
+    // The next try gets good bytes.
+    let snapshot = hub
+        .client()
+        .fetch_model(&entry, &cache, never_cancel)
+        .unwrap();
+    assert_eq!(fs::read(snapshot.join(UNET)).unwrap(), hub.files[UNET].data);
+}
+
+#[test]
+fn a_download_that_does_not_fit_on_the_disk_is_refused_before_it_starts() {
+    let hub = FakeHub::start();
+    let tmp = TempDir::new("disk");
+    let cache = HubCache::new(&tmp.0);
+    let entry = test_entry(&FILES);
+    let total: u64 = FILES.iter().map(|f| hub.files[*f].data.len() as u64).sum();
+    let free = DISK_MARGIN_BYTES + total / 2;
+    let err = hub
+        .client()
+        .with_free_space(FreeSpace::Fixed(free))
+        .fetch_model(&entry, &cache, never_cancel)
+        .unwrap_err();
+    match &err {
+        DownloadError::NotEnoughSpace {
+            needed, available, ..
+        } => {
+            assert_eq!((*needed, *available), (total, free));
+        }
+        other => panic!("{other:?}"),
+    }
+    let message = err.to_string();
+    assert!(message.contains(&format_size(total)), "{message}");
+    assert!(message.contains(&format_size(free)), "{message}");
+    assert!(
+        !hub.requests().iter().any(|r| r.method == "GET"),
+        "a file was downloaded"
+    );
+
+    // Direct URLs are checked the same way.
+    let url = format!("{}/files/tiny.safetensors", hub.endpoint());
+    let err = hub
+        .client()
+        .with_free_space(FreeSpace::Fixed(1000))
+        .fetch_url(&url, &tmp.0.join("models"), never_cancel)
+        .unwrap_err();
+    assert!(
+        matches!(err, DownloadError::NotEnoughSpace { .. }),
+        "{err:?}"
+    );
+
+    // Enough room: it goes ahead.
+    hub.client()
+        .with_free_space(FreeSpace::Fixed(DISK_MARGIN_BYTES + total))
+        .fetch_model(&entry, &cache, never_cancel)
+        .unwrap();
+}
+
+#[test]
+fn a_refused_repository_says_how_to_give_a_token() {
+    let hub = FakeHub::start();
+    let tmp = TempDir::new("denied");
+    let cache = HubCache::new(&tmp.0);
+    hub.behavior.lock().unwrap().deny = true;
+    let entry = test_entry(&FILES);
+    let err = hub
+        .client()
+        .fetch_model(&entry, &cache, never_cancel)
+        .unwrap_err();
+    assert!(
+        matches!(err, DownloadError::AccessDenied { status: 401, .. }),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(message.contains("HF_TOKEN"), "{message}");
+    assert!(message.contains("gated"), "{message}");
+
+    let err = hub
+        .client()
+        .with_token(Some("hf_test".into()))
+        .fetch(
+            &HubReference::parse(REPO).unwrap(),
+            &cache,
+            &tmp.0.join("models"),
+            never_cancel,
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("token"), "{err}");
+    assert!(hub
+        .requests()
+        .iter()
+        .any(|r| r.authorization.as_deref() == Some("Bearer hf_test")));
 }

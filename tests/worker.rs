@@ -292,12 +292,13 @@ fn hub_models_fail_with_a_cause_the_window_can_explain() {
     let (cause, message) = failure(ModelSource::Hub("stabilityai/sd-turbo".into()));
     assert_eq!(cause, LoadFailure::Offline, "{message}");
     assert!(message.contains("Open model"), "{message}");
+    // Any repository id goes to the hub, which is out of reach.
     let (cause, message) = failure(ModelSource::Hub("someone/unknown-model".into()));
+    assert_eq!(cause, LoadFailure::Offline, "{message}");
+    // A pickle is refused by its name, before the hub is asked.
+    let (cause, message) = failure(ModelSource::Hub("someone/model/model.ckpt".into()));
     assert_eq!(cause, LoadFailure::NotAModel, "{message}");
-    assert!(
-        message.contains("stabilityai/sd-turbo"),
-        "lists the catalog: {message}"
-    );
+    assert!(message.contains("pickle"), "{message}");
 }
 
 /// Batch size: both images are denoised together (one `Started`, one step count), reported

@@ -274,9 +274,12 @@ impl Runner {
         // Returns at once, without network, when the HF cache or the models folder already
         // holds the files.
         HubClient::from_env()
-            .fetch(&reference, &HubCache::from_env(), &models_dir, |file, progress| {
-                observer.download(source, file, progress)
-            })
+            .fetch(
+                &reference,
+                &HubCache::from_env(),
+                &models_dir,
+                |file, progress| observer.download(source, file, progress),
+            )
             .map_err(|err| ModelLoadFailure {
                 cause: if err.is_offline() {
                     LoadFailure::Offline

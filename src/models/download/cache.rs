@@ -84,11 +84,9 @@ impl HubCache {
             }
             let dir = snapshot.join(name);
             let has_weights = fs::read_dir(&dir).is_ok_and(|entries| {
-                entries.filter_map(Result::ok).any(|e| {
-                    e.file_name()
-                        .to_string_lossy()
-                        .ends_with(".safetensors")
-                })
+                entries
+                    .filter_map(Result::ok)
+                    .any(|e| e.file_name().to_string_lossy().ends_with(".safetensors"))
             });
             dir.is_dir() && (has_weights || !reference::has_weights(name))
         });
@@ -262,7 +260,11 @@ fn symlink_file(_target: &Path, _link: &Path) -> io::Result<()> {
     Err(io::Error::new(io::ErrorKind::Unsupported, "no symlinks"))
 }
 
-pub(super) fn write_ref(repo_dir: &Path, revision: &str, commit: &str) -> Result<(), DownloadError> {
+pub(super) fn write_ref(
+    repo_dir: &Path,
+    revision: &str,
+    commit: &str,
+) -> Result<(), DownloadError> {
     let path = refs_path(repo_dir, revision).ok_or_else(|| DownloadError::Protocol {
         url: revision.to_string(),
         message: "bad revision name".into(),

@@ -49,7 +49,9 @@ impl HubClient {
             let size = header(&response, "content-length").and_then(|s| s.trim().parse().ok());
             Ok((name, size))
         })?;
-        let name = sanitize_file_name(&name).unwrap_or_else(|| sanitize_file_name(&url_name).unwrap_or_else(|| "model.safetensors".into()));
+        let name = sanitize_file_name(&name).unwrap_or_else(|| {
+            sanitize_file_name(&url_name).unwrap_or_else(|| "model.safetensors".into())
+        });
         refuse_pickle(&name)?;
         if !name.to_ascii_lowercase().ends_with(".safetensors") {
             return Err(DownloadError::NotSafetensors {
@@ -66,7 +68,10 @@ impl HubClient {
             }
             Destination::New(path) => path,
         };
-        let file_name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or(name);
+        let file_name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or(name);
         let incomplete = models_dir.join(format!("{file_name}.incomplete"));
         let partial = fs::metadata(&incomplete).map_or(0, |m| m.len());
         if let Some(size) = size {

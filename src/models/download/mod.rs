@@ -137,7 +137,9 @@ pub enum DownloadError {
     NotSafetensors { url: String, name: String },
     #[error("{text:?} is not a model to download: {why}")]
     BadReference { text: String, why: String },
-    #[error("{repo} is not a diffusers repository (model_index.json, unet/, vae/ …): {checkpoints}")]
+    #[error(
+        "{repo} is not a diffusers repository (model_index.json, unet/, vae/ …): {checkpoints}"
+    )]
     NotDiffusers { repo: String, checkpoints: String },
     #[error("not enough disk space in {}: the download needs {} ({} more kept free), {} is free", dir.display(), format_size(*needed), format_size(DISK_MARGIN_BYTES), format_size(*available))]
     NotEnoughSpace {
@@ -381,8 +383,14 @@ impl HubClient {
             .unwrap_or_else(|| "main".to_string());
         let snapshot = self.fetch_files(repo_id, &revision, &files, cache, progress)?;
         if revision != "main" {
-            let commit = snapshot.file_name().map(|c| c.to_string_lossy().into_owned());
-            write_ref(&cache.repo_dir(repo_id), "main", &commit.unwrap_or(revision))?;
+            let commit = snapshot
+                .file_name()
+                .map(|c| c.to_string_lossy().into_owned());
+            write_ref(
+                &cache.repo_dir(repo_id),
+                "main",
+                &commit.unwrap_or(revision),
+            )?;
         }
         Ok(snapshot)
     }
@@ -480,7 +488,15 @@ impl HubClient {
             };
             let blob = blobs.join(&meta.etag);
             if !blob_is_complete(&blob, meta.size) {
-                self.download_blob(cache, repo_id, file, &meta, &blob, &mut reporter, &mut progress)?;
+                self.download_blob(
+                    cache,
+                    repo_id,
+                    file,
+                    &meta,
+                    &blob,
+                    &mut reporter,
+                    &mut progress,
+                )?;
             }
             let size = fs::metadata(&blob).map(|m| m.len()).ok();
             reporter.finish(size.unwrap_or(0), size, &mut progress)?;

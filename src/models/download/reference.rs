@@ -33,7 +33,9 @@ impl HubReference {
             .or_else(|| text.strip_prefix("http://"))
         {
             let path_end = rest.find(['?', '#']).unwrap_or(rest.len());
-            let (host, path) = rest[..path_end].split_once('/').unwrap_or((&rest[..path_end], ""));
+            let (host, path) = rest[..path_end]
+                .split_once('/')
+                .unwrap_or((&rest[..path_end], ""));
             if host.is_empty() {
                 return Err(bad("the URL has no host"));
             }
@@ -143,7 +145,10 @@ pub(super) fn diffusers_files(id: &str, siblings: &[String]) -> Result<Vec<Strin
             checkpoints: if checkpoints.is_empty() {
                 "it has no .safetensors files".into()
             } else {
-                format!("name one of its checkpoint files instead: {}", checkpoints.join(", "))
+                format!(
+                    "name one of its checkpoint files instead: {}",
+                    checkpoints.join(", ")
+                )
             },
         });
     }
@@ -239,9 +244,18 @@ mod tests {
             "https://example.com/files/model.pt?x=1",
         ] {
             let err = HubReference::parse(pickle).unwrap_err();
-            assert!(matches!(err, DownloadError::PickleRefused { .. }), "{pickle}: {err}");
+            assert!(
+                matches!(err, DownloadError::PickleRefused { .. }),
+                "{pickle}: {err}"
+            );
         }
-        for bad in ["name", "org/../x", "org/name/config.json", "https:///x", "a b/c"] {
+        for bad in [
+            "name",
+            "org/../x",
+            "org/name/config.json",
+            "https:///x",
+            "a b/c",
+        ] {
             assert!(
                 matches!(
                     HubReference::parse(bad),

@@ -173,7 +173,9 @@ impl HubClient {
         }
         file_out.sync_all().map_err(io_error(incomplete))?;
         drop(file_out);
-        let actual = fs::metadata(incomplete).map_err(io_error(incomplete))?.len();
+        let actual = fs::metadata(incomplete)
+            .map_err(io_error(incomplete))?
+            .len();
         if let Some(expected) = transfer.size {
             if actual < expected {
                 return Err(DownloadError::Interrupted {
@@ -216,10 +218,11 @@ impl HubClient {
             if !(300..400).contains(&status) {
                 return Ok((url, response));
             }
-            let location = header(&response, "location").ok_or_else(|| DownloadError::Protocol {
-                url: url.clone(),
-                message: format!("HTTP {status} without a Location header"),
-            })?;
+            let location =
+                header(&response, "location").ok_or_else(|| DownloadError::Protocol {
+                    url: url.clone(),
+                    message: format!("HTTP {status} without a Location header"),
+                })?;
             url = join_url(&url, &location);
         }
         Err(DownloadError::Protocol {
@@ -367,7 +370,8 @@ mod tests {
 
     #[test]
     fn a_prefix_is_hashed_like_the_whole_file_cut_there() {
-        let path = std::env::temp_dir().join(format!("latent-studio-prefix-{}", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("latent-studio-prefix-{}", std::process::id()));
         fs::write(&path, b"hello world").unwrap();
         let prefix = hex(&hash_prefix(&path, 5).unwrap().finalize());
         assert_eq!(prefix, hex(&Sha256::digest(b"hello")));
