@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use crate::engine::ModelSource;
 
 use super::mask::MaskEdit;
+use super::model_manager::ManagerAction;
 use super::state::ThemeChoice;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -117,6 +118,8 @@ pub enum UiCommand {
     PickOutputFolder,
     OpenOutputFolder,
     DismissNotice(u64),
+    /// Open or close the model manager, or delete a model in it.
+    ModelManager(ManagerAction),
 }
 
 /// What the queue panel asks for; entries are named by their queue id.

@@ -24,6 +24,7 @@ pub mod inpaint;
 pub mod loras;
 pub mod mask;
 pub mod model_lookup;
+pub mod model_manager;
 pub mod notices;
 pub mod panels;
 pub mod queue;
@@ -155,6 +156,7 @@ pub struct LatentStudioApp {
     styles: styles::StylesBook,
     /// Searches of recent model files for an imported image's `Model hash`.
     model_lookup: ModelLookup,
+    model_manager: model_manager::ModelManager,
     /// The latest of those searches; answers to older ones are dropped.
     last_hash_search: u64,
     /// Tags folder scans, so results from a folder no longer shown are dropped.
@@ -220,6 +222,7 @@ impl LatentStudioApp {
             loras: LoraListing::default(),
             styles: styles::StylesBook::default(),
             model_lookup,
+            model_manager: Default::default(),
             last_hash_search: 0,
             scan_generation: 0,
             focus_prompt: true,
@@ -522,6 +525,7 @@ impl LatentStudioApp {
                 self.open_folder(&folder, "output folder");
             }
             UiCommand::DismissNotice(id) => self.notices.dismiss(id),
+            UiCommand::ModelManager(action) => self.apply_manager_action(action),
         }
     }
 
@@ -723,6 +727,7 @@ impl eframe::App for LatentStudioApp {
         });
 
         panels::canvas::drop_overlay(&ctx);
+        commands.extend(panels::model_manager::show(&ctx, &self.model_manager));
 
         for command in commands {
             self.apply(&ctx, command);
@@ -740,11 +745,4 @@ impl eframe::App for LatentStudioApp {
             self.worker.cancel(run.job);
         }
     }
-}
-
-/// What to tell the user when an image's model is not one of theirs.
-fn missing_model_sentence(name: &str) -> String {
-    format!(
-        "The image was made with model {name}, which is not among the models opened here; the current model is kept. Use \"Open model file…\" to load it."
-    )
 }

@@ -163,3 +163,10 @@ impl LatentStudioApp {
         }
     }
 }
+
+/// What to tell the user when an image's model is not one of theirs.
+fn missing_model_sentence(name: &str) -> String {
+    format!(
+        "The image was made with model {name}, which is not among the models opened here; the current model is kept. Use \"Open model file…\" to load it."
+    )
+}

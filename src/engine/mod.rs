@@ -46,6 +46,7 @@ pub use crate::imaging::mask::extend_canvas;
 pub use crate::kernels::precision::{bf16_available, set_cpu_arithmetic, CpuArithmetic};
 pub use crate::models::embeddings::default_embeddings_dir;
 pub use crate::models::hashes::HashCache;
+pub use crate::models::library::{LibraryError, ModelLibrary, StoredKind, StoredModel};
 pub use crate::models::lora::default_lora_dir;
 pub use crate::models::{
     default_models_dir, format_size, Catalog, DownloadProgress, HubReference, LoadOptions,
@@ -89,7 +90,7 @@ impl ModelSource {
         let parts = arg.split('/').count();
         let looks_like_hub_id = !arg.starts_with(['.', '/', '~'])
             && !arg.contains('\\')
-            && (parts == 2 || (parts > 2 && arg.to_ascii_lowercase().ends_with(".safetensors")));
+            && (parts == 2 || (parts > 2 && names_a_checkpoint(arg)));
         if is_url {
             ModelSource::Hub(arg.to_string())
         } else if path.exists() || !looks_like_hub_id {
@@ -98,6 +99,32 @@ impl ModelSource {
         } else {
             ModelSource::Hub(arg.to_string())
         }
+    }
+}
+
+/// `…/x.safetensors`, or a pickle (`.ckpt`, `.bin` …), which the download then refuses by name
+/// with a clear message.
+fn names_a_checkpoint(arg: &str) -> bool {
+    let path = Path::new(arg);
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"))
+        || crate::models::pickle_extension(path).is_some()
+}
+
+/// Where a loaded model lives on disk, for "is it in use?" before a delete: its checkpoint
+/// file, its folder, or the hub cache folder of its repository.
+pub fn loaded_model_location(model: &LoadedModel) -> Option<PathBuf> {
+    if let Some(file) = &model.info.file {
+        return Some(file.clone());
+    }
+    match &model.source {
+        ModelSource::Folder(path) => Some(path.clone()),
+        ModelSource::Hub(text) => match HubReference::parse(text).ok()? {
+            HubReference::Repo { id } | HubReference::RepoFile { id, .. } => {
+                Some(crate::models::HubCache::from_env().repo_dir(&id))
+            }
+            HubReference::Url(_) => None,
+        },
     }
 }
 

@@ -273,7 +273,7 @@ impl Runner {
         })?;
         // Returns at once, without network, when the HF cache or the models folder already
         // holds the files.
-        HubClient::from_env()
+        let path = HubClient::from_env()
             .fetch(
                 &reference,
                 &HubCache::from_env(),
@@ -295,7 +295,9 @@ impl Runner {
                     LoadFailure::Download
                 },
                 message: format!("{id}: {err}"),
-            })
+            })?;
+        crate::models::library::mark_used(&path);
+        Ok(path)
     }
 
     /// Reads the embeddings folder and gives the loaded model the embeddings that fit it.

@@ -8,6 +8,7 @@ mod defaults;
 mod download;
 pub mod embeddings;
 pub mod hashes;
+pub mod library;
 mod loading;
 pub mod lora;
 mod model;

@@ -7,7 +7,7 @@ use crate::app::command::UiCommand;
 use crate::app::history::{shorten, History, HistoryEntry};
 use crate::app::import;
 use crate::app::notices::{Notices, Severity};
-use crate::app::session::{format_bytes, ModelStatus, Run};
+use crate::app::session::{format_bytes, format_duration, ModelStatus, Run};
 use crate::app::viewer::{self, Showing, Viewer, Zoom};
 use crate::engine::Catalog;
 
@@ -125,13 +125,16 @@ pub(super) fn activity(ui: &mut Ui, view: &CanvasView<'_>) -> Option<UiCommand> 
                 let total = progress
                     .bytes_total
                     .map_or_else(|| "?".to_string(), format_bytes);
-                let text = format!(
+                let mut text = format!(
                     "Downloading {name}: file {}/{} ({file}) · {} / {total} · {}/s",
                     progress.file_index + 1,
                     progress.file_count,
                     format_bytes(progress.bytes_done),
                     format_bytes(progress.bytes_per_second.max(0.0) as u64),
                 );
+                if let Some(eta) = progress.eta() {
+                    text.push_str(&format!(" · {} left", format_duration(eta.as_secs_f64())));
+                }
                 ui.horizontal(|ui| {
                     if ui
                         .button("Cancel download")

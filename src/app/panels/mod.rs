@@ -7,5 +7,6 @@ pub mod canvas;
 pub mod controls;
 pub mod history_strip;
 pub mod mask_canvas;
+pub mod model_manager;
 pub mod queue;
 pub mod style;

@@ -1,14 +1,22 @@
 //! The model picker, its status line, the open buttons and the VAE row.
 
 use super::*;
+use crate::app::model_manager::ManagerAction;
+use crate::app::session::format_duration;
 
 /// How a model is named in the picker: the catalog's name, a folder's or checkpoint file's
 /// own name, or the hub id.
 pub fn model_display_name(catalog: &Catalog, source: &ModelSource) -> String {
     match source {
-        ModelSource::Hub(id) => catalog
-            .find(id)
-            .map_or_else(|| id.clone(), |entry| entry.name.clone()),
+        ModelSource::Hub(id) => match catalog.find(id) {
+            Some(entry) => entry.name.clone(),
+            // A direct URL reads best as its file name.
+            None if id.starts_with("http://") || id.starts_with("https://") => {
+                let path = id.split(['?', '#']).next().unwrap_or(id);
+                short_file_name(path.trim_end_matches('/')).to_string()
+            }
+            None => id.clone(),
+        },
         ModelSource::Folder(path) => folder_name(path),
         ModelSource::Server(title) => title.clone(),
     }
@@ -78,6 +86,7 @@ pub(super) fn model_section(
             });
         });
     combo.response.labelled_by(label.id);
+    command = command.take().or(hub_row(ui));
 
     match view.model {
         ModelStatus::NoModel => {
@@ -97,12 +106,16 @@ pub(super) fn model_section(
                 .bytes_total
                 .filter(|&total| total > 0)
                 .map_or(0.0, |total| progress.bytes_done as f32 / total as f32);
-            let text = format!(
-                "Downloading {}/{} · {}",
+            let mut text = format!(
+                "Downloading {}/{} · {} · {}/s",
                 progress.file_index + 1,
                 progress.file_count,
-                short_file_name(file)
+                short_file_name(file),
+                format_bytes(progress.bytes_per_second.max(0.0) as u64)
             );
+            if let Some(eta) = progress.eta() {
+                text.push_str(&format!(" · {} left", format_duration(eta.as_secs_f64())));
+            }
             busy::progress_bar(ui, fraction, text, None);
         }
         ModelStatus::Ready(model) => {
@@ -129,6 +142,45 @@ pub(super) fn model_section(
             });
         }
     }
+    command
+}
+
+/// Any model on the hub or the web: `org/name`, `org/name/file.safetensors` or an `https://`
+/// URL, typed or pasted, loaded (and downloaded) with "Load" or Enter; "Models…" opens the
+/// model manager.
+fn hub_row(ui: &mut Ui) -> Option<UiCommand> {
+    let mut command = None;
+    let id = egui::Id::new("hub-model-text");
+    let mut text: String = ui.data_mut(|d| d.get_temp(id).unwrap_or_default());
+    ui.horizontal(|ui| {
+        let buttons_width = 110.0;
+        let field = ui.add(
+            TextEdit::singleline(&mut text)
+                .hint_text("Hugging Face id or URL")
+                .desired_width((ui.available_width() - buttons_width).max(80.0)),
+        );
+        field.widget_info(|| {
+            egui::WidgetInfo::labeled(egui::Role::TextInput, true, "Hugging Face id or URL")
+        });
+        let field = field.on_hover_text(
+            "org/name (a diffusers repository), org/name/file.safetensors (one checkpoint in a repository), or an https:// link to a .safetensors file (civitai and the like)",
+        );
+        let entered = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+        let load = ui
+            .add_enabled(!text.trim().is_empty(), Button::new("Load").small())
+            .on_hover_text("Download (if needed) and load it");
+        if (load.clicked() || entered) && !text.trim().is_empty() {
+            command = Some(UiCommand::SelectModel(ModelSource::from_arg(text.trim())));
+        }
+        if ui
+            .small_button("Models…")
+            .on_hover_text("What is downloaded: sizes, last used, show in folder, delete")
+            .clicked()
+        {
+            command = Some(UiCommand::ModelManager(ManagerAction::Open));
+        }
+    });
+    ui.data_mut(|d| d.insert_temp(id, text));
     command
 }
 
