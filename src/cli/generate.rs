@@ -21,8 +21,10 @@ use super::{select_device, select_dtype, CliError};
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
     /// A diffusers model folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/ …), a
-    /// single-file .safetensors checkpoint (A1111 / civitai layout; SD 1.x, 2.x, SDXL), or a
-    /// catalog hub id (e.g. stabilityai/sd-turbo) fetched into the Hugging Face cache.
+    /// single-file .safetensors checkpoint (A1111 / civitai layout; SD 1.x, 2.x, SDXL), a hub id
+    /// (e.g. stabilityai/sd-turbo) or a file in a hub repository (org/name/file.safetensors),
+    /// fetched into the Hugging Face cache, or an https:// URL of a .safetensors file, fetched
+    /// into the models folder.
     #[arg(long)]
     model: PathBuf,
     /// A VAE .safetensors file to use instead of the model's own (e.g. vae-ft-mse, sdxl-vae-fp16-fix).

@@ -21,8 +21,8 @@ use latent_studio::engine::{set_cpu_arithmetic, CpuArithmetic};
 pub struct Args {
     #[command(subcommand)]
     command: Option<Command>,
-    /// Open the window with this model: a diffusers folder, or a Hugging Face hub id
-    /// (e.g. stabilityai/sd-turbo).
+    /// Open the window with this model: a diffusers folder, a .safetensors checkpoint, a Hugging
+    /// Face hub id (e.g. stabilityai/sd-turbo), org/name/file.safetensors, or an https:// URL.
     #[arg(long, value_name = "PATH|HUB-ID")]
     model: Option<String>,
     /// Where the window saves finished images (default: Pictures/Latent Studio).

@@ -14,8 +14,8 @@ use super::{select_device, select_dtype, CliError};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// A model requests may use: a diffusers folder, a single-file .safetensors checkpoint or
-    /// a catalog hub id (repeatable). The first is loaded at start and used by requests that
+    /// A model requests may use: a diffusers folder, a single-file .safetensors checkpoint, a
+    /// hub id, a file in a hub repository or an https:// URL (repeatable). The first is loaded at start and used by requests that
     /// name none; requests switch among these by name only.
     #[arg(long = "model", value_name = "PATH|HUB-ID", required = true)]
     models: Vec<String>,

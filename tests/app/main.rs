@@ -698,11 +698,13 @@ fn the_lora_list_reads_its_folder_and_enabled_loras_reach_the_image() {
     // "Tag" puts the first entry's tag in the prompt instead.
     harness.state_mut().state_mut().prompt = "a cat".into();
     harness.run_steps(1);
+    // Through accessibility: the left panel may be taller than the window, and a pointer click
+    // lands only on what is in view.
     harness
         .query_all_by_label("Tag")
         .next()
         .expect("a Tag button per LoRA")
-        .click();
+        .click_accesskit();
     harness.run_steps(2);
     assert_eq!(harness.state().state().prompt, "a cat, <lora:another:1>");
 }

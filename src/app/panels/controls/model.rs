@@ -150,7 +150,7 @@ pub(super) fn model_section(
 /// model manager.
 fn hub_row(ui: &mut Ui) -> Option<UiCommand> {
     let mut command = None;
-    let id = egui::Id::new("hub-model-text");
+    let id = egui::Id::unique("hub-model-text");
     let mut text: String = ui.data_mut(|d| d.get_temp(id).unwrap_or_default());
     ui.horizontal(|ui| {
         let buttons_width = 110.0;
