@@ -406,14 +406,16 @@ fn hub_id_is_served_from_the_hugging_face_cache() {
     assert!(text.contains("Model: stabilityai/sd-turbo"), "{text}");
 }
 
+/// Any hub id or URL may be given; a pickle is refused by its name, before any download.
 #[test]
-fn unknown_hub_id_lists_the_catalog() {
-    let output = generate_quick(
-        Path::new("someone/not-a-model"),
-        &scratch("unknown-hub"),
-        &[],
-    );
-    assert_bad_input(&output, "stabilityai/sd-turbo");
+fn a_pickle_named_as_the_model_is_refused_before_any_download() {
+    for model in [
+        "someone/not-a-model/model.ckpt",
+        "https://example.invalid/files/model.pt",
+    ] {
+        let output = generate_quick(Path::new(model), &scratch("pickle-hub"), &[]);
+        assert_bad_input(&output, "pickle");
+    }
 }
 
 #[test]
