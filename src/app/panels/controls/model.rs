@@ -152,32 +152,34 @@ fn hub_row(ui: &mut Ui) -> Option<UiCommand> {
     let mut command = None;
     let id = egui::Id::unique("hub-model-text");
     let mut text: String = ui.data_mut(|d| d.get_temp(id).unwrap_or_default());
-    ui.horizontal(|ui| {
-        let buttons_width = 110.0;
-        let field = ui.add(
-            TextEdit::singleline(&mut text)
-                .hint_text("Hugging Face id or URL")
-                .desired_width((ui.available_width() - buttons_width).max(80.0)),
-        );
-        field.widget_info(|| {
-            egui::WidgetInfo::labeled(egui::Role::TextInput, true, "Hugging Face id or URL")
-        });
-        let field = field.on_hover_text(
-            "org/name (a diffusers repository), org/name/file.safetensors (one checkpoint in a repository), or an https:// link to a .safetensors file (civitai and the like)",
-        );
-        let entered = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
-        let load = ui
-            .add_enabled(!text.trim().is_empty(), Button::new("Load").small())
-            .on_hover_text("Download (if needed) and load it");
-        if (load.clicked() || entered) && !text.trim().is_empty() {
-            command = Some(UiCommand::SelectModel(ModelSource::from_arg(text.trim())));
-        }
+    // Right to left: the buttons take their room first, the field the rest, so the row never
+    // widens the panel.
+    let row = Vec2::new(ui.available_width(), ui.spacing().interact_size.y);
+    ui.allocate_ui_with_layout(row, Layout::right_to_left(Align::Center), |ui| {
         if ui
             .small_button("Models…")
             .on_hover_text("What is downloaded: sizes, last used, show in folder, delete")
             .clicked()
         {
             command = Some(UiCommand::ModelManager(ManagerAction::Open));
+        }
+        let load = ui
+            .add_enabled(!text.trim().is_empty(), Button::new("Load").small())
+            .on_hover_text("Download (if needed) and load it");
+        let field = ui.add(
+            TextEdit::singleline(&mut text)
+                .hint_text("Hugging Face id or URL")
+                .desired_width(ui.available_width()),
+        );
+        field.widget_info(|| {
+            egui::WidgetInfo::labeled(egui::Role::TextInput, true, "Hugging Face id or URL")
+        });
+        let entered = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+        field.on_hover_text(
+            "org/name (a diffusers repository), org/name/file.safetensors (one checkpoint in a repository), or an https:// link to a .safetensors file (civitai and the like)",
+        );
+        if (load.clicked() || entered) && !text.trim().is_empty() {
+            command = Some(UiCommand::SelectModel(ModelSource::from_arg(text.trim())));
         }
     });
     ui.data_mut(|d| d.insert_temp(id, text));
