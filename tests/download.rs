@@ -818,10 +818,24 @@ fn a_direct_url_is_saved_into_the_models_folder_and_never_overwrites() {
     assert_eq!(last.1.bytes_total, Some(data.len() as u64));
     assert!(!models.join("tiny.safetensors.incomplete").exists());
 
-    // The same file again: found, not copied a second time.
+    // The same URL again: found without network, not copied a second time.
+    let count = hub.requests().len();
     let again = hub.client().fetch_url(&url, &models, never_cancel).unwrap();
     assert_eq!(again, path);
-    assert_eq!(fs::read_dir(&models).unwrap().count(), 1);
+    assert_eq!(hub.requests().len(), count);
+    let safetensors = |dir: &Path| {
+        fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".safetensors")
+            })
+            .count()
+    };
+    assert_eq!(safetensors(&models), 1);
 
     // The server names the file; a different file of that name stays as it is.
     let mine = models.join("Tiny Model v1.safetensors");

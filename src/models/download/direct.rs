@@ -2,6 +2,7 @@
 //! folder under the name the server gives it (`Content-Disposition`) or the URL's last path
 //! segment, made safe; an existing different file is never overwritten.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -12,11 +13,15 @@ use super::{io_error, DownloadError, DownloadProgress, HubClient};
 
 /// The longest file name (in characters) kept from a server.
 const MAX_NAME_CHARS: usize = 150;
+/// In the models folder: which URL each downloaded file came from, so a model loaded by its
+/// URL again is found without network.
+const SOURCES_FILE: &str = ".downloads.json";
 
 impl HubClient {
     /// Downloads the file at `url` into `models_dir` (created if missing) and returns its path.
-    /// A file of the same name and size already there is taken as this download, finished
-    /// earlier; a partial `NAME.incomplete` from an interrupted run is resumed.
+    /// A URL downloaded before (recorded in the folder's `.downloads.json`) whose file is still
+    /// there is returned without network; a file of the same name and size already there is
+    /// taken as this download; a partial `NAME.incomplete` from an interrupted run is resumed.
     pub fn fetch_url<P>(
         &self,
         url: &str,
@@ -28,6 +33,9 @@ impl HubClient {
     {
         let url_name = url_file_name(url);
         refuse_pickle(&url_name)?;
+        if let Some(path) = recorded_download(models_dir, url) {
+            return Ok(path);
+        }
         if self.offline {
             return Err(DownloadError::Offline {
                 endpoint: url.to_string(),
@@ -64,6 +72,7 @@ impl HubClient {
             Destination::AlreadyThere(path) => {
                 let mut reporter = Reporter::new(&name, 0, 1);
                 reporter.finish(size.unwrap_or(0), size, &mut progress)?;
+                record_download(models_dir, url, &path);
                 return Ok(path);
             }
             Destination::New(path) => path,
@@ -90,7 +99,41 @@ impl HubClient {
         self.transfer(&transfer, &mut reporter, &mut progress)?;
         let size = fs::metadata(&dest).map(|m| m.len()).ok();
         reporter.finish(size.unwrap_or(0), size, &mut progress)?;
+        record_download(models_dir, url, &dest);
         Ok(dest)
+    }
+}
+
+/// The file an earlier download of `url` left in `models_dir`, when it is still there.
+fn recorded_download(models_dir: &Path, url: &str) -> Option<PathBuf> {
+    let text = crate::files::read_text(&models_dir.join(SOURCES_FILE)).ok()?;
+    let sources: BTreeMap<String, String> = serde_json::from_str(&text).ok()?;
+    let name = sources.get(url)?;
+    // Only a plain file name of the folder, whatever the record says.
+    if sanitize_file_name(name).as_deref() != Some(name.as_str()) {
+        return None;
+    }
+    let path = models_dir.join(name);
+    path.is_file().then_some(path)
+}
+
+/// Remembers that `url` is `path` (best effort: without the record the next load asks the
+/// server again and finds the same file by name and size).
+fn record_download(models_dir: &Path, url: &str, path: &Path) {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return;
+    };
+    let record = models_dir.join(SOURCES_FILE);
+    let mut sources: BTreeMap<String, String> = crate::files::read_text(&record)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_default();
+    sources.insert(url.to_string(), name.to_string());
+    if let Ok(text) = serde_json::to_string_pretty(&sources) {
+        let partial = models_dir.join(format!("{SOURCES_FILE}.tmp"));
+        if fs::write(&partial, text).is_ok() {
+            let _ = fs::rename(&partial, &record);
+        }
     }
 }
 
