@@ -17,6 +17,15 @@ const MAX_NAME_CHARS: usize = 150;
 /// URL again is found without network.
 const SOURCES_FILE: &str = ".downloads.json";
 
+/// The folder direct-URL downloads go to: `$LATENT_STUDIO_MODELS_DIR`, else `models/` in the
+/// app's data folder (beside `loras/` and `embeddings/`).
+pub fn default_models_dir() -> Option<PathBuf> {
+    std::env::var_os("LATENT_STUDIO_MODELS_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| dirs::data_dir().map(|d| d.join("latent-studio").join("models")))
+}
+
 impl HubClient {
     /// Downloads the file at `url` into `models_dir` (created if missing) and returns its path.
     /// A URL downloaded before (recorded in the folder's `.downloads.json`) whose file is still

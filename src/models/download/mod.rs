@@ -46,6 +46,7 @@ use self::transfer::{Reporter, Transfer};
 use crate::models::catalog::{is_safe_repo_path, Catalog, CatalogEntry};
 
 pub use self::cache::HubCache;
+pub use self::direct::default_models_dir;
 pub use self::disk::{format_size, FreeSpace, DISK_MARGIN_BYTES};
 pub use self::http::RetryPolicy;
 pub use self::reference::HubReference;
@@ -182,15 +183,6 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> DownloadError + '_ {
     }
 }
 
-/// The folder direct-URL downloads go to: `$LATENT_STUDIO_MODELS_DIR`, else `models/` in the
-/// app's data folder (beside `loras/` and `embeddings/`).
-pub fn default_models_dir() -> Option<PathBuf> {
-    std::env::var_os("LATENT_STUDIO_MODELS_DIR")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| dirs::data_dir().map(|d| d.join("latent-studio").join("models")))
-}
-
 /// What the hub says about one file.
 #[derive(Debug, Clone)]
 struct FileMetadata {
@@ -199,19 +191,6 @@ struct FileMetadata {
     size: Option<u64>,
     /// The resolve URL to GET (after same-repo redirects).
     url: String,
-}
-
-/// The hub API's answer about a repository at a revision (`/api/models/{id}/revision/{rev}`).
-#[derive(Debug, serde::Deserialize)]
-struct RepoListing {
-    sha: Option<String>,
-    #[serde(default)]
-    siblings: Vec<Sibling>,
-}
-
-#[derive(Debug, serde::Deserialize)]
-struct Sibling {
-    rfilename: String,
 }
 
 /// A connection to a hub (or mirror) endpoint; also fetches direct URLs.
@@ -597,41 +576,6 @@ impl HubClient {
                     transient: http::is_transient_error(&err),
                 }
             }
-        })
-    }
-
-    /// The hub's file list of `repo_id` at `revision`.
-    fn list_repo(&self, repo_id: &str, revision: &str) -> Result<RepoListing, DownloadError> {
-        let url = format!(
-            "{}/api/models/{repo_id}/revision/{}",
-            self.endpoint,
-            percent_encode(revision)
-        );
-        let response = self.send(false, &url, None)?;
-        let status = response.status().as_u16();
-        if status == 404 {
-            return Err(DownloadError::NotFound {
-                repo: repo_id.to_string(),
-                file: "the repository".into(),
-                url,
-            });
-        }
-        if !(200..300).contains(&status) {
-            return Err(self.status_error(status, repo_id, "", &url));
-        }
-        let text = response
-            .into_body()
-            .with_config()
-            .limit(MAX_LISTING_BYTES)
-            .read_to_string()
-            .map_err(|err| DownloadError::Network {
-                url: url.clone(),
-                message: err.to_string(),
-                transient: http::is_transient_error(&err),
-            })?;
-        serde_json::from_str(&text).map_err(|err| DownloadError::Protocol {
-            url,
-            message: format!("unreadable file list: {err}"),
         })
     }
 

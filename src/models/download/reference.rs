@@ -1,9 +1,63 @@
 //! What a user can name as a model to download, and which files of a diffusers repository
 //! are fetched for it.
 
-use super::http::percent_decode;
-use super::DownloadError;
+use super::http::{is_transient_error, percent_decode, percent_encode};
+use super::{DownloadError, HubClient, MAX_LISTING_BYTES};
 use crate::models::catalog::is_safe_repo_path;
+
+/// The hub API's answer about a repository at a revision (`/api/models/{id}/revision/{rev}`).
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct RepoListing {
+    pub sha: Option<String>,
+    #[serde(default)]
+    pub siblings: Vec<Sibling>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct Sibling {
+    pub rfilename: String,
+}
+
+impl HubClient {
+    /// The hub's file list of `repo_id` at `revision`.
+    pub(super) fn list_repo(
+        &self,
+        repo_id: &str,
+        revision: &str,
+    ) -> Result<RepoListing, DownloadError> {
+        let url = format!(
+            "{}/api/models/{repo_id}/revision/{}",
+            self.endpoint,
+            percent_encode(revision)
+        );
+        let response = self.send(false, &url, None)?;
+        let status = response.status().as_u16();
+        if status == 404 {
+            return Err(DownloadError::NotFound {
+                repo: repo_id.to_string(),
+                file: "the repository".into(),
+                url,
+            });
+        }
+        if !(200..300).contains(&status) {
+            return Err(self.status_error(status, repo_id, "", &url));
+        }
+        let text = response
+            .into_body()
+            .with_config()
+            .limit(MAX_LISTING_BYTES)
+            .read_to_string()
+            .map_err(|err| DownloadError::Network {
+                url: url.clone(),
+                message: err.to_string(),
+                transient: is_transient_error(&err),
+            })?;
+        serde_json::from_str(&text).map_err(|err| DownloadError::Protocol {
+            url,
+            message: format!("unreadable file list: {err}"),
+        })
+    }
+}
 
 /// A model to fetch, as typed in the model box or after `--model`.
 #[derive(Debug, Clone, PartialEq, Eq)]
