@@ -125,6 +125,8 @@ pub fn loaded_model_location(model: &LoadedModel) -> Option<PathBuf> {
             }
             HubReference::Url(_) => None,
         },
+        // On another machine: nothing here to delete.
+        ModelSource::Server(_) => None,
     }
 }
 

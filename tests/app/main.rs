@@ -490,20 +490,23 @@ fn every_control_has_an_accessible_name() {
     let desktop = ScriptedDesktop::default();
     let mut harness = open_app(fixture_model("sd_turbo"), &output.0, &desktop);
     wait_for_model(&mut harness);
-    // Tall enough for every section of the left panel to be open at once.
-    harness.set_size(egui::Vec2::new(1280.0, 1600.0));
+    // Tall enough for every section of the left panel to be open at once (and clicked through
+    // accessibility, which does not depend on where a section lands).
+    harness.set_size(egui::Vec2::new(1280.0, 2400.0));
     harness.run_steps(2);
-    harness.get_by_label("Start from an image").click();
+    harness
+        .get_by_label("Start from an image")
+        .click_accesskit();
     harness.run_steps(2);
-    harness.get_by_label("Output and preview").click();
+    harness.get_by_label("Output and preview").click_accesskit();
     harness.run_steps(3);
-    harness.get_by_label("LoRA").click();
+    harness.get_by_label("LoRA").click_accesskit();
     harness.run_steps(2);
-    harness.get_by_label("Advanced").click();
+    harness.get_by_label("Advanced").click_accesskit();
     harness.run_steps(3);
-    harness.get_by_label("Styles").click();
+    harness.get_by_label("Styles").click_accesskit();
     harness.run_steps(2);
-    harness.get_by_label("Full (VAE)").click();
+    harness.get_by_label("Full (VAE)").click_accesskit();
     harness.run_steps(3);
     assert!(matches!(
         harness.state().state().preview,
