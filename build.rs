@@ -6,18 +6,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
-    let commit = Command::new("git")
-        .args(["rev-parse", "--short=10", "HEAD"])
-        .output()
-        .ok()
-        .filter(|out| out.status.success())
-        .and_then(|out| String::from_utf8(out.stdout).ok())
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "unknown commit".to_string());
-    println!("cargo:rustc-env=LATENT_STUDIO_GIT={commit}");
-    println!("cargo:rerun-if-changed=.git/HEAD");
-    println!("cargo:rerun-if-changed=.git/refs/heads");
+    println!("cargo:rustc-env=LATENT_STUDIO_GIT={}", git_commit());
 
     if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
         println!("cargo:rerun-if-changed=src/kernels/gpu/convert.cuh");
@@ -26,6 +15,41 @@ fn main() {
         compile_ptx("src/kernels/gpu/geglu.cu", "geglu.ptx");
         compile_ptx("src/kernels/gpu/flash_attention.cu", "flash_attention.ptx");
     }
+}
+
+/// `$LATENT_STUDIO_COMMIT` when the builder sets it (a source tarball has no `.git`; packagers
+/// pass the commit it was cut from), else `git rev-parse`, else "unknown commit": a build
+/// without git still works, it only cannot say which commit it is.
+fn git_commit() -> String {
+    println!("cargo:rerun-if-env-changed=LATENT_STUDIO_COMMIT");
+    if let Some(commit) = std::env::var("LATENT_STUDIO_COMMIT")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+    {
+        return commit;
+    }
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|out| out.status.success())
+            .and_then(|out| String::from_utf8(out.stdout).ok())
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    // Rebuild when HEAD moves. In a worktree `.git` is a file, so ask git where HEAD and the
+    // branch refs are rather than naming `.git/HEAD` (a path that does not exist makes cargo
+    // run this script on every build).
+    for path in ["HEAD", "refs/heads", "packed-refs"] {
+        if let Some(file) = git(&["rev-parse", "--git-path", path]) {
+            if std::path::Path::new(&file).exists() {
+                println!("cargo:rerun-if-changed={file}");
+            }
+        }
+    }
+    git(&["rev-parse", "--short=10", "HEAD"]).unwrap_or_else(|| "unknown commit".to_string())
 }
 
 /// `nvcc --ptx` for the GPU architecture candle's kernels are built for (`CUDA_COMPUTE_CAP`,

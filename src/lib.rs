@@ -32,6 +32,10 @@ pub mod server;
 pub mod system;
 pub mod text;
 
+/// The git commit this binary was built from (`$LATENT_STUDIO_COMMIT` at build time for a
+/// tree without git; "unknown commit" when neither says).
+pub const GIT_COMMIT: &str = env!("LATENT_STUDIO_GIT");
+
 /// `latent-studio <version> (<git commit>)`, as written into image metadata.
 pub const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),

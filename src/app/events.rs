@@ -281,13 +281,19 @@ impl LatentStudioApp {
     pub(super) fn take_dropped_files(&mut self, ctx: &egui::Context) {
         let dropped = ctx.input(|i| i.raw.dropped_files.clone());
         for file in dropped {
-            let path = file.path().to_path_buf();
-            let purpose = if files::is_png(&path) {
-                OpenPurpose::Dropped
-            } else {
-                OpenPurpose::InitImage
-            };
-            self.files.send(FileRequest::Open { path, purpose });
+            self.open_as_dropped(file.path().to_path_buf());
         }
+    }
+
+    /// A picture given on the command line ("Open with Latent Studio"): what dropping it on
+    /// the window does — a PNG with settings restores them, any other picture becomes the
+    /// img2img start image.
+    pub(super) fn open_as_dropped(&mut self, path: PathBuf) {
+        let purpose = if files::is_png(&path) {
+            OpenPurpose::Dropped
+        } else {
+            OpenPurpose::InitImage
+        };
+        self.files.send(FileRequest::Open { path, purpose });
     }
 }

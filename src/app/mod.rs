@@ -11,6 +11,7 @@
 //! - [`mask`] and [`inpaint`]: the inpainting mask painted over the start image.
 
 pub mod command;
+mod config;
 mod controlnets;
 pub mod desktop;
 mod dispatch;
@@ -51,6 +52,7 @@ use crate::engine::{
 };
 
 pub use command::UiCommand;
+pub use config::AppConfig;
 pub use desktop::{Desktop, NativeDesktop};
 pub use state::State;
 
@@ -71,29 +73,6 @@ pub const GENERATE_SHORTCUT: KeyboardShortcut =
     KeyboardShortcut::new(Modifiers::COMMAND, Key::Enter);
 pub const SAVE_SHORTCUT: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::S);
 
-/// How the window starts: from the command line, or from a test.
-pub struct AppConfig {
-    /// Overrides the remembered model (`--model`).
-    pub model: Option<ModelSource>,
-    /// Overrides the remembered output folder (`--output-dir`).
-    pub output_dir: Option<PathBuf>,
-    pub desktop: Box<dyn Desktop>,
-    /// Read the settings eframe stored last time (off in tests, which start clean).
-    pub restore_saved_state: bool,
-    /// Where the queue is kept between runs; `None`: not kept.
-    pub queue_folder: Option<PathBuf>,
-}
-
-impl AppConfig {
-    pub fn new(model: Option<ModelSource>, output_dir: Option<PathBuf>) -> Self {
-        Self {
-            model,
-            output_dir,
-            desktop: Box::new(NativeDesktop),
-            restore_saved_state: true,
-            queue_folder: eframe::storage_dir("latent-studio").map(|dir| dir.join("queue")),
-        }
-    }
 }
 
 /// Opens the window and runs until it is closed.
@@ -104,7 +83,8 @@ pub fn run_window(config: AppConfig) -> Result<(), String> {
             .with_app_id("latent-studio")
             .with_inner_size([1280.0, 820.0])
             .with_min_inner_size([820.0, 560.0])
-            .with_drag_and_drop(true),
+            .with_drag_and_drop(true)
+            .with_icon(window_icon()),
         // Window size and position are remembered with the settings.
         persist_window: true,
         ..Default::default()
@@ -115,6 +95,12 @@ pub fn run_window(config: AppConfig) -> Result<(), String> {
         Box::new(|cc| Ok(Box::new(LatentStudioApp::new(cc, config)))),
     )
     .map_err(|err| err.to_string())
+}
+
+/// The app's icon (assets/latent-studio.png, also the .deb's and the macOS bundle's).
+fn window_icon() -> Arc<egui::IconData> {
+    let png = include_bytes!("../../assets/latent-studio.png");
+    Arc::new(eframe::icon_data::from_png_bytes(png).unwrap_or_default())
 }
 
 /// The img2img start image.
@@ -236,6 +222,9 @@ impl LatentStudioApp {
         app.list_loras();
         app.reload_styles();
         app.scan_output_folder();
+        if let Some(path) = config.open_image {
+            app.open_as_dropped(path);
+        }
         app
     }
 

@@ -185,6 +185,9 @@ pub struct State {
     /// What the prompt history is filtered by (not kept between runs).
     #[serde(skip)]
     pub prompt_history_search: String,
+    /// The About window is open (not kept between runs).
+    #[serde(skip)]
+    pub about_open: bool,
     /// ControlNet units (their pictures are not kept between runs).
     pub control_units: Vec<ControlUnitSettings>,
     /// ControlNet folders and files chosen before, most recent first.
@@ -248,6 +251,7 @@ impl Default for State {
             loras: BTreeMap::new(),
             prompt_history: Vec::new(),
             prompt_history_search: String::new(),
+            about_open: false,
             control_units: Vec::new(),
             recent_controlnets: Vec::new(),
             variation_seed: 0,

@@ -28,6 +28,10 @@ pub struct Args {
     /// Where the window saves finished images (default: Pictures/Latent Studio).
     #[arg(long, value_name = "DIR")]
     output_dir: Option<PathBuf>,
+    /// Open the window with this picture, as if dropped on it: a PNG made by Latent Studio or
+    /// AUTOMATIC1111 restores its settings; any other picture becomes the img2img start image.
+    #[arg(value_name = "PICTURE")]
+    picture: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -86,15 +90,25 @@ pub fn run(args: Args) -> Result<(), CliError> {
         Some(Command::Serve(args)) => serve::run(*args),
         Some(Command::Upscale(args)) => upscale::run(args),
         Some(Command::Bench(args)) => bench::run(args),
-        None => open_window(args.model.as_deref(), args.output_dir),
+        None => open_window(args.model.as_deref(), args.output_dir, args.picture),
     }
 }
 
-fn open_window(model: Option<&str>, output_dir: Option<PathBuf>) -> Result<(), CliError> {
+fn open_window(
+    model: Option<&str>,
+    output_dir: Option<PathBuf>,
+    picture: Option<PathBuf>,
+) -> Result<(), CliError> {
     use latent_studio::app::{run_window, AppConfig};
     use latent_studio::engine::ModelSource;
+    if let Some(path) = picture.as_deref().filter(|path| !path.is_file()) {
+        return Err(CliError::input(format!(
+            "{}: no such picture (nor a subcommand: see `latent-studio --help`)",
+            path.display()
+        )));
+    }
     let model = model.map(ModelSource::from_arg);
-    run_window(AppConfig::new(model, output_dir)).map_err(|err| {
+    run_window(AppConfig::new(model, output_dir, picture)).map_err(|err| {
         CliError::runtime(format!(
             "cannot open the window: {err} (no display? `latent-studio generate --help` works without one)"
         ))

@@ -49,7 +49,7 @@ pub use crate::models::hashes::HashCache;
 pub use crate::models::library::{LibraryError, ModelLibrary, StoredKind, StoredModel};
 pub use crate::models::lora::default_lora_dir;
 pub use crate::models::{
-    default_models_dir, format_size, Catalog, DownloadProgress, HubReference, LoadOptions,
+    default_models_dir, format_size, Catalog, DownloadProgress, HubCache, HubReference, LoadOptions,
     ModelDefaults, ModelInfo,
 };
 pub use crate::networks::controlnet::ControlMode;

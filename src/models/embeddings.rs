@@ -21,7 +21,9 @@ pub enum EmbeddingError {
 
 /// `latent-studio/embeddings` in the user's data folder, the default embeddings folder.
 pub fn default_embeddings_dir() -> Option<PathBuf> {
-    dirs::data_dir().map(|d| d.join("latent-studio").join("embeddings"))
+    // The local data folder: the same as the data folder on Linux and macOS; on Windows
+    // `%LOCALAPPDATA%`, since files this large must not travel with a roaming profile.
+    dirs::data_local_dir().map(|d| d.join("latent-studio").join("embeddings"))
 }
 
 /// The embedding in `path`, named after the file.

@@ -56,7 +56,9 @@ pub enum LoraError {
 /// `latent-studio/loras` in the user's data folder: where `<lora:NAME>` is looked up unless
 /// another folder is chosen.
 pub fn default_lora_dir() -> Option<PathBuf> {
-    dirs::data_dir().map(|d| d.join("latent-studio").join("loras"))
+    // The local data folder: the same as the data folder on Linux and macOS; on Windows
+    // `%LOCALAPPDATA%`, since files this large must not travel with a roaming profile.
+    dirs::data_local_dir().map(|d| d.join("latent-studio").join("loras"))
 }
 
 /// LoRA files read once and kept; prompt tags are looked up in `dir`.

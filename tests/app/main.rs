@@ -127,6 +127,7 @@ fn open_app(
     let config = AppConfig {
         model: Some(model),
         output_dir: Some(output_dir.to_path_buf()),
+        open_image: None,
         desktop: Box::new(desktop.clone()),
         restore_saved_state: false,
         queue_folder: None,
@@ -582,6 +583,7 @@ fn settings_survive_a_restart() {
     let config = AppConfig {
         model: None,
         output_dir: None,
+        open_image: None,
         desktop: Box::new(desktop.clone()),
         restore_saved_state: true,
         queue_folder: None,

@@ -2,6 +2,7 @@
 //! views (editing plain settings fields in place) and returns the [`super::UiCommand`]s its
 //! buttons asked for.
 
+pub mod about;
 pub mod busy;
 pub mod canvas;
 pub mod controls;

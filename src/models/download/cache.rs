@@ -122,19 +122,30 @@ pub(super) fn hf_home(var: &impl Fn(&str) -> Option<OsString>) -> PathBuf {
     }
 }
 
+/// `~` as Python's `os.path.expanduser` reads it: `$HOME` on Unix; on Windows `%USERPROFILE%`
+/// (Python ignores `HOME` there), so the cache is `%USERPROFILE%\.cache\huggingface\hub` as
+/// huggingface_hub makes it.
 fn user_home(var: &impl Fn(&str) -> Option<OsString>) -> PathBuf {
-    var("HOME")
-        .filter(|v| !v.is_empty())
-        .or_else(|| var("USERPROFILE").filter(|v| !v.is_empty()))
+    let order = if cfg!(windows) {
+        ["USERPROFILE", "HOME"]
+    } else {
+        ["HOME", "USERPROFILE"]
+    };
+    order
+        .iter()
+        .find_map(|name| var(name).filter(|v| !v.is_empty()))
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// `~` and `~/x` as Python's `os.path.expanduser` reads them.
+/// `~`, `~/x` (and `~\x` on Windows) as Python's `os.path.expanduser` reads them.
 fn expand_home(value: OsString, var: &impl Fn(&str) -> Option<OsString>) -> PathBuf {
+    let separators: &[char] = if cfg!(windows) { &['/', '\\'] } else { &['/'] };
     match value.to_str() {
         Some("~") => user_home(var),
-        Some(s) if s.starts_with("~/") => user_home(var).join(&s[2..]),
+        Some(s) if s.len() > 1 && s.starts_with('~') && s[1..].starts_with(separators) => {
+            user_home(var).join(&s[2..])
+        }
         _ => PathBuf::from(value),
     }
 }
@@ -317,6 +328,13 @@ mod tests {
         assert_eq!(
             cache_for(&[("HF_HUB_CACHE", ""), ("HF_HOME", "/b")]),
             PathBuf::from("/b/hub")
+        );
+        // Python's expanduser: USERPROFILE on Windows (even when HOME is set), HOME elsewhere.
+        let both = [("HOME", "/home/u"), ("USERPROFILE", "/users/u")];
+        let home = if cfg!(windows) { "/users/u" } else { "/home/u" };
+        assert_eq!(
+            cache_for(&both),
+            Path::new(home).join(".cache/huggingface/hub")
         );
     }
 }

@@ -87,7 +87,7 @@ pub fn show(
         .auto_shrink([false, false])
         .show(ui, |ui| {
             ui.add_space(6.0);
-            commands.extend(header(ui, state.theme));
+            commands.extend(header(ui, state));
             ui.add_space(6.0);
             commands.extend(engine_section(ui, state, view));
             commands.extend(model_section(ui, state, view));
@@ -115,9 +115,10 @@ pub fn show(
     commands
 }
 
-/// The app's name, for screenshots and window managers without title bars, its version, and
-/// the theme.
-fn header(ui: &mut Ui, theme: ThemeChoice) -> Option<UiCommand> {
+/// The app's name, for screenshots and window managers without title bars, the About button
+/// and the theme.
+fn header(ui: &mut Ui, state: &mut State) -> Option<UiCommand> {
+    let theme = state.theme;
     let mut command = None;
     ui.horizontal(|ui| {
         ui.label(RichText::new("Latent Studio").size(18.0).strong());
@@ -142,13 +143,20 @@ fn header(ui: &mut Ui, theme: ThemeChoice) -> Option<UiCommand> {
                 .labelled_by(label.id)
                 .on_hover_text("Dark, light, or as the desktop is set");
             ui.add_space(6.0);
+            if ui
+                .small_button("About")
+                .on_hover_text(format!("Latent Studio {}", crate::VERSION))
+                .clicked()
+            {
+                state.about_open = !state.about_open;
+            }
             ui.label(
                 RichText::new(format!("v{}", env!("CARGO_PKG_VERSION")))
                     .small()
                     .weak(),
-            )
-            .on_hover_text(crate::VERSION);
+            );
         });
     });
+    super::about::show(ui.ctx(), state);
     command
 }

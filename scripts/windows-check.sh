@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Cross-builds latent-studio.exe for 64-bit Windows and runs `latent-studio.exe generate` under
+# Wine on the tiny SD 1.x fixture model, then checks that its PNG has the same pixels as the
+# Linux binary's for the same arguments (at most 1/255 apart; the two use the same Rust code, so
+# any difference would come from the C library's maths). The output goes to a folder whose name
+# has spaces and non-ASCII characters, as Windows users' folders often do.
+#
+#   scripts/windows-check.sh            # debug profile (what the tests use)
+#   PROFILE=release scripts/windows-check.sh
+#
+# Needs rustup's x86_64-pc-windows-gnu target, Debian's mingw-w64 and wine (installed here with
+# rustup/apt-get when run as root). Not part of `cargo test` / CI: a first cross-build of every
+# dependency takes ~1.5 h on two cores. Builds into target-windows/ (JOBS=1 by default, like
+# every build on the shared machines).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+PROFILE=${PROFILE:-debug}
+JOBS=${JOBS:-1}
+TARGET=x86_64-pc-windows-gnu
+WIN_TARGET_DIR=${WIN_TARGET_DIR:-target-windows}
+
+install_missing() {
+    local missing=() pair
+    for pair in x86_64-w64-mingw32-gcc:gcc-mingw-w64-x86-64 wine:wine wine64:wine64 compare:imagemagick; do
+        command -v "${pair%%:*}" >/dev/null || [[ -x /usr/lib/wine/${pair%%:*} ]] || missing+=("${pair#*:}")
+    done
+    if ((${#missing[@]})); then
+        if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+            apt-get update -qq
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+        else
+            echo "missing: ${missing[*]} (e.g. sudo apt-get install -y ${missing[*]})" >&2
+            exit 1
+        fi
+    fi
+    rustup target list --installed | grep -qx "$TARGET" || rustup target add "$TARGET"
+}
+install_missing
+
+profile_flag=()
+[[ $PROFILE == release ]] && profile_flag=(--release)
+
+echo "== cross-building latent-studio.exe ($PROFILE)"
+start=$(date +%s)
+cargo build -j "$JOBS" "${profile_flag[@]}" --target "$TARGET" --bin latent-studio \
+    --target-dir "$WIN_TARGET_DIR"
+echo "   took $(($(date +%s) - start)) s"
+EXE_DIR=$WIN_TARGET_DIR/$TARGET/$PROFILE
+EXE=$EXE_DIR/latent-studio.exe
+ls -l "$EXE"
+
+echo "== building the Linux binary ($PROFILE)"
+cargo build -j "$JOBS" "${profile_flag[@]}" --bin latent-studio
+LINUX_BIN=target/$PROFILE/latent-studio
+
+# Wine 8 (Debian 12) has no bcryptprimitives.dll, whose ProcessPrng Rust's std imports.
+echo "== building the bcryptprimitives.dll stand-in for Wine"
+x86_64-w64-mingw32-gcc -shared -O2 -o "$EXE_DIR/bcryptprimitives.dll" \
+    scripts/windows/bcryptprimitives.c scripts/windows/bcryptprimitives.def -ladvapi32
+
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+export WINEPREFIX=$WORK/wineprefix WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml="
+# No window: Wine's console programs need no display.
+unset DISPLAY WAYLAND_DISPLAY
+echo "== creating a Wine prefix"
+wineboot -i >/dev/null 2>&1 || true
+
+OUT_DIR="$WORK/Bilder mit Leerzeichen – Ünïcödé 画像"
+mkdir -p "$OUT_DIR"
+GENERATE=(generate --prompt "a red fox in the snow, photo" --negative-prompt blurry
+    --steps 4 --guidance 7.5 --seed 42 --width 64 --height 64)
+
+echo "== Linux: latent-studio ${GENERATE[*]}"
+"$LINUX_BIN" "${GENERATE[@]}" --model tests/fixtures/models/sd1 --output "$OUT_DIR/linux.png"
+
+win_model=$(winepath -w "$PWD/tests/fixtures/models/sd1")
+win_out=$(winepath -w "$OUT_DIR/windows.png")
+echo "== Wine: latent-studio.exe ${GENERATE[*]} --output $win_out"
+start=$(date +%s)
+wine "$EXE" "${GENERATE[@]}" --model "$win_model" --output "$win_out" | tee "$WORK/wine-stdout.txt"
+echo "   took $(($(date +%s) - start)) s"
+[[ -s $WORK/wine-stdout.txt ]] || { echo "FAIL: latent-studio.exe generate printed nothing" >&2; exit 1; }
+echo "== Wine: latent-studio.exe --version"
+wine "$EXE" --version
+
+differing=$(compare -metric AE "$OUT_DIR/linux.png" "$OUT_DIR/windows.png" null: 2>&1 || true)
+peak=$(compare -metric PAE "$OUT_DIR/linux.png" "$OUT_DIR/windows.png" null: 2>&1 || true)
+# PAE prints "QUANTUM (FRACTION)"; the fraction of full scale is what 1/255 is compared with.
+peak_fraction=$(sed -n 's/.*(\(.*\)).*/\1/p' <<<"$peak")
+echo "== pixels: $differing differ; largest difference $peak_fraction of full scale"
+if awk -v p="${peak_fraction:-1}" 'BEGIN { exit !(p <= 1 / 255 + 1e-9) }'; then
+    echo "PASS: the Windows image equals the Linux one within 1/255"
+else
+    echo "FAIL: the Windows image differs from the Linux one by more than 1/255" >&2
+    exit 1
+fi
