@@ -39,11 +39,17 @@ fn git_commit() -> String {
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
     };
-    // Rebuild when HEAD moves. In a worktree `.git` is a file, so ask git where HEAD and the
-    // branch refs are rather than naming `.git/HEAD` (a path that does not exist makes cargo
-    // run this script on every build).
-    for path in ["HEAD", "refs/heads", "packed-refs"] {
-        if let Some(file) = git(&["rev-parse", "--git-path", path]) {
+    // Rebuild when HEAD moves: HEAD itself and the branch it names. In a worktree `.git` is a
+    // file, so ask git where they are rather than naming `.git/HEAD` (a path that does not
+    // exist makes cargo run this script on every build); watching only this branch's ref keeps
+    // other worktrees' commits from rebuilding this one.
+    let branch = git(&["rev-parse", "--symbolic-full-name", "HEAD"]);
+    let watched = ["HEAD", "packed-refs"]
+        .into_iter()
+        .map(str::to_string)
+        .chain(branch.filter(|b| b.starts_with("refs/")));
+    for path in watched {
+        if let Some(file) = git(&["rev-parse", "--git-path", &path]) {
             if std::path::Path::new(&file).exists() {
                 println!("cargo:rerun-if-changed={file}");
             }

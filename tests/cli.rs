@@ -1500,3 +1500,28 @@ fn fast_decode_is_recorded_and_falls_back_to_the_vae() {
     assert!(!text.contains("Fast decode"), "{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `--version` names the commit (the About window shows the same), and a first argument that
+/// is neither a subcommand nor a picture is one clear error instead of an empty window.
+#[test]
+fn version_names_the_commit_and_a_missing_picture_is_an_error() {
+    let bin = env!("CARGO_BIN_EXE_latent-studio");
+    let version = Command::new(bin).arg("--version").output().unwrap();
+    assert!(version.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout).trim(),
+        format!("latent-studio {}", latent_studio::VERSION)
+    );
+    assert!(!latent_studio::GIT_COMMIT.is_empty());
+
+    let missing = Command::new(bin)
+        .arg("no-such-picture.png")
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        stderr.starts_with("error: no-such-picture.png: no such picture"),
+        "{stderr}"
+    );
+}

@@ -20,6 +20,7 @@ use latent_studio::formats::png::{read_png_parameters, write_png_with_parameters
 mod editing;
 mod hires;
 mod models;
+mod platform;
 mod queue;
 mod remote;
 mod workflow;
