@@ -165,12 +165,19 @@ fn folder_dialog(title: &str, current: &Path) -> Option<PathBuf> {
 /// Starts the platform's file manager without waiting for it.
 fn reveal_in_file_manager(path: &Path) -> Result<(), String> {
     use std::process::Command;
+    #[cfg(windows)]
+    let spawned = {
+        // Explorer reads `/select,"C:\a b\c.png"` but not the whole argument in quotes, which
+        // is how `arg` would quote a path with spaces.
+        use std::os::windows::process::CommandExt;
+        let mut select = std::ffi::OsString::from("/select,\"");
+        select.push(path);
+        select.push("\"");
+        Command::new("explorer").raw_arg(select).spawn()
+    };
+    #[cfg(not(windows))]
     let spawned = if cfg!(target_os = "macos") {
         Command::new("open").arg("-R").arg(path).spawn()
-    } else if cfg!(target_os = "windows") {
-        let mut select = std::ffi::OsString::from("/select,");
-        select.push(path);
-        Command::new("explorer").arg(select).spawn()
     } else {
         // The freedesktop "select this file" call needs D-Bus plumbing; opening the folder
         // works with every file manager.

@@ -27,7 +27,7 @@ pub fn show(ctx: &Context, state: &mut State) {
         .open(&mut state.about_open)
         .collapsible(false)
         .resizable(false)
-        .default_width(460.0)
+        .anchor(egui::Align2::CENTER_CENTER, [0.0, 0.0])
         .show(ctx, |ui| {
             ui.label(RichText::new("Latent Studio").size(18.0).strong());
             ui.label(env!("CARGO_PKG_DESCRIPTION"));
@@ -35,6 +35,7 @@ pub fn show(ctx: &Context, state: &mut State) {
             egui::Grid::new("about-build")
                 .num_columns(2)
                 .spacing([12.0, 4.0])
+                .min_col_width(120.0)
                 .show(ui, |ui| {
                     row(ui, "Version", env!("CARGO_PKG_VERSION"));
                     row(ui, "Commit", crate::GIT_COMMIT);
@@ -47,6 +48,7 @@ pub fn show(ctx: &Context, state: &mut State) {
             egui::Grid::new("about-folders")
                 .num_columns(2)
                 .spacing([12.0, 4.0])
+                .min_col_width(120.0)
                 .show(ui, |ui| {
                     for (name, folder) in &folders {
                         row(ui, name, &folder_text(folder.as_deref()));
