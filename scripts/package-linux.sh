@@ -42,8 +42,11 @@ dpkg --root="$root" -s latent-studio | grep -E '^(Status|Version):'
 
 installed_version=$("$root/usr/bin/latent-studio" --version)
 echo "   installed: $installed_version"
+# A fresh build names this checkout's commit; with NO_BUILD the binary is packaged as it is,
+# so only the version is checked.
 expected="latent-studio $version ($(git rev-parse --short=10 HEAD 2>/dev/null || echo unknown commit))"
-[[ $installed_version == "$expected" ]] ||
+[[ -n ${NO_BUILD:-} ]] && expected="latent-studio $version ("
+[[ $installed_version == "$expected"* ]] ||
     { echo "FAIL: expected '$expected'" >&2; exit 1; }
 for file in usr/share/applications/latent-studio.desktop \
     usr/share/icons/hicolor/256x256/apps/latent-studio.png \

@@ -5,8 +5,8 @@
 # any difference would come from the C library's maths). The output goes to a folder whose name
 # has spaces and non-ASCII characters, as Windows users' folders often do.
 #
-#   scripts/windows-check.sh            # debug profile (what the tests use)
-#   PROFILE=release scripts/windows-check.sh
+#   scripts/windows-check.sh                 # the dev profile (what the tests use)
+#   PROFILE=release scripts/windows-check.sh  # or any profile in Cargo.toml
 #
 # Needs rustup's x86_64-pc-windows-gnu target, Debian's mingw-w64 and wine (installed here with
 # rustup/apt-get when run as root). Not part of `cargo test` / CI: the first cross-build of every
@@ -18,7 +18,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-PROFILE=${PROFILE:-debug}
+PROFILE=${PROFILE:-dev}
 JOBS=${JOBS:-1}
 TARGET=x86_64-pc-windows-gnu
 WIN_TARGET_DIR=${WIN_TARGET_DIR:-target-windows}
@@ -41,21 +41,22 @@ install_missing() {
 }
 install_missing
 
-profile_flag=()
-[[ $PROFILE == release ]] && profile_flag=(--release)
+# Cargo puts the dev profile's output in debug/, every other profile's under its own name.
+profile_dir=$PROFILE
+[[ $PROFILE == dev ]] && profile_dir=debug
 
 echo "== cross-building latent-studio.exe ($PROFILE)"
 start=$(date +%s)
-cargo build -j "$JOBS" "${profile_flag[@]}" --target "$TARGET" --bin latent-studio \
+cargo build -j "$JOBS" --profile "$PROFILE" --target "$TARGET" --bin latent-studio \
     --target-dir "$WIN_TARGET_DIR"
 echo "   took $(($(date +%s) - start)) s"
-EXE_DIR=$WIN_TARGET_DIR/$TARGET/$PROFILE
+EXE_DIR=$WIN_TARGET_DIR/$TARGET/$profile_dir
 EXE=$EXE_DIR/latent-studio.exe
 ls -l "$EXE"
 
 echo "== building the Linux binary ($PROFILE)"
-cargo build -j "$JOBS" "${profile_flag[@]}" --bin latent-studio
-LINUX_BIN=target/$PROFILE/latent-studio
+cargo build -j "$JOBS" --profile "$PROFILE" --bin latent-studio
+LINUX_BIN=${CARGO_TARGET_DIR:-target}/$profile_dir/latent-studio
 
 # Wine 8 (Debian 12) has no bcryptprimitives.dll, whose ProcessPrng Rust's std imports.
 echo "== building the bcryptprimitives.dll stand-in for Wine"
