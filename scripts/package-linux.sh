@@ -4,8 +4,8 @@
 # with dpkg into a scratch root, runs the installed `latent-studio --version`, validates the
 # desktop entry and, as root with apt, asks apt whether its dependencies resolve here.
 #
-#   scripts/package-linux.sh                  # release build (the profile users get), ~30 min on 2 cores
-#   NO_BUILD=1 scripts/package-linux.sh       # package target/release/latent-studio as it is
+#   scripts/package-linux.sh             # a dist-profile build (Cargo.toml), ~30 min clean on 2 cores
+#   NO_BUILD=1 scripts/package-linux.sh  # package target/dist/latent-studio as it is
 #
 # Needs cargo-deb (installed with `cargo install cargo-deb --locked` when missing) and
 # dpkg-dev (dpkg-shlibdeps, for the library dependencies); desktop-file-validate is used when
@@ -20,7 +20,8 @@ command -v cargo-deb >/dev/null || cargo install cargo-deb --locked -j "$JOBS"
 
 build=(-- -j "$JOBS")
 [[ -n ${NO_BUILD:-} ]] && build=(--no-build)
-cargo deb --output dist/ "${build[@]}"
+# The dist profile (Cargo.toml): LTO, one codegen unit, stripped — what users get.
+cargo deb --profile dist --output dist/ "${build[@]}"
 
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 deb=dist/latent-studio_${version}-1_amd64.deb
@@ -59,6 +60,6 @@ if command -v desktop-file-validate >/dev/null; then
 fi
 if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
     echo "== apt-get install --simulate (do its dependencies resolve on this system?)"
-    apt-get install --simulate -q "./$deb" | grep -E '^(Inst|Conf) ' || true
+    apt-get install --simulate --no-install-recommends -q "./$deb" | grep -E '^(Inst|Conf) ' || true
 fi
 echo "PASS: $deb installs and runs"
