@@ -73,8 +73,6 @@ pub const GENERATE_SHORTCUT: KeyboardShortcut =
     KeyboardShortcut::new(Modifiers::COMMAND, Key::Enter);
 pub const SAVE_SHORTCUT: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::S);
 
-}
-
 /// Opens the window and runs until it is closed.
 pub fn run_window(config: AppConfig) -> Result<(), String> {
     let options = eframe::NativeOptions {

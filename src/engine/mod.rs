@@ -49,8 +49,8 @@ pub use crate::models::hashes::HashCache;
 pub use crate::models::library::{LibraryError, ModelLibrary, StoredKind, StoredModel};
 pub use crate::models::lora::default_lora_dir;
 pub use crate::models::{
-    default_models_dir, format_size, Catalog, DownloadProgress, HubCache, HubReference, LoadOptions,
-    ModelDefaults, ModelInfo,
+    default_models_dir, format_size, Catalog, DownloadProgress, HubCache, HubReference,
+    LoadOptions, ModelDefaults, ModelInfo,
 };
 pub use crate::networks::controlnet::ControlMode;
 pub use crate::networks::Family;

@@ -18,6 +18,7 @@ fn a_picture_given_at_start_restores_its_settings() {
         open_image: Some(png),
         desktop: Box::new(ScriptedDesktop::default()),
         restore_saved_state: false,
+        queue_folder: None,
     };
     let mut harness = Harness::builder()
         .with_size([1280.0, 820.0])

@@ -14,6 +14,7 @@ fn open_app_with_queue(
         output_dir: Some(output_dir.to_path_buf()),
         desktop: Box::new(desktop.clone()),
         restore_saved_state: false,
+        open_image: None,
         queue_folder: Some(queue_folder.to_path_buf()),
     };
     Harness::builder()

@@ -189,6 +189,7 @@ fn one_to_one_means_screen_pixels_on_hidpi() {
         output_dir: Some(output.0.clone()),
         desktop: Box::new(desktop.clone()),
         restore_saved_state: false,
+        open_image: None,
         queue_folder: None,
     };
     let mut harness = Harness::builder()
