@@ -1,6 +1,7 @@
 //! Pillow's `Image.resize(size, Image.LANCZOS, box)` for 8-bit images, integer for integer:
 //! diffusers' `VaeImageProcessor` resizes init images and masks with it, so an image or mask
-//! of another size gives the same pixels here as there.
+//! of another size gives the same pixels here as there. `Image.BICUBIC` too, which
+//! transformers' PIL image processors (Depth Anything's) resize with.
 //!
 //! Pillow (`libImaging/Resample.c`) resamples in two separable passes, horizontal first, each
 //! rounding to 8 bits; coefficients are normalised doubles converted to 22-bit fixed point.
@@ -14,6 +15,43 @@ fn sinc(x: f64) -> f64 {
     } else {
         let x = x * std::f64::consts::PI;
         x.sin() / x
+    }
+}
+
+/// Pillow's resampling filters used here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filter {
+    Lanczos,
+    /// Keys' cubic with `a = -0.5`, support 2.
+    Bicubic,
+}
+
+impl Filter {
+    fn support(self) -> f64 {
+        match self {
+            Self::Lanczos => LANCZOS_SUPPORT,
+            Self::Bicubic => 2.0,
+        }
+    }
+
+    fn weight(self, x: f64) -> f64 {
+        match self {
+            Self::Lanczos => lanczos(x),
+            Self::Bicubic => bicubic(x),
+        }
+    }
+}
+
+/// Pillow's `bicubic_filter`.
+fn bicubic(x: f64) -> f64 {
+    const A: f64 = -0.5;
+    let x = x.abs();
+    if x < 1.0 {
+        ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+    } else if x < 2.0 {
+        (((x - 5.0) * x + 8.0) * x - 4.0) * A
+    } else {
+        0.0
     }
 }
 
@@ -33,10 +71,16 @@ struct Coefficients {
 
 /// Pillow's `precompute_coeffs` + `normalize_coeffs_8bpc` for `in_size` inputs, of which the
 /// span `in0..in1` maps onto `out_size` outputs.
-fn coefficients(in_size: usize, in0: f64, in1: f64, out_size: usize) -> Coefficients {
+fn coefficients(
+    filter: Filter,
+    in_size: usize,
+    in0: f64,
+    in1: f64,
+    out_size: usize,
+) -> Coefficients {
     let scale = (in1 - in0) / out_size as f64;
     let filter_scale = scale.max(1.0);
-    let support = LANCZOS_SUPPORT * filter_scale;
+    let support = filter.support() * filter_scale;
     let mut starts = Vec::with_capacity(out_size);
     let mut weights = Vec::with_capacity(out_size);
     for xx in 0..out_size {
@@ -47,7 +91,7 @@ fn coefficients(in_size: usize, in0: f64, in1: f64, out_size: usize) -> Coeffici
             .min(in_size as i64)
             .max(xmin as i64) as usize;
         let raw: Vec<f64> = (xmin..xmax)
-            .map(|x| lanczos((x as f64 - center + 0.5) / filter_scale))
+            .map(|x| filter.weight((x as f64 - center + 0.5) / filter_scale))
             .collect();
         let total: f64 = raw.iter().sum();
         let fixed = raw
@@ -84,6 +128,27 @@ pub fn resize_lanczos_region(
     out_height: usize,
     region: [f64; 4],
 ) -> Vec<u8> {
+    resize_region(
+        Filter::Lanczos,
+        pixels,
+        width,
+        height,
+        channels,
+        (out_width, out_height),
+        region,
+    )
+}
+
+/// As [`resize_lanczos_region`] with another of Pillow's filters.
+pub fn resize_region(
+    filter: Filter,
+    pixels: &[u8],
+    width: usize,
+    height: usize,
+    channels: usize,
+    (out_width, out_height): (usize, usize),
+    region: [f64; 4],
+) -> Vec<u8> {
     debug_assert_eq!(pixels.len(), width * height * channels);
     let [left, top, right, bottom] = region;
     let full = left == 0.0 && top == 0.0 && right == width as f64 && bottom == height as f64;
@@ -92,8 +157,8 @@ pub fn resize_lanczos_region(
     }
     let need_horizontal = out_width != width || left != 0.0 || right != out_width as f64;
     let need_vertical = out_height != height || top != 0.0 || bottom != out_height as f64;
-    let horizontal = coefficients(width, left, right, out_width);
-    let vertical = coefficients(height, top, bottom, out_height);
+    let horizontal = coefficients(filter, width, left, right, out_width);
+    let vertical = coefficients(filter, height, top, bottom, out_height);
     let half = 1i64 << (PRECISION_BITS - 1);
 
     // Only the rows the vertical pass reads are resampled horizontally.
@@ -182,7 +247,7 @@ mod tests {
     fn the_same_size_is_a_copy_and_weights_sum_to_one() {
         let pixels: Vec<u8> = (0..40u8).collect();
         assert_eq!(resize_lanczos(&pixels, 8, 5, 1, 8, 5), pixels);
-        let c = coefficients(100, 0.0, 100.0, 37);
+        let c = coefficients(Filter::Lanczos, 100, 0.0, 100.0, 37);
         for weights in &c.weights {
             let sum: i64 = weights.iter().map(|&w| w as i64).sum();
             assert!(

@@ -4,6 +4,7 @@
 
 mod catalog;
 pub mod controlnet;
+pub mod depth;
 mod defaults;
 mod download;
 pub mod embeddings;

@@ -3,6 +3,8 @@
 //! Each network's plain config struct sits beside the module that uses it.
 
 pub mod controlnet;
+pub mod depth_anything;
+mod depth_anything_config;
 mod family;
 pub mod layers;
 pub mod t2i_adapter;
