@@ -14,8 +14,11 @@ fn fixtures() -> PathBuf {
 }
 
 fn reference() -> std::collections::HashMap<String, Tensor> {
-    candle_core::safetensors::load(fixtures().join("depth/depth_tiny.safetensors"), &Device::Cpu)
-        .unwrap()
+    candle_core::safetensors::load(
+        fixtures().join("depth/depth_tiny.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap()
 }
 
 fn picture() -> RgbImage {
@@ -88,4 +91,148 @@ fn depth_and_map_match_transformers() {
     }
     eprintln!("map: worst {worst_map}/255");
     assert!(worst_map <= 1, "map differs by up to {worst_map}/255");
+}
+
+fn generate(args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_latent-studio"));
+    command
+        .arg("generate")
+        .args(args)
+        .env_remove("LATENT_STUDIO_DEPTH_MODEL");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().expect("run latent-studio")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("latent-studio-depth-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn controlnet_args<'a>(image: &'a str, preprocess: &'a str, out: &'a str) -> Vec<&'a str> {
+    vec![
+        "--model",
+        "MODEL",
+        "--prompt",
+        "a mountain road",
+        "--controlnet",
+        "NET",
+        "--control-image",
+        image,
+        "--control-preprocess",
+        preprocess,
+        "--scheduler",
+        "euler",
+        "--steps",
+        "3",
+        "--guidance",
+        "5",
+        "--seed",
+        "81",
+        "--width",
+        "64",
+        "--height",
+        "64",
+        "--prompt-syntax",
+        "plain",
+        "--output",
+        out,
+    ]
+}
+
+/// `--control-preprocess depth` with the tiny model as `--depth-model` makes the reference
+/// map and generates as `--control-preprocess none` given that map; the PNG records
+/// A1111's module name. Without a depth model anywhere, one line names what to download.
+#[test]
+fn the_cli_makes_the_depth_map_before_the_unit_runs() {
+    let dir = scratch("cli");
+    let model = fixtures().join("models/sd1").display().to_string();
+    let net = fixtures()
+        .join("models/sd1_controlnet")
+        .display()
+        .to_string();
+    let depth_model = fixtures().join("models/depth_tiny").display().to_string();
+    let picture_path = fixtures()
+        .join("depth/picture_64x48.png")
+        .display()
+        .to_string();
+    let expected_map: Vec<u8> = reference()["map"].flatten_all().unwrap().to_vec1().unwrap();
+    let map_path = dir.join("map.png");
+    image::GrayImage::from_raw(64, 48, expected_map)
+        .unwrap()
+        .save(&map_path)
+        .unwrap();
+    let with = |args: Vec<&str>| -> Vec<String> {
+        args.into_iter()
+            .map(|a| match a {
+                "MODEL" => model.clone(),
+                "NET" => net.clone(),
+                other => other.to_string(),
+            })
+            .collect()
+    };
+    let run = |args: Vec<String>, env: &[(&str, &std::ffi::OsStr)]| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        generate(&args, env)
+    };
+    let depth_out = dir.join("depth.png").display().to_string();
+    let mut depth_args = with(controlnet_args(&picture_path, "depth", &depth_out));
+    depth_args.extend(["--depth-model".to_string(), depth_model]);
+    let output = run(depth_args, &[]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let map_out = dir.join("map-none.png").display().to_string();
+    let map_arg = map_path.display().to_string();
+    let output = run(with(controlnet_args(&map_arg, "none", &map_out)), &[]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let a = image::open(&depth_out).unwrap().to_rgb8();
+    let b = image::open(&map_out).unwrap().to_rgb8();
+    let worst = a
+        .as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(x, y)| (*x as i32 - *y as i32).abs())
+        .max()
+        .unwrap();
+    assert!(
+        worst <= 1,
+        "depth unit differs from the reference map's by {worst}/255"
+    );
+    let text = latent_studio::formats::png::read_png_parameters(std::path::Path::new(&depth_out))
+        .unwrap()
+        .unwrap();
+    assert!(
+        text.contains("ControlNet 0: \"Module: depth_anything_v2, Model: sd1_controlnet"),
+        "{text}"
+    );
+
+    // No --depth-model, no LATENT_STUDIO_DEPTH_MODEL, an empty Hugging Face cache.
+    let empty_cache = dir.join("hub");
+    std::fs::create_dir_all(&empty_cache).unwrap();
+    let missing_out = dir.join("missing.png").display().to_string();
+    let output = run(
+        with(controlnet_args(&picture_path, "depth", &missing_out)),
+        &[("HF_HUB_CACHE", empty_cache.as_os_str())],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].contains("depth-anything/Depth-Anything-V2-Small-hf")
+            && lines[0].contains("--depth-model"),
+        "{stderr}"
+    );
+    assert!(!std::path::Path::new(&missing_out).exists());
 }

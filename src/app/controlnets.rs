@@ -115,7 +115,9 @@ fn preview(
     preprocessor: ControlPreprocessor,
 ) -> TextureHandle {
     let small = files::thumbnail(image, files::THUMBNAIL_SIDE);
-    let map = preprocessor.apply(&small);
+    // A network's map (depth) is made by the engine when generating; until then the
+    // thumbnail stands in.
+    let map = preprocessor.apply(&small).unwrap_or(small);
     history::load_texture(ctx, &format!("control-map-{unit}"), &map)
 }
 

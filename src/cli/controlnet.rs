@@ -30,9 +30,15 @@ pub struct ControlArgs {
     /// The fraction of the steps after which each ControlNet stops (default 1).
     #[arg(long = "control-end", value_name = "F")]
     ends: Vec<f64>,
-    /// none (the picture is already a map), invert, or canny (edges, thresholds 100/200).
-    #[arg(long = "control-preprocess", value_parser = ["none", "invert", "canny"])]
+    /// none (the picture is already a map), invert, canny (edges, thresholds 100/200), or
+    /// depth (Depth Anything V2's depth map; A1111's depth_anything_v2).
+    #[arg(long = "control-preprocess", value_parser = ["none", "invert", "canny", "depth", "depth_anything_v2"])]
     preprocessors: Vec<String>,
+    /// The Depth Anything model for --control-preprocess depth: a Hugging Face folder (as
+    /// depth-anything/Depth-Anything-V2-Small-hf) or its model.safetensors; default
+    /// $LATENT_STUDIO_DEPTH_MODEL, else that repository in the Hugging Face cache.
+    #[arg(long = "depth-model", value_name = "PATH")]
+    pub depth_model: Option<PathBuf>,
     /// balanced, prompt (A1111's "My prompt is more important") or controlnet ("ControlNet is
     /// more important": diffusers' guess mode).
     #[arg(long = "control-mode", value_parser = ["balanced", "prompt", "controlnet"])]
@@ -116,7 +122,7 @@ impl ControlArgs {
                 )?;
                 let preprocessor = ControlPreprocessor::parse(&preprocess).ok_or_else(|| {
                     CliError::input(format!(
-                        "--control-preprocess {preprocess}: use none, invert or canny"
+                        "--control-preprocess {preprocess}: use none, invert, canny or depth"
                     ))
                 })?;
                 let mode = nth("--control-mode", &self.modes, n, units, "balanced".into())?;

@@ -525,6 +525,7 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
     runner.set_vae_tiling(args.vae_tiling);
     runner.set_fast_decode(args.decoder == "taesd");
     runner.set_tiny_vae(args.tiny_vae.clone());
+    runner.set_depth_model(args.control.depth_model.clone());
     runner.set_vae(args.vae.clone(), &mut terminal);
     runner.set_folders(
         AddOnFolders {

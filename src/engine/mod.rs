@@ -6,6 +6,7 @@
 //! This module is the one front door of the window and of the HTTP server: every type they
 //! need from the layers below is re-exported here.
 
+mod depth;
 mod hires;
 mod job_run;
 mod parameters;
@@ -19,6 +20,7 @@ mod worker;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use depth::DEPTH_MODEL_ENV;
 pub use hires::{HiresFix, HiresUpscaler};
 pub use parameters::{a1111_parameters, FileRecord};
 pub use preview::{latent_preview, PreviewMode};

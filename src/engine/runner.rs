@@ -107,6 +107,8 @@ pub struct Runner {
     tiny_vae: TinyVaeSlot,
     /// Decode finished images with the tiny autoencoder instead of the VAE.
     fast_decode: bool,
+    /// The depth model of `depth_anything_v2` units, kept once loaded.
+    depth: super::depth::DepthMaps,
 }
 
 impl Runner {
@@ -123,6 +125,25 @@ impl Runner {
             upscaler: None,
             tiny_vae: TinyVaeSlot::default(),
             fast_decode: false,
+            depth: Default::default(),
+        }
+    }
+
+    /// The depth model (folder or `.safetensors` file) for `depth_anything_v2` units,
+    /// instead of `LATENT_STUDIO_DEPTH_MODEL`'s or the Hugging Face cache's.
+    pub fn set_depth_model(&mut self, path: Option<PathBuf>) {
+        self.depth.model = path;
+    }
+
+    /// The map `preprocessor` makes of `image`: pixel work, or the depth network's.
+    pub fn control_map(
+        &mut self,
+        preprocessor: crate::imaging::control::ControlPreprocessor,
+        image: &RgbImage,
+    ) -> Result<RgbImage, String> {
+        match preprocessor.apply(image) {
+            Some(map) => Ok(map),
+            None => self.depth.map(image, &self.options.device),
         }
     }
 
@@ -470,9 +491,12 @@ impl Runner {
                     found
                 }
             };
+            let image = self
+                .control_map(spec.preprocessor, &spec.image)
+                .map_err(|err| GenerationFailure::ControlNet(format!("ControlNet {n}: {err}")))?;
             units.push(ControlUnit {
                 net,
-                image: spec.preprocessor.apply(&spec.image),
+                image,
                 scale: spec.scale,
                 start: spec.start,
                 end: spec.end,

@@ -2,7 +2,9 @@
 //! "none" passes the picture as it is (a map made elsewhere); "invert" turns white-on-black
 //! into black-on-white and back (for line art drawn dark on light); "canny" finds edges as
 //! OpenCV's `cv2.Canny` does (Sobel 3×3, L1 gradient, non-maximum suppression, hysteresis
-//! between two thresholds), on the picture's luma.
+//! between two thresholds), on the picture's luma; "depth_anything_v2" is a depth map made by
+//! a network (Depth Anything V2), so the engine makes it, not these pixel functions
+//! ([`super::depth`] has its pixel work).
 
 use super::{GrayImage, RgbImage};
 
@@ -14,18 +16,24 @@ pub const CANNY_HIGH: u32 = 200;
 pub enum ControlPreprocessor {
     None,
     Invert,
-    Canny { low: u32, high: u32 },
+    Canny {
+        low: u32,
+        high: u32,
+    },
+    /// Depth Anything V2's depth map (A1111's `depth_anything_v2`), white nearest.
+    Depth,
 }
 
 impl ControlPreprocessor {
     /// Every choice with its default settings.
-    pub const ALL: [ControlPreprocessor; 3] = [
+    pub const ALL: [ControlPreprocessor; 4] = [
         Self::None,
         Self::Invert,
         Self::Canny {
             low: CANNY_LOW,
             high: CANNY_HIGH,
         },
+        Self::Depth,
     ];
 
     /// The CLI value and A1111's module name.
@@ -34,19 +42,31 @@ impl ControlPreprocessor {
             Self::None => "none",
             Self::Invert => "invert",
             Self::Canny { .. } => "canny",
+            Self::Depth => "depth_anything_v2",
         }
     }
 
+    /// Whether the map comes from a network (made by the engine) rather than [`Self::apply`].
+    pub fn needs_network(self) -> bool {
+        matches!(self, Self::Depth)
+    }
+
     /// From a CLI value or an A1111 module name (`canny`, `invert (from white bg & black
-    /// line)`), with default settings.
+    /// line)`, `depth_anything_v2`; `depth` for short), with default settings.
     pub fn parse(text: &str) -> Option<Self> {
         let text = text.trim().to_ascii_lowercase();
         let first = text.split_whitespace().next().unwrap_or("");
+        if first == "depth" {
+            return Some(Self::Depth);
+        }
         Self::ALL.into_iter().find(|p| p.name() == first)
     }
 
-    pub fn apply(self, image: &RgbImage) -> RgbImage {
-        match self {
+    /// The map of a pixel preprocessor; `None` for one that needs a network
+    /// ([`Self::needs_network`]), whose map the engine makes.
+    pub fn apply(self, image: &RgbImage) -> Option<RgbImage> {
+        Some(match self {
+            Self::Depth => return None,
             Self::None => image.clone(),
             Self::Invert => RgbImage {
                 width: image.width,
@@ -54,7 +74,7 @@ impl ControlPreprocessor {
                 pixels: image.pixels.iter().map(|&p| 255 - p).collect(),
             },
             Self::Canny { low, high } => canny(&GrayImage::luma_of(image), low, high).to_rgb(),
-        }
+        })
     }
 }
 
@@ -194,9 +214,18 @@ mod tests {
             Some(ControlPreprocessor::Invert)
         );
         assert_eq!(ControlPreprocessor::parse("depth_midas"), None);
+        for name in ["depth", "depth_anything_v2"] {
+            assert_eq!(
+                ControlPreprocessor::parse(name),
+                Some(ControlPreprocessor::Depth)
+            );
+        }
+        assert!(ControlPreprocessor::Depth
+            .apply(&RgbImage::filled(1, 1, [0; 3]))
+            .is_none());
         let image = RgbImage::filled(2, 2, [10, 20, 30]);
         assert_eq!(
-            ControlPreprocessor::Invert.apply(&image).pixels[..3],
+            ControlPreprocessor::Invert.apply(&image).unwrap().pixels[..3],
             [245, 235, 225]
         );
     }

@@ -4,8 +4,8 @@
 
 mod catalog;
 pub mod controlnet;
-pub mod depth;
 mod defaults;
+pub mod depth;
 mod download;
 pub mod embeddings;
 pub mod hashes;

@@ -221,7 +221,13 @@ struct ReassembleLayer {
 
 impl ReassembleLayer {
     fn new(in_channels: usize, channels: usize, factor: f64, vb: VarBuilder) -> Result<Self> {
-        let projection = conv2d(in_channels, channels, 1, Default::default(), vb.pp("projection"))?;
+        let projection = conv2d(
+            in_channels,
+            channels,
+            1,
+            Default::default(),
+            vb.pp("projection"),
+        )?;
         let resize = if factor > 1.0 {
             let factor = factor as usize;
             Resize::Up(candle_nn::conv_transpose2d(
@@ -300,7 +306,13 @@ struct FusionLayer {
 impl FusionLayer {
     fn new(channels: usize, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
-            projection: conv2d(channels, channels, 1, Default::default(), vb.pp("projection"))?,
+            projection: conv2d(
+                channels,
+                channels,
+                1,
+                Default::default(),
+                vb.pp("projection"),
+            )?,
             residual1: ResidualUnit::new(channels, vb.pp("residual_layer1"))?,
             residual2: ResidualUnit::new(channels, vb.pp("residual_layer2"))?,
         })
@@ -406,7 +418,13 @@ impl DepthAnything {
             fusion,
             head_conv1: conv3x3(fusion_width, fusion_width / 2, head.pp("conv1"))?,
             head_conv2: conv3x3(fusion_width / 2, config.head_hidden_size, head.pp("conv2"))?,
-            head_conv3: conv2d(config.head_hidden_size, 1, 1, Default::default(), head.pp("conv3"))?,
+            head_conv3: conv2d(
+                config.head_hidden_size,
+                1,
+                1,
+                Default::default(),
+                head.pp("conv3"),
+            )?,
             head_in_index: if config.head_in_index < 0 {
                 stages - 1
             } else {
@@ -488,7 +506,13 @@ impl DepthAnything {
 
     /// The device-independent entry: runs on `device` in f32 and returns the depth values
     /// row by row with their `(height, width)`.
-    pub fn predict(&self, pixel_values: &[f32], height: usize, width: usize, device: &Device) -> Result<(Vec<f32>, usize, usize)> {
+    pub fn predict(
+        &self,
+        pixel_values: &[f32],
+        height: usize,
+        width: usize,
+        device: &Device,
+    ) -> Result<(Vec<f32>, usize, usize)> {
         let input = Tensor::from_slice(pixel_values, (1, 3, height, width), device)?;
         let depth = self.forward(&input)?;
         let (_, h, w) = depth.dims3()?;

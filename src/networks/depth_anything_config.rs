@@ -137,7 +137,10 @@ impl DepthAnythingConfig {
             return Err("use_swiglu_ffn (DINOv2 giant's SwiGLU MLP) is not supported".into());
         }
         if b.hidden_act != "gelu" {
-            return Err(format!("hidden_act {:?} is not supported; only \"gelu\"", b.hidden_act));
+            return Err(format!(
+                "hidden_act {:?} is not supported; only \"gelu\"",
+                b.hidden_act
+            ));
         }
         if self.depth_estimation_type != "relative" {
             return Err(format!(
@@ -165,13 +168,19 @@ impl DepthAnythingConfig {
             ));
         }
         if !(1..=MAX_LAYERS).contains(&b.num_hidden_layers) {
-            return Err(format!("num_hidden_layers {} out of range (1..=64)", b.num_hidden_layers));
+            return Err(format!(
+                "num_hidden_layers {} out of range (1..=64)",
+                b.num_hidden_layers
+            ));
         }
         if !(1.0..=16.0).contains(&b.mlp_ratio) {
             return Err(format!("mlp_ratio {} out of range (1..=16)", b.mlp_ratio));
         }
         if b.num_channels != 3 {
-            return Err(format!("num_channels {} is not supported; only 3", b.num_channels));
+            return Err(format!(
+                "num_channels {} is not supported; only 3",
+                b.num_channels
+            ));
         }
         if !(1..=64).contains(&b.patch_size) || b.patch_size != self.patch_size {
             return Err(format!(
@@ -190,12 +199,16 @@ impl DepthAnythingConfig {
         }
         let stages = self.neck_hidden_sizes.len();
         if stages < 2 || stages > 8 || self.reassemble_factors.len() != stages {
-            return Err("neck_hidden_sizes and reassemble_factors must list the same 2–8 stages".into());
+            return Err(
+                "neck_hidden_sizes and reassemble_factors must list the same 2–8 stages".into(),
+            );
         }
         for &factor in &self.reassemble_factors {
             let known = [4.0, 2.0, 1.0, 0.5];
             if !known.contains(&factor) {
-                return Err(format!("reassemble factor {factor} is not supported (4, 2, 1 or 0.5)"));
+                return Err(format!(
+                    "reassemble factor {factor} is not supported (4, 2, 1 or 0.5)"
+                ));
             }
         }
         let indices = self.out_indices()?;
@@ -225,11 +238,13 @@ impl DepthAnythingConfig {
         } else if let Some(features) = &b.out_features {
             features
                 .iter()
-                .map(|f| match f.strip_prefix("stage").and_then(|n| n.parse().ok()) {
-                    Some(n) => Ok(n),
-                    None if f == "stem" => Ok(0),
-                    None => Err(format!("out_features entry {f:?} is not a stage name")),
-                })
+                .map(
+                    |f| match f.strip_prefix("stage").and_then(|n| n.parse().ok()) {
+                        Some(n) => Ok(n),
+                        None if f == "stem" => Ok(0),
+                        None => Err(format!("out_features entry {f:?} is not a stage name")),
+                    },
+                )
                 .collect::<Result<_, _>>()?
         } else {
             vec![b.num_hidden_layers]

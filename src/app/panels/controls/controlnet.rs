@@ -223,6 +223,7 @@ fn preprocessor_label(preprocessor: ControlPreprocessor) -> &'static str {
         ControlPreprocessor::None => "None (the picture is the map)",
         ControlPreprocessor::Invert => "Invert (dark lines on light)",
         ControlPreprocessor::Canny { .. } => "Canny edges",
+        ControlPreprocessor::Depth => "Depth (Depth Anything V2)",
     }
 }
 

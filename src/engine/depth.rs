@@ -1,0 +1,95 @@
+//! Depth maps for ControlNet units (`depth_anything_v2`): the depth model is found — the
+//! folder or file the user named (`--depth-model`, `LATENT_STUDIO_DEPTH_MODEL`), else
+//! `depth-anything/Depth-Anything-V2-Small-hf` in the Hugging Face cache — loaded once and
+//! kept for the next map.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+
+use crate::imaging::RgbImage;
+use crate::models::depth::{load_depth_model, DepthEstimator, DEPTH_ANYTHING_V2_SMALL};
+use crate::models::HubCache;
+
+/// The environment variable naming a local depth model (folder or `.safetensors` file).
+pub const DEPTH_MODEL_ENV: &str = "LATENT_STUDIO_DEPTH_MODEL";
+
+/// The files of the depth model a folder needs.
+const DEPTH_FILES: &str = "config.json, model.safetensors and preprocessor_config.json";
+
+/// Largest picture side a depth map is made for (the network sees it at ~518² whatever
+/// its size; this bounds the map's own allocation).
+const MAX_PICTURE_SIDE: usize = 16384;
+
+#[derive(Default)]
+pub(super) struct DepthMaps {
+    /// The depth model the user named; else the environment's, else the hub cache's.
+    pub(super) model: Option<PathBuf>,
+    loaded: Option<(PathBuf, DepthEstimator)>,
+    /// The last picture and its map: a job's check and its run ask for the same one.
+    last: Option<(RgbImage, RgbImage)>,
+}
+
+impl DepthMaps {
+    /// The depth map of `picture` at its size, as grey RGB.
+    pub(super) fn map(&mut self, picture: &RgbImage, device: &Device) -> Result<RgbImage, String> {
+        if picture.width > MAX_PICTURE_SIDE || picture.height > MAX_PICTURE_SIDE {
+            return Err(format!(
+                "a {}×{} picture is too large for a depth map (at most {MAX_PICTURE_SIDE} a side)",
+                picture.width, picture.height
+            ));
+        }
+        let path = self.model_path()?;
+        if self.loaded.as_ref().is_none_or(|(p, _)| *p != path) {
+            self.loaded = None;
+            self.last = None;
+            let estimator =
+                load_depth_model(&path, device).map_err(|err| format!("depth model: {err}"))?;
+            self.loaded = Some((path, estimator));
+        }
+        if let Some((seen, map)) = &self.last {
+            if seen == picture {
+                return Ok(map.clone());
+            }
+        }
+        let (_, estimator) = self.loaded.as_ref().expect("loaded above");
+        let map = estimator
+            .depth_map(picture)
+            .map_err(|err| format!("depth map: {}", crate::describe_candle_error(&err)))?;
+        self.last = Some((picture.clone(), map.clone()));
+        Ok(map)
+    }
+
+    fn model_path(&self) -> Result<PathBuf, String> {
+        if let Some(path) = &self.model {
+            return Ok(path.clone());
+        }
+        if let Some(path) = std::env::var_os(DEPTH_MODEL_ENV).filter(|v| !v.is_empty()) {
+            return Ok(PathBuf::from(path));
+        }
+        let cache = HubCache::from_env();
+        cached_snapshot(&cache).ok_or_else(|| {
+            format!(
+                "the depth_anything_v2 preprocessor needs the Depth Anything V2 model: download {DEPTH_FILES} of https://huggingface.co/{DEPTH_ANYTHING_V2_SMALL} (`hf download {DEPTH_ANYTHING_V2_SMALL}` puts them in the Hugging Face cache, {}), or into a folder named with --depth-model or {DEPTH_MODEL_ENV}",
+                cache.repo_dir(DEPTH_ANYTHING_V2_SMALL).display()
+            )
+        })
+    }
+}
+
+/// The snapshot of Depth-Anything-V2-Small-hf's `main` in the hub cache, when it holds the
+/// config and the weights.
+fn cached_snapshot(cache: &HubCache) -> Option<PathBuf> {
+    let repo = cache.repo_dir(DEPTH_ANYTHING_V2_SMALL);
+    let commit = std::fs::read_to_string(repo.join("refs").join("main")).ok()?;
+    let commit = commit.trim();
+    let is_hash = (7..=64).contains(&commit.len()) && commit.bytes().all(|b| b.is_ascii_hexdigit());
+    if !is_hash {
+        return None;
+    }
+    let snapshot = repo.join("snapshots").join(commit);
+    let complete = ["config.json", "model.safetensors"]
+        .iter()
+        .all(|file| Path::new(&snapshot.join(file)).is_file());
+    complete.then_some(snapshot)
+}
