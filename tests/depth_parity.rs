@@ -236,3 +236,45 @@ fn the_cli_makes_the_depth_map_before_the_unit_runs() {
     );
     assert!(!std::path::Path::new(&missing_out).exists());
 }
+
+/// The window's preview path: the worker makes a depth map on request (the depth model from
+/// `LATENT_STUDIO_DEPTH_MODEL`), the same map as the reference.
+#[test]
+fn the_worker_makes_depth_maps_for_previews() {
+    use latent_studio::engine::{Command, ControlPreprocessor, Event, LoadOptions, Worker};
+    // Only this test reads the variable in this process (the CLI test's children drop it).
+    std::env::set_var(
+        latent_studio::engine::DEPTH_MODEL_ENV,
+        fixtures().join("models/depth_tiny"),
+    );
+    let worker = Worker::spawn_with(LoadOptions::default(), || {});
+    let image = std::sync::Arc::new(picture());
+    worker.send(Command::MakeControlMap {
+        unit: 1,
+        preprocessor: ControlPreprocessor::Depth,
+        image: image.clone(),
+    });
+    let event = worker
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("an answer");
+    let Event::ControlMap {
+        unit,
+        preprocessor,
+        image: answered,
+        map,
+    } = event
+    else {
+        panic!("expected a ControlMap event");
+    };
+    assert_eq!((unit, preprocessor), (1, ControlPreprocessor::Depth));
+    assert!(std::sync::Arc::ptr_eq(&answered, &image));
+    let map = map.unwrap();
+    let expected: Vec<u8> = reference()["map"].flatten_all().unwrap().to_vec1().unwrap();
+    let worst = expected
+        .iter()
+        .enumerate()
+        .map(|(i, &e)| (map.pixels[i * 3] as i32 - e as i32).abs())
+        .max()
+        .unwrap();
+    assert!(worst <= 1, "worker's map differs by {worst}/255");
+}

@@ -10,7 +10,7 @@ use super::command::UiCommand;
 use super::files::{FileRequest, OpenPurpose};
 use super::state::{self, ControlUnitSettings};
 use super::{files, history, LatentStudioApp};
-use crate::engine::{ControlPreprocessor, ControlSpec, RgbImage};
+use crate::engine::{Command, ControlPreprocessor, ControlSpec, RgbImage};
 
 pub struct ControlPicture {
     pub name: String,
@@ -18,11 +18,15 @@ pub struct ControlPicture {
     /// The preprocessed map, thumbnail-sized, and the preprocessor that made it.
     pub map: TextureHandle,
     map_for: ControlPreprocessor,
+    /// While the engine makes a network's map (depth), the thumbnail stands in.
+    pub map_pending: bool,
 }
 
 #[derive(Default)]
 pub struct ControlPictures {
     slots: Vec<Option<ControlPicture>>,
+    /// Maps the engine is to make: unit, preprocessor, picture.
+    requests: Vec<(usize, ControlPreprocessor, Arc<RgbImage>)>,
 }
 
 impl ControlPictures {
@@ -42,11 +46,15 @@ impl ControlPictures {
             self.slots.resize_with(unit + 1, || None);
         }
         let map = preview(ctx, unit, &image, preprocessor);
+        if preprocessor.needs_network() {
+            self.requests.push((unit, preprocessor, image.clone()));
+        }
         self.slots[unit] = Some(ControlPicture {
             name,
             image,
             map,
             map_for: preprocessor,
+            map_pending: preprocessor.needs_network(),
         });
     }
 
@@ -70,6 +78,11 @@ impl ControlPictures {
                 if picture.map_for != settings.preprocessor {
                     picture.map = preview(ctx, unit, &picture.image, settings.preprocessor);
                     picture.map_for = settings.preprocessor;
+                    picture.map_pending = settings.preprocessor.needs_network();
+                    if picture.map_pending {
+                        let request = (unit, settings.preprocessor, picture.image.clone());
+                        self.requests.push(request);
+                    }
                 }
             }
         }
@@ -104,6 +117,33 @@ impl ControlPictures {
         }
         Ok(specs)
     }
+
+    /// The engine's map for `unit` arrived: shown if the unit still has that picture and
+    /// preprocessor; else the sentence that says why there is none.
+    pub fn receive_map(
+        &mut self,
+        ctx: &egui::Context,
+        unit: usize,
+        preprocessor: ControlPreprocessor,
+        image: &Arc<RgbImage>,
+        map: Result<RgbImage, String>,
+    ) -> Result<(), String> {
+        let Some(Some(picture)) = self.slots.get_mut(unit) else {
+            return Ok(());
+        };
+        if !Arc::ptr_eq(&picture.image, image) || picture.map_for != preprocessor {
+            return Ok(());
+        }
+        picture.map_pending = false;
+        let small = files::thumbnail(&map?, files::THUMBNAIL_SIDE);
+        picture.map = history::load_texture(ctx, &format!("control-map-{unit}"), &small);
+        Ok(())
+    }
+
+    /// The maps the engine is to make, once each.
+    pub fn take_map_requests(&mut self) -> Vec<(usize, ControlPreprocessor, Arc<RgbImage>)> {
+        std::mem::take(&mut self.requests)
+    }
 }
 
 /// The preprocessed map of a thumbnail of `image` (edges found on the small picture are close
@@ -115,13 +155,27 @@ fn preview(
     preprocessor: ControlPreprocessor,
 ) -> TextureHandle {
     let small = files::thumbnail(image, files::THUMBNAIL_SIDE);
-    // A network's map (depth) is made by the engine when generating; until then the
-    // thumbnail stands in.
+    // A network's map (depth) is made by the engine (`Command::MakeControlMap`); until it
+    // arrives the thumbnail stands in.
     let map = preprocessor.apply(&small).unwrap_or(small);
     history::load_texture(ctx, &format!("control-map-{unit}"), &map)
 }
 
 impl LatentStudioApp {
+    /// Remakes previews whose preprocessor changed and asks the engine for the maps only it
+    /// can make; once a frame.
+    pub(super) fn update_control_maps(&mut self, ctx: &egui::Context) {
+        self.control_pictures
+            .refresh(ctx, &self.state.control_units);
+        for (unit, preprocessor, image) in self.control_pictures.take_map_requests() {
+            self.worker.send(Command::MakeControlMap {
+                unit,
+                preprocessor,
+                image,
+            });
+        }
+    }
+
     pub(super) fn apply_control_command(&mut self, ctx: &egui::Context, command: UiCommand) {
         let units = &mut self.state.control_units;
         match command {

@@ -22,6 +22,20 @@ impl LatentStudioApp {
                 current,
                 problem,
             } => self.on_server_models(titles, current, problem),
+            Event::ControlMap {
+                unit,
+                preprocessor,
+                image,
+                map,
+            } => {
+                let shown = self
+                    .control_pictures
+                    .receive_map(ctx, unit, preprocessor, &image, map);
+                if let Err(message) = shown {
+                    let title = format!("ControlNet {unit}: no preview");
+                    self.notices.push(Severity::Warning, &title, message, None);
+                }
+            }
             Event::Notice { message } => {
                 self.notices.push(Severity::Warning, "Note", message, None);
             }

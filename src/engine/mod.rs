@@ -236,6 +236,13 @@ pub enum Command {
     Generate(GenerateJob),
     /// Upscale a finished picture and save it as a new image (A1111's "Extras").
     Upscale(UpscaleImageJob),
+    /// The map `preprocessor` makes of `image` (for a preview; a depth map needs the depth
+    /// network, which lives here): answered with [`Event::ControlMap`].
+    MakeControlMap {
+        unit: usize,
+        preprocessor: ControlPreprocessor,
+        image: Arc<RgbImage>,
+    },
     Shutdown,
 }
 
@@ -313,6 +320,13 @@ pub enum Event {
     /// The chosen VAE file could not be used; the model's own VAE is in use.
     VaeRejected {
         message: String,
+    },
+    /// The answer to [`Command::MakeControlMap`]: the map, or why there is none.
+    ControlMap {
+        unit: usize,
+        preprocessor: ControlPreprocessor,
+        image: Arc<RgbImage>,
+        map: Result<RgbImage, String>,
     },
 }
 

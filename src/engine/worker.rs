@@ -237,6 +237,24 @@ impl WorkerState {
         while let Ok(command) = commands.recv() {
             match command {
                 Command::Shutdown => break,
+                Command::MakeControlMap {
+                    unit,
+                    preprocessor,
+                    image,
+                } => {
+                    let map = catch_unwind(AssertUnwindSafe(|| {
+                        self.runner.control_map(preprocessor, &image)
+                    }))
+                    .unwrap_or_else(|panic| {
+                        Err(format!("internal error: {}", panic_message(panic)))
+                    });
+                    self.events.emit(Event::ControlMap {
+                        unit,
+                        preprocessor,
+                        image,
+                        map,
+                    });
+                }
                 Command::LoadModel(source) => {
                     let outcome = catch_unwind(AssertUnwindSafe(|| self.load(&source)));
                     if let Err(panic) = outcome {

@@ -121,8 +121,16 @@ fn unit_controls(
         match pictures.get(unit) {
             Some(picture) => {
                 let size = fit_within(picture.map.size_vec2(), Vec2::splat(72.0));
+                let hover = if picture.map_pending {
+                    format!("{}: the engine is making its map", picture.name)
+                } else {
+                    format!("{} as the ControlNet reads it", picture.name)
+                };
                 ui.add(egui::Image::new((picture.map.id(), size)).corner_radius(4.0))
-                    .on_hover_text(format!("{} as the ControlNet reads it", picture.name));
+                    .on_hover_text(hover);
+                if picture.map_pending {
+                    ui.spinner();
+                }
             }
             None => {
                 ui.weak("No picture");
