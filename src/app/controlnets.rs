@@ -162,6 +162,11 @@ fn preview(
 }
 
 impl LatentStudioApp {
+    /// Whether unit `unit`'s preview still waits for the engine's map (`None`: no picture).
+    pub fn control_map_pending(&self, unit: usize) -> Option<bool> {
+        self.control_pictures.get(unit).map(|p| p.map_pending)
+    }
+
     /// Remakes previews whose preprocessor changed and asks the engine for the maps only it
     /// can make; once a frame.
     pub(super) fn update_control_maps(&mut self, ctx: &egui::Context) {

@@ -161,7 +161,7 @@ impl DepthAnythingConfig {
         {
             return Err("a width out of range (1..=4096)".into());
         }
-        if b.num_attention_heads == 0 || b.hidden_size % b.num_attention_heads != 0 {
+        if b.num_attention_heads == 0 || !b.hidden_size.is_multiple_of(b.num_attention_heads) {
             return Err(format!(
                 "hidden_size {} is not a multiple of num_attention_heads {}",
                 b.hidden_size, b.num_attention_heads
@@ -191,14 +191,14 @@ impl DepthAnythingConfig {
         if !(b.patch_size..=8192).contains(&b.image_size) {
             return Err(format!("image_size {} out of range", b.image_size));
         }
-        if b.reassemble_hidden_size_mismatch(self.reassemble_hidden_size) {
+        if b.hidden_size != self.reassemble_hidden_size {
             return Err(format!(
                 "reassemble_hidden_size {} differs from the backbone's hidden_size {}",
                 self.reassemble_hidden_size, b.hidden_size
             ));
         }
         let stages = self.neck_hidden_sizes.len();
-        if stages < 2 || stages > 8 || self.reassemble_factors.len() != stages {
+        if !(2..=8).contains(&stages) || self.reassemble_factors.len() != stages {
             return Err(
                 "neck_hidden_sizes and reassemble_factors must list the same 2–8 stages".into(),
             );
@@ -264,10 +264,6 @@ impl DepthAnythingConfig {
 }
 
 impl Dinov2Config {
-    fn reassemble_hidden_size_mismatch(&self, size: usize) -> bool {
-        self.hidden_size != size
-    }
-
     pub fn mlp_width(&self) -> usize {
         (self.hidden_size as f64 * self.mlp_ratio) as usize
     }

@@ -248,3 +248,35 @@ fn a_mask_painted_on_the_canvas_inpaints_and_is_kept_for_the_result() {
         "the mask above is unchanged: the press grabbed the edge instead of painting"
     );
 }
+
+/// With the depth preprocessor, the unit's preview is the map the engine makes (the tiny
+/// depth model through `LATENT_STUDIO_DEPTH_MODEL`); the window waits for it, no notice.
+#[test]
+fn a_depth_unit_previews_the_map_the_engine_makes() {
+    let output = Scratch::new("depth-preview");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    // Only depth units read this variable; no other test of this binary makes one.
+    std::env::set_var(
+        latent_studio::engine::DEPTH_MODEL_ENV,
+        fixtures.join("models/depth_tiny"),
+    );
+    let desktop = ScriptedDesktop::default();
+    let mut harness = open_app(fixture_model("sd1"), &output.0, &desktop);
+    wait_for_model(&mut harness);
+    harness.set_size(egui::Vec2::new(1280.0, 1600.0));
+    harness.get_by_label("ControlNet").click();
+    harness.run_steps(2);
+    harness.get_by_label("Add ControlNet unit").click();
+    harness.run_steps(2);
+    harness.state_mut().state_mut().control_units[0].preprocessor =
+        latent_studio::engine::ControlPreprocessor::Depth;
+    desktop.answer(fixtures.join("depth/picture_64x48.png"));
+    harness.get_by_label("Choose…").click();
+    step_until(&mut harness, "the control picture", |app| {
+        app.control_picture_name(0).is_some()
+    });
+    step_until(&mut harness, "the engine's depth map", |app| {
+        app.control_map_pending(0) == Some(false)
+    });
+    assert!(harness.state().notices().is_empty());
+}
