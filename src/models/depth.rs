@@ -39,6 +39,10 @@ struct ProcessorConfig {
     image_mean: Option<[f64; 3]>,
     #[serde(default)]
     image_std: Option<[f64; 3]>,
+    #[serde(default)]
+    do_pad: Option<bool>,
+    #[serde(default)]
+    do_resize: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -118,6 +122,11 @@ fn read_processor(path: &Path) -> Result<DepthInput, LoadError> {
         path: path.to_path_buf(),
         message,
     };
+    if config.do_pad == Some(true) || config.do_resize == Some(false) {
+        return Err(invalid(
+            "do_pad true or do_resize false is not supported (Depth Anything resizes to a multiple of the patch size and does not pad)".into(),
+        ));
+    }
     let (height, width) = match config.size {
         Some(size) => (size.height, size.width),
         None => (defaults.height, defaults.width),

@@ -273,3 +273,62 @@ impl Dinov2Config {
         self.image_size / self.patch_size
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `depth-anything/Depth-Anything-V2-Small-hf`'s config.json.
+    const SMALL_V2: &str = r#"{
+      "architectures": ["DepthAnythingForDepthEstimation"],
+      "backbone": null,
+      "backbone_config": {
+        "architectures": ["Dinov2Model"], "hidden_size": 384, "image_size": 518,
+        "model_type": "dinov2", "num_attention_heads": 6,
+        "out_features": ["stage3", "stage6", "stage9", "stage12"], "out_indices": [3, 6, 9, 12],
+        "patch_size": 14, "reshape_hidden_states": false, "torch_dtype": "float32"
+      },
+      "fusion_hidden_size": 64, "head_hidden_size": 32, "head_in_index": -1,
+      "initializer_range": 0.02, "model_type": "depth_anything",
+      "neck_hidden_sizes": [48, 96, 192, 384], "patch_size": 14,
+      "reassemble_factors": [4, 2, 1, 0.5], "reassemble_hidden_size": 384,
+      "torch_dtype": "float32", "transformers_version": null, "use_pretrained_backbone": false
+    }"#;
+
+    #[test]
+    fn the_small_v2_config_is_accepted_and_builds() {
+        let config: DepthAnythingConfig = serde_json::from_str(SMALL_V2).unwrap();
+        config.check().unwrap();
+        assert_eq!(config.out_indices().unwrap(), [3, 6, 9, 12]);
+        assert_eq!(config.backbone_config.num_hidden_layers, 12);
+        assert_eq!(config.backbone_config.mlp_width(), 1536);
+        assert_eq!(config.backbone_config.position_grid(), 37);
+        assert_eq!(config.max_depth(), 1.0);
+        // A non-square input exercises the position embeddings' resizing from 37×37.
+        let vb = candle_nn::VarBuilder::zeros(candle_core::DType::F32, &candle_core::Device::Cpu);
+        let net = super::super::depth_anything::DepthAnything::new(&config, vb).unwrap();
+        let (depth, h, w) = net
+            .predict(&vec![0.0; 3 * 28 * 42], 28, 42, &candle_core::Device::Cpu)
+            .unwrap();
+        assert_eq!((h, w, depth.len()), (28, 42, 28 * 42));
+    }
+
+    #[test]
+    fn other_variants_are_refused_by_name() {
+        let mut config: DepthAnythingConfig = serde_json::from_str(SMALL_V2).unwrap();
+        config.depth_estimation_type = "metric".into();
+        assert!(config
+            .check()
+            .unwrap_err()
+            .contains("depth_estimation_type"));
+        let mut config: DepthAnythingConfig = serde_json::from_str(SMALL_V2).unwrap();
+        config.backbone_config.use_swiglu_ffn = true;
+        assert!(config.check().unwrap_err().contains("use_swiglu_ffn"));
+        let mut config: DepthAnythingConfig = serde_json::from_str(SMALL_V2).unwrap();
+        config.backbone_config.hidden_size = 1 << 40;
+        assert!(config.check().is_err());
+        let mut config: DepthAnythingConfig = serde_json::from_str(SMALL_V2).unwrap();
+        config.backbone_config.out_indices = Some(vec![3, 6, 9, 13]);
+        assert!(config.check().unwrap_err().contains("beyond"));
+    }
+}
