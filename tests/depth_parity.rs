@@ -146,7 +146,8 @@ fn controlnet_args<'a>(image: &'a str, preprocess: &'a str, out: &'a str) -> Vec
 
 /// `--control-preprocess depth` with the tiny model as `--depth-model` makes the reference
 /// map and generates as `--control-preprocess none` given that map; the PNG records
-/// A1111's module name. Without a depth model anywhere, one line names what to download.
+/// A1111's module name. Without a depth model anywhere and no hub, one line names what to
+/// download.
 #[test]
 fn the_cli_makes_the_depth_map_before_the_unit_runs() {
     let dir = scratch("cli");
@@ -217,13 +218,18 @@ fn the_cli_makes_the_depth_map_before_the_unit_runs() {
         "{text}"
     );
 
-    // No --depth-model, no LATENT_STUDIO_DEPTH_MODEL, an empty Hugging Face cache.
+    // No --depth-model, no LATENT_STUDIO_DEPTH_MODEL, an empty Hugging Face cache and a hub
+    // that cannot be reached (a closed local port): the download fails, one line says why.
     let empty_cache = dir.join("hub");
     std::fs::create_dir_all(&empty_cache).unwrap();
     let missing_out = dir.join("missing.png").display().to_string();
     let output = run(
         with(controlnet_args(&picture_path, "depth", &missing_out)),
-        &[("HF_HUB_CACHE", empty_cache.as_os_str())],
+        &[
+            ("HF_HUB_CACHE", empty_cache.as_os_str()),
+            ("HF_ENDPOINT", std::ffi::OsStr::new("http://127.0.0.1:9")),
+            ("HF_HUB_OFFLINE", std::ffi::OsStr::new("")),
+        ],
     );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());

@@ -9,13 +9,17 @@ use candle_core::Device;
 
 use crate::imaging::RgbImage;
 use crate::models::depth::{load_depth_model, DepthEstimator, DEPTH_ANYTHING_V2_SMALL};
-use crate::models::HubCache;
+use crate::models::{HubCache, HubClient};
 
 /// The environment variable naming a local depth model (folder or `.safetensors` file).
 pub const DEPTH_MODEL_ENV: &str = "LATENT_STUDIO_DEPTH_MODEL";
 
 /// The files of the depth model a folder needs.
-const DEPTH_FILES: &str = "config.json, model.safetensors and preprocessor_config.json";
+const DEPTH_FILES: [&str; 3] = [
+    "config.json",
+    "model.safetensors",
+    "preprocessor_config.json",
+];
 
 /// Largest picture side a depth map is made for (the network sees it at ~518² whatever
 /// its size; this bounds the map's own allocation).
@@ -68,12 +72,25 @@ impl DepthMaps {
             return Ok(PathBuf::from(path));
         }
         let cache = HubCache::from_env();
-        cached_snapshot(&cache).ok_or_else(|| {
-            format!(
-                "the depth_anything_v2 preprocessor needs the Depth Anything V2 model: download {DEPTH_FILES} of https://huggingface.co/{DEPTH_ANYTHING_V2_SMALL} (`hf download {DEPTH_ANYTHING_V2_SMALL}` puts them in the Hugging Face cache, {}), or into a folder named with --depth-model or {DEPTH_MODEL_ENV}",
-                cache.repo_dir(DEPTH_ANYTHING_V2_SMALL).display()
-            )
-        })
+        if let Some(snapshot) = cached_snapshot(&cache) {
+            return Ok(snapshot);
+        }
+        let files: Vec<String> = DEPTH_FILES.iter().map(|f| f.to_string()).collect();
+        HubClient::from_env()
+            .fetch_files(DEPTH_ANYTHING_V2_SMALL, "main", &files, &cache, |_, _| true)
+            .map_err(|err| {
+                // The offline error's own advice is about generation models; say it plainly.
+                let err = if err.is_offline() {
+                    format!("the Hugging Face hub at {} could not be reached", HubClient::from_env().endpoint())
+                } else {
+                    err.to_string()
+                };
+                format!(
+                    "the depth_anything_v2 preprocessor needs the Depth Anything V2 model, which could not be downloaded ({err}): download {} of https://huggingface.co/{DEPTH_ANYTHING_V2_SMALL} (`hf download {DEPTH_ANYTHING_V2_SMALL}` puts them in the Hugging Face cache, {}), or into a folder named with --depth-model or {DEPTH_MODEL_ENV}",
+                    DEPTH_FILES.join(", "),
+                    cache.repo_dir(DEPTH_ANYTHING_V2_SMALL).display()
+                )
+            })
     }
 }
 

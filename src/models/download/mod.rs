@@ -399,8 +399,9 @@ impl HubClient {
 
     /// Fetches `files` of `repo_id` at `revision` into `cache`; returns the snapshot folder.
     /// First every file's metadata (one HEAD each), then the disk-space check over what is
-    /// missing, then the transfers.
-    fn fetch_files<P>(
+    /// missing, then the transfers. Also for repositories that are not models to generate
+    /// with (the depth model).
+    pub fn fetch_files<P>(
         &self,
         repo_id: &str,
         revision: &str,
