@@ -284,3 +284,14 @@ fn the_worker_makes_depth_maps_for_previews() {
         .unwrap();
     assert!(worst <= 1, "worker's map differs by {worst}/255");
 }
+
+/// A picture so elongated that keeping its aspect ratio would make a huge network input is
+/// refused with a sentence, before any work.
+#[test]
+fn a_very_elongated_picture_is_refused() {
+    let model = load_depth_model(&fixtures().join("models/depth_tiny"), &Device::Cpu).unwrap();
+    // 56 wide fits the width (scale 1), so the height stays 5000: beyond 4096.
+    let tall = RgbImage::filled(56, 5000, [90, 90, 90]);
+    let err = model.depth_map(&tall).unwrap_err().to_string();
+    assert!(err.contains("crop it nearer to square"), "{err}");
+}

@@ -160,11 +160,17 @@ impl DepthEstimator {
     /// The predicted depth for `picture` as the network gives it: values row by row and
     /// `(width, height)` (the processor's input size).
     pub fn predict(&self, picture: &RgbImage) -> candle_core::Result<(Vec<f32>, usize, usize)> {
-        let (values, width, height) = self.input.pixel_values(picture);
-        // The input side is bounded by the processor's size; the picture's own by the caller.
-        if width > 4 * MAX_INPUT_SIDE || height > 4 * MAX_INPUT_SIDE {
-            candle_core::bail!("a {width}×{height} depth input is too large");
+        // Keeping the aspect ratio of a very elongated picture makes a long side far beyond
+        // the processor's size (and the network's tokens with it): refused before resizing.
+        let (width, height) = self.input.size_for(picture.width, picture.height);
+        if width > MAX_INPUT_SIDE || height > MAX_INPUT_SIDE {
+            candle_core::bail!(
+                "a {}×{} picture would be a {width}×{height} depth input (at most {MAX_INPUT_SIDE} a side); crop it nearer to square",
+                picture.width,
+                picture.height
+            );
         }
+        let (values, width, height) = self.input.pixel_values(picture);
         let (depth, h, w) = self.net.predict(&values, height, width, &self.device)?;
         Ok((depth, w, h))
     }
