@@ -9,10 +9,12 @@ use std::time::Instant;
 use super::*;
 
 impl LatentStudioApp {
+    /// The engine's events applied; then the control maps only it can make are asked for.
     pub(super) fn poll_worker(&mut self, ctx: &egui::Context) {
         while let Some(event) = self.worker.try_recv() {
             self.on_worker_event(ctx, event);
         }
+        self.update_control_maps(ctx);
     }
 
     pub(super) fn on_worker_event(&mut self, ctx: &egui::Context, event: Event) {

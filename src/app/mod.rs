@@ -629,7 +629,6 @@ impl LatentStudioApp {
 impl eframe::App for LatentStudioApp {
     fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
         self.poll_worker(ctx);
-        self.update_control_maps(ctx);
         self.watch_engine();
         self.poll_files(ctx);
         self.poll_model_lookup();
