@@ -129,6 +129,23 @@ impl Remote {
                     self.generate(&job);
                     self.emit(Event::JobDone { job: id });
                 }
+                // Pixel maps need no network; a depth map needs the depth model, which lives
+                // with this computer's engine (ControlNet units do not go to a server anyway).
+                Command::MakeControlMap {
+                    unit,
+                    preprocessor,
+                    image,
+                } => {
+                    let map = preprocessor.apply(&image).ok_or_else(|| {
+                        "the depth map is made by this computer's engine; choose Engine: This computer".to_string()
+                    });
+                    self.emit(Event::ControlMap {
+                        unit,
+                        preprocessor,
+                        image,
+                        map,
+                    });
+                }
                 Command::Upscale(job) => {
                     self.emit(Event::Failed {
                         job: job.id,
