@@ -280,7 +280,8 @@ fn toolbar(
     let mut commands = Vec::new();
     let actions = entry.map(|e| entry_actions(e, viewer.shown_full().is_some()));
     let can_upscale = viewer.shown_full().is_some() && view.run.is_none();
-    let one_row = ui.available_width() >= 860.0;
+    // The name, eight buttons and the Upscale menu need about this much on one line.
+    let one_row = ui.available_width() >= 1040.0;
     ui.horizontal(|ui| {
         match (viewer.showing, entry) {
             (Showing::Live, _) => {
