@@ -111,12 +111,8 @@ fn build_adapter(
     weights: WeightMap,
     options: &LoadOptions,
 ) -> Result<LoadedControlNet, LoadError> {
-    let weights = Arc::new(weights);
-    let vb = weights.var_builder(Default::default(), options.dtype, &options.device);
-    let adapter = T2IAdapter::new(config, vb).map_err(|err| LoadError::Build {
-        component: "t2i-adapter".into(),
-        dir: path.to_path_buf(),
-        message: crate::describe_candle_error(&err),
+    let adapter = build_network(path, "t2i-adapter", weights, options, |vb| {
+        T2IAdapter::new(config, vb)
     })?;
     Ok(LoadedControlNet {
         name: model_name(path),
@@ -130,16 +126,29 @@ fn build(
     weights: WeightMap,
     options: &LoadOptions,
 ) -> Result<LoadedControlNet, LoadError> {
-    let weights = Arc::new(weights);
-    let vb = weights.var_builder(Default::default(), options.dtype, &options.device);
-    let net = ControlNetModel::new(config, vb).map_err(|err| LoadError::Build {
-        component: "controlnet".into(),
-        dir: path.to_path_buf(),
-        message: crate::describe_candle_error(&err),
+    let net = build_network(path, "controlnet", weights, options, |vb| {
+        ControlNetModel::new(config, vb)
     })?;
     Ok(LoadedControlNet {
         name: model_name(path),
         net: ControlNetwork::ControlNet(Arc::new(net)),
+    })
+}
+
+/// A network from `weights`, its build failure named as `component` of `path`.
+fn build_network<T>(
+    path: &Path,
+    component: &str,
+    weights: WeightMap,
+    options: &LoadOptions,
+    make: impl FnOnce(candle_nn::VarBuilder) -> candle_core::Result<T>,
+) -> Result<T, LoadError> {
+    let weights = Arc::new(weights);
+    let vb = weights.var_builder(Default::default(), options.dtype, &options.device);
+    make(vb).map_err(|err| LoadError::Build {
+        component: component.into(),
+        dir: path.to_path_buf(),
+        message: crate::describe_candle_error(&err),
     })
 }
 
