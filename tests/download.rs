@@ -11,14 +11,17 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use latent_studio::models::{
-    format_size, load_model, Catalog, CatalogEntry, DownloadError, DownloadProgress, FreeSpace,
-    HubCache, HubClient, HubReference, LoadOptions, DISK_MARGIN_BYTES,
+    controlnet_repo_id, format_size, load_model, Catalog, CatalogEntry, DownloadError,
+    DownloadProgress, FreeSpace, HubCache, HubClient, HubReference, LoadOptions, DISK_MARGIN_BYTES,
 };
 
 #[path = "download/fake_hub.rs"]
 mod fake_hub;
 
-use fake_hub::{FakeHub, TempDir, COMMIT, FILES, REPO, UNET};
+use fake_hub::{
+    FakeHub, TempDir, COMMIT, CONTROLNET_FIXTURE, CONTROLNET_REPO, FILES, PICKLE_CONTROLNET_REPO,
+    REPO, UNET,
+};
 
 fn test_entry(files: &[&str]) -> CatalogEntry {
     let files: Vec<String> = files.iter().map(|f| format!("\"{f}\"")).collect();
@@ -637,4 +640,132 @@ fn a_refused_repository_says_how_to_give_a_token() {
         .requests()
         .iter()
         .any(|r| r.authorization.as_deref() == Some("Bearer hf_test")));
+}
+
+#[test]
+fn a_controlnet_repo_id_fetches_config_and_fp16_weights_then_loads_offline() {
+    let hub = FakeHub::start();
+    let tmp = TempDir::new("controlnet");
+    let cache = HubCache::new(&tmp.0);
+    assert_eq!(
+        controlnet_repo_id(Path::new(CONTROLNET_REPO)),
+        Some(CONTROLNET_REPO)
+    );
+    assert_eq!(controlnet_repo_id(Path::new(CONTROLNET_FIXTURE)), None);
+    let snapshot = hub
+        .client()
+        .fetch_controlnet(CONTROLNET_REPO, &cache, never_cancel)
+        .unwrap();
+    assert_eq!(
+        snapshot,
+        cache
+            .repo_dir(CONTROLNET_REPO)
+            .join("snapshots")
+            .join(COMMIT)
+    );
+    let fp16 = "diffusion_pytorch_model.fp16.safetensors";
+    assert!(snapshot.join("config.json").is_file());
+    assert!(snapshot.join(fp16).is_file());
+    let requests = hub.requests();
+    assert!(requests.iter().any(|r| r.path.ends_with(fp16)));
+    for never in ["/diffusion_pytorch_model.safetensors", ".bin"] {
+        assert!(
+            !requests.iter().any(|r| r.path.ends_with(never)),
+            "{never} was requested"
+        );
+    }
+    let loaded =
+        latent_studio::models::controlnet::load_controlnet(&snapshot, &LoadOptions::default())
+            .unwrap();
+    assert_eq!(loaded.name, CONTROLNET_REPO);
+
+    // Again, with the hub unreachable: the cached snapshot.
+    let count = hub.requests().len();
+    let again = HubClient::new(&hub.endpoint())
+        .with_offline(true)
+        .fetch_controlnet(CONTROLNET_REPO, &cache, never_cancel)
+        .unwrap();
+    assert_eq!(again, snapshot);
+    assert_eq!(hub.requests().len(), count);
+}
+
+#[test]
+fn a_controlnet_repo_that_cannot_be_fetched_says_why_in_one_line() {
+    let hub = FakeHub::start();
+    let tmp = TempDir::new("controlnet-bad");
+    let cache = HubCache::new(&tmp.0);
+    let message = |client: HubClient, id: &str| {
+        client
+            .fetch_controlnet(id, &cache, never_cancel)
+            .unwrap_err()
+            .to_string()
+    };
+    let pickles = message(hub.client(), PICKLE_CONTROLNET_REPO);
+    assert!(
+        pickles.starts_with(&format!("ControlNet {PICKLE_CONTROLNET_REPO}: "))
+            && pickles.contains(".safetensors"),
+        "{pickles}"
+    );
+    assert!(!hub.requests().iter().any(|r| r.path.ends_with(".bin")));
+    let unknown = message(hub.client(), "test-org/no-such-controlnet");
+    assert!(
+        unknown.contains("test-org/no-such-controlnet") && unknown.contains("no such repository"),
+        "{unknown}"
+    );
+    let offline = message(
+        HubClient::new(&hub.endpoint()).with_offline(true),
+        CONTROLNET_REPO,
+    );
+    assert!(
+        offline.contains(CONTROLNET_REPO) && offline.contains("could not be reached"),
+        "{offline}"
+    );
+    for text in [pickles, unknown, offline] {
+        assert!(!text.contains('\n'), "{text}");
+    }
+}
+
+/// `generate --controlnet org/name` downloads the repository through the hub and makes the
+/// image the local folder makes.
+#[test]
+fn the_cli_takes_a_controlnet_repo_id_and_makes_the_local_folders_image() {
+    let hub = FakeHub::start();
+    let tmp = TempDir::new("controlnet-cli");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let run = |controlnet: &str, out: &Path| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_latent-studio"))
+            .env("HF_ENDPOINT", hub.endpoint())
+            .env("HF_HUB_CACHE", tmp.0.join("hub"))
+            .env_remove("HF_HUB_OFFLINE")
+            .args(["generate", "--model"])
+            .arg(fixtures.join("models/sd1"))
+            .args(["--prompt", "a house by a lake", "--controlnet", controlnet])
+            .arg("--control-image")
+            .arg(fixtures.join("control_lines_64.png"))
+            .args(["--control-preprocess", "none", "--scheduler", "euler"])
+            .args([
+                "--steps", "2", "--seed", "80", "--width", "64", "--height", "64",
+            ])
+            .arg("--output")
+            .arg(out)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        image::open(out).unwrap().to_rgb8().into_raw()
+    };
+    let local = fixtures.join("models/sd1_controlnet");
+    let from_folder = run(local.to_str().unwrap(), &tmp.0.join("folder.png"));
+    let from_hub = run(CONTROLNET_REPO, &tmp.0.join("hub.png"));
+    assert_eq!(from_folder, from_hub);
+    let text = latent_studio::formats::png::read_png_parameters(&tmp.0.join("hub.png"))
+        .unwrap()
+        .unwrap();
+    assert!(
+        text.contains(&format!("Model: {CONTROLNET_REPO},")),
+        "{text}"
+    );
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use latent_studio::engine::{
-    read_picture, ControlMode, ControlPreprocessor, ControlSpec, RgbImage,
+    controlnet_repo_id, read_picture, ControlMode, ControlPreprocessor, ControlSpec, RgbImage,
 };
 
 use super::CliError;
@@ -91,9 +91,9 @@ impl ControlArgs {
         (0..units)
             .map(|n| {
                 let model = self.controlnets[n].clone();
-                if !model.exists() {
+                if !model.exists() && controlnet_repo_id(&model).is_none() {
                     return Err(CliError::input(format!(
-                        "--controlnet {}: no such file or folder",
+                        "--controlnet {}: no such file or folder (nor a Hugging Face repository id, org/name)",
                         model.display()
                     )));
                 }

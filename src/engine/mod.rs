@@ -46,6 +46,7 @@ pub use crate::formats::styles::{
 pub use crate::imaging::control::ControlPreprocessor;
 pub use crate::imaging::mask::extend_canvas;
 pub use crate::kernels::precision::{bf16_available, set_cpu_arithmetic, CpuArithmetic};
+pub use crate::models::controlnet_repo_id;
 pub use crate::models::embeddings::default_embeddings_dir;
 pub use crate::models::hashes::HashCache;
 pub use crate::models::library::{LibraryError, ModelLibrary, StoredKind, StoredModel};
@@ -183,7 +184,8 @@ pub struct UpscaleImageJob {
 /// A ControlNet unit as a user sets it up: which file, which picture, which preprocessor.
 #[derive(Debug, Clone)]
 pub struct ControlSpec {
-    /// A diffusers ControlNet folder or `.safetensors` file.
+    /// A diffusers ControlNet folder or `.safetensors` file; or, when no such path exists, a
+    /// Hugging Face repository id (`org/name`) fetched into the hub cache on first use.
     pub model: PathBuf,
     /// The picture the preprocessor reads.
     pub image: RgbImage,

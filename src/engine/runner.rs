@@ -22,8 +22,8 @@ use crate::models::hashes::HashCache;
 use crate::models::lora::LoraLibrary;
 use crate::models::upscaler::LoadedUpscaler;
 use crate::models::{
-    default_models_dir, load_model, DownloadError, DownloadProgress, HubCache, HubClient,
-    HubReference, LoadError, LoadOptions, StableDiffusion,
+    controlnet_repo_id, default_models_dir, load_model, ControlNetFetchError, DownloadError,
+    DownloadProgress, HubCache, HubClient, HubReference, LoadError, LoadOptions, StableDiffusion,
 };
 use crate::sampling::pipeline::{ControlUnit, GenerationRequest, RgbImage};
 use crate::text::prompt::PromptSyntax;
@@ -483,7 +483,10 @@ impl Runner {
             let (name, net) = match cached {
                 Some(found) => found,
                 None => {
-                    let loaded = load_controlnet(&spec.model, &self.options).map_err(|err| {
+                    let path = controlnet_path(&spec.model).map_err(|err| {
+                        GenerationFailure::ControlNet(format!("ControlNet {n}: {err}"))
+                    })?;
+                    let loaded = load_controlnet(&path, &self.options).map_err(|err| {
                         GenerationFailure::ControlNet(format!("ControlNet {n}: {err}"))
                     })?;
                     let found = (loaded.name.clone(), loaded.net.clone());
@@ -509,6 +512,16 @@ impl Runner {
         self.controlnets.retain(|(path, _)| used.contains(&path));
         self.controlnets.extend(kept);
         Ok(units)
+    }
+}
+
+/// The folder or file to load for a unit's `model`: itself, or for a Hugging Face
+/// repository id (`org/name`, no such path on disk) its snapshot in the hub cache,
+/// downloaded on first use.
+fn controlnet_path(model: &Path) -> Result<PathBuf, ControlNetFetchError> {
+    match controlnet_repo_id(model) {
+        Some(id) => HubClient::from_env().fetch_controlnet(id, &HubCache::from_env(), |_, _| true),
+        None => Ok(model.to_path_buf()),
     }
 }
 

@@ -34,6 +34,34 @@ pub const FILES: [&str; 12] = [
     "vae/diffusion_pytorch_model.safetensors",
 ];
 
+/// A ControlNet repository as `lllyasviel/control_v11p_sd15_canny` is laid out: config,
+/// fp16 and full weights (here both the SD 1 ControlNet fixture's bytes) and a pickle.
+pub const CONTROLNET_REPO: &str = "test-org/tiny-controlnet";
+/// A ControlNet repository with pickle weights only.
+pub const PICKLE_CONTROLNET_REPO: &str = "test-org/pickle-controlnet";
+pub const CONTROLNET_FIXTURE: &str = "tests/fixtures/models/sd1_controlnet";
+
+/// The files of the ControlNet repositories (`repo/path`), with the fixture file each serves.
+const CONTROLNET_FILES: [(&str, &str, &str); 5] = [
+    (CONTROLNET_REPO, "config.json", "config.json"),
+    (
+        CONTROLNET_REPO,
+        "diffusion_pytorch_model.fp16.safetensors",
+        "diffusion_pytorch_model.safetensors",
+    ),
+    (
+        CONTROLNET_REPO,
+        "diffusion_pytorch_model.safetensors",
+        "diffusion_pytorch_model.safetensors",
+    ),
+    (
+        CONTROLNET_REPO,
+        "diffusion_pytorch_model.bin",
+        "config.json",
+    ),
+    (PICKLE_CONTROLNET_REPO, "config.json", "config.json"),
+];
+
 pub struct RepoFile {
     pub data: Vec<u8>,
     pub etag: String,
@@ -47,11 +75,20 @@ fn fnv(data: &[u8], seed: u64) -> u64 {
     })
 }
 
+/// The main repository's files by path; the ControlNet repositories' by `repo/path`.
 fn repo_files() -> HashMap<String, RepoFile> {
-    FILES
+    let main = FILES
         .iter()
-        .map(|&path| {
-            let data = fs::read(Path::new(FIXTURE).join(path)).unwrap();
+        .map(|&path| (path.to_string(), Path::new(FIXTURE).join(path)));
+    let controlnets = CONTROLNET_FILES.iter().map(|(repo, path, fixture)| {
+        (
+            format!("{repo}/{path}"),
+            Path::new(CONTROLNET_FIXTURE).join(fixture),
+        )
+    });
+    main.chain(controlnets)
+        .map(|(path, fixture)| {
+            let data = fs::read(fixture).unwrap();
             let lfs = path.ends_with(".safetensors");
             // Git blob ids are 40 hex digits; an LFS id is the file's SHA-256.
             let etag: String = if lfs {
@@ -65,7 +102,7 @@ fn repo_files() -> HashMap<String, RepoFile> {
                     .collect::<String>()[..40]
                     .to_string()
             };
-            (path.to_string(), RepoFile { data, etag, lfs })
+            (path, RepoFile { data, etag, lfs })
         })
         .collect()
 }
@@ -242,6 +279,27 @@ fn serve(
         );
         return respond(&mut out, "200 OK", &[], body.as_bytes(), head, None, None);
     }
+    for listed in [CONTROLNET_REPO, PICKLE_CONTROLNET_REPO] {
+        if path == format!("/api/models/{listed}/revision/main") {
+            let mut names: Vec<&str> = CONTROLNET_FILES
+                .iter()
+                .filter(|(repo, _, _)| *repo == listed)
+                .map(|(_, name, _)| *name)
+                .collect();
+            if listed == PICKLE_CONTROLNET_REPO {
+                names.push("diffusion_pytorch_model.bin");
+            }
+            let siblings: Vec<String> = names
+                .iter()
+                .map(|n| format!("{{\"rfilename\": \"{n}\"}}"))
+                .collect();
+            let body = format!(
+                "{{\"id\": \"{listed}\", \"sha\": \"{COMMIT}\", \"siblings\": [{}]}}",
+                siblings.join(", ")
+            );
+            return respond(&mut out, "200 OK", &[], body.as_bytes(), head, None, None);
+        }
+    }
     // Direct downloads: a plain file, and a civitai-style API URL that names its file in
     // Content-Disposition.
     let direct = |name: &str| -> (String, Vec<(&'static str, String)>) {
@@ -262,11 +320,21 @@ fn serve(
         return send_file(&mut out, &name, unet, &headers, head, range, behavior);
     }
 
-    let resolve_prefix = format!("/{REPO}/resolve/");
-    if let Some(rest) = path.strip_prefix(&resolve_prefix) {
+    let resolved = [REPO, CONTROLNET_REPO, PICKLE_CONTROLNET_REPO]
+        .iter()
+        .find_map(|repo| {
+            let rest = path.strip_prefix(&format!("/{repo}/resolve/"))?;
+            Some((*repo, rest))
+        });
+    if let Some((repo, rest)) = resolved {
         let (revision, file) = rest.split_once('/').unwrap_or((rest, ""));
+        let key = if repo == REPO {
+            file.to_string()
+        } else {
+            format!("{repo}/{file}")
+        };
         let Some(repo_file) = files
-            .get(file)
+            .get(&key)
             .filter(|_| revision == "main" || revision == COMMIT)
         else {
             return respond(&mut out, "404 Not Found", &[], b"", head, None, None);

@@ -24,6 +24,7 @@
 //! space of the disk ([`DISK_MARGIN_BYTES`] kept free).
 
 mod cache;
+mod controlnet;
 mod direct;
 mod disk;
 mod http;
@@ -46,6 +47,7 @@ use self::transfer::{Reporter, Transfer};
 use crate::models::catalog::{is_safe_repo_path, Catalog, CatalogEntry};
 
 pub use self::cache::HubCache;
+pub use self::controlnet::{controlnet_repo_id, ControlNetFetchError};
 pub use self::direct::default_models_dir;
 pub use self::disk::{format_size, FreeSpace, DISK_MARGIN_BYTES};
 pub use self::http::RetryPolicy;

@@ -1,0 +1,110 @@
+//! ControlNets and T2I-Adapters named by their Hugging Face repository
+//! (`lllyasviel/control_v11p_sd15_canny`): `config.json` and one weights file, the fp16
+//! `.safetensors` when the repository has it, else the full-precision one; never a pickle.
+
+use std::path::{Path, PathBuf};
+
+use super::{DownloadError, DownloadProgress, HubCache, HubClient};
+use crate::models::catalog::is_safe_repo_path;
+
+/// Weights files of a diffusers ControlNet / T2I-Adapter repository, preferred first.
+const WEIGHT_FILES: [&str; 2] = [
+    "diffusion_pytorch_model.fp16.safetensors",
+    "diffusion_pytorch_model.safetensors",
+];
+
+/// The repository id `model` names when it is no file or folder on disk but reads as
+/// `org/name` (two parts, neither `.` nor `..`); `None` for local paths.
+pub fn controlnet_repo_id(model: &Path) -> Option<&str> {
+    if model.exists() || model.is_absolute() {
+        return None;
+    }
+    let text = model.to_str()?;
+    let mut parts = text.split('/');
+    let (org, name) = (parts.next()?, parts.next()?);
+    let simple = |part: &str| {
+        !part.is_empty()
+            && part != "."
+            && part != ".."
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    (parts.next().is_none() && simple(org) && simple(name) && is_safe_repo_path(text))
+        .then_some(text)
+}
+
+/// What [`HubClient::fetch_controlnet`] could not do, in one line naming the repository.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlNetFetchError {
+    #[error("ControlNet {id}: the Hugging Face hub at {endpoint} could not be reached and no copy is in the cache ({cache}); connect once to download it, or name a local ControlNet folder or .safetensors file")]
+    Offline {
+        id: String,
+        endpoint: String,
+        cache: PathBuf,
+    },
+    #[error("ControlNet {id}: no such repository on the Hugging Face hub (check the spelling, or name a local ControlNet folder or .safetensors file)")]
+    UnknownRepo { id: String },
+    #[error("ControlNet {id}: the repository has no config.json and {} (only pickle or other weights); pick a repository with .safetensors weights or convert the file", WEIGHT_FILES[1])]
+    NoSafetensors { id: String },
+    #[error("ControlNet {id}: {source}")]
+    Download {
+        id: String,
+        #[source]
+        source: DownloadError,
+    },
+}
+
+impl HubClient {
+    /// The snapshot folder of ControlNet (or T2I-Adapter) repository `id` in `cache`,
+    /// downloaded on first use; a finished earlier download is used without network.
+    pub fn fetch_controlnet<P>(
+        &self,
+        id: &str,
+        cache: &HubCache,
+        progress: P,
+    ) -> Result<PathBuf, ControlNetFetchError>
+    where
+        P: FnMut(&str, DownloadProgress) -> bool,
+    {
+        if let Some(snapshot) = cached_controlnet(cache, id) {
+            return Ok(snapshot);
+        }
+        let failure = |source: DownloadError| match source {
+            DownloadError::Offline { endpoint, .. } => ControlNetFetchError::Offline {
+                id: id.to_string(),
+                endpoint,
+                cache: cache.repo_dir(id),
+            },
+            DownloadError::NotFound { .. } | DownloadError::Http { status: 404, .. } => {
+                ControlNetFetchError::UnknownRepo { id: id.to_string() }
+            }
+            source => ControlNetFetchError::Download {
+                id: id.to_string(),
+                source,
+            },
+        };
+        self.refuse_offline().map_err(failure)?;
+        let listing = self
+            .retrying(|| self.list_repo(id, "main"))
+            .map_err(failure)?;
+        let siblings: Vec<String> = listing.siblings.into_iter().map(|s| s.rfilename).collect();
+        let weights = WEIGHT_FILES
+            .iter()
+            .find(|file| siblings.iter().any(|s| s == *file));
+        let (true, Some(weights)) = (siblings.iter().any(|s| s == "config.json"), weights) else {
+            return Err(ControlNetFetchError::NoSafetensors { id: id.to_string() });
+        };
+        let files = ["config.json".to_string(), weights.to_string()];
+        self.fetch_files(id, "main", &files, cache, progress)
+            .map_err(failure)
+    }
+}
+
+/// The cached snapshot of `id`'s `main` when it holds `config.json` and a weights file.
+fn cached_controlnet(cache: &HubCache, id: &str) -> Option<PathBuf> {
+    let snapshot = cache.cached_snapshot(id, "main")?;
+    let complete = snapshot.join("config.json").is_file()
+        && WEIGHT_FILES.iter().any(|f| snapshot.join(f).is_file());
+    complete.then_some(snapshot)
+}
