@@ -9,7 +9,7 @@ use crate::engine::MaskedContent;
 use crate::engine::ModelSource;
 use crate::engine::PromptSyntax;
 use crate::engine::SchedulerKind;
-use crate::engine::{ControlMode, ControlPreprocessor};
+use crate::engine::{controlnet_repo_id, ControlMode, ControlPreprocessor};
 
 use super::loras::{lora_name, tagged_lora_names, LoraListing};
 use super::state::{
@@ -357,7 +357,9 @@ pub fn restore_control_units(state: &mut State, params: &GenerationParameters) -
                             .file_name()
                             .is_some_and(|s| s.to_string_lossy() == name)
                 })
-                .cloned();
+                .cloned()
+                // A hub ControlNet is recorded by its repository id, which names it anywhere.
+                .or_else(|| controlnet_repo_id(Path::new(name)).map(PathBuf::from));
             if unit.model.is_none() {
                 skipped.push(format!(
                     "ControlNet {n}: {name} is not among the ControlNets opened before; choose it."

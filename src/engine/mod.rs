@@ -46,11 +46,11 @@ pub use crate::formats::styles::{
 pub use crate::imaging::control::ControlPreprocessor;
 pub use crate::imaging::mask::extend_canvas;
 pub use crate::kernels::precision::{bf16_available, set_cpu_arithmetic, CpuArithmetic};
-pub use crate::models::controlnet_repo_id;
 pub use crate::models::embeddings::default_embeddings_dir;
 pub use crate::models::hashes::HashCache;
 pub use crate::models::library::{LibraryError, ModelLibrary, StoredKind, StoredModel};
 pub use crate::models::lora::default_lora_dir;
+pub use crate::models::{controlnet_repo_id, CatalogControlNet, CONTROLNET_CATALOG};
 pub use crate::models::{
     default_models_dir, format_size, Catalog, DownloadProgress, HubCache, HubReference,
     LoadOptions, ModelDefaults, ModelInfo,

@@ -22,9 +22,9 @@ pub mod weights;
 pub use catalog::{Catalog, CatalogEntry, CatalogError};
 pub use defaults::ModelDefaults;
 pub use download::{
-    controlnet_repo_id, default_models_dir, fetch_model, format_size, ControlNetFetchError,
-    DownloadError, DownloadProgress, FreeSpace, HubCache, HubClient, HubReference, RetryPolicy,
-    DEFAULT_ENDPOINT, DISK_MARGIN_BYTES,
+    controlnet_repo_id, default_models_dir, fetch_model, format_size, CatalogControlNet,
+    ControlNetFetchError, DownloadError, DownloadProgress, FreeSpace, HubCache, HubClient,
+    HubReference, RetryPolicy, CONTROLNET_CATALOG, DEFAULT_ENDPOINT, DISK_MARGIN_BYTES,
 };
 pub use loading::{load_model, load_model_with_random_weights, LoadError, LoadOptions};
 pub(crate) use model::BaseWeights;

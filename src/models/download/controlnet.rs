@@ -6,6 +6,62 @@ use std::path::{Path, PathBuf};
 
 use super::{DownloadError, DownloadProgress, HubCache, HubClient};
 use crate::models::catalog::is_safe_repo_path;
+use crate::networks::Family;
+
+/// A well-known ControlNet or T2I-Adapter on the hub, offered in the window's picker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CatalogControlNet {
+    pub id: &'static str,
+    pub family: Family,
+    /// What it reads, for the picker.
+    pub label: &'static str,
+}
+
+/// The hub ControlNets the window offers, by family. Each repository holds `config.json`
+/// and `diffusion_pytorch_model[.fp16].safetensors` (checked against the hub's file lists;
+/// repositories with pickle weights only, as the SD 1.5 T2I-Adapters, are left out).
+pub const CONTROLNET_CATALOG: [CatalogControlNet; 8] = [
+    CatalogControlNet {
+        id: "lllyasviel/control_v11p_sd15_canny",
+        family: Family::StableDiffusion,
+        label: "Canny edges",
+    },
+    CatalogControlNet {
+        id: "lllyasviel/control_v11f1p_sd15_depth",
+        family: Family::StableDiffusion,
+        label: "Depth",
+    },
+    CatalogControlNet {
+        id: "lllyasviel/control_v11p_sd15_openpose",
+        family: Family::StableDiffusion,
+        label: "OpenPose",
+    },
+    CatalogControlNet {
+        id: "lllyasviel/control_v11p_sd15_lineart",
+        family: Family::StableDiffusion,
+        label: "Line art",
+    },
+    CatalogControlNet {
+        id: "diffusers/controlnet-canny-sdxl-1.0",
+        family: Family::StableDiffusionXl,
+        label: "Canny edges",
+    },
+    CatalogControlNet {
+        id: "diffusers/controlnet-depth-sdxl-1.0",
+        family: Family::StableDiffusionXl,
+        label: "Depth",
+    },
+    CatalogControlNet {
+        id: "TencentARC/t2i-adapter-canny-sdxl-1.0",
+        family: Family::StableDiffusionXl,
+        label: "Canny edges, T2I-Adapter",
+    },
+    CatalogControlNet {
+        id: "TencentARC/t2i-adapter-depth-midas-sdxl-1.0",
+        family: Family::StableDiffusionXl,
+        label: "Depth (MiDaS), T2I-Adapter",
+    },
+];
 
 /// Weights files of a diffusers ControlNet / T2I-Adapter repository, preferred first.
 const WEIGHT_FILES: [&str; 2] = [

@@ -47,7 +47,9 @@ use self::transfer::{Reporter, Transfer};
 use crate::models::catalog::{is_safe_repo_path, Catalog, CatalogEntry};
 
 pub use self::cache::HubCache;
-pub use self::controlnet::{controlnet_repo_id, ControlNetFetchError};
+pub use self::controlnet::{
+    controlnet_repo_id, CatalogControlNet, ControlNetFetchError, CONTROLNET_CATALOG,
+};
 pub use self::direct::default_models_dir;
 pub use self::disk::{format_size, FreeSpace, DISK_MARGIN_BYTES};
 pub use self::http::RetryPolicy;

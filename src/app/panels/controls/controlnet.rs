@@ -4,7 +4,7 @@
 use super::*;
 use crate::app::controlnets::ControlPictures;
 use crate::app::state::{ControlUnitSettings, MAX_CONTROL_UNITS, MAX_CONTROL_WEIGHT};
-use crate::engine::{ControlMode, ControlPreprocessor};
+use crate::engine::{controlnet_repo_id, ControlMode, ControlPreprocessor, CONTROLNET_CATALOG};
 
 pub(super) fn controlnet_section(
     ui: &mut Ui,
@@ -94,13 +94,36 @@ fn unit_controls(
                         settings.model = Some(path.clone());
                     }
                 }
-                if recent.is_empty() {
+                let family = match view.model {
+                    ModelStatus::Ready(loaded) => Some(loaded.info.family),
+                    _ => None,
+                };
+                let catalog = CONTROLNET_CATALOG
+                    .iter()
+                    .filter(|entry| Some(entry.family) == family);
+                for (n, entry) in catalog.enumerate() {
+                    if n == 0 {
+                        if !recent.is_empty() {
+                            ui.separator();
+                        }
+                        ui.weak("Hugging Face (downloaded on first use)");
+                    }
+                    let id = std::path::PathBuf::from(entry.id);
+                    if ui
+                        .selectable_label(settings.model.as_ref() == Some(&id), entry.id)
+                        .on_hover_text(entry.label)
+                        .clicked()
+                    {
+                        settings.model = Some(id);
+                    }
+                }
+                if recent.is_empty() && family.is_none() {
                     ui.weak("No ControlNet chosen yet");
                 }
             })
             .response
             .on_hover_text(
-                "A diffusers ControlNet folder or .safetensors file for this model's family",
+                "A diffusers ControlNet folder or .safetensors file for this model's family, or a well-known one from Hugging Face",
             );
         if ui
             .small_button("Folder…")
@@ -235,7 +258,11 @@ fn preprocessor_label(preprocessor: ControlPreprocessor) -> &'static str {
     }
 }
 
+/// A file's or folder's name; a hub ControlNet's whole id (`org/name`).
 fn file_label(path: &Path) -> String {
+    if let Some(id) = controlnet_repo_id(path) {
+        return id.to_string();
+    }
     path.file_name().map_or_else(
         || path.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
