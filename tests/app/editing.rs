@@ -280,3 +280,32 @@ fn a_depth_unit_previews_the_map_the_engine_makes() {
     });
     assert!(harness.state().notices().is_empty());
 }
+
+/// The ControlNet picker offers the well-known hub ControlNets of the loaded model's family
+/// (SD 1.5 here, not SDXL's); choosing one makes the unit's model that repository id.
+#[test]
+fn the_controlnet_picker_offers_the_families_hub_controlnets() {
+    let output = Scratch::new("controlnet-catalog");
+    let desktop = ScriptedDesktop::default();
+    let mut harness = open_app(fixture_model("sd1"), &output.0, &desktop);
+    wait_for_model(&mut harness);
+    harness.set_size(egui::Vec2::new(1280.0, 1600.0));
+    harness.get_by_label("ControlNet").click();
+    harness.run_steps(2);
+    harness.get_by_label("Add ControlNet unit").click();
+    harness.run_steps(2);
+    harness.state_mut().state_mut().control_units[0].model = None;
+    harness.run_steps(2);
+    harness.get_by_value("Choose a ControlNet…").click();
+    harness.run_steps(2);
+    assert!(text_shown(&harness, "lllyasviel/control_v11f1p_sd15_depth"));
+    assert!(!text_shown(&harness, "diffusers/controlnet-canny-sdxl-1.0"));
+    harness
+        .get_by_label("lllyasviel/control_v11p_sd15_canny")
+        .click();
+    harness.run_steps(2);
+    assert_eq!(
+        harness.state().state().control_units[0].model,
+        Some(PathBuf::from("lllyasviel/control_v11p_sd15_canny"))
+    );
+}
