@@ -556,4 +556,21 @@ mod tests {
         );
         assert!(!hash_matches("0000000000", sha));
     }
+
+    #[test]
+    fn a_hub_controlnet_is_restored_by_its_repository_id() {
+        let text = "a house\nSteps: 20, Sampler: Euler, CFG scale: 7, Seed: 1, Size: 512x512, ControlNet 0: \"Module: canny, Model: lllyasviel/control_v11p_sd15_canny, Weight: 0.8, Guidance Start: 0, Guidance End: 1\"";
+        let params = GenerationParameters::parse_a1111(text).expect("parse");
+        let mut state = State::default();
+        let skipped = restore_control_units(&mut state, &params);
+        assert_eq!(
+            state.control_units[0].model,
+            Some(PathBuf::from("lllyasviel/control_v11p_sd15_canny")),
+            "{skipped:?}"
+        );
+        assert!(
+            !skipped.iter().any(|s| s.contains("not among")),
+            "{skipped:?}"
+        );
+    }
 }

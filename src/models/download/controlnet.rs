@@ -164,3 +164,43 @@ fn cached_controlnet(cache: &HubCache, id: &str) -> Option<PathBuf> {
         && WEIGHT_FILES.iter().any(|f| snapshot.join(f).is_file());
     complete.then_some(snapshot)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_org_slash_name_that_is_no_local_path_is_a_repository_id() {
+        let id = |text: &str| controlnet_repo_id(Path::new(text)).map(str::to_string);
+        assert_eq!(
+            id("lllyasviel/control_v11p_sd15_canny"),
+            Some("lllyasviel/control_v11p_sd15_canny".to_string())
+        );
+        assert_eq!(
+            id("TencentARC/t2i-adapter-canny-sdxl-1.0"),
+            Some("TencentARC/t2i-adapter-canny-sdxl-1.0".to_string())
+        );
+        for local in [
+            "/models/canny",
+            "canny",
+            "a/b/c",
+            "../canny",
+            "./canny",
+            "a//b",
+            "org/na me",
+            "src/models",
+        ] {
+            assert_eq!(id(local), None, "{local}");
+        }
+    }
+
+    #[test]
+    fn the_catalog_names_repository_ids_of_both_families() {
+        for entry in CONTROLNET_CATALOG {
+            assert_eq!(controlnet_repo_id(Path::new(entry.id)), Some(entry.id));
+        }
+        for family in [Family::StableDiffusion, Family::StableDiffusionXl] {
+            assert!(CONTROLNET_CATALOG.iter().any(|e| e.family == family));
+        }
+    }
+}
