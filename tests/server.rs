@@ -677,7 +677,8 @@ fn serve_refuses_an_open_address_without_a_password_and_prints_its_address() {
 }
 
 /// `enable_hr` is the CLI's hires fix: an upscaler named by its file in the server's
-/// upscaler folder, `hr_resize_x` as A1111 reads it; latent upscalers and paths are refused.
+/// upscaler folder or a latent upscaler by A1111's name, `hr_resize_x` as A1111 reads it;
+/// paths are refused.
 #[test]
 fn enable_hr_matches_the_clis_hires_fix() {
     let server = start(&["sd1"]);
@@ -718,10 +719,28 @@ fn enable_hr_matches_the_clis_hires_fix() {
         "hr_resize_x 96 is ×1.5"
     );
 
+    // Latent upscalers by A1111's names; a missing hr_upscaler is A1111's default, "Latent".
+    let mut latent = request.clone();
+    latent["hr_upscaler"] = json!("Latent (bicubic)");
+    let reply = client.ok("/sdapi/v1/txt2img", &latent);
+    let mut args = vec!["--prompt", PROMPT, "--hires-upscaler", "latent-bicubic"];
+    args.extend(
+        "--seed 5 --steps 2 --width 64 --height 48 --scheduler euler --hires-scale 1.5 \
+         --hires-steps 3 --hires-denoise 0.6"
+            .split_whitespace(),
+    );
+    let files = generate("sd1", &scratch("hires-latent-cli"), &args, 1);
+    assert_same_images(&reply, &files);
+    let (picture, text) = decode_png(&reply["images"][0]);
+    assert_eq!(picture.dimensions(), (96, 72));
+    assert!(text.contains("Hires upscaler: Latent (bicubic)"), "{text}");
+    let mut default = request.clone();
+    default.as_object_mut().unwrap().remove("hr_upscaler");
+    let (_, text) = decode_png(&client.ok("/sdapi/v1/txt2img", &default)["images"][0]);
+    assert!(text.contains("Hires upscaler: Latent,"), "{text}");
+
     let txt2img = "/sdapi/v1/txt2img";
     for (upscaler, fragment) in [
-        (json!("Latent"), "latent upscaling"),
-        (json!(null), "A1111's default, Latent"),
         (
             json!("../upscalers/compact_x2"),
             "neither Lanczos nor an upscaler",

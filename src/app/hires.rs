@@ -31,8 +31,10 @@ pub struct HiresSettings {
     pub steps: usize,
     /// The second pass's img2img strength (A1111's "Denoising strength").
     pub denoise: f64,
-    /// An ESRGAN-family `.safetensors` file; `None`: Lanczos.
+    /// An ESRGAN-family `.safetensors` file; `None`: Lanczos (or the latent mode).
     pub upscaler: Option<PathBuf>,
+    /// A latent upscaler by A1111's name ("Latent (bicubic)", …); it wins over `upscaler`.
+    pub latent: Option<String>,
     /// Upscaler files chosen before, most recent first.
     pub recent_upscalers: Vec<PathBuf>,
 }
@@ -46,6 +48,7 @@ impl Default for HiresSettings {
             steps: 0,
             denoise: 0.7,
             upscaler: None,
+            latent: None,
             recent_upscalers: Vec::new(),
         }
     }
@@ -63,6 +66,15 @@ impl HiresSettings {
             self.denoise = 0.7;
         }
         self.recent_upscalers.truncate(RECENT_UPSCALERS_KEPT);
+        if self.latent_upscaler().is_none() {
+            self.latent = None;
+        }
+    }
+
+    /// The chosen latent upscaler, when `latent` names one.
+    pub fn latent_upscaler(&self) -> Option<HiresUpscaler> {
+        let upscaler = HiresUpscaler::built_in(self.latent.as_deref()?)?;
+        matches!(upscaler, HiresUpscaler::Latent(_)).then_some(upscaler)
     }
 
     /// The job's hires pass, when enabled.
@@ -71,9 +83,10 @@ impl HiresSettings {
             scale: self.scale,
             steps: (self.steps > 0).then_some(self.steps),
             denoise: self.denoise,
-            upscaler: match &self.upscaler {
-                Some(path) => HiresUpscaler::Model(path.clone()),
-                None => HiresUpscaler::Lanczos,
+            upscaler: match (self.latent_upscaler(), &self.upscaler) {
+                (Some(latent), _) => latent,
+                (None, Some(path)) => HiresUpscaler::Model(path.clone()),
+                (None, None) => HiresUpscaler::Lanczos,
             },
         })
     }
@@ -132,9 +145,20 @@ pub fn apply_hires_parameters(state: &mut State, params: &GenerationParameters) 
     if let Some(denoise) = params.denoising_strength.filter(|d| *d > 0.0 && *d <= 1.0) {
         hires.denoise = denoise;
     }
+    hires.latent = None;
     match extra_value(params, "Hires upscaler") {
         None => hires.upscaler = None,
         Some(name) if name.eq_ignore_ascii_case(LANCZOS) => hires.upscaler = None,
+        Some(name)
+            if matches!(
+                HiresUpscaler::built_in(name),
+                Some(HiresUpscaler::Latent(_))
+            ) =>
+        {
+            hires.upscaler = None;
+            hires.latent =
+                Some(HiresUpscaler::built_in(name).map_or_else(String::new, |u| u.a1111_name()));
+        }
         Some(name) => {
             let known = hires
                 .recent_upscalers
@@ -168,6 +192,7 @@ impl LatentStudioApp {
         if let Some(path) = self.desktop.pick_upscaler_file() {
             self.state.hires.remember_upscaler(&path);
             self.state.hires.upscaler = Some(path);
+            self.state.hires.latent = None;
         }
     }
 }
@@ -217,16 +242,34 @@ mod tests {
             }
         );
 
+        // A latent upscaler by A1111's name is restored as one.
+        let skipped = apply_hires_parameters(
+            &mut state,
+            &params(
+                &[
+                    ("Hires upscale", "2"),
+                    ("Hires upscaler", "Latent (nearest-exact)"),
+                ],
+                None,
+            ),
+        );
+        assert!(skipped.is_empty(), "{skipped:?}");
+        assert_eq!(
+            state.hires.fix().unwrap().upscaler,
+            HiresUpscaler::Latent(crate::engine::LatentUpscale::NearestExact)
+        );
+
         // An unknown upscaler falls back to Lanczos, and says so; no key turns it off.
         let skipped = apply_hires_parameters(
             &mut state,
             &params(
-                &[("Hires upscale", "2"), ("Hires upscaler", "Latent")],
+                &[("Hires upscale", "2"), ("Hires upscaler", "SwinIR_4x")],
                 None,
             ),
         );
         assert_eq!(skipped.len(), 1);
         assert_eq!(state.hires.upscaler, None);
+        assert_eq!(state.hires.fix().unwrap().upscaler, HiresUpscaler::Lanczos);
         assert_eq!(state.hires.fix().unwrap().steps, None);
         apply_hires_parameters(&mut state, &params(&[], Some(0.5)));
         assert!(state.hires.fix().is_none());

@@ -92,8 +92,11 @@ struct SavedHires {
     scale: f64,
     steps: Option<usize>,
     denoise: f64,
-    /// `None`: Lanczos.
+    /// `None`: Lanczos (or the latent mode).
     upscaler: Option<PathBuf>,
+    /// A latent upscaler by A1111's name; absent in queues saved before it existed.
+    #[serde(default)]
+    latent: Option<String>,
 }
 
 /// The pictures of entry `id`, by role.
@@ -239,8 +242,12 @@ impl SavedEntry {
                 steps: hires.steps,
                 denoise: hires.denoise,
                 upscaler: match &hires.upscaler {
-                    HiresUpscaler::Lanczos => None,
+                    HiresUpscaler::Lanczos | HiresUpscaler::Latent(_) => None,
                     HiresUpscaler::Model(path) => Some(path.clone()),
+                },
+                latent: match &hires.upscaler {
+                    HiresUpscaler::Latent(_) => Some(hires.upscaler.a1111_name()),
+                    _ => None,
                 },
             }),
         }
@@ -344,9 +351,13 @@ impl SavedEntry {
                     scale: finite_or(hires.scale, 2.0).clamp(1.0, 8.0),
                     steps: hires.steps.map(|s| s.clamp(1, MAX_STEPS)),
                     denoise: finite_or(hires.denoise, 0.5).clamp(0.0, 1.0),
-                    upscaler: match hires.upscaler {
-                        None => HiresUpscaler::Lanczos,
-                        Some(path) => HiresUpscaler::Model(path),
+                    upscaler: match (
+                        hires.latent.as_deref().and_then(HiresUpscaler::built_in),
+                        hires.upscaler,
+                    ) {
+                        (Some(latent @ HiresUpscaler::Latent(_)), _) => latent,
+                        (_, None) => HiresUpscaler::Lanczos,
+                        (_, Some(path)) => HiresUpscaler::Model(path),
                     },
                 }),
             },

@@ -304,13 +304,15 @@ fn resolve_hires(args: &GenerateArgs) -> Result<Option<HiresFix>, CliError> {
     if args.hires_steps == Some(0) {
         return Err(CliError::input("--hires-steps must be at least 1"));
     }
-    let upscaler = match args.hires_upscaler.as_deref() {
-        None | Some("lanczos") => HiresUpscaler::Lanczos,
-        Some(file) => {
+    let named = args.hires_upscaler.as_deref();
+    let upscaler = match (named, named.and_then(HiresUpscaler::built_in)) {
+        (None, _) => HiresUpscaler::Lanczos,
+        (Some(_), Some(built_in)) => built_in,
+        (Some(file), None) => {
             let path = PathBuf::from(file);
             if !path.is_file() {
                 return Err(CliError::input(format!(
-                    "--hires-upscaler {file}: neither lanczos nor an upscaler file"
+                    "--hires-upscaler {file}: neither lanczos, latent, latent-antialiased, latent-bicubic, latent-bicubic-antialiased, latent-nearest, latent-nearest-exact nor an upscaler file"
                 )));
             }
             HiresUpscaler::Model(path)

@@ -6,6 +6,8 @@
 
 use std::time::Instant;
 
+use candle_core::Tensor;
+
 use super::hires::HiresUpscaler;
 use super::runner::{batch_file_path, save_numbered, write_png};
 use super::tiny_vae::TinyDecoderInUse;
@@ -14,6 +16,7 @@ use super::{
     a1111_parameters, latent_preview, FileRecord, FinishedImage, GenerateJob, GenerationFailure,
     ImageOutput, ImageStep, JobOutcome, PreviewMode, RunObserver,
 };
+use crate::kernels::resize::interpolate;
 use crate::models::upscaler::LoadedUpscaler;
 use crate::models::{LoadOptions, StableDiffusion};
 use crate::sampling::batch::{batchable, MAX_BATCH_SIZE};
@@ -155,7 +158,7 @@ impl JobRun<'_> {
             started: Instant::now(),
             total: total_steps,
         };
-        let output = match pass.run(pipeline, request, 0, observer)? {
+        let output = match pass.run(pipeline, request, None, 0, observer)? {
             Some(output) => output,
             None => return Ok(Next::Cancelled),
         };
@@ -163,6 +166,22 @@ impl JobRun<'_> {
             None => output,
             Some(hires) => {
                 let (width, height) = hires.target_size(request.width, request.height);
+                if let HiresUpscaler::Latent(mode) = hires.upscaler {
+                    let scale = pipeline.vae_scale_factor();
+                    let start = interpolate(&output.latents, height / scale, width / scale, mode)
+                        .map_err(|err| {
+                        GenerationFailure::InvalidRequest(format!("latent upscale: {err}"))
+                    })?;
+                    let stand_in = RgbImage::filled(width, height, [0; 3]);
+                    let second = hires.second_pass(request, stand_in);
+                    let output =
+                        match pass.run(pipeline, &second, Some(&start), base_steps, observer)? {
+                            Some(output) => output,
+                            None => return Ok(Next::Cancelled),
+                        };
+                    self.finish(index, request, output.image, observer)?;
+                    return Ok(Next::Continue);
+                }
                 let picture = match (&hires.upscaler, self.upscaler) {
                     (HiresUpscaler::Model(_), Some(upscaler)) => {
                         let tile = Some(upscale::DEFAULT_UPSCALE_TILE);
@@ -183,7 +202,7 @@ impl JobRun<'_> {
                     _ => output.image.resized(width, height),
                 };
                 let second = hires.second_pass(request, picture);
-                match pass.run(pipeline, &second, base_steps, observer)? {
+                match pass.run(pipeline, &second, None, base_steps, observer)? {
                     Some(output) => output,
                     None => return Ok(Next::Cancelled),
                 }
@@ -208,7 +227,7 @@ impl JobRun<'_> {
                     p.denoising_strength = Some(hires.denoise);
                     let name = match (&hires.upscaler, self.upscaler) {
                         (HiresUpscaler::Model(_), Some(upscaler)) => upscaler.name.clone(),
-                        _ => "Lanczos".to_string(),
+                        (upscaler, _) => upscaler.a1111_name().to_string(),
                     };
                     p.extra.extend(hires.record(&name));
                 }
@@ -264,12 +283,16 @@ impl Pass<'_> {
         &self,
         pipeline: &DiffusionPipeline,
         request: &GenerationRequest,
+        start_latents: Option<&Tensor>,
         offset: usize,
         observer: &mut dyn RunObserver,
     ) -> Result<Option<GeneratedImage>, GenerationFailure> {
-        let result = pipeline.generate(request, &mut |progress| {
-            self.observe(pipeline, progress, offset, observer)
-        });
+        let mut observe =
+            |progress: &StepProgress| self.observe(pipeline, progress, offset, observer);
+        let result = match start_latents {
+            Some(start) => pipeline.generate_from_latents(request, start, &mut observe),
+            None => pipeline.generate(request, &mut observe),
+        };
         match result {
             Ok(output) => Ok(Some(output)),
             Err(GenerateError::Cancelled) => Ok(None),

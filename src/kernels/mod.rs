@@ -24,6 +24,7 @@ mod matmul;
 mod matmul_bf16;
 pub mod precision;
 pub mod profile;
+pub mod resize;
 #[cfg(target_arch = "x86_64")]
 mod simd;
 mod winograd;

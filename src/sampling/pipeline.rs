@@ -502,6 +502,47 @@ impl DiffusionPipeline {
         request: &GenerationRequest,
         observer: &mut dyn FnMut(&StepProgress) -> Flow,
     ) -> Result<GeneratedImage, GenerateError> {
+        self.generate_from(request, None, observer)
+    }
+
+    /// img2img that starts from `start` latents (UNet space, 1×4×h/8×w/8) instead of the VAE
+    /// encode of the init image, as diffusers' img2img does when `image` has 4 channels
+    /// (`init_latents = image`, then `add_noise` at the strength's timestep); the request's
+    /// init image only carries the strength. No VAE sample is drawn, so the noise is the
+    /// generator's first draw.
+    pub fn generate_from_latents(
+        &self,
+        request: &GenerationRequest,
+        start: &Tensor,
+        observer: &mut dyn FnMut(&StepProgress) -> Flow,
+    ) -> Result<GeneratedImage, GenerateError> {
+        let scale = self.vae_scale_factor;
+        let expected = [1, 4, request.height / scale, request.width / scale];
+        if start.dims() != expected {
+            return Err(GenerateError::InvalidRequest(format!(
+                "starting latents are {:?}; a {}×{} picture needs {expected:?}",
+                start.dims(),
+                request.width,
+                request.height
+            )));
+        }
+        match &request.init_image {
+            Some(init) if init.mask.is_none() => {}
+            _ => {
+                return Err(GenerateError::InvalidRequest(
+                    "starting latents need an unmasked img2img request (its strength)".into(),
+                ))
+            }
+        }
+        self.generate_from(request, Some(start), observer)
+    }
+
+    fn generate_from(
+        &self,
+        request: &GenerationRequest,
+        start_latents: Option<&Tensor>,
+        observer: &mut dyn FnMut(&StepProgress) -> Flow,
+    ) -> Result<GeneratedImage, GenerateError> {
         self.check(request)?;
         let guided = request.guidance > 1.0;
         let conditioning = self.encode_prompts(request, guided)?;
@@ -529,8 +570,13 @@ impl DiffusionPipeline {
                         init.strength, request.steps
                     )));
                 }
-                match &init.mask {
-                    None => {
+                match (&init.mask, start_latents) {
+                    (None, Some(latents)) => {
+                        let clean = latents.to_device(&self.device)?.to_dtype(self.dtype)?;
+                        let noise = self.initial_noise(&mut rng, clean.dims(), request)?;
+                        (scheduler.add_noise(&clean, &noise, start)?, start)
+                    }
+                    (None, None) => {
                         let pixels = image_to_tensor(
                             &init.image,
                             request.width,
@@ -542,7 +588,7 @@ impl DiffusionPipeline {
                         let noise = self.initial_noise(&mut rng, clean.dims(), request)?;
                         (scheduler.add_noise(&clean, &noise, start)?, start)
                     }
-                    Some(mask) => {
+                    (Some(mask), _) => {
                         let state = self.prepare_inpainting(
                             request,
                             init,

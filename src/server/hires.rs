@@ -1,9 +1,9 @@
 //! A1111's hires-fix fields of txt2img (`enable_hr`, `hr_scale`, `hr_resize_x/y`,
 //! `hr_upscaler`, `hr_second_pass_steps`, `denoising_strength`), checked and turned into the
 //! engine's [`HiresFix`]. Upscalers are A1111's pixel resizers ("Lanczos", "None": both
-//! Lanczos here) or the name of a `.safetensors` file in the server's `--upscaler-dir`,
-//! never a path from the request. A1111's latent upscalers (its default, "Latent") are
-//! refused by name: this engine upscales pictures, not latents.
+//! Lanczos here), its latent upscalers by name ("Latent", its default when the field is
+//! missing, "Latent (bicubic)", …), or the name of a `.safetensors` file in the server's
+//! `--upscaler-dir`, never a path from the request.
 
 use std::path::{Path, PathBuf};
 
@@ -16,15 +16,6 @@ const MAX_HIRES_SCALE: f64 = 8.0;
 const MAX_HIRES_STEPS: usize = 1000;
 /// A1111's txt2img `denoising_strength` default.
 const DEFAULT_DENOISE: f64 = 0.75;
-const LATENT_UPSCALERS: [&str; 6] = [
-    "Latent",
-    "Latent (antialiased)",
-    "Latent (bicubic)",
-    "Latent (bicubic antialiased)",
-    "Latent (nearest)",
-    "Latent (nearest-exact)",
-];
-
 /// The hires fields of a request, checked; the size is settled once the first pass's is
 /// known ([`Self::fix`]).
 #[derive(Debug)]
@@ -92,21 +83,13 @@ pub fn parse_hires(
 }
 
 fn upscaler_named(name: Option<&str>, dir: Option<&Path>) -> Result<HiresUpscaler, ApiError> {
-    let Some(name) = name.map(str::trim) else {
-        return Err(ApiError::invalid(
-            "hr_upscaler: A1111's default, Latent, is not supported here (latent upscaling); give \"Lanczos\" or an upscaler file's name",
-        ));
-    };
-    if name.eq_ignore_ascii_case("Lanczos") || name.eq_ignore_ascii_case("None") {
+    // A1111's default when the field is missing is "Latent".
+    let name = name.map_or("Latent", str::trim);
+    if name.eq_ignore_ascii_case("None") {
         return Ok(HiresUpscaler::Lanczos);
     }
-    if LATENT_UPSCALERS
-        .iter()
-        .any(|l| l.eq_ignore_ascii_case(name))
-    {
-        return Err(ApiError::invalid(format!(
-            "hr_upscaler {name:?}: latent upscaling is not supported here; give \"Lanczos\" or an upscaler file's name"
-        )));
+    if let Some(built_in) = HiresUpscaler::built_in(name) {
+        return Ok(built_in);
     }
     let found = dir.and_then(|dir| upscaler_file(dir, name));
     match found {
@@ -190,6 +173,7 @@ impl PendingHires {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::LatentUpscale;
 
     fn pending(resize: (usize, usize)) -> PendingHires {
         PendingHires {
@@ -225,14 +209,17 @@ mod tests {
             Ok(HiresUpscaler::Model(_))
         ));
         assert!(matches!(named("lanczos"), Ok(HiresUpscaler::Lanczos)));
-        for refused in [
-            "Latent (bicubic)",
-            "../upscalers/compact_x2",
-            "no_such_upscaler",
-        ] {
+        assert!(matches!(
+            named("Latent (bicubic)"),
+            Ok(HiresUpscaler::Latent(LatentUpscale::Bicubic))
+        ));
+        assert!(matches!(
+            upscaler_named(None, Some(&dir)),
+            Ok(HiresUpscaler::Latent(LatentUpscale::Bilinear))
+        ));
+        for refused in ["../upscalers/compact_x2", "no_such_upscaler"] {
             assert!(named(refused).is_err(), "{refused}");
         }
-        assert!(upscaler_named(None, Some(&dir)).is_err());
         assert!(upscaler_named(Some("compact_x2"), None).is_err());
     }
 }

@@ -4,6 +4,7 @@ use super::*;
 use crate::app::hires::{
     upscaler_label, LANCZOS, MAX_HIRES_SCALE, MAX_HIRES_STEPS, MIN_HIRES_SCALE,
 };
+use crate::engine::LATENT_UPSCALERS;
 
 pub(super) fn hires_section(ui: &mut Ui, state: &mut State) -> Vec<UiCommand> {
     let mut commands = Vec::new();
@@ -38,10 +39,11 @@ pub(super) fn hires_section(ui: &mut Ui, state: &mut State) -> Vec<UiCommand> {
 
             let label = ui.label("Upscaler");
             ui.horizontal(|ui| {
-                let selected = hires
-                    .upscaler
-                    .as_deref()
-                    .map_or_else(|| LANCZOS.to_string(), upscaler_label);
+                let selected = match (&hires.latent, hires.upscaler.as_deref()) {
+                    (Some(latent), _) => latent.clone(),
+                    (None, Some(path)) => upscaler_label(path),
+                    (None, None) => LANCZOS.to_string(),
+                };
                 let recent = hires.recent_upscalers.clone();
                 ComboBox::from_id_salt("hires-upscaler")
                     .selected_text(selected)
@@ -49,11 +51,28 @@ pub(super) fn hires_section(ui: &mut Ui, state: &mut State) -> Vec<UiCommand> {
                     .width(150.0)
                     .show_ui(ui, |ui| {
                         if ui
-                            .selectable_label(hires.upscaler.is_none(), LANCZOS)
+                            .selectable_label(
+                                hires.upscaler.is_none() && hires.latent.is_none(),
+                                LANCZOS,
+                            )
                             .on_hover_text("Lanczos resampling of the picture (no model)")
                             .clicked()
                         {
                             hires.upscaler = None;
+                            hires.latent = None;
+                        }
+                        for (_, name, _) in LATENT_UPSCALERS {
+                            if ui
+                                .selectable_label(hires.latent.as_deref() == Some(name), name)
+                                .on_hover_text(
+                                    "Resize the first pass's latents (torch's interpolation) \
+                                     and denoise from them; no decode and re-encode",
+                                )
+                                .clicked()
+                            {
+                                hires.upscaler = None;
+                                hires.latent = Some(name.to_string());
+                            }
                         }
                         for path in &recent {
                             if ui
@@ -65,6 +84,7 @@ pub(super) fn hires_section(ui: &mut Ui, state: &mut State) -> Vec<UiCommand> {
                                 .clicked()
                             {
                                 hires.upscaler = Some(path.clone());
+                                hires.latent = None;
                             }
                         }
                     })
