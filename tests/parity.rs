@@ -10,7 +10,7 @@ use latent_studio::models::{load_model, LoadOptions};
 use latent_studio::sampling::pipeline::Flow;
 use support::{
     compare_with_reference, controlnet_cases, fixtures, generate_case, inpaint_cases,
-    model_with_unet, parity_cases, parity_cases_from, Case,
+    latent_hires_fixtures, max_abs_diff, model_with_unet, parity_cases, parity_cases_from, Case,
 };
 
 fn run_case(model: &StableDiffusion, case: &Case, dir: &str) -> Result<(), String> {
@@ -81,6 +81,105 @@ fn inpainting_matches_diffusers() {
     assert!(
         failures.is_empty(),
         "{} of {} inpainting cases differ from diffusers:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+/// torch's `F.interpolate` in every mode of A1111's latent upscalers, up and down.
+#[test]
+fn latent_resize_matches_torch() {
+    use latent_studio::engine::HiresUpscaler;
+    use latent_studio::kernels::resize::interpolate;
+    let resizes = latent_hires_fixtures().resize;
+    assert_eq!(resizes.len(), 12);
+    let tensors = candle_core::safetensors::load(
+        fixtures().join("latent_hires/resize.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    for case in &resizes {
+        let Some(HiresUpscaler::Latent(mode)) = HiresUpscaler::built_in(&case.upscaler) else {
+            panic!("{} is not a latent upscaler", case.upscaler);
+        };
+        let ours = interpolate(&tensors["input"], case.height, case.width, mode).unwrap();
+        let diff = max_abs_diff(&ours, &tensors[&case.key]);
+        eprintln!("{:<36} max|Δ| {diff:.2e}", case.key);
+        assert!(diff < 1e-5, "{}: {diff}", case.key);
+    }
+}
+
+/// The hires fix with a latent upscaler, as diffusers does its two halves: txt2img, torch's
+/// resize of its latents, img2img from those latents (SD 1 and SDXL; three modes).
+#[test]
+fn latent_hires_matches_diffusers() {
+    use latent_studio::engine::HiresUpscaler;
+    use latent_studio::kernels::resize::interpolate;
+    use latent_studio::sampling::pipeline::{InitImage, RgbImage};
+    let cases = latent_hires_fixtures().cases;
+    assert!(cases.len() >= 4);
+    let mut models: HashMap<String, StableDiffusion> = HashMap::new();
+    let mut failures = Vec::new();
+    for case in &cases {
+        let model = models.entry(case.model.clone()).or_insert_with(|| {
+            load_model(
+                &fixtures().join("models").join(&case.model),
+                &LoadOptions::default(),
+            )
+            .unwrap_or_else(|e| panic!("loading {}: {e}", case.model))
+        });
+        let path = fixtures()
+            .join("latent_hires")
+            .join(format!("{}.safetensors", case.name));
+        let reference = candle_core::safetensors::load(&path, &candle_core::Device::Cpu).unwrap();
+        let Some(HiresUpscaler::Latent(mode)) = HiresUpscaler::built_in(&case.upscaler) else {
+            panic!("{} is not a latent upscaler", case.upscaler);
+        };
+        let pipeline = model.pipeline();
+        let result = case.first_pass().and_then(|first| {
+            let output = pipeline
+                .generate(&first, &mut |_| Flow::Continue)
+                .map_err(|e| e.to_string())?;
+            let first_diff = max_abs_diff(&output.latents, &reference["first_latents"]);
+            let start = interpolate(
+                &output.latents,
+                case.hires_height / 8,
+                case.hires_width / 8,
+                mode,
+            )
+            .map_err(|e| e.to_string())?;
+            let resize_diff = max_abs_diff(&start, &reference["upscaled"]);
+            eprintln!(
+                "{:<24} first pass max|Δ| {first_diff:.2e}  resized max|Δ| {resize_diff:.2e}",
+                case.name
+            );
+            if first_diff > 1e-3 || resize_diff > 1e-3 {
+                return Err(format!("first pass {first_diff}, resized {resize_diff}"));
+            }
+            let second = latent_studio::sampling::pipeline::GenerationRequest {
+                width: case.hires_width,
+                height: case.hires_height,
+                steps: case.hires_steps,
+                init_image: Some(InitImage {
+                    image: RgbImage::filled(case.hires_width, case.hires_height, [0; 3]),
+                    strength: case.strength,
+                    mask: None,
+                }),
+                ..first
+            };
+            let output = pipeline
+                .generate_from_latents(&second, &start, &mut |_| Flow::Continue)
+                .map_err(|e| e.to_string())?;
+            compare_with_reference(&case.name, &output, &path)
+        });
+        if let Err(err) = result {
+            failures.push(format!("{}: {err}", case.name));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} latent hires cases differ from diffusers:\n{}",
         failures.len(),
         cases.len(),
         failures.join("\n")

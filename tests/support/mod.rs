@@ -392,3 +392,66 @@ pub fn image_diff(a: &[u8], b: &[u8]) -> (f64, f64) {
     let max = diffs.iter().cloned().fold(0.0, f64::max);
     (mean, max)
 }
+
+/// A hires fix with a latent upscaler as `make_latent_hires_fixtures.py` ran it: diffusers'
+/// txt2img to latents, torch's `F.interpolate`, diffusers' img2img from those latents.
+#[derive(Debug, Deserialize)]
+pub struct LatentHiresCase {
+    pub name: String,
+    pub model: String,
+    /// A1111's name of the latent upscaler.
+    pub upscaler: String,
+    prompt: String,
+    negative_prompt: Option<String>,
+    steps: usize,
+    pub hires_steps: usize,
+    guidance: f64,
+    seed: u64,
+    scheduler: String,
+    pub strength: f64,
+    width: usize,
+    height: usize,
+    pub hires_width: usize,
+    pub hires_height: usize,
+}
+
+/// One resize of `latent_hires/resize.safetensors`.
+#[derive(Debug, Deserialize)]
+pub struct ResizeCase {
+    pub upscaler: String,
+    pub key: String,
+    pub height: usize,
+    pub width: usize,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LatentHiresFixtures {
+    pub cases: Vec<LatentHiresCase>,
+    pub resize: Vec<ResizeCase>,
+}
+
+pub fn latent_hires_fixtures() -> LatentHiresFixtures {
+    serde_json::from_str(&std::fs::read_to_string(fixtures().join("latent_hires.json")).unwrap())
+        .unwrap()
+}
+
+impl LatentHiresCase {
+    /// The first pass (txt2img at the base size).
+    pub fn first_pass(&self) -> Result<GenerationRequest, String> {
+        Ok(GenerationRequest {
+            prompt: self.prompt.clone(),
+            negative_prompt: self.negative_prompt.clone(),
+            steps: self.steps,
+            guidance: self.guidance,
+            seed: self.seed,
+            width: self.width,
+            height: self.height,
+            scheduler: self.scheduler.parse().map_err(|e| format!("{e}"))?,
+            init_image: None,
+            prompt_syntax: PromptSyntax::Plain,
+            clip_skip: 1,
+            controls: Vec::new(),
+            variation: None,
+        })
+    }
+}
