@@ -115,8 +115,10 @@ pub struct GenerateArgs {
     /// Denoising strength of the hires pass, 0 < F ≤ 1 (default 0.5).
     #[arg(long, value_name = "F")]
     hires_denoise: Option<f64>,
-    /// How the base image is enlarged: lanczos (default) or an upscaler .safetensors file.
-    #[arg(long, value_name = "lanczos|FILE")]
+    /// How the base image is enlarged: lanczos (default), an upscaler .safetensors file, or
+    /// its latents resized (A1111's latent upscalers): latent, latent-antialiased,
+    /// latent-bicubic, latent-bicubic-antialiased, latent-nearest, latent-nearest-exact.
+    #[arg(long, value_name = "lanczos|latent…|FILE")]
     hires_upscaler: Option<String>,
     /// Runs to make, each of --batch-size images; seeds seed, seed+1, … across all images,
     /// written as FILE-1.png, FILE-2.png, …
