@@ -166,23 +166,20 @@ impl JobRun<'_> {
             None => output,
             Some(hires) => {
                 let (width, height) = hires.target_size(request.width, request.height);
-                if let HiresUpscaler::Latent(mode) = hires.upscaler {
-                    let scale = pipeline.vae_scale_factor();
-                    let start = interpolate(&output.latents, height / scale, width / scale, mode)
-                        .map_err(|err| {
-                        GenerationFailure::InvalidRequest(format!("latent upscale: {err}"))
-                    })?;
-                    let stand_in = RgbImage::filled(width, height, [0; 3]);
-                    let second = hires.second_pass(request, stand_in);
-                    let output =
-                        match pass.run(pipeline, &second, Some(&start), base_steps, observer)? {
-                            Some(output) => output,
-                            None => return Ok(Next::Cancelled),
-                        };
-                    self.finish(index, request, output.image, observer)?;
-                    return Ok(Next::Continue);
-                }
-                let picture = match (&hires.upscaler, self.upscaler) {
+                // The latent upscalers start the second pass from resized latents; its init
+                // image only stands in for the size.
+                let (picture, start) = match (&hires.upscaler, self.upscaler) {
+                    (HiresUpscaler::Latent(mode), _) => {
+                        let scale = pipeline.vae_scale_factor();
+                        let start =
+                            interpolate(&output.latents, height / scale, width / scale, *mode)
+                                .map_err(|err| {
+                                    GenerationFailure::InvalidRequest(format!(
+                                        "latent upscale: {err}"
+                                    ))
+                                })?;
+                        (RgbImage::filled(width, height, [0; 3]), Some(start))
+                    }
                     (HiresUpscaler::Model(_), Some(upscaler)) => {
                         let tile = Some(upscale::DEFAULT_UPSCALE_TILE);
                         match upscale::run_upscale(
@@ -195,14 +192,14 @@ impl JobRun<'_> {
                         .map_err(|err| {
                             GenerationFailure::InvalidRequest(format!("hires upscaler: {err}"))
                         })? {
-                            Some(upscaled) => upscaled.image.resized(width, height),
+                            Some(upscaled) => (upscaled.image.resized(width, height), None),
                             None => return Ok(Next::Cancelled),
                         }
                     }
-                    _ => output.image.resized(width, height),
+                    _ => (output.image.resized(width, height), None),
                 };
                 let second = hires.second_pass(request, picture);
-                match pass.run(pipeline, &second, None, base_steps, observer)? {
+                match pass.run(pipeline, &second, start.as_ref(), base_steps, observer)? {
                     Some(output) => output,
                     None => return Ok(Next::Cancelled),
                 }
