@@ -1351,6 +1351,39 @@ fn hires_fix_is_img2img_on_the_enlarged_base_image() {
     );
     let output = generate_quick(Path::new(model), &dir, &["--hires-denoise", "0.5"]);
     assert_bad_input(&output, "--hires-denoise needs --hires-scale");
+
+    // A latent upscaler: the base's latents resized, then img2img from them (its parity with
+    // diffusers and torch is in tests/parity.rs); A1111's name in the PNG.
+    let latent = dir.join("latent.png");
+    run(
+        &[
+            "--width",
+            "64",
+            "--height",
+            "48",
+            "--steps",
+            "3",
+            "--hires-scale",
+            "1.5",
+            "--hires-upscaler",
+            "latent-nearest",
+        ],
+        &latent,
+    );
+    assert_eq!(image::open(&latent).unwrap().to_rgb8().dimensions(), (96, 72));
+    let text = latent_studio::formats::png::read_png_parameters(&latent)
+        .unwrap()
+        .unwrap();
+    assert!(text.contains("Hires upscaler: Latent (nearest)"), "{text}");
+    let output = generate_quick(
+        Path::new(model),
+        &dir,
+        &["--hires-scale", "2", "--hires-upscaler", "latent-fancy"],
+    );
+    assert_bad_input(
+        &output,
+        "--hires-upscaler latent-fancy: neither lanczos, latent",
+    );
 }
 
 /// Largest per-channel difference between two PNGs of the same size.
