@@ -1370,7 +1370,10 @@ fn hires_fix_is_img2img_on_the_enlarged_base_image() {
         ],
         &latent,
     );
-    assert_eq!(image::open(&latent).unwrap().to_rgb8().dimensions(), (96, 72));
+    assert_eq!(
+        image::open(&latent).unwrap().to_rgb8().dimensions(),
+        (96, 72)
+    );
     let text = latent_studio::formats::png::read_png_parameters(&latent)
         .unwrap()
         .unwrap();

@@ -557,6 +557,12 @@ mod tests {
         });
         with_picture.job.output = ImageOutput::Folder("/out".into());
         with_picture.job.loras = vec![("/loras/a.safetensors".into(), 0.8)];
+        with_picture.job.hires = Some(HiresFix {
+            scale: 1.5,
+            steps: Some(6),
+            denoise: 0.55,
+            upscaler: HiresUpscaler::Latent(crate::engine::LatentUpscale::BicubicAntialiased),
+        });
         let entries = vec![
             QueueEntry {
                 id: 4,
@@ -597,6 +603,7 @@ mod tests {
         assert_eq!(mask.content, MaskedContent::LatentNoise);
         assert_eq!(first.output, ImageOutput::Folder("/out".into()));
         assert_eq!(first.loras, original.loras);
+        assert_eq!(first.hires, original.hires);
         assert_eq!(back.entries[0].job.summary(), entries[0].job.summary());
 
         // Removing an entry removes its pictures.
