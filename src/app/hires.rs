@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::import::extra_value;
 use super::state::State;
 use super::LatentStudioApp;
-use crate::engine::{GenerationParameters, HiresFix, HiresUpscaler};
+use crate::engine::{GenerationParameters, HiresFix, HiresUpscaler, UPSCALER_CATALOG};
 
 /// The scale's range, as the CLI's `--hires-scale` (A1111's slider stops at 4).
 pub const MIN_HIRES_SCALE: f64 = 1.0;
@@ -91,20 +91,42 @@ impl HiresSettings {
         })
     }
 
-    /// Puts an upscaler file at the front of the recent list (once).
+    /// Puts an upscaler file at the front of the recent list (once); hub catalog entries are
+    /// always listed and not remembered.
     pub fn remember_upscaler(&mut self, path: &Path) {
+        if catalog_upscalers().any(|(_, reference)| reference == path) {
+            return;
+        }
         self.recent_upscalers.retain(|p| p != path);
         self.recent_upscalers.insert(0, path.to_path_buf());
         self.recent_upscalers.truncate(RECENT_UPSCALERS_KEPT);
     }
 }
 
-/// The name images record for an upscaler file (its stem, as the engine writes it).
+/// What the pickers call an upscaler: a hub catalog entry's label, else the name images
+/// record for a file (its stem, as the engine writes it).
 pub fn upscaler_label(path: &Path) -> String {
+    if let Some(entry) = UPSCALER_CATALOG
+        .iter()
+        .find(|entry| Path::new(&entry.reference()) == path)
+    {
+        return entry.label.to_string();
+    }
     path.file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| path.display().to_string())
 }
+
+/// The hub catalog's upscalers as the pickers offer them: label and the
+/// `org/name/file.safetensors` reference jobs carry.
+pub fn catalog_upscalers() -> impl Iterator<Item = (&'static str, PathBuf)> {
+    UPSCALER_CATALOG
+        .iter()
+        .map(|entry| (entry.label, PathBuf::from(entry.reference())))
+}
+
+/// Heading of the pickers' hub group.
+pub const CATALOG_UPSCALERS_HEADING: &str = "Hugging Face (downloaded on first use)";
 
 /// Takes an image's `Hires upscale`, `Hires steps`, `Hires upscaler` and `Denoising strength`
 /// into the hires settings (no `Hires upscale`: the fix is turned off, as the image was made
@@ -164,7 +186,17 @@ pub fn apply_hires_parameters(state: &mut State, params: &GenerationParameters) 
                 .recent_upscalers
                 .iter()
                 .find(|path| upscaler_label(path).eq_ignore_ascii_case(name))
-                .cloned();
+                .cloned()
+                .or_else(|| {
+                    // The engine records a hub file's stem, as for any file.
+                    catalog_upscalers()
+                        .map(|(_, reference)| reference)
+                        .find(|reference| {
+                            reference
+                                .file_stem()
+                                .is_some_and(|stem| stem.eq_ignore_ascii_case(name))
+                        })
+                });
             match known {
                 Some(path) => hires.upscaler = Some(path),
                 None => {

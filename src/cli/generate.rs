@@ -8,10 +8,10 @@ use std::time::Instant;
 use clap::Args;
 use latent_studio::engine::{
     check_prompt, default_embeddings_dir, default_lora_dir, random_seed, read_picture,
-    AddOnFolders, DownloadProgress, FinishedImage, GenerateJob, GenerationFailure,
-    GenerationRequest, HiresFix, HiresUpscaler, ImageOutput, ImageStep, InitImage, LoadFailure,
-    LoadOptions, ModelSource, PreviewMode, PromptSyntax, RgbImage, RunObserver, Runner,
-    SchedulerKind, Variation, MAX_BATCH_SIZE, MAX_IMAGE_SIDE,
+    upscaler_repo_file, AddOnFolders, DownloadProgress, FinishedImage, GenerateJob,
+    GenerationFailure, GenerationRequest, HiresFix, HiresUpscaler, ImageOutput, ImageStep,
+    InitImage, LoadFailure, LoadOptions, ModelSource, PreviewMode, PromptSyntax, RgbImage,
+    RunObserver, Runner, SchedulerKind, Variation, MAX_BATCH_SIZE, MAX_IMAGE_SIDE,
 };
 
 use super::controlnet::ControlArgs;
@@ -115,7 +115,8 @@ pub struct GenerateArgs {
     /// Denoising strength of the hires pass, 0 < F ≤ 1 (default 0.5).
     #[arg(long, value_name = "F")]
     hires_denoise: Option<f64>,
-    /// How the base image is enlarged: lanczos (default), an upscaler .safetensors file, or
+    /// How the base image is enlarged: lanczos (default), an upscaler .safetensors file (or
+    /// org/name/file.safetensors on the Hugging Face hub, downloaded on first use), or
     /// its latents resized (A1111's latent upscalers): latent, latent-antialiased,
     /// latent-bicubic, latent-bicubic-antialiased, latent-nearest, latent-nearest-exact.
     #[arg(long, value_name = "lanczos|latent…|FILE")]
@@ -312,9 +313,9 @@ fn resolve_hires(args: &GenerateArgs) -> Result<Option<HiresFix>, CliError> {
         (Some(_), Some(built_in)) => built_in,
         (Some(file), None) => {
             let path = PathBuf::from(file);
-            if !path.is_file() {
+            if !path.is_file() && upscaler_repo_file(&path).is_none() {
                 return Err(CliError::input(format!(
-                    "--hires-upscaler {file}: neither lanczos, latent, latent-antialiased, latent-bicubic, latent-bicubic-antialiased, latent-nearest, latent-nearest-exact nor an upscaler file"
+                    "--hires-upscaler {file}: neither lanczos, latent, latent-antialiased, latent-bicubic, latent-bicubic-antialiased, latent-nearest, latent-nearest-exact, an upscaler file nor org/name/file.safetensors on the hub"
                 )));
             }
             HiresUpscaler::Model(path)

@@ -18,7 +18,8 @@ use super::{select_device, select_dtype, CliError};
 #[derive(Debug, Args)]
 pub struct UpscaleArgs {
     /// An upscaler .safetensors file: ESRGAN / Real-ESRGAN (RealESRGAN_x4plus, 4x-UltraSharp,
-    /// 4x_NMKD-Siax …) or Real-ESRGAN Compact (realesr-general-x4v3, animevideo).
+    /// 4x_NMKD-Siax …) or Real-ESRGAN Compact (realesr-general-x4v3, animevideo); or
+    /// org/name/file.safetensors on the Hugging Face hub, downloaded into its cache on first use.
     #[arg(long)]
     model: PathBuf,
     /// The picture to upscale (PNG, JPEG or WebP).
@@ -69,6 +70,7 @@ fn failed(failure: UpscaleFailure) -> CliError {
             }
         }
         UpscaleFailure::InvalidRequest(message) => CliError::input(message),
+        UpscaleFailure::Fetch(message) => CliError::input(format!("--model {message}")),
         other @ UpscaleFailure::Compute(_) => CliError::runtime(other.to_string()),
     }
 }

@@ -55,6 +55,7 @@ pub use crate::models::{
     default_models_dir, format_size, Catalog, DownloadProgress, HubCache, HubReference,
     LoadOptions, ModelDefaults, ModelInfo,
 };
+pub use crate::models::{upscaler_repo_file, CatalogUpscaler, UPSCALER_CATALOG};
 pub use crate::networks::controlnet::ControlMode;
 pub use crate::networks::Family;
 pub use crate::sampling::batch::MAX_BATCH_SIZE;

@@ -7,7 +7,7 @@
 //!
 //! [`super::Runner::upscale`] is the entry point; it keeps the last upscaler loaded.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 
@@ -16,7 +16,7 @@ use super::{FinishedImage, ImageOutput, UpscaleImageJob};
 use crate::formats::parameters::GenerationParameters;
 use crate::formats::picture::MAX_PICTURE_SIDE;
 use crate::models::upscaler::{load_upscaler, LoadedUpscaler};
-use crate::models::LoadOptions;
+use crate::models::{upscaler_repo_file, HubCache, HubClient, LoadOptions, UpscalerFetchError};
 use crate::networks::upscalers::tiling::{upscale_tiled, TileProgress, Tiling};
 use crate::sampling::pipeline::RgbImage;
 
@@ -29,7 +29,8 @@ pub const DEFAULT_UPSCALE_TILE: usize = 256;
 /// One picture to upscale.
 #[derive(Debug, Clone)]
 pub struct UpscaleJob {
-    /// An upscaler `.safetensors` file.
+    /// An upscaler `.safetensors` file, or `org/name/file.safetensors` on the hub
+    /// (see [`upscaler_path`]).
     pub model: PathBuf,
     pub image: RgbImage,
     /// Tile edge in input pixels; `None` runs the whole picture at once.
@@ -56,6 +57,9 @@ pub enum UpscaleFailure {
     InvalidRequest(String),
     #[error("computation failed: {0}")]
     Compute(String),
+    /// A hub upscaler could not be fetched (offline without a cached copy, no such file).
+    #[error("{0}")]
+    Fetch(String),
 }
 
 /// The upscaled picture of `job` saved where it asks, with the source's parameters and
@@ -97,17 +101,30 @@ pub fn postprocess_parameters(parameters: &str, upscaled: &Upscaled) -> String {
     }
 }
 
-/// Loads `path` unless `cached` already holds it.
+/// The file upscaler `model` names: a local path that exists as given; else
+/// `org/name/file.safetensors` fetched from the hub into its cache on first use (no network
+/// once cached). Used by Upscale and the hires fix alike.
+pub fn upscaler_path(model: &Path) -> Result<PathBuf, UpscalerFetchError> {
+    match upscaler_repo_file(model) {
+        Some((id, file)) => {
+            HubClient::from_env().fetch_upscaler(&id, &file, &HubCache::from_env(), |_, _| true)
+        }
+        None => Ok(model.to_path_buf()),
+    }
+}
+
+/// Loads the upscaler `model` names ([`upscaler_path`]) unless `cached` already holds it.
 pub(super) fn load_cached<'a>(
     cached: &'a mut Option<(PathBuf, LoadedUpscaler)>,
-    path: &PathBuf,
+    model: &PathBuf,
     options: &LoadOptions,
 ) -> Result<&'a LoadedUpscaler, UpscaleFailure> {
-    if cached.as_ref().is_none_or(|(loaded, _)| loaded != path) {
+    if cached.as_ref().is_none_or(|(loaded, _)| loaded != model) {
         // Free the old network before the new one claims its memory.
         *cached = None;
-        let upscaler = load_upscaler(path, options).map_err(load_failure)?;
-        *cached = Some((path.clone(), upscaler));
+        let path = upscaler_path(model).map_err(|err| UpscaleFailure::Fetch(err.to_string()))?;
+        let upscaler = load_upscaler(&path, options).map_err(load_failure)?;
+        *cached = Some((model.clone(), upscaler));
     }
     Ok(&cached.as_ref().expect("loaded just above").1)
 }

@@ -26,6 +26,7 @@ pub use download::{
     ControlNetFetchError, DownloadError, DownloadProgress, FreeSpace, HubCache, HubClient,
     HubReference, RetryPolicy, CONTROLNET_CATALOG, DEFAULT_ENDPOINT, DISK_MARGIN_BYTES,
 };
+pub use download::{upscaler_repo_file, CatalogUpscaler, UpscalerFetchError, UPSCALER_CATALOG};
 pub use loading::{load_model, load_model_with_random_weights, LoadError, LoadOptions};
 pub(crate) use model::BaseWeights;
 pub use model::{ModelInfo, StableDiffusion};

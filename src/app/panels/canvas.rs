@@ -238,6 +238,19 @@ fn upscale_menu(ui: &mut Ui, upscalers: &[std::path::PathBuf], enabled: bool) ->
                     ui.close();
                 }
             }
+            ui.separator();
+            ui.weak(crate::app::hires::CATALOG_UPSCALERS_HEADING);
+            for (label, reference) in crate::app::hires::catalog_upscalers() {
+                if ui
+                    .button(label)
+                    .on_hover_text(reference.display().to_string())
+                    .clicked()
+                {
+                    command = Some(UiCommand::UpscaleShown(Some(reference)));
+                    ui.close();
+                }
+            }
+            ui.separator();
             if ui
                 .button("Choose file…")
                 .on_hover_text("An upscaler .safetensors file (ESRGAN, Real-ESRGAN, …)")

@@ -30,6 +30,7 @@ mod disk;
 mod http;
 mod reference;
 mod transfer;
+mod upscaler;
 
 use std::fs;
 use std::io;
@@ -54,6 +55,9 @@ pub use self::direct::default_models_dir;
 pub use self::disk::{format_size, FreeSpace, DISK_MARGIN_BYTES};
 pub use self::http::RetryPolicy;
 pub use self::reference::HubReference;
+pub use self::upscaler::{
+    upscaler_repo_file, CatalogUpscaler, UpscalerFetchError, UPSCALER_CATALOG,
+};
 
 /// The public hub.
 pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";

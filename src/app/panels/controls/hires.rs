@@ -2,7 +2,8 @@
 
 use super::*;
 use crate::app::hires::{
-    upscaler_label, LANCZOS, MAX_HIRES_SCALE, MAX_HIRES_STEPS, MIN_HIRES_SCALE,
+    catalog_upscalers, upscaler_label, CATALOG_UPSCALERS_HEADING, LANCZOS, MAX_HIRES_SCALE,
+    MAX_HIRES_STEPS, MIN_HIRES_SCALE,
 };
 use crate::engine::LATENT_UPSCALERS;
 
@@ -87,12 +88,26 @@ pub(super) fn hires_section(ui: &mut Ui, state: &mut State) -> Vec<UiCommand> {
                                 hires.latent = None;
                             }
                         }
+                        ui.separator();
+                        ui.weak(CATALOG_UPSCALERS_HEADING);
+                        for (label, reference) in catalog_upscalers() {
+                            let chosen = hires.upscaler.as_ref() == Some(&reference);
+                            if ui
+                                .selectable_label(chosen, label)
+                                .on_hover_text(reference.display().to_string())
+                                .clicked()
+                            {
+                                hires.upscaler = Some(reference);
+                                hires.latent = None;
+                            }
+                        }
                     })
                     .response
                     .labelled_by(label.id)
                     .on_hover_text(
-                        "What enlarges the first picture: Lanczos, or an ESRGAN-family \
-                         upscaler .safetensors file (then Lanczos to the exact size)",
+                        "What enlarges the first picture: Lanczos, its latents resized, or an \
+                         ESRGAN-family upscaler .safetensors file, local or from the Hugging \
+                         Face hub (then Lanczos to the exact size)",
                     );
                 if ui
                     .small_button("File…")
