@@ -20,7 +20,7 @@ mod fake_hub;
 
 use fake_hub::{
     FakeHub, TempDir, COMMIT, CONTROLNET_FIXTURE, CONTROLNET_REPO, FILES, PICKLE_CONTROLNET_REPO,
-    REPO, UNET,
+    REPO, UNET, UPSCALER_FILE, UPSCALER_FIXTURE, UPSCALER_REPO,
 };
 
 fn test_entry(files: &[&str]) -> CatalogEntry {
@@ -768,4 +768,71 @@ fn the_cli_takes_a_controlnet_repo_id_and_makes_the_local_folders_image() {
         text.contains(&format!("Model: {CONTROLNET_REPO},")),
         "{text}"
     );
+}
+
+/// `upscale --model org/name/file.safetensors` downloads the file into the cache and makes the
+/// picture the local file makes; with the hub gone, the cached copy still serves.
+#[test]
+fn the_cli_upscales_with_a_hub_file_and_again_offline() {
+    let hub = FakeHub::start();
+    let endpoint = hub.endpoint();
+    let tmp = TempDir::new("upscaler-cli");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let run = |model: &str, out: &Path| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_latent-studio"))
+            .current_dir(root)
+            .env("HF_ENDPOINT", &endpoint)
+            .env("HF_HUB_CACHE", tmp.0.join("hub"))
+            .env_remove("HF_HUB_OFFLINE")
+            .args(["upscale", "--model", model, "--input"])
+            .arg(root.join("tests/fixtures/control_lines_64.png"))
+            .arg("--output")
+            .arg(out)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        image::open(out).unwrap().to_rgb8()
+    };
+    let reference = format!("{UPSCALER_REPO}/{UPSCALER_FILE}");
+    let local = run(UPSCALER_FIXTURE, &tmp.0.join("local.png"));
+    let from_hub = run(&reference, &tmp.0.join("hub.png"));
+    assert_eq!(local.dimensions(), (128, 128));
+    assert_eq!(local.as_raw(), from_hub.as_raw());
+    assert!(hub
+        .requests()
+        .iter()
+        .any(|r| r.path.contains(UPSCALER_FILE)));
+    drop(hub);
+    let offline = run(&reference, &tmp.0.join("offline.png"));
+    assert_eq!(local.as_raw(), offline.as_raw());
+}
+
+#[test]
+fn a_hub_upscaler_that_cannot_be_fetched_says_why_in_one_line() {
+    let hub = FakeHub::start();
+    let tmp = TempDir::new("upscaler-bad");
+    let cache = HubCache::new(&tmp.0);
+    let missing = hub
+        .client()
+        .fetch_upscaler(UPSCALER_REPO, "no_such.safetensors", &cache, never_cancel)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        missing.contains("test-org/tiny-upscaler/no_such.safetensors")
+            && missing.contains("no such file"),
+        "{missing}"
+    );
+    let offline = HubClient::new(&hub.endpoint())
+        .with_offline(true)
+        .fetch_upscaler(UPSCALER_REPO, UPSCALER_FILE, &cache, never_cancel)
+        .unwrap_err()
+        .to_string();
+    assert!(offline.contains("could not be reached"), "{offline}");
+    for text in [missing, offline] {
+        assert!(!text.contains('\n'), "{text}");
+    }
 }

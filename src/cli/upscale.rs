@@ -8,9 +8,9 @@ use std::time::Instant;
 
 use clap::Args;
 use latent_studio::engine::{
-    read_picture, read_png_parameters, write_new_png_with_parameters, write_png_with_parameters,
-    LoadFailure, LoadOptions, RgbImage, RunObserver, Runner, UpscaleFailure, UpscaleJob,
-    DEFAULT_UPSCALE_TILE, MIN_UPSCALE_TILE,
+    read_picture, read_png_parameters, upscaler_repo_file, write_new_png_with_parameters,
+    write_png_with_parameters, LoadFailure, LoadOptions, RgbImage, RunObserver, Runner,
+    UpscaleFailure, UpscaleJob, DEFAULT_UPSCALE_TILE, MIN_UPSCALE_TILE,
 };
 
 use super::{select_device, select_dtype, CliError};
@@ -121,9 +121,9 @@ pub fn run(args: UpscaleArgs) -> Result<(), CliError> {
     if let Some(output) = &args.output {
         check_output(output)?;
     }
-    if !args.model.exists() {
+    if !args.model.exists() && upscaler_repo_file(&args.model).is_none() {
         return Err(CliError::input(format!(
-            "--model {}: no such file",
+            "--model {}: no such file (nor org/name/file.safetensors on the hub)",
             args.model.display()
         )));
     }

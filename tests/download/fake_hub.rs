@@ -62,6 +62,12 @@ const CONTROLNET_FILES: [(&str, &str, &str); 5] = [
     (PICKLE_CONTROLNET_REPO, "config.json", "config.json"),
 ];
 
+/// A repository holding one upscaler file (the Compact ×2 fixture's bytes), as the hub
+/// upscaler catalog's repositories hold theirs.
+pub const UPSCALER_REPO: &str = "test-org/tiny-upscaler";
+pub const UPSCALER_FILE: &str = "compact_x2.safetensors";
+pub const UPSCALER_FIXTURE: &str = "tests/fixtures/upscalers/compact_x2.safetensors";
+
 pub struct RepoFile {
     pub data: Vec<u8>,
     pub etag: String,
@@ -75,7 +81,7 @@ fn fnv(data: &[u8], seed: u64) -> u64 {
     })
 }
 
-/// The main repository's files by path; the ControlNet repositories' by `repo/path`.
+/// The main repository's files by path; the other repositories' by `repo/path`.
 fn repo_files() -> HashMap<String, RepoFile> {
     let main = FILES
         .iter()
@@ -86,7 +92,12 @@ fn repo_files() -> HashMap<String, RepoFile> {
             Path::new(CONTROLNET_FIXTURE).join(fixture),
         )
     });
+    let upscaler = (
+        format!("{UPSCALER_REPO}/{UPSCALER_FILE}"),
+        Path::new(UPSCALER_FIXTURE).to_path_buf(),
+    );
     main.chain(controlnets)
+        .chain([upscaler])
         .map(|(path, fixture)| {
             let data = fs::read(fixture).unwrap();
             let lfs = path.ends_with(".safetensors");
@@ -320,7 +331,7 @@ fn serve(
         return send_file(&mut out, &name, unet, &headers, head, range, behavior);
     }
 
-    let resolved = [REPO, CONTROLNET_REPO, PICKLE_CONTROLNET_REPO]
+    let resolved = [REPO, CONTROLNET_REPO, PICKLE_CONTROLNET_REPO, UPSCALER_REPO]
         .iter()
         .find_map(|repo| {
             let rest = path.strip_prefix(&format!("/{repo}/resolve/"))?;
