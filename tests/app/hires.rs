@@ -110,6 +110,11 @@ fn upscaling_the_shown_image_saves_a_new_image() {
     desktop.answer(&upscaler);
     harness.get_by_label("Upscale").click();
     harness.run_steps(2);
+    // After the files, the hub catalog (fetched on first use, so only shown here).
+    assert!(text_shown(&harness, "Hugging Face (downloaded on first use)"));
+    for label in ["4x Remacri (ESRGAN)", "RealESRGAN x4plus anime 6B"] {
+        assert!(text_shown(&harness, label), "{label}");
+    }
     harness.get_by_label("Choose file…").click();
     step_until(&mut harness, "the upscaled image", |app| {
         app.run().is_none() && app.history().len() == 2
