@@ -247,6 +247,22 @@ mod tests {
     }
 
     #[test]
+    fn a_hub_upscaler_reads_as_its_label_is_not_remembered_and_is_restored_by_stem() {
+        let mut state = State::default();
+        let (label, reference) = catalog_upscalers().next().expect("a catalog");
+        assert_eq!(upscaler_label(&reference), label);
+        state.hires.remember_upscaler(&reference);
+        assert!(state.hires.recent_upscalers.is_empty());
+        let stem = reference.file_stem().unwrap().to_str().unwrap().to_string();
+        let skipped = apply_hires_parameters(
+            &mut state,
+            &params(&[("Hires upscale", "2"), ("Hires upscaler", &stem)], None),
+        );
+        assert!(skipped.is_empty(), "{skipped:?}");
+        assert_eq!(state.hires.upscaler, Some(reference));
+    }
+
+    #[test]
     fn hires_keys_are_restored() {
         let mut state = State::default();
         let upscaler = PathBuf::from("/models/4x-UltraSharp.safetensors");
