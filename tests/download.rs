@@ -836,3 +836,51 @@ fn a_hub_upscaler_that_cannot_be_fetched_says_why_in_one_line() {
         assert!(!text.contains('\n'), "{text}");
     }
 }
+
+/// `generate --hires-upscaler org/name/file.safetensors` fetches the upscaler through the same
+/// path as `upscale` and makes the image the local file makes, recording the file's stem.
+#[test]
+fn the_cli_hires_fix_takes_a_hub_upscaler_file() {
+    let hub = FakeHub::start();
+    let tmp = TempDir::new("upscaler-hires");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let run = |upscaler: &str, out: &Path| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_latent-studio"))
+            .current_dir(root)
+            .env("HF_ENDPOINT", hub.endpoint())
+            .env("HF_HUB_CACHE", tmp.0.join("hub"))
+            .env_remove("HF_HUB_OFFLINE")
+            .args(["generate", "--model", "tests/fixtures/models/sd1"])
+            .args([
+                "--prompt",
+                "a castle",
+                "--scheduler",
+                "euler",
+                "--seed",
+                "3",
+            ])
+            .args(["--steps", "2", "--width", "64", "--height", "64"])
+            .args(["--hires-scale", "1.5", "--hires-steps", "2"])
+            .args(["--hires-upscaler", upscaler, "--output"])
+            .arg(out)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        image::open(out).unwrap().to_rgb8()
+    };
+    let local = run(UPSCALER_FIXTURE, &tmp.0.join("local.png"));
+    let from_hub = run(
+        &format!("{UPSCALER_REPO}/{UPSCALER_FILE}"),
+        &tmp.0.join("hub.png"),
+    );
+    assert_eq!(local.dimensions(), (96, 96));
+    assert_eq!(local.as_raw(), from_hub.as_raw());
+    let text = latent_studio::formats::png::read_png_parameters(&tmp.0.join("hub.png"))
+        .unwrap()
+        .unwrap();
+    assert!(text.contains("Hires upscaler: compact_x2"), "{text}");
+}

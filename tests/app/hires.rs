@@ -111,7 +111,10 @@ fn upscaling_the_shown_image_saves_a_new_image() {
     harness.get_by_label("Upscale").click();
     harness.run_steps(2);
     // After the files, the hub catalog (fetched on first use, so only shown here).
-    assert!(text_shown(&harness, "Hugging Face (downloaded on first use)"));
+    assert!(text_shown(
+        &harness,
+        "Hugging Face (downloaded on first use)"
+    ));
     for label in ["4x Remacri (ESRGAN)", "RealESRGAN x4plus anime 6B"] {
         assert!(text_shown(&harness, label), "{label}");
     }
