@@ -238,7 +238,9 @@ fn upscale_menu(ui: &mut Ui, upscalers: &[std::path::PathBuf], enabled: bool) ->
                     ui.close();
                 }
             }
-            ui.separator();
+            if !upscalers.is_empty() {
+                ui.separator();
+            }
             ui.weak(crate::app::hires::CATALOG_UPSCALERS_HEADING);
             for (label, reference) in crate::app::hires::catalog_upscalers() {
                 if ui
