@@ -1352,6 +1352,67 @@ fn hires_fix_is_img2img_on_the_enlarged_base_image() {
     let output = generate_quick(Path::new(model), &dir, &["--hires-denoise", "0.5"]);
     assert_bad_input(&output, "--hires-denoise needs --hires-scale");
 
+    // The second pass's own prompt and sampler (A1111's Hires prompt / Hires sampler): the
+    // same as img2img with them on the enlarged base image, recorded with A1111's keys.
+    let own = dir.join("own.png");
+    run(
+        &[
+            "--width",
+            "64",
+            "--height",
+            "48",
+            "--steps",
+            "3",
+            "--hires-scale",
+            "1.5",
+            "--hires-steps",
+            "4",
+            "--hires-denoise",
+            "0.6",
+            "--hires-prompt",
+            "a red castle, at dusk",
+            "--hires-sampler",
+            "dpmpp-2m-karras",
+        ],
+        &own,
+    );
+    let own_by_hand = dir.join("own-by-hand.png");
+    let output = generate(&[
+        "--model",
+        model,
+        "--seed",
+        "5",
+        "--init-image",
+        base.to_str().unwrap(),
+        "--width",
+        "96",
+        "--height",
+        "72",
+        "--steps",
+        "4",
+        "--strength",
+        "0.6",
+        "--prompt",
+        "a red castle, at dusk",
+        "--scheduler",
+        "dpmpp-2m-karras",
+        "--output",
+        own_by_hand.to_str().unwrap(),
+    ]);
+    assert!(output.status.success());
+    let own_image = image::open(&own).unwrap().to_rgb8();
+    assert_eq!(own_image, image::open(&own_by_hand).unwrap().to_rgb8());
+    assert_ne!(own_image, hires_image);
+    let text = latent_studio::formats::png::read_png_parameters(&own)
+        .unwrap()
+        .unwrap();
+    assert!(
+        text.contains("Hires prompt: \"a red castle, at dusk\", Hires sampler: DPM++ 2M, Hires schedule type: Karras"),
+        "{text}"
+    );
+    let output = generate_quick(Path::new(model), &dir, &["--hires-prompt", "x"]);
+    assert_bad_input(&output, "--hires-prompt needs --hires-scale");
+
     // A latent upscaler: the base's latents resized, then img2img from them (its parity with
     // diffusers and torch is in tests/parity.rs); A1111's name in the PNG.
     let latent = dir.join("latent.png");

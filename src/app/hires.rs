@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use super::import::extra_value;
 use super::state::State;
 use super::LatentStudioApp;
-use crate::engine::{GenerationParameters, HiresFix, HiresUpscaler, UPSCALER_CATALOG};
+use crate::engine::{
+    GenerationParameters, HiresFix, HiresOverrides, HiresUpscaler, SchedulerKind, UPSCALER_CATALOG,
+};
 
 /// The scale's range, as the CLI's `--hires-scale` (A1111's slider stops at 4).
 pub const MIN_HIRES_SCALE: f64 = 1.0;
@@ -37,6 +39,11 @@ pub struct HiresSettings {
     pub latent: Option<String>,
     /// Upscaler files chosen before, most recent first.
     pub recent_upscalers: Vec<PathBuf>,
+    /// The second pass's own prompt and negative prompt; empty: the first pass's.
+    pub prompt: String,
+    pub negative_prompt: String,
+    /// The second pass's own sampler (its CLI name); `None`: the first pass's.
+    pub sampler: Option<String>,
 }
 
 impl Default for HiresSettings {
@@ -50,6 +57,9 @@ impl Default for HiresSettings {
             upscaler: None,
             latent: None,
             recent_upscalers: Vec::new(),
+            prompt: String::new(),
+            negative_prompt: String::new(),
+            sampler: None,
         }
     }
 }
@@ -66,6 +76,9 @@ impl HiresSettings {
             self.denoise = 0.7;
         }
         self.recent_upscalers.truncate(RECENT_UPSCALERS_KEPT);
+        if self.sampler_kind().is_none() {
+            self.sampler = None;
+        }
         if self.latent_upscaler().is_none() {
             self.latent = None;
         }
@@ -88,7 +101,18 @@ impl HiresSettings {
                 (None, Some(path)) => HiresUpscaler::Model(path.clone()),
                 (None, None) => HiresUpscaler::Lanczos,
             },
+            own: HiresOverrides {
+                prompt: Some(self.prompt.clone()).filter(|p| !p.trim().is_empty()),
+                negative_prompt: Some(self.negative_prompt.clone())
+                    .filter(|n| !n.trim().is_empty()),
+                scheduler: self.sampler_kind(),
+            },
         })
+    }
+
+    /// The second pass's own sampler, when one is chosen.
+    pub fn sampler_kind(&self) -> Option<SchedulerKind> {
+        self.sampler.as_deref().and_then(|name| name.parse().ok())
     }
 
     /// Puts an upscaler file at the front of the recent list (once); hub catalog entries are
@@ -166,6 +190,23 @@ pub fn apply_hires_parameters(state: &mut State, params: &GenerationParameters) 
     };
     if let Some(denoise) = params.denoising_strength.filter(|d| *d > 0.0 && *d <= 1.0) {
         hires.denoise = denoise;
+    }
+    // A1111 writes these only where the second pass's differ from the first's.
+    hires.prompt = extra_value(params, "Hires prompt")
+        .unwrap_or("")
+        .to_string();
+    hires.negative_prompt = extra_value(params, "Hires negative prompt")
+        .unwrap_or("")
+        .to_string();
+    hires.sampler = None;
+    if let Some(sampler) = extra_value(params, "Hires sampler") {
+        let schedule = extra_value(params, "Hires schedule type");
+        match SchedulerKind::from_a1111(sampler, schedule) {
+            Some(kind) => hires.sampler = Some(kind.name().to_string()),
+            None => skipped.push(format!(
+                "Hires sampler \"{sampler}\" is not one this app has; the hires pass uses the sampler above."
+            )),
+        }
     }
     hires.latent = None;
     match extra_value(params, "Hires upscaler") {
@@ -274,6 +315,9 @@ mod tests {
                     ("Hires upscale", "1.5"),
                     ("Hires steps", "12"),
                     ("Hires upscaler", "4x-UltraSharp"),
+                    ("Hires prompt", "a castle, detailed"),
+                    ("Hires sampler", "DPM++ 2M"),
+                    ("Hires schedule type", "Karras"),
                 ],
                 Some(0.45),
             ),
@@ -287,6 +331,11 @@ mod tests {
                 steps: Some(12),
                 denoise: 0.45,
                 upscaler: HiresUpscaler::Model(upscaler),
+                own: HiresOverrides {
+                    prompt: Some("a castle, detailed".into()),
+                    negative_prompt: None,
+                    scheduler: Some(SchedulerKind::DpmPp2mKarras),
+                },
             }
         );
 

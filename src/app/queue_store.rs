@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::{
     read_picture, write_png_with_parameters, ControlMode, ControlPreprocessor, ControlSpec,
-    GenerateJob, GenerationRequest, GrayImage, HiresFix, HiresUpscaler, ImageOutput, InitImage,
-    InpaintArea, InpaintMask, MaskedContent, ModelSource, PreviewMode, PromptSyntax, RgbImage,
-    SchedulerKind, Variation, MAX_BATCH_SIZE,
+    GenerateJob, GenerationRequest, GrayImage, HiresFix, HiresOverrides, HiresUpscaler,
+    ImageOutput, InitImage, InpaintArea, InpaintMask, MaskedContent, ModelSource, PreviewMode,
+    PromptSyntax, RgbImage, SchedulerKind, Variation, MAX_BATCH_SIZE,
 };
 
 use super::queue::{QueueEntry, QueuedJob, MAX_QUEUED};
@@ -97,6 +97,13 @@ struct SavedHires {
     /// A latent upscaler by A1111's name; absent in queues saved before it existed.
     #[serde(default)]
     latent: Option<String>,
+    /// The second pass's own prompt, negative prompt and sampler (by its CLI name).
+    #[serde(default)]
+    prompt: Option<String>,
+    #[serde(default)]
+    negative_prompt: Option<String>,
+    #[serde(default)]
+    sampler: Option<String>,
 }
 
 /// The pictures of entry `id`, by role.
@@ -249,6 +256,9 @@ impl SavedEntry {
                     HiresUpscaler::Latent(_) => Some(hires.upscaler.a1111_name()),
                     _ => None,
                 },
+                prompt: hires.own.prompt.clone(),
+                negative_prompt: hires.own.negative_prompt.clone(),
+                sampler: hires.own.scheduler.map(|s| s.name().to_string()),
             }),
         }
     }
@@ -358,6 +368,11 @@ impl SavedEntry {
                         (Some(latent @ HiresUpscaler::Latent(_)), _) => latent,
                         (_, None) => HiresUpscaler::Lanczos,
                         (_, Some(path)) => HiresUpscaler::Model(path),
+                    },
+                    own: HiresOverrides {
+                        prompt: hires.prompt,
+                        negative_prompt: hires.negative_prompt,
+                        scheduler: hires.sampler.and_then(|name| name.parse().ok()),
                     },
                 }),
             },
@@ -562,6 +577,11 @@ mod tests {
             steps: Some(6),
             denoise: 0.55,
             upscaler: HiresUpscaler::Latent(crate::engine::LatentUpscale::BicubicAntialiased),
+            own: HiresOverrides {
+                prompt: Some("detailed, sharp".into()),
+                negative_prompt: None,
+                scheduler: Some(SchedulerKind::DpmPp2mKarras),
+            },
         });
         let entries = vec![
             QueueEntry {

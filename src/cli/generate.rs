@@ -9,9 +9,9 @@ use clap::Args;
 use latent_studio::engine::{
     check_prompt, default_embeddings_dir, default_lora_dir, random_seed, read_picture,
     upscaler_repo_file, AddOnFolders, DownloadProgress, FinishedImage, GenerateJob,
-    GenerationFailure, GenerationRequest, HiresFix, HiresUpscaler, ImageOutput, ImageStep,
-    InitImage, LoadFailure, LoadOptions, ModelSource, PreviewMode, PromptSyntax, RgbImage,
-    RunObserver, Runner, SchedulerKind, Variation, MAX_BATCH_SIZE, MAX_IMAGE_SIDE,
+    GenerationFailure, GenerationRequest, HiresFix, HiresOverrides, HiresUpscaler, ImageOutput,
+    ImageStep, InitImage, LoadFailure, LoadOptions, ModelSource, PreviewMode, PromptSyntax,
+    RgbImage, RunObserver, Runner, SchedulerKind, Variation, MAX_BATCH_SIZE, MAX_IMAGE_SIDE,
 };
 
 use super::controlnet::ControlArgs;
@@ -121,6 +121,15 @@ pub struct GenerateArgs {
     /// latent-bicubic, latent-bicubic-antialiased, latent-nearest, latent-nearest-exact.
     #[arg(long, value_name = "lanczos|latent…|FILE")]
     hires_upscaler: Option<String>,
+    /// The hires pass's own prompt (A1111's "Hires prompt"; default: --prompt).
+    #[arg(long, value_name = "TEXT")]
+    hires_prompt: Option<String>,
+    /// The hires pass's own negative prompt (default: --negative-prompt; "" for none).
+    #[arg(long, value_name = "TEXT")]
+    hires_negative_prompt: Option<String>,
+    /// The hires pass's own sampler (A1111's "Hires sampler"; default: --scheduler).
+    #[arg(long, value_name = "NAME", value_parser = scheduler_names())]
+    hires_sampler: Option<String>,
     /// Runs to make, each of --batch-size images; seeds seed, seed+1, … across all images,
     /// written as FILE-1.png, FILE-2.png, …
     #[arg(long, default_value_t = 1)]
@@ -285,6 +294,12 @@ fn resolve_hires(args: &GenerateArgs) -> Result<Option<HiresFix>, CliError> {
             ("--hires-steps", args.hires_steps.is_some()),
             ("--hires-denoise", args.hires_denoise.is_some()),
             ("--hires-upscaler", args.hires_upscaler.is_some()),
+            ("--hires-prompt", args.hires_prompt.is_some()),
+            (
+                "--hires-negative-prompt",
+                args.hires_negative_prompt.is_some(),
+            ),
+            ("--hires-sampler", args.hires_sampler.is_some()),
         ]
         .into_iter()
         .find(|(_, given)| *given);
@@ -321,11 +336,23 @@ fn resolve_hires(args: &GenerateArgs) -> Result<Option<HiresFix>, CliError> {
             HiresUpscaler::Model(path)
         }
     };
+    let scheduler = match &args.hires_sampler {
+        Some(name) => Some(
+            name.parse::<SchedulerKind>()
+                .map_err(|err| CliError::input(format!("--hires-sampler: {err}")))?,
+        ),
+        None => None,
+    };
     Ok(Some(HiresFix {
         scale,
         steps: args.hires_steps,
         denoise,
         upscaler,
+        own: HiresOverrides {
+            prompt: args.hires_prompt.clone(),
+            negative_prompt: args.hires_negative_prompt.clone(),
+            scheduler,
+        },
     }))
 }
 
@@ -469,6 +496,11 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
     for (flag, text) in [
         ("--prompt", Some(&args.prompt)),
         ("--negative-prompt", args.negative_prompt.as_ref()),
+        ("--hires-prompt", args.hires_prompt.as_ref()),
+        (
+            "--hires-negative-prompt",
+            args.hires_negative_prompt.as_ref(),
+        ),
     ] {
         if let Some(text) = text {
             check_prompt(text, prompt_syntax)

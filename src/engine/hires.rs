@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use crate::imaging::RgbImage;
 pub use crate::kernels::resize::InterpolateMode as LatentUpscale;
 use crate::sampling::pipeline::{GenerationRequest, InitImage};
+use crate::sampling::schedulers::SchedulerKind;
 
 /// Sides of the second pass are kept on the 8-pixel latent grid.
 const GRID: usize = 8;
@@ -27,6 +28,18 @@ pub struct HiresFix {
     /// The second pass's img2img strength (A1111's "Denoising strength").
     pub denoise: f64,
     pub upscaler: HiresUpscaler,
+    /// The second pass's own prompt, negative prompt and sampler, where set.
+    pub own: HiresOverrides,
+}
+
+/// A1111's "Hires prompt", "Hires negative prompt" and "Hires sampler": the second pass's
+/// own, each `None` to keep the first pass's.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HiresOverrides {
+    pub prompt: Option<String>,
+    /// `Some("")` is no negative prompt (diffusers' `None`) for the second pass.
+    pub negative_prompt: Option<String>,
+    pub scheduler: Option<SchedulerKind>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -101,10 +114,17 @@ impl HiresFix {
     /// image, or a stand-in of the right size for checking the request before any work).
     pub fn second_pass(&self, base: &GenerationRequest, picture: RgbImage) -> GenerationRequest {
         let (width, height) = self.target_size(base.width, base.height);
+        let own = &self.own;
         GenerationRequest {
             width,
             height,
             steps: self.steps.unwrap_or(base.steps),
+            prompt: own.prompt.clone().unwrap_or_else(|| base.prompt.clone()),
+            negative_prompt: match &own.negative_prompt {
+                Some(negative) => Some(negative.clone()).filter(|n| !n.trim().is_empty()),
+                None => base.negative_prompt.clone(),
+            },
+            scheduler: own.scheduler.unwrap_or(base.scheduler),
             init_image: Some(InitImage {
                 image: picture,
                 strength: self.denoise,
@@ -114,13 +134,33 @@ impl HiresFix {
         }
     }
 
-    /// What A1111 writes for the pass ("Hires upscale", "Hires steps", "Hires upscaler").
-    pub fn record(&self, upscaler_name: &str) -> Vec<(String, String)> {
+    /// What A1111 writes for the pass ("Hires upscale", "Hires steps", "Hires upscaler", and
+    /// as A1111 only where they differ from the first pass's: "Hires prompt", "Hires negative
+    /// prompt", "Hires sampler" with its "Hires schedule type").
+    pub fn record(&self, upscaler_name: &str, base: &GenerationRequest) -> Vec<(String, String)> {
         let mut keys = vec![("Hires upscale".to_string(), trim(self.scale))];
         if let Some(steps) = self.steps {
             keys.push(("Hires steps".to_string(), steps.to_string()));
         }
         keys.push(("Hires upscaler".to_string(), upscaler_name.to_string()));
+        let own = &self.own;
+        if let Some(prompt) = own.prompt.as_ref().filter(|p| **p != base.prompt) {
+            keys.push(("Hires prompt".to_string(), prompt.clone()));
+        }
+        let base_negative = base.negative_prompt.as_deref().unwrap_or("");
+        if let Some(negative) = own.negative_prompt.as_ref().filter(|n| *n != base_negative) {
+            keys.push(("Hires negative prompt".to_string(), negative.clone()));
+        }
+        let names = own
+            .scheduler
+            .filter(|s| *s != base.scheduler)
+            .and_then(SchedulerKind::a1111_request_names);
+        if let Some((sampler, schedule)) = names {
+            keys.push(("Hires sampler".to_string(), sampler.to_string()));
+            if let Some(schedule) = schedule {
+                keys.push(("Hires schedule type".to_string(), schedule.to_string()));
+            }
+        }
         keys
     }
 }
@@ -141,6 +181,7 @@ mod tests {
             steps: None,
             denoise: 0.5,
             upscaler: HiresUpscaler::Lanczos,
+            own: HiresOverrides::default(),
         };
         assert_eq!(fix.target_size(512, 768), (768, 1152));
         assert_eq!(fix.target_size(64, 40), (96, 56));
@@ -160,9 +201,76 @@ mod tests {
             Some(HiresUpscaler::Lanczos)
         );
         assert_eq!(HiresUpscaler::built_in("Latent (fancy)"), None);
+        let base = GenerationRequest {
+            prompt: "a cat".into(),
+            negative_prompt: Some("blur".into()),
+            steps: 20,
+            guidance: 7.0,
+            seed: 1,
+            width: 64,
+            height: 64,
+            scheduler: SchedulerKind::EulerAncestral,
+            init_image: None,
+            prompt_syntax: Default::default(),
+            clip_skip: 1,
+            controls: Vec::new(),
+            variation: None,
+        };
         assert_eq!(
-            fix.record("Lanczos")[0],
+            fix.record("Lanczos", &base)[0],
             ("Hires upscale".into(), "1.5".into())
         );
+        assert_eq!(fix.record("Lanczos", &base).len(), 2);
+    }
+
+    /// The second pass's own prompt, negative prompt and sampler replace the first pass's and
+    /// are recorded with A1111's keys; ones equal to the first pass's are not.
+    #[test]
+    fn the_second_pass_can_have_its_own_prompt_and_sampler() {
+        let base = GenerationRequest {
+            prompt: "a cat".into(),
+            negative_prompt: Some("blur".into()),
+            steps: 20,
+            guidance: 7.0,
+            seed: 1,
+            width: 64,
+            height: 64,
+            scheduler: SchedulerKind::EulerAncestral,
+            init_image: None,
+            prompt_syntax: Default::default(),
+            clip_skip: 1,
+            controls: Vec::new(),
+            variation: None,
+        };
+        let fix = HiresFix {
+            scale: 2.0,
+            steps: Some(5),
+            denoise: 0.4,
+            upscaler: HiresUpscaler::Lanczos,
+            own: HiresOverrides {
+                prompt: Some("a cat, detailed fur".into()),
+                negative_prompt: Some(String::new()),
+                scheduler: Some(SchedulerKind::DpmPp2mKarras),
+            },
+        };
+        let second = fix.second_pass(&base, RgbImage::filled(128, 128, [0; 3]));
+        assert_eq!(second.prompt, "a cat, detailed fur");
+        assert_eq!(second.negative_prompt, None);
+        assert_eq!(second.scheduler, SchedulerKind::DpmPp2mKarras);
+        let keys = fix.record("Lanczos", &base);
+        let value = |key: &str| keys.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+        assert_eq!(value("Hires prompt"), Some("a cat, detailed fur"));
+        assert_eq!(value("Hires negative prompt"), Some(""));
+        assert_eq!(value("Hires sampler"), Some("DPM++ 2M"));
+        assert_eq!(value("Hires schedule type"), Some("Karras"));
+        let same = HiresFix {
+            own: HiresOverrides {
+                prompt: Some("a cat".into()),
+                negative_prompt: Some("blur".into()),
+                scheduler: Some(SchedulerKind::EulerAncestral),
+            },
+            ..fix
+        };
+        assert_eq!(same.record("Lanczos", &base).len(), 3);
     }
 }

@@ -226,7 +226,7 @@ impl JobRun<'_> {
                         (HiresUpscaler::Model(_), Some(upscaler)) => upscaler.name.clone(),
                         (upscaler, _) => upscaler.a1111_name().to_string(),
                     };
-                    p.extra.extend(hires.record(&name));
+                    p.extra.extend(hires.record(&name, request));
                 }
                 if let Some(name) = self.fast_decode {
                     p.extra.push(("Fast decode".to_string(), name.to_string()));

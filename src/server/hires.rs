@@ -1,5 +1,7 @@
 //! A1111's hires-fix fields of txt2img (`enable_hr`, `hr_scale`, `hr_resize_x/y`,
-//! `hr_upscaler`, `hr_second_pass_steps`, `denoising_strength`), checked and turned into the
+//! `hr_upscaler`, `hr_second_pass_steps`, `denoising_strength`, and the second pass's own
+//! `hr_prompt`, `hr_negative_prompt`, `hr_sampler_name`, `hr_scheduler`; empty or "Use same
+//! …" keeps the first pass's, as in A1111), checked and turned into the
 //! engine's [`HiresFix`]. Upscalers are A1111's pixel resizers ("Lanczos", "None": both
 //! Lanczos here), its latent upscalers by name ("Latent", its default when the field is
 //! missing, "Latent (bicubic)", …), or the name of a `.safetensors` file in the server's
@@ -9,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use super::http::ApiError;
 use super::payload::Fields;
-use crate::engine::{HiresFix, HiresUpscaler};
+use crate::engine::{HiresFix, HiresOverrides, HiresUpscaler, SchedulerKind};
 
 /// As the CLI's `--hires-scale`.
 const MAX_HIRES_SCALE: f64 = 8.0;
@@ -26,6 +28,7 @@ pub struct PendingHires {
     steps: Option<usize>,
     denoise: f64,
     upscaler: HiresUpscaler,
+    own: HiresOverrides,
 }
 
 /// The hires fields when `enable_hr` is set; `None` when it is not.
@@ -79,7 +82,40 @@ pub fn parse_hires(
         steps,
         denoise,
         upscaler,
+        own: own_settings(fields)?,
     }))
+}
+
+/// The second pass's own prompt, negative prompt and sampler; A1111 keeps the first pass's
+/// for an empty text and for "Use same sampler" / "Use same scheduler".
+fn own_settings(fields: &Fields) -> Result<HiresOverrides, ApiError> {
+    let text = |name: &str, same: &str| -> Result<Option<String>, ApiError> {
+        Ok(fields
+            .get::<String>(name)?
+            .filter(|value| !value.is_empty() && value != same))
+    };
+    let sampler = text("hr_sampler_name", "Use same sampler")?;
+    let schedule = text("hr_scheduler", "Use same scheduler")?;
+    let scheduler = match (&sampler, &schedule) {
+        (Some(sampler), schedule) => Some(
+            SchedulerKind::from_a1111(sampler, schedule.as_deref()).ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "hr_sampler_name {sampler:?}: not a sampler this server has (GET /sdapi/v1/samplers)"
+                ))
+            })?,
+        ),
+        (None, Some(_)) => {
+            return Err(ApiError::invalid(
+                "hr_scheduler: give hr_sampler_name too".to_string(),
+            ))
+        }
+        (None, None) => None,
+    };
+    Ok(HiresOverrides {
+        prompt: text("hr_prompt", "")?,
+        negative_prompt: text("hr_negative_prompt", "")?,
+        scheduler,
+    })
 }
 
 fn upscaler_named(name: Option<&str>, dir: Option<&Path>) -> Result<HiresUpscaler, ApiError> {
@@ -150,6 +186,7 @@ impl PendingHires {
                     steps: None,
                     denoise: self.denoise,
                     upscaler: HiresUpscaler::Lanczos,
+                    own: HiresOverrides::default(),
                 };
                 if !(1.0..=MAX_HIRES_SCALE).contains(&scale)
                     || fix.target_size(width, height) != (x, y)
@@ -166,6 +203,7 @@ impl PendingHires {
             steps: self.steps,
             denoise: self.denoise,
             upscaler: self.upscaler,
+            own: self.own,
         })
     }
 }
@@ -182,7 +220,32 @@ mod tests {
             steps: None,
             denoise: 0.5,
             upscaler: HiresUpscaler::Lanczos,
+            own: HiresOverrides::default(),
         }
+    }
+
+    #[test]
+    fn the_second_pass_takes_its_own_prompt_and_sampler_as_a1111_names_them() {
+        let own = |json: serde_json::Value| {
+            let map = json.as_object().unwrap().clone();
+            own_settings(&Fields(&map))
+        };
+        let same = own(serde_json::json!({
+            "hr_prompt": "", "hr_sampler_name": "Use same sampler", "hr_scheduler": "Use same scheduler"
+        }))
+        .unwrap();
+        assert_eq!(same, HiresOverrides::default());
+        let set = own(serde_json::json!({
+            "hr_prompt": "detailed", "hr_negative_prompt": "blur",
+            "hr_sampler_name": "DPM++ 2M", "hr_scheduler": "Karras"
+        }))
+        .unwrap();
+        assert_eq!(set.prompt.as_deref(), Some("detailed"));
+        assert_eq!(set.negative_prompt.as_deref(), Some("blur"));
+        assert_eq!(set.scheduler, Some(SchedulerKind::DpmPp2mKarras));
+        let err = own(serde_json::json!({"hr_sampler_name": "Nonsense"})).unwrap_err();
+        assert!(format!("{err:?}").contains("hr_sampler_name"), "{err:?}");
+        assert!(own(serde_json::json!({"hr_scheduler": "Karras"})).is_err());
     }
 
     #[test]

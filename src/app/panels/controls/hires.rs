@@ -142,6 +142,42 @@ pub(super) fn hires_section(ui: &mut Ui, state: &mut State) -> Vec<UiCommand> {
                     "How much the second pass may change the enlarged picture (its img2img strength)",
                 );
             ui.end_row();
+
+            let label = ui.label("Hires sampler");
+            let selected = hires
+                .sampler_kind()
+                .map_or_else(|| "Same as above".to_string(), SchedulerKind::a1111_name);
+            ComboBox::from_id_salt("hires-sampler")
+                .selected_text(selected)
+                .width(150.0)
+                .show_ui(ui, |ui| {
+                    ui.selectable_value(&mut hires.sampler, None, "Same as above");
+                    for kind in SchedulerKind::ALL {
+                        ui.selectable_value(
+                            &mut hires.sampler,
+                            Some(kind.name().to_string()),
+                            kind.a1111_name(),
+                        );
+                    }
+                })
+                .response
+                .labelled_by(label.id);
+            ui.end_row();
+
+            for (title, text) in [
+                ("Hires prompt", &mut hires.prompt),
+                ("Hires negative", &mut hires.negative_prompt),
+            ] {
+                let label = ui.label(title);
+                ui.add(
+                    TextEdit::singleline(text)
+                        .hint_text("same as above")
+                        .desired_width(150.0),
+                )
+                .labelled_by(label.id)
+                .on_hover_text("The second pass's own text (A1111's Hires prompt); empty: the prompt above");
+                ui.end_row();
+            }
         });
     commands
 }
