@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 use candle_core::{DType, Device};
 use latent_studio::engine::{
     read_picture, read_png_parameters, AddOnFolders, Command, Event, GenerateJob,
-    GenerationFailure, GenerationRequest, GrayImage, ImageOutput, InitImage, InpaintArea,
-    InpaintMask, LoadFailure, LoadOptions, MaskedContent, ModelSource, PreviewMode, PromptSyntax,
-    RemoteEngine, RemoteWorker, RgbImage, SchedulerKind, Variation, Worker, WorkerHandle,
+    GenerationFailure, GenerationRequest, GrayImage, HiresFix, HiresOverrides, HiresUpscaler,
+    ImageOutput, InitImage, InpaintArea, InpaintMask, LatentUpscale, LoadFailure, LoadOptions,
+    MaskedContent, ModelSource, PreviewMode, PromptSyntax, RemoteEngine, RemoteWorker, RgbImage,
+    SchedulerKind, Variation, Worker, WorkerHandle,
 };
 use latent_studio::server::{Server, ServerConfig, ServerOptions};
 
@@ -217,12 +218,29 @@ fn remote_images_are_the_local_engines_and_are_saved_here() {
             content: MaskedContent::Original,
         }),
     });
+    // A hires fix through the server's enable_hr: a latent upscaler, its own prompt and sampler.
+    let hires = HiresFix {
+        scale: 1.5,
+        steps: Some(2),
+        denoise: 0.6,
+        upscaler: HiresUpscaler::Latent(LatentUpscale::Bicubic),
+        own: HiresOverrides {
+            prompt: Some("a lighthouse, at night".into()),
+            negative_prompt: None,
+            scheduler: Some(SchedulerKind::Euler),
+        },
+    };
     let cases = [
-        ("txt2img", variation, 2),
-        ("dpm-2m-uniform", karras, 1),
-        ("inpaint", inpaint, 1),
+        ("txt2img", variation, 2, None),
+        ("dpm-2m-uniform", karras, 1, None),
+        ("inpaint", inpaint, 1, None),
+        ("hires", request(2, 9), 1, Some(hires)),
     ];
-    for (n, (name, request, count)) in cases.into_iter().enumerate() {
+    for (n, (name, request, count, hires)) in cases.into_iter().enumerate() {
+        let job = |id, request, count, output| GenerateJob {
+            hires: hires.clone(),
+            ..job(id, request, count, output)
+        };
         let (remote_dir, local_dir) = (
             scratch(&format!("{name}-remote")),
             scratch(&format!("{name}-local")),
@@ -264,13 +282,7 @@ fn remote_images_are_the_local_engines_and_are_saved_here() {
                 _ => None,
             })
             .collect();
-        let seed = if n == 0 {
-            42
-        } else if n == 1 {
-            5
-        } else {
-            7
-        };
+        let seed = [42, 5, 7, 9][n];
         assert_eq!(
             starts,
             (0..count as u64).map(|i| seed + i).collect::<Vec<_>>(),

@@ -5,8 +5,35 @@ use serde_json::{json, Map, Value};
 
 use crate::engine::{
     encode_png_with_parameters, png_parameters_from_bytes, read_picture_from_bytes, GenerateJob,
-    InpaintArea, MaskedContent, PreviewMode, PromptSyntax, RgbImage,
+    GenerationRequest, HiresFix, InpaintArea, MaskedContent, PreviewMode, PromptSyntax, RgbImage,
 };
+
+/// A1111's hires-fix fields for `hires` after the first pass `base`. An upscaler file goes by
+/// its file stem, which the server looks for in its own upscaler folder.
+fn put_hires(body: &mut Map<String, Value>, hires: &HiresFix, base: &GenerationRequest) {
+    let mut put = |key: &str, value: Value| {
+        body.insert(key.to_string(), value);
+    };
+    put("enable_hr", json!(true));
+    put("hr_scale", json!(hires.scale));
+    put("hr_second_pass_steps", json!(hires.steps.unwrap_or(0)));
+    put("denoising_strength", json!(hires.denoise));
+    put("hr_upscaler", json!(hires.upscaler.a1111_name()));
+    let own = &hires.own;
+    put("hr_prompt", json!(own.prompt.clone().unwrap_or_default()));
+    put(
+        "hr_negative_prompt",
+        json!(own.negative_prompt.clone().unwrap_or_default()),
+    );
+    let sampler = own
+        .scheduler
+        .filter(|s| *s != base.scheduler)
+        .and_then(|s| s.a1111_request_names());
+    if let Some((sampler, schedule)) = sampler {
+        put("hr_sampler_name", json!(sampler));
+        put("hr_scheduler", json!(schedule.unwrap_or("Uniform")));
+    }
+}
 
 /// The endpoint and body for `job`, made with model `title`; or what the API cannot carry.
 pub fn generation_request(job: &GenerateJob, title: &str) -> Result<(&'static str, Value), String> {
@@ -50,6 +77,9 @@ pub fn generation_request(job: &GenerateJob, title: &str) -> Result<(&'static st
     put("save_images", json!(false));
     put("send_images", json!(true));
     let Some(init) = &request.init_image else {
+        if let Some(hires) = &job.hires {
+            put_hires(&mut body, hires, request);
+        }
         return Ok(("/sdapi/v1/txt2img", Value::Object(body)));
     };
     put("init_images", json!([png_base64(&init.image)?]));
@@ -103,8 +133,10 @@ fn unsupported(job: &GenerateJob) -> Result<(), String> {
     if !job.controls.is_empty() || !job.request.controls.is_empty() {
         problems.push("ControlNet: turn the ControlNet units off".to_string());
     }
-    if job.hires.is_some() {
-        problems.push("hires fix: turn it off".to_string());
+    if job.hires.is_some() && job.request.init_image.is_some() {
+        problems.push(
+            "hires fix with a start image (A1111's img2img has none): turn it off".to_string(),
+        );
     }
     if job.request.prompt_syntax != PromptSyntax::A1111 {
         problems.push(format!(
