@@ -228,6 +228,15 @@ impl LatentStudioApp {
                     }
                 }
             }
+            FileResult::StylesRead {
+                path,
+                task,
+                reading,
+                outcome,
+            } => self.on_styles_read(path, task, reading, outcome),
+            FileResult::ModelsListed { listing, deleted } => {
+                self.on_models_listed(listing, deleted)
+            }
             FileResult::Exported { path, outcome } => match outcome {
                 Ok(()) => self.notices.info(format!("Saved {}", path.display())),
                 Err(message) => self.notices.error(

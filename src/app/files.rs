@@ -9,8 +9,8 @@ use std::time::SystemTime;
 
 use crossbeam_channel::{unbounded, Receiver, Sender, TryRecvError};
 
-use crate::engine::RgbImage;
 use crate::engine::{read_picture, read_png_parameters, write_png_with_parameters};
+use crate::engine::{ModelLibrary, PromptStyle, RgbImage, StoredModel, StyleOutcome, StyleTask};
 
 /// Longest side of a history thumbnail, in pixels (enough for a 2× display).
 pub const THUMBNAIL_SIDE: u32 = 160;
@@ -33,6 +33,15 @@ pub enum FileRequest {
     },
     /// List the `.safetensors` files of the LoRA folder.
     ListLoras { folder: PathBuf },
+    /// The model manager: delete `delete` (the model, and the one in use, which is refused)
+    /// when given, then list what is downloaded.
+    ManageModels {
+        library: ModelLibrary,
+        opened: Vec<PathBuf>,
+        delete: Option<(StoredModel, Option<PathBuf>)>,
+    },
+    /// Do `task` to the styles file at `path`, then read it.
+    Styles { path: PathBuf, task: StyleTask },
 }
 
 /// Why an image is being opened, which decides what happens with it.
@@ -84,6 +93,17 @@ pub enum FileResult {
     LorasListed {
         folder: PathBuf,
         outcome: Result<Vec<String>, String>,
+    },
+    ModelsListed {
+        listing: Vec<StoredModel>,
+        /// The delete's outcome, when one was asked for.
+        deleted: Option<Result<(), String>>,
+    },
+    StylesRead {
+        path: PathBuf,
+        task: StyleTask,
+        reading: Result<Vec<PromptStyle>, String>,
+        outcome: Option<StyleOutcome>,
     },
 }
 
@@ -185,6 +205,31 @@ fn serve(requests: &Receiver<FileRequest>, results: &Sender<FileResult>, notify:
             Some(FileRequest::ListLoras { folder }) => {
                 let outcome = super::loras::list_lora_files(&folder);
                 Some(FileResult::LorasListed { folder, outcome })
+            }
+            Some(FileRequest::ManageModels {
+                library,
+                opened,
+                delete,
+            }) => {
+                // Deleting a downloaded model can take seconds (gigabytes of blobs).
+                let deleted = delete.map(|(model, in_use)| {
+                    library
+                        .delete(&model, in_use.as_deref())
+                        .map_err(|err| err.to_string())
+                });
+                Some(FileResult::ModelsListed {
+                    listing: library.list(&opened),
+                    deleted,
+                })
+            }
+            Some(FileRequest::Styles { path, task }) => {
+                let (reading, outcome) = task.run(&path);
+                Some(FileResult::StylesRead {
+                    path,
+                    task,
+                    reading,
+                    outcome,
+                })
             }
             None => next_scanned(&mut scan),
         };

@@ -1,9 +1,10 @@
 //! The model manager window's data: what is downloaded (listed when the window opens and
 //! after each delete, never per frame) and the delete waiting for its confirmation. The
-//! listing and deleting themselves are the engine's ([`ModelLibrary`]).
+//! listing and deleting themselves are the engine's ([`ModelLibrary`]), run on the file thread.
 
 use std::path::PathBuf;
 
+use super::files::FileRequest;
 use super::session::ModelStatus;
 use super::LatentStudioApp;
 use crate::engine::{loaded_model_location, ModelLibrary, StoredModel};
@@ -36,12 +37,6 @@ impl ModelManager {
     pub fn find(&self, path: &std::path::Path) -> Option<&StoredModel> {
         self.listing.iter().find(|m| m.path == path)
     }
-
-    fn refresh(&mut self, opened: &[PathBuf]) {
-        // Read each time the window opens, so a changed HF_HUB_CACHE or models folder shows.
-        let library = self.library.get_or_insert_with(ModelLibrary::from_env);
-        self.listing = library.list(opened);
-    }
 }
 
 impl LatentStudioApp {
@@ -49,8 +44,35 @@ impl LatentStudioApp {
         &self.model_manager
     }
 
+    /// Lists (after deleting `delete`, when given) on the file thread: a cache walk, or a
+    /// delete of gigabytes, never holds up a frame. The answer comes to [`Self::on_models_listed`].
+    fn list_models(&mut self, delete: Option<(StoredModel, Option<PathBuf>)>) {
+        // Read each time the window opens, so a changed HF_HUB_CACHE or models folder shows.
+        let library = self
+            .model_manager
+            .library
+            .get_or_insert_with(ModelLibrary::from_env)
+            .clone();
+        self.files.send(FileRequest::ManageModels {
+            library,
+            opened: self.state.recent_models.clone(),
+            delete,
+        });
+    }
+
+    pub(super) fn on_models_listed(
+        &mut self,
+        listing: Vec<StoredModel>,
+        deleted: Option<Result<(), String>>,
+    ) {
+        let manager = &mut self.model_manager;
+        manager.listing = listing;
+        if let Some(Err(message)) = deleted {
+            manager.error = Some(message);
+        }
+    }
+
     pub(super) fn apply_manager_action(&mut self, action: ManagerAction) {
-        let opened = self.state.recent_models.clone();
         let manager = &mut self.model_manager;
         match action {
             ManagerAction::Open => {
@@ -58,7 +80,7 @@ impl LatentStudioApp {
                 manager.open = true;
                 manager.confirm = None;
                 manager.error = None;
-                manager.refresh(&opened);
+                self.list_models(None);
             }
             ManagerAction::Close => {
                 manager.open = false;
@@ -75,16 +97,14 @@ impl LatentStudioApp {
                     ModelStatus::Ready(model) => loaded_model_location(model),
                     _ => None,
                 };
-                let loading = matches!(self.model, ModelStatus::Loading { .. });
-                let result = match (manager.find(&path), &manager.library) {
-                    _ if loading => Err("a model is loading; delete when it has loaded".into()),
-                    (Some(model), Some(library)) => library
-                        .delete(model, in_use.as_deref())
-                        .map_err(|err| err.to_string()),
-                    _ => Err(format!("{} is no longer listed", path.display())),
-                };
-                manager.error = result.err();
-                manager.refresh(&opened);
+                if matches!(self.model, ModelStatus::Loading { .. }) {
+                    manager.error = Some("a model is loading; delete when it has loaded".into());
+                    return;
+                }
+                match manager.find(&path).cloned() {
+                    Some(model) => self.list_models(Some((model, in_use))),
+                    None => manager.error = Some(format!("{} is no longer listed", path.display())),
+                }
             }
         }
     }

@@ -1,11 +1,13 @@
 //! Prompt styles in the window: A1111's `styles.csv` (ours in the app's data folder, or the
 //! user's own A1111 file), styles chosen for the next runs, merged into the prompts at Generate
-//! or into the prompt fields on request, and the current prompts saved as a style.
+//! or into the prompt fields on request, and the current prompts saved as a style. The file is
+//! read and written on the file thread (`StyleTask::run`); the window keeps the last reading.
 
 use std::path::PathBuf;
 
-use crate::engine::{apply_styles, read_styles, write_styles, PromptStyle};
+use crate::engine::{apply_styles, PromptStyle, StyleOutcome, StyleTask};
 
+use super::files::FileRequest;
 use super::state::State;
 use super::LatentStudioApp;
 
@@ -27,17 +29,18 @@ pub struct StylesBook {
 }
 
 impl StylesBook {
-    pub fn load(path: PathBuf) -> Self {
-        match read_styles(&path) {
+    /// The book of a reading of `path` (its styles, or why it could not be read).
+    pub fn read(path: PathBuf, reading: Result<Vec<PromptStyle>, String>) -> Self {
+        match reading {
             Ok(styles) => Self {
                 path,
                 styles,
                 problem: None,
             },
-            Err(err) => Self {
+            Err(problem) => Self {
                 path,
                 styles: Vec::new(),
-                problem: Some(err.to_string()),
+                problem: Some(problem),
             },
         }
     }
@@ -67,25 +70,48 @@ impl LatentStudioApp {
             .unwrap_or_else(default_styles_file)
     }
 
+    fn send_style_task(&self, task: StyleTask) {
+        self.files.send(FileRequest::Styles {
+            path: self.styles_path(),
+            task,
+        });
+    }
+
     /// Reads the styles file again (after another program changed it, or a new one was picked).
     pub(super) fn reload_styles(&mut self) {
-        self.styles = StylesBook::load(self.styles_path());
+        self.send_style_task(StyleTask::Read);
     }
 
     pub(super) fn pick_styles_file(&mut self) {
         if let Some(path) = self.desktop.pick_styles_file() {
             self.state.styles_file = Some(path);
-            self.reload_styles();
-            match &self.styles.problem {
-                Some(problem) => self
-                    .notices
-                    .error("Styles not loaded", problem.clone(), None),
-                None => self.notices.info(format!(
-                    "{} styles from {}",
-                    self.styles.styles.len(),
-                    self.styles.path.display()
-                )),
+            self.send_style_task(StyleTask::Picked);
+        }
+    }
+
+    /// A reading of a styles file from the file thread, with what its task did.
+    pub(super) fn on_styles_read(
+        &mut self,
+        path: PathBuf,
+        task: StyleTask,
+        reading: Result<Vec<PromptStyle>, String>,
+        outcome: Option<StyleOutcome>,
+    ) {
+        match outcome {
+            Some(Ok(done)) => {
+                if let StyleTask::Save(style) = &task {
+                    if self.state.new_style_name.trim() == style.name {
+                        self.state.new_style_name.clear();
+                    }
+                }
+                self.notices.info(done);
             }
+            Some(Err((title, reason))) => self.notices.error(title, reason, None),
+            None => {}
+        }
+        // A reading of a file no longer in use is dropped.
+        if path == self.styles_path() {
+            self.styles = StylesBook::read(path, reading);
         }
     }
 
@@ -98,8 +124,7 @@ impl LatentStudioApp {
         self.state.selected_styles.clear();
     }
 
-    /// Saves the prompt fields as style `name` (replacing one of that name, as A1111 does),
-    /// re-reading the file first so styles another program added meanwhile are kept.
+    /// Saves the prompt fields as style `name` (replacing one of that name).
     pub(super) fn save_style(&mut self, name: String) {
         let name = name.trim().to_string();
         if name.is_empty() {
@@ -107,57 +132,15 @@ impl LatentStudioApp {
                 .error("Style not saved", "Give the style a name first.", None);
             return;
         }
-        let path = self.styles_path();
-        let mut styles = match read_styles(&path) {
-            Ok(styles) => styles,
-            Err(err) => {
-                // Never overwrite a file we could not read: it may hold the user's styles.
-                self.notices.error("Style not saved", err.to_string(), None);
-                return;
-            }
-        };
-        let style = PromptStyle {
-            name: name.clone(),
+        self.send_style_task(StyleTask::Save(PromptStyle {
+            name,
             prompt: self.state.prompt.clone(),
             negative_prompt: self.state.negative_prompt.clone(),
-        };
-        match styles.iter_mut().find(|s| s.name == name) {
-            Some(existing) => *existing = style,
-            None => styles.push(style),
-        }
-        self.write_styles_and_reload(&path, &styles, format!("Style \"{name}\" saved"));
+        }));
     }
 
     pub(super) fn delete_style(&mut self, name: &str) {
-        let path = self.styles_path();
-        let styles = match read_styles(&path) {
-            Ok(styles) => styles,
-            Err(err) => {
-                self.notices
-                    .error("Style not deleted", err.to_string(), None);
-                return;
-            }
-        };
-        let kept: Vec<_> = styles.into_iter().filter(|s| s.name != name).collect();
         self.state.selected_styles.retain(|s| s != name);
-        self.write_styles_and_reload(&path, &kept, format!("Style \"{name}\" deleted"));
-    }
-
-    fn write_styles_and_reload(
-        &mut self,
-        path: &std::path::Path,
-        styles: &[PromptStyle],
-        done: String,
-    ) {
-        match write_styles(path, styles) {
-            Ok(()) => {
-                self.notices.info(done);
-                self.state.new_style_name.clear();
-            }
-            Err(err) => self
-                .notices
-                .error("Styles not saved", err.to_string(), None),
-        }
-        self.reload_styles();
+        self.send_style_task(StyleTask::Delete(name.to_string()));
     }
 }

@@ -41,7 +41,7 @@ pub use crate::formats::png::{
     write_new_png_with_parameters, write_png_with_parameters,
 };
 pub use crate::formats::styles::{
-    apply_styles, read_styles, write_styles, PromptStyle, StylesError,
+    apply_styles, read_styles, write_styles, PromptStyle, StyleOutcome, StyleTask, StylesError,
 };
 pub use crate::imaging::control::ControlPreprocessor;
 pub use crate::imaging::mask::extend_canvas;

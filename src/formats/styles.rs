@@ -225,6 +225,68 @@ fn csv_rows(text: &str) -> Result<Vec<Vec<String>>, String> {
     Ok(rows)
 }
 
+/// What the file thread does with a styles file before reading it again.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StyleTask {
+    /// Only read it (at start, on Reload).
+    Read,
+    /// Read a file just picked, and say how many styles it holds.
+    Picked,
+    /// Add this style, or replace the one of its name (as A1111 does).
+    Save(PromptStyle),
+    Delete(String),
+}
+
+/// What a task did, for a notice: a sentence, or a title and the reason it failed.
+pub type StyleOutcome = Result<String, (String, String)>;
+
+impl StyleTask {
+    /// Runs off the UI thread (the window's file thread): the edit (re-reading the file first, so styles another program
+    /// added meanwhile are kept, and never writing over a file that could not be read), then
+    /// the file read again for the window.
+    pub fn run(&self, path: &Path) -> (Result<Vec<PromptStyle>, String>, Option<StyleOutcome>) {
+        let outcome = match self {
+            StyleTask::Read | StyleTask::Picked => None,
+            StyleTask::Save(style) => Some(edit_styles(path, "Style not saved", |styles| {
+                match styles.iter_mut().find(|s| s.name == style.name) {
+                    Some(existing) => *existing = style.clone(),
+                    None => styles.push(style.clone()),
+                }
+                format!("Style \"{}\" saved", style.name)
+            })),
+            StyleTask::Delete(name) => Some(edit_styles(path, "Style not deleted", |styles| {
+                styles.retain(|s| s.name != *name);
+                format!("Style \"{name}\" deleted")
+            })),
+        };
+        let reading = read_styles(path).map_err(|err| err.to_string());
+        let outcome = match (self, &reading) {
+            (StyleTask::Picked, Ok(styles)) => Some(Ok(format!(
+                "{} styles from {}",
+                styles.len(),
+                path.display()
+            ))),
+            (StyleTask::Picked, Err(problem)) => {
+                Some(Err(("Styles not loaded".to_string(), problem.clone())))
+            }
+            _ => outcome,
+        };
+        (reading, outcome)
+    }
+}
+
+fn edit_styles(
+    path: &Path,
+    failed: &str,
+    edit: impl FnOnce(&mut Vec<PromptStyle>) -> String,
+) -> StyleOutcome {
+    let fail = |reason: String| (failed.to_string(), reason);
+    let mut styles = read_styles(path).map_err(|err| fail(err.to_string()))?;
+    let done = edit(&mut styles);
+    write_styles(path, &styles).map_err(|err| fail(err.to_string()))?;
+    Ok(done)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -36,7 +36,11 @@ fn the_model_manager_lists_downloads_and_deletes_only_after_confirmation() {
     let mut harness = open_app(fixture_model("sd_turbo"), &scratch.0, &desktop);
     wait_for_model(&mut harness);
     harness.get_by_label("Models…").click();
-    harness.run_steps(3);
+    // Listed on the file thread.
+    step_until(&mut harness, "the listing", |app| {
+        !app.model_manager().listing.is_empty()
+    });
+    harness.run_steps(2);
     let listing = &harness.state().model_manager().listing;
     assert!(
         listing.iter().any(|m| m.name == "some-org/tiny-repo"),
@@ -61,6 +65,13 @@ fn the_model_manager_lists_downloads_and_deletes_only_after_confirmation() {
     harness.get_by_label("Delete some-org/tiny-repo…").click();
     harness.run_steps(2);
     harness.get_by_label("Delete").click();
+    step_until(&mut harness, "the listing after the delete", |app| {
+        app.model_manager()
+            .listing
+            .iter()
+            .all(|m| m.name != "some-org/tiny-repo")
+            || app.model_manager().error.is_some()
+    });
     harness.run_steps(2);
     assert!(!repo.exists(), "the repository was not deleted");
     assert!(cache.exists() && civitai.exists());

@@ -29,7 +29,8 @@ fn a1111_styles_reach_the_image_and_are_saved_in_its_format() {
     harness.run_steps(2);
     desktop.answer(&styles_file);
     harness.get_by_label("Use another styles.csv…").click();
-    harness.run_steps(2);
+    // Read on the file thread.
+    wait_for_text(&mut harness, "Cinematic");
     harness.get_by_label("Cinematic").click();
     harness.get_by_label("Sharp").click();
     harness.run_steps(2);
@@ -65,7 +66,7 @@ fn a1111_styles_reach_the_image_and_are_saved_in_its_format() {
     harness.state_mut().state_mut().new_style_name = "Dusk, warm".into();
     harness.run_steps(1);
     harness.get_by_label("Save prompts as style").click();
-    harness.run_steps(2);
+    wait_for_text(&mut harness, "Style \"Dusk, warm\" saved");
     assert_eq!(
         std::fs::read_to_string(&styles_file).unwrap(),
         format!("{STYLES_CSV}\"Dusk, warm\",\"{{prompt}}, at dusk\",blurry\r\n")
@@ -91,6 +92,7 @@ fn a1111_styles_reach_the_image_and_are_saved_in_its_format() {
     harness
         .state_mut()
         .apply(&ctx, UiCommand::DeleteStyle("Dusk, warm".into()));
+    wait_for_text(&mut harness, "deleted");
     assert_eq!(std::fs::read_to_string(&styles_file).unwrap(), STYLES_CSV);
     drop_file(&mut harness, &files[0]);
     step_until(&mut harness, "the restored settings", |app| {
@@ -106,12 +108,12 @@ fn a1111_styles_reach_the_image_and_are_saved_in_its_format() {
     std::fs::write(&not_styles, "title,text\nA,b\n").unwrap();
     desktop.answer(&not_styles);
     harness.get_by_label("Use another styles.csv…").click();
-    harness.run_steps(2);
+    wait_for_text(&mut harness, "no `name` column");
     assert!(text_shown(&harness, "no `name` column"));
     harness.state_mut().state_mut().new_style_name = "X".into();
     harness.run_steps(1);
     harness.get_by_label("Save prompts as style").click();
-    harness.run_steps(2);
+    wait_for_text(&mut harness, "Style not saved");
     assert_eq!(
         std::fs::read_to_string(&not_styles).unwrap(),
         "title,text\nA,b\n"
@@ -216,4 +218,14 @@ fn one_to_one_means_screen_pixels_on_hidpi() {
     assert!(!zoom.fit);
     assert_eq!(zoom.scale, 0.5);
     assert!(text_shown(&harness, "100%"));
+}
+
+/// Steps the UI until `needle` is on screen (file-thread answers arrive a few frames later).
+fn wait_for_text(harness: &mut Harness<'_, LatentStudioApp>, needle: &str) {
+    let deadline = Instant::now() + DEADLINE;
+    while !text_shown(harness, needle) {
+        assert!(Instant::now() < deadline, "timed out waiting for {needle:?}");
+        harness.run_steps(1);
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
