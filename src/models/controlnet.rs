@@ -9,7 +9,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use candle_core::DType;
 
 use super::loading::{
     builtin_unet_config, model_name, read_json, weight_files, LoadError, LoadOptions,
@@ -194,22 +193,11 @@ fn load_original(
         };
         let tensor = reader
             .load(name, &options.device)
+            .and_then(|tensor| options.stored(tensor))
             .map_err(|err| LoadError::Weights {
                 path: file.to_path_buf(),
                 message: crate::describe_candle_error(&err),
             })?;
-        let keep =
-            options.keeps_half_weights() && matches!(tensor.dtype(), DType::F16 | DType::BF16);
-        let tensor = if keep {
-            tensor
-        } else {
-            tensor
-                .to_dtype(options.dtype)
-                .map_err(|err| LoadError::Weights {
-                    path: file.to_path_buf(),
-                    message: crate::describe_candle_error(&err),
-                })?
-        };
         weights.insert(diffusers, tensor);
     }
     build(path, &config, weights, options)

@@ -46,6 +46,19 @@ impl LoadOptions {
         self.keep_f16_weights && self.device.is_cpu() && self.dtype == DType::F32
     }
 
+    /// A tensor as read from a file, in the precision weights are kept in: f16/bf16 as stored
+    /// when [`Self::keeps_half_weights`], else the arithmetic's dtype.
+    pub(crate) fn stored(
+        &self,
+        tensor: candle_core::Tensor,
+    ) -> candle_core::Result<candle_core::Tensor> {
+        if self.keeps_half_weights() && matches!(tensor.dtype(), DType::F16 | DType::BF16) {
+            Ok(tensor)
+        } else {
+            tensor.to_dtype(self.dtype)
+        }
+    }
+
     /// The fastest device this build and machine offer: CUDA or Metal in f16 when compiled in
     /// and present, else the CPU in f32.
     pub fn best_available() -> Self {

@@ -7,7 +7,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use candle_core::DType;
 
 use super::loading::{model_name, read_json, weight_files, LoadError, LoadOptions};
 use super::safetensors_file::SafetensorsFile;
@@ -143,14 +142,10 @@ pub fn load_tiny_vae(path: &Path, options: &LoadOptions) -> Result<TinyVae, Load
                 }
             }
         };
-        let tensor = reader.load(name, &options.device).map_err(weights_error)?;
-        let keep =
-            options.keeps_half_weights() && matches!(tensor.dtype(), DType::F16 | DType::BF16);
-        let tensor = if keep {
-            tensor
-        } else {
-            tensor.to_dtype(options.dtype).map_err(weights_error)?
-        };
+        let tensor = reader
+            .load(name, &options.device)
+            .and_then(|tensor| options.stored(tensor))
+            .map_err(weights_error)?;
         weights.insert(renamed, tensor);
     }
     let weights = Arc::new(weights);

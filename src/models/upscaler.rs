@@ -6,7 +6,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use candle_core::DType;
 
 use super::loading::{model_name, LoadError, LoadOptions};
 use super::safetensors_file::SafetensorsFile;
@@ -67,14 +66,10 @@ pub fn load_upscaler(path: &Path, options: &LoadOptions) -> Result<LoadedUpscale
         let Some(module) = config.module_name(name) else {
             continue;
         };
-        let tensor = reader.load(name, &options.device).map_err(weights_error)?;
-        let keep =
-            options.keeps_half_weights() && matches!(tensor.dtype(), DType::F16 | DType::BF16);
-        let tensor = if keep {
-            tensor
-        } else {
-            tensor.to_dtype(options.dtype).map_err(weights_error)?
-        };
+        let tensor = reader
+            .load(name, &options.device)
+            .and_then(|tensor| options.stored(tensor))
+            .map_err(weights_error)?;
         weights.insert(module, tensor);
     }
     let weights = Arc::new(weights);

@@ -224,7 +224,10 @@ fn one_to_one_means_screen_pixels_on_hidpi() {
 fn wait_for_text(harness: &mut Harness<'_, LatentStudioApp>, needle: &str) {
     let deadline = Instant::now() + DEADLINE;
     while !text_shown(harness, needle) {
-        assert!(Instant::now() < deadline, "timed out waiting for {needle:?}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {needle:?}"
+        );
         harness.run_steps(1);
         std::thread::sleep(Duration::from_millis(10));
     }
