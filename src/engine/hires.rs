@@ -174,6 +174,24 @@ fn trim(value: f64) -> String {
 mod tests {
     use super::*;
 
+    fn base_request() -> GenerationRequest {
+        GenerationRequest {
+            prompt: "a cat".into(),
+            negative_prompt: Some("blur".into()),
+            steps: 20,
+            guidance: 7.0,
+            seed: 1,
+            width: 64,
+            height: 64,
+            scheduler: SchedulerKind::EulerAncestral,
+            init_image: None,
+            prompt_syntax: Default::default(),
+            clip_skip: 1,
+            controls: Vec::new(),
+            variation: None,
+        }
+    }
+
     #[test]
     fn the_target_size_stays_on_the_grid() {
         let fix = HiresFix {
@@ -201,21 +219,7 @@ mod tests {
             Some(HiresUpscaler::Lanczos)
         );
         assert_eq!(HiresUpscaler::built_in("Latent (fancy)"), None);
-        let base = GenerationRequest {
-            prompt: "a cat".into(),
-            negative_prompt: Some("blur".into()),
-            steps: 20,
-            guidance: 7.0,
-            seed: 1,
-            width: 64,
-            height: 64,
-            scheduler: SchedulerKind::EulerAncestral,
-            init_image: None,
-            prompt_syntax: Default::default(),
-            clip_skip: 1,
-            controls: Vec::new(),
-            variation: None,
-        };
+        let base = base_request();
         assert_eq!(
             fix.record("Lanczos", &base)[0],
             ("Hires upscale".into(), "1.5".into())
@@ -227,21 +231,7 @@ mod tests {
     /// are recorded with A1111's keys; ones equal to the first pass's are not.
     #[test]
     fn the_second_pass_can_have_its_own_prompt_and_sampler() {
-        let base = GenerationRequest {
-            prompt: "a cat".into(),
-            negative_prompt: Some("blur".into()),
-            steps: 20,
-            guidance: 7.0,
-            seed: 1,
-            width: 64,
-            height: 64,
-            scheduler: SchedulerKind::EulerAncestral,
-            init_image: None,
-            prompt_syntax: Default::default(),
-            clip_skip: 1,
-            controls: Vec::new(),
-            variation: None,
-        };
+        let base = base_request();
         let fix = HiresFix {
             scale: 2.0,
             steps: Some(5),

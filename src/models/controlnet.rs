@@ -9,7 +9,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-
 use super::loading::{
     builtin_unet_config, model_name, read_json, weight_files, LoadError, LoadOptions,
 };

@@ -7,7 +7,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-
 use super::loading::{model_name, read_json, weight_files, LoadError, LoadOptions};
 use super::safetensors_file::SafetensorsFile;
 use super::weights::WeightMap;

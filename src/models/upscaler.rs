@@ -6,7 +6,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-
 use super::loading::{model_name, LoadError, LoadOptions};
 use super::safetensors_file::SafetensorsFile;
 use super::weights::WeightMap;

@@ -151,10 +151,10 @@ impl DiffusionPipeline {
             .controls
             .iter()
             .map(|unit| {
-                let resized = unit.image.resized(request.width, request.height);
+                let resized = || unit.image.resized(request.width, request.height);
                 Ok(match &unit.net {
                     ControlNetwork::ControlNet(net) => {
-                        let image = self.image_tensor(&resized.pixels, 3, request)?;
+                        let image = self.image_tensor(&resized().pixels, 3, request)?;
                         let both_halves = guided && !cond_half_only(net, unit);
                         PreparedControl::Image(double(image, both_halves)?)
                     }
@@ -175,7 +175,7 @@ impl DiffusionPipeline {
                             let luma: Vec<u8> = grey.pixels.iter().step_by(3).copied().collect();
                             self.image_tensor(&luma, 1, request)?
                         } else {
-                            self.image_tensor(&resized.pixels, 3, request)?
+                            self.image_tensor(&resized().pixels, 3, request)?
                         };
                         let features = adapter
                             .forward(&image)?
