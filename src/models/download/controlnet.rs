@@ -4,8 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{DownloadError, DownloadProgress, HubCache, HubClient};
-use crate::models::catalog::is_safe_repo_path;
+use super::{DownloadError, DownloadProgress, HubCache, HubClient, HubReference};
 use crate::networks::Family;
 
 /// A well-known ControlNet or T2I-Adapter on the hub, offered in the window's picker.
@@ -76,18 +75,11 @@ pub fn controlnet_repo_id(model: &Path) -> Option<&str> {
         return None;
     }
     let text = model.to_str()?;
-    let mut parts = text.split('/');
-    let (org, name) = (parts.next()?, parts.next()?);
-    let simple = |part: &str| {
-        !part.is_empty()
-            && part != "."
-            && part != ".."
-            && part
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    };
-    (parts.next().is_none() && simple(org) && simple(name) && is_safe_repo_path(text))
-        .then_some(text)
+    // The hub reference rules, as for models: a repository, not a file in one or a URL.
+    match HubReference::parse(text) {
+        Ok(HubReference::Repo { id }) if id == text => Some(text),
+        _ => None,
+    }
 }
 
 /// What [`HubClient::fetch_controlnet`] could not do, in one line naming the repository.
