@@ -50,6 +50,7 @@ expected="latent-studio $version ($(git rev-parse --short=10 HEAD 2>/dev/null ||
 [[ $installed_version == "$expected"* ]] ||
     { echo "FAIL: expected '$expected'" >&2; exit 1; }
 for file in usr/share/applications/latent-studio.desktop \
+    usr/share/metainfo/io.github.latent_studio.metainfo.xml \
     usr/share/icons/hicolor/256x256/apps/latent-studio.png \
     usr/share/icons/hicolor/scalable/apps/latent-studio.svg; do
     [[ -f $root/$file ]] || { echo "FAIL: $file is not in the package" >&2; exit 1; }
@@ -57,6 +58,9 @@ done
 if command -v desktop-file-validate >/dev/null; then
     desktop-file-validate "$root/usr/share/applications/latent-studio.desktop"
     echo "   desktop entry valid"
+fi
+if command -v appstreamcli >/dev/null; then
+    appstreamcli validate --no-net "$root/usr/share/metainfo/io.github.latent_studio.metainfo.xml"
 fi
 if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
     echo "== apt-get install --simulate (do its dependencies resolve on this system?)"
