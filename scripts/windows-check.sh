@@ -25,7 +25,8 @@ WIN_TARGET_DIR=${WIN_TARGET_DIR:-target-windows}
 
 install_missing() {
     local missing=() pair
-    for pair in x86_64-w64-mingw32-gcc:gcc-mingw-w64-x86-64 wine:wine wine64:wine64 compare:imagemagick; do
+    for pair in x86_64-w64-mingw32-gcc:gcc-mingw-w64-x86-64 wine:wine wine64:wine64 compare:imagemagick \
+        wrestool:icoutils; do
         command -v "${pair%%:*}" >/dev/null || [[ -x /usr/lib/wine/${pair%%:*} ]] || missing+=("${pair#*:}")
     done
     if ((${#missing[@]})); then
@@ -57,6 +58,18 @@ ls -l "$EXE"
 echo "== building the Linux binary ($PROFILE)"
 cargo build -j "$JOBS" --profile "$PROFILE" --bin latent-studio
 LINUX_BIN=${CARGO_TARGET_DIR:-target}/$profile_dir/latent-studio
+
+# build.rs embeds the icon, the version block and the manifest (assets/windows/); wrestool
+# (icoutils) lists an exe's resources: 14 = icon group, 16 = version, 24 = manifest.
+echo "== resources in latent-studio.exe"
+resources=$(wrestool -l "$EXE")
+echo "$resources" | sed 's/^/   /'
+for type in 14 16 24; do
+    grep -q -- "--type=$type " <<<"$resources" ||
+        { echo "FAIL: latent-studio.exe has no resource of type $type" >&2; exit 1; }
+done
+wrestool -x --raw --type=24 "$EXE" | grep -q '<longPathAware[^>]*>true</longPathAware>' ||
+    { echo "FAIL: the embedded manifest does not declare longPathAware" >&2; exit 1; }
 
 # Wine 8 (Debian 12) has no bcryptprimitives.dll, whose ProcessPrng Rust's std imports.
 echo "== building the bcryptprimitives.dll stand-in for Wine"
