@@ -520,3 +520,99 @@ fn tiny_vae_previews_fall_back_with_one_notice() {
     }
     assert_eq!(notices, 1);
 }
+
+/// A hires fix with a latent upscaler starts its second pass from the first pass's latents,
+/// resized, so the first pass is never decoded: one decode of a finished image per image,
+/// where Lanczos decodes both passes. What the user sees is unchanged: every step of both
+/// passes comes with its preview, and each image is the pipeline's two halves run by hand
+/// (text-to-image, torch's resize of its latents, img2img from them; each half's parity with
+/// diffusers is in tests/parity.rs), pixel for pixel.
+#[test]
+fn a_latent_hires_fix_decodes_only_its_final_image() {
+    use latent_studio::engine::{
+        FinishedImage, HiresFix, HiresOverrides, HiresUpscaler, ImageStep, LatentUpscale,
+        LoadOptions, RgbImage, RunObserver, Runner,
+    };
+    use latent_studio::kernels::resize::interpolate;
+    use latent_studio::sampling::pipeline::Flow;
+
+    #[derive(Default)]
+    struct Seen {
+        /// (step, total, with a preview)
+        steps: Vec<(usize, usize, bool)>,
+        images: Vec<FinishedImage>,
+    }
+    impl RunObserver for Seen {
+        fn step(&mut self, progress: ImageStep) {
+            self.steps
+                .push((progress.step, progress.total, progress.preview.is_some()));
+        }
+        fn image_finished(&mut self, _: usize, image: FinishedImage) {
+            self.images.push(image);
+        }
+    }
+    /// Decodes of finished images during a run of `job`, and what the run showed.
+    fn run(runner: &mut Runner, job: &GenerateJob) -> (usize, Seen) {
+        let decodes = |runner: &Runner| runner.model().unwrap().pipeline().finished_decodes();
+        let before = decodes(runner);
+        let mut seen = Seen::default();
+        runner.run(job, &mut seen).unwrap();
+        (decodes(runner) - before, seen)
+    }
+
+    let mut runner = Runner::new(LoadOptions::default());
+    runner
+        .load(&fixture_model("sd1"), &mut Seen::default())
+        .unwrap();
+    let base = GenerationRequest {
+        width: 64,
+        height: 48,
+        scheduler: SchedulerKind::Euler,
+        ..request(3)
+    };
+    let job = |upscaler| GenerateJob {
+        id: 1,
+        request: base.clone(),
+        batch_count: 2,
+        batch_size: 1,
+        output: ImageOutput::None,
+        preview: PreviewMode::Fast,
+        loras: Vec::new(),
+        controls: Vec::new(),
+        hires: Some(HiresFix {
+            scale: 1.5,
+            steps: Some(4),
+            denoise: 0.6,
+            upscaler,
+            own: HiresOverrides::default(),
+        }),
+    };
+
+    let (lanczos_decodes, _) = run(&mut runner, &job(HiresUpscaler::Lanczos));
+    assert_eq!(lanczos_decodes, 4, "two passes of two images");
+    let latent = job(HiresUpscaler::Latent(LatentUpscale::Bicubic));
+    let (latent_decodes, seen) = run(&mut runner, &latent);
+    assert_eq!(latent_decodes, 2, "the first passes were decoded too");
+
+    // Euler: 3 first-pass steps, then 2 of the second pass's 4 (denoise 0.6), per image.
+    let per_image: Vec<_> = (1..=5).map(|step| (step, 5, true)).collect();
+    assert_eq!(seen.steps, [per_image.clone(), per_image].concat());
+    assert_eq!(seen.images.len(), 2);
+    let hires = latent.hires.as_ref().unwrap();
+    let pipeline = runner.model().unwrap().pipeline();
+    for (n, finished) in seen.images.iter().enumerate() {
+        let first = GenerationRequest {
+            seed: base.seed + n as u64,
+            ..base.clone()
+        };
+        let first_pass = pipeline.generate(&first, &mut |_| Flow::Continue).unwrap();
+        let start = interpolate(&first_pass.latents, 9, 12, LatentUpscale::Bicubic).unwrap();
+        let second = hires.second_pass(&first, RgbImage::filled(96, 72, [0; 3]));
+        let by_hand = pipeline
+            .generate_from_latents(&second, &start, &mut |_| Flow::Continue)
+            .unwrap();
+        assert_eq!(finished.seed, first.seed);
+        assert_eq!((finished.image.width, finished.image.height), (96, 72));
+        assert!(finished.image == by_hand.image, "image {n} differs");
+    }
+}

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use candle_core::Tensor;
 
-use super::hires::HiresUpscaler;
+use super::hires::{HiresFix, HiresUpscaler};
 use super::runner::{batch_file_path, save_numbered, write_png};
 use super::tiny_vae::TinyDecoderInUse;
 use super::upscale;
@@ -158,55 +158,67 @@ impl JobRun<'_> {
             started: Instant::now(),
             total: total_steps,
         };
-        let output = match pass.run(pipeline, request, None, 0, observer)? {
-            Some(output) => output,
-            None => return Ok(Next::Cancelled),
-        };
         let output = match &job.hires {
-            None => output,
-            Some(hires) => {
-                let (width, height) = hires.target_size(request.width, request.height);
-                // The latent upscalers start the second pass from resized latents; its init
-                // image only stands in for the size.
-                let (picture, start) = match (&hires.upscaler, self.upscaler) {
-                    (HiresUpscaler::Latent(mode), _) => {
-                        let scale = pipeline.vae_scale_factor();
-                        let start =
-                            interpolate(&output.latents, height / scale, width / scale, *mode)
-                                .map_err(|err| {
-                                    GenerationFailure::InvalidRequest(format!(
-                                        "latent upscale: {err}"
-                                    ))
-                                })?;
-                        (RgbImage::filled(width, height, [0; 3]), Some(start))
-                    }
-                    (HiresUpscaler::Model(_), Some(upscaler)) => {
-                        let tile = Some(upscale::DEFAULT_UPSCALE_TILE);
-                        match upscale::run_upscale(
-                            upscaler,
-                            &output.image,
-                            tile,
-                            self.options,
-                            observer,
-                        )
-                        .map_err(|err| {
-                            GenerationFailure::InvalidRequest(format!("hires upscaler: {err}"))
-                        })? {
-                            Some(upscaled) => (upscaled.image.resized(width, height), None),
-                            None => return Ok(Next::Cancelled),
-                        }
-                    }
-                    _ => (output.image.resized(width, height), None),
-                };
-                let second = hires.second_pass(request, picture);
-                match pass.run(pipeline, &second, start.as_ref(), base_steps, observer)? {
-                    Some(output) => output,
-                    None => return Ok(Next::Cancelled),
+            None => pass.run(pipeline, request, None, 0, observer)?,
+            Some(hires) => match self.first_pass(hires, request, &pass, observer)? {
+                Some((second, start)) => {
+                    pass.run(pipeline, &second, start.as_ref(), base_steps, observer)?
+                }
+                None => None,
+            },
+        };
+        match output {
+            Some(output) => {
+                self.finish(index, request, output.image, observer)?;
+                Ok(Next::Continue)
+            }
+            None => Ok(Next::Cancelled),
+        }
+    }
+
+    /// A hires fix's first pass, made into the second pass's request and, for a latent
+    /// upscaler, its starting latents; `None` when the observer cancelled.
+    fn first_pass(
+        &self,
+        hires: &HiresFix,
+        request: &GenerationRequest,
+        pass: &Pass<'_>,
+        observer: &mut dyn RunObserver,
+    ) -> Result<Option<(GenerationRequest, Option<Tensor>)>, GenerationFailure> {
+        let pipeline = self.model.pipeline();
+        let (width, height) = hires.target_size(request.width, request.height);
+        if let HiresUpscaler::Latent(mode) = &hires.upscaler {
+            // The second pass starts from the first pass's latents, resized; its init image
+            // only stands in for the size. Nothing uses the first pass's picture (its steps
+            // were previewed as they ran), so it is never decoded.
+            let Some(latents) = pass.latents(pipeline, request, observer)? else {
+                return Ok(None);
+            };
+            let scale = pipeline.vae_scale_factor();
+            let start =
+                interpolate(&latents, height / scale, width / scale, *mode).map_err(|err| {
+                    GenerationFailure::InvalidRequest(format!("latent upscale: {err}"))
+                })?;
+            let stand_in = RgbImage::filled(width, height, [0; 3]);
+            return Ok(Some((hires.second_pass(request, stand_in), Some(start))));
+        }
+        let Some(first) = pass.run(pipeline, request, None, 0, observer)? else {
+            return Ok(None);
+        };
+        let picture = match (&hires.upscaler, self.upscaler) {
+            (HiresUpscaler::Model(_), Some(upscaler)) => {
+                let tile = Some(upscale::DEFAULT_UPSCALE_TILE);
+                match upscale::run_upscale(upscaler, &first.image, tile, self.options, observer)
+                    .map_err(|err| {
+                        GenerationFailure::InvalidRequest(format!("hires upscaler: {err}"))
+                    })? {
+                    Some(upscaled) => upscaled.image.resized(width, height),
+                    None => return Ok(None),
                 }
             }
+            _ => first.image.resized(width, height),
         };
-        self.finish(index, request, output.image, observer)?;
-        Ok(Next::Continue)
+        Ok(Some((hires.second_pass(request, picture), None)))
     }
 
     /// Records, saves and reports image `index`.
@@ -292,6 +304,21 @@ impl Pass<'_> {
         };
         match result {
             Ok(output) => Ok(Some(output)),
+            Err(GenerateError::Cancelled) => Ok(None),
+            Err(err) => Err(GenerationFailure::from(err)),
+        }
+    }
+
+    /// The pass's final latents, not decoded (`None` when the observer cancelled).
+    fn latents(
+        &self,
+        pipeline: &DiffusionPipeline,
+        request: &GenerationRequest,
+        observer: &mut dyn RunObserver,
+    ) -> Result<Option<Tensor>, GenerationFailure> {
+        let mut observe = |progress: &StepProgress| self.observe(pipeline, progress, 0, observer);
+        match pipeline.generate_latents(request, &mut observe) {
+            Ok(latents) => Ok(Some(latents)),
             Err(GenerateError::Cancelled) => Ok(None),
             Err(err) => Err(GenerationFailure::from(err)),
         }

@@ -875,6 +875,7 @@ fn assemble(
         embeddings: Vec::new(),
         vae_tiling: false,
         final_decoder: None,
+        finished_decodes: Default::default(),
     };
     Ok(StableDiffusion {
         pipeline,

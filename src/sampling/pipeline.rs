@@ -2,6 +2,8 @@
 //! variants, step for step as diffusers runs them, over networks that are already built.
 //! Where the weights came from (files, LoRAs) is [`crate::models`]' business.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use candle_core::{DType, Device, Tensor};
 
 pub use crate::imaging::{GrayImage, RgbImage};
@@ -120,6 +122,12 @@ pub enum Flow {
     Cancel,
 }
 
+/// A generation's final latents before the decode, with what the decoded image still needs.
+struct Denoised {
+    latents: Tensor,
+    paste_back: Option<inpaint::PasteBack>,
+}
+
 pub struct GeneratedImage {
     pub image: RgbImage,
     /// Final latents as the UNet sees them (before the VAE's 1/scaling_factor).
@@ -163,6 +171,8 @@ pub struct DiffusionPipeline {
     /// Decodes the finished latents instead of the VAE (a tiny autoencoder: fast, close but
     /// not equal to the VAE); previews and encodes keep the VAE.
     pub(crate) final_decoder: Option<std::sync::Arc<TinyDecoder>>,
+    /// Finished images decoded so far, read by [`Self::finished_decodes`].
+    pub(crate) finished_decodes: AtomicUsize,
 }
 
 pub(crate) struct Conditioning {
@@ -228,10 +238,17 @@ impl DiffusionPipeline {
     /// A finished image's latents as pixels: through the tiny decoder when one is set for
     /// final decodes, else the VAE.
     pub(crate) fn decode_final(&self, latents: &Tensor) -> Result<RgbImage, GenerateError> {
+        self.finished_decodes.fetch_add(1, Ordering::Relaxed);
         Ok(match &self.final_decoder {
             Some(decoder) => decoded_to_image(&decoder.forward(latents)?)?,
             None => self.decode(latents)?,
         })
+    }
+
+    /// How many finished images (VAE or tiny final decoder) this pipeline has decoded: what
+    /// tells which decodes a job did (a latent hires fix's first pass does none).
+    pub fn finished_decodes(&self) -> usize {
+        self.finished_decodes.load(Ordering::Relaxed)
     }
 
     /// Names of the embeddings usable in prompts.
@@ -502,7 +519,19 @@ impl DiffusionPipeline {
         request: &GenerationRequest,
         observer: &mut dyn FnMut(&StepProgress) -> Flow,
     ) -> Result<GeneratedImage, GenerateError> {
-        self.generate_from(request, None, observer)
+        let denoised = self.denoise(request, None, observer)?;
+        self.finish(denoised)
+    }
+
+    /// [`Self::generate`]'s final latents (UNet space, [`GeneratedImage::latents`]) without
+    /// decoding them, for a caller that goes on from the latents alone (the first pass of a
+    /// hires fix with a latent upscaler): the decode is as long as several steps.
+    pub fn generate_latents(
+        &self,
+        request: &GenerationRequest,
+        observer: &mut dyn FnMut(&StepProgress) -> Flow,
+    ) -> Result<Tensor, GenerateError> {
+        Ok(self.denoise(request, None, observer)?.latents)
     }
 
     /// img2img that starts from `start` latents (UNet space, 1×4×h/8×w/8) instead of the VAE
@@ -534,15 +563,17 @@ impl DiffusionPipeline {
                 ))
             }
         }
-        self.generate_from(request, Some(start), observer)
+        let denoised = self.denoise(request, Some(start), observer)?;
+        self.finish(denoised)
     }
 
-    fn generate_from(
+    /// The denoising loop of a generation, up to (not including) the decode.
+    fn denoise(
         &self,
         request: &GenerationRequest,
         start_latents: Option<&Tensor>,
         observer: &mut dyn FnMut(&StepProgress) -> Flow,
-    ) -> Result<GeneratedImage, GenerateError> {
+    ) -> Result<Denoised, GenerateError> {
         self.check(request)?;
         let guided = request.guidance > 1.0;
         let conditioning = self.encode_prompts(request, guided)?;
@@ -670,11 +701,21 @@ impl DiffusionPipeline {
             }
         }
 
+        Ok(Denoised {
+            latents,
+            paste_back: inpainting.and_then(|state| state.paste_back),
+        })
+    }
+
+    /// Decodes denoised latents into the finished image (pasted back into the original
+    /// picture when the inpainting asks for it).
+    fn finish(&self, denoised: Denoised) -> Result<GeneratedImage, GenerateError> {
+        let Denoised {
+            latents,
+            paste_back,
+        } = denoised;
         let image = self.decode_final(&latents)?;
-        let image = match inpainting
-            .as_ref()
-            .and_then(|state| state.paste_back.as_ref())
-        {
+        let image = match &paste_back {
             Some(paste_back) => paste_back.apply(&image),
             None => image,
         };
