@@ -6,7 +6,7 @@
 //! The latent upscalers (A1111's "Latent …" names) instead resize the first pass's final
 //! latents with torch's `F.interpolate` (exactly, see [`crate::kernels::resize`]) and start the
 //! second pass from them as diffusers' img2img does when `image` is 4-channel latents (no VAE
-//! encode). A1111 differs in that second half: its own sampler code runs `int(denoise · steps)`
+//! encode; nor is the first pass decoded, as nothing uses its picture). A1111 differs in that second half: its own sampler code runs `int(denoise · steps)`
 //! steps of a schedule of `steps / denoise`; that is documented in the README, not imitated.
 
 use std::path::PathBuf;
