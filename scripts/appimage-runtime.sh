@@ -22,20 +22,9 @@ out=$(realpath -m "${3:-dist/runtime-x86_64}")
 [[ -f $type2/src/runtime/runtime.c ]] || { echo "$type2 has no src/runtime/runtime.c (not type2-runtime?)" >&2; exit 2; }
 [[ -f $squashfuse/ll.c ]] || { echo "$squashfuse has no ll.c (not squashfuse?)" >&2; exit 2; }
 
-packages=(gcc make autoconf automake libtool pkg-config libfuse3-dev libzstd-dev zlib1g-dev liblzma-dev)
-missing=()
-for package in "${packages[@]}"; do
-    dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
-done
-if ((${#missing[@]})); then
-    if [[ $(id -u) -eq 0 ]]; then
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-    else
-        echo "missing: ${missing[*]} (sudo apt-get install -y ${missing[*]})" >&2
-        exit 1
-    fi
-fi
+source scripts/require.sh
+require gcc:gcc make:make autoconf:autoconf automake:automake libtoolize:libtool pkg-config:pkg-config \
+    dpkg:libfuse3-dev dpkg:libzstd-dev dpkg:zlib1g-dev dpkg:liblzma-dev
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -30,20 +30,9 @@ RUNTIME=${APPIMAGE_RUNTIME:-dist/runtime-x86_64}
 [[ $(head -c 11 "$RUNTIME" | tail -c 3 | od -An -c | tr -d ' ') == 'AI002' ]] ||
     { echo "$RUNTIME is not an AppImage type 2 runtime (no 'AI' 2 at byte 8)" >&2; exit 2; }
 
-missing=()
-for pair in mksquashfs:squashfs-tools compare:imagemagick desktop-file-validate:desktop-file-utils \
-    appstreamcli:appstream; do
-    command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
-done
-if ((${#missing[@]})); then
-    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-    else
-        echo "missing: ${missing[*]} (sudo apt-get install -y ${missing[*]})" >&2
-        exit 1
-    fi
-fi
+source scripts/require.sh
+require mksquashfs:squashfs-tools compare:imagemagick desktop-file-validate:desktop-file-utils \
+    appstreamcli:appstream objdump:binutils
 
 BINARY=${BINARY:-target/dist/latent-studio}
 if [[ -z ${NO_BUILD:-} ]]; then

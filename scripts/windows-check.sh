@@ -23,24 +23,10 @@ JOBS=${JOBS:-1}
 TARGET=x86_64-pc-windows-gnu
 WIN_TARGET_DIR=${WIN_TARGET_DIR:-target-windows}
 
-install_missing() {
-    local missing=() pair
-    for pair in x86_64-w64-mingw32-gcc:gcc-mingw-w64-x86-64 wine:wine wine64:wine64 compare:imagemagick \
-        wrestool:icoutils; do
-        command -v "${pair%%:*}" >/dev/null || [[ -x /usr/lib/wine/${pair%%:*} ]] || missing+=("${pair#*:}")
-    done
-    if ((${#missing[@]})); then
-        if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-            apt-get update -qq
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-        else
-            echo "missing: ${missing[*]} (e.g. sudo apt-get install -y ${missing[*]})" >&2
-            exit 1
-        fi
-    fi
-    rustup target list --installed | grep -qx "$TARGET" || rustup target add "$TARGET"
-}
-install_missing
+source scripts/require.sh
+require x86_64-w64-mingw32-gcc:gcc-mingw-w64-x86-64 wine:wine wine64:wine64 compare:imagemagick \
+    wrestool:icoutils
+rustup target list --installed | grep -qx "$TARGET" || rustup target add "$TARGET"
 
 # Cargo puts the dev profile's output in debug/, every other profile's under its own name.
 profile_dir=$PROFILE
