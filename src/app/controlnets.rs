@@ -8,6 +8,7 @@ use egui::TextureHandle;
 
 use super::command::UiCommand;
 use super::files::{FileRequest, OpenPurpose};
+use super::session::AddOnDownload;
 use super::state::{self, ControlUnitSettings};
 use super::{files, history, LatentStudioApp};
 use crate::engine::{Command, ControlPreprocessor, ControlSpec, RgbImage};
@@ -27,6 +28,8 @@ pub struct ControlPictures {
     slots: Vec<Option<ControlPicture>>,
     /// Maps the engine is to make: unit, preprocessor, picture.
     requests: Vec<(usize, ControlPreprocessor, Arc<RgbImage>)>,
+    /// The depth model downloading for a map preview (the first depth map's wait).
+    pub download: Option<AddOnDownload>,
 }
 
 impl ControlPictures {
@@ -128,6 +131,8 @@ impl ControlPictures {
         image: &Arc<RgbImage>,
         map: Result<RgbImage, String>,
     ) -> Result<(), String> {
+        // The engine answers after its download, finished or not.
+        self.download = None;
         let Some(Some(picture)) = self.slots.get_mut(unit) else {
             return Ok(());
         };

@@ -184,6 +184,7 @@ impl LatentStudioApp {
             width: request.width,
             height: request.height,
             cancelling: false,
+            download: None,
         });
         self.worker.send(Command::Generate(job));
         self.viewer.follow_run = true;

@@ -6,7 +6,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::session::AddOnDownload;
 use super::*;
+use crate::engine::{DownloadProgress, DownloadPurpose};
 
 impl LatentStudioApp {
     /// The engine's events applied; then the control maps only it can make are asked for.
@@ -56,12 +58,8 @@ impl LatentStudioApp {
                 source,
                 file,
                 progress,
-            } => {
-                self.model = ModelStatus::Loading {
-                    source,
-                    download: Some((file, progress)),
-                };
-            }
+                purpose,
+            } => self.on_download(source, file, progress, purpose),
             Event::ModelLoaded(model) => {
                 let current = self.state.model.as_ref() == Some(&model.source);
                 if current && self.state.defaults_applied_for.as_ref() != Some(&model.source) {
@@ -95,6 +93,7 @@ impl LatentStudioApp {
                 total_steps,
             } => {
                 if let Some(run) = self.run.as_mut().filter(|r| r.job == job) {
+                    run.download = None;
                     run.image_index = index;
                     run.seed = seed;
                     run.step = 0;
@@ -156,6 +155,39 @@ impl LatentStudioApp {
                     }
                 }
             }
+        }
+    }
+
+    /// A model's download shows as the model loading; a job's in its progress bar (until its
+    /// last file is in); a map preview's above the canvas.
+    fn on_download(
+        &mut self,
+        source: ModelSource,
+        file: String,
+        progress: DownloadProgress,
+        purpose: DownloadPurpose,
+    ) {
+        let add_on = || {
+            let download = AddOnDownload {
+                name: source.to_string(),
+                file: file.clone(),
+                progress,
+            };
+            (!download.is_finished()).then_some(download)
+        };
+        match purpose {
+            DownloadPurpose::Model => {
+                self.model = ModelStatus::Loading {
+                    source: source.clone(),
+                    download: Some((file.clone(), progress)),
+                };
+            }
+            DownloadPurpose::Job(job) => {
+                if let Some(run) = self.run.as_mut().filter(|r| r.job == job) {
+                    run.download = add_on();
+                }
+            }
+            DownloadPurpose::ControlMap { .. } => self.control_pictures.download = add_on(),
         }
     }
 

@@ -425,6 +425,10 @@ impl LatentStudioApp {
                 if let Some(run) = &mut self.run {
                     self.worker.cancel(run.job);
                     run.cancelling = true;
+                    // The job may wait behind a map preview's download: stop that too.
+                    if self.control_pictures.download.is_some() {
+                        self.worker.cancel_download();
+                    }
                 }
             }
             UiCommand::RandomizeSeed => self.state.seed = state::random_seed(),
@@ -691,6 +695,7 @@ impl eframe::App for LatentStudioApp {
             notices: &self.notices,
             engine_stopped: self.engine_stopped,
             upscalers: &self.state.hires.recent_upscalers.clone(), // the mask canvas edits state
+            map_download: self.control_pictures.download.as_ref(),
         };
         commands.extend(panels::queue::panel(
             ui,

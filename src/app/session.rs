@@ -53,6 +53,59 @@ pub struct Run {
     pub width: usize,
     pub height: usize,
     pub cancelling: bool,
+    /// A file the job waits for (a hub ControlNet, upscaler, tiny VAE or depth model) while
+    /// it downloads; the bar then shows the download.
+    pub download: Option<AddOnDownload>,
+}
+
+/// A file the engine fetches for something besides the model: for the running job, or for
+/// a ControlNet unit's depth map preview.
+#[derive(Debug, Clone)]
+pub struct AddOnDownload {
+    /// What is downloading, as named (a repository id, `org/name/file.safetensors`).
+    pub name: String,
+    pub file: String,
+    pub progress: DownloadProgress,
+}
+
+impl AddOnDownload {
+    /// The last file is complete: nothing more to wait for.
+    pub fn is_finished(&self) -> bool {
+        let progress = &self.progress;
+        progress.file_index + 1 >= progress.file_count
+            && progress.bytes_total == Some(progress.bytes_done)
+    }
+
+    pub fn label(&self) -> String {
+        download_label(&self.name, &self.file, &self.progress)
+    }
+}
+
+/// "Downloading NAME: file 2/3 (unet/x.safetensors) · 1.2 GB / 3.4 GB · 25 MB/s · 1:30 left",
+/// for a model and for the files a job needs alike.
+pub fn download_label(name: &str, file: &str, progress: &DownloadProgress) -> String {
+    let total = progress
+        .bytes_total
+        .map_or_else(|| "?".to_string(), format_bytes);
+    let mut text = format!(
+        "Downloading {name}: file {}/{} ({file}) · {} / {total} · {}/s",
+        progress.file_index + 1,
+        progress.file_count,
+        format_bytes(progress.bytes_done),
+        format_bytes(progress.bytes_per_second.max(0.0) as u64),
+    );
+    if let Some(eta) = progress.eta() {
+        text.push_str(&format!(" · {} left", format_duration(eta.as_secs_f64())));
+    }
+    text
+}
+
+/// Done fraction of the file downloading (0 while its size is unknown).
+pub fn download_fraction(progress: &DownloadProgress) -> f32 {
+    progress
+        .bytes_total
+        .filter(|&t| t > 0)
+        .map_or(0.0, |t| progress.bytes_done as f32 / t as f32)
 }
 
 impl Run {
@@ -72,8 +125,11 @@ impl Run {
         Some(steps_left as f64 / rate)
     }
 
-    /// Done fraction of the whole batch.
+    /// Done fraction of the whole batch (of the file, while one downloads).
     pub fn fraction(&self) -> f32 {
+        if let Some(download) = &self.download {
+            return download_fraction(&download.progress);
+        }
         let per_image = self.total_steps.max(1) as f32;
         let done = (self.image_index as f32
             + self.step as f32 / per_image * self.batch_size.max(1) as f32)
@@ -86,6 +142,10 @@ impl Run {
         let mut parts = Vec::new();
         if self.cancelling {
             parts.push("cancelling…".to_string());
+        }
+        if let Some(download) = &self.download {
+            parts.push(download.label());
+            return parts.join(" · ");
         }
         let last = (self.image_index + self.batch_size.max(1)).min(self.batch_count);
         if last > self.image_index + 1 {
@@ -174,6 +234,7 @@ mod tests {
             width: 512,
             height: 512,
             cancelling: false,
+            download: None,
         }
     }
 
@@ -205,6 +266,43 @@ mod tests {
             "images 3–4/4 · step 7/20 · 2.0 it/s · ETA 0:07"
         );
         assert!((batched.fraction() - (2.0 + 7.0 / 20.0 * 2.0) / 4.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_download_the_job_waits_for_takes_the_bar() {
+        let progress = DownloadProgress {
+            file_index: 1,
+            file_count: 2,
+            bytes_done: 250_000_000,
+            bytes_total: Some(1_000_000_000),
+            bytes_per_second: 25_000_000.0,
+        };
+        let download = AddOnDownload {
+            name: "lllyasviel/control_v11p_sd15_canny".into(),
+            file: "diffusion_pytorch_model.fp16.safetensors".into(),
+            progress,
+        };
+        let waiting = Run {
+            step: 0,
+            total_steps: 0,
+            download: Some(download.clone()),
+            cancelling: true,
+            ..run()
+        };
+        assert_eq!(
+            waiting.label(),
+            "cancelling… · Downloading lllyasviel/control_v11p_sd15_canny: file 2/2 (diffusion_pytorch_model.fp16.safetensors) · 250 MB / 1.0 GB · 25 MB/s · 0:30 left"
+        );
+        assert!((waiting.fraction() - 0.25).abs() < 1e-6);
+        assert!(!download.is_finished());
+        let done = AddOnDownload {
+            progress: DownloadProgress {
+                bytes_done: 1_000_000_000,
+                ..progress
+            },
+            ..download
+        };
+        assert!(done.is_finished());
     }
 
     #[test]

@@ -42,6 +42,7 @@ impl LatentStudioApp {
             width: image.width,
             height: image.height,
             cancelling: false,
+            download: None,
         });
         self.worker.send(Command::Upscale(UpscaleImageJob {
             id: job,

@@ -16,7 +16,7 @@ use latent_studio::engine::{
 
 use super::controlnet::ControlArgs;
 use super::inpaint::InpaintArgs;
-use super::{select_device, select_dtype, CliError};
+use super::{select_device, select_dtype, CliError, DownloadReports};
 
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
@@ -175,7 +175,7 @@ struct Terminal {
     interactive: bool,
     /// `--json`: one JSON object per image on stdout.
     json: bool,
-    last_download_report: Option<Instant>,
+    downloads: DownloadReports,
     vae_rejected: Option<String>,
     save_error: Option<String>,
     /// When the current image started, and how many the job makes.
@@ -202,23 +202,8 @@ impl Terminal {
 
 impl RunObserver for Terminal {
     fn download(&mut self, source: &ModelSource, file: &str, progress: DownloadProgress) -> bool {
-        let finished = progress.bytes_total == Some(progress.bytes_done);
-        let due = self
-            .last_download_report
-            .is_none_or(|at| at.elapsed().as_secs_f64() >= 1.0);
-        if finished || due {
-            self.last_download_report = Some(Instant::now());
-            let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
-            self.line(&format!(
-                "downloading {source} {}/{} {file}: {:.1}/{} MiB, {:.1} MiB/s",
-                progress.file_index + 1,
-                progress.file_count,
-                mib(progress.bytes_done),
-                progress
-                    .bytes_total
-                    .map_or_else(|| "?".into(), |t| format!("{:.1}", mib(t))),
-                mib(progress.bytes_per_second as u64),
-            ));
+        if let Some(line) = self.downloads.line(source, file, progress) {
+            self.line(&line);
         }
         true
     }
@@ -546,7 +531,7 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
     let mut terminal = Terminal {
         interactive: std::io::stderr().is_terminal(),
         json: args.json,
-        last_download_report: None,
+        downloads: DownloadReports::default(),
         vae_rejected: None,
         save_error: None,
         image_started: None,
@@ -653,7 +638,7 @@ pub fn run(args: GenerateArgs) -> Result<(), CliError> {
         other => CliError::runtime(other.to_string()),
     };
     // What only the loaded model can tell is still bad input: one line, exit 2, no work done.
-    runner.check_job(&job).map_err(failed)?;
+    runner.check_job(&job, &mut terminal).map_err(failed)?;
     eprintln!(
         "loaded {} ({}) in {:.1}s",
         info.name,

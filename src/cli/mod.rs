@@ -9,11 +9,12 @@ mod upscale;
 
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Instant;
 
 use candle_core::{DType, Device};
 use clap::{Parser, Subcommand};
 use latent_studio::describe_candle_error;
-use latent_studio::engine::{set_cpu_arithmetic, CpuArithmetic};
+use latent_studio::engine::{set_cpu_arithmetic, CpuArithmetic, DownloadProgress, ModelSource};
 
 #[derive(Debug, Parser)]
 #[command(name = "latent-studio", version = latent_studio::VERSION, about = "Stable Diffusion on your own machine, numerically faithful to diffusers")]
@@ -169,5 +170,48 @@ pub fn select_dtype(name: Option<&str>, device: &Device) -> Result<DType, CliErr
         Some(other) => Err(CliError::input(format!(
             "--dtype {other}: unknown precision (valid: f32, f16, bf16)"
         ))),
+    }
+}
+
+/// Download progress as `generate` and `upscale` print it, for a model and for the files a
+/// job needs (a ControlNet, an upscaler, the depth model) alike: at most a line a second,
+/// plus each file's last.
+#[derive(Default)]
+pub struct DownloadReports {
+    last: Option<Instant>,
+}
+
+impl DownloadReports {
+    /// Whether a line was printed (the interactive one then needs its end).
+    pub fn printed_any(&self) -> bool {
+        self.last.is_some()
+    }
+
+    /// The line to print now, if one is due.
+    pub fn line(
+        &mut self,
+        source: &ModelSource,
+        file: &str,
+        progress: DownloadProgress,
+    ) -> Option<String> {
+        let finished = progress.bytes_total == Some(progress.bytes_done);
+        let due = self
+            .last
+            .is_none_or(|at| at.elapsed().as_secs_f64() >= 1.0);
+        if !(finished || due) {
+            return None;
+        }
+        self.last = Some(Instant::now());
+        let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+        Some(format!(
+            "downloading {source} {}/{} {file}: {:.1}/{} MiB, {:.1} MiB/s",
+            progress.file_index + 1,
+            progress.file_count,
+            mib(progress.bytes_done),
+            progress
+                .bytes_total
+                .map_or_else(|| "?".into(), |t| format!("{:.1}", mib(t))),
+            mib(progress.bytes_per_second as u64),
+        ))
     }
 }

@@ -9,11 +9,12 @@ use std::time::Instant;
 use clap::Args;
 use latent_studio::engine::{
     read_picture, read_png_parameters, upscaler_repo_file, write_new_png_with_parameters,
-    write_png_with_parameters, LoadFailure, LoadOptions, RgbImage, RunObserver, Runner,
+    write_png_with_parameters, DownloadProgress, LoadFailure, LoadOptions, ModelSource, RgbImage,
+    RunObserver, Runner,
     UpscaleFailure, UpscaleJob, DEFAULT_UPSCALE_TILE, MIN_UPSCALE_TILE,
 };
 
-use super::{select_device, select_dtype, CliError};
+use super::{select_device, select_dtype, CliError, DownloadReports};
 
 #[derive(Debug, Args)]
 pub struct UpscaleArgs {
@@ -39,24 +40,35 @@ pub struct UpscaleArgs {
     dtype: Option<String>,
 }
 
-/// Prints tile progress on stderr.
+/// Prints download and tile progress on stderr.
 struct Terminal {
     interactive: bool,
     started: Instant,
+    downloads: DownloadReports,
 }
 
-impl RunObserver for Terminal {
-    fn upscale_tile(&mut self, done: usize, total: usize) {
-        let line = format!(
-            "tile {done}/{total}  {:.1}s",
-            self.started.elapsed().as_secs_f64()
-        );
+impl Terminal {
+    fn line(&self, line: &str) {
         let mut stderr = std::io::stderr();
         let _ = if self.interactive {
             write!(stderr, "\r{line}   ")
         } else {
             writeln!(stderr, "{line}")
         };
+    }
+}
+
+impl RunObserver for Terminal {
+    fn download(&mut self, source: &ModelSource, file: &str, progress: DownloadProgress) -> bool {
+        if let Some(line) = self.downloads.line(source, file, progress) {
+            self.line(&line);
+        }
+        true
+    }
+
+    fn upscale_tile(&mut self, done: usize, total: usize) {
+        let seconds = self.started.elapsed().as_secs_f64();
+        self.line(&format!("tile {done}/{total}  {seconds:.1}s"));
     }
 }
 
@@ -147,7 +159,15 @@ pub fn run(args: UpscaleArgs) -> Result<(), CliError> {
         image,
         tile: (args.tile > 0).then_some(args.tile),
     };
-    let scale = runner.check_upscale(&job).map_err(failed)?;
+    let mut terminal = Terminal {
+        interactive: std::io::stderr().is_terminal(),
+        started: Instant::now(),
+        downloads: DownloadReports::default(),
+    };
+    let scale = runner.check_upscale(&job, &mut terminal).map_err(failed)?;
+    if terminal.interactive && terminal.downloads.printed_any() {
+        eprintln!();
+    }
     let output = match &args.output {
         Some(output) => output.clone(),
         None => {
@@ -161,10 +181,7 @@ pub fn run(args: UpscaleArgs) -> Result<(), CliError> {
             output
         }
     };
-    let mut terminal = Terminal {
-        interactive: std::io::stderr().is_terminal(),
-        started: Instant::now(),
-    };
+    terminal.started = Instant::now();
     let upscaled = runner
         .upscale(&job, &mut terminal)
         .map_err(failed)?

@@ -7,9 +7,11 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 
+use super::runner::{add_on_download, RunObserver};
+use super::ModelSource;
 use crate::imaging::RgbImage;
 use crate::models::depth::{load_depth_model, DepthEstimator, DEPTH_ANYTHING_V2_SMALL};
-use crate::models::{HubCache, HubClient};
+use crate::models::{DownloadError, HubCache, HubClient};
 
 /// The environment variable naming a local depth model (folder or `.safetensors` file).
 pub const DEPTH_MODEL_ENV: &str = "LATENT_STUDIO_DEPTH_MODEL";
@@ -35,15 +37,21 @@ pub(super) struct DepthMaps {
 }
 
 impl DepthMaps {
-    /// The depth map of `picture` at its size, as grey RGB.
-    pub(super) fn map(&mut self, picture: &RgbImage, device: &Device) -> Result<RgbImage, String> {
+    /// The depth map of `picture` at its size, as grey RGB. The model's first use downloads
+    /// it, reported to `observer` (which may stop it).
+    pub(super) fn map(
+        &mut self,
+        picture: &RgbImage,
+        device: &Device,
+        observer: &mut dyn RunObserver,
+    ) -> Result<RgbImage, String> {
         if picture.width > MAX_PICTURE_SIDE || picture.height > MAX_PICTURE_SIDE {
             return Err(format!(
                 "a {}×{} picture is too large for a depth map (at most {MAX_PICTURE_SIDE} a side)",
                 picture.width, picture.height
             ));
         }
-        let path = self.model_path()?;
+        let path = self.model_path(observer)?;
         if self.loaded.as_ref().is_none_or(|(p, _)| *p != path) {
             self.loaded = None;
             self.last = None;
@@ -64,7 +72,7 @@ impl DepthMaps {
         Ok(map)
     }
 
-    fn model_path(&self) -> Result<PathBuf, String> {
+    fn model_path(&self, observer: &mut dyn RunObserver) -> Result<PathBuf, String> {
         if let Some(path) = &self.model {
             return Ok(path.clone());
         }
@@ -76,9 +84,15 @@ impl DepthMaps {
             return Ok(snapshot);
         }
         let files: Vec<String> = DEPTH_FILES.iter().map(|f| f.to_string()).collect();
+        let source = ModelSource::Hub(DEPTH_ANYTHING_V2_SMALL.to_string());
         HubClient::from_env()
-            .fetch_files(DEPTH_ANYTHING_V2_SMALL, "main", &files, &cache, |_, _| true)
+            .fetch_files(DEPTH_ANYTHING_V2_SMALL, "main", &files, &cache, |file, progress| {
+                add_on_download(observer, &source, file, progress)
+            })
             .map_err(|err| {
+                if matches!(err, DownloadError::Cancelled) {
+                    return format!("the download of {DEPTH_ANYTHING_V2_SMALL} was stopped; it resumes next time the depth model is needed");
+                }
                 // The offline error's own advice is about generation models; say it plainly.
                 let err = if err.is_offline() {
                     format!("the Hugging Face hub at {} could not be reached", HubClient::from_env().endpoint())

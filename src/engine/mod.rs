@@ -264,10 +264,13 @@ pub enum Event {
     ModelLoading {
         source: ModelSource,
     },
+    /// A file of `source` is being fetched from the hub (or a URL); `purpose` says what
+    /// waits for it.
     Download {
         source: ModelSource,
         file: String,
         progress: DownloadProgress,
+        purpose: DownloadPurpose,
     },
     ModelLoaded(LoadedModel),
     /// The models a server offers ([`RemoteWorker`]), by A1111 title, and the one it uses
@@ -331,6 +334,21 @@ pub enum Event {
         image: Arc<RgbImage>,
         map: Result<RgbImage, String>,
     },
+}
+
+/// What waits for a download, so the window shows it in the right place and knows which
+/// cancel stops it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DownloadPurpose {
+    /// The model being loaded ([`Event::ModelLoading`] came first); stopped by
+    /// [`WorkerHandle::cancel_download`].
+    Model,
+    /// A file job `id` needs: a ControlNet or T2I-Adapter, an upscaler, the tiny VAE, the
+    /// depth model. Stopped by cancelling the job.
+    Job(u64),
+    /// The depth model, for the map preview of ControlNet unit `unit`
+    /// ([`Command::MakeControlMap`]); stopped by [`WorkerHandle::cancel_download`].
+    ControlMap { unit: usize },
 }
 
 /// Why a model did not load, so the UI can say what to do about it.

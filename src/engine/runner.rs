@@ -59,11 +59,24 @@ pub trait RunObserver {
     fn upscale_tile(&mut self, done: usize, total: usize) {
         let _ = (done, total);
     }
-    /// Asked before every image and after every step (and upscale tile): `true` stops the
-    /// job there.
+    /// Asked before every image and after every step (and upscale tile), and as files a
+    /// job needs download: `true` stops the job there.
     fn is_cancelled(&self) -> bool {
         false
     }
+}
+
+/// The progress callback of a download a job needs (a ControlNet, an upscaler, the tiny
+/// VAE, the depth model): told to `observer` as a download of `source`, as a model's is, and
+/// stopped when the job is cancelled. A stopped download keeps its partial file, which only
+/// a later download resumes (it is never loaded).
+pub(super) fn add_on_download(
+    observer: &mut dyn RunObserver,
+    source: &ModelSource,
+    file: &str,
+    progress: DownloadProgress,
+) -> bool {
+    observer.download(source, file, progress) && !observer.is_cancelled()
 }
 
 /// One finished denoising step, for progress displays.
@@ -135,15 +148,17 @@ impl Runner {
         self.depth.model = path;
     }
 
-    /// The map `preprocessor` makes of `image`: pixel work, or the depth network's.
+    /// The map `preprocessor` makes of `image`: pixel work, or the depth network's (whose
+    /// first use downloads it, reported to `observer`).
     pub fn control_map(
         &mut self,
         preprocessor: crate::imaging::control::ControlPreprocessor,
         image: &RgbImage,
+        observer: &mut dyn RunObserver,
     ) -> Result<RgbImage, String> {
         match preprocessor.apply(image) {
             Some(map) => Ok(map),
-            None => self.depth.map(image, &self.options.device),
+            None => self.depth.map(image, &self.options.device, observer),
         }
     }
 
@@ -356,29 +371,45 @@ impl Runner {
     }
 
     /// [`Self::check`] for a whole job: its ControlNets are loaded (and kept for the run)
-    /// and checked against the model too.
-    pub fn check_job(&mut self, job: &GenerateJob) -> Result<(), GenerationFailure> {
+    /// and checked against the model too. Hub ControlNets and the depth model download here
+    /// on first use, reported to `observer`.
+    pub fn check_job(
+        &mut self,
+        job: &GenerateJob,
+        observer: &mut dyn RunObserver,
+    ) -> Result<(), GenerationFailure> {
         let mut request = job.request.clone();
-        request.controls = self.control_units(&job.controls)?;
+        request.controls = self.control_units(&job.controls, observer)?;
         self.check(&request)
     }
 
-    /// Loads the upscaler `job` names (kept for the next upscale) and checks the picture
-    /// against it, before any work; returns the upscaler's scale.
-    pub fn check_upscale(&mut self, job: &UpscaleJob) -> Result<usize, UpscaleFailure> {
-        let upscaler = upscale::load_cached(&mut self.upscaler, &job.model, &self.options)?;
+    /// Loads the upscaler `job` names (kept for the next upscale; a hub file downloads on
+    /// first use, reported to `observer`) and checks the picture against it, before any
+    /// work; returns the upscaler's scale.
+    pub fn check_upscale(
+        &mut self,
+        job: &UpscaleJob,
+        observer: &mut dyn RunObserver,
+    ) -> Result<usize, UpscaleFailure> {
+        let upscaler =
+            upscale::load_cached(&mut self.upscaler, &job.model, &self.options, observer)?;
         upscale::check_upscale(upscaler, &job.image, job.tile)?;
         Ok(upscaler.net.scale())
     }
 
     /// Upscales `job.image` with its upscaler, tile by tile (reported to the observer, which
-    /// may cancel: then `None`).
+    /// may cancel: then `None`, also while a hub upscaler still downloads).
     pub fn upscale(
         &mut self,
         job: &UpscaleJob,
         observer: &mut dyn RunObserver,
     ) -> Result<Option<Upscaled>, UpscaleFailure> {
-        let upscaler = upscale::load_cached(&mut self.upscaler, &job.model, &self.options)?;
+        let loaded = upscale::load_cached(&mut self.upscaler, &job.model, &self.options, observer);
+        let upscaler = match loaded {
+            Ok(upscaler) => upscaler,
+            Err(_) if observer.is_cancelled() => return Ok(None),
+            Err(err) => return Err(err),
+        };
         upscale::run_upscale(upscaler, &job.image, job.tile, &self.options, observer)
     }
 
@@ -409,7 +440,12 @@ impl Runner {
             return Err(GenerationFailure::NoModel);
         }
         let mut request = job.request.clone();
-        request.controls = self.control_units(&job.controls)?;
+        // A download the cancel stopped (a hub ControlNet, the depth model) is the cancel.
+        request.controls = match self.control_units(&job.controls, observer) {
+            Ok(units) => units,
+            Err(_) if observer.is_cancelled() => return Ok(JobOutcome::Cancelled),
+            Err(err) => return Err(err),
+        };
         let Some((_, model)) = &mut self.model else {
             return Err(GenerationFailure::NoModel);
         };
@@ -428,9 +464,15 @@ impl Runner {
             let (width, height) = hires.target_size(request.width, request.height);
             self.check(&hires.second_pass(request, RgbImage::filled(width, height, [0; 3])))?;
             if let HiresUpscaler::Model(path) = &hires.upscaler {
-                upscale::load_cached(&mut self.upscaler, path, &self.options).map_err(|err| {
-                    GenerationFailure::InvalidRequest(format!("hires upscaler: {err}"))
-                })?;
+                match upscale::load_cached(&mut self.upscaler, path, &self.options, observer) {
+                    Ok(_) => {}
+                    Err(_) if observer.is_cancelled() => return Ok(JobOutcome::Cancelled),
+                    Err(err) => {
+                        return Err(GenerationFailure::InvalidRequest(format!(
+                            "hires upscaler: {err}"
+                        )))
+                    }
+                }
             }
         }
         let wants_tiny = job.preview == PreviewMode::TinyVae || self.fast_decode;
@@ -441,6 +483,10 @@ impl Runner {
             }
             _ => None,
         };
+        if observer.is_cancelled() {
+            // Cancelled while the tiny VAE downloaded.
+            return Ok(JobOutcome::Cancelled);
+        }
         let final_decoder = tiny.as_ref().filter(|_| self.fast_decode);
         if let Some((_, model)) = &mut self.model {
             model.set_final_decoder(final_decoder.map(|tiny| tiny.decoder.clone()));
@@ -468,6 +514,7 @@ impl Runner {
     fn control_units(
         &mut self,
         specs: &[ControlSpec],
+        observer: &mut dyn RunObserver,
     ) -> Result<Vec<ControlUnit>, GenerationFailure> {
         let mut kept = Vec::new();
         let mut units = Vec::with_capacity(specs.len());
@@ -483,7 +530,7 @@ impl Runner {
             let (name, net) = match cached {
                 Some(found) => found,
                 None => {
-                    let path = controlnet_path(&spec.model).map_err(|err| {
+                    let path = controlnet_path(&spec.model, observer).map_err(|err| {
                         GenerationFailure::ControlNet(format!("ControlNet {n}: {err}"))
                     })?;
                     let loaded = load_controlnet(&path, &self.options).map_err(|err| {
@@ -495,7 +542,7 @@ impl Runner {
                 }
             };
             let image = self
-                .control_map(spec.preprocessor, &spec.image)
+                .control_map(spec.preprocessor, &spec.image, observer)
                 .map_err(|err| GenerationFailure::ControlNet(format!("ControlNet {n}: {err}")))?;
             units.push(ControlUnit {
                 net,
@@ -517,12 +564,18 @@ impl Runner {
 
 /// The folder or file to load for a unit's `model`: itself, or for a Hugging Face
 /// repository id (`org/name`, no such path on disk) its snapshot in the hub cache,
-/// downloaded on first use.
-fn controlnet_path(model: &Path) -> Result<PathBuf, ControlNetFetchError> {
-    match controlnet_repo_id(model) {
-        Some(id) => HubClient::from_env().fetch_controlnet(id, &HubCache::from_env(), |_, _| true),
-        None => Ok(model.to_path_buf()),
-    }
+/// downloaded on first use (reported to `observer`, which may stop it).
+fn controlnet_path(
+    model: &Path,
+    observer: &mut dyn RunObserver,
+) -> Result<PathBuf, ControlNetFetchError> {
+    let Some(id) = controlnet_repo_id(model) else {
+        return Ok(model.to_path_buf());
+    };
+    let source = ModelSource::Hub(id.to_string());
+    HubClient::from_env().fetch_controlnet(id, &HubCache::from_env(), |file, progress| {
+        add_on_download(observer, &source, file, progress)
+    })
 }
 
 pub(super) fn load_failure(err: LoadError) -> ModelLoadFailure {

@@ -6,7 +6,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::RunObserver;
+use super::runner::add_on_download;
+use super::{ModelSource, RunObserver};
 use crate::models::taesd::{load_tiny_vae, tiny_vae_entry};
 use crate::models::{HubCache, HubClient, LoadOptions};
 use crate::networks::taesd::TinyDecoder;
@@ -43,8 +44,10 @@ impl TinyVaeSlot {
         }
     }
 
-    /// The tiny decoder for `family`, loaded (or downloaded) the first time it is asked
-    /// for. A failure is told to `observer` once, and remembered until the choice changes.
+    /// The tiny decoder for `family`, loaded (or downloaded, reported to `observer`) the
+    /// first time it is asked for. A failure is told to `observer` once, and remembered until
+    /// the choice changes; a download the job's cancel stopped is neither (the next job
+    /// resumes it).
     pub fn decoder(
         &mut self,
         family: Family,
@@ -57,6 +60,9 @@ impl TinyVaeSlot {
             }
         }
         let result = self.load(family, options, observer);
+        if result.is_err() && observer.is_cancelled() {
+            return None;
+        }
         if let Err(message) = &result {
             observer.notice(format!(
                 "tiny VAE not available ({message}): live previews use the fast method and images the full VAE"
@@ -76,10 +82,11 @@ impl TinyVaeSlot {
             Some(path) => path.clone(),
             None => {
                 let entry = tiny_vae_entry(family);
+                let source = ModelSource::Hub(entry.id.clone());
                 // Returns at once, without network, when the HF cache holds the folder.
                 HubClient::from_env()
-                    .fetch_model(&entry, &HubCache::from_env(), |_, _| {
-                        !observer.is_cancelled()
+                    .fetch_model(&entry, &HubCache::from_env(), |file, progress| {
+                        add_on_download(observer, &source, file, progress)
                     })
                     .map_err(|err| format!("{}: {err}", entry.id))?
             }

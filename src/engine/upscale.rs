@@ -11,8 +11,10 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 
-use super::runner::{load_failure, save_numbered, write_png, ModelLoadFailure, RunObserver};
-use super::{FinishedImage, ImageOutput, UpscaleImageJob};
+use super::runner::{
+    add_on_download, load_failure, save_numbered, write_png, ModelLoadFailure, RunObserver,
+};
+use super::{FinishedImage, ImageOutput, ModelSource, UpscaleImageJob};
 use crate::formats::parameters::GenerationParameters;
 use crate::formats::picture::MAX_PICTURE_SIDE;
 use crate::models::upscaler::{load_upscaler, LoadedUpscaler};
@@ -103,14 +105,19 @@ pub fn postprocess_parameters(parameters: &str, upscaled: &Upscaled) -> String {
 
 /// The file upscaler `model` names: a local path that exists as given; else
 /// `org/name/file.safetensors` fetched from the hub into its cache on first use (no network
-/// once cached). Used by Upscale and the hires fix alike.
-pub fn upscaler_path(model: &Path) -> Result<PathBuf, UpscalerFetchError> {
-    match upscaler_repo_file(model) {
-        Some((id, file)) => {
-            HubClient::from_env().fetch_upscaler(&id, &file, &HubCache::from_env(), |_, _| true)
-        }
-        None => Ok(model.to_path_buf()),
-    }
+/// once cached), the download reported to `observer`, which may stop it. Used by Upscale and
+/// the hires fix alike.
+pub fn upscaler_path(
+    model: &Path,
+    observer: &mut dyn RunObserver,
+) -> Result<PathBuf, UpscalerFetchError> {
+    let Some((id, file)) = upscaler_repo_file(model) else {
+        return Ok(model.to_path_buf());
+    };
+    let source = ModelSource::Hub(format!("{id}/{file}"));
+    HubClient::from_env().fetch_upscaler(&id, &file, &HubCache::from_env(), |name, progress| {
+        add_on_download(observer, &source, name, progress)
+    })
 }
 
 /// Loads the upscaler `model` names ([`upscaler_path`]) unless `cached` already holds it.
@@ -118,11 +125,13 @@ pub(super) fn load_cached<'a>(
     cached: &'a mut Option<(PathBuf, LoadedUpscaler)>,
     model: &PathBuf,
     options: &LoadOptions,
+    observer: &mut dyn RunObserver,
 ) -> Result<&'a LoadedUpscaler, UpscaleFailure> {
     if cached.as_ref().is_none_or(|(loaded, _)| loaded != model) {
         // Free the old network before the new one claims its memory.
         *cached = None;
-        let path = upscaler_path(model).map_err(|err| UpscaleFailure::Fetch(err.to_string()))?;
+        let path = upscaler_path(model, observer)
+            .map_err(|err| UpscaleFailure::Fetch(err.to_string()))?;
         let upscaler = load_upscaler(&path, options).map_err(load_failure)?;
         *cached = Some((model.clone(), upscaler));
     }

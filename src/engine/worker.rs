@@ -9,7 +9,7 @@ use std::time::Instant;
 use crossbeam_channel::{unbounded, Receiver, Sender};
 
 use super::{
-    Command, DownloadProgress, Event, FinishedImage, GenerateJob, GenerationFailure, ImageStep,
+    Command, DownloadProgress, DownloadPurpose, Event, FinishedImage, GenerateJob, GenerationFailure, ImageStep,
     JobOutcome, LoadFailure, ModelSource, RunObserver, Runner, UpscaleImageJob,
 };
 use crate::kernels::precision::set_cpu_arithmetic;
@@ -43,6 +43,7 @@ impl Worker {
                 cancel_load: cancel_load.clone(),
                 cancelled_below: cancelled_below.clone(),
                 job: 0,
+                serving: DownloadPurpose::Model,
                 tiles_as_steps: false,
                 started: Instant::now(),
             },
@@ -110,7 +111,8 @@ impl WorkerHandle {
             .fetch_max(job.saturating_add(1), Ordering::SeqCst);
     }
 
-    /// Stops a model download in progress; what was fetched is kept and resumed next time.
+    /// Stops a model download in progress, or the depth model's for a map preview; what was
+    /// fetched is kept and resumed next time. (A job's downloads stop with [`Self::cancel`].)
     pub fn cancel_download(&self) {
         self.cancel_load.store(true, Ordering::SeqCst);
     }
@@ -146,6 +148,9 @@ struct Events {
     cancelled_below: Arc<AtomicU64>,
     /// The job being run, for its events and its cancel flag.
     job: u64,
+    /// What the command being served downloads for: its downloads are reported as such, and
+    /// stopped by that purpose's cancel.
+    serving: DownloadPurpose,
     /// An upscale job reports its tiles as steps (a hires pass's tiles are not reported).
     tiles_as_steps: bool,
     started: Instant,
@@ -164,8 +169,14 @@ impl RunObserver for Events {
             source: source.clone(),
             file: file.to_string(),
             progress,
+            purpose: self.serving,
         });
-        !self.cancel_load.load(Ordering::SeqCst)
+        match self.serving {
+            DownloadPurpose::Job(_) => !self.is_cancelled(),
+            DownloadPurpose::Model | DownloadPurpose::ControlMap { .. } => {
+                !self.cancel_load.load(Ordering::SeqCst)
+            }
+        }
     }
 
     fn notice(&mut self, message: String) {
@@ -242,8 +253,11 @@ impl WorkerState {
                     preprocessor,
                     image,
                 } => {
+                    self.events.serving = DownloadPurpose::ControlMap { unit };
+                    self.events.cancel_load.store(false, Ordering::SeqCst);
                     let map = catch_unwind(AssertUnwindSafe(|| {
-                        self.runner.control_map(preprocessor, &image)
+                        self.runner
+                            .control_map(preprocessor, &image, &mut self.events)
                     }))
                     .unwrap_or_else(|panic| {
                         Err(format!("internal error: {}", panic_message(panic)))
@@ -338,6 +352,7 @@ impl WorkerState {
         self.events.emit(Event::ModelLoading {
             source: source.clone(),
         });
+        self.events.serving = DownloadPurpose::Model;
         self.events.cancel_load.store(false, Ordering::SeqCst);
         match self.runner.load(source, &mut self.events) {
             Ok(loaded) => self.events.emit(Event::ModelLoaded(loaded)),
@@ -351,6 +366,7 @@ impl WorkerState {
 
     fn upscale(&mut self, job: &UpscaleImageJob) {
         self.events.job = job.id;
+        self.events.serving = DownloadPurpose::Job(job.id);
         self.events.started = Instant::now();
         match self.runner.upscale_and_save(job, &mut self.events) {
             Ok(JobOutcome::Completed) => {}
@@ -364,6 +380,7 @@ impl WorkerState {
 
     fn generate(&mut self, job: &GenerateJob) {
         self.events.job = job.id;
+        self.events.serving = DownloadPurpose::Job(job.id);
         match self.runner.run(job, &mut self.events) {
             Ok(JobOutcome::Completed) => {}
             Ok(JobOutcome::Cancelled) => self.events.emit(Event::Cancelled { job: job.id }),

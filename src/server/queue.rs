@@ -283,7 +283,9 @@ impl Worker {
         let loaded = self.load(index)?;
         let id = self.shared.next_job.fetch_add(1, Ordering::SeqCst);
         let job = pending.into_job(id, &loaded.info)?;
-        self.runner.check_job(&job).map_err(failure_to_error)?;
+        self.runner
+            .check_job(&job, &mut Quiet)
+            .map_err(failure_to_error)?;
         let timestamp = utc_timestamp(SystemTime::now());
         *self.shared.running() = Some(RunningJob {
             images: job.batch_count * job.batch_size.max(1),

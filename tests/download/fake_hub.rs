@@ -1,6 +1,6 @@
 //! The fake hub the download tests talk to: an in-process HTTP server on 127.0.0.1 with the
-//! hub's URL layout and headers, the API's file listing, direct-download URLs, and failures on
-//! demand.
+//! hub's URL layout and headers, the API's file listing, direct-download URLs, a repository
+//! whose weights arrive slowly, and failures on demand.
 
 use std::collections::HashMap;
 use std::fs;
@@ -40,9 +40,13 @@ pub const CONTROLNET_REPO: &str = "test-org/tiny-controlnet";
 /// A ControlNet repository with pickle weights only.
 pub const PICKLE_CONTROLNET_REPO: &str = "test-org/pickle-controlnet";
 pub const CONTROLNET_FIXTURE: &str = "tests/fixtures/models/sd1_controlnet";
+/// The ControlNet fixture again, its weights sent at 64 KiB per [`SLOW_CHUNK_DELAY`] (about
+/// three seconds in all), so a test can act while they arrive.
+pub const SLOW_CONTROLNET_REPO: &str = "test-org/slow-controlnet";
+pub const SLOW_CHUNK_DELAY: Duration = Duration::from_millis(100);
 
 /// The files of the ControlNet repositories (`repo/path`), with the fixture file each serves.
-const CONTROLNET_FILES: [(&str, &str, &str); 5] = [
+const CONTROLNET_FILES: [(&str, &str, &str); 7] = [
     (CONTROLNET_REPO, "config.json", "config.json"),
     (
         CONTROLNET_REPO,
@@ -60,6 +64,12 @@ const CONTROLNET_FILES: [(&str, &str, &str); 5] = [
         "config.json",
     ),
     (PICKLE_CONTROLNET_REPO, "config.json", "config.json"),
+    (SLOW_CONTROLNET_REPO, "config.json", "config.json"),
+    (
+        SLOW_CONTROLNET_REPO,
+        "diffusion_pytorch_model.fp16.safetensors",
+        "diffusion_pytorch_model.safetensors",
+    ),
 ];
 
 /// A repository holding one upscaler file (the Compact ×2 fixture's bytes), as the hub
@@ -290,7 +300,7 @@ fn serve(
         );
         return respond(&mut out, "200 OK", &[], body.as_bytes(), head, None, None);
     }
-    for listed in [CONTROLNET_REPO, PICKLE_CONTROLNET_REPO] {
+    for listed in [CONTROLNET_REPO, PICKLE_CONTROLNET_REPO, SLOW_CONTROLNET_REPO] {
         if path == format!("/api/models/{listed}/revision/main") {
             let mut names: Vec<&str> = CONTROLNET_FILES
                 .iter()
@@ -328,11 +338,17 @@ fn serve(
     };
     if let Some((name, headers)) = served {
         let unet = &files[UNET];
-        return send_file(&mut out, &name, unet, &headers, head, range, behavior);
+        return send_file(&mut out, &name, unet, &headers, head, range, behavior, false);
     }
 
-    let resolved = [REPO, CONTROLNET_REPO, PICKLE_CONTROLNET_REPO, UPSCALER_REPO]
-        .iter()
+    let resolved = [
+        REPO,
+        CONTROLNET_REPO,
+        PICKLE_CONTROLNET_REPO,
+        SLOW_CONTROLNET_REPO,
+        UPSCALER_REPO,
+    ]
+    .iter()
         .find_map(|repo| {
             let rest = path.strip_prefix(&format!("/{repo}/resolve/"))?;
             Some((*repo, rest))
@@ -351,10 +367,15 @@ fn serve(
             return respond(&mut out, "404 Not Found", &[], b"", head, None, None);
         };
         if repo_file.lfs {
+            let storage = if repo == SLOW_CONTROLNET_REPO {
+                "slow-storage"
+            } else {
+                "storage"
+            };
             let headers = [
                 (
                     "Location",
-                    format!("http://{addr}/storage/{}", repo_file.etag),
+                    format!("http://{addr}/{storage}/{}", repo_file.etag),
                 ),
                 ("X-Repo-Commit", COMMIT.to_string()),
                 ("X-Linked-Etag", format!("\"{}\"", repo_file.etag)),
@@ -366,16 +387,21 @@ fn serve(
             ("X-Repo-Commit", COMMIT.to_string()),
             ("ETag", format!("\"{}\"", repo_file.etag)),
         ];
-        return send_file(&mut out, file, repo_file, &headers, head, range, behavior);
+        return send_file(&mut out, file, repo_file, &headers, head, range, behavior, false);
     }
-    if let Some(etag) = path.strip_prefix("/storage/") {
-        if let Some((file, repo_file)) = files.iter().find(|(_, f)| f.etag == etag) {
-            return send_file(&mut out, file, repo_file, &[], head, range, behavior);
+    for (storage, slow) in [("/storage/", false), ("/slow-storage/", true)] {
+        if let Some(etag) = path.strip_prefix(storage) {
+            if let Some((file, repo_file)) = files.iter().find(|(_, f)| f.etag == etag) {
+                return send_file(&mut out, file, repo_file, &[], head, range, behavior, slow);
+            }
         }
     }
     respond(&mut out, "404 Not Found", &[], b"", head, None, None)
 }
 
+/// Sends `repo_file` (from `range` on), as [`Behavior`] asks; `slow`: at 64 KiB per
+/// [`SLOW_CHUNK_DELAY`] at most.
+#[allow(clippy::too_many_arguments)]
 fn send_file(
     out: &mut TcpStream,
     file: &str,
@@ -384,6 +410,7 @@ fn send_file(
     head: bool,
     range: Option<String>,
     behavior: &Mutex<Behavior>,
+    slow: bool,
 ) -> std::io::Result<()> {
     let (cut, delay, fail, corrupt) = {
         let mut b = behavior.lock().unwrap();
@@ -403,7 +430,12 @@ fn send_file(
         if corrupt {
             b.corrupt = None;
         }
-        (cut, b.chunk_delay, fail, corrupt)
+        let delay = match (b.chunk_delay, slow) {
+            (Some(delay), true) => Some(delay.max(SLOW_CHUNK_DELAY)),
+            (None, true) => Some(SLOW_CHUNK_DELAY),
+            (delay, false) => delay,
+        };
+        (cut, delay, fail, corrupt)
     };
     if fail {
         return respond(out, "500 Internal Server Error", &[], b"", head, None, None);

@@ -7,7 +7,9 @@ use crate::app::command::UiCommand;
 use crate::app::history::{shorten, History, HistoryEntry};
 use crate::app::import;
 use crate::app::notices::{Notices, Severity};
-use crate::app::session::{format_bytes, format_duration, ModelStatus, Run};
+use crate::app::session::{
+    download_fraction, download_label, AddOnDownload, ModelStatus, Run,
+};
 use crate::app::viewer::{self, Showing, Viewer, Zoom};
 use crate::engine::Catalog;
 
@@ -23,6 +25,8 @@ pub struct CanvasView<'a> {
     pub engine_stopped: bool,
     /// Upscaler files chosen before, for the shown image's "Upscale" menu.
     pub upscalers: &'a [std::path::PathBuf],
+    /// The depth model downloading for a ControlNet unit's map preview.
+    pub map_download: Option<&'a AddOnDownload>,
 }
 
 pub fn show(ui: &mut Ui, viewer: &mut Viewer, view: &CanvasView<'_>) -> Vec<UiCommand> {
@@ -95,7 +99,9 @@ pub(super) fn notices(ui: &mut Ui, notices: &Notices) -> Option<UiCommand> {
     command
 }
 
-/// Model loading or download progress (with its Cancel), and the running job's progress bar.
+/// Model loading or download progress (with its Cancel), a map preview's download (with its
+/// Cancel), and the running job's progress bar (a download the job waits for shows there; the
+/// job's Cancel and Esc stop it).
 pub(super) fn activity(ui: &mut Ui, view: &CanvasView<'_>) -> Option<UiCommand> {
     let mut command = None;
     if view.engine_stopped {
@@ -118,23 +124,8 @@ pub(super) fn activity(ui: &mut Ui, view: &CanvasView<'_>) -> Option<UiCommand> 
                 });
             }
             Some((file, progress)) => {
-                let fraction = progress
-                    .bytes_total
-                    .filter(|&t| t > 0)
-                    .map_or(0.0, |t| progress.bytes_done as f32 / t as f32);
-                let total = progress
-                    .bytes_total
-                    .map_or_else(|| "?".to_string(), format_bytes);
-                let mut text = format!(
-                    "Downloading {name}: file {}/{} ({file}) · {} / {total} · {}/s",
-                    progress.file_index + 1,
-                    progress.file_count,
-                    format_bytes(progress.bytes_done),
-                    format_bytes(progress.bytes_per_second.max(0.0) as u64),
-                );
-                if let Some(eta) = progress.eta() {
-                    text.push_str(&format!(" · {} left", format_duration(eta.as_secs_f64())));
-                }
+                let fraction = download_fraction(progress);
+                let text = download_label(&name, file, progress);
                 ui.horizontal(|ui| {
                     if ui
                         .button("Cancel download")
@@ -149,6 +140,20 @@ pub(super) fn activity(ui: &mut Ui, view: &CanvasView<'_>) -> Option<UiCommand> 
                 });
             }
         }
+        ui.add_space(4.0);
+    }
+    if let Some(download) = view.map_download {
+        ui.horizontal(|ui| {
+            if ui
+                .button("Cancel download")
+                .on_hover_text("Stop now; what was fetched is kept and the download resumes next time")
+                .clicked()
+            {
+                command = Some(UiCommand::CancelDownload);
+            }
+            let text = format!("{} (for the depth map preview)", download.label());
+            busy::progress_bar(ui, download_fraction(&download.progress), text, None);
+        });
         ui.add_space(4.0);
     }
     if let Some(run) = view.run {
