@@ -188,7 +188,10 @@ fn a_hub_controlnet_reports_its_download_as_the_jobs_before_the_image() {
         .repo_dir(CONTROLNET_REPO)
         .join("snapshots")
         .join(fake_hub::COMMIT);
-    assert_eq!(std::fs::metadata(snapshot.join(WEIGHTS)).unwrap().len(), size);
+    assert_eq!(
+        std::fs::metadata(snapshot.join(WEIGHTS)).unwrap().len(),
+        size
+    );
 }
 
 #[test]
@@ -276,5 +279,8 @@ fn cancelling_a_job_stops_its_download_and_leaves_only_a_partial_file() {
         .requests()
         .iter()
         .any(|r| r.range.as_deref() == Some(range.as_str())));
-    assert_eq!(std::fs::metadata(snapshot.join(WEIGHTS)).unwrap().len(), size);
+    assert_eq!(
+        std::fs::metadata(snapshot.join(WEIGHTS)).unwrap().len(),
+        size
+    );
 }

@@ -750,17 +750,22 @@ fn the_cli_takes_a_controlnet_repo_id_and_makes_the_local_folders_image() {
             .arg(out)
             .output()
             .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        image::open(out).unwrap().to_rgb8().into_raw()
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{stderr}");
+        (image::open(out).unwrap().to_rgb8().into_raw(), stderr)
     };
     let local = fixtures.join("models/sd1_controlnet");
-    let from_folder = run(local.to_str().unwrap(), &tmp.0.join("folder.png"));
-    let from_hub = run(CONTROLNET_REPO, &tmp.0.join("hub.png"));
+    let (from_folder, _) = run(local.to_str().unwrap(), &tmp.0.join("folder.png"));
+    let (from_hub, stderr) = run(CONTROLNET_REPO, &tmp.0.join("hub.png"));
     assert_eq!(from_folder, from_hub);
+    // The download is printed as a model's is.
+    let weights = "diffusion_pytorch_model.fp16.safetensors";
+    let mib = hub.files[&format!("{CONTROLNET_REPO}/{weights}")]
+        .data
+        .len() as f64
+        / 1048576.0;
+    let line = format!("downloading {CONTROLNET_REPO} 2/2 {weights}: {mib:.1}/{mib:.1} MiB");
+    assert!(stderr.contains(&line), "{stderr}");
     let text = latent_studio::formats::png::read_png_parameters(&tmp.0.join("hub.png"))
         .unwrap()
         .unwrap();
@@ -790,25 +795,25 @@ fn the_cli_upscales_with_a_hub_file_and_again_offline() {
             .arg(out)
             .output()
             .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        image::open(out).unwrap().to_rgb8()
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{stderr}");
+        (image::open(out).unwrap().to_rgb8(), stderr)
     };
     let reference = format!("{UPSCALER_REPO}/{UPSCALER_FILE}");
-    let local = run(UPSCALER_FIXTURE, &tmp.0.join("local.png"));
-    let from_hub = run(&reference, &tmp.0.join("hub.png"));
+    let (local, _) = run(UPSCALER_FIXTURE, &tmp.0.join("local.png"));
+    let (from_hub, stderr) = run(&reference, &tmp.0.join("hub.png"));
     assert_eq!(local.dimensions(), (128, 128));
     assert_eq!(local.as_raw(), from_hub.as_raw());
+    let line = format!("downloading {reference} 1/1 {UPSCALER_FILE}: 0.0/0.0 MiB");
+    assert!(stderr.contains(&line), "{stderr}");
     assert!(hub
         .requests()
         .iter()
         .any(|r| r.path.contains(UPSCALER_FILE)));
     drop(hub);
-    let offline = run(&reference, &tmp.0.join("offline.png"));
+    let (offline, stderr) = run(&reference, &tmp.0.join("offline.png"));
     assert_eq!(local.as_raw(), offline.as_raw());
+    assert!(!stderr.contains("downloading"), "{stderr}");
 }
 
 #[test]

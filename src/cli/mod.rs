@@ -195,9 +195,7 @@ impl DownloadReports {
         progress: DownloadProgress,
     ) -> Option<String> {
         let finished = progress.bytes_total == Some(progress.bytes_done);
-        let due = self
-            .last
-            .is_none_or(|at| at.elapsed().as_secs_f64() >= 1.0);
+        let due = self.last.is_none_or(|at| at.elapsed().as_secs_f64() >= 1.0);
         if !(finished || due) {
             return None;
         }

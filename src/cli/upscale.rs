@@ -10,8 +10,7 @@ use clap::Args;
 use latent_studio::engine::{
     read_picture, read_png_parameters, upscaler_repo_file, write_new_png_with_parameters,
     write_png_with_parameters, DownloadProgress, LoadFailure, LoadOptions, ModelSource, RgbImage,
-    RunObserver, Runner,
-    UpscaleFailure, UpscaleJob, DEFAULT_UPSCALE_TILE, MIN_UPSCALE_TILE,
+    RunObserver, Runner, UpscaleFailure, UpscaleJob, DEFAULT_UPSCALE_TILE, MIN_UPSCALE_TILE,
 };
 
 use super::{select_device, select_dtype, CliError, DownloadReports};

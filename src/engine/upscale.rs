@@ -130,8 +130,8 @@ pub(super) fn load_cached<'a>(
     if cached.as_ref().is_none_or(|(loaded, _)| loaded != model) {
         // Free the old network before the new one claims its memory.
         *cached = None;
-        let path = upscaler_path(model, observer)
-            .map_err(|err| UpscaleFailure::Fetch(err.to_string()))?;
+        let path =
+            upscaler_path(model, observer).map_err(|err| UpscaleFailure::Fetch(err.to_string()))?;
         let upscaler = load_upscaler(&path, options).map_err(load_failure)?;
         *cached = Some((model.clone(), upscaler));
     }

@@ -9,8 +9,9 @@ use std::time::Instant;
 use crossbeam_channel::{unbounded, Receiver, Sender};
 
 use super::{
-    Command, DownloadProgress, DownloadPurpose, Event, FinishedImage, GenerateJob, GenerationFailure, ImageStep,
-    JobOutcome, LoadFailure, ModelSource, RunObserver, Runner, UpscaleImageJob,
+    Command, DownloadProgress, DownloadPurpose, Event, FinishedImage, GenerateJob,
+    GenerationFailure, ImageStep, JobOutcome, LoadFailure, ModelSource, RunObserver, Runner,
+    UpscaleImageJob,
 };
 use crate::kernels::precision::set_cpu_arithmetic;
 use crate::models::LoadOptions;

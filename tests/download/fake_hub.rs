@@ -300,7 +300,11 @@ fn serve(
         );
         return respond(&mut out, "200 OK", &[], body.as_bytes(), head, None, None);
     }
-    for listed in [CONTROLNET_REPO, PICKLE_CONTROLNET_REPO, SLOW_CONTROLNET_REPO] {
+    for listed in [
+        CONTROLNET_REPO,
+        PICKLE_CONTROLNET_REPO,
+        SLOW_CONTROLNET_REPO,
+    ] {
         if path == format!("/api/models/{listed}/revision/main") {
             let mut names: Vec<&str> = CONTROLNET_FILES
                 .iter()
@@ -338,7 +342,9 @@ fn serve(
     };
     if let Some((name, headers)) = served {
         let unet = &files[UNET];
-        return send_file(&mut out, &name, unet, &headers, head, range, behavior, false);
+        return send_file(
+            &mut out, &name, unet, &headers, head, range, behavior, false,
+        );
     }
 
     let resolved = [
@@ -349,10 +355,10 @@ fn serve(
         UPSCALER_REPO,
     ]
     .iter()
-        .find_map(|repo| {
-            let rest = path.strip_prefix(&format!("/{repo}/resolve/"))?;
-            Some((*repo, rest))
-        });
+    .find_map(|repo| {
+        let rest = path.strip_prefix(&format!("/{repo}/resolve/"))?;
+        Some((*repo, rest))
+    });
     if let Some((repo, rest)) = resolved {
         let (revision, file) = rest.split_once('/').unwrap_or((rest, ""));
         let key = if repo == REPO {
@@ -387,7 +393,9 @@ fn serve(
             ("X-Repo-Commit", COMMIT.to_string()),
             ("ETag", format!("\"{}\"", repo_file.etag)),
         ];
-        return send_file(&mut out, file, repo_file, &headers, head, range, behavior, false);
+        return send_file(
+            &mut out, file, repo_file, &headers, head, range, behavior, false,
+        );
     }
     for (storage, slow) in [("/storage/", false), ("/slow-storage/", true)] {
         if let Some(etag) = path.strip_prefix(storage) {

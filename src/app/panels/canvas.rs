@@ -7,9 +7,7 @@ use crate::app::command::UiCommand;
 use crate::app::history::{shorten, History, HistoryEntry};
 use crate::app::import;
 use crate::app::notices::{Notices, Severity};
-use crate::app::session::{
-    download_fraction, download_label, AddOnDownload, ModelStatus, Run,
-};
+use crate::app::session::{download_fraction, download_label, AddOnDownload, ModelStatus, Run};
 use crate::app::viewer::{self, Showing, Viewer, Zoom};
 use crate::engine::Catalog;
 
@@ -146,7 +144,9 @@ pub(super) fn activity(ui: &mut Ui, view: &CanvasView<'_>) -> Option<UiCommand> 
         ui.horizontal(|ui| {
             if ui
                 .button("Cancel download")
-                .on_hover_text("Stop now; what was fetched is kept and the download resumes next time")
+                .on_hover_text(
+                    "Stop now; what was fetched is kept and the download resumes next time",
+                )
                 .clicked()
             {
                 command = Some(UiCommand::CancelDownload);
