@@ -17,6 +17,7 @@ use latent_studio::app::{AppConfig, Desktop, LatentStudioApp};
 use latent_studio::engine::ModelSource;
 use latent_studio::formats::png::{read_png_parameters, write_png_with_parameters};
 
+mod downloads;
 mod editing;
 mod hires;
 mod models;

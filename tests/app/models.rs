@@ -28,7 +28,10 @@ fn the_model_manager_lists_downloads_and_deletes_only_after_confirmation() {
     let repo = fake_hub_repo(&cache, "models--some-org--tiny-repo", 2_000_000);
     let civitai = models.join("civitai-model.safetensors");
     std::fs::write(&civitai, vec![1u8; 1234]).unwrap();
-    // Only this test in this binary reads these variables (the others load fixture folders).
+    // Only this test and the hub download's set these variables; they take turns.
+    let _turn = super::downloads::HUB_ENVIRONMENT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     std::env::set_var("HF_HUB_CACHE", &cache);
     std::env::set_var("LATENT_STUDIO_MODELS_DIR", &models);
 
