@@ -1,4 +1,5 @@
-//! Files a job needs from the hub (a ControlNet, an upscaler), fetched by the worker through
+//! Files a job needs from the hub (a ControlNet, an upscaler, the tiny VAE, the depth model),
+//! fetched by the worker through
 //! the fake hub of `tests/download.rs`: their progress reaches the window as the job's
 //! downloads, before its image, and the job's cancel stops them within moments, leaving only a
 //! partial file that no later run takes for a complete one (the next one resumes it).
@@ -11,11 +12,12 @@
 mod fake_hub;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use fake_hub::{
-    FakeHub, TempDir, CONTROLNET_REPO, SLOW_CONTROLNET_REPO, UPSCALER_FILE, UPSCALER_REPO,
+    FakeHub, TempDir, CONTROLNET_REPO, DEPTH_REPO, SLOW_CONTROLNET_REPO, TAESD_REPO, UPSCALER_FILE,
+    UPSCALER_REPO,
 };
 use latent_studio::engine::{
     Command, ControlMode, ControlPreprocessor, ControlSpec, DownloadProgress, DownloadPurpose,
@@ -283,4 +285,66 @@ fn cancelling_a_job_stops_its_download_and_leaves_only_a_partial_file() {
         std::fs::metadata(snapshot.join(WEIGHTS)).unwrap().len(),
         size
     );
+}
+
+#[test]
+fn the_tiny_vae_from_the_hub_reports_its_download_as_the_jobs_before_the_first_step() {
+    let _env = HubEnvironment::new("taesd-progress");
+    let worker = worker_with_model();
+    let mut job = controlnet_job(3, CONTROLNET_REPO);
+    job.controls.clear();
+    job.preview = PreviewMode::TinyVae;
+    worker.send(Command::Generate(job));
+    let events = collect_until(&worker, job_done(3));
+
+    let first_step = position(&events, |e| matches!(e, Event::Step { job: 3, .. }))
+        .expect("the job ran its steps");
+    let downloads = job_downloads(&events, 3);
+    let source = ModelSource::Hub(TAESD_REPO.to_string());
+    assert!(
+        downloads
+            .iter()
+            .any(|(at, reported, file, progress)| *at < first_step
+                && *reported == &source
+                && *file == "diffusion_pytorch_model.safetensors"
+                && progress.bytes_total == Some(progress.bytes_done)),
+        "{} downloads reported",
+        downloads.len()
+    );
+    assert!(!events
+        .iter()
+        .any(|e| matches!(e, Event::Notice { .. } | Event::Failed { .. })));
+}
+
+#[test]
+fn the_depth_model_for_a_map_preview_reports_its_download_as_the_previews() {
+    let _env = HubEnvironment::new("depth-progress");
+    let worker = Worker::spawn(|| {});
+    worker.send(Command::MakeControlMap {
+        unit: 2,
+        preprocessor: ControlPreprocessor::Depth,
+        image: Arc::new(RgbImage::filled(64, 48, [90, 160, 30])),
+    });
+    let events = collect_until(&worker, |e| matches!(e, Event::ControlMap { .. }));
+
+    let Some(Event::ControlMap { unit: 2, map, .. }) = events.last() else {
+        panic!("no map for unit 2");
+    };
+    let map = map.as_ref().expect("the depth map");
+    assert_eq!((map.width, map.height), (64, 48));
+    let weights: Vec<&DownloadProgress> = events
+        .iter()
+        .filter_map(|event| match event {
+            Event::Download {
+                source: ModelSource::Hub(id),
+                file,
+                progress,
+                purpose: DownloadPurpose::ControlMap { unit: 2 },
+            } if id == DEPTH_REPO && file == "model.safetensors" => Some(progress),
+            _ => None,
+        })
+        .collect();
+    let last = weights.last().expect("the depth weights' progress");
+    assert_eq!(last.bytes_total, Some(last.bytes_done));
+    assert_eq!(last.file_count, 3);
 }

@@ -78,6 +78,38 @@ pub const UPSCALER_REPO: &str = "test-org/tiny-upscaler";
 pub const UPSCALER_FILE: &str = "compact_x2.safetensors";
 pub const UPSCALER_FIXTURE: &str = "tests/fixtures/upscalers/compact_x2.safetensors";
 
+/// The repositories the engine fetches besides models and add-ons the user names: the tiny
+/// autoencoder and the depth model, served from their tiny fixtures.
+pub const TAESD_REPO: &str = "madebyollin/taesd";
+pub const DEPTH_REPO: &str = "depth-anything/Depth-Anything-V2-Small-hf";
+const ENGINE_FILES: [(&str, &str, &str); 5] = [
+    (
+        TAESD_REPO,
+        "config.json",
+        "tests/fixtures/models/taesd_tiny",
+    ),
+    (
+        TAESD_REPO,
+        "diffusion_pytorch_model.safetensors",
+        "tests/fixtures/models/taesd_tiny",
+    ),
+    (
+        DEPTH_REPO,
+        "config.json",
+        "tests/fixtures/models/depth_tiny",
+    ),
+    (
+        DEPTH_REPO,
+        "model.safetensors",
+        "tests/fixtures/models/depth_tiny",
+    ),
+    (
+        DEPTH_REPO,
+        "preprocessor_config.json",
+        "tests/fixtures/models/depth_tiny",
+    ),
+];
+
 pub struct RepoFile {
     pub data: Vec<u8>,
     pub etag: String,
@@ -106,8 +138,12 @@ fn repo_files() -> HashMap<String, RepoFile> {
         format!("{UPSCALER_REPO}/{UPSCALER_FILE}"),
         Path::new(UPSCALER_FIXTURE).to_path_buf(),
     );
+    let engine = ENGINE_FILES
+        .iter()
+        .map(|(repo, path, dir)| (format!("{repo}/{path}"), Path::new(dir).join(path)));
     main.chain(controlnets)
         .chain([upscaler])
+        .chain(engine)
         .map(|(path, fixture)| {
             let data = fs::read(fixture).unwrap();
             let lfs = path.ends_with(".safetensors");
@@ -353,6 +389,8 @@ fn serve(
         PICKLE_CONTROLNET_REPO,
         SLOW_CONTROLNET_REPO,
         UPSCALER_REPO,
+        TAESD_REPO,
+        DEPTH_REPO,
     ]
     .iter()
     .find_map(|repo| {

@@ -492,6 +492,10 @@ fn placeholder(ui: &mut Ui, rect: Rect, viewer: &Viewer, view: &CanvasView<'_>) 
     let painter = ui.painter_at(rect);
     let weak = ui.visuals().weak_text_color();
     let (title, subtitle) = match (viewer.showing, view.run, view.model) {
+        (Showing::Live, Some(run), _) if run.download.is_some() => (
+            "Downloading…",
+            "The job starts once the file above is in; Cancel (Esc) stops the download".to_string(),
+        ),
         (Showing::Live, Some(run), _) if run.total_steps == 0 => ("Starting…", String::new()),
         (Showing::Live, Some(_), _) => ("Denoising…", "The preview appears after the first step".to_string()),
         (Showing::Entry(_), _, _) => ("Loading image…", String::new()),
