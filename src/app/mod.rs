@@ -229,6 +229,8 @@ impl LatentStudioApp {
     /// Gives the worker the window's settings, then the model: VAE and folders first, so
     /// the model loads with them.
     fn configure_worker(&mut self) {
+        // A new worker downloads nothing for the old one's map previews.
+        self.control_pictures.download = None;
         self.worker.send(Command::SetVae(self.state.vae.clone()));
         self.worker
             .send(Command::SetVaeTiling(self.state.vae_tiling));
@@ -252,6 +254,7 @@ impl LatentStudioApp {
         }
         self.engine_stopped = true;
         self.run = None;
+        self.control_pictures.download = None;
         self.model = ModelStatus::NoModel;
         self.notices.push_about(
             Topic::Engine,

@@ -151,8 +151,9 @@ pub(super) fn activity(ui: &mut Ui, view: &CanvasView<'_>) -> Option<UiCommand> 
             {
                 command = Some(UiCommand::CancelDownload);
             }
-            let text = format!("{} (for the depth map preview)", download.label());
-            busy::progress_bar(ui, download_fraction(&download.progress), text, None);
+            // The unit's spinner says what waits; the bar's text is long enough already.
+            let fraction = download_fraction(&download.progress);
+            busy::progress_bar(ui, fraction, download.label(), None);
         });
         ui.add_space(4.0);
     }
