@@ -13,8 +13,8 @@ mod fake_hub;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
 
+use events::collect_until;
 use fake_hub::{
     FakeHub, TempDir, CONTROLNET_REPO, DEPTH_REPO, SLOW_CONTROLNET_REPO, TAESD_REPO, UPSCALER_FILE,
     UPSCALER_REPO,
@@ -25,6 +25,9 @@ use latent_studio::engine::{
     PromptSyntax, RgbImage, SchedulerKind, UpscaleImageJob, UpscaleJob, Worker, WorkerHandle,
 };
 use latent_studio::models::HubClient;
+
+#[path = "support/events.rs"]
+mod events;
 
 /// The weights file `fetch_controlnet` picks in the fake hub's ControlNet repositories.
 const WEIGHTS: &str = "diffusion_pytorch_model.fp16.safetensors";
@@ -55,22 +58,6 @@ impl HubEnvironment {
     fn cache(&self) -> HubCache {
         HubCache::new(&self.cache.0)
     }
-}
-
-/// Collects events until `done` says so (or 60 s pass, which fails the test).
-fn collect_until(worker: &WorkerHandle, mut done: impl FnMut(&Event) -> bool) -> Vec<Event> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut events = Vec::new();
-    while Instant::now() < deadline {
-        if let Some(event) = worker.recv_timeout(Duration::from_millis(100)) {
-            let stop = done(&event);
-            events.push(event);
-            if stop {
-                return events;
-            }
-        }
-    }
-    panic!("timed out; events so far: {}", events.len());
 }
 
 fn job_done(id: u64) -> impl FnMut(&Event) -> bool {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device};
+use events::collect_until;
 use latent_studio::engine::{
     read_picture, read_png_parameters, AddOnFolders, Command, Event, GenerateJob,
     GenerationFailure, GenerationRequest, GrayImage, HiresFix, HiresOverrides, HiresUpscaler,
@@ -15,6 +16,9 @@ use latent_studio::engine::{
     SchedulerKind, Variation, Worker, WorkerHandle,
 };
 use latent_studio::server::{Server, ServerConfig, ServerOptions};
+
+#[path = "support/events.rs"]
+mod events;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -70,22 +74,6 @@ fn serve(models: &[&str], api_auth: Option<&str>) -> Server {
 fn remote(server: &Server, user: &str, password: &str) -> WorkerHandle {
     let address = format!("http://{}", server.address());
     RemoteWorker::spawn(RemoteEngine::new(&address, user, password).unwrap(), || {})
-}
-
-/// Collects events until `done` says so (or 120 s pass, which fails the test).
-fn collect_until(worker: &WorkerHandle, mut done: impl FnMut(&Event) -> bool) -> Vec<Event> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut events = Vec::new();
-    while Instant::now() < deadline {
-        if let Some(event) = worker.recv_timeout(Duration::from_millis(100)) {
-            let stop = done(&event);
-            events.push(event);
-            if stop {
-                return events;
-            }
-        }
-    }
-    panic!("timed out; events so far: {}", events.len());
 }
 
 /// The first `ServerModels` event: titles, current model, problem.

@@ -6,10 +6,14 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use events::wait_for;
 use latent_studio::engine::{
     Command, Event, GenerateJob, GenerationRequest, ImageOutput, LoadOptions, ModelSource,
-    PreviewMode, PromptSyntax, SchedulerKind, Worker, WorkerHandle,
+    PreviewMode, PromptSyntax, SchedulerKind, Worker,
 };
+
+#[path = "support/events.rs"]
+mod events;
 
 const JOBS: u64 = 100;
 /// Jobs before memory is first measured: every model, LoRA set and code path has run.
@@ -41,21 +45,6 @@ fn resident_bytes() -> u64 {
 #[cfg(target_os = "linux")]
 fn thread_count() -> usize {
     std::fs::read_dir("/proc/self/task").unwrap().count()
-}
-
-fn wait_for(worker: &WorkerHandle, what: &str, mut done: impl FnMut(&Event) -> bool) -> Vec<Event> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut events = Vec::new();
-    while Instant::now() < deadline {
-        if let Some(event) = worker.recv_timeout(Duration::from_millis(100)) {
-            let stop = done(&event);
-            events.push(event);
-            if stop {
-                return events;
-            }
-        }
-    }
-    panic!("timed out waiting for {what} after {} events", events.len());
 }
 
 fn request(steps: usize, guidance: f64, seed: u64) -> GenerationRequest {

@@ -2,12 +2,15 @@
 //! failures reported while the worker keeps serving.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
+use events::collect_until;
 use latent_studio::engine::{
     Command, Event, GenerateJob, GenerationFailure, GenerationRequest, ImageOutput, ModelSource,
     PreviewMode, PromptSyntax, SchedulerKind, Worker, WorkerHandle,
 };
+
+#[path = "support/events.rs"]
+mod events;
 
 fn fixture_model(name: &str) -> ModelSource {
     ModelSource::Folder(
@@ -42,22 +45,6 @@ fn request(steps: usize) -> GenerationRequest {
         controls: Vec::new(),
         variation: None,
     }
-}
-
-/// Collects events until `done` says so (or 60 s pass, which fails the test).
-fn collect_until(worker: &WorkerHandle, mut done: impl FnMut(&Event) -> bool) -> Vec<Event> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut events = Vec::new();
-    while Instant::now() < deadline {
-        if let Some(event) = worker.recv_timeout(Duration::from_millis(100)) {
-            let stop = done(&event);
-            events.push(event);
-            if stop {
-                return events;
-            }
-        }
-    }
-    panic!("timed out; events so far: {}", events.len());
 }
 
 fn load(worker: &WorkerHandle, source: ModelSource) -> Result<(), String> {
