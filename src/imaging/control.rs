@@ -2,15 +2,22 @@
 //! "none" passes the picture as it is (a map made elsewhere); "invert" turns white-on-black
 //! into black-on-white and back (for line art drawn dark on light); "canny" finds edges as
 //! OpenCV's `cv2.Canny` does (Sobel 3×3, L1 gradient, non-maximum suppression, hysteresis
-//! between two thresholds), on the picture's luma; "depth_anything_v2" is a depth map made by
-//! a network (Depth Anything V2), so the engine makes it, not these pixel functions
-//! ([`super::depth`] has its pixel work).
+//! between two thresholds), on the picture's luma; "scribble_xdog", "threshold" and
+//! "t2ia_color_grid" are sd-webui-controlnet's other network-free maps
+//! ([`super::control_maps`]); "depth_anything_v2" is a depth map made by a network (Depth
+//! Anything V2), so the engine makes it, not these pixel functions ([`super::depth`] has its
+//! pixel work).
 
+use super::control_maps::{
+    self, BINARY_THRESHOLD, BINARY_THRESHOLD_RANGE, XDOG_THRESHOLD, XDOG_THRESHOLD_RANGE,
+};
 use super::{GrayImage, RgbImage};
 
 /// A1111's default Canny thresholds.
 pub const CANNY_LOW: u32 = 100;
 pub const CANNY_HIGH: u32 = 200;
+/// The range of A1111's Canny sliders.
+pub const CANNY_RANGE: std::ops::RangeInclusive<u32> = 1..=255;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ControlPreprocessor {
@@ -20,19 +27,46 @@ pub enum ControlPreprocessor {
         low: u32,
         high: u32,
     },
+    /// A1111's `scribble_xdog`: dark strokes as white lines, where the difference of a
+    /// σ 5 and a σ 0.5 Gaussian blur exceeds half the threshold (1–64).
+    ScribbleXdog {
+        threshold: u32,
+    },
+    /// A1111's `threshold`: white where every channel is above the level (0–255).
+    Threshold {
+        level: u32,
+    },
+    /// A1111's `t2ia_color_grid` (module `color`): one colour per 64×64 cell.
+    ColorGrid,
     /// Depth Anything V2's depth map (A1111's `depth_anything_v2`), white nearest.
     Depth,
 }
 
+/// A setting of a preprocessor as A1111 names it (`Threshold A`, `Threshold B`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PreprocessorSetting {
+    /// What the slider is called in A1111's unit.
+    pub label: &'static str,
+    pub value: u32,
+    pub range: (u32, u32),
+}
+
 impl ControlPreprocessor {
     /// Every choice with its default settings.
-    pub const ALL: [ControlPreprocessor; 4] = [
+    pub const ALL: [ControlPreprocessor; 7] = [
         Self::None,
         Self::Invert,
         Self::Canny {
             low: CANNY_LOW,
             high: CANNY_HIGH,
         },
+        Self::ScribbleXdog {
+            threshold: XDOG_THRESHOLD,
+        },
+        Self::Threshold {
+            level: BINARY_THRESHOLD,
+        },
+        Self::ColorGrid,
         Self::Depth,
     ];
 
@@ -42,6 +76,9 @@ impl ControlPreprocessor {
             Self::None => "none",
             Self::Invert => "invert",
             Self::Canny { .. } => "canny",
+            Self::ScribbleXdog { .. } => "scribble_xdog",
+            Self::Threshold { .. } => "threshold",
+            Self::ColorGrid => "t2ia_color_grid",
             Self::Depth => "depth_anything_v2",
         }
     }
@@ -51,15 +88,86 @@ impl ControlPreprocessor {
         matches!(self, Self::Depth)
     }
 
+    /// Whether a preview must be made from the whole picture rather than a thumbnail: a
+    /// network's map, or XDoG, whose blurs are sized in the picture's pixels (on a thumbnail
+    /// they would wash out the strokes the full-size map keeps).
+    pub fn previews_at_full_size(self) -> bool {
+        matches!(self, Self::Depth | Self::ScribbleXdog { .. })
+    }
+
     /// From a CLI value or an A1111 module name (`canny`, `invert (from white bg & black
-    /// line)`, `depth_anything_v2`; `depth` for short), with default settings.
+    /// line)`, `scribble_xdog`, `threshold`, `t2ia_color_grid` or `color`,
+    /// `depth_anything_v2`; `depth` for short), with default settings.
     pub fn parse(text: &str) -> Option<Self> {
         let text = text.trim().to_ascii_lowercase();
         let first = text.split_whitespace().next().unwrap_or("");
-        if first == "depth" {
-            return Some(Self::Depth);
+        match first {
+            "depth" => return Some(Self::Depth),
+            "color" => return Some(Self::ColorGrid),
+            _ => {}
         }
         Self::ALL.into_iter().find(|p| p.name() == first)
+    }
+
+    /// Its settings as A1111's `Threshold A` and `Threshold B` (none, one or two).
+    pub fn settings(self) -> Vec<PreprocessorSetting> {
+        let setting = |label, value, range: &std::ops::RangeInclusive<u32>| PreprocessorSetting {
+            label,
+            value,
+            range: (*range.start(), *range.end()),
+        };
+        match self {
+            Self::Canny { low, high } => vec![
+                setting("Low Threshold", low, &CANNY_RANGE),
+                setting("High Threshold", high, &CANNY_RANGE),
+            ],
+            Self::ScribbleXdog { threshold } => {
+                vec![setting("XDoG Threshold", threshold, &XDOG_THRESHOLD_RANGE)]
+            }
+            Self::Threshold { level } => vec![setting(
+                "Binarization Threshold",
+                level,
+                &BINARY_THRESHOLD_RANGE,
+            )],
+            Self::None | Self::Invert | Self::ColorGrid | Self::Depth => Vec::new(),
+        }
+    }
+
+    /// The same preprocessor with its settings replaced by `values` (A1111's `Threshold A`,
+    /// `Threshold B`; missing ones keep theirs), or the sentence that says which value is out
+    /// of range (1-based index of the setting, its label and range).
+    pub fn with_settings(self, values: &[Option<u32>]) -> Result<Self, SettingError> {
+        let settings = self.settings();
+        let mut chosen: Vec<u32> = settings.iter().map(|s| s.value).collect();
+        for (index, value) in values.iter().enumerate() {
+            let Some(value) = *value else { continue };
+            let Some(setting) = settings.get(index) else {
+                return Err(SettingError::Unused {
+                    index,
+                    preprocessor: self.name(),
+                });
+            };
+            if !(setting.range.0..=setting.range.1).contains(&value) {
+                return Err(SettingError::OutOfRange {
+                    index,
+                    value,
+                    setting: *setting,
+                    preprocessor: self.name(),
+                });
+            }
+            chosen[index] = value;
+        }
+        Ok(match self {
+            Self::Canny { .. } => Self::Canny {
+                low: chosen[0],
+                high: chosen[1],
+            },
+            Self::ScribbleXdog { .. } => Self::ScribbleXdog {
+                threshold: chosen[0],
+            },
+            Self::Threshold { .. } => Self::Threshold { level: chosen[0] },
+            other => other,
+        })
     }
 
     /// The map of a pixel preprocessor; `None` for one that needs a network
@@ -74,8 +182,31 @@ impl ControlPreprocessor {
                 pixels: image.pixels.iter().map(|&p| 255 - p).collect(),
             },
             Self::Canny { low, high } => canny(&GrayImage::luma_of(image), low, high).to_rgb(),
+            Self::ScribbleXdog { threshold } => control_maps::scribble_xdog(image, threshold),
+            Self::Threshold { level } => control_maps::threshold(image, level),
+            Self::ColorGrid => control_maps::color_grid(image),
         })
     }
+}
+
+/// A preprocessor setting that does not fit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingError {
+    #[error("{preprocessor} has no setting {} (it has fewer)", index + 1)]
+    Unused {
+        index: usize,
+        preprocessor: &'static str,
+    },
+    #[error(
+        "{value} is out of range for {preprocessor}'s {}: use {} to {}",
+        setting.label, setting.range.0, setting.range.1
+    )]
+    OutOfRange {
+        index: usize,
+        value: u32,
+        setting: PreprocessorSetting,
+        preprocessor: &'static str,
+    },
 }
 
 /// Edges of `gray`: 255 on an edge, 0 elsewhere.
@@ -214,6 +345,21 @@ mod tests {
             Some(ControlPreprocessor::Invert)
         );
         assert_eq!(ControlPreprocessor::parse("depth_midas"), None);
+        assert_eq!(ControlPreprocessor::parse("shuffle"), None);
+        for name in ["color", "t2ia_color_grid"] {
+            assert_eq!(
+                ControlPreprocessor::parse(name),
+                Some(ControlPreprocessor::ColorGrid)
+            );
+        }
+        assert_eq!(
+            ControlPreprocessor::parse("scribble_xdog"),
+            Some(ControlPreprocessor::ScribbleXdog { threshold: 32 })
+        );
+        assert_eq!(
+            ControlPreprocessor::parse("threshold"),
+            Some(ControlPreprocessor::Threshold { level: 127 })
+        );
         for name in ["depth", "depth_anything_v2"] {
             assert_eq!(
                 ControlPreprocessor::parse(name),
@@ -228,5 +374,41 @@ mod tests {
             ControlPreprocessor::Invert.apply(&image).unwrap().pixels[..3],
             [245, 235, 225]
         );
+    }
+
+    #[test]
+    fn settings_replace_within_a1111s_ranges_and_refuse_outside() {
+        let xdog = ControlPreprocessor::parse("scribble_xdog").unwrap();
+        assert_eq!(
+            xdog.with_settings(&[Some(12)]),
+            Ok(ControlPreprocessor::ScribbleXdog { threshold: 12 })
+        );
+        let err = xdog.with_settings(&[Some(65)]).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "65 is out of range for scribble_xdog's XDoG Threshold: use 1 to 64"
+        );
+        let err = xdog
+            .with_settings(&[None, Some(3)])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no setting 2"), "{err}");
+        let canny = ControlPreprocessor::parse("canny").unwrap();
+        assert_eq!(
+            canny.with_settings(&[None, Some(150)]),
+            Ok(ControlPreprocessor::Canny {
+                low: 100,
+                high: 150
+            })
+        );
+        assert_eq!(
+            ControlPreprocessor::Threshold { level: 0 }.settings()[0].range,
+            (0, 255)
+        );
+        assert!(ControlPreprocessor::ColorGrid.settings().is_empty());
+        let grid = ControlPreprocessor::ColorGrid
+            .apply(&RgbImage::filled(3, 2, [9; 3]))
+            .unwrap();
+        assert_eq!(grid, RgbImage::filled(3, 2, [9; 3]));
     }
 }

@@ -4,6 +4,7 @@
 //! Stands beside the layers and imports none of them.
 
 pub mod control;
+pub mod control_maps;
 pub mod depth;
 pub mod mask;
 pub mod resize;

@@ -206,13 +206,7 @@ fn unit_controls(
                 );
         });
     });
-    if let ControlPreprocessor::Canny { low, high } = &mut settings.preprocessor {
-        ui.horizontal(|ui| {
-            ui.label("Edges");
-            ui.add(Slider::new(low, 1..=255).text("low"));
-            ui.add(Slider::new(high, 1..=255).text("high"));
-        });
-    }
+    preprocessor_sliders(ui, &mut settings.preprocessor);
     egui::Grid::new(("controlnet-grid", unit))
         .num_columns(2)
         .spacing([10.0, 4.0])
@@ -249,11 +243,33 @@ fn unit_controls(
     }
 }
 
+/// One slider per setting of the preprocessor (A1111's labels and ranges).
+fn preprocessor_sliders(ui: &mut Ui, preprocessor: &mut ControlPreprocessor) {
+    let settings = preprocessor.settings();
+    if settings.is_empty() {
+        return;
+    }
+    let mut values: Vec<u32> = settings.iter().map(|s| s.value).collect();
+    ui.horizontal_wrapped(|ui| {
+        for (setting, value) in settings.iter().zip(&mut values) {
+            ui.add(Slider::new(value, setting.range.0..=setting.range.1).text(setting.label));
+        }
+    });
+    let values: Vec<Option<u32>> = values.into_iter().map(Some).collect();
+    // The sliders keep the values in range, so this only fails if they did not.
+    if let Ok(changed) = preprocessor.with_settings(&values) {
+        *preprocessor = changed;
+    }
+}
+
 fn preprocessor_label(preprocessor: ControlPreprocessor) -> &'static str {
     match preprocessor {
         ControlPreprocessor::None => "None (the picture is the map)",
         ControlPreprocessor::Invert => "Invert (dark lines on light)",
         ControlPreprocessor::Canny { .. } => "Canny edges",
+        ControlPreprocessor::ScribbleXdog { .. } => "Scribble XDoG (dark strokes)",
+        ControlPreprocessor::Threshold { .. } => "Threshold (black and white)",
+        ControlPreprocessor::ColorGrid => "Colour grid (T2I-Adapter color)",
         ControlPreprocessor::Depth => "Depth (Depth Anything V2)",
     }
 }
