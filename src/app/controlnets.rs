@@ -49,7 +49,7 @@ impl ControlPictures {
             self.slots.resize_with(unit + 1, || None);
         }
         let map = preview(ctx, unit, &image, preprocessor);
-        if preprocessor.needs_network() {
+        if preprocessor.previews_at_full_size() {
             self.requests.push((unit, preprocessor, image.clone()));
         }
         self.slots[unit] = Some(ControlPicture {
@@ -57,7 +57,7 @@ impl ControlPictures {
             image,
             map,
             map_for: preprocessor,
-            map_pending: preprocessor.needs_network(),
+            map_pending: preprocessor.previews_at_full_size(),
         });
     }
 
@@ -76,12 +76,19 @@ impl ControlPictures {
 
     /// Remakes the previews whose unit changed preprocessor since.
     pub fn refresh(&mut self, ctx: &egui::Context, units: &[ControlUnitSettings]) {
+        // While a setting's slider is dragged, a map the engine makes waits for the release:
+        // one map for the value let go, not one for every value passed.
+        let dragging = ctx.input(|input| input.pointer.any_down());
         for (unit, settings) in units.iter().enumerate() {
             if let Some(Some(picture)) = self.slots.get_mut(unit) {
-                if picture.map_for != settings.preprocessor {
+                let setting_dragged = dragging
+                    && settings.preprocessor.previews_at_full_size()
+                    && std::mem::discriminant(&picture.map_for)
+                        == std::mem::discriminant(&settings.preprocessor);
+                if picture.map_for != settings.preprocessor && !setting_dragged {
                     picture.map = preview(ctx, unit, &picture.image, settings.preprocessor);
                     picture.map_for = settings.preprocessor;
-                    picture.map_pending = settings.preprocessor.needs_network();
+                    picture.map_pending = settings.preprocessor.previews_at_full_size();
                     if picture.map_pending {
                         let request = (unit, settings.preprocessor, picture.image.clone());
                         self.requests.push(request);
@@ -160,9 +167,13 @@ fn preview(
     preprocessor: ControlPreprocessor,
 ) -> TextureHandle {
     let small = files::thumbnail(image, files::THUMBNAIL_SIDE);
-    // A network's map (depth) is made by the engine (`Command::MakeControlMap`); until it
-    // arrives the thumbnail stands in.
-    let map = preprocessor.apply(&small).unwrap_or(small);
+    // A map that must be made at full size (depth, XDoG) is made by the engine
+    // (`Command::MakeControlMap`); until it arrives the thumbnail stands in.
+    let map = if preprocessor.previews_at_full_size() {
+        small
+    } else {
+        preprocessor.apply(&small).unwrap_or(small)
+    };
     history::load_texture(ctx, &format!("control-map-{unit}"), &map)
 }
 

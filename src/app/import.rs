@@ -305,6 +305,28 @@ pub fn hash_matches(short: &str, sha256: &str) -> bool {
             .is_some_and(|prefix| prefix.eq_ignore_ascii_case(short))
 }
 
+/// `preprocessor` with the `Threshold A` / `Threshold B` of its record (A1111 writes
+/// `100.0`); as A1111 does, a value out of the setting's range leaves its default, and
+/// preprocessors without settings ignore them (A1111 records -1 or a value for every unit).
+fn with_recorded_thresholds<'a>(
+    preprocessor: ControlPreprocessor,
+    field: &dyn Fn(&str) -> Option<&'a str>,
+) -> ControlPreprocessor {
+    let settings = preprocessor.settings();
+    let values: Vec<Option<u32>> = ["Threshold A", "Threshold B"]
+        .iter()
+        .zip(&settings)
+        .map(|(key, setting)| {
+            field(key)
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|v| v.fract() == 0.0)
+                .filter(|v| (setting.range.0 as f64..=setting.range.1 as f64).contains(v))
+                .map(|v| v as u32)
+        })
+        .collect();
+    preprocessor.with_settings(&values).unwrap_or(preprocessor)
+}
+
 /// sd-webui-controlnet's `ControlNet N: "Module: canny, Model: name, Weight: 1, …"` records,
 /// as units: the ControlNet by name among the recent ones, the picture left to the user
 /// (images don't carry their control pictures). Returns sentences for what was not found.
@@ -336,6 +358,7 @@ pub fn restore_control_units(state: &mut State, params: &GenerationParameters) -
                 .unwrap_or_default(),
             preprocessor: field("Module")
                 .and_then(ControlPreprocessor::parse)
+                .map(|p| with_recorded_thresholds(p, &field))
                 .unwrap_or(ControlPreprocessor::None),
             ..Default::default()
         };
@@ -571,6 +594,45 @@ mod tests {
         assert!(
             !skipped.iter().any(|s| s.contains("not among")),
             "{skipped:?}"
+        );
+    }
+
+    /// sd-webui-controlnet's own record (every field, floats as `32.0`) brings the
+    /// preprocessor back with its setting; out-of-range values leave the default, as there.
+    #[test]
+    fn a1111_preprocessor_records_restore_their_thresholds() {
+        let record = |module: &str, a: &str, b: &str| {
+            format!("a house\nSteps: 20, Sampler: Euler, CFG scale: 7, Seed: 1, Size: 512x512, ControlNet 0: \"Module: {module}, Model: None, Weight: 1.0, Resize Mode: Crop and Resize, Processor Res: 512, Threshold A: {a}, Threshold B: {b}, Guidance Start: 0.0, Guidance End: 1.0, Pixel Perfect: False, Control Mode: Balanced\"")
+        };
+        let restored = |text: String| {
+            let params = GenerationParameters::parse_a1111(&text).expect("parse");
+            let mut state = State::default();
+            let skipped = restore_control_units(&mut state, &params);
+            assert!(
+                !skipped.iter().any(|s| s.contains("preprocessor")),
+                "{skipped:?}"
+            );
+            state.control_units[0].preprocessor
+        };
+        assert_eq!(
+            restored(record("scribble_xdog", "20.0", "-1.0")),
+            ControlPreprocessor::ScribbleXdog { threshold: 20 }
+        );
+        assert_eq!(
+            restored(record("scribble_xdog", "90.0", "-1.0")),
+            ControlPreprocessor::ScribbleXdog { threshold: 32 }
+        );
+        assert_eq!(
+            restored(record("threshold", "0.0", "-1.0")),
+            ControlPreprocessor::Threshold { level: 0 }
+        );
+        assert_eq!(
+            restored(record("canny", "50.0", "150.0")),
+            ControlPreprocessor::Canny { low: 50, high: 150 }
+        );
+        assert_eq!(
+            restored(record("t2ia_color_grid", "-1.0", "-1.0")),
+            ControlPreprocessor::ColorGrid
         );
     }
 }

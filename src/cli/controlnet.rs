@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 use latent_studio::engine::{
     controlnet_repo_id, read_picture, ControlMode, ControlPreprocessor, ControlSpec, RgbImage,
+    SettingError,
 };
 
 use super::CliError;
@@ -30,10 +31,32 @@ pub struct ControlArgs {
     /// The fraction of the steps after which each ControlNet stops (default 1).
     #[arg(long = "control-end", value_name = "F")]
     ends: Vec<f64>,
-    /// none (the picture is already a map), invert, canny (edges, thresholds 100/200), or
-    /// depth (Depth Anything V2's depth map; A1111's depth_anything_v2).
-    #[arg(long = "control-preprocess", value_parser = ["none", "invert", "canny", "depth", "depth_anything_v2"])]
+    /// none (the picture is already a map), invert, canny (edges), scribble_xdog (dark
+    /// strokes as lines), threshold (black and white), t2ia_color_grid (one colour per 64×64
+    /// cell; also "color"), or depth (Depth Anything V2's depth map; A1111's
+    /// depth_anything_v2). The maps are sd-webui-controlnet's, made at the picture's size.
+    #[arg(long = "control-preprocess", value_parser = [
+        "none", "invert", "canny", "scribble_xdog", "threshold", "t2ia_color_grid", "color",
+        "depth", "depth_anything_v2",
+    ])]
     preprocessors: Vec<String>,
+    /// The preprocessor's first setting, as A1111's Threshold A: canny's low threshold
+    /// (1–255, default 100), scribble_xdog's XDoG threshold (1–64, default 32) or
+    /// threshold's binarization threshold (0–255, default 127); -1 keeps the default.
+    #[arg(
+        long = "control-threshold-a",
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    thresholds_a: Vec<i64>,
+    /// The preprocessor's second setting, as A1111's Threshold B: canny's high threshold
+    /// (1–255, default 200); -1 keeps the default.
+    #[arg(
+        long = "control-threshold-b",
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    thresholds_b: Vec<i64>,
     /// The Depth Anything model for --control-preprocess depth: a Hugging Face folder (as
     /// depth-anything/Depth-Anything-V2-Small-hf) or its model.safetensors; default
     /// $LATENT_STUDIO_DEPTH_MODEL, else that repository in the Hugging Face cache.
@@ -64,6 +87,40 @@ fn nth<T: Clone>(
 }
 
 impl ControlArgs {
+    /// Unit `n`'s preprocessor with its `--control-threshold-a/b` (-1: the default).
+    fn with_thresholds(
+        &self,
+        preprocessor: ControlPreprocessor,
+        n: usize,
+        units: usize,
+    ) -> Result<ControlPreprocessor, CliError> {
+        let flags = [
+            ("--control-threshold-a", &self.thresholds_a),
+            ("--control-threshold-b", &self.thresholds_b),
+        ];
+        let mut values = Vec::new();
+        for (flag, given) in flags {
+            let value = nth(flag, given, n, units, -1)?;
+            values.push(match value {
+                -1 => None,
+                0..=255 => Some(value as u32),
+                _ => {
+                    return Err(CliError::input(format!(
+                        "{flag} {value}: must be -1 (the default) or 0 to 255"
+                    )))
+                }
+            });
+        }
+        preprocessor.with_settings(&values).map_err(|err| {
+            let flag = match err {
+                SettingError::Unused { index, .. } | SettingError::OutOfRange { index, .. } => {
+                    flags[index.min(1)].0
+                }
+            };
+            CliError::input(format!("{flag}: {err}"))
+        })
+    }
+
     pub fn resolve(&self) -> Result<Vec<ControlSpec>, CliError> {
         let units = self.controlnets.len();
         if units == 0 {
@@ -73,6 +130,8 @@ impl ControlArgs {
                 ("--control-start", self.starts.len()),
                 ("--control-end", self.ends.len()),
                 ("--control-preprocess", self.preprocessors.len()),
+                ("--control-threshold-a", self.thresholds_a.len()),
+                ("--control-threshold-b", self.thresholds_b.len()),
                 ("--control-mode", self.modes.len()),
             ]
             .into_iter()
@@ -122,9 +181,10 @@ impl ControlArgs {
                 )?;
                 let preprocessor = ControlPreprocessor::parse(&preprocess).ok_or_else(|| {
                     CliError::input(format!(
-                        "--control-preprocess {preprocess}: use none, invert, canny or depth"
+                        "--control-preprocess {preprocess}: use none, invert, canny, scribble_xdog, threshold, t2ia_color_grid or depth"
                     ))
                 })?;
+                let preprocessor = self.with_thresholds(preprocessor, n, units)?;
                 let mode = nth("--control-mode", &self.modes, n, units, "balanced".into())?;
                 let mode = match mode.as_str() {
                     "balanced" => ControlMode::Balanced,

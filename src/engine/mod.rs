@@ -43,7 +43,7 @@ pub use crate::formats::png::{
 pub use crate::formats::styles::{
     apply_styles, read_styles, write_styles, PromptStyle, StyleOutcome, StyleTask, StylesError,
 };
-pub use crate::imaging::control::ControlPreprocessor;
+pub use crate::imaging::control::{ControlPreprocessor, PreprocessorSetting, SettingError};
 pub use crate::imaging::mask::extend_canvas;
 pub use crate::kernels::precision::{bf16_available, set_cpu_arithmetic, CpuArithmetic};
 pub use crate::models::embeddings::default_embeddings_dir;

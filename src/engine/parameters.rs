@@ -142,10 +142,18 @@ fn inpaint_parameters(mask: &InpaintMask) -> Vec<(String, String)> {
 }
 
 /// A ControlNet unit as sd-webui-controlnet records it (one quoted value per unit).
+/// The preprocessor's settings go in as A1111's `Threshold A` / `Threshold B`, where A1111
+/// writes them (after `Resize Mode`), so that A1111 and this app restore them.
 fn control_record(unit: &ControlUnit) -> String {
     let mode = unit.mode.a1111_label();
+    let thresholds: String = unit
+        .preprocessor_thresholds
+        .iter()
+        .zip(['A', 'B'])
+        .map(|(value, letter)| format!(", Threshold {letter}: {value}"))
+        .collect();
     format!(
-        "Module: {}, Model: {}, Weight: {}, Resize Mode: Just Resize, Guidance Start: {}, Guidance End: {}, Control Mode: {mode}",
+        "Module: {}, Model: {}, Weight: {}, Resize Mode: Just Resize{thresholds}, Guidance Start: {}, Guidance End: {}, Control Mode: {mode}",
         unit.preprocessor,
         unit.model_name,
         trim_number(unit.scale),

@@ -553,6 +553,12 @@ impl Runner {
                 mode: spec.mode,
                 model_name: name,
                 preprocessor: spec.preprocessor.name().to_string(),
+                preprocessor_thresholds: spec
+                    .preprocessor
+                    .settings()
+                    .iter()
+                    .map(|setting| setting.value)
+                    .collect(),
             });
         }
         let used: Vec<&PathBuf> = specs.iter().map(|spec| &spec.model).collect();

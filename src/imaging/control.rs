@@ -134,8 +134,7 @@ impl ControlPreprocessor {
     }
 
     /// The same preprocessor with its settings replaced by `values` (A1111's `Threshold A`,
-    /// `Threshold B`; missing ones keep theirs), or the sentence that says which value is out
-    /// of range (1-based index of the setting, its label and range).
+    /// `Threshold B`; missing ones keep theirs), or which value does not fit.
     pub fn with_settings(self, values: &[Option<u32>]) -> Result<Self, SettingError> {
         let settings = self.settings();
         let mut chosen: Vec<u32> = settings.iter().map(|s| s.value).collect();
@@ -192,14 +191,14 @@ impl ControlPreprocessor {
 /// A preprocessor setting that does not fit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SettingError {
-    #[error("{preprocessor} has no setting {} (it has fewer)", index + 1)]
+    #[error("{preprocessor} has no Threshold {} setting", threshold_letter(*index))]
     Unused {
         index: usize,
         preprocessor: &'static str,
     },
     #[error(
-        "{value} is out of range for {preprocessor}'s {}: use {} to {}",
-        setting.label, setting.range.0, setting.range.1
+        "Threshold {} {value} is out of range for {preprocessor}'s {}: use {} to {}",
+        threshold_letter(*index), setting.label, setting.range.0, setting.range.1
     )]
     OutOfRange {
         index: usize,
@@ -207,6 +206,11 @@ pub enum SettingError {
         setting: PreprocessorSetting,
         preprocessor: &'static str,
     },
+}
+
+/// A1111's name of setting `index`: Threshold A, B.
+fn threshold_letter(index: usize) -> char {
+    (b'A' + index.min(25) as u8) as char
 }
 
 /// Edges of `gray`: 255 on an edge, 0 elsewhere.
@@ -386,13 +390,13 @@ mod tests {
         let err = xdog.with_settings(&[Some(65)]).unwrap_err().to_string();
         assert_eq!(
             err,
-            "65 is out of range for scribble_xdog's XDoG Threshold: use 1 to 64"
+            "Threshold A 65 is out of range for scribble_xdog's XDoG Threshold: use 1 to 64"
         );
         let err = xdog
             .with_settings(&[None, Some(3)])
             .unwrap_err()
             .to_string();
-        assert!(err.contains("no setting 2"), "{err}");
+        assert_eq!(err, "scribble_xdog has no Threshold B setting");
         let canny = ControlPreprocessor::parse("canny").unwrap();
         assert_eq!(
             canny.with_settings(&[None, Some(150)]),

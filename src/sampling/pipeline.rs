@@ -101,9 +101,11 @@ pub struct ControlUnit {
     pub start: f64,
     pub end: f64,
     pub mode: ControlMode,
-    /// For the record: the model's name and the preprocessor that made `image`.
+    /// For the record: the model's name and the preprocessor that made `image`, with its
+    /// settings as A1111's `Threshold A`, `Threshold B` (none for one without settings).
     pub model_name: String,
     pub preprocessor: String,
+    pub preprocessor_thresholds: Vec<u32>,
 }
 
 /// Progress of one denoising step, handed to the observer.

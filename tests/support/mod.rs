@@ -237,6 +237,7 @@ impl ControlNetCase {
                 mode,
                 model_name: unit.controlnet.clone(),
                 preprocessor: "none".into(),
+                preprocessor_thresholds: Vec::new(),
             })
             .collect();
         let init_image = match self.mode.as_str() {
@@ -319,6 +320,7 @@ impl AdapterCase {
                 mode: ControlMode::Balanced,
                 model_name: self.adapter.clone(),
                 preprocessor: "none".into(),
+                preprocessor_thresholds: Vec::new(),
             }],
             variation: None,
         })
