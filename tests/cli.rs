@@ -840,6 +840,86 @@ fn controlnet_matches_diffusers_and_records_the_unit() {
     );
 }
 
+/// `--control-preprocess scribble_xdog --control-threshold-a 20` makes the library's XDoG
+/// map of the picture and generates exactly what that map given with `none` generates; the
+/// PNG records the module and its setting as sd-webui-controlnet does.
+#[test]
+fn an_xdog_unit_generates_from_its_map_and_records_its_threshold() {
+    let dir = scratch("controlnet-xdog");
+    let controlnet = fixtures().join("models/sd1_controlnet");
+    // Dark lines on white, what XDoG looks for.
+    let lines = image::open(fixtures().join("control_lines_64.png"))
+        .unwrap()
+        .to_rgb8();
+    let mut sketch = lines.clone();
+    image::imageops::invert(&mut sketch);
+    let sketch_path = dir.join("sketch.png");
+    sketch.save(&sketch_path).unwrap();
+    let map = latent_studio::engine::ControlPreprocessor::ScribbleXdog { threshold: 20 }
+        .apply(&latent_studio::engine::RgbImage::from(sketch))
+        .unwrap();
+    assert!(map.pixels.contains(&255) && map.pixels.contains(&0));
+    let map_path = dir.join("map.png");
+    image::RgbImage::from_raw(64, 64, map.pixels)
+        .unwrap()
+        .save(&map_path)
+        .unwrap();
+    let run = |picture: &Path, preprocess: &[&str], out: &Path| {
+        let mut args = vec![
+            "--model".to_string(),
+            model_arg("sd1"),
+            "--prompt".into(),
+            "a house by a lake".into(),
+            "--controlnet".into(),
+            controlnet.to_str().unwrap().into(),
+            "--control-image".into(),
+            picture.to_str().unwrap().into(),
+            "--steps".into(),
+            "2".into(),
+            "--seed".into(),
+            "81".into(),
+            "--width".into(),
+            "64".into(),
+            "--height".into(),
+            "64".into(),
+            "--output".into(),
+            out.to_str().unwrap().into(),
+        ];
+        args.extend(preprocess.iter().map(|a| a.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let output = generate(&args);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        image::open(out).unwrap().to_rgb8()
+    };
+    let from_xdog = run(
+        &sketch_path,
+        &[
+            "--control-preprocess",
+            "scribble_xdog",
+            "--control-threshold-a",
+            "20",
+        ],
+        &dir.join("xdog.png"),
+    );
+    let from_map = run(
+        &map_path,
+        &["--control-preprocess", "none"],
+        &dir.join("map-out.png"),
+    );
+    assert!(from_xdog == from_map, "the XDoG unit did not read its map");
+    let text = latent_studio::formats::png::read_png_parameters(&dir.join("xdog.png"))
+        .unwrap()
+        .unwrap();
+    assert!(
+        text.contains("ControlNet 0: \"Module: scribble_xdog, Model: sd1_controlnet, Weight: 1, Resize Mode: Just Resize, Threshold A: 20, Guidance Start"),
+        "{text}"
+    );
+}
+
 #[test]
 fn controlnet_mistakes_are_one_line() {
     let dir = scratch("controlnet-bad");
@@ -917,6 +997,34 @@ fn controlnet_mistakes_are_one_line() {
     assert_bad_input(
         &output,
         "invalid value 'openpose' for '--control-preprocess",
+    );
+    let with_setting = |preprocess: &str, flag: &str, value: &str| {
+        generate_quick(
+            &model,
+            &dir,
+            &[
+                "--controlnet",
+                sd1_net,
+                "--control-image",
+                lines,
+                "--control-preprocess",
+                preprocess,
+                flag,
+                value,
+            ],
+        )
+    };
+    assert_bad_input(
+        &with_setting("scribble_xdog", "--control-threshold-a", "70"),
+        "--control-threshold-a: Threshold A 70 is out of range for scribble_xdog's XDoG Threshold: use 1 to 64",
+    );
+    assert_bad_input(
+        &with_setting("threshold", "--control-threshold-b", "5"),
+        "--control-threshold-b: threshold has no Threshold B setting",
+    );
+    assert_bad_input(
+        &with_setting("canny", "--control-threshold-a", "300"),
+        "--control-threshold-a 300: must be -1 (the default) or 0 to 255",
     );
     assert!(pngs_written(&dir).is_empty());
 }
