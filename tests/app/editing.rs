@@ -281,6 +281,49 @@ fn a_depth_unit_previews_the_map_the_engine_makes() {
     assert!(harness.state().notices().is_empty());
 }
 
+/// An XDoG unit's preview is the full-size map the engine makes (its blurs are sized in the
+/// picture's pixels), asked for again when its threshold changes; a threshold unit has its
+/// slider under the picker, with A1111's label.
+#[test]
+fn an_xdog_unit_previews_the_engines_map_and_shows_its_threshold_slider() {
+    use latent_studio::engine::ControlPreprocessor;
+    let output = Scratch::new("xdog-preview");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let desktop = ScriptedDesktop::default();
+    let mut harness = open_app(fixture_model("sd1"), &output.0, &desktop);
+    wait_for_model(&mut harness);
+    harness.set_size(egui::Vec2::new(1280.0, 1600.0));
+    harness.get_by_label("ControlNet").click();
+    harness.run_steps(2);
+    harness.get_by_label("Add ControlNet unit").click();
+    harness.run_steps(2);
+    harness.state_mut().state_mut().control_units[0].preprocessor =
+        ControlPreprocessor::ScribbleXdog { threshold: 32 };
+    desktop.answer(fixtures.join("control_lines_64.png"));
+    harness.get_by_label("Choose…").click();
+    step_until(&mut harness, "the control picture", |app| {
+        app.control_picture_name(0).is_some()
+    });
+    assert_eq!(harness.state().control_map_pending(0), Some(true));
+    step_until(&mut harness, "the engine's XDoG map", |app| {
+        app.control_map_pending(0) == Some(false)
+    });
+    assert!(text_shown(&harness, "XDoG Threshold"));
+    harness.state_mut().state_mut().control_units[0].preprocessor =
+        ControlPreprocessor::ScribbleXdog { threshold: 10 };
+    harness.run_steps(1);
+    assert_eq!(harness.state().control_map_pending(0), Some(true));
+    step_until(&mut harness, "the map for the new threshold", |app| {
+        app.control_map_pending(0) == Some(false)
+    });
+    harness.state_mut().state_mut().control_units[0].preprocessor =
+        ControlPreprocessor::Threshold { level: 127 };
+    harness.run_steps(2);
+    assert_eq!(harness.state().control_map_pending(0), Some(false));
+    assert!(text_shown(&harness, "Binarization Threshold"));
+    assert!(harness.state().notices().is_empty());
+}
+
 /// The ControlNet picker offers the well-known hub ControlNets of the loaded model's family
 /// (SD 1.5 here, not SDXL's); choosing one makes the unit's model that repository id.
 #[test]
