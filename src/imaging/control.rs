@@ -89,10 +89,14 @@ impl ControlPreprocessor {
     }
 
     /// Whether a preview must be made from the whole picture rather than a thumbnail: a
-    /// network's map, or XDoG, whose blurs are sized in the picture's pixels (on a thumbnail
-    /// they would wash out the strokes the full-size map keeps).
+    /// network's map, or one sized in the picture's pixels — XDoG's blurs (on a thumbnail
+    /// they would wash out the strokes the full-size map keeps) and the colour grid's
+    /// 64-pixel cells (a thumbnail would have fewer, larger ones).
     pub fn previews_at_full_size(self) -> bool {
-        matches!(self, Self::Depth | Self::ScribbleXdog { .. })
+        matches!(
+            self,
+            Self::Depth | Self::ScribbleXdog { .. } | Self::ColorGrid
+        )
     }
 
     /// From a CLI value or an A1111 module name (`canny`, `invert (from white bg & black

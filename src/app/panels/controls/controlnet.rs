@@ -250,11 +250,13 @@ fn preprocessor_sliders(ui: &mut Ui, preprocessor: &mut ControlPreprocessor) {
         return;
     }
     let mut values: Vec<u32> = settings.iter().map(|s| s.value).collect();
-    ui.horizontal_wrapped(|ui| {
-        for (setting, value) in settings.iter().zip(&mut values) {
+    for (setting, value) in settings.iter().zip(&mut values) {
+        ui.horizontal(|ui| {
+            // Short sliders, so that A1111's longer labels ("Binarization Threshold") fit.
+            ui.spacing_mut().slider_width = 100.0;
             ui.add(Slider::new(value, setting.range.0..=setting.range.1).text(setting.label));
-        }
-    });
+        });
+    }
     let values: Vec<Option<u32>> = values.into_iter().map(Some).collect();
     // The sliders keep the values in range, so this only fails if they did not.
     if let Ok(changed) = preprocessor.with_settings(&values) {
