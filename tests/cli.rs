@@ -920,6 +920,47 @@ fn an_xdog_unit_generates_from_its_map_and_records_its_threshold() {
     );
 }
 
+/// A tile_resample map is smaller than the image; the generation resizes it as any map, and
+/// the record carries the rate as A1111 writes it.
+#[test]
+fn a_tile_resample_unit_generates_and_records_its_rate() {
+    let dir = scratch("controlnet-tile");
+    let controlnet = fixtures().join("models/sd1_controlnet");
+    let picture = fixtures().join("init_64.png");
+    let output = generate_quick(
+        &fixtures().join("models/sd1"),
+        &dir,
+        &[
+            "--controlnet",
+            controlnet.to_str().unwrap(),
+            "--control-image",
+            picture.to_str().unwrap(),
+            "--control-preprocess",
+            "tile_resample",
+            "--control-threshold-a",
+            "2.5",
+            "--steps",
+            "1",
+            "--width",
+            "64",
+            "--height",
+            "64",
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = latent_studio::formats::png::read_png_parameters(&dir.join("x.png"))
+        .unwrap()
+        .unwrap();
+    assert!(
+        text.contains("\"Module: tile_resample, Model: sd1_controlnet, Weight: 1, Resize Mode: Just Resize, Threshold A: 2.5, Guidance Start"),
+        "{text}"
+    );
+}
+
 #[test]
 fn controlnet_mistakes_are_one_line() {
     let dir = scratch("controlnet-bad");
@@ -1016,15 +1057,15 @@ fn controlnet_mistakes_are_one_line() {
     };
     assert_bad_input(
         &with_setting("scribble_xdog", "--control-threshold-a", "70"),
-        "--control-threshold-a: Threshold A 70 is out of range for scribble_xdog's XDoG Threshold: use 1 to 64",
+        "--control-threshold-a: Threshold A 70 does not fit scribble_xdog's XDoG Threshold: use 1 to 64, whole numbers",
     );
     assert_bad_input(
         &with_setting("threshold", "--control-threshold-b", "5"),
         "--control-threshold-b: threshold has no Threshold B setting",
     );
     assert_bad_input(
-        &with_setting("canny", "--control-threshold-a", "300"),
-        "--control-threshold-a 300: must be -1 (the default) or 0 to 255",
+        &with_setting("tile_resample", "--control-threshold-a", "0.5"),
+        "--control-threshold-a: Threshold A 0.5 does not fit tile_resample's Down Sampling Rate: use 1 to 8 in hundredths",
     );
     assert!(pngs_written(&dir).is_empty());
 }

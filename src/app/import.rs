@@ -313,18 +313,20 @@ fn with_recorded_thresholds<'a>(
     field: &dyn Fn(&str) -> Option<&'a str>,
 ) -> ControlPreprocessor {
     let settings = preprocessor.settings();
-    let values: Vec<Option<u32>> = ["Threshold A", "Threshold B"]
+    let values: Vec<Option<f64>> = ["Threshold A", "Threshold B"]
         .iter()
         .zip(&settings)
-        .map(|(key, setting)| {
-            field(key)
-                .and_then(|v| v.parse::<f64>().ok())
-                .filter(|v| v.fract() == 0.0)
-                .filter(|v| (setting.range.0 as f64..=setting.range.1 as f64).contains(v))
-                .map(|v| v as u32)
-        })
+        .map(|(key, _)| field(key).and_then(|v| v.parse::<f64>().ok()))
         .collect();
-    preprocessor.with_settings(&values).unwrap_or(preprocessor)
+    // One value at a time, so that a bad one leaves only its own setting at the default.
+    values
+        .iter()
+        .enumerate()
+        .fold(preprocessor, |current, (index, value)| {
+            let mut one = vec![None; index + 1];
+            one[index] = *value;
+            current.with_settings(&one).unwrap_or(current)
+        })
 }
 
 /// sd-webui-controlnet's `ControlNet N: "Module: canny, Model: name, Weight: 1, …"` records,
@@ -633,6 +635,12 @@ mod tests {
         assert_eq!(
             restored(record("t2ia_color_grid", "-1.0", "-1.0")),
             ControlPreprocessor::ColorGrid
+        );
+        assert_eq!(
+            restored(record("tile_resample", "2.5", "-1.0")),
+            ControlPreprocessor::TileResample {
+                rate_hundredths: 250
+            }
         );
     }
 }

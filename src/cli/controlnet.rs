@@ -33,22 +33,24 @@ pub struct ControlArgs {
     ends: Vec<f64>,
     /// none (the picture is already a map), invert, canny (edges), scribble_xdog (dark
     /// strokes as lines), threshold (black and white), t2ia_color_grid (one colour per 64×64
-    /// cell; also "color"), or depth (Depth Anything V2's depth map; A1111's
+    /// cell; also "color"), tile_resample (the picture shrunk), or depth (Depth Anything V2's depth map; A1111's
     /// depth_anything_v2). The maps are sd-webui-controlnet's, made at the picture's size.
     #[arg(long = "control-preprocess", value_parser = [
         "none", "invert", "canny", "scribble_xdog", "threshold", "t2ia_color_grid", "color",
-        "depth", "depth_anything_v2",
+        "tile_resample", "depth", "depth_anything_v2",
     ])]
     preprocessors: Vec<String>,
     /// The preprocessor's first setting, as A1111's Threshold A: canny's low threshold
-    /// (1–255, default 100), scribble_xdog's XDoG threshold (1–64, default 32) or
-    /// threshold's binarization threshold (0–255, default 127); -1 keeps the default.
+    /// (1–255, default 100), scribble_xdog's XDoG threshold (1–64, default 32),
+    /// threshold's binarization threshold (0–255, default 127) or tile_resample's down
+    /// sampling rate (1–8 in hundredths, default 1: the picture as it is); -1 keeps the
+    /// default.
     #[arg(
         long = "control-threshold-a",
         value_name = "N",
         allow_negative_numbers = true
     )]
-    thresholds_a: Vec<i64>,
+    thresholds_a: Vec<f64>,
     /// The preprocessor's second setting, as A1111's Threshold B: canny's high threshold
     /// (1–255, default 200); -1 keeps the default.
     #[arg(
@@ -56,7 +58,7 @@ pub struct ControlArgs {
         value_name = "N",
         allow_negative_numbers = true
     )]
-    thresholds_b: Vec<i64>,
+    thresholds_b: Vec<f64>,
     /// The Depth Anything model for --control-preprocess depth: a Hugging Face folder (as
     /// depth-anything/Depth-Anything-V2-Small-hf) or its model.safetensors; default
     /// $LATENT_STUDIO_DEPTH_MODEL, else that repository in the Hugging Face cache.
@@ -100,16 +102,8 @@ impl ControlArgs {
         ];
         let mut values = Vec::new();
         for (flag, given) in flags {
-            let value = nth(flag, given, n, units, -1)?;
-            values.push(match value {
-                -1 => None,
-                0..=255 => Some(value as u32),
-                _ => {
-                    return Err(CliError::input(format!(
-                        "{flag} {value}: must be -1 (the default) or 0 to 255"
-                    )))
-                }
-            });
+            let value = nth(flag, given, n, units, -1.0)?;
+            values.push((value != -1.0).then_some(value));
         }
         preprocessor.with_settings(&values).map_err(|err| {
             let flag = match err {
@@ -181,7 +175,7 @@ impl ControlArgs {
                 )?;
                 let preprocessor = ControlPreprocessor::parse(&preprocess).ok_or_else(|| {
                     CliError::input(format!(
-                        "--control-preprocess {preprocess}: use none, invert, canny, scribble_xdog, threshold, t2ia_color_grid or depth"
+                        "--control-preprocess {preprocess}: use none, invert, canny, scribble_xdog, threshold, t2ia_color_grid, tile_resample or depth"
                     ))
                 })?;
                 let preprocessor = self.with_thresholds(preprocessor, n, units)?;

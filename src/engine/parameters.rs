@@ -150,7 +150,7 @@ fn control_record(unit: &ControlUnit) -> String {
         .preprocessor_thresholds
         .iter()
         .zip(['A', 'B'])
-        .map(|(value, letter)| format!(", Threshold {letter}: {value}"))
+        .map(|(value, letter)| format!(", Threshold {letter}: {}", trim_number(*value)))
         .collect();
     format!(
         "Module: {}, Model: {}, Weight: {}, Resize Mode: Just Resize{thresholds}, Guidance Start: {}, Guidance End: {}, Control Mode: {mode}",

@@ -557,7 +557,7 @@ impl Runner {
                     .preprocessor
                     .settings()
                     .iter()
-                    .map(|setting| setting.value)
+                    .map(|setting| setting.value())
                     .collect(),
             });
         }

@@ -2,14 +2,15 @@
 //! "none" passes the picture as it is (a map made elsewhere); "invert" turns white-on-black
 //! into black-on-white and back (for line art drawn dark on light); "canny" finds edges as
 //! OpenCV's `cv2.Canny` does (Sobel 3×3, L1 gradient, non-maximum suppression, hysteresis
-//! between two thresholds), on the picture's luma; "scribble_xdog", "threshold" and
-//! "t2ia_color_grid" are sd-webui-controlnet's other network-free maps
+//! between two thresholds), on the picture's luma; "scribble_xdog", "threshold",
+//! "t2ia_color_grid" and "tile_resample" are sd-webui-controlnet's other network-free maps
 //! ([`super::control_maps`]); "depth_anything_v2" is a depth map made by a network (Depth
 //! Anything V2), so the engine makes it, not these pixel functions ([`super::depth`] has its
 //! pixel work).
 
 use super::control_maps::{
-    self, BINARY_THRESHOLD, BINARY_THRESHOLD_RANGE, XDOG_THRESHOLD, XDOG_THRESHOLD_RANGE,
+    self, BINARY_THRESHOLD, BINARY_THRESHOLD_RANGE, TILE_RATE_HUNDREDTHS,
+    TILE_RATE_HUNDREDTHS_RANGE, XDOG_THRESHOLD, XDOG_THRESHOLD_RANGE,
 };
 use super::{GrayImage, RgbImage};
 
@@ -38,22 +39,60 @@ pub enum ControlPreprocessor {
     },
     /// A1111's `t2ia_color_grid` (module `color`): one colour per 64×64 cell.
     ColorGrid,
+    /// A1111's `tile_resample`: the picture shrunk by the down sampling rate (1–8, in
+    /// hundredths: 250 is 2.5; below 1.1 it is left as it is).
+    TileResample {
+        rate_hundredths: u32,
+    },
     /// Depth Anything V2's depth map (A1111's `depth_anything_v2`), white nearest.
     Depth,
 }
 
-/// A setting of a preprocessor as A1111 names it (`Threshold A`, `Threshold B`).
+/// A setting of a preprocessor as A1111 names it (`Threshold A`, `Threshold B`), in the
+/// steps of its slider: whole numbers, or hundredths for a rate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PreprocessorSetting {
     /// What the slider is called in A1111's unit.
     pub label: &'static str,
-    pub value: u32,
+    pub steps: u32,
     pub range: (u32, u32),
+    /// Whether a step is a hundredth (A1111's 0.01 slider step) rather than one.
+    pub hundredths: bool,
+}
+
+impl PreprocessorSetting {
+    /// A number of steps as the user sees it (A1111's slider value).
+    pub fn shown(self, steps: u32) -> f64 {
+        if self.hundredths {
+            f64::from(steps) / 100.0
+        } else {
+            f64::from(steps)
+        }
+    }
+
+    pub fn value(self) -> f64 {
+        self.shown(self.steps)
+    }
+
+    pub fn shown_range(self) -> (f64, f64) {
+        (self.shown(self.range.0), self.shown(self.range.1))
+    }
+
+    /// The steps of a value as the user gives it: a whole number (or hundredths) in range.
+    fn steps_of(self, value: f64) -> Option<u32> {
+        let steps = if self.hundredths {
+            (value * 100.0).round()
+        } else {
+            value
+        };
+        (steps.fract() == 0.0 && (self.range.0 as f64..=self.range.1 as f64).contains(&steps))
+            .then_some(steps as u32)
+    }
 }
 
 impl ControlPreprocessor {
     /// Every choice with its default settings.
-    pub const ALL: [ControlPreprocessor; 7] = [
+    pub const ALL: [ControlPreprocessor; 8] = [
         Self::None,
         Self::Invert,
         Self::Canny {
@@ -67,6 +106,9 @@ impl ControlPreprocessor {
             level: BINARY_THRESHOLD,
         },
         Self::ColorGrid,
+        Self::TileResample {
+            rate_hundredths: TILE_RATE_HUNDREDTHS,
+        },
         Self::Depth,
     ];
 
@@ -79,6 +121,7 @@ impl ControlPreprocessor {
             Self::ScribbleXdog { .. } => "scribble_xdog",
             Self::Threshold { .. } => "threshold",
             Self::ColorGrid => "t2ia_color_grid",
+            Self::TileResample { .. } => "tile_resample",
             Self::Depth => "depth_anything_v2",
         }
     }
@@ -91,16 +134,17 @@ impl ControlPreprocessor {
     /// Whether a preview must be made from the whole picture rather than a thumbnail: a
     /// network's map, or one sized in the picture's pixels — XDoG's blurs (on a thumbnail
     /// they would wash out the strokes the full-size map keeps) and the colour grid's
-    /// 64-pixel cells (a thumbnail would have fewer, larger ones).
+    /// 64-pixel cells (a thumbnail would have fewer, larger ones), and the tile's shrinking
+    /// (of a thumbnail it would show a coarser map than the generation reads).
     pub fn previews_at_full_size(self) -> bool {
         matches!(
             self,
-            Self::Depth | Self::ScribbleXdog { .. } | Self::ColorGrid
+            Self::Depth | Self::ScribbleXdog { .. } | Self::ColorGrid | Self::TileResample { .. }
         )
     }
 
     /// From a CLI value or an A1111 module name (`canny`, `invert (from white bg & black
-    /// line)`, `scribble_xdog`, `threshold`, `t2ia_color_grid` or `color`,
+    /// line)`, `scribble_xdog`, `threshold`, `t2ia_color_grid` or `color`, `tile_resample`,
     /// `depth_anything_v2`; `depth` for short), with default settings.
     pub fn parse(text: &str) -> Option<Self> {
         let text = text.trim().to_ascii_lowercase();
@@ -115,10 +159,11 @@ impl ControlPreprocessor {
 
     /// Its settings as A1111's `Threshold A` and `Threshold B` (none, one or two).
     pub fn settings(self) -> Vec<PreprocessorSetting> {
-        let setting = |label, value, range: &std::ops::RangeInclusive<u32>| PreprocessorSetting {
+        let setting = |label, steps, range: &std::ops::RangeInclusive<u32>| PreprocessorSetting {
             label,
-            value,
+            steps,
             range: (*range.start(), *range.end()),
+            hundredths: false,
         };
         match self {
             Self::Canny { low, high } => vec![
@@ -133,15 +178,24 @@ impl ControlPreprocessor {
                 level,
                 &BINARY_THRESHOLD_RANGE,
             )],
+            Self::TileResample { rate_hundredths } => vec![PreprocessorSetting {
+                hundredths: true,
+                ..setting(
+                    "Down Sampling Rate",
+                    rate_hundredths,
+                    &TILE_RATE_HUNDREDTHS_RANGE,
+                )
+            }],
             Self::None | Self::Invert | Self::ColorGrid | Self::Depth => Vec::new(),
         }
     }
 
     /// The same preprocessor with its settings replaced by `values` (A1111's `Threshold A`,
-    /// `Threshold B`; missing ones keep theirs), or which value does not fit.
-    pub fn with_settings(self, values: &[Option<u32>]) -> Result<Self, SettingError> {
+    /// `Threshold B` as its sliders show them; missing ones keep theirs), or which value does
+    /// not fit.
+    pub fn with_settings(self, values: &[Option<f64>]) -> Result<Self, SettingError> {
         let settings = self.settings();
-        let mut chosen: Vec<u32> = settings.iter().map(|s| s.value).collect();
+        let mut chosen: Vec<u32> = settings.iter().map(|s| s.steps).collect();
         for (index, value) in values.iter().enumerate() {
             let Some(value) = *value else { continue };
             let Some(setting) = settings.get(index) else {
@@ -150,15 +204,15 @@ impl ControlPreprocessor {
                     preprocessor: self.name(),
                 });
             };
-            if !(setting.range.0..=setting.range.1).contains(&value) {
+            let Some(steps) = setting.steps_of(value) else {
                 return Err(SettingError::OutOfRange {
                     index,
                     value,
                     setting: *setting,
                     preprocessor: self.name(),
                 });
-            }
-            chosen[index] = value;
+            };
+            chosen[index] = steps;
         }
         Ok(match self {
             Self::Canny { .. } => Self::Canny {
@@ -169,6 +223,9 @@ impl ControlPreprocessor {
                 threshold: chosen[0],
             },
             Self::Threshold { .. } => Self::Threshold { level: chosen[0] },
+            Self::TileResample { .. } => Self::TileResample {
+                rate_hundredths: chosen[0],
+            },
             other => other,
         })
     }
@@ -188,12 +245,15 @@ impl ControlPreprocessor {
             Self::ScribbleXdog { threshold } => control_maps::scribble_xdog(image, threshold),
             Self::Threshold { level } => control_maps::threshold(image, level),
             Self::ColorGrid => control_maps::color_grid(image),
+            Self::TileResample { rate_hundredths } => {
+                control_maps::tile_resample(image, f64::from(rate_hundredths) / 100.0)
+            }
         })
     }
 }
 
 /// A preprocessor setting that does not fit.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SettingError {
     #[error("{preprocessor} has no Threshold {} setting", threshold_letter(*index))]
     Unused {
@@ -201,12 +261,14 @@ pub enum SettingError {
         preprocessor: &'static str,
     },
     #[error(
-        "Threshold {} {value} is out of range for {preprocessor}'s {}: use {} to {}",
-        threshold_letter(*index), setting.label, setting.range.0, setting.range.1
+        "Threshold {} {value} does not fit {preprocessor}'s {}: use {} to {}{}",
+        threshold_letter(*index), setting.label, setting.shown_range().0,
+        setting.shown_range().1,
+        if setting.hundredths { " in hundredths" } else { ", whole numbers" }
     )]
     OutOfRange {
         index: usize,
-        value: u32,
+        value: f64,
         setting: PreprocessorSetting,
         preprocessor: &'static str,
     },
@@ -388,22 +450,22 @@ mod tests {
     fn settings_replace_within_a1111s_ranges_and_refuse_outside() {
         let xdog = ControlPreprocessor::parse("scribble_xdog").unwrap();
         assert_eq!(
-            xdog.with_settings(&[Some(12)]),
+            xdog.with_settings(&[Some(12.0)]),
             Ok(ControlPreprocessor::ScribbleXdog { threshold: 12 })
         );
-        let err = xdog.with_settings(&[Some(65)]).unwrap_err().to_string();
+        let err = xdog.with_settings(&[Some(65.0)]).unwrap_err().to_string();
         assert_eq!(
             err,
-            "Threshold A 65 is out of range for scribble_xdog's XDoG Threshold: use 1 to 64"
+            "Threshold A 65 does not fit scribble_xdog's XDoG Threshold: use 1 to 64, whole numbers"
         );
         let err = xdog
-            .with_settings(&[None, Some(3)])
+            .with_settings(&[None, Some(3.0)])
             .unwrap_err()
             .to_string();
         assert_eq!(err, "scribble_xdog has no Threshold B setting");
         let canny = ControlPreprocessor::parse("canny").unwrap();
         assert_eq!(
-            canny.with_settings(&[None, Some(150)]),
+            canny.with_settings(&[None, Some(150.0)]),
             Ok(ControlPreprocessor::Canny {
                 low: 100,
                 high: 150
@@ -414,6 +476,20 @@ mod tests {
             (0, 255)
         );
         assert!(ControlPreprocessor::ColorGrid.settings().is_empty());
+        assert!(xdog.with_settings(&[Some(12.5)]).is_err(), "whole numbers");
+        let tile = ControlPreprocessor::parse("tile_resample").unwrap();
+        assert_eq!(tile.settings()[0].value(), 1.0);
+        assert_eq!(
+            tile.with_settings(&[Some(2.5)]),
+            Ok(ControlPreprocessor::TileResample {
+                rate_hundredths: 250
+            })
+        );
+        let err = tile.with_settings(&[Some(9.0)]).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "Threshold A 9 does not fit tile_resample's Down Sampling Rate: use 1 to 8 in hundredths"
+        );
         let grid = ControlPreprocessor::ColorGrid
             .apply(&RgbImage::filled(3, 2, [9; 3]))
             .unwrap();

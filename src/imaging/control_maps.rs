@@ -8,7 +8,9 @@
 //!   more than half the threshold in every channel (dark strokes on a light ground);
 //! - `threshold`: white where every channel is above the level;
 //! - `t2ia_color_grid`: the picture shrunk 64 times with bicubic interpolation, then
-//!   blown back up with nearest-neighbour cells.
+//!   blown back up with nearest-neighbour cells;
+//! - `tile_resample`: the picture shrunk by the down sampling rate with OpenCV's
+//!   `INTER_AREA` (the generation then resizes it to its size as it does any map).
 //!
 //! `tests/fixtures/make_preprocessor_fixtures.py` makes OpenCV's maps for the tests.
 
@@ -20,6 +22,10 @@ pub const XDOG_THRESHOLD_RANGE: std::ops::RangeInclusive<u32> = 1..=64;
 /// A1111's default binarization threshold, and its slider's range.
 pub const BINARY_THRESHOLD: u32 = 127;
 pub const BINARY_THRESHOLD_RANGE: std::ops::RangeInclusive<u32> = 0..=255;
+/// A1111's default down sampling rate (leaves the picture as it is), and its slider's range,
+/// in hundredths (its slider's step).
+pub const TILE_RATE_HUNDREDTHS: u32 = 100;
+pub const TILE_RATE_HUNDREDTHS_RANGE: std::ops::RangeInclusive<u32> = 100..=800;
 /// The σ of XDoG's narrow and wide blurs (fixed in the extension).
 const XDOG_SIGMAS: (f64, f64) = (0.5, 5.0);
 /// The colour grid's cell side at the picture's own size.
@@ -102,6 +108,135 @@ pub fn color_grid(image: &RgbImage) -> RgbImage {
     let rows = (image.height / COLOR_CELL).max(1);
     let cells = resize_cubic(image, columns, rows);
     resize_nearest(&cells, image.width, image.height)
+}
+
+/// A1111's `tile_resample`: the picture shrunk to `⌊width / rate⌋ × ⌊height / rate⌋` with
+/// `cv2.resize(…, INTER_AREA)`; below a rate of 1.1 the picture as it is (as the extension).
+/// A side that would shrink to nothing keeps one pixel (OpenCV refuses it, A1111 fails).
+pub fn tile_resample(image: &RgbImage, rate: f64) -> RgbImage {
+    if rate < 1.1 {
+        return image.clone();
+    }
+    let width = ((image.width as f64 / rate) as usize).max(1);
+    let height = ((image.height as f64 / rate) as usize).max(1);
+    resize_area(image, width, height)
+}
+
+/// `cv2.resize(image, (width, height), interpolation=INTER_AREA)` for a smaller size, as
+/// OpenCV's own code computes it (IPP leaves it alone): whole-number scales on both axes sum
+/// each block (2×2 rounds half up, the rest multiply by 1/area in float32 and round half to
+/// even); other scales weigh source pixels by their overlap in float32, row by row.
+fn resize_area(image: &RgbImage, width: usize, height: usize) -> RgbImage {
+    let scale_x = 1.0 / (width as f64 / image.width as f64);
+    let scale_y = 1.0 / (height as f64 / image.height as f64);
+    let (whole_x, whole_y) = (scale_x.round_ties_even(), scale_y.round_ties_even());
+    if (scale_x - whole_x).abs() < f64::EPSILON && (scale_y - whole_y).abs() < f64::EPSILON {
+        return resize_area_blocks(image, width, height, whole_x as usize, whole_y as usize);
+    }
+    let across = area_taps(image.width, width, scale_x);
+    let down = area_taps(image.height, height, scale_y);
+    let mut pixels = vec![0u8; width * height * 3];
+    let mut sum = vec![0f32; width * 3];
+    let mut current: Option<usize> = None;
+    let flush = |pixels: &mut [u8], row: usize, sum: &[f32]| {
+        for (out, value) in pixels[row * width * 3..][..width * 3].iter_mut().zip(sum) {
+            *out = value.round_ties_even().clamp(0.0, 255.0) as u8;
+        }
+    };
+    for &(dy, sy, beta) in &down {
+        let source = &image.pixels[sy * image.width * 3..][..image.width * 3];
+        let mut row = vec![0f32; width * 3];
+        for &(dx, sx, alpha) in &across {
+            for c in 0..3 {
+                row[dx * 3 + c] += f32::from(source[sx * 3 + c]) * alpha;
+            }
+        }
+        if current == Some(dy) {
+            for (s, r) in sum.iter_mut().zip(&row) {
+                *s += beta * r;
+            }
+        } else {
+            if let Some(done) = current {
+                flush(&mut pixels, done, &sum);
+            }
+            for (s, r) in sum.iter_mut().zip(&row) {
+                *s = beta * r;
+            }
+            current = Some(dy);
+        }
+    }
+    if let Some(done) = current {
+        flush(&mut pixels, done, &sum);
+    }
+    RgbImage {
+        width,
+        height,
+        pixels,
+    }
+}
+
+/// OpenCV's `computeResizeAreaTab`: for each output, the source pixels it covers with their
+/// share of its cell, in order (output, source, weight).
+fn area_taps(from: usize, to: usize, scale: f64) -> Vec<(usize, usize, f32)> {
+    let mut taps = Vec::new();
+    for d in 0..to {
+        let start = d as f64 * scale;
+        let end = start + scale;
+        let cell = scale.min(from as f64 - start);
+        let last = (end.floor() as usize).min(from - 1);
+        let first = (start.ceil() as usize).min(last);
+        if first as f64 - start > 1e-3 {
+            taps.push((d, first - 1, ((first as f64 - start) / cell) as f32));
+        }
+        for s in first..last {
+            taps.push((d, s, (1.0 / cell) as f32));
+        }
+        if end - last as f64 > 1e-3 {
+            taps.push((
+                d,
+                last,
+                ((end - last as f64).min(1.0).min(cell) / cell) as f32,
+            ));
+        }
+    }
+    taps
+}
+
+/// OpenCV's `resizeAreaFast_`: each output the mean of its `block_x`×`block_y` block.
+fn resize_area_blocks(
+    image: &RgbImage,
+    width: usize,
+    height: usize,
+    block_x: usize,
+    block_y: usize,
+) -> RgbImage {
+    let area = block_x * block_y;
+    let inverse = 1.0 / area as f32;
+    let mut pixels = Vec::with_capacity(width * height * 3);
+    for y in 0..height {
+        for x in 0..width {
+            for c in 0..3 {
+                let mut total = 0u32;
+                for sy in y * block_y..(y + 1) * block_y {
+                    for sx in x * block_x..(x + 1) * block_x {
+                        total += u32::from(image.pixels[(sy * image.width + sx) * 3 + c]);
+                    }
+                }
+                // The 2×2 case runs in OpenCV's vector code, which rounds half up.
+                let mean = if area == 4 && block_x == 2 {
+                    (total + 2) >> 2
+                } else {
+                    (total as f32 * inverse).round_ties_even() as u32
+                };
+                pixels.push(mean.min(255) as u8);
+            }
+        }
+    }
+    RgbImage {
+        width,
+        height,
+        pixels,
+    }
 }
 
 /// The extension's padding: the right and bottom edges repeated out to multiples of 64.
@@ -419,6 +554,24 @@ mod tests {
             let name = format!("{picture}_t2ia_color_grid");
             assert_eq!(compare(&name, &color_grid(&image)), (0, 0), "{name}");
         }
+    }
+
+    /// Exact: OpenCV's area resize is its own code (no IPP), reproduced step by step.
+    #[test]
+    fn tile_resamples_equal_sd_webui_controlnets() {
+        for (picture, image) in pictures() {
+            if picture == "mosaic" {
+                continue;
+            }
+            for rate in ["2.0", "2.5", "3.7"] {
+                let name = format!("{picture}_tile_resample_{rate}");
+                let ours = tile_resample(&image, rate.parse().unwrap());
+                assert_eq!(compare(&name, &ours), (0, 0), "{name}");
+            }
+        }
+        let image = RgbImage::filled(5, 3, [7; 3]);
+        assert_eq!(tile_resample(&image, 1.05), image);
+        assert_eq!(tile_resample(&image, 8.0), RgbImage::filled(1, 1, [7; 3]));
     }
 
     #[test]

@@ -105,7 +105,7 @@ pub struct ControlUnit {
     /// settings as A1111's `Threshold A`, `Threshold B` (none for one without settings).
     pub model_name: String,
     pub preprocessor: String,
-    pub preprocessor_thresholds: Vec<u32>,
+    pub preprocessor_thresholds: Vec<f64>,
 }
 
 /// Progress of one denoising step, handed to the observer.

@@ -249,15 +249,26 @@ fn preprocessor_sliders(ui: &mut Ui, preprocessor: &mut ControlPreprocessor) {
     if settings.is_empty() {
         return;
     }
-    let mut values: Vec<u32> = settings.iter().map(|s| s.value).collect();
+    let mut values: Vec<f64> = settings.iter().map(|s| s.value()).collect();
     for (setting, value) in settings.iter().zip(&mut values) {
+        let (low, high) = setting.shown_range();
+        let (step, decimals) = if setting.hundredths {
+            (0.01, 2)
+        } else {
+            (1.0, 0)
+        };
         ui.horizontal(|ui| {
             // Short sliders, so that A1111's longer labels ("Binarization Threshold") fit.
             ui.spacing_mut().slider_width = 100.0;
-            ui.add(Slider::new(value, setting.range.0..=setting.range.1).text(setting.label));
+            ui.add(
+                Slider::new(value, low..=high)
+                    .step_by(step)
+                    .fixed_decimals(decimals)
+                    .text(setting.label),
+            );
         });
     }
-    let values: Vec<Option<u32>> = values.into_iter().map(Some).collect();
+    let values: Vec<Option<f64>> = values.into_iter().map(Some).collect();
     // The sliders keep the values in range, so this only fails if they did not.
     if let Ok(changed) = preprocessor.with_settings(&values) {
         *preprocessor = changed;
@@ -272,6 +283,7 @@ fn preprocessor_label(preprocessor: ControlPreprocessor) -> &'static str {
         ControlPreprocessor::ScribbleXdog { .. } => "Scribble XDoG (dark strokes)",
         ControlPreprocessor::Threshold { .. } => "Threshold (black and white)",
         ControlPreprocessor::ColorGrid => "Colour grid (T2I-Adapter color)",
+        ControlPreprocessor::TileResample { .. } => "Tile resample (shrunk)",
         ControlPreprocessor::Depth => "Depth (Depth Anything V2)",
     }
 }
