@@ -187,6 +187,8 @@ fn unit_controls(
             });
             ComboBox::from_id_salt(("controlnet-preprocessor", unit))
                 .selected_text(preprocessor_label(settings.preprocessor))
+                // Tall enough for every choice without scrolling.
+                .height(320.0)
                 .show_ui(ui, |ui| {
                     for choice in ControlPreprocessor::ALL {
                         let same = std::mem::discriminant(&choice)
