@@ -1057,7 +1057,7 @@ fn controlnet_mistakes_are_one_line() {
     };
     assert_bad_input(
         &with_setting("scribble_xdog", "--control-threshold-a", "70"),
-        "--control-threshold-a: Threshold A 70 does not fit scribble_xdog's XDoG Threshold: use 1 to 64, whole numbers",
+        "--control-threshold-a: Threshold A 70 is out of range for scribble_xdog's XDoG Threshold: use 1 to 64",
     );
     assert_bad_input(
         &with_setting("threshold", "--control-threshold-b", "5"),
@@ -1065,7 +1065,7 @@ fn controlnet_mistakes_are_one_line() {
     );
     assert_bad_input(
         &with_setting("tile_resample", "--control-threshold-a", "0.5"),
-        "--control-threshold-a: Threshold A 0.5 does not fit tile_resample's Down Sampling Rate: use 1 to 8 in hundredths",
+        "--control-threshold-a: Threshold A 0.5 is out of range for tile_resample's Down Sampling Rate: use 1 to 8",
     );
     assert!(pngs_written(&dir).is_empty());
 }

@@ -637,6 +637,12 @@ mod tests {
             ControlPreprocessor::ColorGrid
         );
         assert_eq!(
+            restored(record("blur_gaussian", "4.25", "-1.0")),
+            ControlPreprocessor::BlurGaussian {
+                sigma_hundredths: 425
+            }
+        );
+        assert_eq!(
             restored(record("tile_resample", "2.5", "-1.0")),
             ControlPreprocessor::TileResample {
                 rate_hundredths: 250

@@ -33,18 +33,18 @@ pub struct ControlArgs {
     ends: Vec<f64>,
     /// none (the picture is already a map), invert, canny (edges), scribble_xdog (dark
     /// strokes as lines), threshold (black and white), t2ia_color_grid (one colour per 64×64
-    /// cell; also "color"), tile_resample (the picture shrunk), or depth (Depth Anything V2's depth map; A1111's
+    /// cell; also "color"), tile_resample (the picture shrunk), blur_gaussian, or depth (Depth Anything V2's depth map; A1111's
     /// depth_anything_v2). The maps are sd-webui-controlnet's, made at the picture's size.
     #[arg(long = "control-preprocess", value_parser = [
         "none", "invert", "canny", "scribble_xdog", "threshold", "t2ia_color_grid", "color",
-        "tile_resample", "depth", "depth_anything_v2",
+        "tile_resample", "blur_gaussian", "depth", "depth_anything_v2",
     ])]
     preprocessors: Vec<String>,
     /// The preprocessor's first setting, as A1111's Threshold A: canny's low threshold
     /// (1–255, default 100), scribble_xdog's XDoG threshold (1–64, default 32),
-    /// threshold's binarization threshold (0–255, default 127) or tile_resample's down
-    /// sampling rate (1–8 in hundredths, default 1: the picture as it is); -1 keeps the
-    /// default.
+    /// threshold's binarization threshold (0–255, default 127), tile_resample's down
+    /// sampling rate (1–8 in hundredths, default 1: the picture as it is) or
+    /// blur_gaussian's σ (0.01–64 in hundredths, default 9); -1 keeps the default.
     #[arg(
         long = "control-threshold-a",
         value_name = "N",
@@ -175,7 +175,7 @@ impl ControlArgs {
                 )?;
                 let preprocessor = ControlPreprocessor::parse(&preprocess).ok_or_else(|| {
                     CliError::input(format!(
-                        "--control-preprocess {preprocess}: use none, invert, canny, scribble_xdog, threshold, t2ia_color_grid, tile_resample or depth"
+                        "--control-preprocess {preprocess}: use none, invert, canny, scribble_xdog, threshold, t2ia_color_grid, tile_resample, blur_gaussian or depth"
                     ))
                 })?;
                 let preprocessor = self.with_thresholds(preprocessor, n, units)?;

@@ -3,14 +3,16 @@
 //! into black-on-white and back (for line art drawn dark on light); "canny" finds edges as
 //! OpenCV's `cv2.Canny` does (Sobel 3×3, L1 gradient, non-maximum suppression, hysteresis
 //! between two thresholds), on the picture's luma; "scribble_xdog", "threshold",
-//! "t2ia_color_grid" and "tile_resample" are sd-webui-controlnet's other network-free maps
+//! "t2ia_color_grid", "tile_resample" and "blur_gaussian" are sd-webui-controlnet's other
+//! network-free maps
 //! ([`super::control_maps`]); "depth_anything_v2" is a depth map made by a network (Depth
 //! Anything V2), so the engine makes it, not these pixel functions ([`super::depth`] has its
 //! pixel work).
 
 use super::control_maps::{
-    self, BINARY_THRESHOLD, BINARY_THRESHOLD_RANGE, TILE_RATE_HUNDREDTHS,
-    TILE_RATE_HUNDREDTHS_RANGE, XDOG_THRESHOLD, XDOG_THRESHOLD_RANGE,
+    self, BINARY_THRESHOLD, BINARY_THRESHOLD_RANGE, BLUR_SIGMA_HUNDREDTHS,
+    BLUR_SIGMA_HUNDREDTHS_RANGE, TILE_RATE_HUNDREDTHS, TILE_RATE_HUNDREDTHS_RANGE, XDOG_THRESHOLD,
+    XDOG_THRESHOLD_RANGE,
 };
 use super::{GrayImage, RgbImage};
 
@@ -44,12 +46,17 @@ pub enum ControlPreprocessor {
     TileResample {
         rate_hundredths: u32,
     },
+    /// A1111's `blur_gaussian`: OpenCV's 8-bit Gaussian blur of σ 0.01–64 (in hundredths:
+    /// 900 is 9).
+    BlurGaussian {
+        sigma_hundredths: u32,
+    },
     /// Depth Anything V2's depth map (A1111's `depth_anything_v2`), white nearest.
     Depth,
 }
 
 /// A setting of a preprocessor as A1111 names it (`Threshold A`, `Threshold B`), in the
-/// steps of its slider: whole numbers, or hundredths for a rate.
+/// steps of its slider: whole numbers, or hundredths for a rate or a σ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PreprocessorSetting {
     /// What the slider is called in A1111's unit.
@@ -78,21 +85,26 @@ impl PreprocessorSetting {
         (self.shown(self.range.0), self.shown(self.range.1))
     }
 
-    /// The steps of a value as the user gives it: a whole number (or hundredths) in range.
+    /// The steps of a value as the user gives it, if in range: hundredths rounded; a
+    /// fraction of a whole-number setting dropped, which changes nothing A1111 makes (it
+    /// truncates canny's thresholds, and compares whole pixel values with the XDoG and
+    /// binarization thresholds, where `x > 32.5` is `x > 32`).
     fn steps_of(self, value: f64) -> Option<u32> {
-        let steps = if self.hundredths {
-            (value * 100.0).round()
+        let (low, high) = self.shown_range();
+        if !(low..=high).contains(&value) {
+            return None;
+        }
+        Some(if self.hundredths {
+            (value * 100.0).round() as u32
         } else {
-            value
-        };
-        (steps.fract() == 0.0 && (self.range.0 as f64..=self.range.1 as f64).contains(&steps))
-            .then_some(steps as u32)
+            value.floor() as u32
+        })
     }
 }
 
 impl ControlPreprocessor {
     /// Every choice with its default settings.
-    pub const ALL: [ControlPreprocessor; 8] = [
+    pub const ALL: [ControlPreprocessor; 9] = [
         Self::None,
         Self::Invert,
         Self::Canny {
@@ -109,6 +121,9 @@ impl ControlPreprocessor {
         Self::TileResample {
             rate_hundredths: TILE_RATE_HUNDREDTHS,
         },
+        Self::BlurGaussian {
+            sigma_hundredths: BLUR_SIGMA_HUNDREDTHS,
+        },
         Self::Depth,
     ];
 
@@ -122,6 +137,7 @@ impl ControlPreprocessor {
             Self::Threshold { .. } => "threshold",
             Self::ColorGrid => "t2ia_color_grid",
             Self::TileResample { .. } => "tile_resample",
+            Self::BlurGaussian { .. } => "blur_gaussian",
             Self::Depth => "depth_anything_v2",
         }
     }
@@ -139,13 +155,17 @@ impl ControlPreprocessor {
     pub fn previews_at_full_size(self) -> bool {
         matches!(
             self,
-            Self::Depth | Self::ScribbleXdog { .. } | Self::ColorGrid | Self::TileResample { .. }
+            Self::Depth
+                | Self::ScribbleXdog { .. }
+                | Self::ColorGrid
+                | Self::TileResample { .. }
+                | Self::BlurGaussian { .. }
         )
     }
 
     /// From a CLI value or an A1111 module name (`canny`, `invert (from white bg & black
     /// line)`, `scribble_xdog`, `threshold`, `t2ia_color_grid` or `color`, `tile_resample`,
-    /// `depth_anything_v2`; `depth` for short), with default settings.
+    /// `blur_gaussian`, `depth_anything_v2`; `depth` for short), with default settings.
     pub fn parse(text: &str) -> Option<Self> {
         let text = text.trim().to_ascii_lowercase();
         let first = text.split_whitespace().next().unwrap_or("");
@@ -185,6 +205,10 @@ impl ControlPreprocessor {
                     rate_hundredths,
                     &TILE_RATE_HUNDREDTHS_RANGE,
                 )
+            }],
+            Self::BlurGaussian { sigma_hundredths } => vec![PreprocessorSetting {
+                hundredths: true,
+                ..setting("Sigma", sigma_hundredths, &BLUR_SIGMA_HUNDREDTHS_RANGE)
             }],
             Self::None | Self::Invert | Self::ColorGrid | Self::Depth => Vec::new(),
         }
@@ -226,6 +250,9 @@ impl ControlPreprocessor {
             Self::TileResample { .. } => Self::TileResample {
                 rate_hundredths: chosen[0],
             },
+            Self::BlurGaussian { .. } => Self::BlurGaussian {
+                sigma_hundredths: chosen[0],
+            },
             other => other,
         })
     }
@@ -248,6 +275,9 @@ impl ControlPreprocessor {
             Self::TileResample { rate_hundredths } => {
                 control_maps::tile_resample(image, f64::from(rate_hundredths) / 100.0)
             }
+            Self::BlurGaussian { sigma_hundredths } => {
+                control_maps::blur_gaussian(image, f64::from(sigma_hundredths) / 100.0)
+            }
         })
     }
 }
@@ -261,10 +291,9 @@ pub enum SettingError {
         preprocessor: &'static str,
     },
     #[error(
-        "Threshold {} {value} does not fit {preprocessor}'s {}: use {} to {}{}",
+        "Threshold {} {value} is out of range for {preprocessor}'s {}: use {} to {}",
         threshold_letter(*index), setting.label, setting.shown_range().0,
-        setting.shown_range().1,
-        if setting.hundredths { " in hundredths" } else { ", whole numbers" }
+        setting.shown_range().1
     )]
     OutOfRange {
         index: usize,
@@ -456,7 +485,7 @@ mod tests {
         let err = xdog.with_settings(&[Some(65.0)]).unwrap_err().to_string();
         assert_eq!(
             err,
-            "Threshold A 65 does not fit scribble_xdog's XDoG Threshold: use 1 to 64, whole numbers"
+            "Threshold A 65 is out of range for scribble_xdog's XDoG Threshold: use 1 to 64"
         );
         let err = xdog
             .with_settings(&[None, Some(3.0)])
@@ -476,7 +505,19 @@ mod tests {
             (0, 255)
         );
         assert!(ControlPreprocessor::ColorGrid.settings().is_empty());
-        assert!(xdog.with_settings(&[Some(12.5)]).is_err(), "whole numbers");
+        assert_eq!(
+            xdog.with_settings(&[Some(12.5)]),
+            Ok(ControlPreprocessor::ScribbleXdog { threshold: 12 }),
+            "a fraction changes nothing A1111 makes"
+        );
+        let blur = ControlPreprocessor::parse("blur_gaussian").unwrap();
+        assert_eq!(blur.settings()[0].value(), 9.0);
+        assert_eq!(
+            blur.with_settings(&[Some(0.01)]),
+            Ok(ControlPreprocessor::BlurGaussian {
+                sigma_hundredths: 1
+            })
+        );
         let tile = ControlPreprocessor::parse("tile_resample").unwrap();
         assert_eq!(tile.settings()[0].value(), 1.0);
         assert_eq!(
@@ -488,7 +529,7 @@ mod tests {
         let err = tile.with_settings(&[Some(9.0)]).unwrap_err().to_string();
         assert_eq!(
             err,
-            "Threshold A 9 does not fit tile_resample's Down Sampling Rate: use 1 to 8 in hundredths"
+            "Threshold A 9 is out of range for tile_resample's Down Sampling Rate: use 1 to 8"
         );
         let grid = ControlPreprocessor::ColorGrid
             .apply(&RgbImage::filled(3, 2, [9; 3]))

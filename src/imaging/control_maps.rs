@@ -10,7 +10,9 @@
 //! - `t2ia_color_grid`: the picture shrunk 64 times with bicubic interpolation, then
 //!   blown back up with nearest-neighbour cells;
 //! - `tile_resample`: the picture shrunk by the down sampling rate with OpenCV's
-//!   `INTER_AREA` (the generation then resizes it to its size as it does any map).
+//!   `INTER_AREA` (the generation then resizes it to its size as it does any map);
+//! - `blur_gaussian`: OpenCV's 8-bit Gaussian blur, its fixed-point path (which OpenCV
+//!   keeps bit-exact across platforms).
 //!
 //! `tests/fixtures/make_preprocessor_fixtures.py` makes OpenCV's maps for the tests.
 
@@ -26,6 +28,9 @@ pub const BINARY_THRESHOLD_RANGE: std::ops::RangeInclusive<u32> = 0..=255;
 /// in hundredths (its slider's step).
 pub const TILE_RATE_HUNDREDTHS: u32 = 100;
 pub const TILE_RATE_HUNDREDTHS_RANGE: std::ops::RangeInclusive<u32> = 100..=800;
+/// A1111's default blur σ, and its slider's range, in hundredths (its slider's step).
+pub const BLUR_SIGMA_HUNDREDTHS: u32 = 900;
+pub const BLUR_SIGMA_HUNDREDTHS_RANGE: std::ops::RangeInclusive<u32> = 1..=6400;
 /// The σ of XDoG's narrow and wide blurs (fixed in the extension).
 const XDOG_SIGMAS: (f64, f64) = (0.5, 5.0);
 /// The colour grid's cell side at the picture's own size.
@@ -265,6 +270,14 @@ fn padded_to_64(image: &RgbImage) -> RgbImage {
 /// rounding to f32.
 pub fn gaussian_kernel(sigma: f64) -> Vec<f32> {
     let size = ((sigma * 8.0 + 1.0).round_ties_even() as usize) | 1;
+    gaussian_kernel_f64(size, sigma)
+        .into_iter()
+        .map(|k| k as f32)
+        .collect()
+}
+
+/// OpenCV's `getGaussianKernelBitExact` in f64: `size` taps of σ `sigma`, summing to one.
+fn gaussian_kernel_f64(size: usize, sigma: f64) -> Vec<f64> {
     let half = (size - 1) / 2;
     let scale = -0.125 / (sigma * sigma);
     let values: Vec<f64> = (0..half)
@@ -275,13 +288,86 @@ pub fn gaussian_kernel(sigma: f64) -> Vec<f32> {
         .collect();
     let sum = values.iter().sum::<f64>() * 2.0 + 1.0;
     let reciprocal = 1.0 / sum;
-    let mut kernel = vec![0f32; size];
+    let mut kernel = vec![0f64; size];
     for (i, value) in values.iter().enumerate() {
-        kernel[i] = (value * reciprocal) as f32;
+        kernel[i] = value * reciprocal;
         kernel[size - 1 - i] = kernel[i];
     }
-    kernel[half] = reciprocal as f32;
+    kernel[half] = reciprocal;
     kernel
+}
+
+/// A1111's `blur_gaussian`: `cv2.GaussianBlur(picture, (0, 0), sigma)` on the 8-bit picture,
+/// as OpenCV's fixed-point path computes it: round(6σ + 1) taps (made odd) in 8-bit fixed
+/// point with the rounding error carried outward-in and the centre taking the rest of 256,
+/// rows summed into 16 bits, columns into 32, rounded half up; edges mirrored as
+/// `BORDER_REFLECT_101`.
+pub fn blur_gaussian(image: &RgbImage, sigma: f64) -> RgbImage {
+    let size = ((sigma * 6.0 + 1.0).round_ties_even() as usize) | 1;
+    if size == 1 {
+        return image.clone();
+    }
+    let kernel = fixed_point_kernel(&gaussian_kernel_f64(size, sigma));
+    let radius = size / 2;
+    let (width, height) = (image.width, image.height);
+    let taps = |at: usize, offset: usize, len: usize| -> (usize, usize) {
+        (
+            reflect_101(at as isize + offset as isize, len),
+            reflect_101(at as isize - offset as isize, len),
+        )
+    };
+    let mut rows = vec![0u32; width * height * 3];
+    for y in 0..height {
+        let source = &image.pixels[y * width * 3..][..width * 3];
+        for x in 0..width {
+            for c in 0..3 {
+                let mut sum = kernel[radius] * u32::from(source[x * 3 + c]);
+                for k in 1..=radius {
+                    let (right, left) = taps(x, k, width);
+                    let pair = u32::from(source[right * 3 + c]) + u32::from(source[left * 3 + c]);
+                    sum += kernel[radius + k] * pair;
+                }
+                // A ufixedpoint16: the kernel sums to 256, so it never saturates.
+                rows[(y * width + x) * 3 + c] = sum.min(u32::from(u16::MAX));
+            }
+        }
+    }
+    let mut pixels = vec![0u8; width * height * 3];
+    for y in 0..height {
+        for i in 0..width * 3 {
+            let mut sum = u64::from(kernel[radius]) * u64::from(rows[y * width * 3 + i]);
+            for k in 1..=radius {
+                let (below, above) = taps(y, k, height);
+                let pair = u64::from(rows[below * width * 3 + i] + rows[above * width * 3 + i]);
+                sum += u64::from(kernel[radius + k]) * pair;
+            }
+            pixels[y * width * 3 + i] = ((sum + (1 << 15)) >> 16).min(255) as u8;
+        }
+    }
+    RgbImage {
+        width,
+        height,
+        pixels,
+    }
+}
+
+/// OpenCV's `getGaussianKernelFixedPoint_ED` with 8 fraction bits: each outer tap rounded
+/// (half to even) after adding the previous tap's rounding error, the centre what is left.
+fn fixed_point_kernel(kernel: &[f64]) -> Vec<u32> {
+    let half = kernel.len() / 2;
+    let mut fixed = vec![0u32; kernel.len()];
+    let mut error = 0.0;
+    let mut outer = 0u32;
+    for i in 0..half {
+        let adjusted = kernel[i] * 256.0 + error;
+        let rounded = adjusted.round_ties_even();
+        error = adjusted - rounded;
+        fixed[i] = rounded as u32;
+        fixed[kernel.len() - 1 - i] = fixed[i];
+        outer += fixed[i];
+    }
+    fixed[half] = 256 - 2 * outer;
+    fixed
 }
 
 /// OpenCV's default border (`BORDER_REFLECT_101`): `gfedcb|abcdefgh|gfedcba`.
@@ -572,6 +658,24 @@ mod tests {
         let image = RgbImage::filled(5, 3, [7; 3]);
         assert_eq!(tile_resample(&image, 1.05), image);
         assert_eq!(tile_resample(&image, 8.0), RgbImage::filled(1, 1, [7; 3]));
+    }
+
+    /// Exact: OpenCV's 8-bit Gaussian is its bit-exact fixed-point code, reproduced here.
+    #[test]
+    fn gaussian_blurs_equal_sd_webui_controlnets() {
+        for (picture, image) in pictures() {
+            if picture == "mosaic" {
+                continue;
+            }
+            for sigma in ["9.0", "1.5", "0.3"] {
+                let name = format!("{picture}_blur_gaussian_{sigma}");
+                let ours = blur_gaussian(&image, sigma.parse().unwrap());
+                assert_eq!(compare(&name, &ours), (0, 0), "{name}");
+            }
+        }
+        let image = RgbImage::filled(3, 2, [200, 10, 0]);
+        assert_eq!(blur_gaussian(&image, 0.01), image, "one tap: a copy");
+        assert_eq!(blur_gaussian(&image, 64.0), image, "flat stays flat");
     }
 
     #[test]

@@ -188,7 +188,7 @@ fn unit_controls(
             ComboBox::from_id_salt(("controlnet-preprocessor", unit))
                 .selected_text(preprocessor_label(settings.preprocessor))
                 // Tall enough for every choice without scrolling.
-                .height(320.0)
+                .height(360.0)
                 .show_ui(ui, |ui| {
                     for choice in ControlPreprocessor::ALL {
                         let same = std::mem::discriminant(&choice)
@@ -286,6 +286,7 @@ fn preprocessor_label(preprocessor: ControlPreprocessor) -> &'static str {
         ControlPreprocessor::Threshold { .. } => "Threshold (black and white)",
         ControlPreprocessor::ColorGrid => "Colour grid (T2I-Adapter color)",
         ControlPreprocessor::TileResample { .. } => "Tile resample (shrunk)",
+        ControlPreprocessor::BlurGaussian { .. } => "Gaussian blur",
         ControlPreprocessor::Depth => "Depth (Depth Anything V2)",
     }
 }
