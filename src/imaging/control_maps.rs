@@ -310,38 +310,51 @@ pub fn blur_gaussian(image: &RgbImage, sigma: f64) -> RgbImage {
     let kernel = fixed_point_kernel(&gaussian_kernel_f64(size, sigma));
     let radius = size / 2;
     let (width, height) = (image.width, image.height);
-    let taps = |at: usize, offset: usize, len: usize| -> (usize, usize) {
-        (
-            reflect_101(at as isize + offset as isize, len),
-            reflect_101(at as isize - offset as isize, len),
-        )
-    };
+    // Each row mirrored out by the radius, so that the taps index it directly.
+    let across: Vec<usize> = (-(radius as isize)..(width + radius) as isize)
+        .map(|x| reflect_101(x, width))
+        .collect();
+    let mut padded = vec![0u32; across.len()];
     let mut rows = vec![0u32; width * height * 3];
     for y in 0..height {
         let source = &image.pixels[y * width * 3..][..width * 3];
-        for x in 0..width {
-            for c in 0..3 {
-                let mut sum = kernel[radius] * u32::from(source[x * 3 + c]);
+        for c in 0..3 {
+            for (value, &x) in padded.iter_mut().zip(&across) {
+                *value = u32::from(source[x * 3 + c]);
+            }
+            for x in 0..width {
+                let centre = x + radius;
+                let mut sum = kernel[radius] * padded[centre];
                 for k in 1..=radius {
-                    let (right, left) = taps(x, k, width);
-                    let pair = u32::from(source[right * 3 + c]) + u32::from(source[left * 3 + c]);
-                    sum += kernel[radius + k] * pair;
+                    sum += kernel[radius + k] * (padded[centre + k] + padded[centre - k]);
                 }
                 // A ufixedpoint16: the kernel sums to 256, so it never saturates.
                 rows[(y * width + x) * 3 + c] = sum.min(u32::from(u16::MAX));
             }
         }
     }
+    let down: Vec<usize> = (-(radius as isize)..(height + radius) as isize)
+        .map(|y| reflect_101(y, height))
+        .collect();
     let mut pixels = vec![0u8; width * height * 3];
+    let mut sums = vec![0u64; width * 3];
     for y in 0..height {
-        for i in 0..width * 3 {
-            let mut sum = u64::from(kernel[radius]) * u64::from(rows[y * width * 3 + i]);
-            for k in 1..=radius {
-                let (below, above) = taps(y, k, height);
-                let pair = u64::from(rows[below * width * 3 + i] + rows[above * width * 3 + i]);
-                sum += u64::from(kernel[radius + k]) * pair;
+        let row = |k: usize| &rows[down[k] * width * 3..][..width * 3];
+        for (sum, &centre) in sums.iter_mut().zip(row(y + radius)) {
+            *sum = u64::from(kernel[radius]) * u64::from(centre);
+        }
+        for k in 1..=radius {
+            let weight = u64::from(kernel[radius + k]);
+            for ((sum, &below), &above) in sums
+                .iter_mut()
+                .zip(row(y + radius + k))
+                .zip(row(y + radius - k))
+            {
+                *sum += weight * u64::from(below + above);
             }
-            pixels[y * width * 3 + i] = ((sum + (1 << 15)) >> 16).min(255) as u8;
+        }
+        for (out, &sum) in pixels[y * width * 3..][..width * 3].iter_mut().zip(&sums) {
+            *out = ((sum + (1 << 15)) >> 16).min(255) as u8;
         }
     }
     RgbImage {
