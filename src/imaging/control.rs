@@ -1,8 +1,8 @@
 //! Control-image preprocessors: what turns a picture into the map a ControlNet reads.
 //! "none" passes the picture as it is (a map made elsewhere); "invert" turns white-on-black
 //! into black-on-white and back (for line art drawn dark on light); "canny" finds edges as
-//! OpenCV's `cv2.Canny` does (Sobel 3×3, L1 gradient, non-maximum suppression, hysteresis
-//! between two thresholds), on the picture's luma; "scribble_xdog", "threshold",
+//! sd-webui-controlnet's `cv2.Canny` call does, pixel for pixel ([`super::canny`]);
+//! "scribble_xdog", "threshold",
 //! "t2ia_color_grid", "tile_resample" and "blur_gaussian" are sd-webui-controlnet's other
 //! network-free maps
 //! ([`super::control_maps`]); "depth_anything_v2" is a depth map made by a network (Depth
@@ -14,7 +14,8 @@ use super::control_maps::{
     BLUR_SIGMA_HUNDREDTHS_RANGE, TILE_RATE_HUNDREDTHS, TILE_RATE_HUNDREDTHS_RANGE, XDOG_THRESHOLD,
     XDOG_THRESHOLD_RANGE,
 };
-use super::{GrayImage, RgbImage};
+use super::canny;
+use super::RgbImage;
 
 /// A1111's default Canny thresholds.
 pub const CANNY_LOW: u32 = 100;
@@ -268,7 +269,7 @@ impl ControlPreprocessor {
                 height: image.height,
                 pixels: image.pixels.iter().map(|&p| 255 - p).collect(),
             },
-            Self::Canny { low, high } => canny(&GrayImage::luma_of(image), low, high).to_rgb(),
+            Self::Canny { low, high } => canny::canny(image, low, high).to_rgb(),
             Self::ScribbleXdog { threshold } => control_maps::scribble_xdog(image, threshold),
             Self::Threshold { level } => control_maps::threshold(image, level),
             Self::ColorGrid => control_maps::color_grid(image),
@@ -308,130 +309,9 @@ fn threshold_letter(index: usize) -> char {
     (b'A' + index.min(25) as u8) as char
 }
 
-/// Edges of `gray`: 255 on an edge, 0 elsewhere.
-pub fn canny(gray: &GrayImage, low: u32, high: u32) -> GrayImage {
-    let (w, h) = (gray.width, gray.height);
-    let (low, high) = (low.min(high) as i32, low.max(high) as i32);
-    // Edge pixels repeat outward, as OpenCV's default border (reflect-101) nearly does.
-    let at = |x: isize, y: isize| -> i32 {
-        let x = x.clamp(0, w as isize - 1) as usize;
-        let y = y.clamp(0, h as isize - 1) as usize;
-        gray.pixels[y * w + x] as i32
-    };
-    let mut dx = vec![0i32; w * h];
-    let mut dy = vec![0i32; w * h];
-    let mut magnitude = vec![0i32; w * h];
-    for y in 0..h as isize {
-        for x in 0..w as isize {
-            let gx = (at(x + 1, y - 1) + 2 * at(x + 1, y) + at(x + 1, y + 1))
-                - (at(x - 1, y - 1) + 2 * at(x - 1, y) + at(x - 1, y + 1));
-            let gy = (at(x - 1, y + 1) + 2 * at(x, y + 1) + at(x + 1, y + 1))
-                - (at(x - 1, y - 1) + 2 * at(x, y - 1) + at(x + 1, y - 1));
-            let i = y as usize * w + x as usize;
-            dx[i] = gx;
-            dy[i] = gy;
-            magnitude[i] = gx.abs() + gy.abs();
-        }
-    }
-    // Non-maximum suppression along the gradient direction (four sectors), then the strong
-    // edges; weak ones join when connected to a strong one.
-    let mag = |x: isize, y: isize| -> i32 {
-        if x < 0 || y < 0 || x >= w as isize || y >= h as isize {
-            0
-        } else {
-            magnitude[y as usize * w + x as usize]
-        }
-    };
-    // tan(22.5°) and tan(67.5°) in 15-bit fixed point, as OpenCV compares them.
-    const TAN22: i64 = 13573;
-    let mut state = vec![0u8; w * h]; // 0 none, 1 weak, 2 strong
-    let mut stack = Vec::new();
-    for y in 0..h as isize {
-        for x in 0..w as isize {
-            let i = y as usize * w + x as usize;
-            let m = magnitude[i];
-            if m <= low {
-                continue;
-            }
-            let (ax, ay) = (dx[i].abs() as i64, dy[i].abs() as i64);
-            let tg22 = ax * TAN22;
-            let tg67 = tg22 + (ax << 16);
-            let ay = ay << 15;
-            let is_max = if ay < tg22 {
-                m > mag(x - 1, y) && m >= mag(x + 1, y)
-            } else if ay > tg67 {
-                m > mag(x, y - 1) && m >= mag(x, y + 1)
-            } else {
-                let step = if (dx[i] ^ dy[i]) < 0 { -1 } else { 1 };
-                m > mag(x - step, y - 1) && m > mag(x + step, y + 1)
-            };
-            if !is_max {
-                continue;
-            }
-            if m > high {
-                state[i] = 2;
-                stack.push(i);
-            } else {
-                state[i] = 1;
-            }
-        }
-    }
-    while let Some(i) = stack.pop() {
-        let (x, y) = ((i % w) as isize, (i / w) as isize);
-        for (ox, oy) in [
-            (-1, -1),
-            (0, -1),
-            (1, -1),
-            (-1, 0),
-            (1, 0),
-            (-1, 1),
-            (0, 1),
-            (1, 1),
-        ] {
-            let (nx, ny) = (x + ox, y + oy);
-            if nx < 0 || ny < 0 || nx >= w as isize || ny >= h as isize {
-                continue;
-            }
-            let j = ny as usize * w + nx as usize;
-            if state[j] == 1 {
-                state[j] = 2;
-                stack.push(j);
-            }
-        }
-    }
-    GrayImage {
-        width: w,
-        height: h,
-        pixels: state
-            .iter()
-            .map(|&s| if s == 2 { 255 } else { 0 })
-            .collect(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn canny_finds_the_edge_of_a_square_and_nothing_in_flat_areas() {
-        let mut image = GrayImage::filled(32, 32, 20);
-        for y in 8..24 {
-            for x in 8..24 {
-                image.pixels[y * 32 + x] = 220;
-            }
-        }
-        let edges = canny(&image, CANNY_LOW, CANNY_HIGH);
-        assert_eq!(edges.pixels[16 * 32 + 16], 0, "inside");
-        assert_eq!(edges.pixels[2 * 32 + 2], 0, "outside");
-        let on_left_edge = (6..10).any(|x| edges.pixels[16 * 32 + x] == 255);
-        assert!(on_left_edge);
-        // Thin: at most two pixels of the edge across.
-        let across = (0..32)
-            .filter(|&x| edges.pixels[16 * 32 + x] == 255)
-            .count();
-        assert!((2..=4).contains(&across), "{across}");
-    }
 
     #[test]
     fn preprocessors_parse_cli_and_a1111_names() {

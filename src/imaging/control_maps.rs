@@ -521,13 +521,20 @@ fn resize_nearest(image: &RgbImage, width: usize, height: usize) -> RgbImage {
     }
 }
 
+/// The pictures and the comparison of `make_preprocessor_fixtures.py`'s maps, shared with
+/// [`super::canny`]'s tests.
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::path::PathBuf;
 
     fn fixtures() -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    }
+
+    /// A picture under tests/fixtures, as RGB.
+    pub(in super::super) fn read_fixture(relative: &str) -> RgbImage {
+        read(fixtures().join(relative))
     }
 
     fn read(path: PathBuf) -> RgbImage {
@@ -538,7 +545,7 @@ mod tests {
     }
 
     /// The pictures of `make_preprocessor_fixtures.py`, made the same way.
-    fn pictures() -> Vec<(&'static str, RgbImage)> {
+    pub(in super::super) fn pictures() -> Vec<(&'static str, RgbImage)> {
         let init = read(fixtures().join("init_64.png"));
         let lines = read(fixtures().join("control_lines_64.png"));
         let lines = RgbImage {
@@ -579,7 +586,7 @@ mod tests {
     }
 
     /// Pixels that differ from OpenCV's map, and how far at most.
-    fn compare(name: &str, ours: &RgbImage) -> (usize, u8) {
+    pub(in super::super) fn compare(name: &str, ours: &RgbImage) -> (usize, u8) {
         let reference = read(fixtures().join(format!("preprocessors/{name}.png")));
         assert_eq!(
             (ours.width, ours.height),

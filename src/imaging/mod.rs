@@ -3,6 +3,7 @@
 //! around a mask, A1111's "fill", pasting a result back, extending a canvas to outpaint.
 //! Stands beside the layers and imports none of them.
 
+pub mod canny;
 pub mod control;
 pub mod control_maps;
 pub mod depth;
