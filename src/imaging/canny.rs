@@ -199,8 +199,10 @@ mod tests {
 
     #[test]
     fn canny_maps_equal_sd_webui_controlnets() {
-        let noise = ("noise", read_fixture("preprocessors/noise.png"));
-        for (name, picture) in pictures().into_iter().chain([noise]) {
+        // Busy noise, grey steps at the thresholds, gradients on the sectors' boundaries.
+        let made = ["noise", "steps", "sectors"]
+            .map(|name| (name, read_fixture(&format!("preprocessors/{name}.png"))));
+        for (name, picture) in pictures().into_iter().chain(made) {
             for (low, high) in [(100, 200), (50, 100), (160, 150)] {
                 let map = canny(&picture, low, high).to_rgb();
                 let reference = format!("{name}_canny_{low}_{high}");
