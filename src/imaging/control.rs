@@ -9,12 +9,12 @@
 //! Anything V2), so the engine makes it, not these pixel functions ([`super::depth`] has its
 //! pixel work).
 
+use super::canny;
 use super::control_maps::{
     self, BINARY_THRESHOLD, BINARY_THRESHOLD_RANGE, BLUR_SIGMA_HUNDREDTHS,
     BLUR_SIGMA_HUNDREDTHS_RANGE, TILE_RATE_HUNDREDTHS, TILE_RATE_HUNDREDTHS_RANGE, XDOG_THRESHOLD,
     XDOG_THRESHOLD_RANGE,
 };
-use super::canny;
 use super::RgbImage;
 
 /// A1111's default Canny thresholds.
