@@ -149,14 +149,17 @@ impl ControlPreprocessor {
     }
 
     /// Whether a preview must be made from the whole picture rather than a thumbnail: a
-    /// network's map, or one sized in the picture's pixels — XDoG's blurs (on a thumbnail
-    /// they would wash out the strokes the full-size map keeps) and the colour grid's
-    /// 64-pixel cells (a thumbnail would have fewer, larger ones), and the tile's shrinking
-    /// (of a thumbnail it would show a coarser map than the generation reads).
+    /// network's map, or one sized in the picture's pixels — Canny's gradients (a thumbnail
+    /// averages away the fine edges the generation's map keeps, and its thresholds then pick
+    /// other ones), XDoG's blurs (on a thumbnail they would wash out the strokes the full-size
+    /// map keeps) and the colour grid's 64-pixel cells (a thumbnail would have fewer, larger
+    /// ones), and the tile's shrinking (of a thumbnail it would show a coarser map than the
+    /// generation reads).
     pub fn previews_at_full_size(self) -> bool {
         matches!(
             self,
             Self::Depth
+                | Self::Canny { .. }
                 | Self::ScribbleXdog { .. }
                 | Self::ColorGrid
                 | Self::TileResample { .. }
