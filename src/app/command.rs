@@ -93,8 +93,19 @@ pub enum UiCommand {
     Outpaint([usize; 4]),
     /// Restore settings from pasted A1111 `parameters` text.
     PasteParameters(String),
-    /// An image pasted from the clipboard becomes the start image.
-    PasteImage(std::sync::Arc<egui::ColorImage>),
+    /// Files dropped on the window: to a ControlNet unit when it claimed them (the first
+    /// picture), else a PNG with settings restores them and other pictures become the start
+    /// image.
+    DropFiles {
+        paths: Vec<PathBuf>,
+        target: ArrivalTarget,
+    },
+    /// A picture pasted from the clipboard: the picture of the ControlNet unit that claimed it,
+    /// else the start image.
+    PasteImage {
+        image: std::sync::Arc<egui::ColorImage>,
+        target: ArrivalTarget,
+    },
     /// Use another `styles.csv`.
     PickStylesFile,
     ReloadStyles,
@@ -120,6 +131,15 @@ pub enum UiCommand {
     DismissNotice(u64),
     /// Open or close the model manager, or delete a model in it.
     ModelManager(ManagerAction),
+}
+
+/// Where a dropped file or pasted picture goes: the panel under the pointer claims it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArrivalTarget {
+    /// No panel claimed it: the window's own handling.
+    Window,
+    /// ControlNet unit N's picture.
+    ControlUnit(usize),
 }
 
 /// What the queue panel asks for; entries are named by their queue id.

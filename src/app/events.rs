@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::command::ArrivalTarget;
 use super::session::AddOnDownload;
 use super::*;
 use crate::engine::{DownloadProgress, DownloadPurpose};
@@ -315,6 +316,11 @@ impl LatentStudioApp {
             OpenPurpose::ControlImage(unit) => {
                 self.set_control_image(ctx, unit, name, Arc::new(opened.image));
             }
+            OpenPurpose::DroppedOnControlUnit(unit) => {
+                self.set_control_image(ctx, unit, name.clone(), Arc::new(opened.image));
+                self.notices
+                    .info(format!("{name} is ControlNet unit {}'s picture", unit + 1));
+            }
             OpenPurpose::Dropped => {
                 let params = opened
                     .parameters
@@ -333,12 +339,25 @@ impl LatentStudioApp {
         }
     }
 
-    /// Files dropped on the window: PNGs with settings restore them, other images become the
-    /// init image. Decoding happens on the file thread.
-    pub(super) fn take_dropped_files(&mut self, ctx: &egui::Context) {
-        let dropped = ctx.input(|i| i.raw.dropped_files.clone());
-        for file in dropped {
-            self.open_as_dropped(file.path().to_path_buf());
+    /// Files dropped on the window. On a ControlNet unit the first becomes its picture, as
+    /// "Choose…" reads it (a PNG's settings are not restored: the user aimed at the unit);
+    /// elsewhere PNGs with settings restore them and other images become the init image.
+    /// Decoding happens on the file thread.
+    pub(super) fn drop_files(&mut self, paths: Vec<PathBuf>, target: ArrivalTarget) {
+        match target {
+            ArrivalTarget::ControlUnit(unit) if unit < self.state.control_units.len() => {
+                if let Some(path) = paths.into_iter().next() {
+                    self.files.send(FileRequest::Open {
+                        path,
+                        purpose: OpenPurpose::DroppedOnControlUnit(unit),
+                    });
+                }
+            }
+            _ => {
+                for path in paths {
+                    self.open_as_dropped(path);
+                }
+            }
         }
     }
 

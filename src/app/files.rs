@@ -55,6 +55,9 @@ pub enum OpenPurpose {
     Dropped,
     /// The picture ControlNet unit N reads.
     ControlImage(usize),
+    /// Dropped on ControlNet unit N: its picture (settings in a PNG are not restored), with a
+    /// note saying where it went.
+    DroppedOnControlUnit(usize),
 }
 
 pub struct ScannedImage {

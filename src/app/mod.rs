@@ -10,6 +10,7 @@
 //! - [`desktop`]: native dialogs and the file manager, behind the [`Desktop`] trait.
 //! - [`mask`] and [`inpaint`]: the inpainting mask painted over the start image.
 
+mod arrivals;
 pub mod command;
 mod config;
 mod controlnets;
@@ -472,7 +473,8 @@ impl LatentStudioApp {
             UiCommand::EditMask(edit) => self.edit_mask(edit),
             UiCommand::Outpaint(sides) => self.outpaint(ctx, sides),
             UiCommand::PasteParameters(text) => self.paste_parameters(&text),
-            UiCommand::PasteImage(image) => self.paste_image(ctx, &image),
+            UiCommand::DropFiles { paths, target } => self.drop_files(paths, target),
+            UiCommand::PasteImage { image, target } => self.paste_image(ctx, &image, target),
             UiCommand::PickStylesFile => self.pick_styles_file(),
             UiCommand::ReloadStyles => self.reload_styles(),
             UiCommand::SaveStyle(name) => self.save_style(name),
@@ -648,9 +650,6 @@ impl eframe::App for LatentStudioApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         let ctx = ui.ctx().clone();
         let mut commands = Vec::new();
-        // Here rather than in `logic`: while the window is hidden `logic` still runs, but
-        // sees the last shown frame's input, drops included.
-        self.take_dropped_files(&ctx);
         self.shortcuts(&ctx, &mut commands);
 
         let controls = panels::controls::ControlsView {
@@ -723,6 +722,10 @@ impl eframe::App for LatentStudioApp {
 
         panels::canvas::drop_overlay(&ctx);
         commands.extend(panels::model_manager::show(&ctx, &self.model_manager));
+        // Here rather than in `logic`: while the window is hidden `logic` still runs, but
+        // sees the last shown frame's input, drops included.
+        let unclaimed = arrivals::unclaimed(&ctx, &commands);
+        commands.extend(unclaimed);
 
         for command in commands {
             self.apply(&ctx, command);

@@ -1,6 +1,7 @@
 //! Restoring settings from an image's A1111 `parameters`: the shown history image, a dropped
 //! or opened PNG, and the model it names (by name, or by its hash in the background).
 
+use super::command::ArrivalTarget;
 use super::*;
 
 impl LatentStudioApp {
@@ -17,14 +18,20 @@ impl LatentStudioApp {
         }
     }
 
-    /// Ctrl+V of a picture: it becomes the img2img start image, as a dropped picture does.
-    pub(super) fn paste_image(&mut self, ctx: &egui::Context, pasted: &egui::ColorImage) {
+    /// Ctrl+V of a picture: the picture of the ControlNet unit under the pointer, else the
+    /// img2img start image, as a dropped picture does.
+    pub(super) fn paste_image(
+        &mut self,
+        ctx: &egui::Context,
+        pasted: &egui::ColorImage,
+        target: ArrivalTarget,
+    ) {
         let [width, height] = pasted.size;
         let largest = MAX_PICTURE_SIDE as usize;
         if width == 0 || height == 0 || width > largest || height > largest {
             self.notices.error(
                 "The pasted picture is not used",
-                format!("It is {width}×{height} pixels; a start image has 1 to {largest} a side."),
+                format!("It is {width}×{height} pixels; a picture has 1 to {largest} a side."),
                 None,
             );
             return;
@@ -38,15 +45,27 @@ impl LatentStudioApp {
                 [r, g, b]
             })
             .collect();
-        let image = RgbImage {
+        let image = Arc::new(RgbImage {
             width,
             height,
             pixels,
-        };
-        self.set_init_image(ctx, "pasted picture".into(), Arc::new(image), false);
-        self.notices.info(format!(
-            "Starting from the pasted picture ({width}×{height})"
-        ));
+        });
+        let name = "pasted picture".to_string();
+        match target {
+            ArrivalTarget::ControlUnit(unit) if unit < self.state.control_units.len() => {
+                self.set_control_image(ctx, unit, name, image);
+                self.notices.info(format!(
+                    "The pasted picture ({width}×{height}) is ControlNet unit {}'s picture",
+                    unit + 1
+                ));
+            }
+            _ => {
+                self.set_init_image(ctx, name, image, false);
+                self.notices.info(format!(
+                    "Starting from the pasted picture ({width}×{height})"
+                ));
+            }
+        }
     }
 
     pub(super) fn reuse_shown_parameters(&mut self) {

@@ -1,5 +1,5 @@
-//! Keys that work wherever the keyboard focus is: generate, save, cancel, paste settings or
-//! a picture, browse the history.
+//! Keys that work wherever the keyboard focus is: generate, save, cancel, paste settings,
+//! browse the history. A pasted picture is claimed like a dropped file ([`super::arrivals`]).
 
 use super::*;
 
@@ -34,17 +34,6 @@ impl LatentStudioApp {
             if let Some(text) = pasted {
                 commands.push(UiCommand::PasteParameters(text));
             }
-        }
-        // A copied picture (a screenshot, an image from a browser): egui sends it only when
-        // the clipboard holds no text, so no text field wants it.
-        let image = ctx.input(|i| {
-            i.events.iter().find_map(|event| match event {
-                egui::Event::PasteImage(image) => Some(image.clone()),
-                _ => None,
-            })
-        });
-        if let Some(image) = image {
-            commands.push(UiCommand::PasteImage(image));
         }
         // Arrow keys browse the history while no text field has the keyboard (and the
         // history is on screen, not the mask canvas).

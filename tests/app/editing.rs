@@ -352,3 +352,96 @@ fn the_controlnet_picker_offers_the_families_hub_controlnets() {
         Some(PathBuf::from("lllyasviel/control_v11p_sd15_canny"))
     );
 }
+
+/// Opens the window with one ControlNet unit (no picture yet) on screen.
+fn app_with_a_control_unit<'a>(
+    output: &Path,
+    desktop: &ScriptedDesktop,
+) -> Harness<'a, LatentStudioApp> {
+    let mut harness = open_app(fixture_model("sd1"), output, desktop);
+    harness.set_size(egui::Vec2::new(1280.0, 1600.0));
+    harness.get_by_label("ControlNet").click();
+    harness.run_steps(2);
+    harness.get_by_label("Add ControlNet unit").click();
+    harness.run_steps(2);
+    harness
+}
+
+/// A file dropped with the pointer on a ControlNet unit is that unit's picture — even a PNG
+/// with settings, which are then not restored — and the start image stays empty; dropped
+/// anywhere else, a picture still becomes the start image.
+#[test]
+fn a_file_dropped_on_a_controlnet_unit_is_its_picture() {
+    let output = Scratch::new("unit-drop-out");
+    let files = Scratch::new("unit-drop-files");
+    let desktop = ScriptedDesktop::default();
+    let mut harness = app_with_a_control_unit(&output.0, &desktop);
+    let seed_before = harness.state().state().seed;
+
+    let with_settings = files.0.join("pose.png");
+    let parameters =
+        "a dancer\nSteps: 23, Sampler: Euler, CFG scale: 6.5, Seed: 1234567, Size: 64x96";
+    write_png_with_parameters(&with_settings, &[90; 4 * 4 * 3], 4, 4, parameters)
+        .expect("write png");
+    let on_unit = harness.get_by_label("No picture").rect().center();
+    harness.hover_at(on_unit);
+    harness.run_steps(1);
+    drop_file(&mut harness, &with_settings);
+    step_until(&mut harness, "the unit's picture", |app| {
+        app.control_picture_name(0).is_some()
+    });
+    harness.run_steps(2);
+    assert_eq!(harness.state().control_picture_name(0), Some("pose.png"));
+    assert!(harness.state().init_image().is_none());
+    assert_eq!(
+        harness.state().state().seed,
+        seed_before,
+        "settings not restored"
+    );
+    assert_ne!(harness.state().state().steps, 23);
+    assert!(text_shown(
+        &harness,
+        "pose.png is ControlNet unit 1's picture"
+    ));
+
+    // Elsewhere in the same panel (the prompt): the start image, as before.
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    harness.hover_at(harness.get_by_label("Prompt").rect().center());
+    harness.run_steps(1);
+    drop_file(&mut harness, &fixtures.join("init_64.png"));
+    step_until(&mut harness, "the start image", |app| {
+        app.init_image().is_some()
+    });
+    assert_eq!(harness.state().init_image().unwrap().name, "init_64.png");
+    assert_eq!(harness.state().control_picture_name(0), Some("pose.png"));
+}
+
+/// A picture pasted with the pointer on a ControlNet unit is its picture;
+/// pasted elsewhere, it is the start image.
+#[test]
+fn a_picture_pasted_on_a_controlnet_unit_is_its_picture() {
+    let output = Scratch::new("unit-paste-out");
+    let desktop = ScriptedDesktop::default();
+    let mut harness = app_with_a_control_unit(&output.0, &desktop);
+
+    let on_unit = harness.get_by_label("No picture").rect().center();
+    harness.hover_at(on_unit);
+    harness.run_steps(1);
+    let picture = egui::ColorImage::filled([24, 16], egui::Color32::from_rgb(10, 200, 30));
+    harness.event(egui::Event::PasteImage(Arc::new(picture)));
+    harness.run_steps(2);
+    assert_eq!(
+        harness.state().control_picture_name(0),
+        Some("pasted picture")
+    );
+    assert!(harness.state().init_image().is_none());
+    assert!(text_shown(&harness, "is ControlNet unit 1's picture"));
+
+    harness.hover_at(harness.get_by_label("Prompt").rect().center());
+    harness.run_steps(1);
+    let picture = egui::ColorImage::filled([8, 8], egui::Color32::WHITE);
+    harness.event(egui::Event::PasteImage(Arc::new(picture)));
+    harness.run_steps(2);
+    let start = harness.state().init_image().expect("a start image");
+    assert_eq!((start.image.width, start.image.height), (8, 8));
+}

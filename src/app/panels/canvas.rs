@@ -583,7 +583,7 @@ pub fn drop_overlay(ctx: &egui::Context) {
     painter.text(
         screen.center(),
         Align2::CENTER_CENTER,
-        "Drop a PNG to reuse its settings, or any image to start from it",
+        "Drop a PNG to reuse its settings, or any image to start from it\n(on a ControlNet unit: its picture)",
         FontId::proportional(22.0),
         Color32::WHITE,
     );

@@ -2,6 +2,8 @@
 //! weight, start/end and control mode; works with txt2img, img2img and inpainting.
 
 use super::*;
+use crate::app::arrivals;
+use crate::app::command::ArrivalTarget;
 use crate::app::controlnets::ControlPictures;
 use crate::app::state::{ControlUnitSettings, MAX_CONTROL_UNITS, MAX_CONTROL_WEIGHT};
 use crate::engine::{controlnet_repo_id, ControlMode, ControlPreprocessor, CONTROLNET_CATALOG};
@@ -24,7 +26,7 @@ pub(super) fn controlnet_section(
         .show(ui, |ui| {
             let recent = state.recent_controlnets.clone();
             for unit in 0..state.control_units.len() {
-                egui::Frame::group(ui.style()).show(ui, |ui| {
+                let frame = egui::Frame::group(ui.style()).show(ui, |ui| {
                     unit_controls(
                         ui,
                         unit,
@@ -35,6 +37,12 @@ pub(super) fn controlnet_section(
                         &mut commands,
                     );
                 });
+                // A file dropped or a picture pasted with the pointer on the unit is its
+                // picture (as in A1111 and ComfyUI), not the start image.
+                if ui.rect_contains_pointer(frame.response.rect) {
+                    let target = ArrivalTarget::ControlUnit(unit);
+                    commands.extend(arrivals::claim(ui.ctx(), target));
+                }
                 ui.add_space(4.0);
             }
             let can_add = state.control_units.len() < MAX_CONTROL_UNITS;
