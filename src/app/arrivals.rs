@@ -8,6 +8,48 @@ use std::sync::Arc;
 
 use super::command::{ArrivalTarget, UiCommand};
 
+/// How long (seconds) a drop waits for the pointer's position before it goes to the window.
+const WAIT_FOR_POINTER: f64 = 0.3;
+
+/// Files dropped while the window did not know where the pointer was. Winit reports no
+/// pointer position while a file is dragged (on X11 the drag source holds the pointer until
+/// the drop, and the window learns the position only as it lets go), so without this wait
+/// no drop could ever land on a ControlNet unit.
+#[derive(Default)]
+pub struct HeldDrop {
+    files: Vec<egui::DroppedFileHandle>,
+    /// When the first of them arrived, on egui's clock.
+    since: Option<f64>,
+}
+
+impl HeldDrop {
+    /// Before the panels draw: holds this frame's drops while the pointer's position is
+    /// unknown, and hands held ones back to the frame once it is known or the wait is over.
+    pub fn hold_until_pointer_known(&mut self, ctx: &egui::Context) {
+        let (pointer_known, now) = ctx.input(|i| (i.pointer.hover_pos().is_some(), i.time));
+        ctx.input_mut(|input| {
+            let arrived = &mut input.raw.dropped_files;
+            if !pointer_known && !arrived.is_empty() {
+                self.since.get_or_insert(now);
+                self.files.append(arrived);
+            }
+            let waited_enough = self
+                .since
+                .is_some_and(|since| now - since >= WAIT_FOR_POINTER);
+            if pointer_known || waited_enough {
+                self.since = None;
+                let mut held = std::mem::take(&mut self.files);
+                held.append(arrived);
+                *arrived = held;
+            }
+        });
+        if let Some(since) = self.since {
+            let left = (WAIT_FOR_POINTER - (now - since)).max(0.0);
+            ctx.request_repaint_after(std::time::Duration::from_secs_f64(left));
+        }
+    }
+}
+
 /// The commands that hand this frame's dropped files and pasted picture to `target`; empty
 /// when nothing arrived.
 pub fn claim(ctx: &egui::Context, target: ArrivalTarget) -> Vec<UiCommand> {

@@ -153,6 +153,8 @@ pub struct LatentStudioApp {
     /// The worker thread has ended (it never should); the window offers a restart.
     engine_stopped: bool,
     server_models: remote::ServerModelList,
+    /// Files dropped before the window knew where the pointer was.
+    held_drop: arrivals::HeldDrop,
 }
 
 impl LatentStudioApp {
@@ -214,6 +216,7 @@ impl LatentStudioApp {
             egui_ctx: cc.egui_ctx.clone(),
             engine_stopped: false,
             server_models: Default::default(),
+            held_drop: Default::default(),
         };
         // A setting saved on another machine must not ask this CPU for what it lacks.
         app.state.bf16_arithmetic &= bf16_available();
@@ -650,6 +653,7 @@ impl eframe::App for LatentStudioApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         let ctx = ui.ctx().clone();
         let mut commands = Vec::new();
+        self.held_drop.hold_until_pointer_known(&ctx);
         self.shortcuts(&ctx, &mut commands);
 
         let controls = panels::controls::ControlsView {

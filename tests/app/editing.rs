@@ -445,3 +445,29 @@ fn a_picture_pasted_on_a_controlnet_unit_is_its_picture() {
     let start = harness.state().init_image().expect("a start image");
     assert_eq!((start.image.width, start.image.height), (8, 8));
 }
+
+/// Winit reports no pointer position while a file is dragged: a drop made while the window
+/// does not know where the pointer is waits for it, and lands on the unit the pointer turns
+/// out to be on.
+#[test]
+fn a_drop_before_the_pointer_is_known_waits_for_it() {
+    let output = Scratch::new("unit-drop-wait-out");
+    let desktop = ScriptedDesktop::default();
+    let mut harness = app_with_a_control_unit(&output.0, &desktop);
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let on_unit = harness.get_by_label("No picture").rect().center();
+
+    harness.event(egui::Event::PointerGone);
+    harness.run_steps(1);
+    drop_file(&mut harness, &fixtures.join("control_lines_64.png"));
+    harness.run_steps(2);
+    harness.hover_at(on_unit);
+    step_until(&mut harness, "the unit's picture", |app| {
+        app.control_picture_name(0).is_some()
+    });
+    assert_eq!(
+        harness.state().control_picture_name(0),
+        Some("control_lines_64.png")
+    );
+    assert!(harness.state().init_image().is_none());
+}
