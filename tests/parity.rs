@@ -4,24 +4,71 @@
 mod support;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 use latent_studio::models::StableDiffusion;
 use latent_studio::models::{load_model, LoadOptions};
-use latent_studio::sampling::pipeline::Flow;
+use latent_studio::sampling::pipeline::{Flow, GenerationRequest};
 use support::{
     compare_with_reference, controlnet_cases, fixtures, generate_case, inpaint_cases,
     latent_hires_fixtures, max_abs_diff, model_with_unet, parity_cases, parity_cases_from, Case,
 };
 
-fn run_case(model: &StableDiffusion, case: &Case, dir: &str) -> Result<(), String> {
-    let output = generate_case(model, case)?;
-    compare_with_reference(
-        &case.name,
-        &output,
-        &fixtures()
-            .join(dir)
-            .join(format!("{}.safetensors", case.name)),
-    )
+/// Each model folder loaded once for all of a test's cases.
+#[derive(Default)]
+struct Models(HashMap<PathBuf, StableDiffusion>);
+
+impl Models {
+    fn get(&mut self, folder: PathBuf) -> &StableDiffusion {
+        self.0.entry(folder).or_insert_with_key(|folder| {
+            load_model(folder, &LoadOptions::default())
+                .unwrap_or_else(|e| panic!("loading {}: {e}", folder.display()))
+        })
+    }
+
+    /// A model of `tests/fixtures/models`.
+    fn fixture(&mut self, name: &str) -> &StableDiffusion {
+        self.get(fixtures().join("models").join(name))
+    }
+}
+
+/// Checks every case, then fails once listing each that differs from diffusers.
+fn assert_all_match<C>(
+    what: &str,
+    cases: &[C],
+    name: impl Fn(&C) -> &str,
+    mut check: impl FnMut(&C) -> Result<(), String>,
+) {
+    let failures: Vec<String> = cases
+        .iter()
+        .filter_map(|case| {
+            check(case)
+                .err()
+                .map(|err| format!("{}: {err}", name(case)))
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} {what} cases differ from diffusers:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+/// The image `request` makes, compared with diffusers' in `tests/fixtures/DIR/NAME.safetensors`.
+fn matches_reference(
+    model: &StableDiffusion,
+    request: Result<GenerationRequest, String>,
+    dir: &str,
+    name: &str,
+) -> Result<(), String> {
+    let output = model
+        .pipeline()
+        .generate(&request?, &mut |_| Flow::Continue)
+        .map_err(|e| e.to_string())?;
+    let reference = fixtures().join(dir).join(format!("{name}.safetensors"));
+    compare_with_reference(name, &output, &reference)
 }
 
 #[test]
@@ -50,41 +97,20 @@ fn inpainting_matches_diffusers() {
     assert!(cases.len() >= 10);
     let scratch =
         std::env::temp_dir().join(format!("latent-studio-inpaint-{}", std::process::id()));
-    let mut models: HashMap<String, StableDiffusion> = HashMap::new();
-    let mut failures = Vec::new();
-    for case in &cases {
-        let folder = match &case.unet {
-            Some(unet) => model_with_unet(&case.model, unet, &scratch),
-            None => fixtures().join("models").join(&case.model),
-        };
-        let key = folder.display().to_string();
-        let model = models.entry(key).or_insert_with(|| {
-            load_model(&folder, &LoadOptions::default())
-                .unwrap_or_else(|e| panic!("loading {}: {e}", folder.display()))
-        });
-        let result = case.request().and_then(|request| {
-            model
-                .pipeline()
-                .generate(&request, &mut |_| Flow::Continue)
-                .map_err(|e| e.to_string())
-        });
-        let reference = fixtures()
-            .join("inpaint")
-            .join(format!("{}.safetensors", case.name));
-        if let Err(err) =
-            result.and_then(|output| compare_with_reference(&case.name, &output, &reference))
-        {
-            failures.push(format!("{}: {err}", case.name));
-        }
-    }
-    let _ = std::fs::remove_dir_all(&scratch);
-    assert!(
-        failures.is_empty(),
-        "{} of {} inpainting cases differ from diffusers:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
+    let mut models = Models::default();
+    assert_all_match(
+        "inpainting",
+        &cases,
+        |c| &c.name,
+        |case| {
+            let folder = match &case.unet {
+                Some(unet) => model_with_unet(&case.model, unet, &scratch),
+                None => fixtures().join("models").join(&case.model),
+            };
+            matches_reference(models.get(folder), case.request(), "inpaint", &case.name)
+        },
     );
+    let _ = std::fs::remove_dir_all(&scratch);
 }
 
 /// torch's `F.interpolate` in every mode of A1111's latent upscalers, up and down.
@@ -119,70 +145,59 @@ fn latent_hires_matches_diffusers() {
     use latent_studio::sampling::pipeline::{InitImage, RgbImage};
     let cases = latent_hires_fixtures().cases;
     assert!(cases.len() >= 4);
-    let mut models: HashMap<String, StableDiffusion> = HashMap::new();
-    let mut failures = Vec::new();
-    for case in &cases {
-        let model = models.entry(case.model.clone()).or_insert_with(|| {
-            load_model(
-                &fixtures().join("models").join(&case.model),
-                &LoadOptions::default(),
-            )
-            .unwrap_or_else(|e| panic!("loading {}: {e}", case.model))
-        });
-        let path = fixtures()
-            .join("latent_hires")
-            .join(format!("{}.safetensors", case.name));
-        let reference = candle_core::safetensors::load(&path, &candle_core::Device::Cpu).unwrap();
-        let Some(HiresUpscaler::Latent(mode)) = HiresUpscaler::built_in(&case.upscaler) else {
-            panic!("{} is not a latent upscaler", case.upscaler);
-        };
-        let pipeline = model.pipeline();
-        let result = case.first_pass().and_then(|first| {
-            let output = pipeline
-                .generate(&first, &mut |_| Flow::Continue)
-                .map_err(|e| e.to_string())?;
-            let first_diff = max_abs_diff(&output.latents, &reference["first_latents"]);
-            let start = interpolate(
-                &output.latents,
-                case.hires_height / 8,
-                case.hires_width / 8,
-                mode,
-            )
-            .map_err(|e| e.to_string())?;
-            let resize_diff = max_abs_diff(&start, &reference["upscaled"]);
-            eprintln!(
-                "{:<24} first pass max|Δ| {first_diff:.2e}  resized max|Δ| {resize_diff:.2e}",
-                case.name
-            );
-            if first_diff > 1e-3 || resize_diff > 1e-3 {
-                return Err(format!("first pass {first_diff}, resized {resize_diff}"));
-            }
-            let second = latent_studio::sampling::pipeline::GenerationRequest {
-                width: case.hires_width,
-                height: case.hires_height,
-                steps: case.hires_steps,
-                init_image: Some(InitImage {
-                    image: RgbImage::filled(case.hires_width, case.hires_height, [0; 3]),
-                    strength: case.strength,
-                    mask: None,
-                }),
-                ..first
+    let mut models = Models::default();
+    assert_all_match(
+        "latent hires",
+        &cases,
+        |c| &c.name,
+        |case| {
+            let model = models.fixture(&case.model);
+            let path = fixtures()
+                .join("latent_hires")
+                .join(format!("{}.safetensors", case.name));
+            let reference =
+                candle_core::safetensors::load(&path, &candle_core::Device::Cpu).unwrap();
+            let Some(HiresUpscaler::Latent(mode)) = HiresUpscaler::built_in(&case.upscaler) else {
+                panic!("{} is not a latent upscaler", case.upscaler);
             };
-            let output = pipeline
-                .generate_from_latents(&second, &start, &mut |_| Flow::Continue)
+            let pipeline = model.pipeline();
+            case.first_pass().and_then(|first| {
+                let output = pipeline
+                    .generate(&first, &mut |_| Flow::Continue)
+                    .map_err(|e| e.to_string())?;
+                let first_diff = max_abs_diff(&output.latents, &reference["first_latents"]);
+                let start = interpolate(
+                    &output.latents,
+                    case.hires_height / 8,
+                    case.hires_width / 8,
+                    mode,
+                )
                 .map_err(|e| e.to_string())?;
-            compare_with_reference(&case.name, &output, &path)
-        });
-        if let Err(err) = result {
-            failures.push(format!("{}: {err}", case.name));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} of {} latent hires cases differ from diffusers:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
+                let resize_diff = max_abs_diff(&start, &reference["upscaled"]);
+                eprintln!(
+                    "{:<24} first pass max|Δ| {first_diff:.2e}  resized max|Δ| {resize_diff:.2e}",
+                    case.name
+                );
+                if first_diff > 1e-3 || resize_diff > 1e-3 {
+                    return Err(format!("first pass {first_diff}, resized {resize_diff}"));
+                }
+                let second = latent_studio::sampling::pipeline::GenerationRequest {
+                    width: case.hires_width,
+                    height: case.hires_height,
+                    steps: case.hires_steps,
+                    init_image: Some(InitImage {
+                        image: RgbImage::filled(case.hires_width, case.hires_height, [0; 3]),
+                        strength: case.strength,
+                        mask: None,
+                    }),
+                    ..first
+                };
+                let output = pipeline
+                    .generate_from_latents(&second, &start, &mut |_| Flow::Continue)
+                    .map_err(|e| e.to_string())?;
+                compare_with_reference(&case.name, &output, &path)
+            })
+        },
     );
 }
 
@@ -193,50 +208,33 @@ fn controlnet_matches_diffusers() {
     use latent_studio::models::controlnet::load_controlnet;
     let cases = controlnet_cases();
     assert!(cases.len() >= 7);
-    let mut models: HashMap<String, StableDiffusion> = HashMap::new();
+    let mut models = Models::default();
     let mut nets = HashMap::new();
-    let mut failures = Vec::new();
-    for case in &cases {
-        let model = models.entry(case.model.clone()).or_insert_with(|| {
-            load_model(
-                &fixtures().join("models").join(&case.model),
-                &LoadOptions::default(),
+    assert_all_match(
+        "ControlNet",
+        &cases,
+        |c| &c.name,
+        |case| {
+            let mut load = |name: &str| {
+                nets.entry(name.to_string())
+                    .or_insert_with(|| {
+                        load_controlnet(
+                            &fixtures().join("models").join(name),
+                            &LoadOptions::default(),
+                        )
+                        .unwrap_or_else(|e| panic!("loading {name}: {e}"))
+                        .net
+                    })
+                    .clone()
+            };
+            let request = case.request(&mut load);
+            matches_reference(
+                models.fixture(&case.model),
+                request,
+                "controlnet",
+                &case.name,
             )
-            .unwrap_or_else(|e| panic!("loading {}: {e}", case.model))
-        });
-        let mut load = |name: &str| {
-            nets.entry(name.to_string())
-                .or_insert_with(|| {
-                    load_controlnet(
-                        &fixtures().join("models").join(name),
-                        &LoadOptions::default(),
-                    )
-                    .unwrap_or_else(|e| panic!("loading {name}: {e}"))
-                    .net
-                })
-                .clone()
-        };
-        let result = case.request(&mut load).and_then(|request| {
-            model
-                .pipeline()
-                .generate(&request, &mut |_| Flow::Continue)
-                .map_err(|e| e.to_string())
-        });
-        let reference = fixtures()
-            .join("controlnet")
-            .join(format!("{}.safetensors", case.name));
-        if let Err(err) =
-            result.and_then(|output| compare_with_reference(&case.name, &output, &reference))
-        {
-            failures.push(format!("{}: {err}", case.name));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} of {} ControlNet cases differ from diffusers:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
+        },
     );
 }
 
@@ -247,42 +245,20 @@ fn t2i_adapters_match_diffusers() {
     use latent_studio::models::controlnet::load_controlnet;
     let cases = support::adapter_cases();
     assert!(cases.len() >= 3);
-    let mut models: HashMap<String, StableDiffusion> = HashMap::new();
-    let mut failures = Vec::new();
-    for case in &cases {
-        let model = models.entry(case.model.clone()).or_insert_with(|| {
-            load_model(
-                &fixtures().join("models").join(&case.model),
+    let mut models = Models::default();
+    assert_all_match(
+        "T2I-Adapter",
+        &cases,
+        |c| &c.name,
+        |case| {
+            let adapter = load_controlnet(
+                &fixtures().join("models").join(&case.adapter),
                 &LoadOptions::default(),
             )
-            .unwrap_or_else(|e| panic!("loading {}: {e}", case.model))
-        });
-        let adapter = load_controlnet(
-            &fixtures().join("models").join(&case.adapter),
-            &LoadOptions::default(),
-        )
-        .unwrap_or_else(|e| panic!("loading {}: {e}", case.adapter));
-        let result = case.request(adapter.net).and_then(|request| {
-            model
-                .pipeline()
-                .generate(&request, &mut |_| Flow::Continue)
-                .map_err(|e| e.to_string())
-        });
-        let reference = fixtures()
-            .join("adapter")
-            .join(format!("{}.safetensors", case.name));
-        if let Err(err) =
-            result.and_then(|output| compare_with_reference(&case.name, &output, &reference))
-        {
-            failures.push(format!("{}: {err}", case.name));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} of {} T2I-Adapter cases differ from diffusers:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
+            .unwrap_or_else(|e| panic!("loading {}: {e}", case.adapter));
+            let request = case.request(adapter.net);
+            matches_reference(models.fixture(&case.model), request, "adapter", &case.name)
+        },
     );
 }
 
@@ -299,27 +275,18 @@ fn extra_sampler_cases_match_diffusers() {
 }
 
 fn run_cases(cases: &[Case], dir: &str) {
-    let mut models: HashMap<String, StableDiffusion> = HashMap::new();
-    let mut failures = Vec::new();
-    for case in cases {
-        if !models.contains_key(&case.model) {
-            let model = load_model(
-                &fixtures().join("models").join(&case.model),
-                &LoadOptions::default(),
-            )
-            .unwrap_or_else(|e| panic!("loading {}: {e}", case.model));
-            models.insert(case.model.clone(), model);
-        }
-        if let Err(err) = run_case(&models[&case.model], case, dir) {
-            failures.push(format!("{}: {err}", case.name));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases differ from diffusers:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
+    let mut models = Models::default();
+    assert_all_match(
+        "sampler",
+        cases,
+        |c| &c.name,
+        |case| {
+            let output = generate_case(models.fixture(&case.model), case)?;
+            let reference = fixtures()
+                .join(dir)
+                .join(format!("{}.safetensors", case.name));
+            compare_with_reference(&case.name, &output, &reference)
+        },
     );
 }
 
