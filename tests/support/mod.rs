@@ -14,12 +14,9 @@ use latent_studio::sampling::pipeline::{
 };
 use serde::Deserialize;
 
-/// One generation of `tests/fixtures/cases.json`, as `make_fixtures.py` ran it in diffusers.
+/// The settings every diffusers call of the fixtures has (fields of each case's JSON object).
 #[derive(Debug, Deserialize)]
-pub struct Case {
-    pub name: String,
-    pub model: String,
-    mode: String,
+struct Sampling {
     prompt: String,
     negative_prompt: Option<String>,
     steps: usize,
@@ -28,6 +25,46 @@ pub struct Case {
     width: usize,
     height: usize,
     scheduler: String,
+}
+
+impl Sampling {
+    /// The txt2img request of these settings; each case adds its start image or units.
+    /// Prompts are literal diffusers strings (some hold A1111-looking brackets).
+    fn request(&self) -> Result<GenerationRequest, String> {
+        Ok(GenerationRequest {
+            prompt: self.prompt.clone(),
+            negative_prompt: self.negative_prompt.clone(),
+            steps: self.steps,
+            guidance: self.guidance,
+            seed: self.seed,
+            width: self.width,
+            height: self.height,
+            scheduler: self.scheduler.parse().map_err(|e| format!("{e}"))?,
+            init_image: None,
+            prompt_syntax: PromptSyntax::Plain,
+            clip_skip: 1,
+            controls: Vec::new(),
+            variation: None,
+        })
+    }
+}
+
+/// Reads one of the fixtures' JSON lists.
+fn read_fixture_json<T: serde::de::DeserializeOwned>(file: &str) -> T {
+    let path = fixtures().join(file);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
+}
+
+/// One generation of `tests/fixtures/cases.json`, as `make_fixtures.py` ran it in diffusers.
+#[derive(Debug, Deserialize)]
+pub struct Case {
+    #[serde(flatten)]
+    sampling: Sampling,
+    pub name: String,
+    pub model: String,
+    mode: String,
     init_image: Option<String>,
     strength: Option<f64>,
 }
@@ -39,7 +76,7 @@ pub fn parity_cases() -> Vec<Case> {
 /// The cases of another list in the layout of `cases.json` (`cases_more.json`).
 #[allow(dead_code)] // not every test binary that includes `support` reads one
 pub fn parity_cases_from(file: &str) -> Vec<Case> {
-    serde_json::from_str(&std::fs::read_to_string(fixtures().join(file)).unwrap()).unwrap()
+    read_fixture_json(file)
 }
 
 /// Runs a case through our pipeline; fails if no step progress was reported.
@@ -59,20 +96,8 @@ pub fn generate_case(model: &StableDiffusion, case: &Case) -> Result<GeneratedIm
         case.name
     );
     let request = GenerationRequest {
-        prompt: case.prompt.clone(),
-        negative_prompt: case.negative_prompt.clone(),
-        steps: case.steps,
-        guidance: case.guidance,
-        seed: case.seed,
-        width: case.width,
-        height: case.height,
-        scheduler: case.scheduler.parse().map_err(|e| format!("{e}"))?,
         init_image,
-        // These cases are literal diffusers calls (some prompts hold A1111-looking brackets).
-        prompt_syntax: PromptSyntax::Plain,
-        clip_skip: 1,
-        controls: Vec::new(),
-        variation: None,
+        ..case.sampling.request()?
     };
     let mut steps_seen = 0;
     let output = model
@@ -91,27 +116,20 @@ pub fn generate_case(model: &StableDiffusion, case: &Case) -> Result<GeneratedIm
 /// One run of diffusers' inpainting pipelines (`inpaint.json`, `make_inpaint_fixtures.py`).
 #[derive(Debug, Deserialize)]
 pub struct InpaintCase {
+    #[serde(flatten)]
+    sampling: Sampling,
     pub name: String,
     pub model: String,
     /// The 9-channel UNet that replaces `model`'s, for inpainting models.
     pub unet: Option<String>,
-    prompt: String,
-    negative_prompt: Option<String>,
-    steps: usize,
-    guidance: f64,
-    seed: u64,
-    scheduler: String,
     strength: f64,
     init_image: String,
     mask: String,
     padding_mask_crop: Option<usize>,
-    width: usize,
-    height: usize,
 }
 
 pub fn inpaint_cases() -> Vec<InpaintCase> {
-    serde_json::from_str(&std::fs::read_to_string(fixtures().join("inpaint.json")).unwrap())
-        .unwrap()
+    read_fixture_json("inpaint.json")
 }
 
 /// A mask file as the CLI reads one (white or opaque = repaint).
@@ -126,14 +144,6 @@ impl InpaintCase {
             None => InpaintArea::Whole,
         };
         Ok(GenerationRequest {
-            prompt: self.prompt.clone(),
-            negative_prompt: self.negative_prompt.clone(),
-            steps: self.steps,
-            guidance: self.guidance,
-            seed: self.seed,
-            width: self.width,
-            height: self.height,
-            scheduler: self.scheduler.parse().map_err(|e| format!("{e}"))?,
             init_image: Some(InitImage {
                 image: load_png(&fixtures().join(&self.init_image)),
                 strength: self.strength,
@@ -144,10 +154,7 @@ impl InpaintCase {
                     content: MaskedContent::Original,
                 }),
             }),
-            prompt_syntax: PromptSyntax::Plain,
-            clip_skip: 1,
-            controls: Vec::new(),
-            variation: None,
+            ..self.sampling.request()?
         })
     }
 }
@@ -181,22 +188,16 @@ fn copy_dir(from: &Path, to: &Path) {
 /// One run of diffusers' ControlNet pipelines (`controlnet.json`, `make_controlnet_fixtures.py`).
 #[derive(Debug, Deserialize)]
 pub struct ControlNetCase {
+    #[serde(flatten)]
+    sampling: Sampling,
     pub name: String,
     pub model: String,
-    prompt: String,
-    negative_prompt: Option<String>,
-    steps: usize,
-    guidance: f64,
-    seed: u64,
-    scheduler: String,
     pub units: Vec<ControlUnitCase>,
     mode: String,
     strength: Option<f64>,
     init_image: Option<String>,
     mask: Option<String>,
     guess_mode: bool,
-    width: usize,
-    height: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -210,8 +211,7 @@ pub struct ControlUnitCase {
 }
 
 pub fn controlnet_cases() -> Vec<ControlNetCase> {
-    serde_json::from_str(&std::fs::read_to_string(fixtures().join("controlnet.json")).unwrap())
-        .unwrap()
+    read_fixture_json("controlnet.json")
 }
 
 impl ControlNetCase {
@@ -254,19 +254,9 @@ impl ControlNetCase {
             }),
         };
         Ok(GenerationRequest {
-            prompt: self.prompt.clone(),
-            negative_prompt: self.negative_prompt.clone(),
-            steps: self.steps,
-            guidance: self.guidance,
-            seed: self.seed,
-            width: self.width,
-            height: self.height,
-            scheduler: self.scheduler.parse().map_err(|e| format!("{e}"))?,
             init_image,
-            prompt_syntax: PromptSyntax::Plain,
-            clip_skip: 1,
             controls,
-            variation: None,
+            ..self.sampling.request()?
         })
     }
 }
@@ -274,43 +264,25 @@ impl ControlNetCase {
 /// One run of diffusers' T2I-Adapter pipelines (`adapter.json`, `make_adapter_fixtures.py`).
 #[derive(Debug, Deserialize)]
 pub struct AdapterCase {
+    #[serde(flatten)]
+    sampling: Sampling,
     pub name: String,
     pub model: String,
     /// A fixture model folder holding the adapter.
     pub adapter: String,
     image: String,
-    prompt: String,
-    negative_prompt: Option<String>,
-    steps: usize,
-    guidance: f64,
-    seed: u64,
-    scheduler: String,
     scale: f64,
     /// SDXL's `adapter_conditioning_factor`: the unit's end.
     factor: f64,
-    width: usize,
-    height: usize,
 }
 
 pub fn adapter_cases() -> Vec<AdapterCase> {
-    serde_json::from_str(&std::fs::read_to_string(fixtures().join("adapter.json")).unwrap())
-        .unwrap()
+    read_fixture_json("adapter.json")
 }
 
 impl AdapterCase {
     pub fn request(&self, adapter: ControlNetwork) -> Result<GenerationRequest, String> {
         Ok(GenerationRequest {
-            prompt: self.prompt.clone(),
-            negative_prompt: self.negative_prompt.clone(),
-            steps: self.steps,
-            guidance: self.guidance,
-            seed: self.seed,
-            width: self.width,
-            height: self.height,
-            scheduler: self.scheduler.parse().map_err(|e| format!("{e}"))?,
-            init_image: None,
-            prompt_syntax: PromptSyntax::Plain,
-            clip_skip: 1,
             controls: vec![ControlUnit {
                 net: adapter,
                 image: load_png(&fixtures().join(&self.image)),
@@ -322,7 +294,7 @@ impl AdapterCase {
                 preprocessor: "none".into(),
                 preprocessor_thresholds: Vec::new(),
             }],
-            variation: None,
+            ..self.sampling.request()?
         })
     }
 }
@@ -399,20 +371,14 @@ pub fn image_diff(a: &[u8], b: &[u8]) -> (f64, f64) {
 /// txt2img to latents, torch's `F.interpolate`, diffusers' img2img from those latents.
 #[derive(Debug, Deserialize)]
 pub struct LatentHiresCase {
+    #[serde(flatten)]
+    sampling: Sampling,
     pub name: String,
     pub model: String,
     /// A1111's name of the latent upscaler.
     pub upscaler: String,
-    prompt: String,
-    negative_prompt: Option<String>,
-    steps: usize,
     pub hires_steps: usize,
-    guidance: f64,
-    seed: u64,
-    scheduler: String,
     pub strength: f64,
-    width: usize,
-    height: usize,
     pub hires_width: usize,
     pub hires_height: usize,
 }
@@ -433,27 +399,12 @@ pub struct LatentHiresFixtures {
 }
 
 pub fn latent_hires_fixtures() -> LatentHiresFixtures {
-    serde_json::from_str(&std::fs::read_to_string(fixtures().join("latent_hires.json")).unwrap())
-        .unwrap()
+    read_fixture_json("latent_hires.json")
 }
 
 impl LatentHiresCase {
     /// The first pass (txt2img at the base size).
     pub fn first_pass(&self) -> Result<GenerationRequest, String> {
-        Ok(GenerationRequest {
-            prompt: self.prompt.clone(),
-            negative_prompt: self.negative_prompt.clone(),
-            steps: self.steps,
-            guidance: self.guidance,
-            seed: self.seed,
-            width: self.width,
-            height: self.height,
-            scheduler: self.scheduler.parse().map_err(|e| format!("{e}"))?,
-            init_image: None,
-            prompt_syntax: PromptSyntax::Plain,
-            clip_skip: 1,
-            controls: Vec::new(),
-            variation: None,
-        })
+        self.sampling.request()
     }
 }
