@@ -15,6 +15,7 @@ pub use super::depth_anything_config::{DepthAnythingConfig, Dinov2Config};
 use crate::kernels::attention::scaled_dot_product;
 use crate::kernels::conv::{conv2d, conv2d_no_bias, Conv2d};
 use crate::kernels::linear::{linear, Linear};
+use crate::networks::layers::conv3x3;
 use candle_nn::Conv2dConfig;
 
 struct Embeddings {
@@ -272,14 +273,6 @@ impl ReassembleLayer {
 struct ResidualUnit {
     conv1: Conv2d,
     conv2: Conv2d,
-}
-
-fn conv3x3(channels_in: usize, channels_out: usize, vb: VarBuilder) -> Result<Conv2d> {
-    let padded = Conv2dConfig {
-        padding: 1,
-        ..Default::default()
-    };
-    conv2d(channels_in, channels_out, 3, padded, vb)
 }
 
 impl ResidualUnit {

@@ -4,11 +4,12 @@
 //! nearest neighbour added, so the network only learns the residual.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Conv2dConfig, VarBuilder};
+use candle_nn::VarBuilder;
 
 use super::{bounded, conv_shape, leading_index, pixel_shuffle};
 use super::{DetectError, TensorShapes};
-use crate::kernels::conv::{conv2d, Conv2d};
+use crate::kernels::conv::Conv2d;
+use crate::networks::layers::conv3x3;
 
 /// More than any published model (64 features, 32 convolutions, ×4).
 const MAX_CONVS: usize = 1024;
@@ -111,14 +112,6 @@ pub struct Compact {
     config: CompactConfig,
     body: Vec<ConvPrelu>,
     conv_last: Conv2d,
-}
-
-fn conv3x3(in_channels: usize, out_channels: usize, vb: VarBuilder) -> Result<Conv2d> {
-    let config = Conv2dConfig {
-        padding: 1,
-        ..Default::default()
-    };
-    conv2d(in_channels, out_channels, 3, config, vb)
 }
 
 impl Compact {

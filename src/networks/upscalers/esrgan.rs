@@ -12,11 +12,12 @@
 //! output's channels.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Conv2dConfig, VarBuilder};
+use candle_nn::VarBuilder;
 
 use super::{bounded, conv_shape, leading_index, pad_right_bottom, pixel_unshuffle};
 use super::{DetectError, TensorShapes};
-use crate::kernels::conv::{conv2d, conv2d_no_bias, Conv2d};
+use crate::kernels::conv::{conv2d_no_bias, Conv2d};
+use crate::networks::layers::conv3x3;
 
 /// More than any published model (23 blocks, 64 features, 32 growth channels, ×8).
 const MAX_BLOCKS: usize = 256;
@@ -286,14 +287,6 @@ fn named_layout_counts(shapes: &TensorShapes) -> Result2<(usize, usize)> {
         }
     }
     Ok((blocks, upsamplings))
-}
-
-fn conv3x3(in_channels: usize, out_channels: usize, vb: VarBuilder) -> Result<Conv2d> {
-    let config = Conv2dConfig {
-        padding: 1,
-        ..Default::default()
-    };
-    conv2d(in_channels, out_channels, 3, config, vb)
 }
 
 fn leaky_relu(xs: &Tensor) -> Result<Tensor> {
