@@ -15,7 +15,7 @@ use crate::sampling::pipeline::{
     image_to_tensor, DiffusionPipeline, Flow, GenerateError, GeneratedImage, GenerationRequest,
     StepProgress,
 };
-use crate::sampling::schedulers::{build_scheduler, img2img_start_index, Scheduler};
+use crate::sampling::schedulers::{img2img_start_index, Scheduler};
 
 /// Images one UNet batch may hold (A1111's slider stops at 8); more would mostly cost memory.
 pub const MAX_BATCH_SIZE: usize = 8;
@@ -82,12 +82,7 @@ impl DiffusionPipeline {
         let scale = self.vae_scale_factor;
         let latent_shape = [1, 4, first.height / scale, first.width / scale];
         for request in requests {
-            let scheduler = build_scheduler(
-                request.scheduler,
-                &self.scheduler_config,
-                request.steps,
-                self.family,
-            )?;
+            let scheduler = self.scheduler_for(request)?;
             let mut rng = TorchRng::new(request.seed);
             let latents = match &request.init_image {
                 None => {

@@ -17,7 +17,8 @@ use crate::sampling::inpaint;
 use crate::sampling::inpaint::InpaintMask;
 use crate::sampling::noise::TorchRng;
 use crate::sampling::schedulers::{
-    build_scheduler, img2img_start_index, SchedulerConfig, SchedulerConfigError, SchedulerKind,
+    build_scheduler, img2img_start_index, Scheduler, SchedulerConfig, SchedulerConfigError,
+    SchedulerKind,
 };
 use crate::text::conditioning::{pad_to_same_length, EncodedPrompt, PromptEncoder};
 pub use crate::text::conditioning::{PromptSyntax, TextStage};
@@ -263,15 +264,23 @@ impl DiffusionPipeline {
         &self.text_stages[0].tokenizer
     }
 
-    /// How many UNet evaluations `request` will take (PLMS takes one more than its steps, Heun
-    /// two per step but the last; img2img skips the first `1 - strength` of the schedule).
-    pub fn planned_steps(&self, request: &GenerationRequest) -> Result<usize, GenerateError> {
-        let scheduler = build_scheduler(
+    /// The scheduler `request` names, set up for its steps with this model's configuration.
+    pub(crate) fn scheduler_for(
+        &self,
+        request: &GenerationRequest,
+    ) -> Result<Box<dyn Scheduler>, GenerateError> {
+        Ok(build_scheduler(
             request.scheduler,
             &self.scheduler_config,
             request.steps,
             self.family,
-        )?;
+        )?)
+    }
+
+    /// How many UNet evaluations `request` will take (PLMS takes one more than its steps, Heun
+    /// two per step but the last; img2img skips the first `1 - strength` of the schedule).
+    pub fn planned_steps(&self, request: &GenerationRequest) -> Result<usize, GenerateError> {
+        let scheduler = self.scheduler_for(request)?;
         let total = scheduler.timesteps().len();
         let start = match &request.init_image {
             Some(init) => img2img_start_index(request.steps, init.strength) * scheduler.order(),
@@ -306,12 +315,7 @@ impl DiffusionPipeline {
     /// scheduler that can take this many steps. `generate` checks the same first.
     pub fn check(&self, request: &GenerationRequest) -> Result<(), GenerateError> {
         self.validate(request)?;
-        build_scheduler(
-            request.scheduler,
-            &self.scheduler_config,
-            request.steps,
-            self.family,
-        )?;
+        self.scheduler_for(request)?;
         // SDXL counts clip skip from its usual penultimate layer: one layer fewer to go back.
         let skip_layers = match self.family {
             Family::StableDiffusion => request.clip_skip,
@@ -579,12 +583,7 @@ impl DiffusionPipeline {
         self.check(request)?;
         let guided = request.guidance > 1.0;
         let conditioning = self.encode_prompts(request, guided)?;
-        let mut scheduler = build_scheduler(
-            request.scheduler,
-            &self.scheduler_config,
-            request.steps,
-            self.family,
-        )?;
+        let mut scheduler = self.scheduler_for(request)?;
         let mut rng = TorchRng::new(request.seed);
         let scale = self.vae_scale_factor;
         let latent_shape = [1, 4, request.height / scale, request.width / scale];
