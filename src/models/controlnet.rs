@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::loading::{
-    builtin_unet_config, model_name, read_json, weight_files, LoadError, LoadOptions,
+    builtin_unet_config, component_files, model_name, read_json, LoadError, LoadOptions,
 };
 use super::safetensors_file::SafetensorsFile;
 use super::single_file::controlnet_name;
@@ -30,26 +30,11 @@ pub struct LoadedControlNet {
 const LDM_PREFIX: &str = "control_model.";
 
 pub fn load_controlnet(path: &Path, options: &LoadOptions) -> Result<LoadedControlNet, LoadError> {
-    if !path.exists() {
-        return Err(LoadError::NotFound {
-            path: path.to_path_buf(),
-        });
-    }
-    let (config_path, files) = if path.is_dir() {
-        (path.join("config.json"), weight_files(path)?)
-    } else {
-        let is_safetensors = path
-            .extension()
-            .is_some_and(|ext| ext.eq_ignore_ascii_case("safetensors"));
-        if !is_safetensors {
-            return Err(LoadError::Unsupported {
-                path: path.to_path_buf(),
-                message: "a ControlNet must be a .safetensors file or a diffusers folder (pickle files can run code when loaded)".into(),
-            });
-        }
-        let folder = path.parent().unwrap_or(Path::new("."));
-        (folder.join("config.json"), vec![path.to_path_buf()])
-    };
+    let (folder, files) = component_files(
+        path,
+        "a ControlNet must be a .safetensors file or a diffusers folder (pickle files can run code when loaded)",
+    )?;
+    let config_path = folder.join("config.json");
     let weights_error = |file: &Path, err: candle_core::Error| LoadError::Weights {
         path: file.to_path_buf(),
         message: crate::describe_candle_error(&err),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use candle_core::{DType, Device};
 use serde::Deserialize;
 
-use super::loading::{read_json, weight_files, LoadError};
+use super::loading::{component_files, read_json, LoadError};
 use super::weights::WeightMap;
 use crate::imaging::depth::{depth_map, DepthInput};
 use crate::imaging::RgbImage;
@@ -53,26 +53,10 @@ struct ProcessorSize {
 
 /// Loads a depth model from `path` (folder or `.safetensors` file) onto `device`, in f32.
 pub fn load_depth_model(path: &Path, device: &Device) -> Result<DepthEstimator, LoadError> {
-    if !path.exists() {
-        return Err(LoadError::NotFound {
-            path: path.to_path_buf(),
-        });
-    }
-    let (folder, files) = if path.is_dir() {
-        (path.to_path_buf(), weight_files(path)?)
-    } else {
-        if !path
-            .extension()
-            .is_some_and(|ext| ext.eq_ignore_ascii_case("safetensors"))
-        {
-            return Err(LoadError::Unsupported {
-                path: path.to_path_buf(),
-                message: "a depth model must be a .safetensors file or a Hugging Face folder (pickle files can run code when loaded)".into(),
-            });
-        }
-        let folder = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-        (folder, vec![path.to_path_buf()])
-    };
+    let (folder, files) = component_files(
+        path,
+        "a depth model must be a .safetensors file or a Hugging Face folder (pickle files can run code when loaded)",
+    )?;
     let config_path = folder.join("config.json");
     if !config_path.is_file() {
         return Err(LoadError::Unsupported {

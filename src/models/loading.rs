@@ -151,6 +151,35 @@ pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, LoadError
     })
 }
 
+/// Where a component that `path` names lies: a diffusers folder (its weight files, see
+/// [`weight_files`]) or one `.safetensors` file with the folder it lies in, where its
+/// `config.json` is looked for. Anything else is refused with `not_safetensors`, the
+/// component's own message.
+pub(crate) fn component_files(
+    path: &Path,
+    not_safetensors: &str,
+) -> Result<(PathBuf, Vec<PathBuf>), LoadError> {
+    if !path.exists() {
+        return Err(LoadError::NotFound {
+            path: path.to_path_buf(),
+        });
+    }
+    if path.is_dir() {
+        return Ok((path.to_path_buf(), weight_files(path)?));
+    }
+    let is_safetensors = path
+        .extension()
+        .is_some_and(|ext| ext.eq_ignore_ascii_case("safetensors"));
+    if !is_safetensors {
+        return Err(LoadError::Unsupported {
+            path: path.to_path_buf(),
+            message: not_safetensors.to_string(),
+        });
+    }
+    let folder = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    Ok((folder, vec![path.to_path_buf()]))
+}
+
 /// The weight files of one component, in diffusers' order of preference: the main file, a
 /// sharded index, then the fp16 variant.
 pub(crate) fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
