@@ -3,7 +3,7 @@
 //! `depth-anything/Depth-Anything-V2-Small-hf` in the Hugging Face cache — loaded once and
 //! kept for the next map.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use candle_core::Device;
 
@@ -111,16 +111,9 @@ impl DepthMaps {
 /// The snapshot of Depth-Anything-V2-Small-hf's `main` in the hub cache, when it holds the
 /// config and the weights.
 fn cached_snapshot(cache: &HubCache) -> Option<PathBuf> {
-    let repo = cache.repo_dir(DEPTH_ANYTHING_V2_SMALL);
-    let commit = std::fs::read_to_string(repo.join("refs").join("main")).ok()?;
-    let commit = commit.trim();
-    let is_hash = (7..=64).contains(&commit.len()) && commit.bytes().all(|b| b.is_ascii_hexdigit());
-    if !is_hash {
-        return None;
-    }
-    let snapshot = repo.join("snapshots").join(commit);
+    let snapshot = cache.cached_snapshot(DEPTH_ANYTHING_V2_SMALL, "main")?;
     let complete = ["config.json", "model.safetensors"]
         .iter()
-        .all(|file| Path::new(&snapshot.join(file)).is_file());
+        .all(|file| snapshot.join(file).is_file());
     complete.then_some(snapshot)
 }

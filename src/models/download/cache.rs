@@ -94,7 +94,7 @@ impl HubCache {
     }
 
     /// `snapshots/{commit}` of the commit `refs/{revision}` names, when that folder exists.
-    pub(super) fn cached_snapshot(&self, repo_id: &str, revision: &str) -> Option<PathBuf> {
+    pub fn cached_snapshot(&self, repo_id: &str, revision: &str) -> Option<PathBuf> {
         let repo = self.repo_dir(repo_id);
         let text = crate::files::read_text(&refs_path(&repo, revision)?).ok()?;
         let commit = text.trim();
