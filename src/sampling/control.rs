@@ -226,7 +226,7 @@ impl DiffusionPipeline {
         let mut total: Option<ControlResiduals> = None;
         let (i, n) = (step as f64, steps as f64);
         for (unit, input) in request.controls.iter().zip(prepared) {
-            let net = match (&unit.net, input) {
+            let (net, image) = match (&unit.net, input) {
                 (ControlNetwork::ControlNet(net), PreparedControl::Image(image)) => (net, image),
                 (ControlNetwork::Adapter(_), PreparedControl::Features(features)) => {
                     let keep = i >= n * unit.start && i < (n * unit.end).floor();
@@ -239,7 +239,6 @@ impl DiffusionPipeline {
                 }
                 _ => unreachable!("prepare_controls keeps each unit's kind"),
             };
-            let (net, image) = net;
             let keep = !(i / n < unit.start || (i + 1.0) / n > unit.end);
             // diffusers still runs a unit at weight 0 and adds zeros; skipping it is the same.
             if !keep || unit.scale == 0.0 {
