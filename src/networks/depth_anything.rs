@@ -15,6 +15,7 @@ pub use super::depth_anything_config::{DepthAnythingConfig, Dinov2Config};
 use crate::kernels::attention::scaled_dot_product;
 use crate::kernels::conv::{conv2d, conv2d_no_bias, Conv2d};
 use crate::kernels::linear::{linear, Linear};
+use crate::kernels::resize::{interpolate, InterpolateMode};
 use crate::networks::layers::conv3x3;
 use candle_nn::Conv2dConfig;
 
@@ -65,87 +66,19 @@ impl Embeddings {
         if h == self.grid && w == self.grid {
             return Ok(self.position_embeddings.clone());
         }
-        let device = self.position_embeddings.device();
         let all = self.position_embeddings.to_dtype(DType::F32)?;
         let class = all.narrow(1, 0, 1)?;
-        let values = all
-            .narrow(1, 1, self.grid * self.grid)?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
-        // (grid, grid, hidden) → channel planes, resized, → (h·w, hidden)
+        // (1, grid·grid, hidden) → (1, hidden, grid, grid), resized, → (1, h·w, hidden)
         let (g, c) = (self.grid, self.hidden);
-        let mut planes = vec![0f32; c * g * g];
-        for (p, row) in values.chunks_exact(c).enumerate() {
-            for (ch, &v) in row.iter().enumerate() {
-                planes[ch * g * g + p] = v;
-            }
-        }
-        let resized = bicubic_resize_planes(&planes, c, g, g, h, w);
-        let mut tokens = vec![0f32; h * w * c];
-        for ch in 0..c {
-            for p in 0..h * w {
-                tokens[p * c + ch] = resized[ch * h * w + p];
-            }
-        }
-        let patches = Tensor::from_vec(tokens, (1, h * w, c), device)?;
+        let grid = all
+            .narrow(1, 1, g * g)?
+            .reshape((1, g, g, c))?
+            .permute((0, 3, 1, 2))?;
+        let patches = interpolate(&grid, h, w, InterpolateMode::Bicubic)?
+            .reshape((1, c, h * w))?
+            .transpose(1, 2)?;
         Tensor::cat(&[&class, &patches], 1)
     }
-}
-
-/// PyTorch's cubic convolution coefficient (`A = -0.75`) for the four taps around `t`.
-fn cubic_weights(t: f32) -> [f32; 4] {
-    const A: f32 = -0.75;
-    let near = |x: f32| ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0;
-    let far = |x: f32| ((A * x - 5.0 * A) * x + 8.0 * A) * x - 4.0 * A;
-    [far(t + 1.0), near(t), near(1.0 - t), far(2.0 - t)]
-}
-
-/// `torch.nn.functional.interpolate(mode="bicubic", align_corners=False, size=(out_h, out_w))`
-/// of `channels` planes of `in_h × in_w` (f32 arithmetic as PyTorch's CPU kernel: the source
-/// coordinate `(i + 0.5)·in/out − 0.5`, unclamped, taps clamped to the edges).
-pub fn bicubic_resize_planes(
-    planes: &[f32],
-    channels: usize,
-    in_h: usize,
-    in_w: usize,
-    out_h: usize,
-    out_w: usize,
-) -> Vec<f32> {
-    let taps = |in_size: usize, out_size: usize| -> Vec<([usize; 4], [f32; 4])> {
-        let scale = in_size as f32 / out_size as f32;
-        (0..out_size)
-            .map(|i| {
-                let real = scale * (i as f32 + 0.5) - 0.5;
-                let floor = real.floor();
-                let t = real - floor;
-                let base = floor as i64;
-                let index = |k: i64| (base + k).clamp(0, in_size as i64 - 1) as usize;
-                ([index(-1), index(0), index(1), index(2)], cubic_weights(t))
-            })
-            .collect()
-    };
-    let rows = taps(in_h, out_h);
-    let cols = taps(in_w, out_w);
-    let mut out = vec![0f32; channels * out_h * out_w];
-    for ch in 0..channels {
-        let plane = &planes[ch * in_h * in_w..(ch + 1) * in_h * in_w];
-        for (oy, (ys, wy)) in rows.iter().enumerate() {
-            for (ox, (xs, wx)) in cols.iter().enumerate() {
-                // PyTorch interpolates each of the four rows along x, then those along y.
-                let mut value = 0f32;
-                for k in 0..4 {
-                    let row = &plane[ys[k] * in_w..];
-                    let along_x = row[xs[0]] * wx[0]
-                        + row[xs[1]] * wx[1]
-                        + row[xs[2]] * wx[2]
-                        + row[xs[3]] * wx[3];
-                    value += along_x * wy[k];
-                }
-                out[ch * out_h * out_w + oy * out_w + ox] = value;
-            }
-        }
-    }
-    out
 }
 
 struct Layer {
