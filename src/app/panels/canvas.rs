@@ -125,13 +125,7 @@ pub(super) fn activity(ui: &mut Ui, view: &CanvasView<'_>) -> Option<UiCommand> 
                 let fraction = download_fraction(progress);
                 let text = download_label(&name, file, progress);
                 ui.horizontal(|ui| {
-                    if ui
-                        .button("Cancel download")
-                        .on_hover_text(
-                            "Stop now; what was fetched is kept and the download resumes next time",
-                        )
-                        .clicked()
-                    {
+                    if cancel_download_button(ui) {
                         command = Some(UiCommand::CancelDownload);
                     }
                     busy::progress_bar(ui, fraction, text, None);
@@ -142,13 +136,7 @@ pub(super) fn activity(ui: &mut Ui, view: &CanvasView<'_>) -> Option<UiCommand> 
     }
     if let Some(download) = view.map_download {
         ui.horizontal(|ui| {
-            if ui
-                .button("Cancel download")
-                .on_hover_text(
-                    "Stop now; what was fetched is kept and the download resumes next time",
-                )
-                .clicked()
-            {
+            if cancel_download_button(ui) {
                 command = Some(UiCommand::CancelDownload);
             }
             // The unit's spinner says what waits; the bar's text is long enough already.
@@ -167,6 +155,13 @@ pub(super) fn activity(ui: &mut Ui, view: &CanvasView<'_>) -> Option<UiCommand> 
         ui.add_space(4.0);
     }
     command
+}
+
+/// The Cancel beside a download's bar (the model's or a map preview's); true when clicked.
+fn cancel_download_button(ui: &mut Ui) -> bool {
+    ui.button("Cancel download")
+        .on_hover_text("Stop now; what was fetched is kept and the download resumes next time")
+        .clicked()
 }
 
 /// One button of the shown image's actions.
