@@ -172,19 +172,10 @@ impl LatentStudioApp {
         job.id = self.last_job;
         let request = &job.request;
         self.run = Some(Run {
-            job: job.id,
             batch_count: job.batch_count * job.batch_size.max(1),
             batch_size: job.batch_size.max(1),
-            image_index: 0,
             seed: request.seed,
-            step: 0,
-            total_steps: 0,
-            elapsed_secs: 0.0,
-            image_started: Instant::now(),
-            width: request.width,
-            height: request.height,
-            cancelling: false,
-            download: None,
+            ..Run::new(job.id, request.width, request.height)
         });
         self.worker.send(Command::Generate(job));
         self.viewer.follow_run = true;

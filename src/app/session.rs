@@ -109,6 +109,25 @@ pub fn download_fraction(progress: &DownloadProgress) -> f32 {
 }
 
 impl Run {
+    /// Job `job` just sent to the worker: one `width`×`height` image, nothing made yet.
+    pub fn new(job: u64, width: usize, height: usize) -> Run {
+        Run {
+            job,
+            batch_count: 1,
+            batch_size: 1,
+            image_index: 0,
+            seed: 0,
+            step: 0,
+            total_steps: 0,
+            elapsed_secs: 0.0,
+            image_started: std::time::Instant::now(),
+            width,
+            height,
+            cancelling: false,
+            download: None,
+        }
+    }
+
     pub fn iterations_per_second(&self) -> Option<f64> {
         (self.step > 0 && self.elapsed_secs > 0.0).then(|| self.step as f64 / self.elapsed_secs)
     }
@@ -222,19 +241,11 @@ mod tests {
 
     fn run() -> Run {
         Run {
-            job: 1,
-            batch_count: 1,
-            batch_size: 1,
-            image_index: 0,
             seed: 1,
             step: 7,
             total_steps: 20,
             elapsed_secs: 3.5,
-            image_started: std::time::Instant::now(),
-            width: 512,
-            height: 512,
-            cancelling: false,
-            download: None,
+            ..Run::new(1, 512, 512)
         }
     }
 

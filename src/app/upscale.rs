@@ -3,7 +3,6 @@
 //! source's parameters and A1111's `Postprocess …` keys; it arrives as a finished image.
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 use super::session::Run;
 use super::LatentStudioApp;
@@ -29,21 +28,7 @@ impl LatentStudioApp {
             .unwrap_or_default();
         self.last_job += 1;
         let job = self.last_job;
-        self.run = Some(Run {
-            job,
-            batch_count: 1,
-            batch_size: 1,
-            image_index: 0,
-            seed: 0,
-            step: 0,
-            total_steps: 0,
-            elapsed_secs: 0.0,
-            image_started: Instant::now(),
-            width: image.width,
-            height: image.height,
-            cancelling: false,
-            download: None,
-        });
+        self.run = Some(Run::new(job, image.width, image.height));
         self.worker.send(Command::Upscale(UpscaleImageJob {
             id: job,
             upscale: UpscaleJob {
