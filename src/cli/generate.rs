@@ -11,7 +11,8 @@ use latent_studio::engine::{
     upscaler_repo_file, AddOnFolders, DownloadProgress, FinishedImage, GenerateJob,
     GenerationFailure, GenerationRequest, HiresFix, HiresOverrides, HiresUpscaler, ImageOutput,
     ImageStep, InitImage, LoadFailure, LoadOptions, ModelSource, PreviewMode, PromptSyntax,
-    RgbImage, RunObserver, Runner, SchedulerKind, Variation, MAX_BATCH_SIZE, MAX_IMAGE_SIDE,
+    RgbImage, RunObserver, Runner, SchedulerKind, Variation, LATENT_UPSCALERS, MAX_BATCH_SIZE,
+    MAX_IMAGE_SIDE,
 };
 
 use super::controlnet::ControlArgs;
@@ -314,8 +315,10 @@ fn resolve_hires(args: &GenerateArgs) -> Result<Option<HiresFix>, CliError> {
         (Some(file), None) => {
             let path = PathBuf::from(file);
             if !path.is_file() && upscaler_repo_file(&path).is_none() {
+                let latent: Vec<&str> = LATENT_UPSCALERS.iter().map(|(_, _, cli)| *cli).collect();
                 return Err(CliError::input(format!(
-                    "--hires-upscaler {file}: neither lanczos, latent, latent-antialiased, latent-bicubic, latent-bicubic-antialiased, latent-nearest, latent-nearest-exact, an upscaler file nor org/name/file.safetensors on the hub"
+                    "--hires-upscaler {file}: neither lanczos, {}, an upscaler file nor org/name/file.safetensors on the hub",
+                    latent.join(", ")
                 )));
             }
             HiresUpscaler::Model(path)
