@@ -130,11 +130,8 @@ impl HiresSettings {
 /// What the pickers call an upscaler: a hub catalog entry's label, else the name images
 /// record for a file (its stem, as the engine writes it).
 pub fn upscaler_label(path: &Path) -> String {
-    if let Some(entry) = UPSCALER_CATALOG
-        .iter()
-        .find(|entry| Path::new(&entry.reference()) == path)
-    {
-        return entry.label.to_string();
+    if let Some((label, _)) = catalog_upscalers().find(|(_, reference)| reference == path) {
+        return label.to_string();
     }
     path.file_stem()
         .map(|s| s.to_string_lossy().into_owned())
