@@ -152,6 +152,21 @@ impl ControlPictures {
         Ok(())
     }
 
+    /// A new worker took over: the old one's map download is gone with it, and the maps still
+    /// awaited are asked of the new one (the old one will never answer them).
+    pub fn worker_replaced(&mut self) {
+        self.download = None;
+        self.requests = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(unit, slot)| {
+                let picture = slot.as_ref().filter(|picture| picture.map_pending)?;
+                Some((unit, picture.map_for, picture.image.clone()))
+            })
+            .collect();
+    }
+
     /// The maps the engine is to make, once each.
     pub fn take_map_requests(&mut self) -> Vec<(usize, ControlPreprocessor, Arc<RgbImage>)> {
         std::mem::take(&mut self.requests)

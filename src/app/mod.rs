@@ -233,8 +233,7 @@ impl LatentStudioApp {
     /// Gives the worker the window's settings, then the model: VAE and folders first, so
     /// the model loads with them.
     fn configure_worker(&mut self) {
-        // A new worker downloads nothing for the old one's map previews.
-        self.control_pictures.download = None;
+        self.control_pictures.worker_replaced();
         self.worker.send(Command::SetVae(self.state.vae.clone()));
         self.worker
             .send(Command::SetVaeTiling(self.state.vae_tiling));

@@ -324,6 +324,40 @@ fn an_xdog_unit_previews_the_engines_map_and_shows_its_threshold_slider() {
     assert!(harness.state().notices().is_empty());
 }
 
+/// A map preview asked of an engine that stopped is asked again of the one restarted in its
+/// place, instead of waiting for an answer that never comes.
+#[test]
+fn a_map_preview_asked_of_a_stopped_engine_comes_from_the_restarted_one() {
+    use latent_studio::engine::ControlPreprocessor;
+    let output = Scratch::new("xdog-restart");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let desktop = ScriptedDesktop::default();
+    let mut harness = open_app(fixture_model("sd1"), &output.0, &desktop);
+    wait_for_model(&mut harness);
+    harness.set_size(egui::Vec2::new(1280.0, 1600.0));
+    harness.get_by_label("ControlNet").click();
+    harness.run_steps(2);
+    harness.get_by_label("Add ControlNet unit").click();
+    harness.run_steps(2);
+    harness.state_mut().state_mut().control_units[0].preprocessor =
+        ControlPreprocessor::ScribbleXdog { threshold: 32 };
+    harness.state_mut().stop_engine();
+    step_until(&mut harness, "the window to see the engine stop", |app| {
+        app.engine_stopped()
+    });
+    desktop.answer(fixtures.join("control_lines_64.png"));
+    harness.get_by_label("Choose…").click();
+    step_until(&mut harness, "the control picture", |app| {
+        app.control_picture_name(0).is_some()
+    });
+    harness.run_steps(2);
+    assert_eq!(harness.state().control_map_pending(0), Some(true));
+    harness.get_by_label("Restart engine").click();
+    step_until(&mut harness, "the restarted engine's XDoG map", |app| {
+        app.control_map_pending(0) == Some(false)
+    });
+}
+
 /// The ControlNet picker offers the well-known hub ControlNets of the loaded model's family
 /// (SD 1.5 here, not SDXL's); choosing one makes the unit's model that repository id.
 #[test]
