@@ -12,10 +12,9 @@ use super::LatentStudioApp;
 use crate::engine::{
     GenerationParameters, HiresFix, HiresOverrides, HiresUpscaler, SchedulerKind, UPSCALER_CATALOG,
 };
+/// The scale's range is the engine's, shared with the CLI and server (A1111's slider stops at 4).
+pub use crate::engine::{MAX_HIRES_SCALE, MIN_HIRES_SCALE};
 
-/// The scale's range, as the CLI's `--hires-scale` (A1111's slider stops at 4).
-pub const MIN_HIRES_SCALE: f64 = 1.0;
-pub const MAX_HIRES_SCALE: f64 = 8.0;
 /// A1111's "Hires steps" slider; 0 means "the same as the first pass".
 pub const MAX_HIRES_STEPS: usize = 150;
 /// How many upscaler files the picker remembers.

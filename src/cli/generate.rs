@@ -12,7 +12,7 @@ use latent_studio::engine::{
     GenerationFailure, GenerationRequest, HiresFix, HiresOverrides, HiresUpscaler, ImageOutput,
     ImageStep, InitImage, LoadFailure, LoadOptions, ModelSource, PreviewMode, PromptSyntax,
     RgbImage, RunObserver, Runner, SchedulerKind, Variation, LATENT_UPSCALERS, MAX_BATCH_SIZE,
-    MAX_IMAGE_SIDE,
+    MAX_HIRES_SCALE, MAX_IMAGE_SIDE, MIN_HIRES_SCALE,
 };
 
 use super::controlnet::ControlArgs;
@@ -294,9 +294,9 @@ fn resolve_hires(args: &GenerateArgs) -> Result<Option<HiresFix>, CliError> {
             None => Ok(None),
         };
     };
-    if !(scale.is_finite() && (1.0..=8.0).contains(&scale)) {
+    if !(scale.is_finite() && (MIN_HIRES_SCALE..=MAX_HIRES_SCALE).contains(&scale)) {
         return Err(CliError::input(format!(
-            "--hires-scale {scale}: must be between 1 and 8"
+            "--hires-scale {scale}: must be between {MIN_HIRES_SCALE} and {MAX_HIRES_SCALE}"
         )));
     }
     let denoise = args.hires_denoise.unwrap_or(0.5);

@@ -19,6 +19,10 @@ use crate::sampling::schedulers::SchedulerKind;
 /// Sides of the second pass are kept on the 8-pixel latent grid.
 const GRID: usize = 8;
 
+/// How much the hires fix may enlarge, in the window, the CLI and the server alike.
+pub const MIN_HIRES_SCALE: f64 = 1.0;
+pub const MAX_HIRES_SCALE: f64 = 8.0;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct HiresFix {
     /// Target size = base size × scale (floored to multiples of 8).

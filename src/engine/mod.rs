@@ -21,7 +21,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use depth::DEPTH_MODEL_ENV;
-pub use hires::{HiresFix, HiresOverrides, HiresUpscaler, LatentUpscale, LATENT_UPSCALERS};
+pub use hires::{
+    HiresFix, HiresOverrides, HiresUpscaler, LatentUpscale, LATENT_UPSCALERS, MAX_HIRES_SCALE,
+    MIN_HIRES_SCALE,
+};
 pub use parameters::{a1111_parameters, FileRecord};
 pub use preview::{latent_preview, PreviewMode};
 pub use remote::{RemoteEngine, RemoteWorker, ServerAddressError};

@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 
 use super::http::ApiError;
 use super::payload::Fields;
-use crate::engine::{HiresFix, HiresOverrides, HiresUpscaler, SchedulerKind};
+use crate::engine::{
+    HiresFix, HiresOverrides, HiresUpscaler, SchedulerKind, MAX_HIRES_SCALE, MIN_HIRES_SCALE,
+};
 
-/// As the CLI's `--hires-scale`.
-const MAX_HIRES_SCALE: f64 = 8.0;
 const MAX_HIRES_STEPS: usize = 1000;
 /// A1111's txt2img `denoising_strength` default.
 const DEFAULT_DENOISE: f64 = 0.75;
@@ -40,9 +40,9 @@ pub fn parse_hires(
         return Ok(None);
     }
     let scale = fields.get::<f64>("hr_scale")?.unwrap_or(2.0);
-    if !(scale.is_finite() && (1.0..=MAX_HIRES_SCALE).contains(&scale)) {
+    if !(scale.is_finite() && (MIN_HIRES_SCALE..=MAX_HIRES_SCALE).contains(&scale)) {
         return Err(ApiError::invalid(format!(
-            "hr_scale {scale}: must be between 1 and {MAX_HIRES_SCALE}"
+            "hr_scale {scale}: must be between {MIN_HIRES_SCALE} and {MAX_HIRES_SCALE}"
         )));
     }
     let resize_side = |name: &str| -> Result<usize, ApiError> {
@@ -188,7 +188,7 @@ impl PendingHires {
                     upscaler: HiresUpscaler::Lanczos,
                     own: HiresOverrides::default(),
                 };
-                if !(1.0..=MAX_HIRES_SCALE).contains(&scale)
+                if !(MIN_HIRES_SCALE..=MAX_HIRES_SCALE).contains(&scale)
                     || fix.target_size(width, height) != (x, y)
                 {
                     return Err(ApiError::invalid(format!(
