@@ -30,11 +30,7 @@ fn a_hub_controlnets_download_shows_in_the_jobs_bar_and_cancel_stops_it() {
     let desktop = ScriptedDesktop::default();
     let mut harness = open_app(fixture_model("sd1"), &output.0, &desktop);
     wait_for_model(&mut harness);
-    harness.set_size(egui::Vec2::new(1280.0, 1600.0));
-    harness.get_by_label("ControlNet").click();
-    harness.run_steps(2);
-    harness.get_by_label("Add ControlNet unit").click();
-    harness.run_steps(2);
+    add_controlnet_unit(&mut harness);
     desktop.answer(fixtures.join("control_lines_64.png"));
     harness.get_by_label("Choose…").click();
     step_until(&mut harness, "the control picture", |app| {

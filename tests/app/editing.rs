@@ -11,11 +11,7 @@ fn a_controlnet_unit_reaches_the_image_and_comes_back_from_its_png() {
     let desktop = ScriptedDesktop::default();
     let mut harness = open_app(fixture_model("sd1"), &output.0, &desktop);
     wait_for_model(&mut harness);
-    harness.set_size(egui::Vec2::new(1280.0, 1600.0));
-    harness.get_by_label("ControlNet").click();
-    harness.run_steps(2);
-    harness.get_by_label("Add ControlNet unit").click();
-    harness.run_steps(2);
+    add_controlnet_unit(&mut harness);
     // Generating without a picture says what is missing and starts nothing.
     desktop.answer(fixtures.join("models/sd1_controlnet"));
     harness.get_by_label("Folder…").click();
@@ -263,11 +259,7 @@ fn a_depth_unit_previews_the_map_the_engine_makes() {
     let desktop = ScriptedDesktop::default();
     let mut harness = open_app(fixture_model("sd1"), &output.0, &desktop);
     wait_for_model(&mut harness);
-    harness.set_size(egui::Vec2::new(1280.0, 1600.0));
-    harness.get_by_label("ControlNet").click();
-    harness.run_steps(2);
-    harness.get_by_label("Add ControlNet unit").click();
-    harness.run_steps(2);
+    add_controlnet_unit(&mut harness);
     harness.state_mut().state_mut().control_units[0].preprocessor =
         latent_studio::engine::ControlPreprocessor::Depth;
     desktop.answer(fixtures.join("depth/picture_64x48.png"));
@@ -292,11 +284,7 @@ fn an_xdog_unit_previews_the_engines_map_and_shows_its_threshold_slider() {
     let desktop = ScriptedDesktop::default();
     let mut harness = open_app(fixture_model("sd1"), &output.0, &desktop);
     wait_for_model(&mut harness);
-    harness.set_size(egui::Vec2::new(1280.0, 1600.0));
-    harness.get_by_label("ControlNet").click();
-    harness.run_steps(2);
-    harness.get_by_label("Add ControlNet unit").click();
-    harness.run_steps(2);
+    add_controlnet_unit(&mut harness);
     harness.state_mut().state_mut().control_units[0].preprocessor =
         ControlPreprocessor::ScribbleXdog { threshold: 32 };
     desktop.answer(fixtures.join("control_lines_64.png"));
@@ -334,11 +322,7 @@ fn a_map_preview_asked_of_a_stopped_engine_comes_from_the_restarted_one() {
     let desktop = ScriptedDesktop::default();
     let mut harness = open_app(fixture_model("sd1"), &output.0, &desktop);
     wait_for_model(&mut harness);
-    harness.set_size(egui::Vec2::new(1280.0, 1600.0));
-    harness.get_by_label("ControlNet").click();
-    harness.run_steps(2);
-    harness.get_by_label("Add ControlNet unit").click();
-    harness.run_steps(2);
+    add_controlnet_unit(&mut harness);
     harness.state_mut().state_mut().control_units[0].preprocessor =
         ControlPreprocessor::ScribbleXdog { threshold: 32 };
     harness.state_mut().stop_engine();
@@ -366,11 +350,7 @@ fn the_controlnet_picker_offers_the_families_hub_controlnets() {
     let desktop = ScriptedDesktop::default();
     let mut harness = open_app(fixture_model("sd1"), &output.0, &desktop);
     wait_for_model(&mut harness);
-    harness.set_size(egui::Vec2::new(1280.0, 1600.0));
-    harness.get_by_label("ControlNet").click();
-    harness.run_steps(2);
-    harness.get_by_label("Add ControlNet unit").click();
-    harness.run_steps(2);
+    add_controlnet_unit(&mut harness);
     harness.state_mut().state_mut().control_units[0].model = None;
     harness.run_steps(2);
     harness.get_by_value("Choose a ControlNet…").click();
@@ -393,11 +373,7 @@ fn app_with_a_control_unit<'a>(
     desktop: &ScriptedDesktop,
 ) -> Harness<'a, LatentStudioApp> {
     let mut harness = open_app(fixture_model("sd1"), output, desktop);
-    harness.set_size(egui::Vec2::new(1280.0, 1600.0));
-    harness.get_by_label("ControlNet").click();
-    harness.run_steps(2);
-    harness.get_by_label("Add ControlNet unit").click();
-    harness.run_steps(2);
+    add_controlnet_unit(&mut harness);
     harness
 }
 

@@ -887,3 +887,12 @@ fn pasting_parameters_restores_them_and_escape_cancels() {
         ("a red boat", "fog")
     );
 }
+
+/// Opens the ControlNet section in a window tall enough for a unit, and adds one.
+fn add_controlnet_unit(harness: &mut Harness<'_, LatentStudioApp>) {
+    harness.set_size(egui::Vec2::new(1280.0, 1600.0));
+    harness.get_by_label("ControlNet").click();
+    harness.run_steps(2);
+    harness.get_by_label("Add ControlNet unit").click();
+    harness.run_steps(2);
+}
