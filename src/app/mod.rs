@@ -178,12 +178,12 @@ impl LatentStudioApp {
         }
         panels::style::apply(&cc.egui_ctx, state.theme);
 
-        let worker = remote::spawn_worker(&cc.egui_ctx, &mut state.engine);
+        let mut notices = Notices::default();
+        let worker = remote::spawn_worker(&cc.egui_ctx, &mut state.engine, &mut notices);
         let repaint = cc.egui_ctx.clone();
         let files = FileService::spawn(move || repaint.request_repaint());
         let repaint = cc.egui_ctx.clone();
         let model_lookup = ModelLookup::new(move || repaint.request_repaint());
-        let mut notices = Notices::default();
         let (queue, queue_store) = Self::open_queue(config.queue_folder, &mut notices);
 
         let mut app = Self {
@@ -269,9 +269,10 @@ impl LatentStudioApp {
     }
 
     fn restart_engine(&mut self) {
-        self.worker = remote::spawn_worker(&self.egui_ctx, &mut self.state.engine);
-        self.engine_stopped = false;
         self.notices.dismiss_topic(Topic::Engine);
+        self.worker =
+            remote::spawn_worker(&self.egui_ctx, &mut self.state.engine, &mut self.notices);
+        self.engine_stopped = false;
         self.configure_worker();
     }
 

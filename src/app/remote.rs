@@ -14,14 +14,29 @@ pub struct ServerModelList {
 }
 
 /// Starts the engine `settings` choose; a server address that cannot be used (a settings
-/// file edited by hand) falls back to this computer.
-pub(super) fn spawn_worker(ctx: &egui::Context, settings: &mut EngineSettings) -> WorkerHandle {
+/// file edited by hand) falls back to this computer, and a notice says which and why.
+pub(super) fn spawn_worker(
+    ctx: &egui::Context,
+    settings: &mut EngineSettings,
+    notices: &mut Notices,
+) -> WorkerHandle {
     let repaint = ctx.clone();
     let notify = move || repaint.request_repaint();
     if settings.use_server {
         match server_engine(settings) {
             Ok(engine) => return RemoteWorker::spawn(engine, notify),
-            Err(_) => settings.use_server = false,
+            Err(err) => {
+                settings.use_server = false;
+                notices.push_about(
+                    Topic::Engine,
+                    Severity::Error,
+                    "The saved server address cannot be used; this computer generates instead",
+                    format!("{}: {err}", settings.server_url),
+                    Some(
+                        "Correct the address under \"Engine\" and choose the server again.".into(),
+                    ),
+                );
+            }
         }
     }
     Worker::spawn(notify)
@@ -100,9 +115,9 @@ impl LatentStudioApp {
         self.model = ModelStatus::NoModel;
         self.server_models = ServerModelList::default();
         self.notices.dismiss_topic(Topic::Model);
-        self.worker = spawn_worker(&self.egui_ctx, &mut self.state.engine);
-        self.engine_stopped = false;
         self.notices.dismiss_topic(Topic::Engine);
+        self.worker = spawn_worker(&self.egui_ctx, &mut self.state.engine, &mut self.notices);
+        self.engine_stopped = false;
         self.configure_worker();
     }
 

@@ -112,3 +112,35 @@ fn switching_to_a_server_generates_there_and_saves_here() {
     assert_eq!(harness.state().state().model, Some(fixture_model("sd1")));
     assert!(!harness.state().state().engine.use_server);
 }
+
+/// A saved server address that cannot be used (a settings file edited by hand) leaves the
+/// window on this computer's engine and says which address and why, instead of nothing.
+#[test]
+fn an_unusable_saved_server_address_is_reported_when_the_engine_starts() {
+    let output = Scratch::new("remote-bad-saved");
+    let desktop = ScriptedDesktop::default();
+    let mut harness = open_app(fixture_model("sd1"), &output.0, &desktop);
+    wait_for_model(&mut harness);
+    {
+        let engine = &mut harness.state_mut().state_mut().engine;
+        engine.use_server = true;
+        engine.server_url = "ftp://[not an address".into();
+    }
+    harness.state_mut().stop_engine();
+    step_until(&mut harness, "the window to see the engine stop", |app| {
+        app.engine_stopped()
+    });
+    harness.run_steps(2);
+    harness.get_by_label("Restart engine").click();
+    harness.run_steps(2);
+    assert!(!harness.state().state().engine.use_server);
+    let notice = harness
+        .state()
+        .notices()
+        .iter()
+        .find(|n| n.title.contains("saved server address cannot be used"))
+        .map(|n| n.detail.clone());
+    let detail = notice.expect("a notice about the saved address");
+    assert!(detail.starts_with("ftp://[not an address: "), "{detail}");
+    wait_for_model(&mut harness);
+}
